@@ -1,0 +1,32 @@
+"""pip install of httm_ros for users without ROS: the VGGT model, HTTM merging, the streaming
+reconstruction core and the command-line tools. The ROS 2 build (messages, node, launch files)
+is the CMake package in CMakeLists.txt; see README.md."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="httm_ros",
+    version="0.1.0",
+    description="VGGT 3D reconstruction with HTTM head-wise temporal token merging, for ROS 2 and Python",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0 (code); VGGT-1B weights are CC BY-NC 4.0 and not included",
+    python_requires=">=3.10",
+    packages=find_packages(include=["httm_ros", "httm_ros.*"]),
+    install_requires=[
+        "torch>=2.4",
+        "numpy>=1.24",
+        "safetensors>=0.4",
+        "pillow>=10",
+        "scipy>=1.10",
+    ],
+    extras_require={
+        "triton": ["triton>=3.0"],
+        "bags": ["rosbags>=0.10"],
+    },
+    entry_points={
+        "console_scripts": [
+            "httm-reconstruct=httm_ros.cli.reconstruct:main",
+        ],
+    },
+)
