@@ -1,0 +1,76 @@
+"""Building a ready-to-run VGGT: configuration by name, device choice, and weights.
+
+One place for what every entry point needs (``httm-reconstruct``, the ROS node, the benchmarks):
+a real checkpoint, or - only when explicitly allowed - deterministic test weights, which make
+every stage run but give meaningless geometry.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Optional, Union
+
+import torch
+
+from .checkpoint import CheckpointError
+from .config import VGGTConfig
+from .golden import golden_state_dict
+from .model import VGGT
+
+LOG = logging.getLogger("httm_ros.vggt")
+
+CONFIG_NAMES = ("1b", "tiny")
+WEIGHTS_HELP = (
+    "Download the official checkpoint (Hugging Face facebook/VGGT-1B, file model.safetensors, "
+    "~5 GB, CC BY-NC 4.0; facebook/VGGT-1B-Commercial for commercial use) and pass its path."
+)
+
+
+def config_by_name(name: Union[str, VGGTConfig]) -> VGGTConfig:
+    """"1b" -> VGGT-1B, "tiny" -> the small test network; a VGGTConfig passes through."""
+    if isinstance(name, VGGTConfig):
+        return name
+    if name == "1b":
+        return VGGTConfig()
+    if name == "tiny":
+        return VGGTConfig.tiny()
+    raise ValueError(f"unknown model config {name!r}; choose one of {CONFIG_NAMES}")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" -> cuda if available else cpu; an unavailable cuda falls back to cpu with a warning."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn(f"device {device!r} requested but CUDA is not available: running on CPU (slow)")
+        return torch.device("cpu")
+    return dev
+
+
+def deterministic_weights(model: VGGT) -> dict:
+    """Deterministic weights for ``model``'s parameter names and shapes (GOLDEN.md rules)."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return golden_state_dict(shapes)
+
+
+def build_model(config: Union[str, VGGTConfig] = "1b", weights: Optional[str] = None,
+                allow_test_weights: bool = False, device: str = "auto") -> VGGT:
+    """A VGGT in eval mode on ``device`` with ``weights`` (a .safetensors/.pt checkpoint).
+
+    Without ``weights`` this raises CheckpointError unless ``allow_test_weights``; then it loads
+    deterministic weights and logs a loud warning that the geometry is meaningless.
+    """
+    cfg = config_by_name(config)
+    dev = resolve_device(device)
+    if weights:
+        return VGGT.from_checkpoint(weights, cfg, device=dev)
+    if not allow_test_weights:
+        raise CheckpointError(f"no checkpoint given. {WEIGHTS_HELP}")
+    LOG.warning("NO CHECKPOINT: running with deterministic test weights; every stage runs but the "
+                "geometry (depth, poses, points) is MEANINGLESS. %s", WEIGHTS_HELP)
+    with torch.device("meta"):
+        model = VGGT(cfg)
+    model.load_state_dict(deterministic_weights(model), assign=True)
+    return model.to(dev).eval()
