@@ -1,0 +1,308 @@
+"""Conversions between ROS 2 messages and numpy arrays (pure functions, testable without DDS).
+
+Images in:  sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8 and the 16-bit variants rgb16,
+            bgr16, rgba16, bgra16, mono16) or sensor_msgs/CompressedImage (jpeg, png)
+            -> RGB uint8 [H, W, 3]. 16-bit values are scaled to 8 bits by their high byte.
+Messages out: 32FC1 images (depth in metres up to scale, NaN = invalid; confidence), PointCloud2
+            x y z rgb (packed, 16 bytes per point, as RViz and PCL read it), CameraInfo,
+            Pose / PoseStamped / TransformStamped from 4x4 camera-to-world matrices.
+
+Bulk data goes into messages with one copy of a contiguous array (``_uint8_array``), never per
+element: assigning a numpy array to ``msg.data`` directly is ~300x slower.
+"""
+
+from __future__ import annotations
+
+import array
+import io
+import sys
+from typing import Optional, Tuple
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from httm_ros.pipeline.geometry import rotmat_to_quat
+
+_BIG_ENDIAN_HOST = sys.byteorder == "big"
+
+
+class ImageDecodeError(ValueError):
+    """An input image that cannot be turned into RGB; ``str(err)`` says why."""
+
+
+# encoding -> (channels, bytes per channel, channel indices giving R, G, B; None for mono)
+IMAGE_ENCODINGS = {
+    "rgb8": (3, 1, (0, 1, 2)),
+    "bgr8": (3, 1, (2, 1, 0)),
+    "rgba8": (4, 1, (0, 1, 2)),
+    "bgra8": (4, 1, (2, 1, 0)),
+    "mono8": (1, 1, None),
+    "rgb16": (3, 2, (0, 1, 2)),
+    "bgr16": (3, 2, (2, 1, 0)),
+    "rgba16": (4, 2, (0, 1, 2)),
+    "bgra16": (4, 2, (2, 1, 0)),
+    "mono16": (1, 2, None),
+}
+COMPRESSED_FORMATS = ("jpeg", "png")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _uint8_array(arr: np.ndarray) -> array.array:
+    """Any numpy array -> array('B') of its bytes in C order, with one bulk copy."""
+    out = array.array("B")
+    out.frombytes(np.ascontiguousarray(arr).view(np.uint8).reshape(-1))
+    return out
+
+
+def stamp_to_sec(stamp: Time) -> float:
+    """builtin_interfaces/Time -> seconds (float64; sub-microsecond precision is lost)."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def sec_to_stamp(seconds: float) -> Time:
+    """Seconds -> builtin_interfaces/Time (rounded to the nanosecond)."""
+    nanos = int(round(seconds * 1e9))
+    return Time(sec=nanos // 1_000_000_000, nanosec=nanos % 1_000_000_000)
+
+
+def make_header(stamp: Time, frame_id: str) -> Header:
+    """A std_msgs/Header with a copy of ``stamp``."""
+    return Header(stamp=Time(sec=stamp.sec, nanosec=stamp.nanosec), frame_id=frame_id)
+
+
+# ----------------------------------------------------------------------------- images in
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> RGB uint8 [H, W, 3] (a fresh array). Raises ImageDecodeError."""
+    layout = IMAGE_ENCODINGS.get(msg.encoding.strip().lower())
+    if layout is None:
+        raise ImageDecodeError(f"unsupported encoding '{msg.encoding}' "
+                               f"(supported: {', '.join(IMAGE_ENCODINGS)})")
+    channels, depth, order = layout
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise ImageDecodeError(f"zero-size image {width}x{height}")
+    row_bytes = width * channels * depth
+    if step < row_bytes:
+        raise ImageDecodeError(f"step {step} < width*bytes_per_pixel = {row_bytes}")
+    if len(msg.data) < step * height:
+        raise ImageDecodeError(f"data has {len(msg.data)} bytes, step*height = {step * height}")
+    dtype = np.dtype(np.uint8) if depth == 1 else np.dtype(">u2" if msg.is_bigendian else "<u2")
+    pixels = np.ndarray((height, width, channels), dtype=dtype, buffer=msg.data,
+                        strides=(step, channels * depth, depth))       # view, padding skipped
+    if depth == 2:
+        pixels = (pixels >> 8).astype(np.uint8)                        # high byte: 65535 -> 255
+    if order is None:
+        return np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png) -> RGB uint8 [H, W, 3]. Raises ImageDecodeError."""
+    fmt = msg.format.strip().lower()
+    if "compresseddepth" in fmt:
+        raise ImageDecodeError(f"compressedDepth images are not colour input (format '{msg.format}')")
+    if fmt and not any(name in fmt for name in COMPRESSED_FORMATS + ("jpg",)):
+        raise ImageDecodeError(f"unsupported compressed format '{msg.format}' (supported: jpeg, png)")
+    if len(msg.data) == 0:
+        raise ImageDecodeError("zero-size compressed image (no data)")
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(msg.data)) as img:
+            img.load()
+            return _pil_to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except Exception as err:  # PIL raises many types for corrupt data
+        raise ImageDecodeError(f"cannot decode '{msg.format}' data: {err}") from None
+
+
+def _pil_to_rgb(img) -> np.ndarray:
+    """A decoded PIL image -> RGB uint8 [H, W, 3]; 16-bit greyscale scaled by its high byte."""
+    if img.format not in ("JPEG", "PNG"):
+        raise ImageDecodeError(f"data is {img.format}, not jpeg or png")
+    if img.width == 0 or img.height == 0:
+        raise ImageDecodeError(f"zero-size image {img.width}x{img.height}")
+    if img.mode.startswith("I"):                                       # I;16, I;16B, I (PNG 16-bit)
+        grey = (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def decode_any(msg) -> np.ndarray:
+    """Image or CompressedImage -> RGB uint8 [H, W, 3]. Raises ImageDecodeError."""
+    if isinstance(msg, CompressedImage):
+        return compressed_to_rgb(msg)
+    return image_to_rgb(msg)
+
+
+# ----------------------------------------------------------------------------- images out
+def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8",
+                 row_padding: int = 0) -> Image:
+    """RGB uint8 [H, W, 3] -> sensor_msgs/Image in ``encoding`` (any of IMAGE_ENCODINGS; 16-bit
+    values are ``v * 257``; alpha is opaque), rows padded by ``row_padding`` bytes."""
+    channels, depth, order = IMAGE_ENCODINGS[encoding]
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    height, width = rgb.shape[:2]
+    if order is None:
+        grey = np.round(rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+        pixels = grey.astype(np.uint8)[:, :, None]
+    else:
+        pixels = np.full((height, width, channels), 255, np.uint8)
+        pixels[:, :, list(order)] = rgb
+    if depth == 2:
+        pixels = pixels.astype(np.uint16) * 257
+        pixels = pixels.astype(">u2" if _BIG_ENDIAN_HOST else "<u2")
+    rows = pixels.reshape(height, -1).view(np.uint8)
+    if row_padding:
+        rows = np.concatenate([rows, np.zeros((height, row_padding), np.uint8)], axis=1)
+    return Image(header=header, height=height, width=width, encoding=encoding,
+                 is_bigendian=int(_BIG_ENDIAN_HOST), step=rows.shape[1], data=_uint8_array(rows))
+
+
+def rgb_to_compressed(rgb: np.ndarray, header: Header, fmt: str = "jpeg",
+                      quality: int = 90) -> CompressedImage:
+    """RGB uint8 [H, W, 3] -> sensor_msgs/CompressedImage (``fmt`` jpeg or png)."""
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    img = PILImage.fromarray(np.asarray(rgb, dtype=np.uint8), mode="RGB")
+    if fmt == "jpeg":
+        img.save(buf, format="JPEG", quality=quality)
+    else:
+        img.save(buf, format="PNG")
+    data = array.array("B")
+    data.frombytes(buf.getvalue())
+    return CompressedImage(header=header, format=fmt, data=data)
+
+
+def float_image(values: np.ndarray, header: Header, valid: Optional[np.ndarray] = None) -> Image:
+    """float [H, W] -> sensor_msgs/Image 32FC1; NaN where ``valid`` is False or the value is not
+    finite (REP 118). Used for depth (metres, up to scale) and confidence."""
+    out = np.asarray(values, dtype=np.float32)
+    if out.ndim != 2:
+        raise ValueError(f"float_image expects [H, W], got {out.shape}")
+    bad = ~np.isfinite(out)
+    if valid is not None:
+        bad |= ~np.asarray(valid, dtype=bool)
+    if bad.any():
+        out = np.where(bad, np.float32(np.nan), out)
+    height, width = out.shape
+    return Image(header=header, height=height, width=width, encoding="32FC1",
+                 is_bigendian=int(_BIG_ENDIAN_HOST), step=4 * width, data=_uint8_array(out))
+
+
+def image_to_float(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image 32FC1 -> float32 [H, W] (a view of the message data)."""
+    if msg.encoding != "32FC1":
+        raise ImageDecodeError(f"expected 32FC1, got '{msg.encoding}'")
+    dtype = np.dtype(">f4" if msg.is_bigendian else "<f4")
+    return np.ndarray((msg.height, msg.width), dtype=dtype, buffer=msg.data, strides=(msg.step, 4))
+
+
+# ----------------------------------------------------------------------------- point clouds
+_XYZRGB_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
+POINT_STEP = 16
+
+
+def pointcloud2_xyzrgb(xyz: np.ndarray, rgb: np.ndarray, header: Header) -> PointCloud2:
+    """Points xyz float [N, 3] + colours rgb uint8 [N, 3] -> unordered PointCloud2 (height 1).
+
+    Layout: x, y, z float32 at offsets 0, 4, 8; rgb float32 at 12 whose bits are 0x00RRGGBB;
+    point_step 16. is_dense is False when any coordinate is not finite.
+    """
+    xyz = np.asarray(xyz)
+    rgb = np.asarray(rgb)
+    if xyz.ndim != 2 or xyz.shape[1] != 3 or rgb.shape != xyz.shape:
+        raise ValueError(f"expected xyz [N, 3] and rgb [N, 3], got {xyz.shape} and {rgb.shape}")
+    count = xyz.shape[0]
+    packed = np.empty((count, 4), dtype=np.float32)
+    packed[:, :3] = xyz
+    rgb32 = rgb.astype(np.uint32)
+    packed.view(np.uint32)[:, 3] = (rgb32[:, 0] << 16) | (rgb32[:, 1] << 8) | rgb32[:, 2]
+    fields = [PointField(name=name, offset=off, datatype=PointField.FLOAT32, count=1)
+              for name, off in _XYZRGB_FIELDS]
+    return PointCloud2(header=header, height=1, width=count, fields=fields,
+                       is_bigendian=_BIG_ENDIAN_HOST, point_step=POINT_STEP,
+                       row_step=POINT_STEP * count, is_dense=bool(np.isfinite(xyz).all()),
+                       data=_uint8_array(packed))
+
+
+_POINTFIELD_DTYPES = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "i2",
+                      PointField.UINT16: "u2", PointField.INT32: "i4", PointField.UINT32: "u4",
+                      PointField.FLOAT32: "f4", PointField.FLOAT64: "f8"}
+
+
+def decode_pointcloud2(msg: PointCloud2) -> np.ndarray:
+    """PointCloud2 -> structured array [height*width] with one field per PointField (count 1)."""
+    order = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype({
+        "names": [f.name for f in msg.fields],
+        "formats": [order + _POINTFIELD_DTYPES[f.datatype] for f in msg.fields],
+        "offsets": [f.offset for f in msg.fields],
+        "itemsize": msg.point_step,
+    })
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.row_step)
+    rows = np.ascontiguousarray(rows[:, :msg.width * msg.point_step])
+    return rows.view(dtype).reshape(-1)
+
+
+def decode_pointcloud2_xyzrgb(msg: PointCloud2) -> Tuple[np.ndarray, np.ndarray]:
+    """PointCloud2 with x y z rgb (rgb float32 holding 0x00RRGGBB) -> (xyz float32 [N, 3],
+    rgb uint8 [N, 3]), the way RViz and PCL read it."""
+    points = decode_pointcloud2(msg)
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float32)
+    bits = np.ascontiguousarray(points["rgb"]).astype(np.float32).view(np.uint32)
+    rgb = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=1).astype(np.uint8)
+    return xyz, rgb
+
+
+# ----------------------------------------------------------------------------- camera, poses
+def camera_info(intrinsics: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
+    """Pinhole intrinsics [3, 3] at an image of ``width`` x ``height`` -> CameraInfo (no
+    distortion, identity rectification, P = [K | 0])."""
+    k = np.asarray(intrinsics, dtype=np.float64).reshape(3, 3)
+    proj = np.zeros((3, 4))
+    proj[:, :3] = k
+    return CameraInfo(header=header, width=int(width), height=int(height),
+                      distortion_model="plumb_bob", d=[0.0] * 5, k=k.reshape(-1).tolist(),
+                      r=np.eye(3).reshape(-1).tolist(), p=proj.reshape(-1).tolist())
+
+
+def _rotation_and_translation(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """4x4 (or 3x4) rigid/similarity transform -> (nearest rotation [3, 3], translation [3])."""
+    m = np.asarray(matrix, dtype=np.float64)
+    u, _, vt = np.linalg.svd(m[:3, :3])
+    rot = u @ vt
+    if np.linalg.det(rot) < 0:
+        rot = u @ np.diag([1.0, 1.0, -1.0]) @ vt
+    return rot, m[:3, 3]
+
+
+def pose_from_matrix(matrix: np.ndarray) -> Pose:
+    """camera-to-world [4, 4] -> geometry_msgs/Pose (any scale in the 3x3 block is removed)."""
+    rot, trans = _rotation_and_translation(matrix)
+    q = rotmat_to_quat(rot)
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in trans)
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
+    return pose
+
+
+def pose_stamped(matrix: np.ndarray, header: Header) -> PoseStamped:
+    """camera-to-world [4, 4] -> PoseStamped in ``header.frame_id``."""
+    return PoseStamped(header=header, pose=pose_from_matrix(matrix))
+
+
+def transform_stamped(matrix: np.ndarray, header: Header, child_frame_id: str) -> TransformStamped:
+    """camera-to-world [4, 4] -> TransformStamped parent ``header.frame_id`` -> ``child_frame_id``."""
+    pose = pose_from_matrix(matrix)
+    out = TransformStamped(header=header, child_frame_id=child_frame_id)
+    out.transform.translation.x = pose.position.x
+    out.transform.translation.y = pose.position.y
+    out.transform.translation.z = pose.position.z
+    out.transform.rotation = pose.orientation
+    return out
