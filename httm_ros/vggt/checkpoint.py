@@ -1,0 +1,4 @@
+class CheckpointError(ValueError):
+    pass
+def load_checkpoint(*a, **k):
+    raise NotImplementedError

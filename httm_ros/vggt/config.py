@@ -1,0 +1,137 @@
+"""Configuration of the VGGT network (sizes only; the default is VGGT-1B exactly)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+_AUTOCAST_DTYPES = ("bfloat16", "float16", None)
+
+
+@dataclass(frozen=True)
+class VGGTConfig:
+    """Sizes of a VGGT model. ``VGGTConfig()`` is VGGT-1B (facebook/VGGT-1B).
+
+    Aggregator
+        embed_dim, depth (frame/global block pairs), num_heads, mlp_ratio,
+        layerscale_init, rope_frequency (base of the 2D RoPE).
+    Patch embedding (DINOv2 ViT with registers; shares ``embed_dim``)
+        patch_size, img_size (the square size ``pos_embed`` was trained at),
+        dino_depth, dino_num_heads, dino_mlp_ratio, num_register_tokens
+        (used both by the DINO backbone and by the aggregator's own register tokens).
+    Camera head
+        camera_trunk_depth, camera_num_heads, camera_mlp_ratio, camera_iterations.
+    DPT heads (depth and point)
+        dpt_features, dpt_out_channels (4 values), dpt_layers (4 aggregator block
+        indices), dpt_hidden (channels of the last 3x3 conv), dpt_chunk_size
+        (frames per head pass; None = all frames at once).
+    Runtime
+        cuda_autocast_dtype: dtype of the aggregator's autocast on CUDA
+        ("bfloat16", "float16" or None for fp32). Heads always run with autocast off.
+    """
+
+    img_size: int = 518
+    patch_size: int = 14
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    layerscale_init: float = 0.01
+    rope_frequency: float = 100.0
+    num_register_tokens: int = 4
+
+    dino_depth: int = 24
+    dino_num_heads: int = 16
+    dino_mlp_ratio: float = 4.0
+
+    camera_trunk_depth: int = 4
+    camera_num_heads: int = 16
+    camera_mlp_ratio: float = 4.0
+    camera_iterations: int = 4
+
+    dpt_features: int = 256
+    dpt_out_channels: Tuple[int, int, int, int] = (256, 512, 1024, 1024)
+    dpt_layers: Tuple[int, int, int, int] = (4, 11, 17, 23)
+    dpt_hidden: int = 32
+    dpt_chunk_size: Optional[int] = 8
+
+    cuda_autocast_dtype: Optional[str] = "bfloat16"
+
+    def __post_init__(self) -> None:
+        # Normalise sequences to tuples so the frozen dataclass stays hashable.
+        object.__setattr__(self, "dpt_out_channels", tuple(int(c) for c in self.dpt_out_channels))
+        object.__setattr__(self, "dpt_layers", tuple(int(i) for i in self.dpt_layers))
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent field."""
+        positive = (
+            "img_size", "patch_size", "embed_dim", "depth", "num_heads", "dino_depth",
+            "dino_num_heads", "camera_trunk_depth", "camera_num_heads", "camera_iterations",
+            "dpt_features", "dpt_hidden",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"VGGTConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.num_register_tokens, int) or self.num_register_tokens < 0:
+            raise ValueError(f"VGGTConfig.num_register_tokens must be an int >= 0, got {self.num_register_tokens!r}")
+        for name in ("mlp_ratio", "dino_mlp_ratio", "camera_mlp_ratio", "rope_frequency"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"VGGTConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size ({self.img_size}) must be a multiple of patch_size ({self.patch_size})")
+        self._check_heads("num_heads", self.embed_dim, self.num_heads, rope=True)
+        self._check_heads("dino_num_heads", self.embed_dim, self.dino_num_heads, rope=False)
+        self._check_heads("camera_num_heads", 2 * self.embed_dim, self.camera_num_heads, rope=False)
+        if len(self.dpt_out_channels) != 4 or min(self.dpt_out_channels) <= 0:
+            raise ValueError(f"dpt_out_channels must be 4 positive ints, got {self.dpt_out_channels}")
+        if len(self.dpt_layers) != 4:
+            raise ValueError(f"dpt_layers must hold 4 block indices, got {self.dpt_layers}")
+        bad = [i for i in self.dpt_layers if not 0 <= i < self.depth]
+        if bad:
+            raise ValueError(f"dpt_layers {bad} outside the aggregator's blocks 0..{self.depth - 1}")
+        if self.dpt_features % 2:
+            raise ValueError(f"dpt_features must be even (half feeds output_conv1), got {self.dpt_features}")
+        if self.dpt_chunk_size is not None and (not isinstance(self.dpt_chunk_size, int) or self.dpt_chunk_size <= 0):
+            raise ValueError(f"dpt_chunk_size must be a positive int or None, got {self.dpt_chunk_size!r}")
+        if self.cuda_autocast_dtype not in _AUTOCAST_DTYPES:
+            raise ValueError(f"cuda_autocast_dtype must be one of {_AUTOCAST_DTYPES}, got {self.cuda_autocast_dtype!r}")
+
+    @staticmethod
+    def _check_heads(name: str, dim: int, heads: int, rope: bool) -> None:
+        if dim % heads:
+            raise ValueError(f"{name}={heads} does not divide the width {dim}")
+        if rope and (dim // heads) % 4:
+            raise ValueError(f"2D RoPE needs a head dim divisible by 4; {dim}/{name}={dim // heads}")
+
+    # ---------------------------------------------------------------- variants
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def patch_start(self) -> int:
+        """Index of the first patch token in a frame: 1 camera token + the register tokens."""
+        return 1 + self.num_register_tokens
+
+    def replace(self, **changes) -> "VGGTConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def vggt_1b(cls) -> "VGGTConfig":
+        return cls()
+
+    @classmethod
+    def tiny(cls, **changes) -> "VGGTConfig":
+        """A few blocks of width 64 for fast CPU tests (not weight-compatible with anything)."""
+        base = dict(
+            img_size=56, patch_size=14, embed_dim=64, depth=4, num_heads=4, num_register_tokens=4,
+            dino_depth=2, dino_num_heads=4, camera_trunk_depth=1, camera_num_heads=4,
+            camera_iterations=2, dpt_features=32, dpt_out_channels=(16, 32, 64, 64),
+            dpt_layers=(0, 1, 2, 3), dpt_hidden=16, dpt_chunk_size=8,
+        )
+        base.update(changes)
+        return cls(**base)
