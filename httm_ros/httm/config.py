@@ -1,0 +1,123 @@
+"""Configuration of token merging in VGGT's global attention: HTTM and the uniform baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+BACKENDS = ("auto", "torch")
+
+
+def _check_fraction(owner: str, name: str, value, low_open: bool = False, high_open: bool = False) -> None:
+    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
+    if not ok:
+        raise ValueError(f"{owner}.{name} must be in {lo}0, 1{hi}, got {value!r}")
+
+
+def _check_positive_int(owner: str, name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{owner}.{name} must be an int >= 1, got {value!r}")
+
+
+def _normalise_layers(owner: str, layers) -> Optional[Tuple[int, ...]]:
+    if layers is None:
+        return None
+    try:
+        out = tuple(layers)
+    except TypeError:
+        raise ValueError(f"{owner}.layers must be None or a sequence of ints >= 0, got {layers!r}") from None
+    if not out or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in out):
+        raise ValueError(f"{owner}.layers must be None or a non-empty sequence of ints >= 0, got {layers!r}")
+    return tuple(sorted(set(out)))
+
+
+@dataclass(frozen=True)
+class HTTMConfig:
+    """Head-wise Temporal Token Merging (arXiv 2511.21317); defaults are the paper's (Sec. 4.1).
+
+    q_merge            fraction of each block's query tokens merged away first (paper 0.9)
+    q_outlier          fraction of mergeable query tokens (over all heads) restored as outliers
+                       (paper 0.1): queries kept = 1 - q_merge + q_outlier = 20%
+    kv_merge           fraction of each block's key/value tokens merged away (paper 0.7: 30% kept)
+    spatial_block      n_s: most raster-order patch positions in one merging block (paper 128)
+    temporal_frames    n_t: most consecutive frames in one merging block (paper 30)
+    anchor_first_frame every first-frame patch token is a destination, never a source (paper on)
+    layers             global-attention block indices to merge in; None = all of them
+    dst_ratio          share of a block's kept slots that are destinations (ours; the rest of
+                       the kept slots go to the least similar sources, which stay unmerged)
+    tile_elements      most similarity entries held at once during matching (bounds memory)
+    backend            "auto" (fastest available; today the torch reference) or "torch"
+    profile            time each stage in the stats (synchronises CUDA; CPU is always timed)
+    """
+
+    q_merge: float = 0.9
+    q_outlier: float = 0.1
+    kv_merge: float = 0.7
+    spatial_block: int = 128
+    temporal_frames: int = 30
+    anchor_first_frame: bool = True
+    layers: Optional[Tuple[int, ...]] = None
+    dst_ratio: float = 0.5
+    tile_elements: int = 1 << 28
+    backend: str = "auto"
+    profile: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", _normalise_layers("HTTMConfig", self.layers))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field and its allowed range."""
+        _check_fraction("HTTMConfig", "q_merge", self.q_merge, high_open=True)
+        _check_fraction("HTTMConfig", "kv_merge", self.kv_merge, high_open=True)
+        _check_fraction("HTTMConfig", "q_outlier", self.q_outlier)
+        if self.q_outlier > self.q_merge:
+            raise ValueError(f"HTTMConfig.q_outlier must be in [0, q_merge={self.q_merge}] "
+                             f"(only merged queries can be restored), got {self.q_outlier!r}")
+        _check_fraction("HTTMConfig", "dst_ratio", self.dst_ratio, low_open=True)
+        for name in ("spatial_block", "temporal_frames", "tile_elements"):
+            _check_positive_int("HTTMConfig", name, getattr(self, name))
+        if not isinstance(self.anchor_first_frame, bool):
+            raise ValueError(f"HTTMConfig.anchor_first_frame must be a bool, got {self.anchor_first_frame!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"HTTMConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+
+    @property
+    def q_kept(self) -> float:
+        """Nominal fraction of query tokens kept per head on average."""
+        return 1.0 - self.q_merge + self.q_outlier
+
+    @property
+    def kv_kept(self) -> float:
+        return 1.0 - self.kv_merge
+
+
+@dataclass(frozen=True)
+class UniformMergeConfig:
+    """FastVGGT-style baseline: one bipartite matching shared by all heads and by Q, K and V.
+
+    merge_ratio        fraction of the source tokens merged away (FastVGGT's ratio; 0.9 keeps
+                       about 34% of the patch tokens on long sequences)
+    anchor_first_frame every first-frame patch token is a destination
+    layers             global-attention block indices to merge in; None = all of them
+    tile_elements      most similarity entries held at once during the global matching
+    profile            as in HTTMConfig
+    """
+
+    merge_ratio: float = 0.9
+    anchor_first_frame: bool = True
+    layers: Optional[Tuple[int, ...]] = None
+    tile_elements: int = 1 << 28
+    profile: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", _normalise_layers("UniformMergeConfig", self.layers))
+        self.validate()
+
+    def validate(self) -> None:
+        _check_fraction("UniformMergeConfig", "merge_ratio", self.merge_ratio)
+        _check_positive_int("UniformMergeConfig", "tile_elements", self.tile_elements)
+        if not isinstance(self.anchor_first_frame, bool):
+            raise ValueError(f"UniformMergeConfig.anchor_first_frame must be a bool, got {self.anchor_first_frame!r}")

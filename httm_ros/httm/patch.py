@@ -1,0 +1,66 @@
+"""Turn token merging on or off in a VGGT model through its one hook, ``Attention.core``."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Union
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import httm_attention
+from .config import HTTMConfig, UniformMergeConfig
+from .stats import MergeStats
+from .uniform import uniform_attention
+
+MergeConfig = Union[HTTMConfig, UniformMergeConfig, None]
+
+
+class MergeCore:
+    """``attn.core`` for one global-attention block: (q, k, v, layout) -> o, recording stats."""
+
+    def __init__(self, config: Union[HTTMConfig, UniformMergeConfig], layer: int, stats: MergeStats) -> None:
+        self.config = config
+        self.layer = layer
+        self.stats = stats
+        self._attend = httm_attention if isinstance(config, HTTMConfig) else uniform_attention
+
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layout) -> Tensor:
+        if layout is None:                                                # nothing known to merge by
+            return F.scaled_dot_product_attention(q, k, v)
+        o, record = self._attend(q, k, v, layout, self.config, layer=self.layer)
+        self.stats.add(record)
+        return o
+
+    def __repr__(self) -> str:
+        return f"MergeCore(layer={self.layer}, config={self.config})"
+
+
+def global_attentions(model: nn.Module) -> List[nn.Module]:
+    """The attention modules of the aggregator's global blocks (model: VGGT or its aggregator)."""
+    aggregator = getattr(model, "aggregator", model)
+    return [block.attn for block in aggregator.global_blocks]
+
+
+def patch(model: nn.Module, config: MergeConfig) -> MergeStats:
+    """Install merging in the global attention layers (``config.layers``, default all) and
+    return the collector their calls report to. ``None`` restores dense attention everywhere
+    (``core = None``: bit-identical to an unpatched model)."""
+    attns = global_attentions(model)
+    stats = MergeStats()
+    if config is not None and not isinstance(config, (HTTMConfig, UniformMergeConfig)):
+        raise TypeError(f"config must be HTTMConfig, UniformMergeConfig or None, got {type(config).__name__}")
+    layers = range(len(attns)) if config is None or config.layers is None else config.layers
+    bad = [i for i in layers if i >= len(attns)]
+    if bad:
+        raise ValueError(f"{type(config).__name__}.layers {bad} outside the global blocks 0..{len(attns) - 1}")
+    for i, attn in enumerate(attns):
+        attn.core = MergeCore(config, i, stats) if config is not None and i in layers else None
+    return stats
+
+
+def merge_stats(model: nn.Module) -> Optional[MergeStats]:
+    """The collector of the merging installed by the last ``patch`` (None when dense)."""
+    for attn in global_attentions(model):
+        if isinstance(attn.core, MergeCore):
+            return attn.core.stats
+    return None
