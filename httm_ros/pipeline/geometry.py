@@ -11,46 +11,28 @@ Conventions (the same as VGGT):
 * Quaternions are ``(x, y, z, w)`` as in the TUM trajectory format.
 
 Torch functions are device-agnostic (they run where their inputs live); the TUM / quaternion
-helpers are numpy (float64) because they only touch a few poses.
+helpers take numpy (float64). Rigid inversion, camera-frame unprojection and quaternion
+conversions are VGGT's own (``httm_ros.vggt.geometry``): one implementation of each.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from ..vggt.geometry import (depth_to_camera_points, invert_extrinsics, quaternion_to_rotation,
+                             rotation_to_quaternion)
+
 PathLike = Union[str, Path]
 
 
 # ----------------------------------------------------------------------------- rigid transforms
-def to_homogeneous(mat: torch.Tensor) -> torch.Tensor:
-    """[..., 3, 4] -> [..., 4, 4] (appends the row 0 0 0 1); [..., 4, 4] is returned as is."""
-    if mat.shape[-2:] == (4, 4):
-        return mat
-    if mat.shape[-2:] != (3, 4):
-        raise ValueError(f"expected [...,3,4] or [...,4,4], got {tuple(mat.shape)}")
-    bottom = torch.zeros(*mat.shape[:-2], 1, 4, dtype=mat.dtype, device=mat.device)
-    bottom[..., 0, 3] = 1
-    return torch.cat([mat, bottom], dim=-2)
-
-
 def invert_rigid(mat: torch.Tensor) -> torch.Tensor:
-    """Inverse of rigid transforms [..., 3|4, 4] -> [..., 4, 4] (R^T, -R^T t)."""
-    rot, trans = mat[..., :3, :3], mat[..., :3, 3:]
-    rot_t = rot.transpose(-1, -2)
-    return to_homogeneous(torch.cat([rot_t, -rot_t @ trans], dim=-1))
-
-
-def similarity_matrix(scale: float, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
-    """4x4 matrix of x -> scale * R x + t (rot [3,3], trans [3])."""
-    out = torch.eye(4, dtype=rot.dtype, device=rot.device)
-    out[:3, :3] = scale * rot
-    out[:3, 3] = trans
-    return out
+    """Inverse of rigid transforms [..., 3|4, 4] -> [..., 4, 4] (R^T, -R^T t); VGGT's implementation."""
+    return invert_extrinsics(mat)
 
 
 def transform_cam_to_world(cam_to_local: torch.Tensor, scale: float, rot: torch.Tensor,
@@ -67,78 +49,36 @@ def transform_cam_to_world(cam_to_local: torch.Tensor, scale: float, rot: torch.
 
 
 # ----------------------------------------------------------------------------- unprojection
-def pixel_grid(height: int, width: int, stride: int = 1, device=None,
-               dtype=torch.float32) -> torch.Tensor:
-    """Homogeneous pixel coordinates [h, w, 3] = (u=j, v=i, 1) for rows/columns 0, stride, ..."""
-    v = torch.arange(0, height, stride, device=device, dtype=dtype)
-    u = torch.arange(0, width, stride, device=device, dtype=dtype)
-    vv, uu = torch.meshgrid(v, u, indexing="ij")
-    return torch.stack([uu, vv, torch.ones_like(uu)], dim=-1)
-
-
 def unproject_depth(depth: torch.Tensor, cam_to_world: torch.Tensor, intrinsics: torch.Tensor,
                     stride: int = 1) -> torch.Tensor:
     """World points of depth maps.
 
     depth [S,H,W] (z along the optical axis), cam_to_world [S,4,4] (or [S,3,4]), intrinsics [S,3,3]
     -> points [S,h,w,3] with h = ceil(H/stride), w = ceil(W/stride) (the pixels 0, stride, ...).
-    Runs in the dtype of ``depth``, on its device.
+    Runs in the dtype of ``depth``, on its device. The camera-frame unprojection is VGGT's
+    ``depth_to_camera_points`` on the strided grid, whose pixel j is pixel stride*j of the full
+    image: that is the same camera with intrinsics divided by the stride (fx, fy, cx, cy).
     """
-    S, H, W = depth.shape
-    dtype, dev = depth.dtype, depth.device
-    pix = pixel_grid(H, W, stride, device=dev, dtype=dtype)             # [h,w,3]
-    d = depth[:, ::stride, ::stride]                                    # [S,h,w]
-    k_inv = torch.linalg.inv(intrinsics.to(torch.float64)).to(dtype)   # [S,3,3]
-    rays = torch.einsum("sij,hwj->shwi", k_inv, pix)                    # [S,h,w,3], z == 1
-    cam_pts = rays * d[..., None]
+    dtype = depth.dtype
+    k = intrinsics.to(dtype)
+    if stride != 1:
+        k = k.clone()
+        k[..., :2, :] = k[..., :2, :] / stride
+    cam = depth_to_camera_points(depth[..., ::stride, ::stride], k)          # [S,h,w,3]
     pose = cam_to_world.to(dtype)
-    rot, trans = pose[:, :3, :3], pose[:, :3, 3]
-    return torch.einsum("sij,shwj->shwi", rot, cam_pts) + trans[:, None, None, :]
+    rot, trans = pose[..., :3, :3], pose[..., :3, 3]
+    return torch.einsum("sij,shwj->shwi", rot, cam) + trans[:, None, None, :]
 
 
 # ----------------------------------------------------------------------------- quaternions / TUM
 def rotmat_to_quat(rot: np.ndarray) -> np.ndarray:
-    """Rotation matrices [...,3,3] -> unit quaternions [...,4] as (x, y, z, w), w >= 0."""
-    rot = np.asarray(rot, dtype=np.float64)
-    m = rot.reshape(-1, 3, 3)
-    # Shepperd's method: pick the largest of 4 candidate denominators for stability.
-    tr = np.trace(m, axis1=1, axis2=2)
-    cand = np.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], axis=1)
-    k = np.argmax(cand, axis=1)
-    q = np.empty((m.shape[0], 4))
-    for idx in range(m.shape[0]):
-        q[idx] = _quat_from_matrix(m[idx], int(k[idx]))
-    q *= np.where(q[:, 3:4] < 0, -1.0, 1.0)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return q.reshape(*rot.shape[:-2], 4)
-
-
-def _quat_from_matrix(m: np.ndarray, k: int) -> np.ndarray:
-    """One rotation matrix -> (x, y, z, w), using branch k of Shepperd's method."""
-    if k == 0:
-        s = 2.0 * math.sqrt(max(1.0 + m[0, 0] + m[1, 1] + m[2, 2], 1e-300))
-        return np.array([(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4])
-    if k == 1:
-        s = 2.0 * math.sqrt(max(1.0 + m[0, 0] - m[1, 1] - m[2, 2], 1e-300))
-        return np.array([s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s])
-    if k == 2:
-        s = 2.0 * math.sqrt(max(1.0 + m[1, 1] - m[0, 0] - m[2, 2], 1e-300))
-        return np.array([(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s])
-    s = 2.0 * math.sqrt(max(1.0 + m[2, 2] - m[0, 0] - m[1, 1], 1e-300))
-    return np.array([(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s])
+    """Rotation matrices [...,3,3] -> unit quaternions [...,4] as (x, y, z, w), w >= 0 (float64)."""
+    return rotation_to_quaternion(torch.as_tensor(np.asarray(rot, dtype=np.float64))).numpy()
 
 
 def quat_to_rotmat(quat: np.ndarray) -> np.ndarray:
-    """Quaternions [...,4] (x, y, z, w), normalised here -> rotation matrices [...,3,3]."""
-    q = np.asarray(quat, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = np.moveaxis(q, -1, 0)
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    """Quaternions [...,4] (x, y, z, w; need not be unit) -> rotation matrices [...,3,3] (float64)."""
+    return quaternion_to_rotation(torch.as_tensor(np.asarray(quat, dtype=np.float64))).numpy()
 
 
 def save_tum(path: PathLike, stamps: Sequence[float], cam_to_world: np.ndarray) -> None:

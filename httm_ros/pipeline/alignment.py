@@ -1,0 +1,247 @@
+"""Similarity alignment of a window onto the world frame from its overlap keyframes.
+
+The overlap keyframes of a new window were already reconstructed (in world coordinates) by the
+previous accepted window. The same pixel of the same frame is the same surface point, so both
+depth maps give point correspondences without any matching: ``dst`` = world points of the anchor,
+``src`` = points of the new window in its own frame. We estimate ``x_w = s R x + t`` by weighted
+Umeyama (closed form), started from the best of several hypotheses (all points, each overlap
+frame alone, random 8-point subsets; least median of residuals) and refined by iteratively
+reweighted least squares (Cauchy weights), weighting each pixel by ``log(min(conf_src,
+conf_dst))`` (0 for VGGT's floor confidence of 1).
+
+The estimate is *checked* before anyone uses it; every failure is a rejection with its reason:
+too little overlap / too few valid correspondences, degenerate (collinear) geometry, non-finite
+or implausible scale, low inlier fraction, high robust residual, or overlap cameras that disagree
+with their world poses after alignment. Everything here is torch and runs on the inputs' device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from .config import AlignConfig
+from .geometry import transform_cam_to_world, unproject_depth
+
+
+@dataclass
+class FrameGeometry:
+    """Depth-based geometry of a few frames in one coordinate frame.
+
+    cam_to_world [O,4,4] (to that frame), intrinsics [O,3,3], depth [O,H,W], conf [O,H,W].
+    """
+
+    cam_to_world: torch.Tensor
+    intrinsics: torch.Tensor
+    depth: torch.Tensor
+    conf: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.depth.shape[0])
+
+
+@dataclass
+class AlignmentReport:
+    """Outcome of aligning one window. ``accepted`` False means the transform was NOT applied.
+
+    scale, rotation [3,3], translation [3]: window -> world (x_w = s R x + t). residual: robust RMS
+    of the inlier residuals (world units); residual_rel: the same over the median overlap depth.
+    inlier_fraction: share of correspondences with residual < inlier_threshold x median depth.
+    rotation_error_deg / center_error_rel: worst overlap camera after alignment vs. its world pose.
+    """
+
+    accepted: bool
+    reason: str = ""
+    scale: float = 1.0
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    residual: float = math.nan
+    residual_rel: float = math.nan
+    inlier_fraction: float = math.nan
+    num_points: int = 0
+    num_frames: int = 0
+    iterations: int = 0
+    rotation_error_deg: float = math.nan
+    center_error_rel: float = math.nan
+
+    def matrix(self) -> np.ndarray:
+        """4x4 similarity window -> world."""
+        out = np.eye(4)
+        out[:3, :3] = self.scale * np.asarray(self.rotation)
+        out[:3, 3] = self.translation
+        return out
+
+    def as_dict(self) -> dict:
+        """JSON-friendly copy (lists instead of arrays)."""
+        d = dict(self.__dict__)
+        d["rotation"] = np.asarray(self.rotation).tolist()
+        d["translation"] = np.asarray(self.translation).tolist()
+        return d
+
+
+# ---------------------------------------------------------------------------- estimation
+def weighted_umeyama(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Least-squares similarity dst ~ s R src + t. src, dst [N,3], weights [N] >= 0 (sum > 0).
+
+    Returns (scale [], R [3,3], t [3]) in the inputs' dtype and device. The 3x3 SVD runs on the
+    CPU (no solver start-up cost on CUDA).
+    """
+    w = weights / weights.sum()
+    mu_s, mu_d = w @ src, w @ dst                                          # [3]
+    xs, xd = src - mu_s, dst - mu_d
+    cov = (xd * w[:, None]).T @ xs                                         # [3,3]
+    var_s = (w * (xs * xs).sum(1)).sum()
+    u, d, vh = torch.linalg.svd(cov.detach().cpu().double())
+    sign = torch.ones(3, dtype=torch.float64)
+    if torch.det(u) * torch.det(vh) < 0:
+        sign[2] = -1.0
+    rot = (u * sign) @ vh
+    scale = (d * sign).sum() / var_s.detach().cpu().double().clamp_min(1e-300)
+    rot, scale = rot.to(src), scale.to(src)
+    return scale, rot, mu_d - scale * (rot @ mu_s)
+
+
+def robust_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, iterations: int = 10,
+                      floor: float = 0.0, groups: Optional[torch.Tensor] = None, subsets: int = 16
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Robust similarity dst ~ s R src + t: best start by least median of residuals, then IRLS.
+
+    Start hypotheses: the weighted fit of all points, one fit per group (``groups`` [N] int, e.g.
+    the overlap frame of each point: one bad frame cannot pull the start), and ``subsets`` fits of
+    8 random points (fixed seed). The one with the smallest median residual starts the IRLS
+    around :func:`weighted_umeyama` with Cauchy weights 1 / (1 + (r/c)^2), c = 2.5 x 1.4826 x median
+    residual (never below ``floor``), until the transform changes by < 1e-7 (relative).
+    Returns (scale, R, t, residuals [N], IRLS iterations used).
+    """
+    def residuals(h):
+        return torch.linalg.norm(dst - (h[0] * src @ h[1].T + h[2]), dim=1)
+
+    hyps = [weighted_umeyama(src, dst, weights)]
+    if groups is not None:
+        for g in torch.unique(groups).tolist():
+            m = groups == g
+            if int(m.sum()) >= 3 and float(weights[m].sum()) > 0:
+                hyps.append(weighted_umeyama(src[m], dst[m], weights[m]))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(subsets if src.shape[0] >= 16 else 0):
+        idx = torch.randint(0, src.shape[0], (8,), generator=gen).to(src.device)
+        if float(weights[idx].sum()) > 0:
+            hyps.append(weighted_umeyama(src[idx], dst[idx], weights[idx]))
+    medians = torch.stack([residuals(h).median() for h in hyps])
+    medians = torch.where(torch.isfinite(medians), medians, torch.full_like(medians, math.inf))
+    scale, rot, trans = hyps[int(torch.argmin(medians))]
+    used = 0
+    for used in range(1, iterations + 1):
+        res = residuals((scale, rot, trans))
+        c = torch.clamp(2.5 * 1.4826 * res.median(), min=max(floor, 1e-30))
+        new = weighted_umeyama(src, dst, weights / (1.0 + (res / c) ** 2))
+        spread = float(torch.linalg.norm(dst - dst.mean(0), dim=1).mean()) + 1e-30
+        change = (abs(float(new[0] / scale) - 1.0) + float(torch.linalg.norm(new[1] - rot))
+                  + float(torch.linalg.norm(new[2] - trans)) / spread)
+        scale, rot, trans = new
+        if change < 1e-7:
+            break
+    return scale, rot, trans, residuals((scale, rot, trans)), used
+
+
+# ---------------------------------------------------------------------------- the checked alignment
+def align_overlap(local: FrameGeometry, anchor: FrameGeometry, config: Optional[AlignConfig] = None
+                  ) -> AlignmentReport:
+    """Align a window (``local``: its overlap frames in the window frame) onto ``anchor`` (the
+    same frames, same resolution, in the world frame). Returns the checked report."""
+    cfg = config or AlignConfig()
+    O = len(local)
+    if len(anchor) != O or tuple(local.depth.shape) != tuple(anchor.depth.shape):
+        raise ValueError(f"overlap geometry mismatch: local depth {tuple(local.depth.shape)} vs anchor "
+                         f"{tuple(anchor.depth.shape)}")
+    if O < cfg.min_overlap_frames:
+        return AlignmentReport(False, f"too little overlap: {O} keyframe(s) < min_overlap_frames="
+                                      f"{cfg.min_overlap_frames}", num_frames=O)
+    src, dst, w, frame, median_depth = _correspondences(local, anchor, cfg.max_points)
+    n = int(w.shape[0])
+    if n < cfg.min_points:
+        return AlignmentReport(False, f"too little overlap: {n} valid correspondences < min_points="
+                                      f"{cfg.min_points}", num_points=n, num_frames=O)
+    degenerate = _degeneracy(src, w) or _degeneracy(dst, w)
+    if degenerate:
+        return AlignmentReport(False, f"degenerate overlap geometry: {degenerate}", num_points=n, num_frames=O)
+    scale, rot, trans, res, iters = robust_similarity(src, dst, w, cfg.irls_iterations,
+                                                      floor=1e-6 * median_depth, groups=frame)
+    inlier = res < cfg.inlier_threshold * median_depth
+    frac = float(inlier.double().mean())
+    wi = w[inlier]
+    residual = float(torch.sqrt((wi * res[inlier] ** 2).sum() / wi.sum())) if bool(inlier.any()) else math.inf
+    rep = AlignmentReport(True, "", float(scale), rot.cpu().numpy(), trans.cpu().numpy(), residual,
+                          residual / median_depth, frac, n, O, iters)
+    rep.rotation_error_deg, rep.center_error_rel = _camera_errors(local, anchor, scale, rot, trans, median_depth)
+    rep.reason = _verdict(rep, cfg)
+    rep.accepted = rep.reason == ""
+    return rep
+
+
+def _correspondences(local: FrameGeometry, anchor: FrameGeometry, max_points: int
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Grid-sampled valid pixel pairs -> (src [N,3], dst [N,3], weights [N], frame index [N],
+    median anchor depth)."""
+    O, H, W = local.depth.shape
+    stride = max(1, math.ceil(math.sqrt(O * H * W / max_points)))
+    src = unproject_depth(local.depth.double(), local.cam_to_world.double(), local.intrinsics, stride)
+    dst = unproject_depth(anchor.depth.double(), anchor.cam_to_world.double(), anchor.intrinsics, stride)
+    dl, da = local.depth[:, ::stride, ::stride], anchor.depth[:, ::stride, ::stride]
+    conf = torch.minimum(local.conf[:, ::stride, ::stride], anchor.conf[:, ::stride, ::stride]).double()
+    w = torch.log(conf.clamp_min(1.0))
+    valid = (torch.isfinite(src).all(-1) & torch.isfinite(dst).all(-1) & (dl > 0) & (da > 0)
+             & torch.isfinite(w) & (w > 0))
+    median = float(da[valid].double().median()) if bool(valid.any()) else 1.0
+    frame = torch.arange(O, device=valid.device)[:, None, None].expand_as(valid)
+    return src[valid], dst[valid], w[valid], frame[valid], median
+
+
+def _degeneracy(points: torch.Tensor, w: torch.Tensor) -> str:
+    """'' if the weighted point cloud spans at least a plane, else a description."""
+    wn = w / w.sum()
+    x = points - wn @ points
+    ev = torch.linalg.eigvalsh(((x * wn[:, None]).T @ x).cpu().double())          # ascending
+    if not bool(torch.isfinite(ev).all()) or float(ev[2]) <= 1e-24:
+        return "points collapse to a single location"
+    if float(ev[1]) / float(ev[2]) < 1e-6:
+        return f"points are (nearly) collinear (eigenvalue ratio {float(ev[1]) / float(ev[2]):.1e})"
+    return ""
+
+
+def _camera_errors(local: FrameGeometry, anchor: FrameGeometry, scale, rot, trans,
+                   median_depth: float) -> Tuple[float, float]:
+    """Worst rotation (deg) and centre (relative) error of the aligned overlap cameras."""
+    moved = transform_cam_to_world(local.cam_to_world.double(), scale.double(), rot.double(), trans.double())
+    ref = anchor.cam_to_world.double()
+    rel = ref[:, :3, :3].transpose(1, 2) @ moved[:, :3, :3]
+    cos = ((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
+    rot_err = float(torch.rad2deg(torch.arccos(cos)).max())
+    center_err = float(torch.linalg.norm(moved[:, :3, 3] - ref[:, :3, 3], dim=1).max()) / median_depth
+    return rot_err, center_err
+
+
+def _verdict(rep: AlignmentReport, cfg: AlignConfig) -> str:
+    """'' when every check passes, else the first failed check."""
+    if not (math.isfinite(rep.scale) and np.all(np.isfinite(rep.rotation)) and np.all(np.isfinite(rep.translation))):
+        return "non-finite transform"
+    lo, hi = cfg.scale_range
+    if not lo <= rep.scale <= hi:
+        return f"implausible scale {rep.scale:.3g} outside scale_range [{lo:g}, {hi:g}]"
+    if rep.inlier_fraction < cfg.min_inlier_fraction:
+        return (f"inconsistent window: inlier fraction {rep.inlier_fraction:.2f} < min_inlier_fraction="
+                f"{cfg.min_inlier_fraction}")
+    if not rep.residual_rel <= cfg.max_residual:
+        return f"inconsistent window: residual {rep.residual_rel:.3f} of depth > max_residual={cfg.max_residual}"
+    if not rep.rotation_error_deg <= cfg.max_rotation_deg:
+        return (f"overlap cameras disagree: rotation error {rep.rotation_error_deg:.1f} deg > "
+                f"max_rotation_deg={cfg.max_rotation_deg}")
+    if not rep.center_error_rel <= cfg.max_center_error:
+        return (f"overlap cameras disagree: centre error {rep.center_error_rel:.3f} of depth > "
+                f"max_center_error={cfg.max_center_error}")
+    return ""

@@ -1,0 +1,206 @@
+"""Configuration dataclasses of the streaming reconstruction; each validates itself on creation.
+
+Errors are ``ValueError`` naming the field and the allowed range, e.g.
+``WindowConfig.overlap must be an int in [1, 23] (< size), got 24``.
+
+Units: lengths called "relative" are fractions of the median depth of the overlap / first window
+(the world's unit is whatever scale the first window was predicted at: VGGT is up to scale).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+
+def _int_in(owner: str, name: str, value, lo: int, hi: Optional[int] = None, note: str = "") -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo and (hi is None or value <= hi)
+    if not ok:
+        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{owner}.{name} must be an int {rng}{note}, got {value!r}")
+
+
+def _float_in(owner: str, name: str, value, lo: float, hi: float, lo_open: bool = False,
+              hi_open: bool = False) -> None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    ok = (not math.isnan(v)) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise ValueError(f"{owner}.{name} must be a number in {rng}, got {value!r}")
+
+
+@dataclass
+class KeyframeConfig:
+    """Keyframe selection (see :class:`~httm_ros.pipeline.keyframes.KeyframeSelector`).
+
+    enabled: False makes every frame a keyframe. min_motion: estimated mean image motion since the
+    last keyframe, as a fraction of the image width, above which a frame becomes a keyframe
+    (0.03 = 3 % of the width). max_gap: a keyframe is forced after this many frames. analysis_width:
+    width (px) of the grey thumbnail the motion is measured on; the measure follows the true mean
+    flow up to roughly 2/analysis_width and saturates beyond, so keep min_motion below that.
+    """
+
+    enabled: bool = True
+    min_motion: float = 0.03
+    max_gap: int = 15
+    analysis_width: int = 32
+
+    def __post_init__(self) -> None:
+        _float_in("KeyframeConfig", "min_motion", self.min_motion, 0.0, 1.0)
+        _int_in("KeyframeConfig", "max_gap", self.max_gap, 1)
+        _int_in("KeyframeConfig", "analysis_width", self.analysis_width, 8, 1024)
+
+
+@dataclass
+class WindowConfig:
+    """Sliding windows: ``size`` keyframes per model run, ``overlap`` shared with the previous one.
+
+    Defaults K=24, O=8: 24 frames at 518x392 is ~24.9k tokens per global-attention layer, which
+    VGGT-1B runs in about a second on one H100 and where token merging starts to pay; 8 overlap
+    frames give ~1.6M overlap pixels (far more than the alignment needs) spread over a third of the
+    window's baseline, so one bad overlap frame cannot dominate, while 2/3 of each model run
+    (16 frames) is new.
+    """
+
+    size: int = 24
+    overlap: int = 8
+
+    def __post_init__(self) -> None:
+        _int_in("WindowConfig", "size", self.size, 2, 1024)
+        _int_in("WindowConfig", "overlap", self.overlap, 1, self.size - 1, " (< size)")
+
+    @property
+    def stride(self) -> int:
+        """New keyframes per window (after the first)."""
+        return self.size - self.overlap
+
+
+@dataclass
+class FilterConfig:
+    """Confidence filtering of the points that reach the map and the window results.
+
+    conf_threshold: keep pixels with depth_conf >= this (VGGT's conf is >= 1, so 1.0 = off).
+    conf_percentile: additionally drop the lowest this-percent confidences of the window's new
+    keyframes (0 = off; VGGT's demo uses 50). pixel_stride: take every n-th pixel in both
+    directions (2 = a quarter of the pixels; enough when a voxel spans >= 2 pixels).
+    """
+
+    conf_threshold: float = 1.0
+    conf_percentile: float = 50.0
+    pixel_stride: int = 2
+
+    def __post_init__(self) -> None:
+        _float_in("FilterConfig", "conf_threshold", self.conf_threshold, 0.0, math.inf, hi_open=True)
+        _float_in("FilterConfig", "conf_percentile", self.conf_percentile, 0.0, 100.0, hi_open=True)
+        _int_in("FilterConfig", "pixel_stride", self.pixel_stride, 1, 64)
+
+
+@dataclass
+class AlignConfig:
+    """Similarity alignment of a window onto the world from its overlap keyframes.
+
+    min_overlap_frames / min_points: fewer shared keyframes or valid correspondences -> rejected.
+    max_points: overlap pixels sampled (uniform grid) for the estimate. irls_iterations: robust
+    reweighting rounds (Cauchy weights). inlier_threshold: residual below this fraction of the
+    median overlap depth counts as an inlier. Rejected when violated: min_inlier_fraction;
+    max_residual (weighted RMS of the inliers over the median depth; keep it below
+    inlier_threshold to be a real check); scale_range (window-to-world scale); max_rotation_deg /
+    max_center_error (overlap cameras after alignment vs. their world poses, the centre error
+    relative to the median depth). Defaults leave room for VGGT's few-percent depth errors.
+    """
+
+    min_overlap_frames: int = 2
+    min_points: int = 500
+    max_points: int = 20000
+    irls_iterations: int = 10
+    inlier_threshold: float = 0.1
+    min_inlier_fraction: float = 0.5
+    max_residual: float = 0.05
+    scale_range: Tuple[float, float] = (1e-3, 1e3)
+    max_rotation_deg: float = 10.0
+    max_center_error: float = 0.25
+
+    def __post_init__(self) -> None:
+        o = "AlignConfig"
+        _int_in(o, "min_overlap_frames", self.min_overlap_frames, 1, 1024)
+        _int_in(o, "min_points", self.min_points, 3)
+        _int_in(o, "max_points", self.max_points, self.min_points, None, " (>= min_points)")
+        _int_in(o, "irls_iterations", self.irls_iterations, 0, 100)
+        _float_in(o, "inlier_threshold", self.inlier_threshold, 0.0, 1.0, lo_open=True)
+        _float_in(o, "min_inlier_fraction", self.min_inlier_fraction, 0.0, 1.0)
+        _float_in(o, "max_residual", self.max_residual, 0.0, 1.0, lo_open=True)
+        _float_in(o, "max_rotation_deg", self.max_rotation_deg, 0.0, 180.0, lo_open=True)
+        _float_in(o, "max_center_error", self.max_center_error, 0.0, math.inf, lo_open=True)
+        lo, hi = (tuple(self.scale_range) + (None, None))[:2]
+        if lo is None or not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo < hi):
+            raise ValueError(f"AlignConfig.scale_range must be (lo, hi) with 0 < lo < hi, got {self.scale_range!r}")
+
+
+OVERFLOW_POLICIES = ("coarsen", "evict_oldest")
+
+
+@dataclass
+class MapConfig:
+    """Global voxel map.
+
+    voxel_size: edge length in world units; None -> ``voxel_size_rel`` times the median depth of
+    the first window (the world's unit is the first window's arbitrary scale). max_points: hard
+    bound on stored voxels. overflow: "coarsen" doubles the voxel size and re-merges until the map
+    fits (keeps coverage, loses resolution); "evict_oldest" drops the voxels updated longest ago
+    (keeps resolution, forgets old places). device: where the map lives (None = the stream's).
+    """
+
+    voxel_size: Optional[float] = None
+    voxel_size_rel: float = 0.005
+    max_points: int = 2_000_000
+    overflow: str = "coarsen"
+    device: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.voxel_size is not None:
+            _float_in("MapConfig", "voxel_size", self.voxel_size, 0.0, math.inf, lo_open=True, hi_open=True)
+        _float_in("MapConfig", "voxel_size_rel", self.voxel_size_rel, 0.0, 1.0, lo_open=True)
+        _int_in("MapConfig", "max_points", self.max_points, 1)
+        if self.overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"MapConfig.overflow must be one of {OVERFLOW_POLICIES}, got {self.overflow!r}")
+
+
+@dataclass
+class StreamConfig:
+    """Everything the :class:`~httm_ros.pipeline.stream.StreamingReconstructor` needs.
+
+    image_width: model input width; frames of any size are resized as VGGT's loader does in crop
+    mode (aspect kept, height rounded to a multiple of 14, centre-cropped if taller than the
+    width) - a 518-wide frame with a height multiple of 14 is used as is. None: frames are used as
+    they come and must have both sides multiples of 14. device: "cpu",
+    "cuda", "cuda:N" or "auto" (where frames, post-processing and by default the map live).
+    sync_timing: synchronise CUDA around stage timers (exact per-stage times, tiny cost).
+    """
+
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    map: MapConfig = field(default_factory=MapConfig)
+    image_width: Optional[int] = 518
+    device: str = "cpu"
+    sync_timing: bool = True
+
+    def __post_init__(self) -> None:
+        for name, cls in (("keyframes", KeyframeConfig), ("window", WindowConfig), ("filter", FilterConfig),
+                          ("align", AlignConfig), ("map", MapConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"StreamConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        if self.image_width is not None:
+            _int_in("StreamConfig", "image_width", self.image_width, 14, 4096)
+            if self.image_width % 14:
+                raise ValueError(f"StreamConfig.image_width must be a multiple of 14 (the patch size), got {self.image_width}")
+        if self.window.overlap < self.align.min_overlap_frames:
+            raise ValueError(f"WindowConfig.overlap ({self.window.overlap}) must be >= "
+                             f"AlignConfig.min_overlap_frames ({self.align.min_overlap_frames})")
+        if not isinstance(self.device, str) or not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
+            raise ValueError(f"StreamConfig.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
