@@ -1,0 +1,225 @@
+"""Model loading and the streaming core, built from the node's parameter values (no rclpy here).
+
+``build_backend(values)`` returns a :class:`Backend`: the ``StreamingReconstructor`` the node feeds,
+wrapping a :class:`SafePredictor` around the model (CUDA out-of-memory is caught per window).
+``stream_config`` / ``merge_config`` translate parameter values into the core's configuration
+objects; ``params.validate`` uses them too, so the core's own checks reject bad values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from httm_ros.httm import HTTMConfig, UniformMergeConfig
+from httm_ros.httm.cli import parse_layers
+from httm_ros.pipeline import (FilterConfig, KeyframeConfig, MapConfig, StreamConfig, StreamingReconstructor,
+                               WindowConfig, WindowPrediction)
+
+LOG = logging.getLogger("httm_ros.ros.backend")
+
+
+# ----------------------------------------------------------------------------- configuration
+def merge_config(values: Mapping[str, Any]):
+    """Parameter values -> HTTMConfig, UniformMergeConfig or None (ValueError with a reason)."""
+    mode = values["merge_mode"]
+    if mode == "none":
+        return None
+    try:
+        layers = parse_layers(values["merge_layers"])
+    except Exception as err:  # argparse.ArgumentTypeError
+        raise ValueError(f"merge_layers: {err}") from None
+    anchor = values["merge_anchor_first_frame"]
+    if mode == "uniform":
+        return UniformMergeConfig(merge_ratio=values["uniform_merge_ratio"], anchor_first_frame=anchor,
+                                  layers=layers)
+    return HTTMConfig(q_merge=values["httm_q_merge"], q_outlier=values["httm_q_outlier"],
+                      kv_merge=values["httm_kv_merge"], spatial_block=values["httm_spatial_block"],
+                      temporal_frames=values["httm_temporal_frames"], anchor_first_frame=anchor,
+                      layers=layers)
+
+
+def filter_config(values: Mapping[str, Any]) -> FilterConfig:
+    """Confidence filtering (the run-time adjustable part of the stream)."""
+    return FilterConfig(conf_threshold=values["conf_threshold"], conf_percentile=values["conf_percentile"],
+                        pixel_stride=values["pixel_stride"])
+
+
+def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfig:
+    """Parameter values -> StreamConfig (ValueError naming the field when inconsistent)."""
+    keyframes = KeyframeConfig(enabled=values["keyframe_policy"] == "motion",
+                               min_motion=values["keyframe_min_motion"], max_gap=values["keyframe_max_gap"])
+    voxel = values["voxel_size"]
+    return StreamConfig(
+        keyframes=keyframes,
+        window=WindowConfig(size=values["window_size"], overlap=values["window_overlap"]),
+        filter=filter_config(values),
+        map=MapConfig(voxel_size=voxel if voxel > 0 else None, voxel_size_rel=values["voxel_size_rel"],
+                      max_points=values["map_max_points"], overflow=values["map_overflow"]),
+        image_width=values["image_size"], device=device)
+
+
+def config_errors(values: Mapping[str, Any]) -> list:
+    """Reasons the core's configuration objects reject these values (empty: accepted)."""
+    errors = []
+    for build in (merge_config, stream_config):
+        try:
+            build(values)
+        except ValueError as err:
+            errors.append(str(err))
+    return errors
+
+
+# ----------------------------------------------------------------------------- predictor
+def nan_prediction(images: torch.Tensor, stats: dict) -> WindowPrediction:
+    """A prediction the core rejects ("non-finite prediction"): used for failed windows."""
+    s, _, h, w = images.shape
+    nan = dict(dtype=torch.float32, device=images.device)
+    return WindowPrediction(torch.full((s, 3, 4), math.nan, **nan), torch.full((s, 3, 3), math.nan, **nan),
+                            torch.full((s, h, w), math.nan, **nan), torch.full((s, h, w), math.nan, **nan),
+                            stats=stats)
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+class SafePredictor:
+    """Wraps a predictor so that one window's failure never stops the stream.
+
+    CUDA out of memory: the cache is emptied and the window is retried with the DPT heads run one
+    frame at a time (the window is split for the heads, the aggregator still sees all frames);
+    if that fails too, or on any other error, the window comes back as a NaN prediction, which
+    the core rejects without touching the map. ``stats["error"]`` says what happened;
+    ``failures`` / ``oom_events`` count.
+    """
+
+    def __init__(self, inner, log: Callable[[str], None] = LOG.error) -> None:
+        self.inner = inner
+        self.log = log
+        self.failures = 0
+        self.oom_events = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def predict(self, images: torch.Tensor, frame_ids: Sequence[int]) -> WindowPrediction:
+        """images [S,3,H,W] in [0,1] -> WindowPrediction (NaN-filled when the window failed)."""
+        try:
+            return self.inner.predict(images, frame_ids)
+        except Exception as err:  # noqa: BLE001 - every failure is reported, the node keeps running
+            if not _is_oom(err):
+                return self._failed(images, f"{type(err).__name__}: {err}")
+            self.oom_events += 1
+            _empty_cache()
+        try:
+            with _heads_one_frame_at_a_time(self.inner):
+                pred = self.inner.predict(images, frame_ids)
+            pred.stats["recovered"] = "out of memory; retried with the heads one frame at a time"
+            self.log(f"window of {images.shape[0]} frames ran out of GPU memory; recovered by running "
+                     "the heads one frame at a time")
+            return pred
+        except Exception as err:  # noqa: BLE001
+            _empty_cache()
+            return self._failed(images, f"{'GPU out of memory' if _is_oom(err) else type(err).__name__}: {err}")
+
+    def _failed(self, images: torch.Tensor, reason: str) -> WindowPrediction:
+        self.failures += 1
+        self.log(f"window of {images.shape[0]} frames failed and is skipped: {reason}")
+        return nan_prediction(images, {"error": reason, "model_s": 0.0,
+                                       "merge_mode": getattr(self.inner, "merge_mode", "unknown"), "merge": {}})
+
+
+def _empty_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class _heads_one_frame_at_a_time:
+    """Context: set the model's ``dpt_chunk_size`` to 1 (when the predictor has a VGGT model)."""
+
+    def __init__(self, predictor) -> None:
+        self.model = getattr(predictor, "model", None)
+        self.saved = getattr(self.model, "config", None)
+
+    def __enter__(self):
+        if self.saved is not None and hasattr(self.saved, "dpt_chunk_size"):
+            self.model.config = self.saved.replace(dpt_chunk_size=1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.saved is not None:
+            self.model.config = self.saved
+
+
+# ----------------------------------------------------------------------------- backend
+@dataclass
+class Backend:
+    """The streaming core and facts about the model the node reports."""
+
+    reconstructor: StreamingReconstructor
+    predictor: SafePredictor
+    device: torch.device
+    test_weights: bool
+    patch_start: int            # special tokens per frame (camera + registers)
+    description: str
+
+    def tokens_per_frame(self, image_hw: Tuple[int, int], patch: int = 14) -> int:
+        """Special + patch tokens of one frame of the model input size (H, W)."""
+        return self.patch_start + (image_hw[0] // patch) * (image_hw[1] // patch)
+
+
+def resolve_device(name: str, log: Callable[[str], None] = LOG.warning) -> torch.device:
+    """The factory's device choice, with its warnings (e.g. no GPU -> CPU) sent to ``log``."""
+    from httm_ros.vggt.factory import resolve_device as _resolve
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        device = _resolve(name)
+    for w in caught:
+        log(str(w.message))
+    return device
+
+
+def build_backend(values: Mapping[str, Any], predictor=None, warn: Callable[[str], None] = LOG.warning,
+                  error: Callable[[str], None] = LOG.error) -> Backend:
+    """Load the model (or use ``predictor``, e.g. an OraclePredictor in tests and benchmarks) and
+    build the reconstructor. Raises httm_ros.vggt.CheckpointError for a missing/wrong checkpoint."""
+    device = resolve_device(values["device"], warn)
+    test_weights, patch_start = False, 5
+    if predictor is None:
+        predictor, test_weights, patch_start = _model_predictor(values, device, warn)
+        description = f"VGGT {values['model_config']} on {device}, merge {values['merge_mode']}"
+    else:
+        description = f"injected {type(predictor).__name__} on {device}"
+    safe = SafePredictor(predictor, log=error)
+    return Backend(StreamingReconstructor(safe, stream_config(values, str(device))), safe, device,
+                   test_weights, patch_start, description)
+
+
+def _model_predictor(values: Mapping[str, Any], device: torch.device, warn: Callable[[str], None]):
+    """-> (ModelPredictor, uses test weights, special tokens per frame)."""
+    from httm_ros.pipeline import ModelPredictor
+    from httm_ros.vggt.factory import WEIGHTS_HELP, build_model
+
+    checkpoint = values["checkpoint"] or None
+    test_weights = checkpoint is None and values["allow_test_weights"]
+    if test_weights:
+        warn("NO CHECKPOINT: allow_test_weights is set, running with deterministic TEST WEIGHTS; the "
+             "geometry (depth, poses, points) is MEANINGLESS. " + WEIGHTS_HELP)
+    logger = logging.getLogger("httm_ros.vggt")
+    level = logger.level
+    logger.setLevel(logging.ERROR)                       # the factory's own warning: said above
+    try:
+        model = build_model(values["model_config"], checkpoint, values["allow_test_weights"], str(device))
+    finally:
+        logger.setLevel(level)
+    autocast = None if values["dtype"] == "float32" else values["dtype"]
+    model.config = model.config.replace(cuda_autocast_dtype=autocast)
+    predictor = ModelPredictor(model, device=device, merge=merge_config(values))
+    return predictor, test_weights, model.config.patch_start

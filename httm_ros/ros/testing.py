@@ -1,0 +1,157 @@
+"""Helpers for tests and benchmarks of the node over real DDS, kept on this host.
+
+- ``ros_env(name)``: environment for an isolated run (a DDS domain of its own derived from the
+  process and ``name``, the shared-memory-only Fast DDS profile, localhost discovery);
+- ``RosContext``: an rclpy context + executor spinning in a background thread;
+- ``Collector``: a node subscribed to every output of one reconstruct_node;
+- ``wait_for(predicate, timeout)``: poll a condition with a deadline (no sleep-and-hope).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import zlib
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+SHM_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
+
+
+def shm_profile() -> Path:
+    """The SHM-only Fast DDS profile (source tree, or the installed share/httm_ros/config)."""
+    if SHM_PROFILE.exists():
+        return SHM_PROFILE
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("httm_ros")) / "config" / "fastdds_shm.xml"
+
+
+def domain_id(name: str) -> int:
+    """A DDS domain for (this process, ``name``) in 1..100; differs between test modules/runs."""
+    return (zlib.crc32(f"{os.getpid()}:{name}".encode()) % 100) + 1
+
+
+def ros_env(name: str) -> Dict[str, str]:
+    """Environment variables that keep DDS traffic on this host, in a domain of its own."""
+    return {
+        "ROS_DOMAIN_ID": str(domain_id(name)),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(shm_profile()),
+    }
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str = "condition",
+             interval: float = 0.01) -> None:
+    """Return as soon as ``predicate()`` is true; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class RosContext:
+    """An rclpy context (own domain) with a multi-threaded executor spinning in a thread."""
+
+    def __init__(self, name: str) -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        env = ros_env(name)
+        self._saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)                      # read when the first participant is created
+        self.domain_id = int(env["ROS_DOMAIN_ID"])
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=self.domain_id)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def add(self, node):
+        self.executor.add_node(node)
+        return node
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(5.0)
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+OUTPUTS = {  # topic under the node's namespace -> (message type, latched)
+    "points": ("sensor_msgs.msg.PointCloud2", False),
+    "map": ("sensor_msgs.msg.PointCloud2", True),
+    "depth": ("sensor_msgs.msg.Image", False),
+    "depth_confidence": ("sensor_msgs.msg.Image", False),
+    "camera_info": ("sensor_msgs.msg.CameraInfo", False),
+    "pose": ("geometry_msgs.msg.PoseStamped", False),
+    "path": ("nav_msgs.msg.Path", True),
+    "stats": ("httm_ros.msg.WindowStats", False),
+}
+
+
+def _import(path: str):
+    module, _, name = path.rpartition(".")
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def make_collector(context, node_fqn: str, name: str = "collector", diagnostics: bool = True):
+    """A node storing every message of ``node_fqn``'s outputs in ``.messages[topic]``."""
+    from rclpy.node import Node
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    class Collector(Node):
+        def __init__(self) -> None:
+            super().__init__(name, context=context)
+            self.messages: Dict[str, List] = defaultdict(list)
+            self._lock = threading.Lock()
+            for topic, (type_path, latched) in OUTPUTS.items():
+                qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+                self.create_subscription(_import(type_path), f"{node_fqn}/{topic}", self._store(topic), qos)
+            if diagnostics:
+                self.create_subscription(_import("diagnostic_msgs.msg.DiagnosticArray"), "/diagnostics",
+                                         self._store("diagnostics"), 10)
+
+        def _store(self, topic: str):
+            def callback(msg) -> None:
+                with self._lock:
+                    self.messages[topic].append(msg)
+            return callback
+
+        def count(self, topic: str) -> int:
+            with self._lock:
+                return len(self.messages[topic])
+
+        def last(self, topic: str):
+            with self._lock:
+                return self.messages[topic][-1] if self.messages[topic] else None
+
+    return Collector()
+
+
+def wait_matched(publisher, count: int = 1, timeout: float = 10.0) -> None:
+    """Wait until ``publisher`` has ``count`` subscribers (discovery done)."""
+    wait_for(lambda: publisher.get_subscription_count() >= count, timeout,
+             f"{count} subscriber(s) on {publisher.topic_name}")
+
+
+def first_or_none(items: List) -> Optional[object]:
+    return items[0] if items else None
