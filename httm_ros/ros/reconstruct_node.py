@@ -344,7 +344,7 @@ class ReconstructNode(Node):
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f"{self.get_name()}: reconstruction",
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: reconstruction",
                                   hardware_id=self.backend.description)
         status.level, status.message = self._health()
         core = self.rec.counters

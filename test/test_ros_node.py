@@ -1,0 +1,302 @@
+"""reconstruct_node in-process over real DDS (shared memory only, a domain of its own).
+
+The node runs with an OraclePredictor (distorted ground truth of a synthetic sequence) so that
+windows are accepted and every geometric output exists; test_ros_process.py runs the real
+(tiny) model path in a subprocess. Every wait is on an actual message or counter, with a deadline.
+"""
+
+import itertools
+import math
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+if __import__("os").environ.get("HTTM_ROS_INSTALLED") != "1":
+    pytest.skip("needs the colcon-built messages (run via scripts/test)", allow_module_level=True)
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from httm_ros.pipeline import OraclePredictor  # noqa: E402
+from httm_ros.ros import codec  # noqa: E402
+from httm_ros.ros.params import ParameterError  # noqa: E402
+from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
+from httm_ros.ros.testing import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.synthetic import demo_sequence  # noqa: E402
+
+W, H = 112, 84
+TIMEOUT = 30.0
+_names = (f"n{i}" for i in itertools.count())
+
+
+@pytest.fixture(scope="module")
+def seq():
+    return demo_sequence(num_frames=24, width=W, height=H, seed=0, speed=0.05)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    ctx = RosContext(__name__)
+    ctx.feeder = ctx.add(Node("feeder", context=ctx.context))
+    yield ctx
+    ctx.close()
+
+
+def _stamp(i: int) -> Time:
+    return Time(sec=1_700_000_000 + i, nanosec=123_456_789)   # exact nanoseconds must survive
+
+
+class Harness:
+    """One node in its own namespace, a collector of its outputs, and a publisher of frames."""
+
+    def __init__(self, ros, seq, predictor=None, **overrides):
+        self.ns = "/" + next(_names)
+        values = dict(image_size=W, window_size=6, window_overlap=2, keyframe_policy="every",
+                      qos_reliability="reliable", qos_depth=100, device="cpu", diagnostics_period=0.2)
+        values.update(overrides)
+        self.node = ros.add(ReconstructNode(
+            predictor=predictor or OraclePredictor(seq, seed=1), context=ros.context, namespace=self.ns,
+            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
+        self.col = ros.add(make_collector(ros.context, f"{self.ns}/reconstruct_node", name=f"col{self.ns[1:]}"))
+        self.pub = ros.feeder.create_publisher(Image, f"{self.ns}/image", 100)
+        self.seq, self.ros = seq, ros
+        wait_matched(self.pub)
+        for name, publisher in self.node.pub.items():
+            wait_matched(publisher, 1, TIMEOUT)
+
+    def diagnostics(self):
+        """Statuses of this node on /diagnostics (other nodes publish there too)."""
+        name = f"{self.ns}/reconstruct_node: reconstruction"
+        return [s for a in list(self.col.messages["diagnostics"]) for s in a.status if s.name == name]
+
+    def call(self, service: str):
+        from std_srvs.srv import Trigger
+
+        client = self.ros.feeder.create_client(Trigger, f"{self.ns}/reconstruct_node/{service}")
+        assert client.wait_for_service(TIMEOUT)
+        future = client.call_async(Trigger.Request())
+        wait_for(future.done, TIMEOUT, f"~/{service}")
+        self.ros.feeder.destroy_client(client)
+        return future.result()
+
+    def send(self, i: int, msg=None, paced: bool = True) -> None:
+        msg = msg or codec.rgb_to_image(self.seq.images[i], codec.make_header(_stamp(i), "cam"))
+        before = self.node.counters.frames_received
+        self.pub.publish(msg)
+        if paced:
+            wait_for(lambda: self.node.counters.frames_received > before, TIMEOUT, f"frame {i} received")
+
+    def close(self):
+        self.node.shutdown()
+        self.ros.executor.remove_node(self.node)
+        self.ros.executor.remove_node(self.col)
+        self.node.destroy_node()
+        self.col.destroy_node()
+        self.ros.feeder.destroy_publisher(self.pub)
+
+
+@pytest.fixture
+def harness(ros, seq):
+    made = []
+
+    def make(**kwargs):
+        made.append(Harness(ros, seq, **kwargs))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_every_output_with_types_frames_stamps_and_sizes(harness):
+    h = harness()
+    for i in range(14):                                   # windows of 6 (overlap 2): 6 + 4 + 4 new
+        h.send(i)
+    wait_for(lambda: h.col.count("stats") >= 3 and h.col.count("depth") >= 14 and h.col.count("path") >= 3,
+             TIMEOUT, "3 windows of outputs")
+    m = h.col.messages
+    sent = {(s.sec, s.nanosec) for s in map(_stamp, range(14))}
+    for topic in ("depth", "depth_confidence", "camera_info", "pose"):
+        assert len(m[topic]) == 14, topic
+        assert {(x.header.stamp.sec, x.header.stamp.nanosec) for x in m[topic]} == sent, topic
+    for img in m["depth"] + m["depth_confidence"]:
+        assert (img.encoding, img.height, img.width, img.step, img.header.frame_id) == ("32FC1", H, W, 4 * W,
+                                                                                        "camera_optical_frame")
+    depth = codec.image_to_float(m["depth"][0])
+    assert np.isfinite(depth).mean() > 0.9 and np.nanmin(depth) > 0
+    info = m["camera_info"][0]
+    assert (info.width, info.height, info.header.frame_id) == (W, H, "camera_optical_frame")
+    assert info.k[0] > 0 and info.k[8] == 1.0
+    assert all(p.header.frame_id == "map" for p in m["pose"])
+    assert [len(p.poses) for p in m["path"][:3]] == [6, 10, 14]            # path grows by keyframes
+    assert m["path"][-1].header.frame_id == "map"
+    first = m["pose"][0].pose
+    assert (first.position.x, first.position.y, first.position.z) == pytest.approx((0, 0, 0), abs=1e-6)
+    cloud = m["points"][-1]
+    assert cloud.header.frame_id == "map" and cloud.header.stamp == _stamp(13)
+    xyz, rgb = codec.decode_pointcloud2_xyzrgb(cloud)
+    assert len(xyz) == cloud.width > 100 and np.isfinite(xyz).all() and rgb.std() > 0
+    stats = m["stats"]
+    assert [s.window_index for s in stats[:3]] == [0, 1, 2]
+    s = stats[2]
+    assert s.header.frame_id == "map" and s.header.stamp == _stamp(13)
+    assert (s.num_keyframes, s.num_overlap_keyframes, s.image_width, s.image_height) == (6, 2, W, H)
+    assert s.alignment_accepted and s.frames_received == 14 and s.keyframes_total == 14
+    assert s.tokens_per_frame == 5 + (H // 14) * (W // 14) and s.tokens_total == 6 * s.tokens_per_frame
+    assert s.map_points > 0 and s.latency_publish_ms > 0 and math.isnan(s.gpu_memory_peak_mb)
+    # ~/flush runs the queued keyframes as a last, shorter window.
+    for i in (14, 15):
+        h.send(i)
+    assert h.call("flush").success
+    wait_for(lambda: h.col.count("stats") >= 4, TIMEOUT, "the flushed window")
+    assert h.col.last("stats").num_keyframes == 4 and len(h.col.last("path").poses) == 16
+    # ~/map is transient local: a subscriber that joins late still gets it.
+    late = h.ros.add(make_collector(h.ros.context, f"{h.ns}/reconstruct_node", name="late", diagnostics=False))
+    try:
+        wait_for(lambda: late.count("map") >= 1 and late.count("path") >= 1, TIMEOUT, "latched map and path")
+        map_xyz, _ = codec.decode_pointcloud2_xyzrgb(late.last("map"))
+        assert len(map_xyz) == h.col.last("stats").map_points
+    finally:
+        h.ros.executor.remove_node(late)
+        late.destroy_node()
+
+
+def test_bad_input_is_counted_and_the_node_goes_on(harness):
+    h = harness()
+    good = codec.rgb_to_image(h.seq.images[0], codec.make_header(_stamp(0), "cam"))
+    yuv = codec.rgb_to_image(h.seq.images[0], good.header)
+    yuv.encoding = "yuv422"
+    empty = Image(header=good.header, encoding="rgb8", height=0, width=0, step=0)
+    short = codec.rgb_to_image(h.seq.images[0], good.header)
+    short.data = short.data[: len(short.data) // 2]
+    for msg in (yuv, empty, short):
+        h.send(-1, msg)
+    assert h.node.counters.frames_bad_input == 3 and "step*height" in h.node.counters.last_bad_input
+    wait_for(lambda: any("bad input" in d.message and d.level == b"\x01" for d in h.diagnostics()),
+             TIMEOUT, "a WARN diagnostic about bad input")
+    for i in range(6):
+        h.send(i)
+    wait_for(lambda: h.col.count("stats") >= 1, TIMEOUT, "a window after bad input")
+    s = h.col.last("stats")
+    assert s.alignment_accepted and s.frames_dropped_bad_input == 3 and s.frames_received == 9
+    assert s.keyframes_total == 6
+
+
+@pytest.mark.parametrize("policy", ["rescale", "restart"])
+def test_image_size_change_mid_stream(harness, policy):
+    h = harness(size_change_policy=policy)
+    for i in range(3):
+        h.send(i)
+
+    def other(i):                                                       # 112x56: another aspect ratio
+        rgb = np.ascontiguousarray(h.seq.images[i][:56])
+        return codec.rgb_to_image(rgb, codec.make_header(_stamp(i), "cam"))
+
+    if policy == "rescale":                                            # the window goes on as usual
+        h.send(3, other(3))
+        for i in range(4, 6):
+            h.send(i)
+        wait_for(lambda: h.col.count("stats") >= 1, TIMEOUT, "the window with a rescaled frame")
+        assert h.node.counters.frames_rescaled == 1 and h.col.last("stats").num_keyframes == 6
+        assert h.col.last("stats").alignment_accepted and h.col.last("depth").height == H
+    else:                                                               # flush, then a new map
+        for i in range(3, 6):
+            h.send(i, other(i))
+        wait_for(lambda: h.node.counters.stream_restarts == 1 and h.col.count("stats") >= 1, TIMEOUT, "restart")
+        assert h.col.last("stats").num_keyframes == 3 and len(h.col.last("path").poses) == 3
+        wait_for(lambda: h.node.rec.counters.frames_received == 3, TIMEOUT, "the new stream's frames")
+        assert h.node.rec.model_hw == (56, 112) and h.node.counters.frames_rescaled == 0
+
+
+class SlowOracle(OraclePredictor):
+    """An oracle that takes ``delay`` seconds per window, like a slow GPU."""
+
+    delay = 0.15
+
+    def predict(self, images, frame_ids):
+        time.sleep(self.delay)
+        return super().predict(images, frame_ids)
+
+
+def test_burst_faster_than_inference_drops_oldest_and_counts(harness, seq):
+    h = harness(predictor=SlowOracle(seq, seed=2), queue_size=2, window_size=3, window_overlap=2)
+    for i in range(20):
+        h.send(i, paced=False)
+    wait_for(lambda: h.node.counters.frames_received == 20, TIMEOUT, "20 frames received")
+    wait_for(lambda: h.node.rec.counters.frames_received + h.node.queue.dropped == 20, TIMEOUT,
+             "every frame processed or dropped")
+    dropped = h.node.queue.dropped
+    assert dropped > 0 and h.node.queue.received == 20
+    wait_for(lambda: h.col.count("stats") >= 1 and h.col.last("stats").keyframes_total == 20 - dropped,
+             TIMEOUT, "the last window's stats")
+    assert h.col.last("stats").frames_dropped_queue_full == dropped      # drop_oldest: the last frame ran
+    assert max(s.queue_depth for s in h.col.messages["stats"]) <= 2
+
+
+def test_parameters_at_run_time_over_the_parameter_services(harness, ros):
+    from rclpy.parameter_client import AsyncParameterClient
+
+    h = harness()
+    client = AsyncParameterClient(ros.feeder, f"{h.ns}/reconstruct_node")
+    assert client.wait_for_services(TIMEOUT)
+
+    def set_(**kv):
+        future = client.set_parameters([Parameter(k, value=v) for k, v in kv.items()])
+        wait_for(future.done, TIMEOUT, f"set_parameters {kv}")
+        return future.result().results[0]
+
+    assert set_(conf_percentile=10.0).successful
+    assert set_(world_frame="odom").successful
+    assert set_(drop_policy="drop_newest").successful and h.node.queue.policy == "drop_newest"
+    refused = set_(window_size=12)
+    assert not refused.successful and "read-only" in refused.reason
+    refused = set_(conf_percentile=150.0)
+    assert not refused.successful and refused.reason
+    refused = set_(camera_frame="odom")
+    assert not refused.successful and "must differ" in refused.reason
+    refused = set_(input_type="compressed")
+    assert not refused.successful
+    for i in range(6):
+        h.send(i)
+    wait_for(lambda: h.col.count("pose") >= 6, TIMEOUT, "poses after the update")
+    assert h.col.last("pose").header.frame_id == "odom"
+    assert h.node.rec.config.filter.conf_percentile == 10.0
+    assert h.node.get_parameter("window_size").value == 6
+
+
+def test_invalid_parameters_fail_at_start_with_the_reason(ros, seq):
+    with pytest.raises(ParameterError, match=r"WindowConfig.overlap must be an int in \[1, 5\]"):
+        ReconstructNode(predictor=OraclePredictor(seq), context=ros.context, namespace="/bad",
+                        parameter_overrides=[Parameter("window_size", value=6), Parameter("window_overlap", value=6)])
+
+
+class OomOnce(OraclePredictor):
+    """Runs out of GPU memory (twice: first try and retry) in its second window."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.windows = 0
+
+    def predict(self, images, frame_ids):
+        import torch
+
+        self.windows += 1
+        if self.windows in (2, 3):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return super().predict(images, frame_ids)
+
+
+def test_failed_window_is_reported_and_the_stream_goes_on(harness, seq):
+    h = harness(predictor=OomOnce(seq, seed=3))
+    for i in range(18):
+        h.send(i)
+    wait_for(lambda: h.col.count("stats") >= 3, TIMEOUT, "3 windows")
+    stats = h.col.messages["stats"]
+    assert [s.alignment_accepted for s in stats[:3]] == [True, False, True]
+    assert stats[1].alignment_message.startswith("window failed: GPU out of memory")
+    assert stats[1].windows_failed == 1 and h.node.counters.windows_failed == 1
+    assert len(h.col.last("path").poses) == 10                       # the failed window's keyframes dropped
