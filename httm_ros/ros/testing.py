@@ -15,7 +15,7 @@ import time
 import zlib
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 SHM_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
 
@@ -122,10 +122,12 @@ def make_collector(context, node_fqn: str, name: str = "collector", diagnostics:
             super().__init__(name, context=context)
             self.messages: Dict[str, List] = defaultdict(list)
             self._lock = threading.Lock()
+            self.subscriptions_by_topic = {}
             for topic, (type_path, latched) in OUTPUTS.items():
                 qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-                self.create_subscription(_import(type_path), f"{node_fqn}/{topic}", self._store(topic), qos)
+                self.subscriptions_by_topic[topic] = self.create_subscription(
+                    _import(type_path), f"{node_fqn}/{topic}", self._store(topic), qos)
             if diagnostics:
                 self.create_subscription(_import("diagnostic_msgs.msg.DiagnosticArray"), "/diagnostics",
                                          self._store("diagnostics"), 10)
@@ -135,6 +137,10 @@ def make_collector(context, node_fqn: str, name: str = "collector", diagnostics:
                 with self._lock:
                     self.messages[topic].append(msg)
             return callback
+
+        def matched(self, topic: str) -> bool:
+            """True once the subscription to ``topic`` has found its publisher."""
+            return self.subscriptions_by_topic[topic].get_publisher_count() > 0
 
         def count(self, topic: str) -> int:
             with self._lock:
@@ -152,6 +158,3 @@ def wait_matched(publisher, count: int = 1, timeout: float = 10.0) -> None:
     wait_for(lambda: publisher.get_subscription_count() >= count, timeout,
              f"{count} subscriber(s) on {publisher.topic_name}")
 
-
-def first_or_none(items: List) -> Optional[object]:
-    return items[0] if items else None
