@@ -125,3 +125,16 @@ def test_window_without_usable_overlap_is_rejected(seq):
     assert "too little overlap" in results[2].alignment.reason
     assert results[2].alignment.num_points == 0
     assert results[3].accepted and rec.counters.windows_rejected == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_same_results_on_cuda(seq, clean_run):
+    """The core is device-agnostic: on CUDA the stream gives the same trajectory (to float noise)."""
+    config = StreamConfig(window=WINDOW, image_width=None, device="cuda")
+    rec, results = run(seq, OraclePredictor(seq, noise=0.01, seed=0), config)
+    assert all(r.accepted for r in results) and results[1].points_xyz.device.type == "cuda"
+    cpu_rec = clean_run[0]
+    assert rec.trajectory.frame_ids == cpu_rec.trajectory.frame_ids
+    np.testing.assert_allclose(rec.trajectory.positions(), cpu_rec.trajectory.positions(), atol=1e-3)
+    assert abs(len(rec.map) - len(cpu_rec.map)) < 0.01 * len(cpu_rec.map)

@@ -190,8 +190,8 @@ def _correspondences(local: FrameGeometry, anchor: FrameGeometry, max_points: in
     median anchor depth)."""
     O, H, W = local.depth.shape
     stride = max(1, math.ceil(math.sqrt(O * H * W / max_points)))
-    src = unproject_depth(local.depth.double(), local.cam_to_world.double(), local.intrinsics, stride)
-    dst = unproject_depth(anchor.depth.double(), anchor.cam_to_world.double(), anchor.intrinsics, stride)
+    src = unproject_depth(local.depth, local.cam_to_world, local.intrinsics, stride).double()
+    dst = unproject_depth(anchor.depth, anchor.cam_to_world, anchor.intrinsics, stride).double()
     dl, da = local.depth[:, ::stride, ::stride], anchor.depth[:, ::stride, ::stride]
     conf = torch.minimum(local.conf[:, ::stride, ::stride], anchor.conf[:, ::stride, ::stride]).double()
     w = torch.log(conf.clamp_min(1.0))
