@@ -72,12 +72,16 @@ def slow_outliers(q, groups_per_head, budget):
     return new, [sum(1 for hh, _ in out if hh == h) for h in range(len(groups_per_head))]
 
 
-def slow_attention(q, k, v, q_groups, k_groups):
-    """One head: merge by groups (means), softmax attention, each token gets its group's output."""
+def slow_attention(q, k, v, q_groups, k_groups, proportional=False):
+    """One head: merge by groups (means), softmax attention (+ log group size per key when
+    proportional), each token gets its group's output."""
     qm = torch.stack([q[g].mean(0) for g in q_groups])
     km = torch.stack([k[g].mean(0) for g in k_groups])
     vm = torch.stack([v[g].mean(0) for g in k_groups])
-    om = torch.softmax(qm @ km.T / math.sqrt(q.shape[-1]), dim=-1) @ vm
+    logits = qm @ km.T / math.sqrt(q.shape[-1])
+    if proportional:
+        logits = logits + torch.tensor([math.log(len(g)) for g in k_groups])
+    om = torch.softmax(logits, dim=-1) @ vm
     out = torch.empty_like(q)
     for row, g in enumerate(q_groups):
         for t in g:
@@ -92,17 +96,21 @@ def slow_httm(q, k, v, lay, cfg):
     budget = outlier_budget(cfg.q_outlier, q.shape[0], plan_q.num_patch)
     q_groups, n_out = slow_outliers(q, q_groups, budget)
     k_groups = [slow_groups(k[h], plan_kv) for h in range(k.shape[0])]
-    o = torch.stack([slow_attention(q[h], k[h], v[h], q_groups[h], k_groups[h]) for h in range(q.shape[0])])
+    o = torch.stack([slow_attention(q[h], k[h], v[h], q_groups[h], k_groups[h], cfg.proportional_attention)
+                     for h in range(q.shape[0])])
     return o, [len(g) for g in q_groups], [len(g) for g in k_groups], n_out
 
 
 # ------------------------------------------------------------------------------- tests
 
 @pytest.mark.parametrize("frames,grid,n_s,n_t,heads", CASES)
-@pytest.mark.parametrize("anchor", [True, False])
-def test_matches_slow_reference(frames, grid, n_s, n_t, heads, anchor):
+@pytest.mark.parametrize("anchor,dst_ratio,proportional", [
+    (True, 1.0, False), (False, 1.0, False), (True, 0.5, False), (False, 0.5, True),
+])
+def test_matches_slow_reference(frames, grid, n_s, n_t, heads, anchor, dst_ratio, proportional):
     lay = layout(frames, grid)
-    cfg = HTTMConfig(spatial_block=n_s, temporal_frames=n_t, anchor_first_frame=anchor)
+    cfg = HTTMConfig(spatial_block=n_s, temporal_frames=n_t, anchor_first_frame=anchor,
+                     dst_ratio=dst_ratio, proportional_attention=proportional)
     q, k, v = (smooth_qkv(lay, heads, seed=s) for s in range(3))
     o, rec = httm_attention(q, k, v, lay, cfg)
     ref, kept_q, kept_kv, n_out = slow_httm(q[0], k[0], v[0], lay, cfg)
@@ -112,10 +120,12 @@ def test_matches_slow_reference(frames, grid, n_s, n_t, heads, anchor):
     torch.testing.assert_close(o[0], ref, rtol=1e-5, atol=1e-5)
 
 
-def test_zero_ratios_equal_dense_attention():
+@pytest.mark.parametrize("dst_ratio,proportional", [(1.0, False), (0.5, True)])
+def test_zero_ratios_equal_dense_attention(dst_ratio, proportional):
     lay = layout(7, (4, 5))
     q, k, v = (smooth_qkv(lay, 4, dim=16, seed=s) for s in range(3))
-    cfg = HTTMConfig(q_merge=0.0, q_outlier=0.0, kv_merge=0.0, spatial_block=8, temporal_frames=3)
+    cfg = HTTMConfig(q_merge=0.0, q_outlier=0.0, kv_merge=0.0, spatial_block=8, temporal_frames=3,
+                     dst_ratio=dst_ratio, proportional_attention=proportional)
     o, rec = httm_attention(q, k, v, lay, cfg)
     dense = F.scaled_dot_product_attention(q, k, v)
     assert float((o - dense).norm() / dense.norm()) < 1e-6
@@ -155,7 +165,7 @@ def test_heads_merge_differently_and_special_tokens_pass_through():
     n_sp = plan_q.num_special
     assert torch.equal(q_m[:, :, :n_sp], q[:, :, plan_q.special_index])   # rows of their own
     assert torch.equal(assign[:, plan_q.special_index], torch.arange(n_sp).expand(3, -1))
-    merge, k_assign = merge_keys(k, plan_kv, cfg.tile_elements)
+    merge, k_assign, _ = merge_keys(k, plan_kv, cfg.tile_elements)
     assert torch.equal(merge(k)[:, :, :n_sp], k[:, :, plan_kv.special_index])
     assert not torch.equal(k_assign[0, 0], k_assign[0, 1])
     # anchoring: first-frame patch tokens are destinations, so never two in one group

@@ -1,7 +1,7 @@
 """FastVGGT-style uniform baseline (httm_ros.httm.uniform) against a slow reference."""
 
-import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -31,15 +31,16 @@ def slow_uniform_groups(metric, plan):
     return [[t] for t in plan.special.tolist()] + list(members.values()) + [[s] for _, s, _ in best[plan.merge_count:]]
 
 
-def test_matches_slow_reference_with_one_matching_for_all_heads():
+@pytest.mark.parametrize("proportional", [False, True])
+def test_matches_slow_reference_with_one_matching_for_all_heads(proportional):
     lay = layout(5, (4, 5))
     q, k, v = (smooth_qkv(lay, 3, seed=s) for s in range(3))
-    cfg = UniformMergeConfig()
+    cfg = UniformMergeConfig(proportional_attention=proportional)
     o, rec = uniform_attention(q, k, v, lay, cfg)
     plan = build_uniform_plan(lay, cfg.merge_ratio, True)
     metric = k[0].transpose(0, 1).flatten(1)                              # keys of all heads [N, H*d]
     groups = slow_uniform_groups(metric, plan)
-    ref = torch.stack([slow_attention(q[0, h], k[0, h], v[0, h], groups, groups) for h in range(3)])
+    ref = torch.stack([slow_attention(q[0, h], k[0, h], v[0, h], groups, groups, proportional) for h in range(3)])
     torch.testing.assert_close(o[0], ref, rtol=1e-5, atol=1e-5)
     assert rec.kept_q.tolist() == [[len(groups)] * 3] and rec.kept_kv.tolist() == [[len(groups)] * 3]
 

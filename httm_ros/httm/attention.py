@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .blocks import build_block_plan
 from .config import HTTMConfig
-from .merge import merge_keys, merge_queries
+from .merge import merge_keys, merge_queries, size_bias
 from .stats import MergeRecord, Stopwatch
 
 
@@ -44,11 +44,12 @@ def httm_attention(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMConfig,
     budget = outlier_budget(config.q_outlier, q.shape[1], plan_q.num_patch)
     watch.lap("plan")
     q_m, unmerge, info = merge_queries(q, plan_q, budget, config.tile_elements, not_mergeable, watch.lap)
-    merge_kv, _ = merge_keys(k, plan_kv, config.tile_elements)
+    merge_kv, _, sizes = merge_keys(k, plan_kv, config.tile_elements)
     watch.lap("match_kv")
     k_m, v_m = merge_kv(k), merge_kv(v)                                   # [B, H, Mk, d]
+    bias = size_bias(sizes, q.dtype) if config.proportional_attention else None
     watch.lap("merge_kv")
-    o_m = F.scaled_dot_product_attention(q_m, k_m, v_m)                   # [B, H, Mq, d]
+    o_m = F.scaled_dot_product_attention(q_m, k_m, v_m, attn_mask=bias)   # [B, H, Mq, d]
     watch.lap("attention")
     o = unmerge(o_m)                                                      # [B, H, N, d]
     watch.lap("unmerge")

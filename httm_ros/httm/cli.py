@@ -48,6 +48,8 @@ def add_merge_arguments(parser: argparse.ArgumentParser, default: str = "httm") 
                    help="global blocks to merge in, e.g. '0-23' or '4,8-23' (default all)")
     g.add_argument("--uniform-ratio", type=float, default=u.merge_ratio,
                    help=f"uniform: fraction of source tokens merged (default {u.merge_ratio}: ~34%% kept)")
+    g.add_argument("--proportional-attention", action="store_true",
+                   help="weight each merged key by its size (log-size logit bias; not in the paper)")
     g.add_argument("--merge-profile", action="store_true",
                    help="time each merging stage (synchronises the GPU)")
     return parser
@@ -60,9 +62,11 @@ def merge_config_from_args(args: argparse.Namespace) -> Union[HTTMConfig, Unifor
     anchor = not args.no_anchor
     if args.merge == "uniform":
         return UniformMergeConfig(merge_ratio=args.uniform_ratio, anchor_first_frame=anchor,
+                                  proportional_attention=args.proportional_attention,
                                   layers=args.merge_layers, profile=args.merge_profile)
     if args.merge == "httm":
         return HTTMConfig(q_merge=args.q_merge, q_outlier=args.q_outlier, kv_merge=args.kv_merge,
                           spatial_block=args.spatial_block, temporal_frames=args.temporal_frames,
-                          anchor_first_frame=anchor, layers=args.merge_layers, profile=args.merge_profile)
+                          anchor_first_frame=anchor, proportional_attention=args.proportional_attention,
+                          layers=args.merge_layers, profile=args.merge_profile)
     raise ValueError(f"--merge must be one of {MERGE_MODES}, got {args.merge!r}")

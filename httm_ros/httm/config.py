@@ -21,6 +21,12 @@ def _check_positive_int(owner: str, name: str, value) -> None:
         raise ValueError(f"{owner}.{name} must be an int >= 1, got {value!r}")
 
 
+def _check_bools(owner: str, config, names) -> None:
+    for name in names:
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{owner}.{name} must be a bool, got {getattr(config, name)!r}")
+
+
 def _normalise_layers(owner: str, layers) -> Optional[Tuple[int, ...]]:
     if layers is None:
         return None
@@ -46,7 +52,10 @@ class HTTMConfig:
     anchor_first_frame every first-frame patch token is a destination, never a source (paper on)
     layers             global-attention block indices to merge in; None = all of them
     dst_ratio          share of a block's kept slots that are destinations (ours; the rest of
-                       the kept slots go to the least similar sources, which stay unmerged)
+                       the kept slots go to the least similar sources, which stay unmerged).
+                       1.0 (all sources merged) had the lowest error on the fidelity proxy
+    proportional_attention  add log(size) of each merged key to the attention logits (ToMe's
+                       proportional attention; not in the paper, off by default)
     tile_elements      most similarity entries held at once during matching (bounds memory)
     backend            "auto" (fastest available; today the torch reference) or "torch"
     profile            time each stage in the stats (synchronises CUDA; CPU is always timed)
@@ -59,7 +68,8 @@ class HTTMConfig:
     temporal_frames: int = 30
     anchor_first_frame: bool = True
     layers: Optional[Tuple[int, ...]] = None
-    dst_ratio: float = 0.5
+    dst_ratio: float = 1.0
+    proportional_attention: bool = False
     tile_elements: int = 1 << 28
     backend: str = "auto"
     profile: bool = False
@@ -79,8 +89,7 @@ class HTTMConfig:
         _check_fraction("HTTMConfig", "dst_ratio", self.dst_ratio, low_open=True)
         for name in ("spatial_block", "temporal_frames", "tile_elements"):
             _check_positive_int("HTTMConfig", name, getattr(self, name))
-        if not isinstance(self.anchor_first_frame, bool):
-            raise ValueError(f"HTTMConfig.anchor_first_frame must be a bool, got {self.anchor_first_frame!r}")
+        _check_bools("HTTMConfig", self, ("anchor_first_frame", "proportional_attention", "profile"))
         if self.backend not in BACKENDS:
             raise ValueError(f"HTTMConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
 
@@ -101,6 +110,7 @@ class UniformMergeConfig:
     merge_ratio        fraction of the source tokens merged away (FastVGGT's ratio; 0.9 keeps
                        about 34% of the patch tokens on long sequences)
     anchor_first_frame every first-frame patch token is a destination
+    proportional_attention  as in HTTMConfig (FastVGGT does not use it; off by default)
     layers             global-attention block indices to merge in; None = all of them
     tile_elements      most similarity entries held at once during the global matching
     profile            as in HTTMConfig
@@ -108,6 +118,7 @@ class UniformMergeConfig:
 
     merge_ratio: float = 0.9
     anchor_first_frame: bool = True
+    proportional_attention: bool = False
     layers: Optional[Tuple[int, ...]] = None
     tile_elements: int = 1 << 28
     profile: bool = False
@@ -119,5 +130,4 @@ class UniformMergeConfig:
     def validate(self) -> None:
         _check_fraction("UniformMergeConfig", "merge_ratio", self.merge_ratio)
         _check_positive_int("UniformMergeConfig", "tile_elements", self.tile_elements)
-        if not isinstance(self.anchor_first_frame, bool):
-            raise ValueError(f"UniformMergeConfig.anchor_first_frame must be a bool, got {self.anchor_first_frame!r}")
+        _check_bools("UniformMergeConfig", self, ("anchor_first_frame", "proportional_attention", "profile"))

@@ -39,7 +39,7 @@ def best_destination(src: Tensor, dst: Tensor, dst_valid: Tensor, tile_elements:
     score = torch.empty(src.shape[:2], dtype=torch.float32, device=src.device)
     index = torch.empty(src.shape[:2], dtype=torch.long, device=src.device)
     r_step = max(1, tile_elements // max(1, s * d_len))
-    s_step = s if s * d_len <= tile_elements else max(1, tile_elements // max(1, d_len))
+    s_step = max(1, s if s * d_len <= tile_elements else tile_elements // max(1, d_len))
     for i in range(0, src.shape[0], r_step):                              # chunks of blocks, not blocks
         for j in range(0, s, s_step):
             rows, cols = slice(i, i + r_step), slice(j, j + s_step)
@@ -163,10 +163,11 @@ def remove_outliers(x: Tensor, sums: Tensor, counts: Tensor, assign: Tensor,
 
 # ------------------------------------------------------------------------ merge / unmerge
 
-def merge_keys(k: Tensor, plan: BlockPlan, tile_elements: int) -> Tuple[Callable[[Tensor], Tensor], Tensor]:
+def merge_keys(k: Tensor, plan: BlockPlan, tile_elements: int) -> Tuple[Callable[[Tensor], Tensor], Tensor, Tensor]:
     """Head-wise block matching on the keys; the returned ``merge(x)`` applies it to K or V.
 
-    k [B, H, N, d] -> (merge: [B, H, N, d] -> [B, H, M, d], assign [B, H, N]).
+    k [B, H, N, d] -> (merge: [B, H, N, d] -> [B, H, M, d], assign [B, H, N],
+    sizes of the merged tokens [B, H, M] (float32)).
     """
     assign = assignment(match_blocks(reorder(k, plan), plan, tile_elements), plan)
     counts = group_sizes(assign, plan.num_merged)
@@ -174,7 +175,13 @@ def merge_keys(k: Tensor, plan: BlockPlan, tile_elements: int) -> Tuple[Callable
     def merge(x: Tensor) -> Tensor:
         return means(group_sums(x, assign, plan.num_merged), counts).to(x.dtype)
 
-    return merge, assign
+    return merge, assign, counts
+
+
+def size_bias(counts: Tensor, dtype: torch.dtype) -> Tensor:
+    """Proportional attention: log(size) of each merged key as an additive attention bias.
+    counts [B, H|1, M] -> [B, H|1, 1, M]."""
+    return counts.log()[:, :, None, :].to(dtype)
 
 
 def _no_lap(name: str) -> None:

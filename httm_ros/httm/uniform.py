@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .blocks import round_half_up
 from .config import UniformMergeConfig
-from .merge import best_destination, group_sizes, group_sums, means, rank_descending, unmerge
+from .merge import best_destination, group_sizes, group_sums, means, rank_descending, size_bias, unmerge
 from .stats import MergeRecord, Stopwatch
 
 _CELL_CORNERS = ((0, 0), (1, 1), (0, 1), (1, 0))
@@ -93,8 +93,9 @@ def uniform_attention(q: Tensor, k: Tensor, v: Tensor, layout, config: UniformMe
         return means(group_sums(x, assign, m), counts).to(x.dtype)
 
     q_m, k_m, v_m = merge(q), merge(k), merge(v)
+    bias = size_bias(counts, q.dtype) if config.proportional_attention else None
     watch.lap("merge")
-    o_m = F.scaled_dot_product_attention(q_m, k_m, v_m)                   # [B, H, M, d]
+    o_m = F.scaled_dot_product_attention(q_m, k_m, v_m, attn_mask=bias)   # [B, H, M, d]
     watch.lap("attention")
     o = unmerge(o_m, assign)
     watch.lap("unmerge")
