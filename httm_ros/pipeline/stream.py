@@ -305,11 +305,12 @@ class StreamingReconstructor:
         timings["map_update"] = timer.lap()
         self.trajectory.append(result.frame_ids[new], result.stamps[new], result.cam_to_world[new].cpu().numpy())
         self.counters.windows_accepted += 1
-        kfs = self._pending
-        for k, kf in enumerate(kfs):
-            kf.cam_to_world, kf.intrinsics = result.cam_to_world[k], result.intrinsics[k]
-            kf.depth, kf.conf = result.depth[k], result.conf[k]
-        self._anchor = kfs[-self.config.window.overlap:]
+        first = max(0, result.num_keyframes - self.config.window.overlap)
+        for k in range(first, result.num_keyframes):   # copies: the anchor must not pin the whole window
+            kf = self._pending[k]
+            kf.cam_to_world, kf.intrinsics = result.cam_to_world[k].clone(), result.intrinsics[k].clone()
+            kf.depth, kf.conf = result.depth[k].clone(), result.conf[k].clone()
+        self._anchor = self._pending[first:]
 
     def _filter(self, depth: torch.Tensor, conf: torch.Tensor) -> Tuple[torch.Tensor, int]:
         """Keep mask [n,h,w] on the stride grid: valid depth, conf >= threshold and >= percentile."""
