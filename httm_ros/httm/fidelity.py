@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -168,8 +169,8 @@ def _git_commit() -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "httm_ros/httm"], cwd=REPO,
                                capture_output=True, text=True).stdout.strip()
         return rev + ("+dirty(httm_ros/httm)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    except (OSError, subprocess.CalledProcessError):                      # no git (e.g. a copied tree)
+        return os.environ.get("HTTM_GIT_COMMIT", "unknown")
 
 
 def _device() -> str:
