@@ -98,7 +98,8 @@ class VGGTConfig:
         if self.dpt_chunk_size is not None and (not isinstance(self.dpt_chunk_size, int) or self.dpt_chunk_size <= 0):
             raise ValueError(f"dpt_chunk_size must be a positive int or None, got {self.dpt_chunk_size!r}")
         if self.cuda_autocast_dtype not in _AUTOCAST_DTYPES:
-            raise ValueError(f"cuda_autocast_dtype must be one of {_AUTOCAST_DTYPES}, got {self.cuda_autocast_dtype!r}")
+            raise ValueError(
+                f"cuda_autocast_dtype must be one of {_AUTOCAST_DTYPES}, got {self.cuda_autocast_dtype!r}")
 
     @staticmethod
     def _check_heads(name: str, dim: int, heads: int, rope: bool) -> None:
