@@ -1,6 +1,5 @@
 """FastVGGT-style uniform baseline (httm_ros.httm.uniform) against a slow reference."""
 
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -46,6 +46,15 @@ COMPARISONS = (
      HTTMConfig(q_merge=0.7, q_outlier=0.1, kv_merge=0.6, proportional_attention=True, **_BLOCKS),
      UniformMergeConfig(proportional_attention=True)),
 )
+# Design checks, run by the script only (the test keeps to COMPARISONS): half of the kept slots
+# as destinations; no outlier filtering at the same query length; proportional attention.
+ABLATIONS = (
+    ("paper_ratios_dst_ratio_0.5", HTTMConfig(dst_ratio=0.5, **_BLOCKS), UniformMergeConfig()),
+    ("paper_ratios_no_outliers_q_merge_0.8", HTTMConfig(q_merge=0.8, q_outlier=0.0, **_BLOCKS),
+     UniformMergeConfig()),
+    ("paper_ratios_proportional", HTTMConfig(proportional_attention=True, **_BLOCKS),
+     UniformMergeConfig(proportional_attention=True)),
+)
 
 
 def golden_aggregator(manifest: Optional[Path] = None):
@@ -189,8 +198,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--width", type=int, default=168)
     parser.add_argument("--height", type=int, default=126)
+    parser.add_argument("--no-ablations", action="store_true", help="only the comparisons the test runs")
     args = parser.parse_args(argv)
-    result = fidelity_proxy(args.frames, args.width, args.height)
+    result = fidelity_proxy(args.frames, args.width, args.height,
+                            COMPARISONS if args.no_ablations else COMPARISONS + ABLATIONS)
     result["command"] = " ".join(["python -m httm_ros.httm.fidelity"] + (sys.argv[1:] if argv is None else argv))
     result["git_commit"] = _git_commit()
     result["device"] = _device()
