@@ -47,11 +47,14 @@ COMPARISONS = (
      UniformMergeConfig(proportional_attention=True)),
 )
 # Design checks, run by the script only (the test keeps to COMPARISONS): half of the kept slots
-# as destinations; no outlier filtering at the same query length; proportional attention.
+# as destinations; no outlier filtering at the same query length (matched budget, where the
+# first-frame clip does not change the length); proportional attention at the paper's ratios.
+_MATCHED_NO_OUTLIERS = dict(q_merge=0.6, q_outlier=0.0, kv_merge=0.6, **_BLOCKS)
 ABLATIONS = (
     ("paper_ratios_dst_ratio_0.5", HTTMConfig(dst_ratio=0.5, **_BLOCKS), UniformMergeConfig()),
-    ("paper_ratios_no_outliers_q_merge_0.8", HTTMConfig(q_merge=0.8, q_outlier=0.0, **_BLOCKS),
-     UniformMergeConfig()),
+    ("matched_budget_no_outliers", HTTMConfig(**_MATCHED_NO_OUTLIERS), UniformMergeConfig()),
+    ("matched_budget_no_outliers_proportional",
+     HTTMConfig(proportional_attention=True, **_MATCHED_NO_OUTLIERS), UniformMergeConfig(proportional_attention=True)),
     ("paper_ratios_proportional", HTTMConfig(proportional_attention=True, **_BLOCKS),
      UniformMergeConfig(proportional_attention=True)),
 )
