@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -37,12 +39,15 @@ STAGES = ("align", "filter", "unproject", "map_update", "post", "preprocess")
 
 
 def git_commit() -> Optional[str]:
+    """``git rev-parse HEAD`` of the source tree; else $HTTM_GIT_COMMIT (for copies without .git)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+                             cwd=Path(__file__).resolve().parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        out = ""
+    if re.fullmatch(r"[0-9a-f]{40}", out):
+        return out
+    return os.environ.get("HTTM_GIT_COMMIT") or None
 
 
 def device_name(device: torch.device) -> str:
