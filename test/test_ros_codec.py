@@ -170,3 +170,19 @@ def test_pointcloud2_one_million_points_is_fast():
     msg = codec.pointcloud2_xyzrgb(xyz, rgb, Header())
     assert time.perf_counter() - start < 1.0                            # ms in practice; per-point is minutes
     assert len(msg.data) == 16_000_000
+
+
+def test_batched_poses_match_single_and_fix_reflections():
+    rng = np.random.default_rng(3)
+    mats = np.repeat(np.eye(4)[None], 5, axis=0)
+    for m in mats:
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        m[:3, :3] = q * np.sign(np.linalg.det(q))                        # proper rotations
+        m[:3, 3] = rng.normal(size=3)
+    batch = codec.poses_from_matrices(mats)
+    for m, pose in zip(mats, batch):
+        single = codec.pose_from_matrix(m)
+        assert pose == single
+        q = [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w]
+        np.testing.assert_allclose(quat_to_rotmat(np.array(q)), m[:3, :3], atol=1e-9)
+    assert codec.poses_from_matrices(np.zeros((0, 4, 4))) == []

@@ -116,6 +116,8 @@ class ReconstructNode(Node):
         self.counters = NodeCounters()
         self.last_timings = NodeTimings()
         self.last_stats: Optional[WindowStats] = None
+        self.history: "collections.deque[dict]" = collections.deque(maxlen=1000)   # per-window timings
+        self._publish_call_ms = 0.0
         self._stamps = StampBook()
         self._path: List[PoseStamped] = []
         self._accepted_since_map = 0
@@ -274,6 +276,7 @@ class ReconstructNode(Node):
     def _publish_window(self, result) -> None:
         """All outputs of one window; stats last (with the time the others took)."""
         t0 = time.perf_counter()
+        self._publish_call_ms = 0.0
         values = self.values
         stamps = [self._stamps.get(s) for s in result.stamps]
         if result.stats.get("error"):
@@ -299,19 +302,37 @@ class ReconstructNode(Node):
         self.counters.windows_published += 1
         if values["publish_stats"]:
             self.pub["stats"].publish(stats)
+        self.history.append(self._history_entry(result, timings))
+
+    def _history_entry(self, result, timings: NodeTimings) -> dict:
+        """Per-window record (ms) for diagnostics and the benchmark."""
+        entry = {"index": result.index, "keyframes": result.num_keyframes, "new_keyframes":
+                 result.num_keyframes - result.num_overlap, "accepted": result.accepted,
+                 "points": 0 if result.points_xyz is None else int(result.points_xyz.shape[0]),
+                 "map_points": len(self.rec.map), "decode_ms": timings.decode_ms, "queue_ms": timings.queue_ms,
+                 "convert_publish_ms": timings.publish_ms, "publish_calls_ms": self._publish_call_ms,
+                 "model_ms": 1e3 * float(result.stats.get("model_s", 0.0))}
+        entry.update({f"core_{k}_ms": 1e3 * v for k, v in result.timings.items()})
+        return entry
+
+    def _send(self, topic: str, msg) -> None:
+        """Publish on one of ``self.pub``, timing the publish call (serialisation + transport)."""
+        t0 = time.perf_counter()
+        self.pub[topic].publish(msg)
+        self._publish_call_ms += 1e3 * (time.perf_counter() - t0)
 
     def _publish_geometry(self, result, stamps, values) -> None:
         new = range(result.num_overlap, result.num_keyframes)
         self._publish_keyframes(result, new, stamps, values)
         if values["publish_points"]:
             xyz, rgb = result.points_numpy()
-            self.pub["points"].publish(codec.pointcloud2_xyzrgb(
+            self._send("points", codec.pointcloud2_xyzrgb(
                 xyz, rgb, codec.make_header(stamps[-1], values["world_frame"])))
         self._accepted_since_map += 1
         if values["publish_map"] and self._accepted_since_map >= values["map_publish_every"]:
             self._accepted_since_map = 0
             xyz, rgb = self.rec.map.points()
-            self.pub["map"].publish(codec.pointcloud2_xyzrgb(
+            self._send("map", codec.pointcloud2_xyzrgb(
                 xyz, rgb, codec.make_header(stamps[-1], values["world_frame"])))
 
     def _publish_keyframes(self, result, new: range, stamps, values) -> None:
@@ -321,24 +342,25 @@ class ReconstructNode(Node):
         depth = result.depth[sl].float().cpu().numpy() if values["publish_depth"] else None
         conf = result.conf[sl].float().cpu().numpy() if values["publish_depth_confidence"] else None
         intr = result.intrinsics[sl].double().cpu().numpy()
-        poses = result.cam_to_world[sl].double().cpu().numpy()
+        poses = codec.poses_from_matrices(result.cam_to_world[sl].double().cpu().numpy())
         height, width = result.image_hw
         transforms = []
         for i, k in enumerate(new):
             cam_header = codec.make_header(stamps[k], camera)
             if depth is not None:
-                self.pub["depth"].publish(codec.float_image(depth[i], cam_header, valid=depth[i] > 0))
+                self._send("depth", codec.float_image(depth[i], cam_header, valid=depth[i] > 0))
             if conf is not None:
-                self.pub["depth_confidence"].publish(codec.float_image(conf[i], cam_header))
+                self._send("depth_confidence", codec.float_image(conf[i], cam_header))
             if values["publish_camera_info"]:
-                self.pub["camera_info"].publish(codec.camera_info(intr[i], width, height, cam_header))
-            pose = codec.pose_stamped(poses[i], codec.make_header(stamps[k], world))
+                self._send("camera_info", codec.camera_info(intr[i], width, height, cam_header))
+            pose = PoseStamped(header=codec.make_header(stamps[k], world), pose=poses[i])
             self._path.append(pose)
             if values["publish_pose"]:
-                self.pub["pose"].publish(pose)
-            transforms.append(codec.transform_stamped(poses[i], codec.make_header(stamps[k], world), camera))
+                self._send("pose", pose)
+            if self._tf is not None and values["publish_tf"]:
+                transforms.append(codec.transform_from_pose(poses[i], codec.make_header(stamps[k], world), camera))
         if values["publish_path"]:
-            self.pub["path"].publish(Path(header=codec.make_header(stamps[-1], world), poses=self._path))
+            self._send("path", Path(header=codec.make_header(stamps[-1], world), poses=self._path))
         if self._tf is not None and values["publish_tf"] and transforms:
             self._tf.sendTransform(transforms)
 

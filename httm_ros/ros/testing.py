@@ -15,7 +15,7 @@ import time
 import zlib
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 SHM_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
 
@@ -54,13 +54,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str = "conditi
 
 
 class RosContext:
-    """An rclpy context (own domain) with a multi-threaded executor spinning in a thread."""
+    """An rclpy context (own domain, or ``domain`` when given) with a multi-threaded executor
+    spinning in a thread."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, domain: Optional[int] = None) -> None:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
 
         env = ros_env(name)
+        if domain is not None:
+            env["ROS_DOMAIN_ID"] = str(domain)
         self._saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)                      # read when the first participant is created
         self.domain_id = int(env["ROS_DOMAIN_ID"])

@@ -1,0 +1,291 @@
+"""Benchmark of reconstruct_node's overhead: everything but the model forward, per window.
+
+    python -m httm_ros.ros.bench --out bench/node_overhead_cpu.json              # ROS host (CPU)
+    python -m httm_ros.ros.bench --device cuda --model 1b --no-ros --out bench/node_gpu.json
+
+Sections (each where it can run):
+- ``pointcloud2``: packing 1M coloured points into a PointCloud2 (``codec.pointcloud2_xyzrgb``,
+  one bulk copy), decoding it back, and rclpy's serialisation of it (what ``publish`` does).
+- ``node`` (needs rclpy and the built messages): the real node in this process with an
+  OraclePredictor in place of the model, fed rgb8 518x392 frames over DDS (shared memory) by a
+  paced publisher, every output subscribed by a separate process. Windows of 24 keyframes
+  (overlap 8). Per window it records the node's own work: decode (every frame since the previous
+  window), queue, message conversion + publish (of which the publish calls alone), and the
+  core's non-model stages (preprocess, align, filter, unproject, map update).
+- ``device_transfers``: on ``--device``, the core on the oracle stream and the copies the node
+  makes of a window's outputs to host memory (depth, confidence, cameras, points, map).
+- ``model`` (``--model tiny|1b``): one VGGT forward on the same 24 frames (deterministic test
+  weights; timing only), with HTTM merging and dense, median of ``--repeats`` after a warm-up.
+The JSON holds the exact command, the git commit, the device and every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+WIDTH, HEIGHT = 518, 392
+NODE_KEYS = ("decode_ms", "queue_ms", "convert_publish_ms", "publish_calls_ms")
+CORE_KEYS = ("core_preprocess_ms", "core_align_ms", "core_filter_ms", "core_unproject_ms", "core_map_update_ms",
+             "core_post_ms")
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return round(statistics.median(times), 3)
+
+
+# ----------------------------------------------------------------------------- PointCloud2
+def bench_pointcloud2(points: int = 1_000_000, repeats: int = 5) -> dict:
+    """Packing / decoding / serialising ``points`` coloured points."""
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import Header
+
+    from . import codec
+
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(size=(points, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (points, 3), dtype=np.uint8)
+    msg = codec.pointcloud2_xyzrgb(xyz, rgb, Header(frame_id="map"))
+    out = {"points": points, "bytes": len(msg.data),
+           "pack_ms": _median_ms(lambda: codec.pointcloud2_xyzrgb(xyz, rgb, Header(frame_id="map")), repeats),
+           "decode_ms": _median_ms(lambda: codec.decode_pointcloud2_xyzrgb(msg), repeats)}
+    try:
+        from rclpy.serialization import deserialize_message, serialize_message
+    except ImportError:
+        return out
+    data = serialize_message(msg)
+    out["serialize_ms"] = _median_ms(lambda: serialize_message(msg), repeats)
+    out["deserialize_ms"] = _median_ms(lambda: deserialize_message(data, PointCloud2), repeats)
+    return out
+
+
+# ----------------------------------------------------------------------------- the node over DDS
+def _sequence(windows: int, keyframes: int, overlap: int, device: str = "cpu"):
+    from httm_ros.synthetic import demo_sequence
+
+    frames = keyframes + (windows - 1) * (keyframes - overlap)
+    t0 = time.perf_counter()
+    seq = demo_sequence(num_frames=frames, width=WIDTH, height=HEIGHT, seed=0, speed=0.03, device=device)
+    return seq, time.perf_counter() - t0
+
+
+def bench_node(seq, args) -> dict:
+    """The node in-process with an oracle predictor, a subscriber process on every output."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from httm_ros.pipeline import OraclePredictor
+
+    from . import codec
+    from .reconstruct_node import ReconstructNode
+    from .testing import RosContext, ros_env, wait_for, wait_matched
+
+    ctx = RosContext("httm_ros.ros.bench")
+    env = {**os.environ, **ros_env("httm_ros.ros.bench")}
+    sink = subprocess.Popen([sys.executable, "-m", "httm_ros.ros.bench", "--sink", "/bench/reconstruct_node"],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        overrides = dict(image_size=WIDTH, window_size=args.keyframes, window_overlap=args.overlap,
+                         keyframe_policy="every", qos_reliability="reliable", qos_depth=10, device=args.device)
+        node = ctx.add(ReconstructNode(predictor=OraclePredictor(seq, seed=0), context=ctx.context,
+                                       namespace="/bench",
+                                       parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]))
+        feeder = ctx.add(Node("bench_feeder", context=ctx.context))
+        pub = feeder.create_publisher(Image, "/bench/image", 10)
+        for publisher in (pub, *(p for t, p in node.pub.items() if t != "diagnostics")):
+            wait_matched(publisher, 1, 60.0)
+        messages = [codec.rgb_to_image(img, codec.make_header(codec.sec_to_stamp(float(t)), "camera"))
+                    for img, t in zip(seq.images, seq.timestamps)]
+        for i, msg in enumerate(messages):                 # paced: one frame at a time, like a camera
+            pub.publish(msg)
+            wait_for(lambda: node.rec.counters.frames_received > i, 120.0, f"frame {i} processed")
+        wait_for(lambda: len(node.history) >= args.windows, 120.0, "all windows")
+        history = list(node.history)
+        node.shutdown()
+    finally:
+        sink.stdin.close()
+        received = sink.stdout.read()
+        sink.wait(30)
+        ctx.close()
+    return _summarise_node(history, received)
+
+
+def _summarise_node(history: List[dict], received: str) -> dict:
+    aligned = [h for h in history[1:] if h["keyframes"] == history[0]["keyframes"]] or history
+    med = {k: round(statistics.median(h[k] for h in aligned), 2) for k in NODE_KEYS + CORE_KEYS}
+    med["node_overhead_ms"] = round(med["decode_ms"] + med["queue_ms"] + med["convert_publish_ms"], 2)
+    med["core_non_model_ms"] = round(med["core_preprocess_ms"] + med["core_post_ms"], 2)
+    return {"median_over_windows_1_on": med, "windows": [{k: (round(v, 3) if isinstance(v, float) else v)
+                                                          for k, v in h.items()} for h in history],
+            "subscriber_received": json.loads(received or "{}")}
+
+
+def run_sink(node_fqn: str) -> int:
+    """Subscriber process: count every output of ``node_fqn`` until stdin closes; print JSON."""
+    from .testing import RosContext, make_collector
+
+    ctx = RosContext("httm_ros.ros.bench", domain=int(os.environ["ROS_DOMAIN_ID"]))
+    col = ctx.add(make_collector(ctx.context, node_fqn, name="bench_sink", diagnostics=False))
+    sys.stdin.read()
+    print(json.dumps({topic: col.count(topic) for topic in list(col.messages)}))
+    ctx.close()
+    return 0
+
+
+# ----------------------------------------------------------------------------- device side
+def bench_device_transfers(seq, args) -> dict:
+    """The core on ``args.device`` with the oracle; host copies of each window's outputs (ms)."""
+    from httm_ros.pipeline import (KeyframeConfig, OraclePredictor, StreamConfig, StreamingReconstructor,
+                                   WindowConfig)
+
+    device = torch.device(args.device)
+    cfg = StreamConfig(keyframes=KeyframeConfig(enabled=False), window=WindowConfig(args.keyframes, args.overlap),
+                       image_width=WIDTH, device=str(device))
+    rec = StreamingReconstructor(OraclePredictor(seq, seed=0), cfg)
+    rows = []
+    for img, t in zip(seq.images, seq.timestamps):
+        for r in rec.push(img, float(t)):
+            if r.accepted:
+                rows.append(_host_copies(r, rec, device))
+    rows = rows[1:] or rows
+    return {k: round(statistics.median(row[k] for row in rows), 3) for k in rows[0]}
+
+
+def _host_copies(result, rec, device: torch.device) -> Dict[str, float]:
+    """What _publish_keyframes / _publish_geometry copy to host memory for one window."""
+    def timed(fn):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        return 1e3 * (time.perf_counter() - t0)
+
+    new = slice(result.num_overlap, result.num_keyframes)
+    out = {"depth_conf_cameras_ms": timed(lambda: (result.depth[new].float().cpu().numpy(),
+                                                   result.conf[new].float().cpu().numpy(),
+                                                   result.intrinsics[new].double().cpu().numpy(),
+                                                   result.cam_to_world[new].double().cpu().numpy())),
+           "window_points_ms": timed(result.points_numpy), "map_points_ms": timed(rec.map.points)}
+    out["total_ms"] = sum(out.values())
+    out["map_points"] = float(len(rec.map))
+    return out
+
+
+def bench_model(seq, args) -> dict:
+    """One VGGT forward on the first window's frames, HTTM and dense."""
+    from httm_ros.httm import HTTMConfig
+    from httm_ros.pipeline import ModelPredictor
+    from httm_ros.vggt.factory import build_model
+
+    device = torch.device(args.device)
+    model = build_model(args.model, allow_test_weights=True, device=str(device))
+    images = torch.as_tensor(seq.images[:args.keyframes]).permute(0, 3, 1, 2).float().div(255).to(device)
+    ids = list(range(args.keyframes))
+    out = {"config": args.model, "weights": "deterministic test weights (timing only)", "frames": args.keyframes}
+    for name, merge in (("httm", HTTMConfig()), ("none", None)):
+        predictor = ModelPredictor(model, device=device, merge=merge)
+        predictor.predict(images, ids)                                      # warm-up
+        times = [1e3 * predictor.predict(images, ids).stats["model_s"] for _ in range(args.repeats)]
+        out[f"{name}_ms_median"] = round(statistics.median(times), 2)
+        out[f"{name}_ms"] = [round(t, 2) for t in times]
+    if device.type == "cuda":
+        out["gpu_memory_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="bench/node_overhead_cpu.json", help="JSON output (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="device of the core (and model): cpu, cuda, cuda:N")
+    p.add_argument("--keyframes", type=int, default=24, help="window size K (default: %(default)s)")
+    p.add_argument("--overlap", type=int, default=8, help="window overlap O (default: %(default)s)")
+    p.add_argument("--windows", type=int, default=3, help="windows through the node (default: %(default)s)")
+    p.add_argument("--points", type=int, default=1_000_000, help="PointCloud2 size (default: %(default)s)")
+    p.add_argument("--model", choices=("none", "tiny", "1b"), default="none", help="also time a VGGT forward")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (default: %(default)s)")
+    p.add_argument("--no-ros", action="store_true", help="skip the sections that need rclpy and the messages")
+    p.add_argument("--sink", metavar="NODE", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _has_ros() -> bool:
+    try:
+        import rclpy  # noqa: F401
+        from httm_ros.msg import WindowStats  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.sink:
+        return run_sink(args.sink)
+    ros = not args.no_ros and _has_ros()
+    seq, render_s = _sequence(args.windows, args.keyframes, args.overlap, args.device)
+    report = {"command": "python -m httm_ros.ros.bench " + " ".join(sys.argv[1:] if argv is None else argv),
+              "git_commit": git_commit(), "device": device_name(torch.device(args.device)),
+              "host_cpu": device_name(torch.device("cpu")), "torch": torch.__version__,
+              "image_wh": [WIDTH, HEIGHT], "keyframes": args.keyframes, "overlap": args.overlap,
+              "frames": len(seq), "render_s": round(render_s, 2)}
+    if ros:
+        report["pointcloud2"] = bench_pointcloud2(args.points, args.repeats)
+        report["node"] = bench_node(seq, args)
+    report["device_transfers"] = bench_device_transfers(seq, args)
+    if args.model != "none":
+        report["model"] = bench_model(seq, args)
+        _ratios(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("node",)}, indent=1))
+    if "node" in report:
+        print("node medians (windows 1..):", json.dumps(report["node"]["median_over_windows_1_on"]))
+    print(f"-> {out}")
+    return 0
+
+
+def _ratios(report: dict) -> None:
+    """Node overhead (when measured) + device copies over the model time, per window."""
+    model_ms = report["model"]["httm_ms_median"]
+    extra = report["device_transfers"]["total_ms"]
+    if "node" in report:
+        node = report["node"]["median_over_windows_1_on"]["node_overhead_ms"]
+        report["overhead_over_model"] = round((node + extra) / model_ms, 4)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
