@@ -122,8 +122,20 @@ def select_outliers(dev: Tensor, budget: int) -> Tuple[Tensor, Tensor]:
     return index, values > 0
 
 
+def rank_within_head(index: Tensor, valid: Tensor, heads: int, n: int) -> Tuple[Tensor, Tensor]:
+    """Outlier slot of each pick inside its head (picks ordered by token), and picks per head.
+    index/valid [B, k] (flat h*N + n) -> pos [B, k] (meaningless for invalid picks), count [B, H]."""
+    head = torch.div(index, n, rounding_mode="floor")                     # [B, k]
+    count = torch.zeros(index.shape[0], heads, dtype=torch.long, device=index.device)
+    count.scatter_add_(1, head, valid.long())
+    order = torch.where(valid, index, heads * n + index).argsort(dim=1)  # invalid picks sort last
+    first = torch.cumsum(count, dim=1) - count                            # [B, H] first pick of a head
+    pos_sorted = torch.arange(index.shape[1], device=index.device) - first.gather(1, head.gather(1, order))
+    return torch.empty_like(pos_sorted).scatter_(1, order, pos_sorted), count
+
+
 def remove_outliers(x: Tensor, sums: Tensor, counts: Tensor, assign: Tensor,
-                    index: Tensor, valid: Tensor) -> Tuple[Tensor, Tensor, Tensor, int]:
+                    index: Tensor, valid: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Take the outliers out of their merged tokens; each becomes a token of its own.
 
     x [B, H, N, d], sums [B, H, M, d], counts [B, H, M], assign [B, H, N], index/valid [B, k]
@@ -135,30 +147,22 @@ def remove_outliers(x: Tensor, sums: Tensor, counts: Tensor, assign: Tensor,
     b, h, n, d = x.shape
     m = sums.shape[2]
     head = torch.div(index, n, rounding_mode="floor")                     # [B, k]
-    token_rows = x.flatten(1, 2).float().gather(1, index[..., None].expand(-1, -1, d))  # [B, k, d]
-    old = assign.flatten(1).gather(1, index)                              # [B, k]
-    w = valid.to(token_rows.dtype)
+    picked = x.flatten(1, 2).gather(1, index[..., None].expand(-1, -1, d)).float()  # [B, k, d]
+    old = assign.flatten(1).gather(1, index)                              # [B, k] their merged rows
+    w = valid.to(picked.dtype)
     sums = sums.flatten(1, 2).scatter_add(1, (head * m + old)[..., None].expand(-1, -1, d),
-                                          -token_rows * w[..., None]).view(b, h, m, d)
+                                          -picked * w[..., None]).view(b, h, m, d)
     counts = counts.flatten(1).scatter_add(1, head * m + old, -w).view(b, h, m)
 
-    per_head = torch.zeros(b, h, dtype=torch.long, device=x.device).scatter_add_(1, head, valid.long())
-    # slot of each valid outlier inside its head: order of the picks by (head, token)
-    key = torch.where(valid, index, h * n + index)                        # invalid picks sort last
-    order = key.argsort(dim=1)
-    sorted_head = head.gather(1, order)
-    first = torch.cumsum(per_head, dim=1) - per_head                      # [B, H] first pick per head
-    pos_sorted = torch.arange(index.shape[1], device=x.device) - first.gather(1, sorted_head)
-    pos = torch.empty_like(pos_sorted).scatter_(1, order, pos_sorted)     # [B, k]
+    pos, per_head = rank_within_head(index, valid, h, n)
     o_max = int(per_head.max()) if per_head.numel() else 0                # one host sync: row count
-
+    width = m + o_max + 1                                                 # + 1 trash row
+    slot = torch.where(valid, m + pos, m + o_max)                         # invalid picks -> trash
     rows = torch.cat((means(sums, counts), sums.new_zeros(b, h, o_max + 1, d)), dim=2)
-    slot = torch.where(valid, m + pos, m + o_max)                         # invalid -> trash row
-    rows = rows.flatten(1, 2).scatter(1, (head * (m + o_max + 1) + slot)[..., None].expand(-1, -1, d),
-                                      token_rows).view(b, h, -1, d)[:, :, :m + o_max]
+    rows = rows.flatten(1, 2).scatter(1, (head * width + slot)[..., None].expand(-1, -1, d), picked)
     new_assign = assign.flatten(1).scatter(1, index, torch.where(valid, m + pos, old)).view(b, h, n)
     kept = (counts > 0.5).sum(2) + per_head                               # real rows per head
-    return rows, new_assign, kept, per_head
+    return rows.view(b, h, width, d)[:, :, :m + o_max], new_assign, kept, per_head
 
 
 # ------------------------------------------------------------------------ merge / unmerge
