@@ -91,11 +91,8 @@ class Harness:
             wait_for(lambda: self.node.counters.frames_received > before, TIMEOUT, f"frame {i} received")
 
     def close(self):
+        """Stop the node's threads; RosContext.close destroys the nodes once nothing spins."""
         self.node.shutdown()
-        self.ros.executor.remove_node(self.node)
-        self.ros.executor.remove_node(self.col)
-        self.node.destroy_node()
-        self.col.destroy_node()
         self.ros.feeder.destroy_publisher(self.pub)
 
 
@@ -156,13 +153,9 @@ def test_every_output_with_types_frames_stamps_and_sizes(harness):
     assert h.col.last("stats").num_keyframes == 4 and len(h.col.last("path").poses) == 16
     # ~/map is transient local: a subscriber that joins late still gets it.
     late = h.ros.add(make_collector(h.ros.context, f"{h.ns}/reconstruct_node", name="late", diagnostics=False))
-    try:
-        wait_for(lambda: late.count("map") >= 1 and late.count("path") >= 1, TIMEOUT, "latched map and path")
-        map_xyz, _ = codec.decode_pointcloud2_xyzrgb(late.last("map"))
-        assert len(map_xyz) == h.col.last("stats").map_points
-    finally:
-        h.ros.executor.remove_node(late)
-        late.destroy_node()
+    wait_for(lambda: late.count("map") >= 1 and late.count("path") >= 1, TIMEOUT, "latched map and path")
+    map_xyz, _ = codec.decode_pointcloud2_xyzrgb(late.last("map"))
+    assert len(map_xyz) == h.col.last("stats").map_points
 
 
 def test_bad_input_is_counted_and_the_node_goes_on(harness):

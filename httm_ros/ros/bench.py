@@ -12,8 +12,9 @@ Sections (each where it can run):
   (overlap 8). Per window it records the node's own work: decode (every frame since the previous
   window), queue, message conversion + publish (of which the publish calls alone), and the
   core's non-model stages (preprocess, align, filter, unproject, map update).
-- ``device_transfers``: on ``--device``, the core on the oracle stream and the copies the node
-  makes of a window's outputs to host memory (depth, confidence, cameras, points, map).
+- ``conversion`` (needs only the message packages, not rclpy or DDS): the node's work per window
+  without the publish calls, with the core on ``--device``: decoding the new frames, host copies
+  and message conversion (``outputs.window_messages``, map included).
 - ``model`` (``--model tiny|1b``): one VGGT forward on the same 24 frames (deterministic test
   weights; timing only), with HTTM merging and dense, median of ``--repeats`` after a warm-up.
 The JSON holds the exact command, the git commit, the device and every number.
@@ -42,12 +43,15 @@ CORE_KEYS = ("core_preprocess_ms", "core_align_ms", "core_filter_ms", "core_unpr
 
 
 def git_commit() -> Optional[str]:
+    """HEAD of this checkout, or $GIT_COMMIT where there is no git repository (e.g. a copy)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+                             cwd=Path(__file__).resolve().parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        out = ""
+    if len(out) == 40 and all(c in "0123456789abcdef" for c in out):
+        return out
+    return os.environ.get("GIT_COMMIT")
 
 
 def device_name(device: torch.device) -> str:
@@ -164,43 +168,52 @@ def run_sink(node_fqn: str) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- device side
-def bench_device_transfers(seq, args) -> dict:
-    """The core on ``args.device`` with the oracle; host copies of each window's outputs (ms)."""
-    from httm_ros.pipeline import (KeyframeConfig, OraclePredictor, StreamConfig, StreamingReconstructor,
-                                   WindowConfig)
+# ----------------------------------------------------------------------------- conversions
+def bench_conversion(seq, args) -> dict:
+    """The node's per-window work except the publish calls, without DDS: decoding the window's
+    new rgb8 frames, host copies and message conversion of its outputs (outputs.window_messages,
+    with the map). The core runs on ``args.device`` with the oracle predictor."""
+    from httm_ros.pipeline import OraclePredictor, StreamingReconstructor
+
+    from . import codec
+    from .backend import stream_config
+    from .params import defaults
 
     device = torch.device(args.device)
-    cfg = StreamConfig(keyframes=KeyframeConfig(enabled=False), window=WindowConfig(args.keyframes, args.overlap),
-                       image_width=WIDTH, device=str(device))
-    rec = StreamingReconstructor(OraclePredictor(seq, seed=0), cfg)
-    rows = []
-    for img, t in zip(seq.images, seq.timestamps):
-        for r in rec.push(img, float(t)):
-            if r.accepted:
-                rows.append(_host_copies(r, rec, device))
-    rows = rows[1:] or rows
+    values = {**defaults(), "image_size": WIDTH, "window_size": args.keyframes, "window_overlap": args.overlap,
+              "keyframe_policy": "every"}
+    rec = StreamingReconstructor(OraclePredictor(seq, seed=0), stream_config(values, str(device)))
+    stamps = [codec.sec_to_stamp(float(t)) for t in seq.timestamps]
+    msgs = [codec.rgb_to_image(img, codec.make_header(s, "camera")) for img, s in zip(seq.images, stamps)]
+    rows, decode_ms = [], 0.0
+    for i, msg in enumerate(msgs):
+        t0 = time.perf_counter()
+        rgb = codec.image_to_rgb(msg)
+        decode_ms += 1e3 * (time.perf_counter() - t0)
+        for r in rec.push(rgb, float(seq.timestamps[i])):
+            rows.append(_convert_window(r, rec, stamps, values, device, decode_ms))
+            decode_ms = 0.0
+    rows = rows[1:] or rows                                  # windows after the first (16 new frames)
     return {k: round(statistics.median(row[k] for row in rows), 3) for k in rows[0]}
 
 
-def _host_copies(result, rec, device: torch.device) -> Dict[str, float]:
-    """What _publish_keyframes / _publish_geometry copy to host memory for one window."""
-    def timed(fn):
+def _convert_window(result, rec, stamps, values, device: torch.device, decode_ms: float) -> Dict[str, float]:
+    from .outputs import window_messages
+
+    def now() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        return 1e3 * (time.perf_counter() - t0)
+        return time.perf_counter()
 
-    new = slice(result.num_overlap, result.num_keyframes)
-    out = {"depth_conf_cameras_ms": timed(lambda: (result.depth[new].float().cpu().numpy(),
-                                                   result.conf[new].float().cpu().numpy(),
-                                                   result.intrinsics[new].double().cpu().numpy(),
-                                                   result.cam_to_world[new].double().cpu().numpy())),
-           "window_points_ms": timed(result.points_numpy), "map_points_ms": timed(rec.map.points)}
-    out["total_ms"] = sum(out.values())
-    out["map_points"] = float(len(rec.map))
-    return out
+    window_stamps = [stamps[i] for i in result.frame_ids]
+    t0 = now()
+    map_points = rec.map.points()
+    t1 = now()
+    msgs = window_messages(result, window_stamps, values, map_points, with_tf=True)
+    t2 = now()
+    return {"decode_ms": decode_ms, "map_points_ms": 1e3 * (t1 - t0), "convert_ms": 1e3 * (t2 - t1),
+            "node_cpu_ms": decode_ms + 1e3 * (t2 - t0), "new_keyframes": float(len(msgs.pose)),
+            "window_points": float(msgs.points.width), "map_points": float(msgs.map.width)}
 
 
 def bench_model(seq, args) -> dict:
@@ -241,6 +254,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _has_messages() -> bool:
+    try:
+        import sensor_msgs.msg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _has_ros() -> bool:
     try:
         import rclpy  # noqa: F401
@@ -261,10 +282,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "host_cpu": device_name(torch.device("cpu")), "torch": torch.__version__,
               "image_wh": [WIDTH, HEIGHT], "keyframes": args.keyframes, "overlap": args.overlap,
               "frames": len(seq), "render_s": round(render_s, 2)}
-    if ros:
+    if _has_messages():
         report["pointcloud2"] = bench_pointcloud2(args.points, args.repeats)
+        report["conversion"] = bench_conversion(seq, args)
+    if ros:
         report["node"] = bench_node(seq, args)
-    report["device_transfers"] = bench_device_transfers(seq, args)
     if args.model != "none":
         report["model"] = bench_model(seq, args)
         _ratios(report)
@@ -279,12 +301,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _ratios(report: dict) -> None:
-    """Node overhead (when measured) + device copies over the model time, per window."""
-    model_ms = report["model"]["httm_ms_median"]
-    extra = report["device_transfers"]["total_ms"]
-    if "node" in report:
-        node = report["node"]["median_over_windows_1_on"]["node_overhead_ms"]
-        report["overhead_over_model"] = round((node + extra) / model_ms, 4)
+    """Node CPU work without the publish calls (``conversion``) over the model time, per window;
+    with the node section, the full node overhead too."""
+    for mode in ("httm", "none"):
+        model_ms = report["model"][f"{mode}_ms_median"]
+        if "conversion" in report:
+            report[f"conversion_over_model_{mode}"] = round(report["conversion"]["node_cpu_ms"] / model_ms, 4)
+        if "node" in report:
+            node = report["node"]["median_over_windows_1_on"]["node_overhead_ms"]
+            report[f"node_overhead_over_model_{mode}"] = round(node / model_ms, 4)
 
 
 if __name__ == "__main__":

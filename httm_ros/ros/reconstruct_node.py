@@ -48,8 +48,8 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 
 from httm_ros.msg import WindowStats
@@ -58,6 +58,7 @@ from httm_ros.pipeline.stream import model_input_size
 from . import codec, params
 from .backend import build_backend, filter_config
 from .frame_queue import Frame, FrameQueue
+from .outputs import window_messages
 from .stats import NodeCounters, NodeTimings, merge_outliers, window_stats
 
 NODE_NAME = "reconstruct_node"
@@ -134,7 +135,7 @@ class ReconstructNode(Node):
         self.create_service(Trigger, "~/flush", lambda req, res: self._request("flush", res))
         self.create_service(Trigger, "~/reset", lambda req, res: self._request("reset", res))
         self._diag_prev = (0, 0)
-        self.create_timer(self.values["diagnostics_period"], self._publish_diagnostics)
+        self._diag_timer = self.create_timer(self.values["diagnostics_period"], self._publish_diagnostics)
         self._worker = threading.Thread(target=self._run, name="reconstruct_worker", daemon=True)
         self._worker.start()
         log.info(f"ready: {self.backend.description}; subscribed to {self._sub.topic_name} "
@@ -322,47 +323,28 @@ class ReconstructNode(Node):
         self._publish_call_ms += 1e3 * (time.perf_counter() - t0)
 
     def _publish_geometry(self, result, stamps, values) -> None:
-        new = range(result.num_overlap, result.num_keyframes)
-        self._publish_keyframes(result, new, stamps, values)
-        if values["publish_points"]:
-            xyz, rgb = result.points_numpy()
-            self._send("points", codec.pointcloud2_xyzrgb(
-                xyz, rgb, codec.make_header(stamps[-1], values["world_frame"])))
+        """Convert (outputs.window_messages), then publish what is switched on; extend the path."""
         self._accepted_since_map += 1
+        map_points = None
         if values["publish_map"] and self._accepted_since_map >= values["map_publish_every"]:
             self._accepted_since_map = 0
-            xyz, rgb = self.rec.map.points()
-            self._send("map", codec.pointcloud2_xyzrgb(
-                xyz, rgb, codec.make_header(stamps[-1], values["world_frame"])))
-
-    def _publish_keyframes(self, result, new: range, stamps, values) -> None:
-        """Depth, confidence, camera info, pose, TF per new keyframe; the path once."""
-        world, camera = values["world_frame"], values["camera_frame"]
-        sl = slice(new.start, new.stop)
-        depth = result.depth[sl].float().cpu().numpy() if values["publish_depth"] else None
-        conf = result.conf[sl].float().cpu().numpy() if values["publish_depth_confidence"] else None
-        intr = result.intrinsics[sl].double().cpu().numpy()
-        poses = codec.poses_from_matrices(result.cam_to_world[sl].double().cpu().numpy())
-        height, width = result.image_hw
-        transforms = []
-        for i, k in enumerate(new):
-            cam_header = codec.make_header(stamps[k], camera)
-            if depth is not None:
-                self._send("depth", codec.float_image(depth[i], cam_header, valid=depth[i] > 0))
-            if conf is not None:
-                self._send("depth_confidence", codec.float_image(conf[i], cam_header))
-            if values["publish_camera_info"]:
-                self._send("camera_info", codec.camera_info(intr[i], width, height, cam_header))
-            pose = PoseStamped(header=codec.make_header(stamps[k], world), pose=poses[i])
-            self._path.append(pose)
-            if values["publish_pose"]:
-                self._send("pose", pose)
-            if self._tf is not None and values["publish_tf"]:
-                transforms.append(codec.transform_from_pose(poses[i], codec.make_header(stamps[k], world), camera))
+            map_points = self.rec.map.points()
+        msgs = window_messages(result, stamps, values, map_points,
+                               with_tf=self._tf is not None and values["publish_tf"])
+        for topic in ("depth", "depth_confidence", "camera_info"):
+            for msg in getattr(msgs, topic):
+                self._send(topic, msg)
+        self._path.extend(msgs.pose)
+        if values["publish_pose"]:
+            for msg in msgs.pose:
+                self._send("pose", msg)
         if values["publish_path"]:
-            self._send("path", Path(header=codec.make_header(stamps[-1], world), poses=self._path))
-        if self._tf is not None and values["publish_tf"] and transforms:
-            self._tf.sendTransform(transforms)
+            self._send("path", Path(header=codec.make_header(stamps[-1], values["world_frame"]), poses=self._path))
+        if msgs.tf:
+            self._tf.sendTransform(msgs.tf)
+        for topic in ("points", "map"):
+            if getattr(msgs, topic) is not None:
+                self._send(topic, getattr(msgs, topic))
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
@@ -416,6 +398,7 @@ class ReconstructNode(Node):
         """Stop the inference thread (the window in progress finishes first)."""
         self._stop.set()
         self.queue.close()
+        self._diag_timer.cancel()
         self._worker.join(timeout)
 
 

@@ -70,6 +70,7 @@ class RosContext:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=self.domain_id)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.nodes: List = []
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -82,13 +83,17 @@ class RosContext:
             pass
 
     def add(self, node):
+        """Spin ``node`` until ``close`` (which destroys it after the executor has stopped)."""
         self.executor.add_node(node)
+        self.nodes.append(node)
         return node
 
     def close(self) -> None:
         import rclpy
 
         self.executor.shutdown()
+        for node in self.nodes:
+            node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(5.0)
         for key, value in self._saved.items():
