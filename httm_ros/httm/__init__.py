@@ -8,7 +8,8 @@
 Modules: ``config`` (HTTMConfig, UniformMergeConfig), ``blocks`` (temporal reordering plans),
 ``merge`` (matching, aggregation, outlier filtering, unmerging: the torch reference),
 ``attention`` (HTTM attention), ``uniform`` (FastVGGT-style baseline), ``patch`` (the hook),
-``stats``, ``cli`` (command-line options), ``fidelity`` (the fidelity proxy benchmark).
+``stats``, ``cli`` (command-line options), ``fidelity`` (the fidelity proxy benchmark),
+``latency`` (one global-attention call timed: dense vs HTTM vs uniform). See docs/MERGING.md.
 """
 
 from .attention import httm_attention
