@@ -86,17 +86,19 @@ class AlignmentReport:
 # ---------------------------------------------------------------------------- estimation
 def weighted_umeyama(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor
                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Least-squares similarity dst ~ s R src + t. src, dst [N,3]; weights [N] or a batch [B,N]
-    (one fit per row; each row >= 0 with a positive sum).
+    """Least-squares similarity dst ~ s R src + t. src, dst [N,3] (or batched [...,N,3]); weights
+    [N] or a batch [B,N] (one fit per row; each row >= 0 with a positive sum).
 
     Returns (scale [] | [B], R [3,3] | [B,3,3], t [3] | [B,3]) in the inputs' dtype and device.
     The 3x3 SVDs run on the CPU in one batch (no solver start-up cost, one transfer on CUDA).
     """
     w = weights / weights.sum(-1, keepdim=True)                             # [...,N]
-    mu_s, mu_d = w @ src, w @ dst                                          # [...,3]
-    cov = torch.einsum("...n,ni,nj->...ij", w, dst - dst.mean(0), src - src.mean(0))
-    cov = cov - (mu_d - dst.mean(0))[..., :, None] * (mu_s - src.mean(0))[..., None, :]   # centred
-    var_s = w @ ((src - src.mean(0)) ** 2).sum(1) - ((mu_s - src.mean(0)) ** 2).sum(-1)
+    c_s, c_d = src.mean(-2, keepdim=True), dst.mean(-2, keepdim=True)      # shift for precision
+    xs, xd = src - c_s, dst - c_d
+    mu_s, mu_d = (w[..., None, :] @ xs)[..., 0, :], (w[..., None, :] @ xd)[..., 0, :]     # [...,3]
+    cov = (w[..., None] * xd).transpose(-1, -2) @ xs - mu_d[..., :, None] * mu_s[..., None, :]
+    var_s = (w * (xs * xs).sum(-1)).sum(-1) - (mu_s * mu_s).sum(-1)
+    mu_s, mu_d = mu_s + c_s[..., 0, :], mu_d + c_d[..., 0, :]
     u, d, vh = torch.linalg.svd(cov.detach().cpu().double())
     sign = torch.ones(d.shape, dtype=torch.float64)
     sign[..., 2] = torch.where(torch.det(u) * torch.det(vh) < 0, -1.0, 1.0)
@@ -108,7 +110,7 @@ def weighted_umeyama(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor
 
 def _residuals(src: torch.Tensor, dst: torch.Tensor, scale, rot, trans) -> torch.Tensor:
     """|dst - (s R src + t)| for one transform ([N]) or a batch ([B,N])."""
-    moved = scale[..., None, None] * torch.einsum("...ij,nj->...ni", rot, src) + trans[..., None, :]
+    moved = scale[..., None, None] * (src @ rot.transpose(-1, -2)) + trans[..., None, :]
     return torch.linalg.norm(dst - moved, dim=-1)
 
 
@@ -117,27 +119,29 @@ def robust_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tenso
                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Robust similarity dst ~ s R src + t: best start by least median of residuals, then IRLS.
 
-    Start hypotheses (fitted in one batch): the weighted fit of all points, one fit per group
-    (``groups`` [N] int, e.g. the overlap frame of each point: one bad frame cannot pull the
-    start), and ``subsets`` fits of 8 random points (fixed seed). The one with the smallest median
-    residual starts the IRLS around :func:`weighted_umeyama` with Cauchy weights
-    1 / (1 + (r/c)^2), c = 2.5 x 1.4826 x median residual (never below ``floor``), until the
-    transform changes by < 1e-7 (relative). Returns (scale, R, t, residuals [N], IRLS iterations).
+    Start hypotheses (batched fits): the weighted fit of all points, one fit per group (``groups``
+    [N] int, e.g. the overlap frame of each point: one bad frame cannot pull the start), and
+    ``subsets`` fits of 8 random points (fixed seed). The one with the smallest median residual
+    (over up to 2000 random points) starts the IRLS around :func:`weighted_umeyama` with Cauchy
+    weights 1 / (1 + (r/c)^2), c = 2.5 x 1.4826 x median residual (never below ``floor``), until
+    the transform changes by < 1e-7 (relative). Returns (scale, R, t, residuals [N], iterations).
     """
     n = src.shape[0]
     rows = [weights]
     if groups is not None:
         for g in torch.unique(groups).tolist():
             rows.append(torch.where(groups == g, weights, torch.zeros_like(weights)))
+    rows = torch.stack(rows)                                                    # [B,N]
+    hyps = list(weighted_umeyama(src, dst, rows[rows.sum(1) > 0]))
     gen = torch.Generator().manual_seed(0)
-    for _ in range(subsets if n >= 16 else 0):
-        pick = torch.zeros(n, dtype=weights.dtype)
-        pick[torch.randint(0, n, (8,), generator=gen)] = 1.0
-        rows.append(weights * pick.to(weights.device))
-    hyp_w = torch.stack(rows)                                                   # [B,N]
-    hyp_w = hyp_w[hyp_w.sum(1) > 0]
-    hyps = weighted_umeyama(src, dst, hyp_w)
-    med = _residuals(src, dst, *hyps).median(dim=1).values
+    if subsets and n >= 16:
+        idx = torch.randint(0, n, (subsets, 8), generator=gen).to(src.device)
+        ws = weights[idx]
+        ok = ws.sum(1) > 0
+        sub = weighted_umeyama(src[idx][ok], dst[idx][ok], ws[ok])             # [b,8,3] batches
+        hyps = [torch.cat([a, b]) for a, b in zip(hyps, sub)]
+    probe = torch.randperm(n, generator=gen)[:2000].to(src.device)         # LMedS scoring sample
+    med = _residuals(src[probe], dst[probe], *hyps).median(dim=1).values
     best = int(torch.argmin(torch.where(torch.isfinite(med), med, torch.full_like(med, math.inf))))
     scale, rot, trans = hyps[0][best], hyps[1][best], hyps[2][best]
     spread = float(torch.linalg.norm(dst - dst.mean(0), dim=1).mean()) + 1e-30
