@@ -211,9 +211,21 @@ def _convert_window(result, rec, stamps, values, device: torch.device, decode_ms
     t1 = now()
     msgs = window_messages(result, window_stamps, values, map_points, with_tf=True)
     t2 = now()
+    images = msgs.depth + msgs.depth_confidence
+    data_bytes = sum(len(m.data) for m in images) + len(msgs.points.data) + len(msgs.map.data)
     return {"decode_ms": decode_ms, "map_points_ms": 1e3 * (t1 - t0), "convert_ms": 1e3 * (t2 - t1),
             "node_cpu_ms": decode_ms + 1e3 * (t2 - t0), "new_keyframes": float(len(msgs.pose)),
-            "window_points": float(msgs.points.width), "map_points": float(msgs.map.width)}
+            "window_points": float(msgs.points.width), "map_points": float(msgs.map.width),
+            "message_mbytes": data_bytes / 1e6}
+
+
+def memcpy_gbps(mbytes: int = 64, repeats: int = 10) -> float:
+    """Host memory copy bandwidth (GB/s, bytes copied) of one numpy copy: the publish calls'
+    cost (rclpy's conversion, serialisation and the shared-memory write) scales with it."""
+    src = np.ones(mbytes * 2**20, np.uint8)
+    dst = np.empty_like(src)
+    ms = _median_ms(lambda: np.copyto(dst, src), repeats)
+    return round(src.nbytes / 1e6 / ms, 2)
 
 
 def bench_model(seq, args) -> dict:
@@ -280,6 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report = {"command": "python -m httm_ros.ros.bench " + " ".join(sys.argv[1:] if argv is None else argv),
               "git_commit": git_commit(), "device": device_name(torch.device(args.device)),
               "host_cpu": device_name(torch.device("cpu")), "torch": torch.__version__,
+              "host_memcpy_gbps": memcpy_gbps(),
               "image_wh": [WIDTH, HEIGHT], "keyframes": args.keyframes, "overlap": args.overlap,
               "frames": len(seq), "render_s": round(render_s, 2)}
     if _has_messages():
