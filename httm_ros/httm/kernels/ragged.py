@@ -1,0 +1,85 @@
+"""Attention over merged sequences whose query length differs between heads.
+
+HTTM picks outliers over all heads, so head h attends ``M + O_h`` query rows. One SDPA call over
+all heads must pad every head to ``M + max O_h``: when outliers concentrate in a few heads, the
+padding is paid in attention FLOPs (4 * rows * Mk * d per head). The other extreme, one call per
+head, has no padding but each call leaves a partial last wave of tiles on the GPU.
+
+``plan_groups`` chooses between them with a small dynamic programme: heads sorted by length are
+cut into consecutive groups; a group of g heads costs ``g * (longest length)`` query rows plus
+``call_overhead_rows`` (about half a wave of 128-row tiles on 132 SMs: 8448). With balanced heads
+the answer is one padded call (no copies); with skewed heads a few groups.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from httm_ros.vggt.layers import sdpa
+
+CALL_OVERHEAD_ROWS = 8448
+
+
+def plan_groups(lengths: Sequence[int], overhead: int = CALL_OVERHEAD_ROWS) -> List[List[int]]:
+    """lengths of the (batch x head) rows -> groups of row indices (longest group first) that
+    minimise sum(group size * longest in group) + overhead * groups."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    n = len(order)
+    best = [0.0] + [float("inf")] * n                                    # best[j]: first j sorted rows
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):                                                # group = sorted[i:j]
+            cost = best[i] + (j - i) * lengths[order[i]] + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
+
+
+def padded_rows(lengths: Sequence[int], groups: List[List[int]]) -> int:
+    """Query rows the grouped calls attend (padding included)."""
+    return sum(len(g) * max(lengths[i] for i in g) for g in groups)
+
+
+def ragged_attention(q: Tensor, k: Tensor, v: Tensor, lengths: Sequence[int],
+                     attn_mask: Optional[Tensor] = None,
+                     overhead: int = CALL_OVERHEAD_ROWS) -> Tuple[Tensor, dict]:
+    """q [B, H, Mq, d] (rows past ``lengths[b*H + h]`` are padding), k, v [B, H, Mk, d],
+    attn_mask None or [B, H, 1, Mk] -> (o [B, H, Mq, d] (padding rows undefined),
+    info {groups, rows_attended, rows_padded_single_call})."""
+    b, h, mq, d = q.shape
+    lengths = [int(x) for x in lengths]
+    groups = plan_groups(lengths, overhead)
+    info = {"groups": len(groups), "rows_attended": padded_rows(lengths, groups),
+            "rows_single_call": b * h * max(lengths)}
+    if len(groups) == 1:
+        top = max(lengths)
+        o = sdpa(q[:, :, :top], k, v, attn_mask=attn_mask)
+        if top == mq:
+            return o, info
+        out = q.new_zeros(b, h, mq, d)
+        out[:, :, :top] = o
+        return out, info
+    qf, kf, vf = (t.reshape(b * h, 1, t.shape[2], d) for t in (q, k, v))
+    mf = None if attn_mask is None else attn_mask.expand(b, h, 1, k.shape[2]).reshape(b * h, 1, 1, -1)
+    out = q.new_zeros(b * h, mq, d)
+    for group in groups:
+        top = max(lengths[i] for i in group)
+        idx = torch.tensor(group, device=q.device)
+        if len(group) == 1:
+            i = group[0]
+            qg, kg, vg = qf[i:i + 1, :, :top], kf[i:i + 1], vf[i:i + 1]
+            mg = None if mf is None else mf[i:i + 1]
+        else:                                                             # heads side by side
+            qg = qf.index_select(0, idx)[:, :, :top].transpose(0, 1)     # [1, g, top, d]
+            kg, vg = kf.index_select(0, idx).transpose(0, 1), vf.index_select(0, idx).transpose(0, 1)
+            mg = None if mf is None else mf.index_select(0, idx).transpose(0, 1)
+        og = sdpa(qg, kg, vg, attn_mask=mg)                               # [1, g, top, d]
+        out[idx, :top] = og[0]
+    return out.view(b, h, mq, d), info

@@ -1,0 +1,237 @@
+"""Triton kernels of the HTTM fast path (httm_ros.httm.kernels) against the torch reference
+(httm_ros.httm.merge), kernel by kernel and end to end.
+
+CPU: the kernels really run, in Triton's interpreter (TRITON_INTERPRET=1 is set below, before
+anything imports triton). CUDA (marker ``gpu``): the same tests on compiled kernels, plus
+VGGT-sized ones. Every kernel output is allocated poisoned (NaN / -7) to catch unwritten entries.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from httm_ros.httm import HTTMConfig, httm_attention  # noqa: E402
+from httm_ros.httm.attention import outlier_budget  # noqa: E402
+from httm_ros.httm.blocks import build_block_plan, reorder  # noqa: E402
+from httm_ros.httm.kernels import triton_usable  # noqa: E402
+from httm_ros.httm.merge import (assignment, best_destination, deviation, group_sizes,  # noqa: E402
+                                 group_sums, match_blocks, means, merge_keys, remove_outliers,
+                                 select_outliers, unmerge)
+from httm_ros.vggt import TokenLayout  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+DEVICES = [
+    pytest.param("cpu", id="cpu-interpreter"),
+    pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs CUDA")]),
+]
+# (frames, grid, n_s, n_t, heads, dim, merge ratio, dst_ratio): ragged chunks and frame groups,
+# a head dim that is no power of two, and blocks where some sources stay unmerged
+CASES = [
+    pytest.param((7, (4, 5), 8, 3, 2, 16, 0.7, 1.0), id="ragged"),
+    pytest.param((5, (3, 4), 5, 2, 2, 20, 0.9, 0.5), id="unmerged-d20"),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    dev = torch.device(request.param)
+    reason = triton_usable(dev)
+    if reason is not None:
+        if dev.type == "cpu" and CUDA:
+            pytest.skip(f"{reason}; the CUDA variants run the compiled kernels")
+        pytest.fail(reason)
+    return dev
+
+
+@pytest.fixture(autouse=True)
+def poisoned(monkeypatch):
+    from httm_ros.httm.kernels import triton_ops
+
+    def empty(*shape, dtype, device):
+        fill = float("nan") if dtype.is_floating_point else -7
+        return torch.full(shape, fill, dtype=dtype, device=device)
+
+    monkeypatch.setattr(triton_ops, "_empty", empty)
+
+
+def ops():
+    from httm_ros.httm.kernels import ops as get
+
+    return get()
+
+
+def layout(frames, grid):
+    return TokenLayout(frames, 5 + grid[0] * grid[1], 5, grid)
+
+
+def smooth(lay, heads, dim, seed, device, batch=1, dtype=torch.float32):
+    """Random tokens with spatial/temporal correlation (fresh for every seed)."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = lay.grid
+    base = torch.randn(batch, heads, 1, h, w, dim, generator=g)
+    drift = torch.randn(batch, heads, lay.frames, 1, 1, dim, generator=g).cumsum(2) * 0.2
+    patch = base + drift + 0.3 * torch.randn(batch, heads, lay.frames, h, w, dim, generator=g)
+    special = torch.randn(batch, heads, lay.frames, 5, dim, generator=g)
+    x = torch.cat((special, patch.flatten(3, 4)), dim=3).flatten(2, 3)
+    return x.to(device=device, dtype=dtype)
+
+
+def setup(case, device, seed=0):
+    frames, grid, n_s, n_t, heads, dim, ratio, dst_ratio = case
+    lay = layout(frames, grid)
+    plan = build_block_plan(lay, n_s, n_t, ratio, dst_ratio, True, str(device))
+    from httm_ros.httm.kernels.plan import kernel_plan
+
+    return lay, plan, kernel_plan(plan), smooth(lay, heads, dim, seed, device)
+
+
+def rel(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+
+
+# ------------------------------------------------------------------------------- kernels
+
+@pytest.mark.parametrize("case", CASES)
+def test_match(device, case):
+    lay, plan, kp, x = setup(case, device, seed=1)
+    b, h = x.shape[:2]
+    from httm_ros.httm.kernels.fast import match
+
+    assign = kp.base_assign.expand(b * h, -1).contiguous() if kp.all_merged else None
+    score, best = ops().match(x, kp, assign=assign)
+    blocks = reorder(x, plan)
+    ref_score, _ = best_destination(blocks[..., plan.num_dst:, :], blocks[..., :plan.num_dst, :],
+                                    plan.dst_valid, 1 << 20)
+    valid = plan.src_valid.expand_as(ref_score)
+    score, best = score.view_as(ref_score), best.view_as(ref_score)
+    assert torch.isinf(score[~valid]).all() and (best[~valid] == -1).all()
+    assert torch.allclose(score[valid], ref_score[valid], atol=1e-5)
+    # the chosen destination is a most similar one (robust to exact ties)
+    src = F.normalize(blocks[..., plan.num_dst:, :], dim=-1)
+    dst = F.normalize(blocks[..., :plan.num_dst, :], dim=-1)
+    sim = torch.einsum("bhksd,bhkjd->bhksj", src, dst).masked_fill(~plan.dst_valid[:, None, :], -2)
+    chosen = sim.gather(-1, best.clamp_min(0).long()[..., None])[..., 0]
+    assert (chosen[valid] >= sim.amax(-1)[valid] - 1e-5).all()
+    # assignment (written by the kernel when every source merges, by the ranking otherwise)
+    group, got = match(x, kp, plan, want_assign=True)
+    ref = assignment(match_blocks(blocks, plan, 1 << 20), plan).view(b * h, -1)
+    assert torch.equal(got.long(), ref)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_aggregate_queries_and_deviation(device, case):
+    lay, plan, kp, q = setup(case, device, seed=2)
+    b, h, n, d = q.shape
+    from httm_ros.httm.kernels.fast import match
+
+    group, assign = match(q, kp, plan, want_assign=True)
+    sums, _, counts = ops().aggregate(q, kp, group, mean=False)
+    a = assign.long().view(b, h, n)
+    ref_sums = group_sums(q, a, plan.num_merged).view(b * h, -1, d)
+    ref_counts = group_sizes(a, plan.num_merged).view(b * h, -1)
+    assert torch.equal(counts, ref_counts)
+    assert torch.allclose(sums, ref_sums, atol=1e-5, rtol=1e-5)
+    dev = ops().deviation(q, assign, sums, counts, kp.num_special)
+    not_mergeable = torch.zeros(n, dtype=torch.bool, device=device)
+    not_mergeable[plan.special_index] = True
+    ref_dev = deviation(q, means(ref_sums.view(b, h, -1, d), ref_counts.view(b, h, -1)),
+                        ref_counts.view(b, h, -1), a).masked_fill(not_mergeable, -1.0)
+    assert torch.allclose(dev, ref_dev.view(b * h, n), atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_aggregate_keys_values(device, case):
+    lay, plan, kp, k = setup(case, device, seed=3)
+    v = smooth(lay, k.shape[1], k.shape[3], 4, device).transpose(2, 3).contiguous().transpose(2, 3)  # strided
+    from httm_ros.httm.kernels.fast import match
+
+    group, _ = match(k, kp, plan, want_assign=False)
+    k_m, v_m, sizes = ops().aggregate(k, kp, group, y=v, mean=True)
+    merge, _, ref_sizes = merge_keys(k, plan, 1 << 20)
+    assert torch.equal(sizes, ref_sizes)
+    assert rel(k_m, merge(k)) < 1e-6 and rel(v_m, merge(v)) < 1e-6
+
+
+def test_split_outliers_and_unmerge(device):
+    lay, plan, kp, q = setup((7, (4, 5), 8, 3, 3, 16, 0.9, 1.0), device, seed=5)
+    b, h, n, d = q.shape
+    from httm_ros.httm.kernels.fast import match
+    from httm_ros.httm.kernels.select import positions, topk_mask
+
+    group, assign = match(q, kp, plan, want_assign=True)
+    sums, _, counts = ops().aggregate(q, kp, group, mean=False)
+    dev = ops().deviation(q, assign, sums, counts, kp.num_special)
+    budget = outlier_budget(0.1, h, plan.num_patch)
+    # reference first (the kernel updates sums/counts in place)
+    index, valid = select_outliers(dev.view(b, h * n), budget)
+    ref_rows, ref_assign, ref_kept, ref_out = remove_outliers(
+        q, sums.view(b, h, -1, d).clone(), counts.view(b, h, -1).clone(), assign.long().view(b, h, n), index, valid)
+    pos, per_head = positions(topk_mask(dev.view(b, h * n), budget).view(b * h, n))
+    assert per_head.tolist() == ref_out.view(-1).tolist()
+    q_m, new_assign = ops().split_outliers(q, assign, pos, sums, counts, int(per_head.max()))
+    assert q_m.shape == ref_rows.shape
+    assert rel(q_m, ref_rows) < 1e-6
+    assert torch.equal(new_assign.long().view(b, h, n), ref_assign)
+    assert ((counts > 0.5).sum(1) + per_head).tolist() == ref_kept.view(-1).tolist()
+    # unmerge from a strided attention output: [B, Mq, H, d] memory seen as [B, H, Mq, d]
+    o = torch.randn(b, q_m.shape[2], h, d, device=device).transpose(1, 2)
+    got = ops().unmerge(o, new_assign)
+    assert torch.equal(got, unmerge(o, ref_assign))
+    assert got.transpose(1, 2).is_contiguous()                             # proj input without a copy
+
+
+# --------------------------------------------------------------------------- end to end
+
+CONFIGS = [
+    pytest.param(dict(spatial_block=8, temporal_frames=3), id="paper-ratios"),
+    pytest.param(dict(spatial_block=5, temporal_frames=2, dst_ratio=0.5, proportional_attention=True,
+                      q_merge=0.8, q_outlier=0.2), id="unmerged-proportional"),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_fast_attention_matches_reference(device, cfg):
+    from httm_ros.httm.kernels.fast import httm_attention_fast
+
+    config = HTTMConfig(**cfg)
+    lay = layout(6, (4, 5))
+    q, k, v = (smooth(lay, 3, 16, s, device, batch=2) for s in (11, 12, 13))
+    o, rec = httm_attention_fast(q, k, v, lay, config)
+    ref, ref_rec = httm_attention(q, k, v, lay, config)
+    assert rel(o, ref) < 1e-5
+    assert torch.equal(rec.kept_q, ref_rec.kept_q) and torch.equal(rec.outliers, ref_rec.outliers)
+    assert torch.equal(rec.kept_kv, ref_rec.kept_kv) and rec.padded_q == ref_rec.padded_q
+    assert set(rec.times_ms) >= {"match_q", "aggregate_q", "outliers_select", "match_kv", "merge_kv",
+                                 "attention", "unmerge"}
+
+
+# ------------------------------------------------------------------ VGGT-sized, CUDA only
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("frames", [12, 31])
+def test_fast_attention_vggt_sized_cuda(frames):
+    """518x392 layout (28x37 patches), 16 heads of 64, the paper's ratios: fp32 must agree with
+    the reference (same merges); bf16 merges may differ on near-ties, so only closeness."""
+    from httm_ros.httm.kernels.fast import httm_attention_fast
+
+    lay = layout(frames, (28, 37))
+    config = HTTMConfig()
+    q, k, v = (smooth(lay, 16, 64, s, "cuda") for s in (21, 22, 23))
+    o, rec = httm_attention_fast(q, k, v, lay, config)
+    ref, ref_rec = httm_attention(q, k, v, lay, config)
+    assert rel(o, ref) < 1e-3
+    # a near-tie at the outlier threshold may swap one pick between heads (sums in another order)
+    assert int(rec.outliers.sum()) == int(ref_rec.outliers.sum())
+    assert (rec.outliers - ref_rec.outliers).abs().max() <= 2
+    qb, kb, vb = (t.bfloat16() for t in (q, k, v))
+    o16, rec16 = httm_attention_fast(qb, kb, vb, lay, config)
+    assert o16.dtype == torch.bfloat16 and torch.isfinite(o16).all()
+    assert rel(o16.float(), ref) < 5e-2
+    assert int(rec16.outliers.sum()) == int(ref_rec.outliers.sum())
