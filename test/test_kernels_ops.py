@@ -203,7 +203,7 @@ def test_fast_attention_matches_reference(device, cfg):
     lay = layout(6, (4, 5))
     q, k, v = (smooth(lay, 3, 16, s, device, batch=2) for s in (11, 12, 13))
     o, rec = httm_attention_fast(q, k, v, lay, config)
-    ref, ref_rec = httm_attention(q, k, v, lay, config)
+    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(**cfg, backend="torch"))
     assert rel(o, ref) < 1e-5
     assert torch.equal(rec.kept_q, ref_rec.kept_q) and torch.equal(rec.outliers, ref_rec.outliers)
     assert torch.equal(rec.kept_kv, ref_rec.kept_kv) and rec.padded_q == ref_rec.padded_q
@@ -225,7 +225,7 @@ def test_fast_attention_vggt_sized_cuda(frames):
     config = HTTMConfig()
     q, k, v = (smooth(lay, 16, 64, s, "cuda") for s in (21, 22, 23))
     o, rec = httm_attention_fast(q, k, v, lay, config)
-    ref, ref_rec = httm_attention(q, k, v, lay, config)
+    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(backend="torch"))
     assert rel(o, ref) < 1e-3
     # a near-tie at the outlier threshold may swap one pick between heads (sums in another order)
     assert int(rec.outliers.sum()) == int(ref_rec.outliers.sum())
@@ -235,3 +235,32 @@ def test_fast_attention_vggt_sized_cuda(frames):
     assert o16.dtype == torch.bfloat16 and torch.isfinite(o16).all()
     assert rel(o16.float(), ref) < 5e-2
     assert int(rec16.outliers.sum()) == int(ref_rec.outliers.sum())
+
+
+# ------------------------------------------------------------------------------ dispatch
+
+def test_backend_dispatch(device, monkeypatch):
+    from httm_ros.httm.kernels import dispatch
+
+    lay = layout(4, (3, 4))
+    q, k, v = (smooth(lay, 2, 16, s, device) for s in (31, 32, 33))
+    dispatch.reset()
+    o, _ = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2, backend="triton"))
+    assert dispatch.status()["fast_calls"] == 1
+    ref, _ = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2, backend="torch"))
+    assert rel(o, ref) < 1e-5
+    assert dispatch.resolve("auto", torch.device("cpu")) == "torch"        # auto: triton on CUDA only
+
+    # a failing kernel: "auto" falls back to torch (once disabled, stays off), "triton" raises
+    from httm_ros.httm.kernels import fast
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated compile failure")
+
+    monkeypatch.setattr(fast, "httm_attention_fast", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2, backend="triton"))
+    assert dispatch.run_fast(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2), -1, None) is None
+    assert dispatch.status()["disabled"].startswith("RuntimeError") and dispatch.status()["fallbacks"] == 1
+    assert dispatch.resolve("auto", torch.device("cuda")) == "torch"
+    dispatch.reset()

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .blocks import build_block_plan
 from .config import HTTMConfig
+from .kernels import dispatch
 from .merge import merge_keys, merge_queries, size_bias
 from .stats import MergeRecord, Stopwatch
 
@@ -35,7 +36,16 @@ def httm_attention(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMConfig,
     Each head merges its queries and its keys in its own way; V follows K. Query rows differ
     in number between heads (outliers are picked over all heads): shorter heads are padded to
     the longest, and the outputs of the padding rows are never read.
+
+    ``config.backend`` picks the Triton fast path (``kernels/``, same function) or this torch
+    reference; see ``kernels.dispatch``.
     """
+    if dispatch.resolve(config.backend, q.device) == "triton":
+        out = dispatch.run_fast(q, k, v, layout, config, layer, profile)
+        if out is not None:
+            return out
+    elif config.backend == "auto":
+        dispatch.note_fallback()
     profile = config.profile if profile is None else profile
     watch = Stopwatch(profile or q.device.type == "cpu", q.device)
     plan_q, plan_kv = plans_for(layout, config, q.device)

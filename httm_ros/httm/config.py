@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "triton", "torch")
 
 
 def _check_fraction(owner: str, name: str, value, low_open: bool = False, high_open: bool = False) -> None:
@@ -57,7 +57,9 @@ class HTTMConfig:
     proportional_attention  add log(size) of each merged key to the attention logits (ToMe's
                        proportional attention; not in the paper, off by default)
     tile_elements      most similarity entries held at once during matching (bounds memory)
-    backend            "auto" (fastest available; today the torch reference) or "torch"
+    backend            "auto" (the Triton kernels of ``kernels/`` on CUDA, falling back to the torch
+                       reference with a warning if they fail; torch elsewhere), "triton" (the
+                       kernels or an error; on CPU only under TRITON_INTERPRET=1) or "torch"
     profile            time each stage in the stats (synchronises CUDA; CPU is always timed)
     """
 
