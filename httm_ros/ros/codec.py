@@ -67,6 +67,17 @@ def _message_buffer(shape, dtype) -> Tuple[array.array, np.ndarray]:
     return data, np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
+def _attach(msg, data: array.array):
+    """Give ``msg`` its ``data`` without another copy. The generated setter copies an array('B')
+    on Kilted unless ROS_PYTHON_CHECK_FIELDS is set (older distros keep it as is), so the
+    generated slot behind the property is used when there is one; rclpy reads any buffer."""
+    if hasattr(msg, "_data"):
+        msg._data = data
+    else:  # pragma: no cover - message classes without the slot
+        msg.data = data
+    return msg
+
+
 def stamp_to_sec(stamp: Time) -> float:
     """builtin_interfaces/Time -> seconds (float64; sub-microsecond precision is lost)."""
     return stamp.sec + stamp.nanosec * 1e-9
@@ -204,8 +215,8 @@ def float_image(values: np.ndarray, header: Header, valid: Optional[np.ndarray] 
         bad |= ~np.asarray(valid, dtype=bool)
     out[bad] = np.nan
     height, width = values.shape
-    return Image(header=header, height=height, width=width, encoding="32FC1",
-                 is_bigendian=int(_BIG_ENDIAN_HOST), step=4 * width, data=data)
+    return _attach(Image(header=header, height=height, width=width, encoding="32FC1",
+                         is_bigendian=int(_BIG_ENDIAN_HOST), step=4 * width), data)
 
 
 def image_to_float(msg: Image) -> np.ndarray:
@@ -237,10 +248,9 @@ def pointcloud2_xyzrgb(xyz: np.ndarray, rgb: np.ndarray, header: Header) -> Poin
     _pack_rgb(packed.view(np.uint8).reshape(count, POINT_STEP)[:, 12:16], np.asarray(rgb, np.uint8))
     fields = [PointField(name=name, offset=off, datatype=PointField.FLOAT32, count=1)
               for name, off in _XYZRGB_FIELDS]
-    return PointCloud2(header=header, height=1, width=count, fields=fields,
-                       is_bigendian=_BIG_ENDIAN_HOST, point_step=POINT_STEP,
-                       row_step=POINT_STEP * count, is_dense=bool(np.isfinite(xyz).all()),
-                       data=data)
+    return _attach(PointCloud2(header=header, height=1, width=count, fields=fields,
+                               is_bigendian=_BIG_ENDIAN_HOST, point_step=POINT_STEP,
+                               row_step=POINT_STEP * count, is_dense=bool(np.isfinite(xyz).all())), data)
 
 
 def _pack_rgb(slot: np.ndarray, rgb: np.ndarray) -> None:

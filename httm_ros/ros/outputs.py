@@ -1,8 +1,12 @@
-"""The messages of one accepted window, built from a pipeline WindowResult (no rclpy here).
+"""The messages of one accepted window, in two steps (no rclpy here).
 
-``window_messages`` does every conversion the node needs (host copies included) and returns
-plain message objects; the node only publishes them. Keeping the two apart lets the benchmark
-time the conversions on a machine without DDS, and keeps the node a thin shell.
+1. ``host_copies(result, values, map_points)`` (inference thread): the window's outputs as host
+   numpy arrays, masked on their device first. Everything that touches the core's tensors or the
+   GPU happens here, before the next window runs.
+2. ``window_messages(outputs, stamps, values)`` (publisher thread): pure numpy -> messages.
+
+Splitting them lets the node publish one window while the model runs the next, and lets the
+benchmark time the conversions on a machine without DDS.
 """
 
 from __future__ import annotations
@@ -18,6 +22,42 @@ from . import codec
 
 
 @dataclass
+class WindowOutputs:
+    """Host copies of an accepted window's new keyframes (K' of them) and clouds.
+
+    depth / conf float32 [K', H, W] (as predicted; None when not published), intrinsics
+    float64 [K', 3, 3], cam_to_world float64 [K', 4, 4], points / map: (xyz float32 [N, 3],
+    rgb uint8 [N, 3]) or None. ``keyframes``: indices of the new keyframes in the window.
+    """
+
+    keyframes: range
+    image_hw: Tuple[int, int]
+    intrinsics: np.ndarray
+    cam_to_world: np.ndarray
+    depth: Optional[np.ndarray] = None
+    conf: Optional[np.ndarray] = None
+    points: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    map: Optional[Tuple[np.ndarray, np.ndarray]] = None
+
+
+def host_copies(result, values: Mapping[str, Any],
+                map_points: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> WindowOutputs:
+    """Copy what the messages of an accepted ``result`` need to host memory (one transfer per
+    array, nothing else: masking and packing happen in ``window_messages``)."""
+    new = range(result.num_overlap, result.num_keyframes)
+    sl = slice(new.start, new.stop)
+    out = WindowOutputs(new, tuple(result.image_hw), result.intrinsics[sl].double().cpu().numpy(),
+                        result.cam_to_world[sl].double().cpu().numpy(), map=map_points)
+    if values["publish_depth"]:
+        out.depth = result.depth[sl].float().cpu().numpy()
+    if values["publish_depth_confidence"]:
+        out.conf = result.conf[sl].float().cpu().numpy()
+    if values["publish_points"]:
+        out.points = result.points_numpy()
+    return out
+
+
+@dataclass
 class WindowMessages:
     """Messages of one window; lists hold one message per new keyframe, in order."""
 
@@ -30,43 +70,29 @@ class WindowMessages:
     map: Optional[PointCloud2] = None
 
 
-def window_messages(result, stamps: Sequence[Any], values: Mapping[str, Any],
-                    map_points: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+def window_messages(outputs: WindowOutputs, stamps: Sequence[Any], values: Mapping[str, Any],
                     with_tf: bool = False) -> WindowMessages:
-    """Messages for an accepted ``result``: per new keyframe (index >= num_overlap) depth,
-    confidence, camera info, pose (always built: the path needs it) and TF when ``with_tf``;
-    the window's cloud; the map cloud when ``map_points`` (xyz [N,3], rgb [N,3]) is given.
-    ``stamps``: builtin_interfaces/Time per keyframe of the window; ``values``: node parameters
-    (frame ids, publish_* switches)."""
-    out = WindowMessages()
+    """Messages from host copies: per new keyframe depth, confidence, camera info, pose (always:
+    the path needs it) and TF when ``with_tf``; the window's cloud and the map cloud when copied.
+    ``stamps``: builtin_interfaces/Time per keyframe of the window; ``values``: node parameters."""
+    msgs = WindowMessages()
     world, camera = values["world_frame"], values["camera_frame"]
-    new = range(result.num_overlap, result.num_keyframes)
-    _keyframe_images(out, result, new, stamps, values, camera)
-    poses = codec.poses_from_matrices(result.cam_to_world[new.start:new.stop].double().cpu().numpy())
-    for k, pose in zip(new, poses):
-        out.pose.append(PoseStamped(header=codec.make_header(stamps[k], world), pose=pose))
+    height, width = outputs.image_hw
+    poses = codec.poses_from_matrices(outputs.cam_to_world)
+    for i, k in enumerate(outputs.keyframes):
+        cam = codec.make_header(stamps[k], camera)
+        if outputs.depth is not None:
+            depth = outputs.depth[i]                          # NaN where not finite or <= 0 (REP 118)
+            msgs.depth.append(codec.float_image(depth, cam, valid=depth > 0))
+        if outputs.conf is not None:
+            msgs.depth_confidence.append(codec.float_image(outputs.conf[i], cam))
+        if values["publish_camera_info"]:
+            msgs.camera_info.append(codec.camera_info(outputs.intrinsics[i], width, height, cam))
+        msgs.pose.append(PoseStamped(header=codec.make_header(stamps[k], world), pose=poses[i]))
         if with_tf:
-            out.tf.append(codec.transform_from_pose(pose, codec.make_header(stamps[k], world), camera))
-    if values["publish_points"]:
-        xyz, rgb = result.points_numpy()
-        out.points = codec.pointcloud2_xyzrgb(xyz, rgb, codec.make_header(stamps[-1], world))
-    if map_points is not None:
-        out.map = codec.pointcloud2_xyzrgb(*map_points, codec.make_header(stamps[-1], world))
-    return out
-
-
-def _keyframe_images(out: WindowMessages, result, new: range, stamps, values, camera: str) -> None:
-    """Depth (NaN where <= 0 or not finite), confidence and camera info of the new keyframes."""
-    sl = slice(new.start, new.stop)
-    depth = result.depth[sl].float().cpu().numpy() if values["publish_depth"] else None
-    conf = result.conf[sl].float().cpu().numpy() if values["publish_depth_confidence"] else None
-    intr = result.intrinsics[sl].double().cpu().numpy() if values["publish_camera_info"] else None
-    height, width = result.image_hw
-    for i, k in enumerate(new):
-        header = codec.make_header(stamps[k], camera)
-        if depth is not None:
-            out.depth.append(codec.float_image(depth[i], header, valid=depth[i] > 0))
-        if conf is not None:
-            out.depth_confidence.append(codec.float_image(conf[i], header))
-        if intr is not None:
-            out.camera_info.append(codec.camera_info(intr[i], width, height, header))
+            msgs.tf.append(codec.transform_from_pose(poses[i], codec.make_header(stamps[k], world), camera))
+    if outputs.points is not None:
+        msgs.points = codec.pointcloud2_xyzrgb(*outputs.points, codec.make_header(stamps[-1], world))
+    if outputs.map is not None:
+        msgs.map = codec.pointcloud2_xyzrgb(*outputs.map, codec.make_header(stamps[-1], world))
+    return msgs

@@ -33,9 +33,11 @@ Large clouds between processes on one host: use config/fastdds_shm.xml (see that
 from __future__ import annotations
 
 import collections
+import queue
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -58,7 +60,7 @@ from httm_ros.pipeline.stream import model_input_size
 from . import codec, params
 from .backend import build_backend, filter_config
 from .frame_queue import Frame, FrameQueue
-from .outputs import window_messages
+from .outputs import WindowOutputs, host_copies, window_messages
 from .stats import NodeCounters, NodeTimings, merge_outliers, window_stats
 
 NODE_NAME = "reconstruct_node"
@@ -84,6 +86,19 @@ def resize_rgb(rgb: np.ndarray, hw) -> np.ndarray:
     t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
     out = F.interpolate(t, size=tuple(hw), mode="bilinear", antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+@dataclass
+class WindowJob:
+    """One window handed from the inference thread to the publisher thread."""
+
+    outputs: Optional[WindowOutputs]     # host copies (None: window rejected or failed)
+    stamps: List[Any]                    # builtin_interfaces/Time per keyframe
+    values: Dict[str, Any]               # parameters when the window finished
+    stats: WindowStats                   # filled but for latency_publish_ms / latency_total_ms
+    timings: NodeTimings
+    received: float                      # perf_counter() when its last keyframe arrived
+    summary: dict
 
 
 class StampBook:
@@ -128,6 +143,7 @@ class ReconstructNode(Node):
         self._requests: "collections.deque[str]" = collections.deque()
         self._filter_update = None
         self._stop = threading.Event()
+        self._jobs: "queue.Queue" = queue.Queue(maxsize=2)     # windows waiting for the publisher
         self._make_publishers()
         self._tf = self._make_tf_broadcaster()
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -136,6 +152,8 @@ class ReconstructNode(Node):
         self.create_service(Trigger, "~/reset", lambda req, res: self._request("reset", res))
         self._diag_prev = (0, 0)
         self._diag_timer = self.create_timer(self.values["diagnostics_period"], self._publish_diagnostics)
+        self._publisher = threading.Thread(target=self._publish_loop, name="reconstruct_publisher", daemon=True)
+        self._publisher.start()
         self._worker = threading.Thread(target=self._run, name="reconstruct_worker", daemon=True)
         self._worker.start()
         log.info(f"ready: {self.backend.description}; subscribed to {self._sub.topic_name} "
@@ -243,7 +261,7 @@ class ReconstructNode(Node):
 
     def _restart(self, why: str) -> None:
         self.rec.reset()
-        self._path.clear()
+        self._put_job("restart")                               # the publisher clears the path in order
         self.counters.stream_restarts += 1
         self.get_logger().warning(f"new map and path: {why}")
 
@@ -269,68 +287,103 @@ class ReconstructNode(Node):
                                   f"rescaling to the stream's {hw[1]}x{hw[0]}", throttle_duration_sec=5.0)
         return resize_rgb(frame.rgb, hw)
 
-    # ------------------------------------------------------------------ publishing
+    # ------------------------------------------------------------------ hand-over (worker thread)
     def _publish_results(self, results) -> None:
+        """Hand each window to the publisher thread (waits while two are already pending)."""
         for result in results:
-            self._publish_window(result)
+            self._put_job(self._window_job(result))
 
-    def _publish_window(self, result) -> None:
-        """All outputs of one window; stats last (with the time the others took)."""
+    def _put_job(self, job) -> None:
+        """Queue ``job`` for the publisher; gives up only if the publisher thread has died."""
+        while True:
+            try:
+                self._jobs.put(job, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._publisher.is_alive():
+                    return
+
+    def _window_job(self, result) -> WindowJob:
+        """Everything the publisher needs, taken now: host copies of the outputs (the GPU and the
+        core's state are only touched here) and the stats snapshot."""
         t0 = time.perf_counter()
-        self._publish_call_ms = 0.0
         values = self.values
         stamps = [self._stamps.get(s) for s in result.stamps]
-        if result.stats.get("error"):
-            self.counters.windows_failed += 1
+        error = result.stats.get("error")
+        self.counters.windows_failed += bool(error)
+        outputs = None
         if result.accepted:
-            self._publish_geometry(result, stamps, values)
+            outputs = host_copies(result, values, self._map_snapshot(values))
         else:
             self.counters.windows_rejected += 1
             self.get_logger().warning(f"window {result.index} rejected, not added to the map: "
-                                      f"{result.stats.get('error') or result.alignment.reason}")
-        timings = NodeTimings(self._window_decode_ms, self._window_queue_ms, 1e3 * (time.perf_counter() - t0))
+                                      f"{error or result.alignment.reason}")
+        timings = NodeTimings(self._window_decode_ms, self._window_queue_ms)
         self._window_decode_ms = self._window_queue_ms = 0.0
-        header = codec.make_header(stamps[-1], values["world_frame"])
-        stats = window_stats(result, header, tokens_per_frame=self.backend.tokens_per_frame(result.image_hw),
+        stats = window_stats(result, codec.make_header(stamps[-1], values["world_frame"]),
+                             tokens_per_frame=self.backend.tokens_per_frame(result.image_hw),
                              counters=self.counters, timings=timings, core_counters=self.rec.counters,
                              queue=self.queue, map_points=len(self.rec.map),
                              outliers=merge_outliers(getattr(self.backend.predictor, "model", None)),
                              device=self.backend.device)
-        timings.publish_ms = 1e3 * (time.perf_counter() - t0)
-        timings.latency_ms = 1e3 * (time.perf_counter() - self._last_frame_received)
-        stats.latency_publish_ms, stats.latency_total_ms = timings.publish_ms, timings.latency_ms
-        self.last_timings, self.last_stats = timings, stats
-        self.counters.windows_published += 1
-        if values["publish_stats"]:
-            self.pub["stats"].publish(stats)
-        self.history.append(self._history_entry(result, timings))
+        timings.host_copy_ms = 1e3 * (time.perf_counter() - t0)
+        return WindowJob(outputs, stamps, values, stats, timings, self._last_frame_received,
+                         self._summary(result))
 
-    def _history_entry(self, result, timings: NodeTimings) -> dict:
-        """Per-window record (ms) for diagnostics and the benchmark."""
-        entry = {"index": result.index, "keyframes": result.num_keyframes, "new_keyframes":
-                 result.num_keyframes - result.num_overlap, "accepted": result.accepted,
+    def _map_snapshot(self, values):
+        """The map's points when ~/map is due with this window, else None."""
+        self._accepted_since_map += 1
+        if not values["publish_map"] or self._accepted_since_map < values["map_publish_every"]:
+            return None
+        self._accepted_since_map = 0
+        return self.rec.map.points()
+
+    def _summary(self, result) -> dict:
+        """Per-window record for the history (diagnostics, benchmark)."""
+        entry = {"index": result.index, "keyframes": result.num_keyframes,
+                 "new_keyframes": result.num_keyframes - result.num_overlap, "accepted": result.accepted,
                  "points": 0 if result.points_xyz is None else int(result.points_xyz.shape[0]),
-                 "map_points": len(self.rec.map), "decode_ms": timings.decode_ms, "queue_ms": timings.queue_ms,
-                 "convert_publish_ms": timings.publish_ms, "publish_calls_ms": self._publish_call_ms,
-                 "model_ms": 1e3 * float(result.stats.get("model_s", 0.0))}
+                 "map_points": len(self.rec.map), "model_ms": 1e3 * float(result.stats.get("model_s", 0.0))}
         entry.update({f"core_{k}_ms": 1e3 * v for k, v in result.timings.items()})
         return entry
 
-    def _send(self, topic: str, msg) -> None:
-        """Publish on one of ``self.pub``, timing the publish call (serialisation + transport)."""
-        t0 = time.perf_counter()
-        self.pub[topic].publish(msg)
-        self._publish_call_ms += 1e3 * (time.perf_counter() - t0)
+    # ------------------------------------------------------------------ publishing (publisher thread)
+    def _publish_loop(self) -> None:
+        """Convert and publish windows handed over by the inference thread, in order."""
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                if job == "restart":
+                    self._path.clear()
+                else:
+                    self._publish_job(job)
+            except Exception as err:  # noqa: BLE001
+                self.counters.worker_errors += 1
+                self.get_logger().error(f"publisher thread: {type(err).__name__}: {err}")
 
-    def _publish_geometry(self, result, stamps, values) -> None:
-        """Convert (outputs.window_messages), then publish what is switched on; extend the path."""
-        self._accepted_since_map += 1
-        map_points = None
-        if values["publish_map"] and self._accepted_since_map >= values["map_publish_every"]:
-            self._accepted_since_map = 0
-            map_points = self.rec.map.points()
-        msgs = window_messages(result, stamps, values, map_points,
-                               with_tf=self._tf is not None and values["publish_tf"])
+    def _publish_job(self, job: WindowJob) -> None:
+        """All outputs of one window; stats last, with the time the others took."""
+        timings, values = job.timings, job.values
+        self._publish_call_ms = 0.0
+        if job.outputs is not None:
+            t0 = time.perf_counter()
+            msgs = window_messages(job.outputs, job.stamps, values, with_tf=self._tf is not None and values["publish_tf"])
+            self._publish_messages(msgs, job.stamps[-1], values)
+            timings.convert_ms = 1e3 * (time.perf_counter() - t0) - self._publish_call_ms
+        timings.publish_calls_ms = self._publish_call_ms
+        timings.latency_ms = 1e3 * (time.perf_counter() - job.received)
+        job.stats.latency_publish_ms, job.stats.latency_total_ms = timings.publish_ms, timings.latency_ms
+        self.last_timings, self.last_stats = timings, job.stats
+        self.counters.windows_published += 1
+        if values["publish_stats"]:
+            self.pub["stats"].publish(job.stats)
+        self.history.append({**job.summary, "decode_ms": timings.decode_ms, "queue_ms": timings.queue_ms,
+                             "host_copy_ms": timings.host_copy_ms, "convert_ms": timings.convert_ms,
+                             "publish_calls_ms": timings.publish_calls_ms, "latency_ms": timings.latency_ms})
+
+    def _publish_messages(self, msgs, stamp, values) -> None:
         for topic in ("depth", "depth_confidence", "camera_info"):
             for msg in getattr(msgs, topic):
                 self._send(topic, msg)
@@ -339,12 +392,18 @@ class ReconstructNode(Node):
             for msg in msgs.pose:
                 self._send("pose", msg)
         if values["publish_path"]:
-            self._send("path", Path(header=codec.make_header(stamps[-1], values["world_frame"]), poses=self._path))
+            self._send("path", Path(header=codec.make_header(stamp, values["world_frame"]), poses=self._path))
         if msgs.tf:
             self._tf.sendTransform(msgs.tf)
         for topic in ("points", "map"):
             if getattr(msgs, topic) is not None:
                 self._send(topic, getattr(msgs, topic))
+
+    def _send(self, topic: str, msg) -> None:
+        """Publish on one of ``self.pub``, timing the publish call (serialisation + transport)."""
+        t0 = time.perf_counter()
+        self.pub[topic].publish(msg)
+        self._publish_call_ms += 1e3 * (time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
@@ -365,6 +424,7 @@ class ReconstructNode(Node):
         if self.last_stats is not None:
             pairs["last_model_ms"] = round(self.last_stats.latency_model_ms, 2)
             pairs["last_node_overhead_ms"] = round(self.last_timings.decode_ms + self.last_timings.publish_ms, 2)
+            pairs["last_latency_ms"] = round(self.last_timings.latency_ms, 1)
         status.values = [KeyValue(key=k, value=str(v)) for k, v in pairs.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -376,8 +436,8 @@ class ReconstructNode(Node):
         new_drops = drops[0] - self._diag_prev[0]
         new_bad = drops[1] - self._diag_prev[1]
         self._diag_prev = drops
-        if not self._worker.is_alive():
-            return DiagnosticStatus.ERROR, "inference thread stopped"
+        if not self._worker.is_alive() or not self._publisher.is_alive():
+            return DiagnosticStatus.ERROR, "inference or publisher thread stopped"
         if self.last_stats is not None and self.last_stats.alignment_message.startswith("window failed"):
             return DiagnosticStatus.ERROR, self.last_stats.alignment_message
         notes = []
@@ -400,6 +460,8 @@ class ReconstructNode(Node):
         self.queue.close()
         self._diag_timer.cancel()
         self._worker.join(timeout)
+        self._jobs.put(None)                                   # after the worker's last window
+        self._publisher.join(timeout)
 
 
 def main(args=None) -> int:

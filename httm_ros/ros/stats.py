@@ -31,9 +31,21 @@ class NodeTimings:
     """Node-side milliseconds of one window (everything but the core)."""
 
     decode_ms: float = 0.0            # decoding the frames received since the previous window
-    queue_ms: float = 0.0             # put + get of those frames (not the waiting)
-    publish_ms: float = 0.0           # message conversion + publish of this window's outputs
+    queue_ms: float = 0.0             # putting those frames in the queue
+    host_copy_ms: float = 0.0         # inference thread: outputs to host memory, stats snapshot
+    convert_ms: float = 0.0           # publisher thread: messages from the host copies
+    publish_calls_ms: float = 0.0     # publisher thread: the publish calls (serialisation, transport)
     latency_ms: float = math.nan      # last keyframe received -> stats published
+
+    @property
+    def publish_ms(self) -> float:
+        """All output work of the window: host copies + conversion + publish calls."""
+        return self.host_copy_ms + self.convert_ms + self.publish_calls_ms
+
+    @property
+    def inference_path_ms(self) -> float:
+        """What the inference thread spends on the node per window (the rest runs beside it)."""
+        return self.host_copy_ms
 
 
 def merge_outliers(model: Optional[torch.nn.Module]) -> int:
