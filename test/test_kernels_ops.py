@@ -211,6 +211,28 @@ def test_fast_attention_matches_reference(device, cfg):
                                  "attention", "unmerge"}
 
 
+@pytest.mark.parametrize("dst_ratio", [1.0, 0.6])
+def test_fast_attention_many_tiles(device, monkeypatch, dst_ratio):
+    """16-wide tiles, so every loop runs over several destination / source / group tiles."""
+    import functools
+
+    from httm_ros.httm.kernels import triton_ops
+    from httm_ros.httm.kernels.fast import httm_attention_fast
+
+    for name, sizes in (("match", dict(block_s=16, block_d=16, num_warps=1)),
+                        ("aggregate", dict(block_g=16, block_s=16, num_warps=1)),
+                        ("deviation", dict(block_n=16)), ("split_outliers", dict(block_n=16, block_m=16)),
+                        ("unmerge", dict(block_n=16))):
+        monkeypatch.setattr(triton_ops, name, functools.partial(getattr(triton_ops, name), **sizes))
+    config = HTTMConfig(spatial_block=21, temporal_frames=4, q_merge=0.8, kv_merge=0.6, dst_ratio=dst_ratio)
+    lay = layout(9, (6, 7))
+    q, k, v = (smooth(lay, 2, 16, s, device) for s in (41, 42, 43))
+    o, rec = httm_attention_fast(q, k, v, lay, config)
+    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(**{**config.__dict__, "backend": "torch"}))
+    assert rel(o, ref) < 1e-5
+    assert torch.equal(rec.kept_q, ref_rec.kept_q) and rec.padded_q == ref_rec.padded_q
+
+
 # ------------------------------------------------------------------ VGGT-sized, CUDA only
 
 @pytest.mark.gpu

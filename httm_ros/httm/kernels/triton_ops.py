@@ -284,7 +284,7 @@ def _strides(x: Tensor) -> Tuple[int, int, int]:
 
 
 def match(x: Tensor, kp, assign: Optional[Tensor] = None,
-          block_s: int = 64, block_d: int = 64) -> Tuple[Tensor, Tensor]:
+          block_s: int = 128, block_d: int = 64, num_warps: int = 8) -> Tuple[Tensor, Tensor]:
     """Best destination of every source slot of every block.
 
     x [B, H, N, d]; kp: KernelPlan -> (score [B*H, nblk, S_MAX] fp32, -inf at padding;
@@ -305,12 +305,12 @@ def match(x: Tensor, kp, assign: Optional[Tensor] = None,
         x, *_strides(x), h, kp.token_index, kp.width, kp.n_dst, kp.n_src, nblk, s_max, kp.num_dst,
         score, best, assign if write else best, n, kp.group_compact, kp.group_width,
         DH=d, BLOCK_DH=_pow2(d), BLOCK_S=block_s, BLOCK_D=block_d, WRITE_ASSIGN=write,
-        IEEE=_ieee(x), num_warps=4)
+        IEEE=_ieee(x), num_warps=num_warps)
     return score, best
 
 
 def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bool = True,
-              block_g: int = 64, block_s: int = 64):
+              block_g: int = 128, block_s: int = 64, num_warps: int = 8):
     """Merged tokens of every group (special tokens copied to rows 0..n_sp-1).
 
     x (and y) [B, H, N, d]; group [B*H, nblk, S_MAX] int32 (group of every source slot, -1 at
@@ -340,7 +340,7 @@ def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bo
             kp.num_src, kp.num_dst, group, kp.group_compact, kp.group_width,
             out_x, out_y if out_y is not None else out_x, counts, m,
             DH=d, BLOCK_DH=_pow2(d), BLOCK_G=block_g, BLOCK_S=block_s, HAS_Y=y is not None,
-            MEAN=mean, IEEE=_ieee(x), num_warps=4)
+            MEAN=mean, IEEE=_ieee(x), num_warps=num_warps)
     if not mean:
         return out_x, None, counts
     return (out_x.view(b, h, m, d), None if out_y is None else out_y.view(b, h, m, d),
@@ -348,7 +348,7 @@ def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bo
 
 
 def deviation(x: Tensor, assign: Tensor, sums: Tensor, counts: Tensor, n_special: int,
-              block_n: int = 64) -> Tensor:
+              block_n: int = 128) -> Tensor:
     """x [B, H, N, d], assign [B*H, N] int32, sums [B*H, M, d], counts [B*H, M] -> dev
     [B*H, N] fp32: distance to the merged mean, 0 if merged with nobody, -1 for special tokens."""
     x = x if x.stride(-1) == 1 else x.contiguous()
@@ -361,7 +361,7 @@ def deviation(x: Tensor, assign: Tensor, sums: Tensor, counts: Tensor, n_special
 
 
 def split_outliers(x: Tensor, assign: Tensor, pos: Tensor, sums: Tensor, counts: Tensor,
-                   o_max: int, block_n: int = 64, block_m: int = 64) -> Tuple[Tensor, Tensor]:
+                   o_max: int, block_n: int = 128, block_m: int = 128) -> Tuple[Tensor, Tensor]:
     """Outliers leave their merged tokens and get rows of their own.
 
     x [B, H, N, d]; assign [B*H, N] int32; pos [B*H, N] int32 (index of the outlier inside its
@@ -384,7 +384,7 @@ def split_outliers(x: Tensor, assign: Tensor, pos: Tensor, sums: Tensor, counts:
     return out.view(b, h, mq, d), new_assign
 
 
-def unmerge(o: Tensor, assign: Tensor, block_n: int = 64) -> Tensor:
+def unmerge(o: Tensor, assign: Tensor, block_n: int = 128) -> Tensor:
     """o [B, H, Mq, d] (any strides, unit last), assign [B*H, N] int32 -> [B, H, N, d], a
     permuted view of a contiguous [B, N, H, d] tensor (so ``o.transpose(1, 2).reshape(B, N, H*d)``
     needs no copy)."""
