@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from httm_ros.httm.kernels.ragged import padded_rows, plan_groups, ragged_attention
+from httm_ros.httm.kernels.ragged import padded_rows, plan_groups, ragged_attention, round_rows
 from httm_ros.httm.kernels.select import positions, topk_mask
 
 CUDA = torch.cuda.is_available()
@@ -81,3 +81,21 @@ def test_ragged_attention(device, overhead):
         bi, hi = divmod(i, h)
         ref = F.scaled_dot_product_attention(q[bi, hi, :length], k[bi, hi], v[bi, hi], attn_mask=bias[bi, hi])
         assert torch.allclose(o[bi, hi, :length], ref, atol=1e-5)
+
+
+def test_round_rows():
+    for rows in (1, 15, 16, 17, 100, 1000, 20817, 212345, 10 ** 6 + 3):
+        r = round_rows(rows)
+        assert 0 <= r - rows < max(16, rows * 0.032) and r % 16 == 0
+    assert len({round_rows(n) for n in range(200000, 220000)}) <= 6           # few distinct shapes
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ragged_attention_rounding(device):
+    g = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(1, 2, m, 16, generator=g).to(device) for m in (48, 20, 20))
+    o, info = ragged_attention(q, k, v, [33, 20], rounding=round_rows)
+    assert info["rows_attended"] == 2 * 48 and info["rows_needed"] == 53
+    for hi, length in enumerate((33, 20)):
+        ref = F.scaled_dot_product_attention(q[0, hi, :length], k[0, hi], v[0, hi])
+        assert torch.allclose(o[0, hi, :length], ref, atol=1e-5)

@@ -31,7 +31,7 @@ from ..merge import assignment, rank_descending, size_bias
 from ..stats import MergeRecord
 from . import ops
 from .plan import KernelPlan, kernel_plan
-from .ragged import ragged_attention
+from .ragged import ragged_attention, round_rows
 from .select import positions, topk_mask
 
 #: Details of the last fast call (attention grouping), for benchmarks.
@@ -130,7 +130,8 @@ def httm_attention_fast(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMCon
     pos, per_head = positions(mask)                                        # [BH, N], [BH]
     watch.lap("outliers_select")
     per_head_host = per_head.tolist()                                      # the one sync: row counts
-    q_m, assign = k_ops.split_outliers(q, assign, pos, sums, counts, max(per_head_host))
+    mq = round_rows(kq.num_merged + max(per_head_host))                    # few distinct shapes
+    q_m, assign = k_ops.split_outliers(q, assign, pos, sums, counts, mq - kq.num_merged)
     kept_q = ((counts > 0.5).sum(1) + per_head).view(b, h)
     watch.lap("outliers_remove")
 
@@ -141,7 +142,7 @@ def httm_attention_fast(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMCon
     watch.lap("merge_kv")
 
     lengths = [kq.num_merged + c for c in per_head_host]
-    o_m, info = ragged_attention(q_m, k_m, v_m, lengths, bias)            # [B, H, Mq, d]
+    o_m, info = ragged_attention(q_m, k_m, v_m, lengths, bias, rounding=round_rows)  # [B, H, Mq, d]
     watch.lap("attention")
     o = k_ops.unmerge(o_m, assign)                                         # [B, H, N, d]
     watch.lap("unmerge")

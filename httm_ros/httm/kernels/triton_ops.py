@@ -45,7 +45,7 @@ if triton.knobs.runtime.interpret:
 # ---------------------------------------------------------------------------------- kernels
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["sxb", "sxh", "sxn", "H", "L", "nblk", "S_MAX", "D_MAX", "N", "GCW"])
 def _match_kernel(x_ptr, sxb, sxh, sxn, H,
                   tok_ptr, L, n_dst_ptr, n_src_ptr, nblk, S_MAX, D_MAX,
                   score_ptr, group_ptr,
@@ -101,7 +101,7 @@ def _match_kernel(x_ptr, sxb, sxh, sxn, H,
         tl.store(assign_ptr + bh.to(tl.int64) * N + s_tok, row.to(tl.int32), mask=s_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["sxb", "sxh", "sxn", "syb", "syh", "syn", "H", "L", "nblk", "S_MAX", "D_MAX", "GCW", "M"])
 def _aggregate_kernel(x_ptr, sxb, sxh, sxn, y_ptr, syb, syh, syn, H,
                       tok_ptr, L, n_dst_ptr, n_src_ptr, n_unm_ptr, nblk, S_MAX, D_MAX,
                       group_ptr, gc_ptr, GCW,
@@ -172,7 +172,7 @@ def _aggregate_kernel(x_ptr, sxb, sxh, sxn, y_ptr, syb, syh, syn, H,
         tl.store(out_x_ptr + out_row[:, None] * DH + cols[None, :], acc_x, mask=m2)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["sxb", "sxh", "sxn", "H", "N", "M", "n_special"])
 def _deviation_kernel(x_ptr, sxb, sxh, sxn, H, assign_ptr, N, sums_ptr, cnt_ptr, M, n_special,
                       dev_ptr, DH: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_n = tl.program_id(0)
@@ -197,7 +197,7 @@ def _deviation_kernel(x_ptr, sxb, sxh, sxn, H, assign_ptr, N, sums_ptr, cnt_ptr,
     tl.store(dev_ptr + bh.to(tl.int64) * N + n, dev, mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["sxb", "sxh", "sxn", "H", "N", "M", "MQ"])
 def _outlier_kernel(x_ptr, sxb, sxh, sxn, H, assign_ptr, pos_ptr, N, sums_ptr, cnt_ptr, M,
                     out_ptr, MQ, new_assign_ptr,
                     DH: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -225,7 +225,7 @@ def _outlier_kernel(x_ptr, sxb, sxh, sxn, H, assign_ptr, pos_ptr, N, sums_ptr, c
     tl.store(new_assign_ptr + tok, tl.where(out, new_row, row).to(tl.int32), mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M", "MQ"])
 def _means_kernel(sums_ptr, cnt_ptr, M, out_ptr, MQ,
                   DH: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_M: tl.constexpr):
     pid = tl.program_id(0)
@@ -242,7 +242,7 @@ def _means_kernel(sums_ptr, cnt_ptr, M, out_ptr, MQ,
     tl.store(out_ptr + dst[:, None] * DH + cols[None, :], mean.to(out_ptr.dtype.element_ty), mask=m2)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["sob", "soh", "som", "H", "N"])
 def _unmerge_kernel(o_ptr, sob, soh, som, H, assign_ptr, N, out_ptr,
                     DH: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_n = tl.program_id(0)
