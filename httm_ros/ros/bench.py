@@ -166,7 +166,15 @@ def run_sink(node_fqn: str) -> int:
     ctx = RosContext("httm_ros.ros.bench", domain=int(os.environ["ROS_DOMAIN_ID"]))
     col = ctx.add(make_collector(ctx.context, node_fqn, name="bench_sink", diagnostics=False))
     sys.stdin.read()
-    print(json.dumps({topic: col.count(topic) for topic in list(col.messages)}))
+
+    def counts() -> dict:
+        return {topic: col.count(topic) for topic in list(col.messages)}
+
+    last, deadline = None, time.monotonic() + 30.0                # drain what is still in flight
+    while counts() != last and time.monotonic() < deadline:
+        last = counts()
+        time.sleep(1.0)
+    print(json.dumps(counts()))
     ctx.close()
     return 0
 
