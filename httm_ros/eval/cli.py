@@ -73,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ground-truth points: back-projected GT depth of the keyframes, or a mesh/cloud PLY "
                           "(auto: depth if the data has it, else the layout's PLY)")
     run.add_argument("--gt-file", type=Path, help="ground-truth mesh or cloud (PLY) in the poses' world frame")
-    run.add_argument("--gt-samples", type=int, default=1_000_000, help="points sampled on a GT mesh (default %(default)s)")
-    run.add_argument("--max-depth", type=float, default=10.0, help="GT depth beyond this (m) is invalid (default %(default)s)")
-    run.add_argument("--depth-scale", type=float, default=None, help="raw depth units per metre (default: the layout's)")
+    run.add_argument("--gt-samples", type=int, default=1_000_000,
+                     help="points sampled on a GT mesh (default %(default)s)")
+    run.add_argument("--max-depth", type=float, default=10.0,
+                     help="GT depth beyond this (m) is invalid (default %(default)s)")
+    run.add_argument("--depth-scale", type=float, default=None,
+                     help="raw depth units per metre (default: the layout's)")
     run.add_argument("--intrinsics", type=_four_floats, default=None, metavar="FX,FY,CX,CY",
                      help="override the ground-truth intrinsics (native pixels)")
     _add_predictor_options(run)
@@ -243,8 +246,6 @@ def evaluate_sequence(args, seq: FrameSequence, dataset: dict, gt_points: Option
     if args.warmup is None:
         args.warmup = 1 if device.type == "cuda" else 0
     opts = options_from_args(args, seq.width)
-    if args.streaming and args.overlap >= args.window:
-        raise UsageError(f"--overlap ({args.overlap}) must be < --window ({args.window})")
     images, seq_model = model_inputs(seq, opts.size)
     runs, predictor_desc = make_runs(args, seq_model, device)
     gt_tree = cKDTree(gt_points) if gt_points is not None else None
@@ -312,7 +313,23 @@ def ground_truth(args, index, seq: FrameSequence, opts: EvalOptions) -> Tuple[Op
     return None, "none (no depth, no PLY): camera metrics only"
 
 
+def check_options(args) -> None:
+    """Option errors that need no data (UsageError), checked before anything is loaded."""
+    if args.streaming and not 1 <= args.overlap < args.window:
+        raise UsageError(f"--overlap ({args.overlap}) must be < --window ({args.window}) and >= 1")
+    if args.size is not None and (args.size < 14 or args.size % 14):
+        raise UsageError(f"--size must be a positive multiple of 14, got {args.size}")
+    if getattr(args, "stride", 1) < 1:
+        raise UsageError("--stride must be >= 1")
+    if not args.oracle:
+        parse_modes(args.modes, args)
+        if not (args.weights or args.allow_test_weights):
+            raise CheckpointError(f"no checkpoint given (--weights). {WEIGHTS_HELP} Or pass --oracle (ground truth "
+                                  "as the prediction) or --allow-test-weights (smoke test, meaningless geometry).")
+
+
 def cmd_run(args) -> dict:
+    check_options(args)
     index = open_dataset(args.dataset, args.layout)
     if args.intrinsics:
         index.with_intrinsics(*args.intrinsics)
@@ -330,6 +347,7 @@ def cmd_synthetic(args) -> dict:
         raise UsageError("--frames and --stride must be >= 1")
     if not (args.weights or args.allow_test_weights):
         args.oracle = True
+    check_options(args)
     seq = demo_sequence(num_frames=args.frames, width=args.width, height=args.height, seed=args.scene_seed,
                         trajectory=args.trajectory, speed=args.speed)
     if args.save:

@@ -196,7 +196,8 @@ def read_nrgbd(root: PathLike) -> DatasetIndex:
     if not images:
         raise DatasetError(f"{root}: no images/img{{i}}.png (Neural RGB-D layout)")
     numbers = [int(re.sub(r"\D", "", p.stem)) for p in images]
-    rows = [ln.split() for ln in _require(root / "poses.txt", "Neural RGB-D poses").read_text().splitlines() if ln.strip()]
+    text = _require(root / "poses.txt", "Neural RGB-D poses").read_text()
+    rows = [ln.split() for ln in text.splitlines() if ln.strip()]
     if len(rows) % 4:
         raise DatasetError(f"{root / 'poses.txt'}: {len(rows)} lines, not 4 per frame")
     all_poses = np.array([[float(v) for v in r] for r in rows], dtype=np.float64).reshape(-1, 4, 4)

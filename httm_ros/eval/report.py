@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 
@@ -95,6 +95,3 @@ def fidelity_markdown(result: dict) -> str:
     lines += ["", f"Command: `{result.get('command', '')}`", ""]
     return "\n".join(lines)
 
-
-def optional(value: Optional[float]) -> Optional[float]:
-    return None if value is None or not math.isfinite(value) else float(value)
