@@ -1,0 +1,187 @@
+"""End-to-end rows: one whole VGGT forward (camera + depth heads) per mode and frame count.
+
+Per row: median seconds over the repeats (the host clock around a synchronised forward), peak
+GPU memory (``max_memory_allocated`` after a reset, so weights and input frames count), and a
+time breakdown of the last repeat from CUDA events: DINO patch embedding, the attention cores
+of the global and the frame blocks (``Attention.attend``: SDPA, or merge + SDPA + unmerge), the
+rest of the aggregator, and the heads.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import traceback
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from httm_ros.httm import patch
+from httm_ros.httm.kernels import dispatch
+from httm_ros.vggt.layers import _SDPA_STATE
+
+from .workload import HEIGHT, WIDTH, merge_config, tokens_per_frame, video_frames
+
+HEADS = ("camera", "depth")
+
+
+def estimate_seconds(mode: str, frames: int) -> float:
+    """Rough H100 seconds of one forward, from the anchors (ANCHORS.md) with margins: used only
+    to skip rows that cannot finish before the deadline."""
+    dense = 0.0163 * frames + 2.63e-4 * frames ** 2                      # fits 4.3 s @100, 279 s @1000
+    if mode == "dense":
+        return 1.05 * dense
+    if mode == "uniform":
+        return 1.5 * (0.02 * frames + 4.7e-5 * frames ** 2)               # FastVGGT 67 s @1000, x1.5
+    return 0.045 * frames + 0.12 * 2.63e-4 * frames ** 2                  # HTTM, 2x its 8x target
+
+
+class Timeline:
+    """CUDA-event timers around modules and ``attend`` methods; sums read after the forward."""
+
+    def __init__(self, model) -> None:
+        self.marks: Dict[str, List] = {}
+        self._undo: List[Callable[[], None]] = []
+        agg = model.aggregator
+        self._hook(agg, "aggregator")
+        self._hook(agg.patch_embed, "dino")
+        for name, blocks in (("global_attention", agg.global_blocks), ("frame_attention", agg.frame_blocks)):
+            for block in blocks:
+                self._wrap_attend(block.attn, name)
+
+    def _event(self):
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    def _hook(self, module, name: str) -> None:
+        start: List = []
+        pre = module.register_forward_pre_hook(lambda m, a: start.append(self._event()))
+        post = module.register_forward_hook(
+            lambda m, a, o: self.marks.setdefault(name, []).append((start.pop(), self._event())))
+        self._undo += [pre.remove, post.remove]
+
+    def _wrap_attend(self, attn, name: str) -> None:
+        original = attn.attend
+
+        def timed(*args, **kwargs):
+            begin = self._event()
+            out = original(*args, **kwargs)
+            self.marks.setdefault(name, []).append((begin, self._event()))
+            return out
+
+        attn.attend = timed
+        self._undo.append(lambda: delattr(attn, "attend"))
+
+    def reset(self) -> None:
+        self.marks.clear()
+
+    def seconds(self) -> Dict[str, float]:
+        torch.cuda.synchronize()
+        return {k: sum(a.elapsed_time(b) for a, b in v) / 1e3 for k, v in self.marks.items()}
+
+    def remove(self) -> None:
+        for undo in self._undo:
+            undo()
+        self._undo.clear()
+
+
+def breakdown(total: float, parts: Dict[str, float]) -> Dict[str, float]:
+    """Seconds per part: dino, global_attention, frame_attention, aggregator_other, heads."""
+    agg = parts.get("aggregator", 0.0)
+    out = {k: parts.get(k, 0.0) for k in ("dino", "global_attention", "frame_attention")}
+    out["aggregator_other"] = agg - sum(out.values())
+    out["heads_and_host"] = total - agg
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def forward_seconds(model, images, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model(images, heads=HEADS)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    del out
+    return time.perf_counter() - start
+
+
+def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
+            backend: str = "auto", image_hw=(HEIGHT, WIDTH)) -> Dict:
+    """One (mode, frames) row; never raises: errors land in row["error"]."""
+    row: Dict = {"mode": mode, "frames": frames, "tokens": frames * tokens_per_frame(image_hw),
+                 "image_hw": list(image_hw), "repeats": repeats,
+                 "seconds": None, "peak_gib": None, "error": None}
+    timeline = Timeline(model) if device.type == "cuda" else None
+    images = None
+    try:
+        stats = patch(model, merge_config(mode, backend))
+        images = video_frames(frames, device, *image_hw)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        runs = []
+        for _ in range(repeats):
+            if timeline is not None:
+                timeline.reset()
+            runs.append(forward_seconds(model, images, device))
+        row["runs_s"] = [round(t, 4) for t in runs]
+        row["seconds"] = round(statistics.median(runs), 4)
+        if device.type == "cuda":
+            row["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
+            row["breakdown_s"] = breakdown(runs[-1], timeline.seconds())
+        if mode != "dense":
+            row["merge"] = stats.summary()
+        if mode == "httm":
+            from httm_ros.httm.kernels.fast import LAST_INFO
+
+            row["kernels"] = dispatch.status()
+            row["attention_grouping_last_layer"] = dict(LAST_INFO)
+    except Exception as exc:                                              # noqa: BLE001 (record, go on)
+        row["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+    finally:
+        if timeline is not None:
+            timeline.remove()
+        patch(model, None)
+        del images
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    row["sdpa_cudnn_first"] = _SDPA_STATE["priority_ok"]
+    return row
+
+
+def repeats_for(frames: int) -> int:
+    """3 repeats at <= 100 frames, 2 up to 300, 1 beyond (after a small warm-up)."""
+    return 3 if frames <= 100 else 2 if frames <= 300 else 1
+
+
+def warm_up(model, modes, device: torch.device, frames: int = 8, backend: str = "auto",
+            image_hw=(HEIGHT, WIDTH)) -> Dict:
+    """One small forward per mode: CUDA context, cuDNN plans, Triton compilation."""
+    out = {}
+    for mode in modes:
+        start = time.perf_counter()
+        row = run_row(model, mode, frames, 1, device, backend, image_hw)
+        out[mode] = {"seconds": round(time.perf_counter() - start, 3), "error": row["error"]}
+    return out
+
+
+def run_rows(model, plan: List[tuple], device: torch.device, deadline: Optional[float],
+             on_row: Callable[[Dict], None], backend: str = "auto", t0: Optional[float] = None,
+             clock: Callable[[], float] = time.perf_counter, image_hw=(HEIGHT, WIDTH)) -> None:
+    """``plan`` = [(mode, frames, repeats)]; rows that would end after ``deadline`` (seconds of
+    ``clock`` since ``t0``) are skipped with the reason; ``on_row`` gets every row as soon as it
+    exists."""
+    t0 = clock() if t0 is None else t0
+    for mode, frames, repeats in plan:
+        elapsed = clock() - t0
+        need = repeats * estimate_seconds(mode, frames) + 5.0
+        if deadline is not None and elapsed + need > deadline:
+            on_row({"mode": mode, "frames": frames, "tokens": frames * tokens_per_frame(image_hw),
+                    "image_hw": list(image_hw), "repeats": repeats,
+                    "seconds": None, "peak_gib": None, "error": None,
+                    "skipped": f"time guard: {elapsed:.0f} s elapsed + ~{need:.0f} s estimated > "
+                               f"deadline {deadline:.0f} s"})
+            continue
+        on_row(run_row(model, mode, frames, repeats, device, backend, image_hw))

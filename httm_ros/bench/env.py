@@ -1,0 +1,72 @@
+"""Where a benchmark ran: commit, source hash, versions, device, command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def git_commit() -> str:
+    """HEAD (+ "+dirty" when httm_ros/ differs from it), else $HTTM_GIT_COMMIT, else "unknown"."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "httm_ros"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("HTTM_GIT_COMMIT", "unknown")
+
+
+def source_hash() -> str:
+    """sha256 (16 hex) over httm_ros/**/*.py: identifies the code where git is absent."""
+    h = hashlib.sha256()
+    for path in sorted((REPO / "httm_ros").rglob("*.py")):
+        h.update(str(path.relative_to(REPO)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def versions() -> Dict[str, Optional[str]]:
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    return {"python": platform.python_version(), "torch": torch.__version__, "triton": triton_version,
+            "cuda": torch.version.cuda, "cudnn": str(torch.backends.cudnn.version())}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name} ({props.total_memory / 2 ** 30:.0f} GiB, {props.multi_processor_count} SMs)"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def environment(device: torch.device, argv: Optional[List[str]] = None) -> Dict:
+    args = sys.argv[1:] if argv is None else argv
+    return {
+        "commit": git_commit(), "source_sha256": source_hash(), "device": device_name(device),
+        **versions(), "command": "python -m httm_ros.bench " + " ".join(args),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_json(path: Path, data: Dict) -> None:
+    """Atomic write (a timeout never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,57 @@
+"""What the benchmarks run: VGGT-1B with random weights made on the GPU, synthetic video frames,
+and the merge configuration of each mode."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from httm_ros.httm import HTTMConfig, UniformMergeConfig
+from httm_ros.vggt import VGGT, VGGTConfig
+
+MODES = ("dense", "uniform", "httm")
+HEIGHT, WIDTH = 392, 518                    # 28 x 37 patches + 5 special tokens = 1041 tokens/frame
+TOKENS_PER_FRAME = 1041
+
+
+def tokens_per_frame(image_hw=(HEIGHT, WIDTH), patch: int = 14, special: int = 5) -> int:
+    return special + (image_hw[0] // patch) * (image_hw[1] // patch)
+
+
+def merge_config(mode: str, backend: str = "auto") -> Optional[Union[HTTMConfig, UniformMergeConfig]]:
+    """dense -> None; uniform -> FastVGGT-style defaults; httm -> the paper's defaults."""
+    if mode == "dense":
+        return None
+    if mode == "uniform":
+        return UniformMergeConfig()
+    if mode == "httm":
+        return HTTMConfig(backend=backend)
+    raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
+
+
+def build_model(device: torch.device, config: str = "1b", weights_dtype: torch.dtype = torch.float32,
+                seed: int = 0) -> VGGT:
+    """VGGT (1b or tiny) in eval mode, random weights initialised directly on ``device`` (no CPU
+    copy, no golden weights); autocast bf16 on CUDA as in normal use."""
+    torch.manual_seed(seed)
+    cfg = VGGTConfig() if config == "1b" else VGGTConfig.tiny()
+    with torch.device(device):
+        model = VGGT(cfg)
+    return model.to(dtype=weights_dtype).eval()
+
+
+def video_frames(frames: int, device: torch.device, height: int = HEIGHT, width: int = WIDTH,
+                 seed: int = 0, pan: int = 3) -> Tensor:
+    """[1, S, 3, H, W] in [0, 1]: a camera panning ``pan`` px per frame over a smooth random
+    texture with fine grain, so consecutive frames share most content (as video does)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    canvas_w = width + pan * frames
+    low = torch.rand(1, 3, height // 16 + 2, canvas_w // 16 + 2, generator=g, device=device)
+    canvas = F.interpolate(low, size=(height, canvas_w), mode="bicubic", align_corners=False)[0]
+    canvas = 0.85 * canvas + 0.15 * torch.rand(3, height, canvas_w, generator=g, device=device)
+    cols = torch.arange(width, device=device)[None, :] + pan * torch.arange(frames, device=device)[:, None]
+    video = canvas[:, :, cols]                                            # [3, H, S, W]
+    return video.permute(2, 0, 1, 3).clamp(0, 1).unsqueeze(0).contiguous()

@@ -1,0 +1,123 @@
+"""httm-bench (httm_ros.bench): the report only shows numbers from result files, target verdicts,
+the time guard, and the e2e / layer commands end to end on a tiny model on the CPU."""
+
+import json
+
+import pytest
+import torch
+
+from httm_ros.bench import cli, e2e, report
+from httm_ros.bench.layer import table4_columns
+
+
+def _e2e_file(tmp_path, rows, name="e2e.json", date="2026-11-21T10:00:00Z", config="1b"):
+    path = tmp_path / name
+    path.write_text(json.dumps({"kind": "e2e", "config": config, "rows": rows,
+                                "env": {"date_utc": date, "commit": "abc", "device": "H100",
+                                        "command": "python -m httm_ros.bench e2e"}}))
+    return path
+
+
+def _row(mode, frames, seconds, peak, ga=None):
+    row = {"mode": mode, "frames": frames, "tokens": frames * 1041, "seconds": seconds, "peak_gib": peak,
+           "error": None, "image_hw": [392, 518]}
+    if ga is not None:
+        row["breakdown_s"] = {"dino": 1.0, "global_attention": ga, "frame_attention": 1.0,
+                              "aggregator_other": 2.0, "heads_and_host": 1.0}
+    return row
+
+
+def test_report_without_results_says_not_measured(tmp_path):
+    text = report.build_report([])
+    assert "not measured yet" in text
+    targets = [line for line in text.splitlines() if line.startswith("| HTTM speed-up")]
+    assert len(targets) == 4 and all(line.endswith("| not measured yet |") for line in targets)
+    for f, (s, gib) in report.ANCHOR_DENSE.items():                      # anchors are the only numbers
+        assert f"{s} / {gib}" in text
+
+
+def test_report_tables_and_verdicts(tmp_path):
+    rows = [_row("dense", 100, 4.0, 6.0, ga=2.0), _row("httm", 100, 1.6, 5.0, ga=0.3),
+            _row("uniform", 300, 10.0, 20.0), _row("httm", 300, 12.0, 30.0)]
+    first = _e2e_file(tmp_path, rows, "a.json")
+    later = _e2e_file(tmp_path, [_row("httm", 300, 9.0, 14.0)], "b.json", date="2026-11-22T10:00:00Z")
+    layer = tmp_path / "layer.json"
+    cols = table4_columns({"match_q": 2.0, "match_kv": 4.0, "aggregate_q": 2.0, "merge_kv": 8.0,
+                           "outliers_select": 1.0, "attention": 600.0, "unmerge": 1.5})
+    layer.write_text(json.dumps({"kind": "layer", "config": "1b", "env": {"date_utc": "2026-11-21T11:00:00Z"},
+                                 "layer_result": {"frames": 1000, "input": "x", "httm": {
+                                     "columns_ms": cols, "total_ms": 620.0, "kept_q": 0.2, "kept_kv": 0.3,
+                                     "error": None}, "dense_attention_ms": 10700.0}}))
+    png = tmp_path / "plot.png"
+    text = report.build_report([later, first, layer], png=png)
+    assert png.exists() and png.stat().st_size > 1000
+    lines = {}
+    for line in text.splitlines():                                        # first table row of each key
+        if line.startswith("| "):
+            lines.setdefault(line.split("|")[1].strip(), line)
+    assert "2.50x" in lines["100"]                                         # 4.0 / 1.6
+    assert "| 9.00 |" in lines["300"] and "1.11x" in lines["300"]          # the later file wins
+    assert "met (-6.1%)" in lines["dense <= VGGT* anchor time @100"]
+    assert "MISSED" in lines["HTTM speed-up over our dense >= 4.0x @300"] or "not measured" in lines[
+        "HTTM speed-up over our dense >= 4.0x @300"]
+    assert lines["HTTM speed-up over our dense >= 2.0x @100"].endswith("met (+25% of target) |")
+    assert "3.1%" in lines["HTTM merge overhead <= 10% of its attention @1000 (one layer)"]
+    assert "met" in lines["HTTM faster than uniform @300"]
+    assert "not measured yet" in lines["HTTM speed-up over our dense >= 8.0x @1000"]
+    assert "| httm | 600.0 | 6.0 | 11.0 | 1.5 | 0.0 | 18.5 |" in text
+    # rows of other models or image sizes never reach the tables
+    tiny = _e2e_file(tmp_path, [_row("dense", 500, 1.0, 1.0)], "tiny.json", config="tiny")
+    assert "ignored" in report.build_report([tiny]) and "| 500 | 520500 | not measured yet" in report.build_report([tiny])
+
+
+def test_time_guard_skips_rows():
+    seen = []
+    e2e.run_rows(None, [("dense", 1000, 1), ("httm", 100, 3)], torch.device("cpu"), deadline=10.0,
+                 on_row=seen.append, t0=0.0, clock=lambda: 0.0)
+    assert [r.get("skipped") is not None for r in seen] == [True, True]
+    assert "time guard" in seen[0]["skipped"] and seen[0]["seconds"] is None
+    assert e2e.estimate_seconds("dense", 1000) > 250 and e2e.estimate_seconds("httm", 1000) < 100
+    assert e2e.repeats_for(100) == 3 and e2e.repeats_for(300) == 2 and e2e.repeats_for(1000) == 1
+
+
+def test_e2e_and_layer_commands_tiny_cpu(tmp_path):
+    out = tmp_path / "e2e.json"
+    assert cli.main(["e2e", "--config", "tiny", "--device", "cpu", "--image-size", "28", "42", "--frames", "3",
+                     "--modes", "httm", "uniform", "dense", "--repeats", "1", "--no-warmup", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["complete"] and [r["mode"] for r in data["rows"]] == ["httm", "uniform", "dense"]
+    assert all(r["error"] is None and r["seconds"] > 0 for r in data["rows"])
+    assert data["rows"][0]["merge"]["calls"] > 0 and data["env"]["command"].startswith("python -m httm_ros.bench e2e")
+    lay = tmp_path / "layer.json"
+    assert cli.main(["layer", "--config", "tiny", "--device", "cpu", "--image-size", "28", "42", "--frames", "4",
+                     "--reps", "2", "--out", str(lay)]) == 0
+    res = json.loads(lay.read_text())["layer_result"]
+    assert res["error"] is None and res["httm"]["error"] is None and res["uniform"]["error"] is None
+    assert res["httm"]["columns_ms"]["attention"] > 0 and res["dense_attention_ms"] > 0
+
+
+def test_e2e_row_records_errors(monkeypatch):
+    from httm_ros.bench import workload
+
+    model = workload.build_model(torch.device("cpu"), "tiny")
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(e2e, "video_frames", boom)
+    row = e2e.run_row(model, "httm", 2, 1, torch.device("cpu"))
+    assert row["seconds"] is None and "simulated failure" in row["error"]
+    assert all(b.attn.core is None for b in model.aggregator.global_blocks)   # merging removed again
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_e2e_row_tiny_cuda():
+    from httm_ros.bench import workload
+
+    model = workload.build_model(torch.device("cuda"), "tiny")
+    for mode in ("httm", "uniform", "dense"):
+        row = e2e.run_row(model, mode, 6, 1, torch.device("cuda"), image_hw=(56, 70))
+        assert row["error"] is None, row["error"]
+        assert row["peak_gib"] > 0 and set(row["breakdown_s"]) >= {"global_attention", "heads_and_host"}
+    assert row["sdpa_cudnn_first"] in (True, False)
