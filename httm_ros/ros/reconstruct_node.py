@@ -2,8 +2,14 @@
 
 A thin ROS 2 shell over :mod:`httm_ros.pipeline` (all geometry lives there):
 
-    image / image/compressed --callback: decode--> FrameQueue (bounded, drop policy, counted)
-        --worker thread--> StreamingReconstructor.push --> WindowResult --> messages
+    image / image/compressed --executor: decode--> FrameQueue (bounded, drop policy, counted)
+      --inference thread: StreamingReconstructor.push--> WindowResult --host copies--> job queue (2)
+      --publisher thread: messages, publish--> topics
+
+Callbacks never wait for the GPU; the inference thread never waits for DDS (the publisher
+converts and publishes window N while the model runs window N+1; it only waits when two
+windows are already pending). A window that fails (e.g. CUDA out of memory, see backend.py) is
+reported on ~/stats and /diagnostics and the stream goes on.
 
 Subscribes (relative names, remap as usual)
     image             sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, *16)  input_type=raw
@@ -45,12 +51,12 @@ import rclpy
 import torch
 import torch.nn.functional as F
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 
