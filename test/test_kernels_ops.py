@@ -222,8 +222,8 @@ def test_fast_attention_many_tiles(device, monkeypatch, dst_ratio):
 
     for name, sizes in (("match", dict(block_s=16, block_d=16, num_warps=1)),
                         ("aggregate", dict(block_g=16, block_s=16, num_warps=1)),
-                        ("deviation", dict(block_n=16)), ("split_outliers", dict(block_n=16, block_m=16)),
-                        ("unmerge", dict(block_n=16))):
+                        ("deviation", dict(block_n=16, num_warps=1)), ("split_outliers", dict(block_n=16, block_m=16, num_warps=1)),
+                        ("unmerge", dict(block_n=16, num_warps=1))):
         monkeypatch.setattr(triton_ops, name, functools.partial(getattr(triton_ops, name), **sizes))
     config = HTTMConfig(spatial_block=21, temporal_frames=4, q_merge=0.8, kv_merge=0.6, dst_ratio=dst_ratio)
     lay = layout(9, (6, 7))

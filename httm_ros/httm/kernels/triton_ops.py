@@ -45,7 +45,7 @@ if triton.knobs.runtime.interpret:
 # ---------------------------------------------------------------------------------- kernels
 
 
-@triton.jit(do_not_specialize=["sxb", "sxh", "sxn", "H", "L", "nblk", "S_MAX", "D_MAX", "N", "GCW"])
+@triton.jit(do_not_specialize=["H", "L", "nblk", "S_MAX", "D_MAX", "N", "GCW"])
 def _match_kernel(x_ptr, sxb, sxh, sxn, H,
                   tok_ptr, L, n_dst_ptr, n_src_ptr, nblk, S_MAX, D_MAX,
                   score_ptr, group_ptr,
@@ -101,7 +101,7 @@ def _match_kernel(x_ptr, sxb, sxh, sxn, H,
         tl.store(assign_ptr + bh.to(tl.int64) * N + s_tok, row.to(tl.int32), mask=s_ok)
 
 
-@triton.jit(do_not_specialize=["sxb", "sxh", "sxn", "syb", "syh", "syn", "H", "L", "nblk", "S_MAX", "D_MAX", "GCW", "M"])
+@triton.jit(do_not_specialize=["H", "L", "nblk", "S_MAX", "D_MAX", "GCW", "M"])
 def _aggregate_kernel(x_ptr, sxb, sxh, sxn, y_ptr, syb, syh, syn, H,
                       tok_ptr, L, n_dst_ptr, n_src_ptr, n_unm_ptr, nblk, S_MAX, D_MAX,
                       group_ptr, gc_ptr, GCW,
@@ -140,8 +140,8 @@ def _aggregate_kernel(x_ptr, sxb, sxh, sxn, y_ptr, syb, syh, syn, H,
         s_ok = s < n_src
         grp = tl.load(grp_base + s, mask=s_ok, other=-1)
         s_tok = tl.load(row_base + D_MAX + s, mask=s_ok, other=0).to(tl.int64)
-        hit = g[:, None] == grp[None, :]                          # [BLOCK_G, BLOCK_S]
-        cnt += tl.sum(hit.to(tl.float32), axis=1)
+        hit = (g[:, None] == grp[None, :]).to(tl.float32)         # [BLOCK_G, BLOCK_S] one-hot
+        cnt += tl.sum(hit, axis=1)
         rows = tl.load(xbase + s_tok[:, None] * sxn + cols[None, :],
                        mask=s_ok[:, None] & c_ok[None, :], other=0.0)
         onehot = hit.to(rows.dtype)
@@ -172,7 +172,7 @@ def _aggregate_kernel(x_ptr, sxb, sxh, sxn, y_ptr, syb, syh, syn, H,
         tl.store(out_x_ptr + out_row[:, None] * DH + cols[None, :], acc_x, mask=m2)
 
 
-@triton.jit(do_not_specialize=["sxb", "sxh", "sxn", "H", "N", "M", "n_special"])
+@triton.jit(do_not_specialize=["H", "N", "M", "n_special"])
 def _deviation_kernel(x_ptr, sxb, sxh, sxn, H, assign_ptr, N, sums_ptr, cnt_ptr, M, n_special,
                       dev_ptr, DH: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_n = tl.program_id(0)
@@ -197,7 +197,7 @@ def _deviation_kernel(x_ptr, sxb, sxh, sxn, H, assign_ptr, N, sums_ptr, cnt_ptr,
     tl.store(dev_ptr + bh.to(tl.int64) * N + n, dev, mask=ok)
 
 
-@triton.jit(do_not_specialize=["sxb", "sxh", "sxn", "H", "N", "M", "MQ"])
+@triton.jit(do_not_specialize=["H", "N", "M", "MQ"])
 def _outlier_kernel(x_ptr, sxb, sxh, sxn, H, assign_ptr, pos_ptr, N, sums_ptr, cnt_ptr, M,
                     out_ptr, MQ, new_assign_ptr,
                     DH: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -242,7 +242,7 @@ def _means_kernel(sums_ptr, cnt_ptr, M, out_ptr, MQ,
     tl.store(out_ptr + dst[:, None] * DH + cols[None, :], mean.to(out_ptr.dtype.element_ty), mask=m2)
 
 
-@triton.jit(do_not_specialize=["sob", "soh", "som", "H", "N"])
+@triton.jit(do_not_specialize=["H", "N"])
 def _unmerge_kernel(o_ptr, sob, soh, som, H, assign_ptr, N, out_ptr,
                     DH: tl.constexpr, BLOCK_DH: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_n = tl.program_id(0)
@@ -310,7 +310,7 @@ def match(x: Tensor, kp, assign: Optional[Tensor] = None,
 
 
 def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bool = True,
-              block_g: int = 128, block_s: int = 64, num_warps: int = 8):
+              block_g: int = 128, block_s: int = 32, num_warps: int = 8):
     """Merged tokens of every group (special tokens copied to rows 0..n_sp-1).
 
     x (and y) [B, H, N, d]; group [B*H, nblk, S_MAX] int32 (group of every source slot, -1 at
@@ -348,7 +348,7 @@ def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bo
 
 
 def deviation(x: Tensor, assign: Tensor, sums: Tensor, counts: Tensor, n_special: int,
-              block_n: int = 128) -> Tensor:
+              block_n: int = 128, num_warps: int = 8) -> Tensor:
     """x [B, H, N, d], assign [B*H, N] int32, sums [B*H, M, d], counts [B*H, M] -> dev
     [B*H, N] fp32: distance to the merged mean, 0 if merged with nobody, -1 for special tokens."""
     x = x if x.stride(-1) == 1 else x.contiguous()
@@ -356,12 +356,13 @@ def deviation(x: Tensor, assign: Tensor, sums: Tensor, counts: Tensor, n_special
     dev = _empty(b * h, n, dtype=torch.float32, device=x.device)
     grid = (triton.cdiv(n, block_n), b * h)
     _deviation_kernel[grid](x, *_strides(x), h, assign, n, sums, counts, sums.shape[1], n_special,
-                            dev, DH=d, BLOCK_DH=_pow2(d), BLOCK_N=block_n, num_warps=4)
+                            dev, DH=d, BLOCK_DH=_pow2(d), BLOCK_N=block_n, num_warps=num_warps)
     return dev
 
 
 def split_outliers(x: Tensor, assign: Tensor, pos: Tensor, sums: Tensor, counts: Tensor,
-                   o_max: int, block_n: int = 128, block_m: int = 128) -> Tuple[Tensor, Tensor]:
+                   o_max: int, block_n: int = 64, block_m: int = 128,
+                   num_warps: int = 8) -> Tuple[Tensor, Tensor]:
     """Outliers leave their merged tokens and get rows of their own.
 
     x [B, H, N, d]; assign [B*H, N] int32; pos [B*H, N] int32 (index of the outlier inside its
@@ -378,13 +379,13 @@ def split_outliers(x: Tensor, assign: Tensor, pos: Tensor, sums: Tensor, counts:
     new_assign = _empty(*assign.shape, dtype=assign.dtype, device=assign.device)
     _outlier_kernel[(triton.cdiv(n, block_n), b * h)](
         x, *_strides(x), h, assign, pos, n, sums, counts, m, out, mq, new_assign,
-        DH=d, BLOCK_DH=_pow2(d), BLOCK_N=block_n, num_warps=4)
+        DH=d, BLOCK_DH=_pow2(d), BLOCK_N=block_n, num_warps=num_warps)
     _means_kernel[(triton.cdiv(m, block_m), b * h)](
-        sums, counts, m, out, mq, DH=d, BLOCK_DH=_pow2(d), BLOCK_M=block_m, num_warps=4)
+        sums, counts, m, out, mq, DH=d, BLOCK_DH=_pow2(d), BLOCK_M=block_m, num_warps=num_warps)
     return out.view(b, h, mq, d), new_assign
 
 
-def unmerge(o: Tensor, assign: Tensor, block_n: int = 128) -> Tensor:
+def unmerge(o: Tensor, assign: Tensor, block_n: int = 128, num_warps: int = 8) -> Tensor:
     """o [B, H, Mq, d] (any strides, unit last), assign [B*H, N] int32 -> [B, H, N, d], a
     permuted view of a contiguous [B, N, H, d] tensor (so ``o.transpose(1, 2).reshape(B, N, H*d)``
     needs no copy)."""
@@ -393,5 +394,5 @@ def unmerge(o: Tensor, assign: Tensor, block_n: int = 128) -> Tensor:
     n = assign.shape[1]
     out = _empty(b, n, h, d, dtype=o.dtype, device=o.device)
     _unmerge_kernel[(triton.cdiv(n, block_n), h, b)](
-        o, *_strides(o), h, assign, n, out, DH=d, BLOCK_DH=_pow2(d), BLOCK_N=block_n, num_warps=4)
+        o, *_strides(o), h, assign, n, out, DH=d, BLOCK_DH=_pow2(d), BLOCK_N=block_n, num_warps=num_warps)
     return out.permute(0, 2, 1, 3)
