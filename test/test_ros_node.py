@@ -80,8 +80,7 @@ class Harness:
         assert client.wait_for_service(TIMEOUT)
         future = client.call_async(Trigger.Request())
         wait_for(future.done, TIMEOUT, f"~/{service}")
-        self.ros.feeder.destroy_client(client)
-        return future.result()
+        return future.result()                              # the client goes with the feeder node
 
     def send(self, i: int, msg=None, paced: bool = True) -> None:
         msg = msg or codec.rgb_to_image(self.seq.images[i], codec.make_header(_stamp(i), "cam"))
@@ -93,7 +92,6 @@ class Harness:
     def close(self):
         """Stop the node's threads; RosContext.close destroys the nodes once nothing spins."""
         self.node.shutdown()
-        self.ros.feeder.destroy_publisher(self.pub)
 
 
 @pytest.fixture

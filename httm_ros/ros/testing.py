@@ -92,10 +92,10 @@ class RosContext:
         import rclpy
 
         self.executor.shutdown()
+        self._thread.join(5.0)                      # spinning stopped: handles are free to go
         for node in self.nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(5.0)
         for key, value in self._saved.items():
             if value is None:
                 os.environ.pop(key, None)
