@@ -157,7 +157,7 @@ def test_every_output_with_types_frames_stamps_and_sizes(harness):
 
 
 def test_bad_input_is_counted_and_the_node_goes_on(harness):
-    h = harness()
+    h = harness(qos_reliability="best_effort")            # the default (sensor data) subscription
     good = codec.rgb_to_image(h.seq.images[0], codec.make_header(_stamp(0), "cam"))
     yuv = codec.rgb_to_image(h.seq.images[0], good.header)
     yuv.encoding = "yuv422"
@@ -175,6 +175,9 @@ def test_bad_input_is_counted_and_the_node_goes_on(harness):
     s = h.col.last("stats")
     assert s.alignment_accepted and s.frames_dropped_bad_input == 3 and s.frames_received == 9
     assert s.keyframes_total == 6
+    assert h.call("reset").success                                     # ~/reset: a new map and path
+    wait_for(lambda: h.node.counters.stream_restarts == 1, TIMEOUT, "the reset")
+    assert h.node.rec.counters.frames_received == 0 and len(h.node.rec.map) == 0
 
 
 @pytest.mark.parametrize("policy", ["rescale", "restart"])
