@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_options(run, default_size=518)
 
     syn = sub.add_parser("synthetic", help="evaluate on a rendered sequence with exact ground truth")
-    syn.add_argument("--frames", type=int, default=24, help="rendered frames (default %(default)s)")
+    syn.add_argument("--frames", type=int, default=48, help="rendered frames (default %(default)s)")
     syn.add_argument("--width", type=int, default=518, help="(default %(default)s)")
     syn.add_argument("--height", type=int, default=392, help="(default %(default)s)")
     syn.add_argument("--scene-seed", type=int, default=0, help="scene and trajectory seed (default 0)")

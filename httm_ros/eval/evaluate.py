@@ -237,27 +237,56 @@ def _planar_enough(centres: np.ndarray) -> bool:
     return len(centres) >= 3 and np.isfinite(sv).all() and sv[0] > 0 and sv[1] > 1e-2 * sv[0]
 
 
-def initial_alignment(est: np.ndarray, gt: np.ndarray, pred_points: np.ndarray,
-                      gt_points: Optional[np.ndarray]) -> Tuple[np.ndarray, str]:
-    """4x4 similarity prediction -> ground truth from the cameras est / gt [S,4,4] (camera-to-world).
-
-    Umeyama on the camera centres when there are >= 3 keyframes not (nearly) on one line;
-    otherwise rotation = chordal mean of R_gt R_est^T, scale = ratio of centre spreads (of the
-    clouds' spreads with a single camera), translation from the centroids.
-    """
+def _orientation_alignment(est: np.ndarray, gt: np.ndarray, pred_points: np.ndarray,
+                           gt_points: Optional[np.ndarray]) -> np.ndarray:
+    """Rotation = chordal mean of R_gt R_est^T; scale and translation by least squares on the
+    centres given that rotation (spread of the clouds with a single camera)."""
     est_c, gt_c = est[:, :3, 3], gt[:, :3, 3]
-    if _planar_enough(est_c) and _planar_enough(gt_c):
-        return align_positions(est_c, gt_c, with_scale=True), "umeyama_camera_centres"
     u, _, vh = np.linalg.svd((gt[:, :3, :3] @ est[:, :3, :3].transpose(0, 2, 1)).sum(0))
     rot = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vh))]) @ vh
-    s_est, s_gt = float(np.linalg.norm(_spread(est_c))), float(np.linalg.norm(_spread(gt_c)))
-    if not (s_est > 0 and s_gt > 0) and gt_points is not None and len(pred_points):
-        s_est, s_gt = float(pred_points.std(0).sum()), float(gt_points.std(0).sum())
-    scale = s_gt / s_est if s_est > 0 and s_gt > 0 else 1.0
+    de, dg = est_c - est_c.mean(0), gt_c - gt_c.mean(0)
+    den = float((de * de).sum())
+    scale = float((dg * (de @ rot.T)).sum()) / den if den > 0 else 0.0
+    if not scale > 0 and gt_points is not None and len(pred_points):
+        scale = float(gt_points.std(0).sum()) / max(float(pred_points.std(0).sum()), 1e-300)
+    scale = scale if scale > 0 and math.isfinite(scale) else 1.0
     sim = np.eye(4)
     sim[:3, :3] = scale * rot
     sim[:3, 3] = gt_c.mean(0) - scale * rot @ est_c.mean(0)
-    return sim, "camera_orientations"
+    return sim
+
+
+def start_score(sim: np.ndarray, points: np.ndarray, gt_tree: cKDTree, threshold: Optional[float]) -> float:
+    """Mean nearest-neighbour distance of the moved points, each clipped at ``threshold``."""
+    dist = gt_tree.query(transform_points(points, sim), workers=-1)[0]
+    return float(np.minimum(dist, threshold).mean() if threshold else dist.mean())
+
+
+def initial_alignment(est: np.ndarray, gt: np.ndarray, pred_points: np.ndarray,
+                      gt_points: Optional[np.ndarray], gt_tree: Optional[cKDTree] = None,
+                      threshold: Optional[float] = None, seed: int = 0) -> Tuple[np.ndarray, str, dict]:
+    """4x4 similarity prediction -> ground truth from the cameras est / gt [S,4,4] (camera-to-world).
+
+    Candidates: Umeyama on the camera centres (when >= 3 keyframes not (nearly) on one line) and
+    the camera orientations (:func:`_orientation_alignment`; the rotation of a short, nearly
+    straight trajectory is poorly fixed by its centres). With a ground-truth tree the candidate
+    whose moved prediction (20k random points) lies closer to the ground truth (clipped mean
+    distance) wins, else the centres'. Returns (4x4, name, {name: score}).
+    """
+    est_c, gt_c = est[:, :3, 3], gt[:, :3, 3]
+    candidates = {}
+    if _planar_enough(est_c) and _planar_enough(gt_c):
+        candidates["umeyama_camera_centres"] = align_positions(est_c, gt_c, with_scale=True)
+    candidates["camera_orientations"] = _orientation_alignment(est, gt, pred_points, gt_points)
+    if gt_tree is None or len(pred_points) == 0 or len(candidates) == 1:
+        name = next(iter(candidates))
+        return candidates[name], name, {}
+    sample = pred_points
+    if len(sample) > 20000:
+        sample = sample[np.random.default_rng(seed).choice(len(sample), 20000, replace=False)]
+    scores = {name: start_score(sim, sample, gt_tree, threshold) for name, sim in candidates.items()}
+    name = min(scores, key=scores.get)
+    return candidates[name], name, scores
 
 
 def camera_metrics(est: np.ndarray, gt: np.ndarray) -> dict:
@@ -292,15 +321,15 @@ def evaluate(recon: Reconstruction, gt_points: Optional[np.ndarray], gt_cam_to_w
         out["note"] = "no predicted points"
         return out
     gt_tree = gt_tree or cKDTree(gt_points)
-    init, how = initial_alignment(recon.cam_to_world, gt_poses, pred, gt_points)
+    thr = opts.icp_threshold * bbox_diagonal(gt_points) if opts.icp_threshold > 0 else None
+    init, how, scores = initial_alignment(recon.cam_to_world, gt_poses, pred, gt_points, gt_tree, thr, opts.seed)
     sim, icp = init, {"iterations": 0}
     if opts.icp_iterations:
-        thr = opts.icp_threshold * bbox_diagonal(gt_points) if opts.icp_threshold > 0 else None
         sim, icp = icp_refine(pred, gt_points, init, opts.icp_iterations, thr, opts.icp_scale,
                               seed=opts.seed, dst_tree=gt_tree)
     aligned = finish_cloud(transform_points(pred, sim), opts.voxel, opts.max_points, opts.seed)
     out.update(cloud_distances(aligned, gt_points, gt_tree=gt_tree))
-    out["alignment"] = {"init": how, "scale": float(np.cbrt(np.linalg.det(sim[:3, :3]))), "icp": icp,
+    out["alignment"] = {"init": how, "init_scores": scores, "scale": float(np.cbrt(np.linalg.det(sim[:3, :3]))), "icp": icp,
                         "transform": sim.tolist()}
     out["aligned_points"] = aligned                       # dropped before JSON; kept for --save-clouds
     return out

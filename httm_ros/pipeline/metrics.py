@@ -136,14 +136,16 @@ def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
 
 def icp_refine(src: np.ndarray, dst: np.ndarray, init: Optional[np.ndarray] = None, iterations: int = 20,
                threshold: Optional[float] = None, with_scale: bool = False, max_points: int = 100_000,
-               seed: int = 0, dst_tree: Optional[cKDTree] = None, tol: float = 1e-7) -> tuple:
+               seed: int = 0, dst_tree: Optional[cKDTree] = None, tol: float = 1e-6, patience: int = 3) -> tuple:
     """Point-to-point ICP of src [N,3] onto dst [M,3], starting from ``init`` (4x4 similarity).
 
     Each iteration pairs (at most ``max_points`` random) moved source points with their nearest
     destination points, drops pairs farther apart than ``threshold`` (None: keep all), and
     composes the least-squares rigid transform (similarity if ``with_scale``) of the pairs, until
-    it changes by less than ``tol``. Every transform visited is scored by the mean nearest-neighbour
-    distance clipped at ``threshold`` and the best one is returned, so ICP never worsens that score
+    a step moves by less than ``tol`` (rotation / scale entries, and translation relative to the
+    destination's bounding-box diagonal) or ``patience`` iterations bring no better score. Every
+    transform visited is scored by the mean nearest-neighbour distance clipped at ``threshold``
+    and the best one is returned, so ICP never worsens that score
     of the start (point-to-point ICP between differently sampled clouds can drift off an exact
     start). Returns (4x4 transform src -> dst, info: iterations, best_iteration, inliers,
     score_before / score_after = the score of ``init`` / of the result).
@@ -154,6 +156,7 @@ def icp_refine(src: np.ndarray, dst: np.ndarray, init: Optional[np.ndarray] = No
         src = src[np.random.default_rng(seed).choice(len(src), max_points, replace=False)]
     tree = dst_tree or cKDTree(dst)
     sim = np.eye(4) if init is None else np.asarray(init, dtype=np.float64).copy()
+    extent = float(np.linalg.norm(dst.max(0) - dst.min(0))) or 1.0
     best, info = None, {"iterations": 0, "best_iteration": 0, "inliers": 0}
     for it in range(iterations + 1):
         moved = transform_points(src, sim)
@@ -165,11 +168,11 @@ def icp_refine(src: np.ndarray, dst: np.ndarray, init: Optional[np.ndarray] = No
         if best is None or score < best[0]:
             best = (score, sim.copy())
             info.update(best_iteration=it, inliers=int(keep.sum()), score_after=score)
-        if keep.sum() < 3 or it == iterations:
+        if keep.sum() < 3 or it == iterations or it - info["best_iteration"] >= patience:
             break
         step = align_positions(moved[keep], dst[idx[keep]], with_scale)
         sim = step @ sim
         info["iterations"] = it + 1
-        if np.abs(step - np.eye(4)).max() < tol:
+        if max(np.abs(step[:3, :3] - np.eye(3)).max(), np.abs(step[:3, 3]).max() / extent) < tol:
             break
     return best[1], info
