@@ -41,6 +41,23 @@ def test_chunked_inference_same_outputs(tiny, monkeypatch):
         assert rel(got[key], ref[key]) < 1e-5, key
 
 
+def test_chunked_inference_with_merging(tiny, monkeypatch):
+    """Merged attention through the chunked path (attend_owned -> MergeCore.call_owned)."""
+    from httm_ros.httm import HTTMConfig, UniformMergeConfig, patch
+
+    images = torch.rand(1, 5, 3, 56, 70, generator=torch.Generator().manual_seed(4))
+    for config in (HTTMConfig(spatial_block=8, temporal_frames=2, backend="torch"), UniformMergeConfig()):
+        with torch.no_grad():
+            patch(tiny, config)
+            ref = tiny(images)
+            with monkeypatch.context() as m:
+                m.setattr(layers, "CHUNK_ROWS", 37)
+                got = tiny(images)
+            patch(tiny, None)
+        for key in ref:
+            assert rel(got[key], ref[key]) < 1e-5, (type(config).__name__, key)
+
+
 def test_chunking_only_without_autograd(tiny, monkeypatch):
     monkeypatch.setattr(layers, "CHUNK_ROWS", 8)
     x = torch.randn(1, 30, 64)

@@ -234,6 +234,44 @@ def test_fast_attention_many_tiles(device, monkeypatch, dst_ratio):
     assert torch.equal(rec.kept_q, ref_rec.kept_q) and rec.padded_q == round_rows(ref_rec.padded_q)
 
 
+def test_owned_inputs_are_released(device):
+    import weakref
+
+    from httm_ros.httm.kernels.fast import httm_attention_fast
+
+    lay = layout(6, (4, 5))
+    config = HTTMConfig(spatial_block=8, temporal_frames=3)
+    q, k, v = (smooth(lay, 2, 16, s, device) for s in (51, 52, 53))
+    ref, _ = httm_attention_fast(q, k, v, lay, config)
+    owned = [q.clone(), k.clone(), v.clone()]
+    alive = [weakref.ref(t) for t in owned]
+    o, _ = httm_attention_fast(None, None, None, lay, config, owned=owned)
+    assert owned == [None, None, None] and all(r() is None for r in alive)   # freed, not just dropped
+    assert torch.equal(o, ref)
+
+
+def test_tiny_vggt_chunked_httm_triton_matches_torch(device, monkeypatch):
+    """Whole tiny VGGT with HTTM in every global block: the chunked inference path hands q, k, v
+    over to the Triton fast path (attend_owned); same outputs as the torch reference."""
+    import httm_ros.vggt.layers as vlayers
+    from httm_ros.httm import patch
+    from httm_ros.vggt import VGGT, VGGTConfig
+
+    torch.manual_seed(0)
+    model = VGGT(VGGTConfig.tiny()).to(device).eval()
+    images = torch.rand(1, 6, 3, 56, 70, generator=torch.Generator().manual_seed(3)).to(device)
+    cfg = dict(spatial_block=8, temporal_frames=3)
+    monkeypatch.setattr(vlayers, "CHUNK_ROWS", 64)
+    with torch.no_grad():
+        patch(model, HTTMConfig(**cfg, backend="torch"))
+        ref = model(images, heads=("camera", "depth"))
+        stats = patch(model, HTTMConfig(**cfg, backend="triton"))
+        got = model(images, heads=("camera", "depth"))
+    assert len(stats.records) == model.config.depth
+    for key in ref:
+        assert rel(got[key], ref[key]) < 1e-4, key
+
+
 # ------------------------------------------------------------------ VGGT-sized, CUDA only
 
 @pytest.mark.gpu

@@ -62,16 +62,18 @@ class Timeline:
         self._undo += [pre.remove, post.remove]
 
     def _wrap_attend(self, attn, name: str) -> None:
-        original = attn.attend
+        """Time ``attend`` and ``attend_owned`` (the chunked path's hand-over variant)."""
+        for method in ("attend", "attend_owned"):
+            original = getattr(attn, method)
 
-        def timed(*args, **kwargs):
-            begin = self._event()
-            out = original(*args, **kwargs)
-            self.marks.setdefault(name, []).append((begin, self._event()))
-            return out
+            def timed(*args, _original=original, **kwargs):
+                begin = self._event()
+                out = _original(*args, **kwargs)
+                self.marks.setdefault(name, []).append((begin, self._event()))
+                return out
 
-        attn.attend = timed
-        self._undo.append(lambda: delattr(attn, "attend"))
+            setattr(attn, method, timed)
+            self._undo.append(lambda m=method: delattr(attn, m))
 
     def reset(self) -> None:
         self.marks.clear()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -70,3 +70,18 @@ def httm_attention(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMConfig,
         outliers=info["outliers"], padded_q=q_m.shape[2], times_ms=watch.times,
     )
     return o, record
+
+
+def httm_attention_owned(qkv: List[Tensor], layout, config: HTTMConfig, layer: int = -1,
+                         profile: Optional[bool] = None):
+    """``httm_attention`` on [q, k, v] handed over in a list, which is emptied. On the Triton
+    fast path q is freed once the queries are merged and k, v once they are merged, so the
+    merged attention needs far less than the dense q, k, v + output at once."""
+    if dispatch.resolve(config.backend, qkv[0].device) == "triton":
+        out = dispatch.run_fast(None, None, None, layout, config, layer, profile, owned=qkv)
+        if out is not None:
+            qkv.clear()
+            return out
+    q, k, v = qkv
+    qkv.clear()
+    return httm_attention(q, k, v, layout, config, layer=layer, profile=profile)

@@ -7,7 +7,7 @@ from typing import List, Optional, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import httm_attention
+from .attention import httm_attention, httm_attention_owned
 from .config import HTTMConfig, UniformMergeConfig
 from .stats import MergeStats
 from .uniform import uniform_attention
@@ -28,6 +28,17 @@ class MergeCore:
         if layout is None:                                                # nothing known to merge by
             return F.scaled_dot_product_attention(q, k, v)
         o, record = self._attend(q, k, v, layout, self.config, layer=self.layer)
+        self.stats.add(record)
+        return o
+
+    def call_owned(self, qkv: List[Tensor], layout) -> Tensor:
+        """As ``__call__`` on [q, k, v] handed over in a list (emptied): HTTM's fast path frees q
+        after merging the queries and k, v after merging them (see ``Attention.attend_owned``)."""
+        if layout is None or not isinstance(self.config, HTTMConfig):
+            q, k, v = qkv
+            qkv.clear()
+            return self(q, k, v, layout)
+        o, record = httm_attention_owned(qkv, layout, self.config, layer=self.layer)
         self.stats.add(record)
         return o
 

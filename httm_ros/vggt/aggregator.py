@@ -87,6 +87,16 @@ class Aggregator(nn.Module):
             tokens = self.frame_blocks[i](tokens.reshape(b * s, n_tok, dim), frame_pos, frame_layout)
             frame_out = tokens.reshape(b, s, n_tok, dim)
             tokens = self.global_blocks[i](tokens.reshape(b, s * n_tok, dim), global_pos, global_layout)
+            if i in keep and store is not None and i == self.cfg.depth - 1:
+                # last block: its fp32 input and output are not needed after the concat, so cast
+                # and drop them one at a time (peak 2.5x instead of 3x a [B, S, P, C] fp32 tensor)
+                frame_half = frame_out.to(store)
+                del frame_out
+                global_half = tokens.reshape(b, s, n_tok, dim).to(store)
+                del tokens
+                outputs[i] = torch.cat((frame_half, global_half), dim=-1)
+                del frame_half, global_half
+                break
             if i in keep:
                 outputs[i] = self._concat(frame_out, tokens.reshape(b, s, n_tok, dim), store)
             del frame_out

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -221,6 +221,19 @@ class Attention(nn.Module):
             return sdpa(q, k, v)
         return self.core(q, k, v, layout)
 
+    def attend_owned(self, qkv: List[Tensor], layout: Optional[TokenLayout]) -> Tensor:
+        """``attend`` on [q, k, v] handed over in a list that the call empties: a hook with a
+        ``call_owned(qkv, layout)`` method (HTTM's fast path) can then free q, k and v as soon as
+        it has merged them, instead of holding them until it returns."""
+        owned = getattr(self.core, "call_owned", None)
+        if owned is not None:
+            return owned(qkv, layout)
+        q, k, v = qkv
+        qkv.clear()
+        if self.core is None:
+            return sdpa(q, k, v)
+        return self.core(q, k, v, layout)
+
     def project_qkv_chunked(self, x: Tensor, norm: nn.Module, pos: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
         """Inference: q, k, v [B, h, N, d] (contiguous, in the qkv output dtype) of ``norm(x)``,
         computed over token chunks; same per-token arithmetic as ``forward``."""
@@ -295,9 +308,8 @@ class Block(nn.Module):
         only q, k, v and the attention output exist at full size (x is not modified)."""
         b, n, c = x.shape
         attn = self.attn
-        q, k, v = attn.project_qkv_chunked(x, self.norm1, pos)
-        o = attn.attend(q, k, v, layout)                                   # [B, h, N, d]
-        del q, k, v
+        qkv = list(attn.project_qkv_chunked(x, self.norm1, pos))
+        o = attn.attend_owned(qkv, layout)                                 # [B, h, N, d]; qkv emptied
         o = o.transpose(1, 2)                                              # [B, N, h, d]
         y = None
         for bs, ns in row_chunks(b, n, CHUNK_ROWS):

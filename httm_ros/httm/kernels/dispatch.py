@@ -47,16 +47,18 @@ def resolve(backend: str, device: torch.device) -> str:
     return "triton"
 
 
-def run_fast(q, k, v, layout, config, layer: int, profile: Optional[bool]):
-    """The fast path, or None when "auto" must fall back to the torch reference."""
-    from .fast import httm_attention_fast
+def run_fast(q, k, v, layout, config, layer: int, profile: Optional[bool], owned: Optional[list] = None):
+    """The fast path, or None when "auto" must fall back to the torch reference. With ``owned``
+    ([q, k, v], q/k/v None) the fast path may free the inputs; once it has, a failure is raised
+    (there is nothing left to fall back on)."""
+    from . import fast
 
     try:
-        out = httm_attention_fast(q, k, v, layout, config, layer=layer, profile=profile)
+        out = fast.httm_attention_fast(q, k, v, layout, config, layer=layer, profile=profile, owned=owned)
     except torch.OutOfMemoryError:
         raise
     except Exception as exc:                                              # noqa: BLE001 (compile/launch)
-        if config.backend == "triton":
+        if config.backend == "triton" or (owned is not None and any(t is None for t in owned)):
             raise
         _STATE["disabled"] = f"{type(exc).__name__}: {exc}"
         _STATE["last_error"] = traceback.format_exc(limit=8)

@@ -106,10 +106,19 @@ def match(x: Tensor, kp: KernelPlan, plan: BlockPlan, want_assign: bool) -> Tupl
     return group, (_assign_from_groups(group, kp, plan, b, h) if want_assign else None)
 
 
-def httm_attention_fast(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMConfig,
-                        layer: int = -1, profile: Optional[bool] = None):
-    """q, k, v [B, H, N, d] -> (o [B, H, N, d] (a view of [B, N, H, d] memory), MergeRecord)."""
+def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Tensor], layout,
+                        config: HTTMConfig, layer: int = -1, profile: Optional[bool] = None,
+                        owned: Optional[list] = None):
+    """q, k, v [B, H, N, d] -> (o [B, H, N, d] (a view of [B, N, H, d] memory), MergeRecord).
+
+    ``owned``: [q, k, v] handed over instead (q, k, v None); its entries are set to None as soon
+    as each input is merged, so that (with no other reference left) its memory is freed before
+    the attention: q after the query merge, k and v after the key/value merge.
+    """
     from ..attention import outlier_budget, plans_for
+
+    if owned is not None:
+        q, k, v = owned
 
     profile = config.profile if profile is None else profile
     watch = EventWatch(profile or q.device.type == "cpu", q.device)
@@ -119,39 +128,59 @@ def httm_attention_fast(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMCon
     kq, kkv = kernel_plan(plan_q), kernel_plan(plan_kv)
     watch.lap("plan")
 
+    dtype = q.dtype
     group_q, assign = match(q, kq, plan_q, want_assign=True)
     watch.lap("match_q")
     sums, _, counts = k_ops.aggregate(q, kq, group_q, mean=False)          # [BH, M, d], [BH, M]
+    del group_q
     watch.lap("aggregate_q")
     dev = k_ops.deviation(q, assign, sums, counts, kq.num_special)          # [BH, N]
     watch.lap("outliers_dev")
     budget = outlier_budget(config.q_outlier, h, plan_q.num_patch)
     mask = topk_mask(dev.view(b, h * n), budget).view(b * h, n)
+    del dev
     pos, per_head = positions(mask)                                        # [BH, N], [BH]
+    del mask
     watch.lap("outliers_select")
     per_head_host = per_head.tolist()                                      # the one sync: row counts
     mq = round_rows(kq.num_merged + max(per_head_host))                    # few distinct shapes
     q_m, assign = k_ops.split_outliers(q, assign, pos, sums, counts, mq - kq.num_merged)
     kept_q = ((counts > 0.5).sum(1) + per_head).view(b, h)
+    del pos, sums, counts
+    q = _release(owned, 0)
     watch.lap("outliers_remove")
 
     group_k, _ = match(k, kkv, plan_kv, want_assign=False)
     watch.lap("match_kv")
     k_m, v_m, sizes = k_ops.aggregate(k, kkv, group_k, y=v, mean=True)     # [B, H, Mk, d]
-    bias = size_bias(sizes, q.dtype) if config.proportional_attention else None
+    del group_k
+    k, v = _release(owned, 1), _release(owned, 2)
+    bias = size_bias(sizes, dtype) if config.proportional_attention else None
     watch.lap("merge_kv")
 
     lengths = [kq.num_merged + c for c in per_head_host]
+    mk = k_m.shape[2]
     o_m, info = ragged_attention(q_m, k_m, v_m, lengths, bias, rounding=round_rows)  # [B, H, Mq, d]
+    padded_q = q_m.shape[2]
+    del q_m, k_m, v_m, bias
     watch.lap("attention")
     o = k_ops.unmerge(o_m, assign)                                         # [B, H, N, d]
+    del o_m
     watch.lap("unmerge")
 
     LAST_INFO.clear()
     LAST_INFO.update(info, backend="triton", layer=layer)
     record = MergeRecord(
         method="httm", layer=layer, tokens_in=n, kept_q=kept_q,
-        kept_kv=torch.full((b, h), k_m.shape[2], dtype=torch.long, device=q.device),
-        outliers=per_head.view(b, h), padded_q=q_m.shape[2], times_ms=watch.times(),
+        kept_kv=torch.full((b, h), mk, dtype=torch.long, device=o.device),
+        outliers=per_head.view(b, h), padded_q=padded_q, times_ms=watch.times(),
     )
     return o, record
+
+
+def _release(owned: Optional[list], i: int):
+    """Drop the hand-over list's reference to input ``i`` (the caller's local goes with the
+    returned None); without a list the caller keeps its tensors anyway."""
+    if owned is not None:
+        owned[i] = None
+    return None
