@@ -94,7 +94,7 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None) ->
 #: Inference (no autograd) on more than this many rows of [B*N, C] runs the token-wise parts
 #: of a block (norms, qkv, q/k norm + RoPE, proj, MLP) chunk by chunk: the full-size fp32
 #: temporaries (qkv 3C, MLP hidden 4C and its GELU, RoPE intermediates) never exist at once.
-CHUNK_ROWS = 1 << 17
+CHUNK_ROWS = 1 << 15
 
 
 def row_chunks(b: int, n: int, rows: int) -> Iterator[Tuple[slice, slice]]:
