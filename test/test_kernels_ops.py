@@ -259,6 +259,7 @@ def test_tiny_vggt_chunked_httm_triton_matches_torch(device, monkeypatch):
 
     torch.manual_seed(0)
     model = VGGT(VGGTConfig.tiny()).to(device).eval()
+    model.config = model.config.replace(cuda_autocast_dtype=None)          # fp32: same merges expected
     images = torch.rand(1, 6, 3, 56, 70, generator=torch.Generator().manual_seed(3)).to(device)
     cfg = dict(spatial_block=8, temporal_frames=3)
     monkeypatch.setattr(vlayers, "CHUNK_ROWS", 64)
@@ -268,8 +269,9 @@ def test_tiny_vggt_chunked_httm_triton_matches_torch(device, monkeypatch):
         stats = patch(model, HTTMConfig(**cfg, backend="triton"))
         got = model(images, heads=("camera", "depth"))
     assert len(stats.records) == model.config.depth
+    tol = 1e-4 if device.type == "cpu" else 1e-3                            # sums in another order
     for key in ref:
-        assert rel(got[key], ref[key]) < 1e-4, key
+        assert rel(got[key], ref[key]) < tol, key
 
 
 # ------------------------------------------------------------------ VGGT-sized, CUDA only
