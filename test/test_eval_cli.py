@@ -135,6 +135,11 @@ def test_fidelity_subcommand_smoke(tmp_path):
     assert "| matched_budget |" in (out / "fidelity.md").read_text()
 
 
+def test_fidelity_rejects_sizes_off_the_patch_grid(tmp_path, capsys):
+    assert main(["fidelity", "--model", "tiny", "--width", "50", "--out", str(tmp_path)]) == 2
+    assert "multiples of 14" in capsys.readouterr().err
+
+
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "httm_ros.eval", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "synthetic" in proc.stdout and "fidelity" in proc.stdout

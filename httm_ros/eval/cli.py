@@ -48,8 +48,8 @@ from .ply import PLYError, load_reference
 from .report import fidelity_markdown, jsonable, markdown_table, write_results
 
 LOG = logging.getLogger("httm_ros.eval")
-ALIGNMENT_TEXT = ("Sim(3) Umeyama on camera centres (camera orientations if < 3 keyframes or collinear), "
-                  "then point-to-point ICP")
+ALIGNMENT_TEXT = ("Sim(3) from the cameras (Umeyama on the camera centres, or camera orientations + centres, "
+                  "whichever starts closer to the ground truth), then point-to-point ICP")
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -367,6 +367,8 @@ def cmd_synthetic(args) -> dict:
 def cmd_fidelity(args) -> dict:
     from ..httm.fidelity import ABLATIONS, COMPARISONS, fidelity_proxy, format_table
 
+    if args.frames < 1 or args.width < 14 or args.width % 14 or args.height < 14 or args.height % 14:
+        raise UsageError("fidelity: --frames must be >= 1 and --width / --height positive multiples of 14")
     aggregator = None
     if args.model == "tiny":
         aggregator = build_model("tiny", allow_test_weights=True, device="cpu").aggregator

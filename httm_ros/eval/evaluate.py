@@ -7,8 +7,9 @@
     row = evaluate(recon, gt, seq.cam_to_world, opts)        # acc / comp / ATE / RPE (+ alignment info)
 
 Alignment of the prediction (arbitrary similarity frame) to the ground truth: a Sim(3) from the
-camera centres (Umeyama, least squares; with fewer than 3 keyframes or (nearly) collinear
-centres the rotation comes from the camera orientations instead), then point-to-point ICP
+cameras - Umeyama on the camera centres, or the rotation of the camera orientations with scale
+and translation from the centres, whichever puts the prediction closer to the ground truth (a
+short, nearly straight path fixes the rotation badly by its centres alone) - then point-to-point ICP
 (:func:`httm_ros.pipeline.metrics.icp_refine`: rigid by default, pairs farther apart than
 ``icp_threshold`` x the ground-truth bounding-box diagonal ignored). Accuracy / completeness are
 then the mean (and median) nearest-neighbour distances pred -> GT and GT -> pred. ATE is the
