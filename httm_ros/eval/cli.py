@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import platform
 import sys
@@ -380,8 +381,6 @@ def cmd_fidelity(args) -> dict:
                   device=device_name(torch.device("cpu")), torch=torch.__version__)
     print(format_table(result))
     args.out.mkdir(parents=True, exist_ok=True)
-    import json
-
     (args.out / "fidelity.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
     (args.out / "fidelity.md").write_text(fidelity_markdown(result))
     print(f"wrote {args.out / 'fidelity.json'} and {args.out / 'fidelity.md'}")
