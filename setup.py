@@ -27,6 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "httm-reconstruct=httm_ros.cli.reconstruct:main",
+            "httm-eval=httm_ros.eval.cli:main",
         ],
     },
 )
