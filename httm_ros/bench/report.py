@@ -26,6 +26,7 @@ def load(files: Sequence[Path]) -> Tuple[Dict, Optional[Dict], List[Dict], List[
     layer = None
     envs: List[Dict] = []
     tests: List[Dict] = []
+    files = [Path(f) for f in files if Path(f).is_file()]                 # an unmatched glob is no file
     for path in sorted(files, key=lambda p: _date(p)):
         data = json.loads(Path(path).read_text())
         kind = data.get("kind")
