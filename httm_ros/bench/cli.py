@@ -124,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     common(e)
     e.add_argument("--frames", type=int, nargs="+", default=[100, 300, 500])
     e.add_argument("--modes", nargs="+", choices=MODES, default=["httm", "uniform", "dense"])
-    e.add_argument("--repeats", type=int, default=None, help="default: 3 at <=100 frames, 2 at <=300, else 1")
+    e.add_argument("--repeats", type=int, default=None, help="default: 3 at <=100 frames, else 1")
     e.add_argument("--deadline-s", type=float, default=None)
     e.add_argument("--backend", choices=("auto", "triton", "torch"), default="auto")
     e.add_argument("--no-warmup", action="store_true")

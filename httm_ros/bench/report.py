@@ -263,7 +263,7 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None) -> str:
         "Setup: VGGT-1B with random weights made on the GPU (fp32 weights, bf16 autocast in the "
         "aggregator, heads in fp32), 518x392 frames of a synthetic panning video (1041 tokens per "
         "frame), camera + depth heads, one forward timed on the host clock around a synchronised "
-        "call (median of 3 repeats at 100 frames, 2 at 300, 1 from 500, after a warm-up at 8 frames), "
+        "call (median of 3 repeats at 100 frames, 1 from 300, after a warm-up at 8 frames), "
         "peak = `torch.cuda.max_memory_allocated` after a reset (weights and frames included). "
         "Modes: dense; uniform = FastVGGT-style merging (one matching for all heads, ~34% kept); "
         "HTTM = the paper's defaults (Q 20%, K/V 30%, blocks 128 x 30 frames) on the Triton fast path. "
