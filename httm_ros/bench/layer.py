@@ -145,12 +145,14 @@ def run_layer(model, frames: int, device: torch.device, layer: int = 0, reps: in
         on_update(result)
         for name, fn, config, n in (("httm", httm_attention, HTTMConfig(), reps),
                                     ("uniform", uniform_attention, UniformMergeConfig(), max(1, reps - 1))):
-            result[name] = time_method(name, fn, q, k, v, layout, config, n)
+            with torch.inference_mode():
+                result[name] = time_method(name, fn, q, k, v, layout, config, n)
             on_update(result)
         if dense:
             try:
-                sdpa(q[:, :, :4096], k, v)                                # warm-up (plan), small
-                result["dense_attention_ms"] = round(_elapsed_ms(lambda: sdpa(q, k, v), q.is_cuda), 3)
+                with torch.inference_mode():
+                    sdpa(q[:, :, :4096], k, v)                            # warm-up (plan), small
+                    result["dense_attention_ms"] = round(_elapsed_ms(lambda: sdpa(q, k, v), q.is_cuda), 3)
             except Exception as exc:                                      # noqa: BLE001
                 result["dense_error"] = f"{type(exc).__name__}: {exc}"
             on_update(result)
