@@ -5,6 +5,9 @@
 #                               # end-to-end rows at 100, 300, 500 frames (httm, uniform, dense)  < 8 min
 #   bash bench/gpu_suite.sh 2   # end-to-end rows at 1000 frames: httm, uniform, dense            < 9 min
 #
+# Files: part 1 -> gpu_tests.log tests_part1.json layer_1000.json e2e_part1_{httm,dense,uniform}.json
+# suite_part1.log; part 2 -> e2e_part2_{httm,uniform,dense}.json suite_part2.log BENCHMARKS_part2.md
+# latency_part2.png.
 # Needs python3 with torch (CUDA), triton, numpy, pytest (matplotlib optional); no ROS, no venv,
 # no network. Every result is written under $OUT as soon as it exists (JSON rewritten after each
 # row), and each step has its own time limit, so a cut-short run keeps what it finished. Copy
@@ -55,24 +58,34 @@ EOF
     say "layer breakdown at 1000 frames"
     timeout 130 $PY -m httm_ros.bench layer --frames $FL $EXTRA --out "$OUT/layer_1000.json" >> "$LOG" 2>&1
     say "layer exit $?"
-    # 3. end-to-end rows; the deadline guard skips rows that cannot finish in time
-    T=$(left $BUDGET)
-    say "e2e 100/300/500 frames (httm, uniform, dense), ${T}s left"
-    timeout "$T" $PY -m httm_ros.bench e2e --frames $F1 --modes httm uniform dense $EXTRA \
-        --deadline-s $BUDGET --out "$OUT/e2e_part1.json" >> "$LOG" 2>&1
-    say "e2e exit $?"
+    # 3. end-to-end rows, one process per mode (a crashed CUDA context cannot take the other
+    #    modes with it); dense before uniform (more targets need it); the deadline guard skips
+    #    rows that cannot finish in time
+    for MODE in httm dense uniform; do
+        T=$(left $BUDGET)
+        say "e2e $MODE at $F1 frames, ${T}s left"
+        [ "$T" -gt 20 ] && timeout "$T" $PY -m httm_ros.bench e2e --frames $F1 --modes $MODE $EXTRA \
+            --deadline-s $BUDGET --out "$OUT/e2e_part1_$MODE.json" >> "$LOG" 2>&1
+        say "e2e $MODE exit $?"
+    done
 elif [ "$PART" = "2" ]; then
     BUDGET=525
-    say "e2e 1000 frames (httm, uniform, dense)"
-    timeout "$(left $BUDGET)" $PY -m httm_ros.bench e2e --frames $F2 --modes httm uniform dense $EXTRA \
-        --deadline-s $BUDGET --out "$OUT/e2e_part2.json" >> "$LOG" 2>&1
-    say "e2e exit $?"
+    for MODE in httm uniform dense; do                   # a timeout loses the longest row only
+        T=$(left $BUDGET)
+        say "e2e $MODE at $F2 frames, ${T}s left"
+        [ "$T" -gt 20 ] && timeout "$T" $PY -m httm_ros.bench e2e --frames $F2 --modes $MODE $EXTRA \
+            --deadline-s $BUDGET --out "$OUT/e2e_part2_$MODE.json" >> "$LOG" 2>&1
+        say "e2e $MODE exit $?"
+    done
 else
     echo "unknown part $PART (1 or 2)" >&2
     exit 2
 fi
 
-timeout 20 $PY -m httm_ros.bench report "$OUT"/*.json --md "$OUT/BENCHMARKS_part$PART.md" \
-    --png "$OUT/latency_part$PART.png" >> "$LOG" 2>&1
+# summary of part 2 (at most 8 files under $OUT: part 1 writes 7, part 2 writes 6)
+if [ "$PART" = "2" ]; then
+    timeout 30 $PY -m httm_ros.bench report "$OUT"/*.json --md "$OUT/BENCHMARKS_part2.md" \
+        --png "$OUT/latency_part2.png" >> "$LOG" 2>&1
+fi
 say "done; files: $(ls "$OUT" | tr '\n' ' ')"
 grep -h "^\[httm-bench\]\|^\[gpu_suite" "$LOG" | tail -n 30
