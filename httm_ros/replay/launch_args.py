@@ -1,0 +1,240 @@
+"""Launch arguments of ``reconstruct.launch.py`` -> what to start (pure Python, no ``launch`` import).
+
+One source of truth for the launch file and for everything that starts the node without
+``ros2 launch`` (the process test, the demo): :func:`plan` turns the launch arguments (strings, as
+``ros2 launch`` passes them) into a :class:`LaunchPlan` - the node's parameter files and
+overrides, its remappings, the bag player's and RViz's command lines. ``LaunchPlan.ros_args()``
+gives the same parameters and remappings as a ``--ros-args`` command line.
+
+Arguments (``ros2 launch httm_ros reconstruct.launch.py --show-args`` lists them too):
+see :data:`ARGUMENTS`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+NODE_NAME = "reconstruct_node"
+PACKAGE = "httm_ros"
+DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
+INPUT_TYPES = ("auto", "raw", "compressed")
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One launch argument: name, default (a string, as launch passes it) and description."""
+
+    name: str
+    default: str
+    description: str
+
+
+ARGUMENTS: Tuple[Argument, ...] = (
+    Argument("params_file", "", "Node parameter file (default: share/httm_ros/config/reconstruct.yaml, "
+             "every parameter with its default and a comment)."),
+    Argument("extra_params_file", "", "A second parameter file applied after params_file (site or "
+             "test overrides); empty: none."),
+    Argument("image_topic", "", "Camera topic to subscribe to, e.g. /camera/image_raw or "
+             "/camera/image_raw/compressed. Empty: the bag's image topic with bag:=, else "
+             f"{DEFAULT_IMAGE_TOPIC}."),
+    Argument("input_type", "auto", "raw (sensor_msgs/Image), compressed (CompressedImage) or auto: "
+             "the bag topic's type with bag:=, else compressed when image_topic ends in /compressed."),
+    Argument("checkpoint", "", "VGGT checkpoint (.safetensors or .pt); empty: the params file's value."),
+    Argument("allow_test_weights", "", "true: run without a checkpoint on deterministic test weights "
+             "(meaningless geometry; demos and tests); empty: the params file's value."),
+    Argument("device", "", "auto, cpu, cuda or cuda:N; empty: the params file's value."),
+    Argument("use_sim_time", "auto", "true, false or auto (= true when bag:= is given)."),
+    Argument("rviz", "false", "true: start RViz with rviz_config."),
+    Argument("rviz_config", "", "RViz configuration (default: share/httm_ros/config/reconstruct.rviz)."),
+    Argument("bag", "", "A rosbag2 to play into the node with `ros2 bag play --clock` once the node is "
+             "ready (sets use_sim_time); the node's ~/flush is called when the bag ends."),
+    Argument("bag_rate", "1.0", "Playback rate of bag:= (1.0 = recorded speed)."),
+    Argument("bag_delay", "1.0", "Seconds between the node being ready and the bag starting (DDS discovery)."),
+    Argument("log_level", "info", "Node log level: " + ", ".join(LOG_LEVELS) + "."),
+)
+BY_NAME = {a.name: a for a in ARGUMENTS}
+
+
+class LaunchArgumentError(ValueError):
+    """A launch argument with a bad value; ``str(err)`` names it."""
+
+
+@dataclass
+class LaunchPlan:
+    """What the launch starts. ``params_files`` then ``overrides`` (later wins) are the node's
+    parameters; ``remappings`` its topic remaps."""
+
+    params_files: List[str]
+    overrides: Dict[str, Any]
+    remappings: List[Tuple[str, str]]
+    image_topic: str
+    input_type: str
+    use_sim_time: bool
+    log_level: str = "info"
+    rviz_command: Optional[List[str]] = None
+    bag_command: Optional[List[str]] = None
+    bag_delay: float = 1.0
+    flush_command: List[str] = field(default_factory=list)
+
+    def node_parameters(self) -> List[Any]:
+        """``parameters=`` of launch_ros' Node: the files, then the overrides (a dict)."""
+        return [*self.params_files, dict(self.overrides)]
+
+    def ros_args(self) -> List[str]:
+        """The same parameters and remappings as a ``--ros-args ...`` command-line tail."""
+        from .config_yaml import yaml_value
+
+        args = ["--ros-args"]
+        for path in self.params_files:
+            args += ["--params-file", path]
+        for name, value in self.overrides.items():
+            args += ["-p", f"{name}:={yaml_value(value)}"]
+        for src, dst in self.remappings:
+            args += ["-r", f"{src}:={dst}"]
+        return args + ["--log-level", self.log_level]
+
+
+# ----------------------------------------------------------------------------- parsing
+def _bool(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise LaunchArgumentError(f"launch argument {name}:={text!r} must be true or false")
+
+
+def _positive(name: str, text: str, allow_zero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise LaunchArgumentError(f"launch argument {name}:={text!r} must be a number") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise LaunchArgumentError(f"launch argument {name}:={text!r} must be {'>= 0' if allow_zero else '> 0'}")
+    return value
+
+
+def _existing_file(name: str, text: str) -> str:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise LaunchArgumentError(f"launch argument {name}:={text}: no such file")
+    return str(path.resolve())
+
+
+def with_defaults(values: Mapping[str, str]) -> Dict[str, str]:
+    """All arguments: ``values`` over the defaults. Unknown names are an error."""
+    unknown = sorted(set(values) - set(BY_NAME))
+    if unknown:
+        raise LaunchArgumentError(f"unknown launch argument(s): {', '.join(unknown)}; "
+                                  f"known: {', '.join(BY_NAME)}")
+    return {a.name: str(values.get(a.name, a.default)) for a in ARGUMENTS}
+
+
+# ----------------------------------------------------------------------------- the plan
+def compressed_topic(topic: str) -> str:
+    """The CompressedImage topic of a camera topic (image_transport naming)."""
+    return topic if topic.rstrip("/").endswith("/compressed") else topic.rstrip("/") + "/compressed"
+
+
+def _input(values: Dict[str, str], bag: Optional[str]) -> Tuple[str, str]:
+    """(image topic, input type) from image_topic, input_type and the bag."""
+    wanted, kind = values["image_topic"].strip(), values["input_type"].strip().lower()
+    if kind not in INPUT_TYPES:
+        raise LaunchArgumentError(f"launch argument input_type:={kind!r} must be one of {', '.join(INPUT_TYPES)}")
+    if bag:
+        from .bag import choose_topic
+
+        topic = choose_topic(bag, wanted or None)
+        return topic.name, topic.input_type if kind == "auto" else kind
+    topic = wanted or DEFAULT_IMAGE_TOPIC
+    if kind == "auto":
+        kind = "compressed" if topic.rstrip("/").endswith("/compressed") else "raw"
+    return topic, kind
+
+
+def _remappings(topic: str, kind: str) -> List[Tuple[str, str]]:
+    """The node subscribes to ``image`` or ``image/compressed``; remap that to ``topic``."""
+    if kind == "compressed":
+        return [("image/compressed", compressed_topic(topic))]
+    return [("image", topic)]
+
+
+def _overrides(values: Dict[str, str], kind: str, sim_time: bool) -> Dict[str, Any]:
+    """Parameters set by launch arguments (only those given; the params files keep the rest)."""
+    out: Dict[str, Any] = {"input_type": kind, "use_sim_time": sim_time}
+    if values["checkpoint"].strip():
+        out["checkpoint"] = str(Path(values["checkpoint"].strip()).expanduser())
+    if values["allow_test_weights"].strip():
+        out["allow_test_weights"] = _bool("allow_test_weights", values["allow_test_weights"])
+    if values["device"].strip():
+        out["device"] = values["device"].strip()
+    return out
+
+
+def plan(values: Mapping[str, str], share_dir: Optional[str] = None) -> LaunchPlan:
+    """Launch arguments (strings) -> LaunchPlan. ``share_dir``: the package's share directory
+    (default: looked up with ament_index_python, else this source tree)."""
+    values = with_defaults(values)
+    share = Path(share_dir) if share_dir else share_directory()
+    bag = values["bag"].strip() or None
+    if bag:
+        bag = str(Path(bag).expanduser().resolve())
+    topic, kind = _input(values, bag)
+    sim = values["use_sim_time"].strip().lower()
+    sim_time = bool(bag) if sim == "auto" else _bool("use_sim_time", sim)
+    files = [_existing_file("params_file", values["params_file"]) if values["params_file"].strip()
+             else str(share / "config" / "reconstruct.yaml")]
+    if values["extra_params_file"].strip():
+        files.append(_existing_file("extra_params_file", values["extra_params_file"]))
+    level = values["log_level"].strip().lower()
+    if level not in LOG_LEVELS:
+        raise LaunchArgumentError(f"launch argument log_level:={level!r} must be one of {', '.join(LOG_LEVELS)}")
+    result = LaunchPlan(files, _overrides(values, kind, sim_time), _remappings(topic, kind), topic, kind,
+                        sim_time, level, flush_command=flush_command())
+    if _bool("rviz", values["rviz"]):
+        config = values["rviz_config"].strip() or str(share / "config" / "reconstruct.rviz")
+        result.rviz_command = ["-d", config]
+    if bag:
+        rate = _positive("bag_rate", values["bag_rate"])
+        result.bag_delay = _positive("bag_delay", values["bag_delay"], allow_zero=True)
+        result.bag_command = ["ros2", "bag", "play", bag, "--clock", "--rate", f"{rate:g}", "--topics", topic]
+    return result
+
+
+def flush_command(node: str = "/" + NODE_NAME) -> List[str]:
+    """``ros2 service call`` of the node's ~/flush (runs the keyframes still queued as a window)."""
+    return ["ros2", "service", "call", f"{node}/flush", "std_srvs/srv/Trigger"]
+
+
+# ----------------------------------------------------------------------------- locations
+def share_directory() -> Path:
+    """share/httm_ros of the install that is sourced, else this source tree (launch/ and config/
+    lie at the same relative places)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            return Path(get_package_share_directory(PACKAGE))
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    return Path(__file__).resolve().parents[2]
+
+
+def installed_executable() -> Optional[Path]:
+    """lib/httm_ros/reconstruct_node of the sourced install (what ``Node(package=..., executable=...)``
+    runs), or None when the package is not installed."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return None
+    try:
+        exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / NODE_NAME
+    except PackageNotFoundError:
+        return None
+    return exe if exe.is_file() and os.access(exe, os.X_OK) else None

@@ -1,0 +1,67 @@
+"""Start reconstruct_node with config/reconstruct.yaml; optionally RViz and a bag to replay.
+
+    ros2 launch httm_ros reconstruct.launch.py image_topic:=/camera/image_raw checkpoint:=/path/model.safetensors
+    ros2 launch httm_ros reconstruct.launch.py rviz:=true bag:=/path/to/bag checkpoint:=...
+    ros2 launch httm_ros reconstruct.launch.py --show-args        # every argument, with its default
+
+What the arguments mean and how they become node parameters and remappings is computed by
+httm_ros.replay.launch_args (pure Python, shared with the tests and the demo); this file only turns
+that plan into launch actions:
+- the node, with the params file(s), the overrides and the remapping of ``image`` /
+  ``image/compressed`` to the camera topic; the launch ends when the node exits;
+- RViz with config/reconstruct.rviz when rviz:=true;
+- with bag:=PATH: once the node logs that it is ready (model loaded), ``ros2 bag play PATH --clock``
+  of the image topic (use_sim_time is set on the node), then the node's ~/flush when the bag ends.
+"""
+
+from launch import LaunchDescription
+from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction,
+                            RegisterEventHandler, TimerAction)
+from launch.event_handlers import OnProcessExit, OnProcessIO
+from launch.events import Shutdown
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from httm_ros.replay import launch_args
+
+READY_MARK = b"ready: "          # reconstruct_node logs "ready: <model> ..." once it can take images
+
+
+def _bag_actions(plan, node):
+    """Play the bag once the node is ready; flush the node when the bag has been played."""
+    player = ExecuteProcess(cmd=plan.bag_command, output="screen", name="bag_play")
+    flush = ExecuteProcess(cmd=plan.flush_command, output="screen", name="flush")
+    started = []
+
+    def on_output(event):
+        if started or READY_MARK not in event.text:
+            return None
+        started.append(True)
+        return [RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[flush])),
+                TimerAction(period=plan.bag_delay, actions=[player])]
+
+    return [RegisterEventHandler(OnProcessIO(target_action=node, on_stdout=on_output, on_stderr=on_output))]
+
+
+def _launch_setup(context, *args, **kwargs):
+    """Evaluate the arguments and build the actions from httm_ros.replay.launch_args.plan."""
+    values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_args.ARGUMENTS}
+    plan = launch_args.plan(values)
+    node = Node(package=launch_args.PACKAGE, executable=launch_args.NODE_NAME, name=launch_args.NODE_NAME,
+                output="screen", emulate_tty=True, parameters=plan.node_parameters(),
+                remappings=plan.remappings, arguments=["--ros-args", "--log-level", plan.log_level])
+    actions = [node, RegisterEventHandler(OnProcessExit(
+        target_action=node, on_exit=[EmitEvent(event=Shutdown(reason="reconstruct_node exited"))]))]
+    if plan.rviz_command:
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                            arguments=plan.rviz_command, parameters=[{"use_sim_time": plan.use_sim_time}]))
+    if plan.bag_command:
+        actions += _bag_actions(plan, node)
+    return actions
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
+         for a in launch_args.ARGUMENTS]
+        + [OpaqueFunction(function=_launch_setup)])
