@@ -1,0 +1,334 @@
+"""httm-reconstruct-bag: offline reconstruction of a bag's camera topic (no DDS, no ROS graph).
+
+    httm-reconstruct-bag BAG --checkpoint model.safetensors [--topic T] [--out DIR] [-p NAME:=VALUE ...]
+
+Runs the streaming core over the images of one topic (sensor_msgs/Image or CompressedImage) with
+the node's parameters (config/reconstruct.yaml, ``--params-file``, ``-p name:=value``) and writes
+into DIR:
+
+- ``bag/``: an MCAP rosbag2 with the node's output topics (/reconstruct_node/points, map, depth,
+  depth_confidence, camera_info, pose, path, stats and /tf), made by the node's own message
+  conversion (httm_ros.ros.outputs / codec / stats), so it replays into RViz like a live run;
+- ``map.ply`` (coloured voxel map), ``trajectory.tum`` (keyframe camera-to-world poses),
+  ``report.json`` (parameters, per-window statistics, timings).
+
+Everything is written under a temporary name and renamed to DIR when the run succeeds; an
+unreadable, truncated or unsuitable bag is one clear error and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .bag import BagError, OutputBag, choose_topic, read_messages
+from .launch_args import NODE_NAME, share_directory
+
+LOG = logging.getLogger("httm_ros.reconstruct_bag")
+
+
+# ----------------------------------------------------------------------------- parameters
+class ParamsError(ValueError):
+    """Bad parameter files or values; ``str(err)`` says which."""
+
+
+def _node_blocks(data: dict) -> List[dict]:
+    """ros__parameters blocks of a params file that apply to reconstruct_node."""
+    keys = ("/**", "**", NODE_NAME, "/" + NODE_NAME)
+    return [block["ros__parameters"] for key, block in data.items()
+            if (key in keys or str(key).endswith("/" + NODE_NAME))
+            and isinstance(block, dict) and isinstance(block.get("ros__parameters"), dict)]
+
+
+def load_params_file(path) -> Dict[str, Any]:
+    """name -> value from a ROS 2 params file (blocks for /** or reconstruct_node)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ParamsError(f"params file {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"params file {path}: not a ROS 2 parameter file")
+    values: Dict[str, Any] = {}
+    for block in _node_blocks(data):
+        values.update(block)
+    return values
+
+
+def parse_override(text: str) -> tuple:
+    """'name:=value' (value as YAML, as ``ros2 run ... -p`` reads it) -> (name, value)."""
+    import yaml
+
+    name, sep, value = text.partition(":=")
+    if not sep or not name:
+        raise ParamsError(f"-p {text!r}: expected NAME:=VALUE")
+    return name.strip(), yaml.safe_load(value)
+
+
+def node_values(files: Sequence, overrides: Sequence[str]) -> Dict[str, Any]:
+    """All node parameters: defaults, then the files in order, then the overrides; validated."""
+    from httm_ros.ros import params
+
+    values = params.defaults()
+    given: Dict[str, Any] = {}
+    for path in files:
+        given.update(load_params_file(path))
+    given.update(parse_override(text) for text in overrides)
+    given.pop("use_sim_time", None)
+    unknown = sorted(set(given) - set(values))
+    if unknown:
+        raise ParamsError(f"unknown parameter(s): {', '.join(unknown)}")
+    for name, value in given.items():
+        if params.BY_NAME[name].type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        values[name] = value
+    errors = params.validate(values)
+    if errors:
+        raise ParamsError("invalid parameters: " + "; ".join(errors))
+    return values
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclass
+class RunState:
+    """What one offline run accumulates besides the core's own state."""
+
+    values: Dict[str, Any]
+    topics: Dict[str, str]
+    path: List[Any] = field(default_factory=list)
+    stats: List[Any] = field(default_factory=list)
+    accepted_since_map: int = 0
+    decode_ms: float = 0.0
+
+
+def output_topics(node: str = NODE_NAME) -> Dict[str, str]:
+    """Output name -> topic in the output bag, as the node names them."""
+    names = ("points", "map", "depth", "depth_confidence", "camera_info", "pose", "path", "stats")
+    return {**{n: f"/{node}/{n}" for n in names}, "tf": "/tf"}
+
+
+def _ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def write_window(out: OutputBag, result, backend, state: RunState, stamps, counters, queue) -> None:
+    """One window's messages (what the node would publish) into the output bag."""
+    import time as _time
+
+    from nav_msgs.msg import Path as PathMsg
+
+    from httm_ros.ros import codec
+    from httm_ros.ros.outputs import host_copies, window_messages
+    from httm_ros.ros.stats import NodeTimings, merge_outliers, window_stats
+
+    values, topics, rec = state.values, state.topics, backend.reconstructor
+    t0 = _time.perf_counter()
+    timings = NodeTimings(decode_ms=state.decode_ms)
+    state.decode_ms = 0.0
+    counters.windows_failed += bool(result.stats.get("error"))
+    counters.windows_rejected += not result.accepted
+    if result.accepted:
+        state.accepted_since_map += 1
+        due = values["publish_map"] and state.accepted_since_map >= values["map_publish_every"]
+        state.accepted_since_map = 0 if due else state.accepted_since_map
+        outputs = host_copies(result, values, rec.map.points() if due else None)
+        timings.host_copy_ms = 1e3 * (_time.perf_counter() - t0)
+        msgs = window_messages(outputs, stamps, values, with_tf=values["publish_tf"])
+        timings.convert_ms = 1e3 * (_time.perf_counter() - t0) - timings.host_copy_ms
+        t1 = _time.perf_counter()
+        for name in ("depth", "depth_confidence", "camera_info") + (("pose",) if values["publish_pose"] else ()):
+            for msg in getattr(msgs, name):
+                out.write_message(topics[name], msg, _ns(msg.header.stamp))
+        state.path.extend(msgs.pose)
+        if values["publish_path"]:
+            out.write_message(topics["path"], PathMsg(header=codec.make_header(stamps[-1], values["world_frame"]),
+                                                      poses=state.path), _ns(stamps[-1]))
+        for tf in msgs.tf:
+            out.write_tf([tf], _ns(tf.header.stamp), topics["tf"])
+        for name in ("points", "map"):
+            if getattr(msgs, name) is not None:
+                out.write_message(topics[name], getattr(msgs, name), _ns(stamps[-1]))
+        timings.publish_calls_ms = 1e3 * (_time.perf_counter() - t1)
+    timings.latency_ms = 1e3 * (_time.perf_counter() - t0) + float(result.timings.get("total", 0.0)) * 1e3
+    stats = window_stats(result, codec.make_header(stamps[-1], values["world_frame"]),
+                         tokens_per_frame=backend.tokens_per_frame(result.image_hw), counters=counters,
+                         timings=timings, core_counters=rec.counters, queue=queue, map_points=len(rec.map),
+                         outliers=merge_outliers(getattr(backend.predictor, "model", None)), device=backend.device)
+    state.stats.append(stats)
+    if values["publish_stats"]:
+        out.write_message(topics["stats"], stats, _ns(stamps[-1]))
+
+
+def _decode(raw: bytes, msg_class, bag_time_ns: int, codec):
+    """Serialized image -> (rgb, stamp); a zero header stamp is replaced by the bag time."""
+    from rclpy.serialization import deserialize_message
+
+    msg = deserialize_message(raw, msg_class)
+    rgb = codec.decode_any(msg)
+    stamp = msg.header.stamp
+    if stamp.sec == 0 and stamp.nanosec == 0:
+        stamp = codec.sec_to_stamp(bag_time_ns * 1e-9)
+    return rgb, stamp
+
+
+def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Path, backend,
+            max_frames: Optional[int] = None) -> dict:
+    """Reconstruct ``bag`` into ``out_dir`` (which must not exist yet); returns the report."""
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from httm_ros.pipeline.stream import model_input_size
+    from httm_ros.ros import codec
+    from httm_ros.ros.frame_queue import FrameQueue
+    from httm_ros.ros.reconstruct_node import StampBook, resize_rgb
+    from httm_ros.ros.stats import NodeCounters
+
+    topic = choose_topic(bag, topic_name)
+    msg_class = CompressedImage if topic.input_type == "compressed" else Image
+    state = RunState(values, output_topics())
+    counters, queue, book, rec = NodeCounters(), FrameQueue(1), StampBook(), backend.reconstructor
+    t_start = time.perf_counter()
+    with OutputBag(out_dir / "bag") as out:
+        for bag_ns, raw in read_messages(bag, topic.name):
+            if max_frames is not None and counters.frames_received >= max_frames:
+                break
+            counters.frames_received += 1
+            t0 = time.perf_counter()
+            try:
+                rgb, stamp = _decode(raw, msg_class, bag_ns, codec)
+            except codec.ImageDecodeError as err:
+                counters.frames_bad_input += 1
+                counters.last_bad_input = str(err)
+                LOG.warning("skipped an image that cannot be decoded: %s", err)
+                continue
+            state.decode_ms += 1e3 * (time.perf_counter() - t0)
+            hw = rec.model_hw
+            if hw is not None and model_input_size(*rgb.shape[:2], rec.config.image_width) != hw:
+                counters.frames_rescaled += 1
+                rgb = resize_rgb(rgb, hw)
+            seconds = codec.stamp_to_sec(stamp)
+            book.add(seconds, stamp)
+            for result in rec.push(rgb, seconds):
+                write_window(out, result, backend, state, [book.get(s) for s in result.stamps], counters, queue)
+                _log_window(result, state)
+        for result in rec.flush():
+            write_window(out, result, backend, state, [book.get(s) for s in result.stamps], counters, queue)
+            _log_window(result, state)
+        out.commit()
+        bag_counts = dict(out.counts)
+    rec.map.save_ply(out_dir / "map.ply")
+    rec.trajectory.save_tum(out_dir / "trajectory.tum")
+    from .summary import summarize
+
+    return {"summary": summarize(state.stats), "bag": str(bag), "topic": topic.name, "input_type": topic.input_type,
+            "frames_bad_input": counters.frames_bad_input, "frames_rescaled": counters.frames_rescaled,
+            "wall_s": round(time.perf_counter() - t_start, 2), "output_messages": bag_counts}
+
+
+def _log_window(result, state: RunState) -> None:
+    s = state.stats[-1]
+    verdict = "accepted" if result.accepted else f"rejected ({s.alignment_message})"
+    LOG.info("window %d: %d keyframes, model %.0f ms, kept q %.3f kv %.3f, %s, map %d points",
+             result.index, result.num_keyframes, s.latency_model_ms, s.kept_q_ratio, s.kept_kv_ratio,
+             verdict, s.map_points)
+
+
+# ----------------------------------------------------------------------------- command line
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="httm-reconstruct-bag", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bag", help="rosbag2 directory, or a .mcap / .db3 file")
+    p.add_argument("--topic", help="image topic (needed when the bag has several)")
+    p.add_argument("--out", help="output folder (default: outputs/<bag name>_reconstruction)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--params-file", action="append", default=None,
+                   help="node parameter file(s), applied in order (default: config/reconstruct.yaml)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="one node parameter, as with ros2 run ... -p (repeatable)")
+    p.add_argument("--checkpoint", help="VGGT checkpoint (same as -p checkpoint:=PATH)")
+    p.add_argument("--allow-test-weights", action="store_true",
+                   help="without a checkpoint, use deterministic test weights (meaningless geometry)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (same as -p device:=...)")
+    p.add_argument("--max-frames", type=int, help="stop after this many images")
+    return p.parse_args(argv)
+
+
+def _overrides(args: argparse.Namespace) -> List[str]:
+    out = list(args.param)
+    if args.checkpoint:
+        out.append(f'checkpoint:="{args.checkpoint}"')
+    if args.allow_test_weights:
+        out.append("allow_test_weights:=true")
+    if args.device:
+        out.append(f'device:="{args.device}"')
+    return out
+
+
+def _output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else Path("outputs") / f"{Path(args.bag).name.split('.')[0]}_reconstruction"
+
+
+def reconstruct(args: argparse.Namespace) -> dict:
+    """The whole job: parameters, model, run into a temporary folder, rename; returns the report."""
+    from httm_ros.ros.backend import build_backend
+
+    files = args.params_file or [str(share_directory() / "config" / "reconstruct.yaml")]
+    values = node_values(files, _overrides(args))
+    final = _output_dir(args)
+    if final.exists() and not args.overwrite:
+        raise ParamsError(f"{final} exists; pass --overwrite or another --out")
+    choose_topic(args.bag, args.topic)                    # bag problems before the model loads
+    backend = build_backend(values, warn=LOG.warning, error=LOG.error)
+    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        report = run_bag(args.bag, args.topic, values, tmp, backend, args.max_frames)
+        report.update(_report_tail(values, backend, report, final))
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def _report_tail(values, backend, report, final: Path) -> dict:
+    return {"model": backend.description, "test_weights": backend.test_weights, "parameters": values,
+            "outputs": {"bag": str(final / "bag"), "map": str(final / "map.ply"),
+                        "trajectory": str(final / "trajectory.tum")}}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from httm_ros.vggt import CheckpointError
+
+    from .summary import format_summary, summarize
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        report = reconstruct(args)
+    except (BagError, ParamsError, CheckpointError) as err:
+        print(f"httm-reconstruct-bag: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("httm-reconstruct-bag: interrupted; nothing written", file=sys.stderr)
+        return 130
+    print("\n".join(format_summary(report["summary"])))
+    if report["test_weights"]:
+        print("NOTE: deterministic TEST WEIGHTS were used: the geometry is meaningless.")
+    print(f"wrote {report['outputs']['bag']}, {report['outputs']['map']}, {report['outputs']['trajectory']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
