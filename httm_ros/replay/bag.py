@@ -127,15 +127,6 @@ def read_messages(path: PathLike, topic: str, start_offset: float = 0.0) -> Iter
         reader.close()
 
 
-def time_range(path: PathLike) -> Tuple[int, int]:
-    """(first, last) message time of the bag in ns."""
-    reader = open_reader(path)
-    try:
-        return int(reader.start_time), int(reader.end_time)
-    finally:
-        reader.close()
-
-
 # ----------------------------------------------------------------------------- types
 def typestore():
     """A rosbags typestore with the common ROS 2 messages and httm_ros/msg/WindowStats."""
