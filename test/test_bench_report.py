@@ -88,6 +88,7 @@ def test_e2e_and_layer_commands_tiny_cpu(tmp_path):
     assert data["complete"] and [r["mode"] for r in data["rows"]] == ["httm", "uniform", "dense"]
     assert all(r["error"] is None and r["seconds"] > 0 for r in data["rows"])
     assert data["rows"][0]["merge"]["calls"] > 0 and data["env"]["command"].startswith("python -m httm_ros.bench e2e")
+    assert data["rows"][0]["merge_backends"] == {"torch": data["rows"][0]["merge"]["calls"]}  # auto on CPU
     lay = tmp_path / "layer.json"
     assert cli.main(["layer", "--config", "tiny", "--device", "cpu", "--image-size", "28", "42", "--frames", "4",
                      "--reps", "2", "--out", str(lay)]) == 0

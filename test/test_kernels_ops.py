@@ -309,7 +309,7 @@ def test_backend_dispatch(device, monkeypatch):
     q, k, v = (smooth(lay, 2, 16, s, device) for s in (31, 32, 33))
     dispatch.reset()
     o, _ = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2, backend="triton"))
-    assert dispatch.status()["fast_calls"] == 1
+    assert dispatch.status()["fast_calls"] == 1 and _.backend == "triton"
     ref, _ = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2, backend="torch"))
     assert rel(o, ref) < 1e-5
     assert dispatch.resolve("auto", torch.device("cpu")) == "torch"        # auto: triton on CUDA only
@@ -326,4 +326,8 @@ def test_backend_dispatch(device, monkeypatch):
     assert dispatch.run_fast(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2), -1, None) is None
     assert dispatch.status()["disabled"].startswith("RuntimeError") and dispatch.status()["fallbacks"] == 1
     assert dispatch.resolve("auto", torch.device("cuda")) == "torch"
+    _, rec = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2))
+    assert rec.backend == "torch-fallback"                                  # the flag in the stats
     dispatch.reset()
+    _, rec = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2))
+    assert rec.backend == ("triton" if device.type == "cuda" else "torch")

@@ -135,6 +135,11 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
             row["breakdown_s"] = breakdown(runs[-1], timeline.seconds())
         if mode != "dense":
             row["merge"] = stats.summary()
+            backends: Dict[str, int] = {}
+            for rec in stats.records:
+                name = getattr(rec, "backend", "torch")
+                backends[name] = backends.get(name, 0) + 1
+            row["merge_backends"] = backends                             # calls per implementation
         if mode == "httm":
             from httm_ros.httm.kernels.fast import LAST_INFO
 

@@ -69,6 +69,8 @@ def httm_attention(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMConfig,
         kept_kv=torch.full((b, h), k_m.shape[2], dtype=torch.long, device=q.device),
         outliers=info["outliers"], padded_q=q_m.shape[2], times_ms=watch.times,
     )
+    # which implementation ran: "torch", or "torch-fallback" when auto gave up on the kernels
+    record.backend = "torch-fallback" if dispatch.status()["disabled"] and config.backend == "auto" else "torch"
     return o, record
 
 

@@ -175,6 +175,7 @@ def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Te
         kept_kv=torch.full((b, h), mk, dtype=torch.long, device=o.device),
         outliers=per_head.view(b, h), padded_q=padded_q, times_ms=watch.times(),
     )
+    record.backend = "triton"
     return o, record
 
 
