@@ -85,7 +85,10 @@ def latency_table(rows: Dict) -> str:
         tokens = next((r["tokens"] for r in (d, u, h) if r and r.get("tokens")), f * 1041)
         sp = _ratio(_val(d), _val(h))
         su = _ratio(_val(u), _val(h))
-        out.append(f"| {f} | {tokens} | {_s(d)} | {_s(u)} | {_s(h)} | "
+        flag = ""
+        if h and h.get("merge_backends") and set(h["merge_backends"]) != {"triton"}:
+            flag = " (backends: " + ", ".join(f"{k} x{v}" for k, v in h["merge_backends"].items()) + ")"
+        out.append(f"| {f} | {tokens} | {_s(d)} | {_s(u)} | {_s(h)}{flag} | "
                    f"{'%.2fx' % sp if sp else NOT_YET} | {'%.2fx' % su if su else NOT_YET} | "
                    f"{_s(d, 'peak_gib', '{:.1f}')} | {_s(u, 'peak_gib', '{:.1f}')} | {_s(h, 'peak_gib', '{:.1f}')} | "
                    f"{ANCHOR_DENSE[f][0]} / {ANCHOR_DENSE[f][1]} | {ANCHOR_FASTVGGT[f][0]} / {ANCHOR_FASTVGGT[f][1]} |")
