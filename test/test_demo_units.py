@@ -1,0 +1,113 @@
+"""Pieces of the demo: test weights give finite cameras, idle detection, settings, preview, summary."""
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from httm_ros.replay import demo, preview, summary
+
+
+def test_test_weights_give_finite_cameras_and_an_accepted_first_window():
+    from httm_ros.pipeline import (KeyframeConfig, ModelPredictor, StreamConfig, StreamingReconstructor,
+                                   WindowConfig)
+    from httm_ros.synthetic import demo_sequence
+    from httm_ros.vggt.factory import TEST_WEIGHTS_FOV, build_model
+
+    model = build_model("tiny", allow_test_weights=True, device="cpu")
+    seq = demo_sequence(num_frames=4, width=112, height=84, seed=0)
+    rec = StreamingReconstructor(ModelPredictor(model, device="cpu"),
+                                 StreamConfig(keyframes=KeyframeConfig(enabled=False),
+                                              window=WindowConfig(size=4, overlap=2), image_width=56))
+    results = [r for i in range(4) for r in rec.push(seq.images[i], float(i))]
+    assert len(results) == 1 and results[0].accepted, results[0].alignment.reason
+    assert torch.isfinite(results[0].intrinsics).all() and len(rec.map) > 0
+    focal = results[0].intrinsics[:, 0, 0]
+    expected = 28.0 / np.tan(TEST_WEIGHTS_FOV / 2)                     # 56 px wide, FoV ~1 rad
+    assert torch.allclose(focal, torch.full_like(focal, expected), rtol=0.1)
+
+
+def _stats(windows, keyframes_total):
+    return [types.SimpleNamespace(keyframes_total=keyframes_total)] * windows
+
+
+def test_node_idle_before_and_after_the_flush():
+    diag = {"frames_received": "10", "queue_depth": "0", "windows": "2", "keyframes": "7"}
+    assert demo.node_idle(diag, _stats(2, 6), 10, flushed=False)
+    assert not demo.node_idle(diag, _stats(2, 6), 10, flushed=True)          # a keyframe still waits
+    assert demo.node_idle(diag, _stats(2, 7), 10, flushed=True)
+    assert not demo.node_idle({**diag, "windows": "3"}, _stats(2, 7), 10, flushed=True)   # window running
+    assert not demo.node_idle({**diag, "queue_depth": "1"}, _stats(2, 6), 10, flushed=False)
+    assert not demo.node_idle({**diag, "frames_received": "9"}, _stats(2, 6), 10, flushed=False)
+    assert not demo.node_idle({}, [], 10, flushed=False)
+    assert demo.node_idle({**diag, "windows": "0", "keyframes": "0"}, [], 10, flushed=True)
+
+
+def test_settings_by_machine_and_params_file(tmp_path):
+    import yaml
+
+    cpu = demo.choose_settings(False, None)
+    assert (cpu.model_config, cpu.device, cpu.checkpoint) == ("tiny", "cpu", None)
+    assert demo.choose_settings(False, "/m.safetensors").model_config == "1b"
+    gpu = demo.choose_settings(True, None)
+    assert (gpu.model_config, gpu.image_size, gpu.device) == ("1b", 518, "cuda")
+    assert "tiny test network" in demo.describe(cpu) and "VGGT-1B" in demo.describe(gpu)
+    path = demo.write_params_file(tmp_path / "p.yaml", demo.node_params(cpu, 60))
+    values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+    assert values["model_config"] == "tiny" and values["queue_size"] == 60 and values["qos_reliability"] == "reliable"
+
+
+def test_path_to_matrices_round_trip():
+    pytest.importorskip("nav_msgs")
+    from nav_msgs.msg import Path
+    from httm_ros.ros import codec
+
+    mats = np.tile(np.eye(4), (2, 1, 1))
+    mats[1, :3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    mats[1, :3, 3] = (1, 2, 3)
+    poses = [codec.pose_stamped(m, codec.make_header(codec.sec_to_stamp(5.0 + i), "map")) for i, m in enumerate(mats)]
+    stamps, back = demo.path_to_matrices(Path(poses=poses))
+    np.testing.assert_allclose(back, mats, atol=1e-9)
+    assert list(stamps) == [5.0, 6.0]
+    assert demo.path_to_matrices(None)[1].shape == (0, 4, 4)
+
+
+def test_preview_draws_points_trajectory_and_frames():
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(size=(5000, 3)) * [1.0, 0.3, 1.0] + [0, 0, 3]
+    rgb = np.tile(np.array([[0, 200, 255]], np.uint8), (5000, 1))
+    cams = np.tile(np.eye(4), (4, 1, 1))
+    cams[:, 0, 3] = np.linspace(0, 1, 4)
+    thumbs = [("input frame 0", np.zeros((30, 40, 3), np.uint8))]
+    img = preview.render_preview(xyz, rgb, cams, thumbs, "title", ["line"], "WARNING")
+    arr = np.asarray(img)
+    assert img.width == preview.WIDTH and img.height > preview.PANEL_H
+    assert ((arr == [0, 200, 255]).all(-1)).sum() > 1000                  # splatted map points
+    assert ((arr == preview.TRAJ).all(-1)).sum() > 50                      # trajectory
+    empty = preview.render_preview(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros((0, 4, 4)))
+    assert empty.width == preview.WIDTH
+
+
+def test_splat_keeps_the_nearest_point():
+    canvas = np.zeros((4, 4, 3), np.uint8)
+    uv = np.array([[1.2, 1.2], [1.3, 1.1], [3.5, 3.5]])
+    preview.splat(canvas, uv, np.array([2.0, 1.0, np.nan]), np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8),
+                  size=1)
+    assert tuple(canvas[1, 1]) == (0, 255, 0) and canvas.reshape(-1, 3).any(1).sum() == 1
+
+
+def test_summary_lines():
+    def msg(i, accepted, reason=""):
+        return types.SimpleNamespace(window_index=i, num_keyframes=6, num_overlap_keyframes=0 if i == 0 else 2,
+                                     alignment_accepted=accepted, alignment_message=reason, tokens_total=1182,
+                                     kept_q_ratio=0.3, kept_kv_ratio=0.32, latency_model_ms=150.0,
+                                     latency_total_ms=float("nan") if i else 200.0, map_points=1000,
+                                     keyframes_total=6 + 4 * i, frames_received=30, merge_mode="httm",
+                                     image_width=224, image_height=168)
+    s = summary.summarize([msg(0, True), msg(1, False, "inconsistent window")], {"extra": 1})
+    assert (s["windows"], s["windows_accepted"], s["keyframes"], s["keyframes_in_map"], s["extra"]) == (2, 1, 10, 6, 1)
+    lines = summary.format_summary(s)
+    assert lines[0].startswith("frames received 30, keyframes 10 (6 in the map), windows 2 (1 accepted, 1 rejected)")
+    assert "rejected: inconsistent window" in lines[-1] and lines[-2].rstrip().endswith("accepted")
+    assert summary.format_summary(summary.summarize([]))[0].startswith("frames received 0")
