@@ -113,3 +113,19 @@ def test_every_argument_is_documented():
     assert {"params_file", "image_topic", "input_type", "checkpoint", "device", "use_sim_time", "rviz",
             "bag"} <= set(names)
     assert all(a.description.endswith(".") for a in launch_args.ARGUMENTS)
+
+
+def test_workflow_doc_lists_every_launch_argument():
+    doc = (ROOT / "docs" / "WORKFLOW.md").read_text()
+    missing = [a.name for a in launch_args.ARGUMENTS if f"| `{a.name}` |" not in doc]
+    assert not missing, f"docs/WORKFLOW.md does not document {missing}"
+
+
+def test_bag_without_rosbags_needs_an_image_topic(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rosbags", None)                # import rosbags -> ImportError
+    with pytest.raises(LaunchArgumentError, match="pass image_topic:="):
+        plan({"bag": str(tmp_path)}, SHARE)
+    p = plan({"bag": str(tmp_path), "image_topic": "/cam/image_raw/compressed"}, SHARE)
+    assert p.input_type == "compressed" and p.use_sim_time and p.bag_command[:4] == ["ros2", "bag", "play", str(tmp_path)]

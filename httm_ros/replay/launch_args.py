@@ -146,10 +146,17 @@ def _input(values: Dict[str, str], bag: Optional[str]) -> Tuple[str, str]:
     if kind not in INPUT_TYPES:
         raise LaunchArgumentError(f"launch argument input_type:={kind!r} must be one of {', '.join(INPUT_TYPES)}")
     if bag:
-        from .bag import choose_topic
+        try:
+            import rosbags  # noqa: F401 - reads the bag's topics
+        except ImportError:
+            if not wanted:
+                raise LaunchArgumentError("bag:= without image_topic:= needs the rosbags library to find "
+                                          "the bag's image topic (pip install rosbags), or pass image_topic:=")
+        else:
+            from .bag import choose_topic
 
-        topic = choose_topic(bag, wanted or None)
-        return topic.name, topic.input_type if kind == "auto" else kind
+            topic = choose_topic(bag, wanted or None)
+            return topic.name, topic.input_type if kind == "auto" else kind
     topic = wanted or DEFAULT_IMAGE_TOPIC
     if kind == "auto":
         kind = "compressed" if topic.rstrip("/").endswith("/compressed") else "raw"
