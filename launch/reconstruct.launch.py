@@ -21,6 +21,7 @@ from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from httm_ros.replay import launch_args
 
@@ -43,20 +44,28 @@ def _bag_actions(plan, node):
     return [RegisterEventHandler(OnProcessIO(target_action=node, on_stdout=on_output, on_stderr=on_output))]
 
 
+def _typed(parameters):
+    """The plan's parameters for launch_ros: string overrides stay strings (launch_ros would read
+    a str value as YAML, e.g. a checkpoint path "123" as an int)."""
+    return [{k: ParameterValue(v, value_type=str) if isinstance(v, str) else v for k, v in p.items()}
+            if isinstance(p, dict) else p for p in parameters]
+
+
 def _launch_setup(context, *args, **kwargs):
     """Evaluate the arguments and build the actions from httm_ros.replay.launch_args.plan."""
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_args.ARGUMENTS}
     plan = launch_args.plan(values)
     node = Node(package=launch_args.PACKAGE, executable=launch_args.NODE_NAME, name=launch_args.NODE_NAME,
-                output="screen", emulate_tty=True, parameters=plan.node_parameters(),
+                output="screen", emulate_tty=True, parameters=_typed(plan.node_parameters()),
                 remappings=plan.remappings, arguments=["--ros-args", "--log-level", plan.log_level])
-    actions = [node, RegisterEventHandler(OnProcessExit(
+    actions = [RegisterEventHandler(OnProcessExit(        # handlers first, then the processes they watch
         target_action=node, on_exit=[EmitEvent(event=Shutdown(reason="reconstruct_node exited"))]))]
+    if plan.bag_command:
+        actions += _bag_actions(plan, node)
+    actions.append(node)
     if plan.rviz_command:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=plan.rviz_command, parameters=[{"use_sim_time": plan.use_sim_time}]))
-    if plan.bag_command:
-        actions += _bag_actions(plan, node)
     return actions
 
 

@@ -37,6 +37,7 @@ def _stand_ins():
         "launch.events": ["Shutdown"],
         "launch_ros": [],
         "launch_ros.actions": ["Node"],
+        "launch_ros.parameter_descriptions": ["ParameterValue"],
     }
     modules = {}
     for module, classes in names.items():
@@ -90,9 +91,13 @@ def test_node_gets_the_plans_parameters_and_remaps(launch_file):
     assert len(nodes) == 1
     node = nodes[0].kwargs
     assert (node["package"], node["executable"], node["name"]) == ("httm_ros", "reconstruct_node", "reconstruct_node")
-    assert node["parameters"] == plan.node_parameters()
+    assert node["parameters"][:-1] == plan.node_parameters()[:-1]           # the params file(s)
+    overrides = {k: v.args[0] if type(v).__name__ == "ParameterValue" else v
+                 for k, v in node["parameters"][-1].items()}
+    assert overrides == plan.overrides and overrides["input_type"] == "compressed" and overrides["device"] == "cpu"
+    assert all(node["parameters"][-1][k].kwargs == {"value_type": str} for k in ("input_type", "device"))
+    assert node["parameters"][-1]["use_sim_time"] is False
     assert node["remappings"] == [("image/compressed", "/cam/image_raw/compressed")]
-    assert node["parameters"][-1]["input_type"] == "compressed" and node["parameters"][-1]["device"] == "cpu"
     shutdown = _by_type(actions, "RegisterEventHandler")[0].args[0]
     assert shutdown.kwargs["target_action"] is nodes[0]
 
@@ -117,7 +122,7 @@ def test_bag_plays_once_the_node_is_ready_then_flushes(launch_file, tmp_path):
         out.commit()
     actions, plan = _actions(launch_file, bag=str(bag), bag_rate="2")
     node = _by_type(actions, "Node")[0]
-    assert node.kwargs["parameters"][-1]["use_sim_time"] is True
+    assert node.kwargs["parameters"][-1]["use_sim_time"] is True and plan.overrides["use_sim_time"] is True
     assert node.kwargs["remappings"] == [("image", "/cam/image_raw")]
     on_io = [h.args[0] for h in _by_type(actions, "RegisterEventHandler") if type(h.args[0]).__name__ == "OnProcessIO"]
     assert len(on_io) == 1 and on_io[0].kwargs["target_action"] is node
