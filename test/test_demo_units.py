@@ -111,3 +111,11 @@ def test_summary_lines():
     assert lines[0].startswith("frames received 30, keyframes 10 (6 in the map), windows 2 (1 accepted, 1 rejected)")
     assert "rejected: inconsistent window" in lines[-1] and lines[-2].rstrip().endswith("accepted")
     assert summary.format_summary(summary.summarize([]))[0].startswith("frames received 0")
+
+
+def test_verdicts_say_what_the_window_counts_mean():
+    base = {"windows": 3, "windows_accepted": 1, "test_weights": True, "node_exit_status": 0}
+    assert "as expected" in demo._verdict(base)[0]
+    assert "map is empty" in demo._verdict({**base, "windows_accepted": 0})[0]
+    assert demo._verdict({**base, "windows_accepted": 3}) == []
+    assert "status -9" in demo._verdict({**base, "windows_accepted": 3, "node_exit_status": -9})[0]

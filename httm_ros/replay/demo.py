@@ -35,10 +35,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .bag import OutputBag, read_messages
+from .bag import BagError, OutputBag, read_messages
 from .launch_args import NODE_NAME, installed_executable, plan
 
-ROOT = Path(__file__).resolve().parents[2]
 IMAGE_TOPIC = "/camera/image_raw"
 INFO_TOPIC = "/camera/camera_info"
 BAG_START = 100.0                      # bag time of the first frame, s (sim time 0 means "unset")
@@ -241,7 +240,7 @@ def start_node(ros_args: Sequence[str], env: Dict[str, str], log_path: Path) -> 
     handle = open(log_path, "w")
     try:
         return subprocess.Popen([sys.executable, str(exe), *ros_args], env=env, stdout=handle,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
+                                stderr=subprocess.STDOUT)
     finally:
         handle.close()
 
@@ -452,10 +451,8 @@ def _finish(out: Path, summary: dict, bag: Path, s: Settings) -> int:
     print()
     for line in format_summary(summary):
         print("  " + line)
-    if summary["windows_accepted"] <= 1 and summary["windows"] > 1:
-        print("  Only the first window (which defines the world) was accepted: "
-              + ("with test weights the windows do not agree on their overlap, as expected."
-                 if summary["test_weights"] else "the windows' overlaps did not align (see summary.json)."))
+    for line in _verdict(summary):
+        print("  " + line)
     if summary["test_weights"]:
         print("  NOTE: deterministic TEST WEIGHTS: every stage ran, but the geometry is MEANINGLESS.")
     print(f"  demo took {summary['demo_wall_s']:.0f} s; outputs in {out}/:")
@@ -463,6 +460,22 @@ def _finish(out: Path, summary: dict, bag: Path, s: Settings) -> int:
         print(f"    {key:<10} {path}")
     print(f"  open the preview: {summary['outputs']['preview']}")
     return 0
+
+
+def _verdict(summary: dict) -> List[str]:
+    """What a person should make of the window counts (and of a node that did not exit cleanly)."""
+    lines = []
+    if summary["windows"] == 0:
+        lines.append("No window ran: too few keyframes for one window (see summary.json).")
+    elif summary["windows_accepted"] == 0:
+        lines.append("No window was accepted, so the map is empty (reasons in the table above).")
+    elif summary["windows_accepted"] == 1 and summary["windows"] > 1:
+        lines.append("Only the first window (which defines the world) was accepted: "
+                     + ("with test weights the windows do not agree on their overlap, as expected."
+                        if summary["test_weights"] else "later windows did not align (reasons above)."))
+    if summary.get("node_exit_status") not in (0, None):
+        lines.append(f"WARNING: reconstruct_node exited with status {summary['node_exit_status']} (see node.log).")
+    return lines
 
 
 def _apply_overrides(s: Settings, args: argparse.Namespace) -> None:
@@ -483,7 +496,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--weights", default=os.environ.get("WEIGHTS") or None,
                    help="VGGT-1B checkpoint (default: $WEIGHTS; none: deterministic test weights)")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
-    p.add_argument("--cache-dir", default=str(ROOT / ".cache" / "demo"), help="where the demo bag is cached")
+    p.add_argument("--cache-dir", default=".cache/demo", help="where the demo bag is cached (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--frames", type=int, help="frames of the synthetic sequence")
     p.add_argument("--size", type=int, help="image and model input width (multiple of 14)")
@@ -507,7 +520,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         return run_demo(args)
-    except DemoError as err:
+    except (DemoError, BagError) as err:
         print(f"httm-demo: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
