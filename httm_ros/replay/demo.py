@@ -341,7 +341,7 @@ def write_outputs(out: Path, recorder: Recorder, summary: dict, bag: Path, setti
     title = (f"httm_ros demo: {summary['frames_received']} synthetic frames replayed from a rosbag into "
              f"reconstruct_node ({model}, merging {summary['merge_mode']})")
     image = render_preview(xyz, rgb, mats, thumbnails(bag, settings.frames), title,
-                           format_summary(summary)[:2], warning)
+                           format_summary(summary)[:2] + _verdict(summary), warning)
     image.save(out / "preview.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return {k: str(out / v) for k, v in (("bag", "outputs_bag"), ("map", "map.ply"), ("trajectory", "trajectory.tum"),

@@ -172,7 +172,7 @@ def render_preview(xyz: np.ndarray, rgb: np.ndarray, cam_to_world: np.ndarray,
     arrow = 0.06 * float((hi - lo).max())
     half = WIDTH // 2 - 6
     top = render_view(TopDown(lo, hi, half, PANEL_H), xyz, rgb, cam_to_world,
-                      "top-down (x right, first camera looks up the image)", arrow)
+                      "top-down (world x right, z up)", arrow)
     persp = render_view(Perspective(lo, hi, half, PANEL_H), xyz, rgb, cam_to_world,
                         "perspective (above and behind the first camera)", arrow)
     header_h = 34 + 20 * len(lines) + (26 if warning else 0)
