@@ -203,7 +203,7 @@ def test_fast_attention_matches_reference(device, cfg):
     config = HTTMConfig(**cfg)
     lay = layout(6, (4, 5))
     q, k, v = (smooth(lay, 3, 16, s, device, batch=2) for s in (11, 12, 13))
-    o, rec = httm_attention_fast(q, k, v, lay, config)
+    o, rec = httm_attention_fast(q, k, v, lay, config, profile=True)     # stage times (CUDA: opt-in)
     ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(**cfg, backend="torch"))
     assert rel(o, ref) < 1e-5
     assert torch.equal(rec.kept_q, ref_rec.kept_q) and torch.equal(rec.outliers, ref_rec.outliers)
@@ -247,7 +247,10 @@ def test_owned_inputs_are_released(device):
     alive = [weakref.ref(t) for t in owned]
     o, _ = httm_attention_fast(None, None, None, lay, config, owned=owned)
     assert owned == [None, None, None] and all(r() is None for r in alive)   # freed, not just dropped
-    assert torch.equal(o, ref)
+    if device.type == "cpu":
+        assert torch.equal(o, ref)
+    else:                                     # cuDNN attention is not bitwise reproducible run to run
+        assert rel(o, ref) < 1e-6
 
 
 def test_tiny_vggt_chunked_httm_triton_matches_torch(device, monkeypatch):
@@ -328,6 +331,7 @@ def test_backend_dispatch(device, monkeypatch):
     assert dispatch.resolve("auto", torch.device("cuda")) == "torch"
     _, rec = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2))
     assert rec.backend == "torch-fallback"                                  # the flag in the stats
+    monkeypatch.undo()                                                      # the kernel works again
     dispatch.reset()
     _, rec = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2))
     assert rec.backend == ("triton" if device.type == "cuda" else "torch")
