@@ -22,12 +22,16 @@ setup(
     ],
     extras_require={
         "triton": ["triton>=3.0"],
-        "bags": ["rosbags>=0.10"],
+        "bags": ["rosbags>=0.10", "pyyaml>=6"],
     },
     entry_points={
         "console_scripts": [
             "httm-reconstruct=httm_ros.cli.reconstruct:main",
             "httm-eval=httm_ros.eval.cli:main",
+            "httm-bench=httm_ros.bench.cli:main",
+            "httm-replay=httm_ros.replay.replay:main",
+            "httm-reconstruct-bag=httm_ros.replay.reconstruct_bag:main",
+            "httm-demo=httm_ros.replay.demo:main",
         ],
     },
 )
