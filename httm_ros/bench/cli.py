@@ -103,7 +103,7 @@ def cmd_layer(args, argv: List[str]) -> int:
 def cmd_report(args, argv: List[str]) -> int:
     from .report import build_report
 
-    text = build_report(args.files, png=args.png)
+    text = build_report(args.files, png=args.png, notes=args.notes)
     args.md.write_text(text)
     print(f"wrote {args.md}" + (f" and {args.png}" if args.png else ""))
     return 0
@@ -142,6 +142,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("files", type=Path, nargs="*")
     r.add_argument("--md", type=Path, default=Path("BENCHMARKS.md"))
     r.add_argument("--png", type=Path, default=None)
+    r.add_argument("--notes", type=Path, default=None, help="markdown appended as is (the analysis)")
     r.set_defaults(func=cmd_report)
     return p
 

@@ -20,6 +20,71 @@ SPEEDUP_TARGET = {100: 2.0, 300: 4.0, 500: 5.5, 1000: 8.0}
 OVERHEAD_TARGET_PCT = 10.0
 
 
+def result_kind(data: Dict) -> Optional[str]:
+    """The benchmark a JSON file comes from: its "kind", or recognised by its fields for the
+    streaming-core (``httm_ros.pipeline.bench``) and node (``httm_ros.ros.bench``) benchmarks."""
+    if data.get("kind"):
+        return data["kind"]
+    if "aligned_windows_in_median" in data:
+        return "pipeline"
+    if "pointcloud2" in data and "conversion" in data:
+        return "node"
+    if "comparisons" in data and "setup" in data:
+        return "fidelity"
+    return None
+
+
+def load_side(files: Sequence[Path]) -> Dict[str, List[Dict]]:
+    """-> {"pipeline" | "node" | "fidelity": [results, each with its file name]}."""
+    side: Dict[str, List[Dict]] = {"pipeline": [], "node": [], "fidelity": []}
+    for path in (Path(f) for f in files if Path(f).is_file()):
+        data = json.loads(path.read_text())
+        kind = result_kind(data)
+        if kind in side:
+            side[kind].append({**data, "file": path.name})
+    return side
+
+
+def fidelity_table(result: Dict) -> str:
+    """Mean per-layer attention error vs dense, HTTM and uniform, for each comparison."""
+    lines = ["| comparison | HTTM rel. error | uniform rel. error | HTTM kept Q / KV | uniform kept |",
+             "|---|---|---|---|---|"]
+    for name, comp in result["comparisons"].items():
+        m = comp["mean"]
+        lines.append(f"| {name} | {m['httm_rel_err']:.4f} | {m['uniform_rel_err']:.4f} | "
+                     f"{m['httm_kept_q']:.3f} / {m['httm_kept_kv']:.3f} | {m['uniform_kept']:.3f} |")
+    return "\n".join(lines)
+
+
+def pipeline_table(results: List[Dict]) -> str:
+    """Streaming-core post-processing per window (median ms), one row per result file."""
+    stages = ("preprocess", "unproject", "filter", "align", "map_update", "post")
+    head = "| device | " + " | ".join(stages) + " | model forward ms (same window) | file |"
+    lines = [head, "|" + "---|" * (len(stages) + 3)]
+    for r in results:
+        model = r.get("model") or {}
+        fwd = f"{1000 * model['model_s_median']:.0f}" if model.get("model_s_median") else "not measured"
+        cells = [f"{r['median_ms'].get(k, float('nan')):.1f}" for k in stages]
+        lines.append(f"| {r.get('device')} | " + " | ".join(cells) + f" | {fwd} | {r['file']} (`{r.get('command')}`, {str(r.get('git_commit'))[:7]}) |")
+    return "\n".join(lines)
+
+
+def node_table(results: List[Dict]) -> str:
+    """Node overhead per window (ms) next to the model forward, one row per result file."""
+    lines = ["| device | decode | host copies (inference thread) | conversion (publisher thread) | node CPU total "
+             "| model dense / HTTM | node CPU / dense model | PointCloud2 pack 1M pts | file |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        c, m, pc = r["conversion"], r.get("model") or {}, r["pointcloud2"]
+        dense, httm = m.get("none_ms_median"), m.get("httm_ms_median")
+        model = f"{dense:.0f} / {httm:.0f}" if dense and httm else "not measured"
+        share = f"{100 * c['node_cpu_ms'] / dense:.1f}%" if dense else "not measured"
+        lines.append(f"| {r.get('device')} | {c['decode_ms']:.1f} | {c['host_copy_ms']:.1f} | {c['convert_ms']:.1f} | "
+                     f"{c['node_cpu_ms']:.1f} | {model} | {share} | {pc['pack_ms']:.1f} | {r['file']} "
+                     f"(`{r.get('command')}`, {str(r.get('git_commit'))[:7]}) |")
+    return "\n".join(lines)
+
+
 def load(files: Sequence[Path]) -> Tuple[Dict, Optional[Dict], List[Dict], List[Dict]]:
     """-> ({(mode, frames): row}, layer result or None, environments, test summaries)."""
     rows: Dict = {}
@@ -254,8 +319,10 @@ def _plot_pil(series: Dict, path: Path) -> Optional[str]:
     return "PIL"
 
 
-def build_report(files: Sequence[Path], png: Optional[Path] = None) -> str:
+def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optional[Path] = None) -> str:
     rows, layer, envs, tests = load(files)
+    side = load_side(files)
+    pipe, node = side["pipeline"], side["node"]
     plotted = plot(rows, png) if png is not None else None
     t = targets(rows, layer)
     lines = [
@@ -311,7 +378,27 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None) -> str:
     ]
     if tests:
         lines += ["## GPU tests", ""] + [f"- `{x.get('command', '')}`: {x.get('summary', '')} "
-                                         f"(exit {x.get('exit_code')}, {x['file']})" for x in tests] + [""]
+                                         f"(exit {x.get('exit_code')}, {x['file']})"
+                                         + (f". {x['note']}" if x.get("note") else "") for x in tests] + [""]
+    if pipe:
+        lines += ["## Streaming core: post-processing per window (issue 5)", "",
+                  "24 keyframes at 518x392 (16 new per window), median of the aligned windows, ms: "
+                  "everything the core does besides the model forward.", "", pipeline_table(pipe), ""]
+    if node:
+        lines += ["## ROS node overhead per window (issue 6)", "",
+                  "24 keyframes at 518x392, ms per window, without the DDS publish calls (no rclpy on "
+                  "the GPU machine; see the notes). The inference thread only makes host copies; "
+                  "conversion runs on the publisher thread while the next window is in the model.",
+                  "", node_table(node), ""]
+    for fid in side["fidelity"]:
+        lines += ["## Fidelity proxy (issues 3 and 8)", "",
+                  f"{fid['setup'].get('model')}; {fid['setup'].get('images')}, {fid['setup'].get('tokens')} tokens; "
+                  f"metric: {fid['setup'].get('metric')}; mean over the 24 global layers. "
+                  f"`{fid.get('command')}` at {str(fid.get('git_commit'))[:7]} on {fid.get('device')} ({fid['file']}). "
+                  "Random (golden) weights: this measures how far each merge moves attention, not "
+                  "reconstruction accuracy.", "", fidelity_table(fid), ""]
+    if notes is not None and Path(notes).is_file():
+        lines += [Path(notes).read_text().rstrip(), ""]
     if plotted:
         lines += ["## Plot", "", f"![latency]({png.as_posix()}) (drawn with {plotted})", ""]
     lines += ["## Provenance", "", "| file | kind | commit | source sha256 | device | torch | triton | command |",
