@@ -16,12 +16,8 @@ WINDOW = WindowConfig(size=8, overlap=3)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI machine is small and shared: torch's multi-threading only adds contention here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (see conftest.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .env import environment, write_json
+from ..provenance import environment, write_json
 from .workload import MODES
 
 

@@ -36,7 +36,7 @@ from scipy.spatial import cKDTree
 from ..httm import add_merge_arguments, merge_config_from_args
 from ..httm.cli import MERGE_MODES, parse_layers
 from ..pipeline import ModelPredictor, OraclePredictor
-from ..pipeline.bench import device_name, git_commit
+from ..provenance import device_name, git_commit
 from ..pipeline.map import save_ply
 from ..synthetic import Sequence as FrameSequence
 from ..synthetic import demo_sequence

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..provenance import device_name, git_commit
 from .attention import httm_attention
 from .config import HTTMConfig, UniformMergeConfig
 from .patch import global_attentions
@@ -174,27 +172,6 @@ def format_table(result: Dict) -> str:
     return "\n".join(lines)
 
 
-def _git_commit() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "httm_ros/httm"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty(httm_ros/httm)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):                      # no git (e.g. a copied tree)
-        return os.environ.get("HTTM_GIT_COMMIT", "unknown")
-
-
-def _device() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU {line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
-    except OSError:
-        pass
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m httm_ros.httm.fidelity", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
@@ -206,8 +183,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     result = fidelity_proxy(args.frames, args.width, args.height,
                             COMPARISONS if args.no_ablations else COMPARISONS + ABLATIONS)
     result["command"] = " ".join(["python -m httm_ros.httm.fidelity"] + (sys.argv[1:] if argv is None else argv))
-    result["git_commit"] = _git_commit()
-    result["device"] = _device()
+    result["git_commit"] = git_commit()
+    result["device"] = device_name(torch.device("cpu"))
     result["torch"] = torch.__version__
     print(format_table(result))
     if args.out:

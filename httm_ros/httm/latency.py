@@ -19,9 +19,9 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from ..provenance import device_name, git_commit
 from .attention import httm_attention
 from .config import HTTMConfig, UniformMergeConfig
-from .fidelity import _git_commit
 from .uniform import uniform_attention
 
 
@@ -84,8 +84,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     dev = torch.device(args.device)
     result = {
         "command": " ".join(["python -m httm_ros.httm.latency"] + (sys.argv[1:] if argv is None else argv)),
-        "git_commit": _git_commit(),
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "git_commit": git_commit(),
+        "device": device_name(dev),
         "torch": torch.__version__,
         "rows": rows,
     }

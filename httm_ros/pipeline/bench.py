@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,28 +28,11 @@ import torch
 
 from ..synthetic import demo_sequence
 from .config import FilterConfig, KeyframeConfig, StreamConfig, WindowConfig
+from ..provenance import device_name, git_commit
 from .predictor import OraclePredictor
 from .stream import StreamingReconstructor, WindowResult
 
 STAGES = ("align", "filter", "unproject", "map_update", "post", "preprocess")
-
-
-def git_commit() -> Optional[str]:
-    """``git rev-parse HEAD`` of the source tree; else $HTTM_GIT_COMMIT (for copies without .git)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    if re.fullmatch(r"[0-9a-f]{40}", out):
-        return out
-    return os.environ.get("HTTM_GIT_COMMIT") or None
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
 
 
 def run_stream(seq, args, device: torch.device) -> List[WindowResult]:

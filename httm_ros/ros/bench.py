@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,28 +37,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..provenance import device_name, git_commit
+
 WIDTH, HEIGHT = 518, 392
 NODE_KEYS = ("decode_ms", "queue_ms", "host_copy_ms", "convert_ms", "publish_calls_ms", "latency_ms")
 CORE_KEYS = ("core_preprocess_ms", "core_align_ms", "core_filter_ms", "core_unproject_ms", "core_map_update_ms",
              "core_post_ms")
-
-
-def git_commit() -> Optional[str]:
-    """HEAD of this checkout, or $GIT_COMMIT where there is no git repository (e.g. a copy)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    if len(out) == 40 and all(c in "0123456789abcdef" for c in out):
-        return out
-    return os.environ.get("GIT_COMMIT")
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 def _median_ms(fn, repeats: int) -> float:

@@ -1,4 +1,5 @@
-"""Where a benchmark ran: commit, source hash, versions, device, command."""
+"""Where a result came from: commit, source hash, versions, device, command (every benchmark and
+evaluation JSON of the package records these through this module)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
@@ -49,10 +50,23 @@ def versions() -> Dict[str, Optional[str]]:
 
 
 def device_name(device: torch.device) -> str:
+    """GPU name with memory and SM count, or the CPU architecture and torch's thread count."""
+    device = torch.device(device)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2 ** 30:.0f} GiB, {props.multi_processor_count} SMs)"
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"CPU {cpu_model()} ({platform.machine()}, {torch.get_num_threads()} torch threads)"
+
+
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def environment(device: torch.device, argv: Optional[List[str]] = None) -> Dict:
