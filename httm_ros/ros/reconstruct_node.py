@@ -146,7 +146,9 @@ class ReconstructNode(Node):
         self._window_decode_ms = 0.0
         self._window_queue_ms = 0.0
         self._last_frame_received = 0.0
-        self._requests: "collections.deque[str]" = collections.deque()
+        # (request, frames enqueued when it came): served once those frames were processed or dropped
+        self._requests: "collections.deque[tuple[str, int]]" = collections.deque()
+        self._frames_taken = 0
         self._filter_update = None
         self._stop = threading.Event()
         self._jobs: "queue.Queue" = queue.Queue(maxsize=2)     # windows waiting for the publisher
@@ -224,9 +226,9 @@ class ReconstructNode(Node):
         self.get_logger().warning(f"dropped a bad input image: {reason}", throttle_duration_sec=5.0)
 
     def _request(self, what: str, response):
-        self._requests.append(what)
+        self._requests.append((what, self.queue.received))
         response.success = True
-        response.message = f"{what} queued"
+        response.message = f"{what} queued (after the frames already received)"
         return response
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
@@ -249,18 +251,26 @@ class ReconstructNode(Node):
         while not self._stop.is_set():
             frame = self.queue.get(timeout=0.05)
             try:
-                self._serve_requests()
+                self._apply_filter_update()
                 if frame is not None:
+                    self._frames_taken += 1
                     self._process(frame)
+                self._serve_requests()
             except Exception as err:  # noqa: BLE001 - the node must survive anything per frame
                 self.counters.worker_errors += 1
                 self.get_logger().error(f"inference thread: {type(err).__name__}: {err}")
 
-    def _serve_requests(self) -> None:
+    def _apply_filter_update(self) -> None:
         if self._filter_update is not None:
             self.rec.config.filter, self._filter_update = self._filter_update, None
+
+    def _serve_requests(self) -> None:
+        """Flush/reset requests whose earlier frames have all been processed (or dropped)."""
         while self._requests:
-            what = self._requests.popleft()
+            what, enqueued_before = self._requests[0]
+            if len(self.queue) and self._frames_taken + self.queue.dropped < enqueued_before:
+                return                                          # frames from before it still queued
+            self._requests.popleft()
             self._publish_results(self.rec.flush())
             if what == "reset":
                 self._restart("reset requested")
