@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from httm_ros.eval.cli import main
 from httm_ros.pipeline.map import save_ply
@@ -17,13 +16,9 @@ from test_eval_datasets import write_7scenes
 SMALL = ["--frames", "6", "--width", "126", "--height", "98"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: these models are tiny, and OpenMP spinning on a busy 2-core machine is slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (see conftest.py)."""
 
 
 def _strict_json(path):

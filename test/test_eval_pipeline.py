@@ -14,13 +14,9 @@ from httm_ros.synthetic import Sequence, demo_sequence
 from httm_ros.vggt.geometry import depth_to_camera_points
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: these models are tiny, and OpenMP spinning on a busy 2-core machine is slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (see conftest.py)."""
 
 
 @pytest.fixture(scope="module")
