@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from httm_ros.httm.blocks import balanced_chunks, build_block_plan, inverse_reorder, reorder
-from httm_ros.vggt import TokenLayout
+from test_httm_merge import layout
 
 RAGGED = [  # (frames, grid, n_s, n_t): none of the sizes divides evenly
     (7, (5, 7), 8, 3),
@@ -12,10 +12,6 @@ RAGGED = [  # (frames, grid, n_s, n_t): none of the sizes divides evenly
     (1, (2, 3), 4, 30),
     (4, (28, 37), 128, 30),   # a 518x392 grid
 ]
-
-
-def layout(frames, grid):
-    return TokenLayout(frames, 5 + grid[0] * grid[1], 5, grid)
 
 
 def test_balanced_chunks():

@@ -6,13 +6,8 @@ import torch.nn.functional as F
 
 from httm_ros.httm import UniformMergeConfig, uniform_attention
 from httm_ros.httm.uniform import build_uniform_plan, uniform_assignment
-from httm_ros.vggt import TokenLayout
 
-from test_httm_merge import slow_attention, smooth_qkv
-
-
-def layout(frames, grid):
-    return TokenLayout(frames, 5 + grid[0] * grid[1], 5, grid)
+from test_httm_merge import layout, slow_attention, smooth_qkv
 
 
 def slow_uniform_groups(metric, plan):

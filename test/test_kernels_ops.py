@@ -24,7 +24,7 @@ from httm_ros.httm.kernels.ragged import round_rows  # noqa: E402
 from httm_ros.httm.merge import (assignment, best_destination, deviation, group_sizes,  # noqa: E402
                                  group_sums, match_blocks, means, merge_keys, remove_outliers,
                                  select_outliers, unmerge)
-from httm_ros.vggt import TokenLayout  # noqa: E402
+from test_httm_merge import layout, smooth_qkv  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 DEVICES = [
@@ -67,20 +67,9 @@ def ops():
     return get()
 
 
-def layout(frames, grid):
-    return TokenLayout(frames, 5 + grid[0] * grid[1], 5, grid)
-
-
 def smooth(lay, heads, dim, seed, device, batch=1, dtype=torch.float32):
-    """Random tokens with spatial/temporal correlation (fresh for every seed)."""
-    g = torch.Generator().manual_seed(seed)
-    h, w = lay.grid
-    base = torch.randn(batch, heads, 1, h, w, dim, generator=g)
-    drift = torch.randn(batch, heads, lay.frames, 1, 1, dim, generator=g).cumsum(2) * 0.2
-    patch = base + drift + 0.3 * torch.randn(batch, heads, lay.frames, h, w, dim, generator=g)
-    special = torch.randn(batch, heads, lay.frames, 5, dim, generator=g)
-    x = torch.cat((special, patch.flatten(3, 4)), dim=3).flatten(2, 3)
-    return x.to(device=device, dtype=dtype)
+    """``smooth_qkv`` tokens (fresh for every seed) on ``device`` in ``dtype``."""
+    return smooth_qkv(lay, heads, dim, batch, seed).to(device=device, dtype=dtype)
 
 
 def setup(case, device, seed=0):
