@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from httm_ros.bench import cli, e2e, report
+from httm_ros.httm.blocks import build_block_plan
 from httm_ros.bench.layer import table4_columns
 
 
@@ -70,7 +71,7 @@ def test_report_tables_and_verdicts(tmp_path):
     assert "ignored" in report.build_report([tiny]) and "| 500 | 520500 | not measured yet" in report.build_report([tiny])
 
 
-def test_time_guard_skips_rows():
+def test_time_guard_skips_rows(monkeypatch):
     seen = []
     e2e.run_rows(None, [("dense", 1000, 1), ("httm", 100, 3)], torch.device("cpu"), deadline=10.0,
                  on_row=seen.append, t0=0.0, clock=lambda: 0.0)
@@ -78,14 +79,26 @@ def test_time_guard_skips_rows():
     assert "time guard" in seen[0]["skipped"] and seen[0]["seconds"] is None
     assert e2e.estimate_seconds("dense", 1000) > 250 and e2e.estimate_seconds("httm", 1000) < 100
     assert e2e.repeats_for(100) == 3 and e2e.repeats_for(300) == 1 and e2e.repeats_for(1000) == 1
+    assert e2e.row_warmup("httm", 1000) and e2e.row_warmup("dense", 100) and not e2e.row_warmup("dense", 500)
+    fits = 3 * e2e.estimate_seconds("httm", 100) + 6.0      # 3 repeats fit, a 4th (the warm-up) not
+    monkeypatch.setattr(e2e, "run_row", lambda *a, warm, **k: {"warm": warm})
+    for warm, skipped in (("always", True), ("never", False)):
+        seen.clear()
+        e2e.run_rows(None, [("httm", 100, 3)], torch.device("cpu"), deadline=fits, on_row=seen.append,
+                     t0=0.0, clock=lambda: 0.0, warmups={"httm": warm})
+        assert (seen[0].get("skipped") is not None) is skipped, warm
+    assert seen == [{"warm": False}]
 
 
 def test_e2e_and_layer_commands_tiny_cpu(tmp_path):
     out = tmp_path / "e2e.json"
     assert cli.main(["e2e", "--config", "tiny", "--device", "cpu", "--image-size", "28", "42", "--frames", "3",
-                     "--modes", "httm", "uniform", "dense", "--repeats", "1", "--no-warmup", "--out", str(out)]) == 0
+                     "--modes", "httm", "uniform", "dense", "--repeats", "1", "--no-warmup",
+                     "--row-warmup", "always", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["complete"] and [r["mode"] for r in data["rows"]] == ["httm", "uniform", "dense"]
+    assert all(r["row_warmup"] and r["first_run_s"] > 0 for r in data["rows"])
+    assert build_block_plan.cache_info().currsize == 0                    # no row keeps its plans
     assert all(r["error"] is None and r["seconds"] > 0 for r in data["rows"])
     assert data["rows"][0]["merge"]["calls"] > 0 and data["env"]["command"].startswith("python -m httm_ros.bench e2e")
     assert data["rows"][0]["merge_backends"] == {"torch": data["rows"][0]["merge"]["calls"]}  # auto on CPU
@@ -121,4 +134,7 @@ def test_e2e_row_tiny_cuda():
         row = e2e.run_row(model, mode, 6, 1, torch.device("cuda"), image_hw=(56, 70))
         assert row["error"] is None, row["error"]
         assert row["peak_gib"] > 0 and set(row["breakdown_s"]) >= {"global_attention", "heads_and_host"}
+        parts = row["peak_gib_by_part"]
+        assert set(parts) >= {"global_attention", "frame_attention", "dino", "heads_and_host", "total"}
+        assert parts["total"] == max(v for k, v in parts.items() if k != "total") == row["peak_gib"]
     assert row["sdpa_cudnn_first"] in (True, False)

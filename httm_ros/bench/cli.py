@@ -71,7 +71,8 @@ def cmd_e2e(args, argv: List[str]) -> int:
 
     deadline = args.deadline_s
     e2e.run_rows(model, plan, device, deadline, on_row, backend=args.backend, t0=t0,
-                 clock=time.time, image_hw=tuple(args.image_size))
+                 clock=time.time, image_hw=tuple(args.image_size),
+                 warmups={mode: args.row_warmup for mode in args.modes})
     result["complete"] = True
     write_json(args.out, result)
     return 0
@@ -127,7 +128,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--repeats", type=int, default=None, help="default: 3 at <=100 frames, else 1")
     e.add_argument("--deadline-s", type=float, default=None)
     e.add_argument("--backend", choices=("auto", "triton", "torch"), default="auto")
-    e.add_argument("--no-warmup", action="store_true")
+    e.add_argument("--no-warmup", action="store_true", help="skip the 8-frame warm-up per mode")
+    e.add_argument("--row-warmup", choices=("auto", "always", "never"), default="auto",
+                   help="an untimed forward at each row's size first (auto: always for httm, "
+                        "for the others when it costs <= ~60 s)")
     e.set_defaults(func=cmd_e2e)
 
     la = sub.add_parser("layer", help="one global layer, stage by stage (Table 4)")

@@ -1,10 +1,17 @@
 """End-to-end rows: one whole VGGT forward (camera + depth heads) per mode and frame count.
 
 Per row: median seconds over the repeats (the host clock around a synchronised forward), peak
-GPU memory (``max_memory_allocated`` after a reset, so weights and input frames count), and a
-time breakdown of the last repeat from CUDA events: DINO patch embedding, the attention cores
-of the global and the frame blocks (``Attention.attend``: SDPA, or merge + SDPA + unmerge), the
-rest of the aggregator, and the heads.
+GPU memory (``max_memory_allocated``, so weights and input frames count), and a time breakdown
+of the last repeat from CUDA events: DINO patch embedding, the attention cores of the global and
+the frame blocks (``Attention.attend``: SDPA, or merge + SDPA + unmerge), the rest of the
+aggregator, and the heads; the peak memory is split over the same parts.
+
+Warm rows: a forward at the row's own size runs untimed before the repeats (``first_run_s``
+records it) whenever that is affordable, and always for HTTM, whose attention shapes depend on
+the per-head outlier counts: cuDNN builds an execution plan for every new shape (measured on the
+H100: a cold 100-frame HTTM forward 6.22 s, warm 1.87 s). Dense and uniform attention have one
+shape per size, so their cold run pays at most one plan build per shape. Plan caches are cleared
+before every row, so one row's cached tables never count in another row's peak.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from httm_ros.httm import patch
+from httm_ros.httm.attention import clear_plan_caches
 from httm_ros.httm.kernels import dispatch
 from httm_ros.vggt.layers import _SDPA_STATE
 
@@ -41,10 +49,12 @@ class Timeline:
 
     def __init__(self, model) -> None:
         self.marks: Dict[str, List] = {}
+        self.peaks: Dict[str, int] = {}
+        self.part = "heads_and_host"
         self._undo: List[Callable[[], None]] = []
         agg = model.aggregator
-        self._hook(agg, "aggregator")
-        self._hook(agg.patch_embed, "dino")
+        self._hook(agg, "aggregator", "aggregator_other", "heads_and_host")
+        self._hook(agg.patch_embed, "dino", "dino", "aggregator_other")
         for name, blocks in (("global_attention", agg.global_blocks), ("frame_attention", agg.frame_blocks)):
             for block in blocks:
                 self._wrap_attend(block.attn, name)
@@ -54,12 +64,27 @@ class Timeline:
         ev.record()
         return ev
 
-    def _hook(self, module, name: str) -> None:
+    def _enter(self, part: str) -> None:
+        """Memory: the allocator's peak since the last switch belongs to the part that ran; then
+        the peak counter restarts for ``part`` (host-side bookkeeping, no sync)."""
+        peak = torch.cuda.max_memory_allocated()
+        self.peaks[self.part] = max(self.peaks.get(self.part, 0), peak)
+        torch.cuda.reset_peak_memory_stats()
+        self.part = part
+
+    def _hook(self, module, name: str, inside: str, after: str) -> None:
         start: List = []
-        pre = module.register_forward_pre_hook(lambda m, a: start.append(self._event()))
-        post = module.register_forward_hook(
-            lambda m, a, o: self.marks.setdefault(name, []).append((start.pop(), self._event())))
-        self._undo += [pre.remove, post.remove]
+
+        def pre(m, a):
+            self._enter(inside)
+            start.append(self._event())
+
+        def post(m, a, o):
+            self.marks.setdefault(name, []).append((start.pop(), self._event()))
+            self._enter(after)
+
+        handles = [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        self._undo += [h.remove for h in handles]
 
     def _wrap_attend(self, attn, name: str) -> None:
         """Time ``attend`` and ``attend_owned`` (the chunked path's hand-over variant)."""
@@ -67,9 +92,11 @@ class Timeline:
             original = getattr(attn, method)
 
             def timed(*args, _original=original, **kwargs):
+                self._enter(name)
                 begin = self._event()
                 out = _original(*args, **kwargs)
                 self.marks.setdefault(name, []).append((begin, self._event()))
+                self._enter("aggregator_other")
                 return out
 
             setattr(attn, method, timed)
@@ -77,6 +104,18 @@ class Timeline:
 
     def reset(self) -> None:
         self.marks.clear()
+
+    def reset_memory(self) -> None:
+        torch.cuda.reset_peak_memory_stats()
+        self.peaks.clear()
+        self.part = "heads_and_host"
+
+    def peak_gib(self) -> Dict[str, float]:
+        """GiB: peak allocated memory while each part ran, and ``total`` (the forward's peak)."""
+        self._enter(self.part)
+        out = {k: round(v / 2 ** 30, 3) for k, v in sorted(self.peaks.items())}
+        out["total"] = max(out.values())
+        return out
 
     def seconds(self) -> Dict[str, float]:
         torch.cuda.synchronize()
@@ -109,12 +148,20 @@ def forward_seconds(model, images, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def row_warmup(mode: str, frames: int) -> bool:
+    """Warm the row at its own size first: always for HTTM (shapes depend on the outliers), for
+    the other modes where one more forward costs about a minute or less."""
+    return mode == "httm" or estimate_seconds(mode, frames) <= 60.0
+
+
 def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
-            backend: str = "auto", image_hw=(HEIGHT, WIDTH)) -> Dict:
-    """One (mode, frames) row; never raises: errors land in row["error"]."""
+            backend: str = "auto", image_hw=(HEIGHT, WIDTH), warm: bool = False) -> Dict:
+    """One (mode, frames) row; never raises: errors land in row["error"]. ``warm``: one untimed
+    forward at this size before the repeats (its time is ``first_run_s``)."""
     row: Dict = {"mode": mode, "frames": frames, "tokens": frames * tokens_per_frame(image_hw),
-                 "image_hw": list(image_hw), "repeats": repeats,
+                 "image_hw": list(image_hw), "repeats": repeats, "row_warmup": warm,
                  "seconds": None, "peak_gib": None, "error": None}
+    clear_plan_caches()
     timeline = Timeline(model) if device.type == "cuda" else None
     images = None
     try:
@@ -122,7 +169,11 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
         images = video_frames(frames, device, *image_hw)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
+        if warm:
+            row["first_run_s"] = round(forward_seconds(model, images, device), 4)
+            stats.clear()
+        if timeline is not None:
+            timeline.reset_memory()
         runs = []
         for _ in range(repeats):
             if timeline is not None:
@@ -131,7 +182,8 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
         row["runs_s"] = [round(t, 4) for t in runs]
         row["seconds"] = round(statistics.median(runs), 4)
         if device.type == "cuda":
-            row["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
+            row["peak_gib_by_part"] = timeline.peak_gib()
+            row["peak_gib"] = row["peak_gib_by_part"]["total"]
             row["breakdown_s"] = breakdown(runs[-1], timeline.seconds())
         if mode != "dense":
             row["merge"] = stats.summary()
@@ -152,6 +204,7 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
             timeline.remove()
         patch(model, None)
         del images
+        clear_plan_caches()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     row["sdpa_cudnn_first"] = _SDPA_STATE["priority_ok"]
@@ -159,8 +212,8 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
 
 
 def repeats_for(frames: int) -> int:
-    """3 repeats at <= 100 frames, 1 beyond (after the warm-up at 8 frames): part 1 of the GPU
-    suite must fit in 8 minutes."""
+    """3 repeats at <= 100 frames, 1 beyond (after the row's warm-up, see ``row_warmup``): each
+    part of the GPU suite must fit in 10 minutes."""
     return 3 if frames <= 100 else 1
 
 
@@ -177,14 +230,17 @@ def warm_up(model, modes, device: torch.device, frames: int = 8, backend: str = 
 
 def run_rows(model, plan: List[tuple], device: torch.device, deadline: Optional[float],
              on_row: Callable[[Dict], None], backend: str = "auto", t0: Optional[float] = None,
-             clock: Callable[[], float] = time.perf_counter, image_hw=(HEIGHT, WIDTH)) -> None:
+             clock: Callable[[], float] = time.perf_counter, image_hw=(HEIGHT, WIDTH),
+             warmups: Optional[Dict[str, str]] = None) -> None:
     """``plan`` = [(mode, frames, repeats)]; rows that would end after ``deadline`` (seconds of
     ``clock`` since ``t0``) are skipped with the reason; ``on_row`` gets every row as soon as it
-    exists."""
+    exists. ``warmups``: mode -> "auto" (``row_warmup``), "always" or "never"."""
+    warmups = warmups or {}
     t0 = clock() if t0 is None else t0
     for mode, frames, repeats in plan:
         elapsed = clock() - t0
-        need = repeats * estimate_seconds(mode, frames) + 5.0
+        warm = warmups.get(mode, "auto") == "always" or (warmups.get(mode, "auto") == "auto" and row_warmup(mode, frames))
+        need = (repeats + warm) * estimate_seconds(mode, frames) + 5.0
         if deadline is not None and elapsed + need > deadline:
             on_row({"mode": mode, "frames": frames, "tokens": frames * tokens_per_frame(image_hw),
                     "image_hw": list(image_hw), "repeats": repeats,
@@ -192,4 +248,4 @@ def run_rows(model, plan: List[tuple], device: torch.device, deadline: Optional[
                     "skipped": f"time guard: {elapsed:.0f} s elapsed + ~{need:.0f} s estimated > "
                                f"deadline {deadline:.0f} s"})
             continue
-        on_row(run_row(model, mode, frames, repeats, device, backend, image_hw))
+        on_row(run_row(model, mode, frames, repeats, device, backend, image_hw, warm=warm))

@@ -29,6 +29,15 @@ def plans_for(layout, config: HTTMConfig, device: torch.device):
             build_block_plan(layout, *common, config.kv_merge, *tail))
 
 
+def clear_plan_caches() -> None:
+    """Drop every cached block plan and its kernel tables (their device memory goes with them;
+    the next call rebuilds what it needs)."""
+    from .kernels.plan import clear_cache
+
+    build_block_plan.cache_clear()
+    clear_cache()
+
+
 def httm_attention(q: Tensor, k: Tensor, v: Tensor, layout, config: HTTMConfig,
                    layer: int = -1, profile: Optional[bool] = None):
     """q, k, v [B, H, N, d] (after qk-norm and RoPE) -> (o [B, H, N, d], MergeRecord).

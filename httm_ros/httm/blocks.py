@@ -117,7 +117,7 @@ def choose_destinations(valid: Tensor, anchor: Tensor, t: Tensor, j: Tensor, n_e
     return anchor | picked
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def build_block_plan(layout, spatial_block: int, temporal_frames: int, merge_ratio: float,
                      dst_ratio: float, anchor_first_frame: bool, device: str = "cpu") -> BlockPlan:
     """Blocks, destinations and merge counts for one layout (see the module doc).

@@ -67,10 +67,14 @@ def kernel_plan(plan: BlockPlan) -> KernelPlan:
     if hit is not None and hit[0] is plan:
         return hit[1]
     kp = _build(plan)
-    if len(_CACHE) >= 64:
+    if len(_CACHE) >= 8:
         _CACHE.clear()
     _CACHE[id(plan)] = (plan, kp)
     return kp
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
 
 
 def _build(plan: BlockPlan) -> KernelPlan:
