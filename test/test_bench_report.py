@@ -71,6 +71,16 @@ def test_report_tables_and_verdicts(tmp_path):
     assert "ignored" in report.build_report([tiny]) and "| 500 | 520500 | not measured yet" in report.build_report([tiny])
 
 
+def test_report_cold_warm_and_memory_split(tmp_path):
+    warm = {**_row("httm", 300, 5.5, 12.0), "row_warmup": True, "first_run_s": 9.75, "runs_s": [5.5],
+            "peak_gib_by_part": {"dino": 7.0, "frame_attention": 11.5, "global_attention": 12.0,
+                                 "aggregator_other": 11.0, "heads_and_host": 9.0, "total": 12.0}}
+    cold = {**_row("dense", 300, 27.0, 13.0), "row_warmup": False, "runs_s": [27.0]}
+    text = report.build_report([_e2e_file(tmp_path, [warm, cold])])
+    assert "| httm | 300 | yes | 9.75 | 5.50 |" in text and "| dense | 300 | no | - | 27.00 |" in text
+    assert "| httm | 300 | 12.00 | 7.00 | 11.50 | 12.00 | 11.00 | 9.00 |" in text
+
+
 def test_time_guard_skips_rows(monkeypatch):
     seen = []
     e2e.run_rows(None, [("dense", 1000, 1), ("httm", 100, 3)], torch.device("cpu"), deadline=10.0,

@@ -176,6 +176,39 @@ def breakdown_table(rows: Dict) -> str:
     return "\n".join(out)
 
 
+def warm_table(rows: Dict) -> str:
+    """First (cold) forward at the row's size vs the timed warm ones."""
+    out = ["| mode | frames | row warm-up | first run s | timed runs s |", "|---|---|---|---|---|"]
+    for f in FRAMES:
+        for m in MODES:
+            r = rows.get((m, f))
+            if r and r.get("runs_s"):
+                warm = r.get("row_warmup")
+                first = r.get("first_run_s")
+                out.append(f"| {m} | {f} | {'yes' if warm else 'no' if warm is False else 'n/a'} | "
+                           f"{'%.2f' % first if first is not None else '-'} | "
+                           + ", ".join(f"{t:.2f}" for t in r["runs_s"]) + " |")
+    if len(out) == 2:
+        out.append(f"| {NOT_YET} | | | | |")
+    return "\n".join(out)
+
+
+def memory_table(rows: Dict) -> str:
+    """Peak GiB while each part of the forward ran (rows that recorded the split)."""
+    parts = ("dino", "frame_attention", "global_attention", "aggregator_other", "heads_and_host")
+    out = ["| mode | frames | peak GiB | " + " | ".join(parts) + " |", "|---" * (3 + len(parts)) + "|"]
+    for f in FRAMES:
+        for m in MODES:
+            r = rows.get((m, f))
+            split = (r or {}).get("peak_gib_by_part")
+            if split:
+                out.append(f"| {m} | {f} | {split['total']:.2f} | "
+                           + " | ".join(f"{split[p]:.2f}" if p in split else "-" for p in parts) + " |")
+    if len(out) == 2:
+        out.append(f"| {NOT_YET} |" + " |" * (2 + len(parts)))
+    return "\n".join(out)
+
+
 def layer_table(layer: Optional[Dict]) -> str:
     cols = ("attention", "matching", "aggregation_outliers", "unmerge", "reorder", "merge_overhead",
             "overhead_pct_of_attention")
@@ -333,8 +366,11 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
         "Setup: VGGT-1B with random weights made on the GPU (fp32 weights, bf16 autocast in the "
         "aggregator, heads in fp32), 518x392 frames of a synthetic panning video (1041 tokens per "
         "frame), camera + depth heads, one forward timed on the host clock around a synchronised "
-        "call (median of 3 repeats at 100 frames, 1 from 300, after a warm-up at 8 frames), "
-        "peak = `torch.cuda.max_memory_allocated` after a reset (weights and frames included). "
+        "call (median of 3 repeats at 100 frames, 1 from 300; rows with a row warm-up ran one "
+        "untimed forward at their own size first: always for HTTM, whose attention shapes depend on "
+        "the outlier counts, and for the others where it costs about a minute or less; see the "
+        "cold/warm table), peak = `torch.cuda.max_memory_allocated` over the timed forwards "
+        "(weights and frames included). "
         "Modes: dense; uniform = FastVGGT-style merging (one matching for all heads, ~34% kept); "
         "HTTM = the paper's defaults (Q 20%, K/V 30%, blocks 128 x 30 frames) on the Triton fast path. "
         "How to run: `bash bench/gpu_suite.sh 1` and `2` (see the script); methods: docs/KERNELS.md.",
@@ -360,6 +396,20 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
         "`heads_and_host` = camera + depth heads and host time outside the aggregator.",
         "",
         breakdown_table(rows),
+        "",
+        "## Cold and warm forwards",
+        "",
+        "`first run` = the untimed forward at the row's size (a cold start: cuDNN execution plans, "
+        "Triton compilation and launch-config tuning for new shapes).",
+        "",
+        warm_table(rows),
+        "",
+        "## Peak memory by part (GiB)",
+        "",
+        "Peak allocated memory while each part ran (weights, frames and kept block outputs "
+        "included); the row's peak is the largest.",
+        "",
+        memory_table(rows),
         "",
         "## Arithmetic bound for HTTM",
         "",
