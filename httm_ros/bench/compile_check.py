@@ -1,7 +1,8 @@
 """Compile the HTTM Triton kernels for the H100 (sm_90) on any machine, no GPU needed, and read
 the compiler's resource report: registers, spills, 16-byte loads, wgmma (HGMMA) instructions.
 
-    python -m httm_ros.bench.compile_check        # table of the production variants
+    python -m httm_ros.bench.compile_check               # table of the production variants
+    python -m httm_ros.bench.compile_check --candidates  # every tuner candidate (kernels/tune.py)
 
 Compiled with the launch-time specialisation the kernels get on the GPU (pointers and token
 strides divisible by 16, which is what makes the row gathers 16-byte vector loads). Needs
@@ -15,7 +16,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 BF, F32, I32 = "*bf16", "*fp32", "*i32"
 STRIDES = {"sxb", "sxh", "sxn", "syb", "syh", "syn", "sob", "soh", "som"}
@@ -27,7 +28,8 @@ _AGG = {"x_ptr": BF, "y_ptr": BF, "tok_ptr": I32, "n_dst_ptr": I32, "n_src_ptr":
 
 def variants():
     """(kernel name, pointer types, constexprs, num_warps, uses tl.dot) as launched in production
-    (bf16 q/k/v of VGGT, head dim 64; launchers' defaults in triton_ops)."""
+    (bf16 q/k/v of VGGT, head dim 64; launchers' defaults in triton_ops), plus one tuner candidate
+    of the K+V aggregation."""
     d = dict(DH=64, BLOCK_DH=64)
     return [
         ("_match_kernel", _MATCH, dict(d, BLOCK_S=128, BLOCK_D=64, WRITE_ASSIGN=True, IEEE=False), 8, True),
@@ -36,6 +38,9 @@ def variants():
          dict(d, BLOCK_G=128, BLOCK_S=32, HAS_Y=False, MEAN=False, IEEE=False), 8, True),
         ("_aggregate_kernel", {**_AGG, "out_x_ptr": BF, "out_y_ptr": BF},
          dict(d, BLOCK_G=128, BLOCK_S=32, HAS_Y=True, MEAN=True, IEEE=False), 8, True),
+        # a tuner candidate (kernels/tune.py) for the K+V aggregation: 64-group tiles, 4 warps
+        ("_aggregate_kernel", {**_AGG, "out_x_ptr": BF, "out_y_ptr": BF},
+         dict(d, BLOCK_G=64, BLOCK_S=32, HAS_Y=True, MEAN=True, IEEE=False), 4, True),
         ("_deviation_kernel", {"x_ptr": BF, "assign_ptr": I32, "sums_ptr": F32, "cnt_ptr": F32, "dev_ptr": F32},
          dict(d, BLOCK_N=128), 8, False),
         ("_outlier_kernel", {"x_ptr": BF, "assign_ptr": I32, "pos_ptr": I32, "sums_ptr": F32, "cnt_ptr": F32,
@@ -45,7 +50,8 @@ def variants():
     ]
 
 
-def compile_report(name: str, types: Dict, constexprs: Dict, num_warps: int) -> Dict:
+def compile_report(name: str, types: Dict, constexprs: Dict, num_warps: int,
+                   num_stages: Optional[int] = None) -> Dict:
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -58,7 +64,8 @@ def compile_report(name: str, types: Dict, constexprs: Dict, num_warps: int) -> 
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
              if n not in constexprs and (sig[n].startswith("*") or n in STRIDES)}
     src = ASTSource(kernel, sig, constexprs={(names.index(k),): v for k, v in constexprs.items()}, attrs=attrs)
-    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+    options = {"num_warps": num_warps, **({} if num_stages is None else {"num_stages": num_stages})}
+    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
     tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
     with tempfile.TemporaryDirectory() as tmp:
         ptx = os.path.join(tmp, "k.ptx")
@@ -72,7 +79,7 @@ def compile_report(name: str, types: Dict, constexprs: Dict, num_warps: int) -> 
         sass = subprocess.run([os.path.join(tools, "cuobjdump"), "-sass", cubin], capture_output=True,
                               text=True).stdout
     return {
-        "kernel": name, "num_warps": num_warps,
+        "kernel": name, "num_warps": num_warps, "num_stages": num_stages,
         "blocks": {a: b for a, b in constexprs.items() if a.startswith("BLOCK_") and a != "BLOCK_DH"},
         "registers": int(re.search(r"Used (\d+) registers", err).group(1)),
         "spill_bytes": int(re.search(r"(\d+) bytes spill stores", err).group(1)),
@@ -87,10 +94,40 @@ def check() -> List[Dict]:
     return [{**compile_report(n, t, c, w), "uses_dot": dot} for n, t, c, w, dot in variants()]
 
 
+def candidate_reports() -> List[Dict]:
+    """Every launch configuration of ``kernels.tune.CANDIDATES`` for the production variants of
+    the matching (writes assign) and the aggregation (Q sums, K+V means)."""
+    from httm_ros.httm.kernels.tune import CANDIDATES
+
+    d = dict(DH=64, BLOCK_DH=64)
+    kinds = [
+        ("match", "_match_kernel", _MATCH, dict(d, WRITE_ASSIGN=True, IEEE=False)),
+        ("aggregate", "_aggregate_kernel", {**_AGG, "out_x_ptr": F32, "out_y_ptr": F32},
+         dict(d, HAS_Y=False, MEAN=False, IEEE=False)),
+        ("aggregate", "_aggregate_kernel", {**_AGG, "out_x_ptr": BF, "out_y_ptr": BF},
+         dict(d, HAS_Y=True, MEAN=True, IEEE=False)),
+    ]
+    names = {"block_s": "BLOCK_S", "block_d": "BLOCK_D", "block_g": "BLOCK_G"}
+    out = []
+    for op, kernel, types, fixed in kinds:
+        for cfg in CANDIDATES[op]:
+            blocks = {names[k]: v for k, v in cfg.items() if k in names}
+            rep = compile_report(kernel, types, {**fixed, **blocks}, cfg["num_warps"], cfg.get("num_stages"))
+            out.append({**rep, "variant": {k: v for k, v in fixed.items() if k in ("WRITE_ASSIGN", "HAS_Y")}})
+    return out
+
+
 def main() -> int:
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         print("unset TRITON_INTERPRET: this compiles the kernels for sm_90", file=sys.stderr)
         return 2
+    if "--candidates" in sys.argv[1:]:
+        print(f"{'kernel':18s} {'warps':>5s} {'stages':>6s} {'regs':>5s} {'spill':>5s} {'hgmma':>5s} {'smem':>6s}  blocks / variant")
+        for r in candidate_reports():
+            st = "-" if r["num_stages"] is None else str(r["num_stages"])
+            print(f"{r['kernel']:18s} {r['num_warps']:5d} {st:>6s} {r['registers']:5d} {r['spill_bytes']:5d} "
+                  f"{r['hgmma']:5d} {r['shared_bytes']:6d}  {r['blocks']} {r['variant']}")
+        return 0
     print(f"{'kernel':18s} {'warps':>5s} {'regs':>5s} {'spill':>5s} {'vec':>4s} {'b16':>4s} {'hgmma':>5s} {'smem':>6s}  blocks")
     for r in check():
         print(f"{r['kernel']:18s} {r['num_warps']:5d} {r['registers']:5d} {r['spill_bytes']:5d} {r['vector_loads']:4d} "

@@ -15,6 +15,10 @@ reference), fewer passes over q, k, v. Stage by stage (B=1, H=16, N tokens, d=64
 
 Temporal reordering has no pass of its own: the kernels gather tokens through the plan's
 ``token_index`` (its "reorder" time is 0; it is inside match/aggregate).
+
+The four match/aggregate launches go through the launch-configuration tuner (``tune.py``; CUDA
+only, ``HTTM_TUNE=0`` turns it off): the first call per block shape includes its timing runs, so
+stage times of a first (cold) call are not representative.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ..blocks import BlockPlan
 from ..config import HTTMConfig
 from ..merge import assignment, rank_descending, size_bias
 from ..stats import MergeRecord
-from . import ops
+from . import ops, tune
 from .plan import KernelPlan, kernel_plan
 from .ragged import ragged_attention, round_rows
 from .select import positions, topk_mask
@@ -93,15 +97,25 @@ def _assign_from_groups(group: Tensor, kp: KernelPlan, plan: BlockPlan, b: int, 
     return assignment(full, plan).view(b * h, -1).to(torch.int32)
 
 
+def _tuned(name: str, x: Tensor, kp: KernelPlan, *args, **kwargs):
+    """``ops().<name>(x, kp, *args, **kwargs)`` (``match`` or ``aggregate``) with the launch
+    configuration the tuner picked for this block shape (``tune.py``; its first use per key times
+    every candidate). The key is what sets the best configuration, not the token or frame count."""
+    fn = getattr(ops(), name)
+    key = (x.dtype, x.shape[-1], kp.num_dst, kp.num_src, kp.num_groups, kwargs.get("mean"),
+           kwargs.get("y") is not None, kwargs.get("assign") is not None)
+    return tune.run_tuned(name, key, lambda cfg: fn(x, kp, *args, **kwargs, **cfg), x.device)
+
+
 def match(x: Tensor, kp: KernelPlan, plan: BlockPlan, want_assign: bool) -> Tuple[Tensor, Optional[Tensor]]:
     """x [B, H, N, d] -> (group of every source slot [BH, nblk, S] int32, assign [BH, N] int32
     or None)."""
     b, h = x.shape[:2]
     if kp.all_merged:
         assign = kp.base_assign.expand(b * h, -1).contiguous() if want_assign else None
-        _, best = ops().match(x, kp, assign=assign)
+        _, best = _tuned("match", x, kp, assign=assign)
         return best, assign
-    score, best = ops().match(x, kp)
+    score, best = _tuned("match", x, kp)
     group = _ranked_groups(score, best, kp)
     return group, (_assign_from_groups(group, kp, plan, b, h) if want_assign else None)
 
@@ -131,7 +145,7 @@ def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Te
     dtype = q.dtype
     group_q, assign = match(q, kq, plan_q, want_assign=True)
     watch.lap("match_q")
-    sums, _, counts = k_ops.aggregate(q, kq, group_q, mean=False)          # [BH, M, d], [BH, M]
+    sums, _, counts = _tuned("aggregate", q, kq, group_q, mean=False)      # [BH, M, d], [BH, M]
     del group_q
     watch.lap("aggregate_q")
     dev = k_ops.deviation(q, assign, sums, counts, kq.num_special)          # [BH, N]
@@ -152,7 +166,7 @@ def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Te
 
     group_k, _ = match(k, kkv, plan_kv, want_assign=False)
     watch.lap("match_kv")
-    k_m, v_m, sizes = k_ops.aggregate(k, kkv, group_k, y=v, mean=True)     # [B, H, Mk, d]
+    k_m, v_m, sizes = _tuned("aggregate", k, kkv, group_k, y=v, mean=True)  # [B, H, Mk, d]
     del group_k
     k, v = _release(owned, 1), _release(owned, 2)
     bias = size_bias(sizes, dtype) if config.proportional_attention else None

@@ -276,6 +276,12 @@ def _ieee(x: Tensor) -> bool:
     return x.dtype == torch.float32
 
 
+def _stages(num_stages: Optional[int]) -> dict:
+    """``num_stages`` launch option only when given (Triton's default otherwise; the interpreter
+    ignores it)."""
+    return {} if num_stages is None else {"num_stages": int(num_stages)}
+
+
 def _strides(x: Tensor) -> Tuple[int, int, int]:
     """x [B, H, N, d] with a unit last stride -> (stride_b, stride_h, stride_n)."""
     if x.stride(-1) != 1:
@@ -284,13 +290,15 @@ def _strides(x: Tensor) -> Tuple[int, int, int]:
 
 
 def match(x: Tensor, kp, assign: Optional[Tensor] = None,
-          block_s: int = 128, block_d: int = 64, num_warps: int = 8) -> Tuple[Tensor, Tensor]:
+          block_s: int = 128, block_d: int = 64, num_warps: int = 8,
+          num_stages: Optional[int] = None) -> Tuple[Tensor, Tensor]:
     """Best destination of every source slot of every block.
 
     x [B, H, N, d]; kp: KernelPlan -> (score [B*H, nblk, S_MAX] fp32, -inf at padding;
     best [B*H, nblk, S_MAX] int32, destination slot, -1 at padding). With ``assign``
     ([B*H, N] int32, destinations and special tokens already filled) the merged row of every
-    source (all sources merged) is written into it as well.
+    source (all sources merged) is written into it as well. Launch configuration (tile sizes,
+    warps, pipeline stages; Triton's default stages when None): see ``tune.CANDIDATES``.
     """
     x = x if x.stride(-1) == 1 else x.contiguous()
     b, h, n, d = x.shape
@@ -305,17 +313,18 @@ def match(x: Tensor, kp, assign: Optional[Tensor] = None,
         x, *_strides(x), h, kp.token_index, kp.width, kp.n_dst, kp.n_src, nblk, s_max, kp.num_dst,
         score, best, assign if write else best, n, kp.group_compact, kp.group_width,
         DH=d, BLOCK_DH=_pow2(d), BLOCK_S=block_s, BLOCK_D=block_d, WRITE_ASSIGN=write,
-        IEEE=_ieee(x), num_warps=num_warps)
+        IEEE=_ieee(x), num_warps=num_warps, **_stages(num_stages))
     return score, best
 
 
 def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bool = True,
-              block_g: int = 128, block_s: int = 32, num_warps: int = 8):
+              block_g: int = 128, block_s: int = 32, num_warps: int = 8, num_stages: Optional[int] = None):
     """Merged tokens of every group (special tokens copied to rows 0..n_sp-1).
 
     x (and y) [B, H, N, d]; group [B*H, nblk, S_MAX] int32 (group of every source slot, -1 at
     padding) -> mean=True: (means of x [B, H, M, d] in x's dtype, means of y or None,
     counts [B, H, M] fp32); mean=False: (sums of x [B*H, M, d] fp32, None, counts [B*H, M]).
+    Launch configuration: see ``tune.CANDIDATES`` (block_s also sets how the fp32 sums are grouped).
     """
     x = x if x.stride(-1) == 1 else x.contiguous()
     if y is not None and y.stride(-1) != 1:
@@ -340,7 +349,7 @@ def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bo
             kp.num_src, kp.num_dst, group, kp.group_compact, kp.group_width,
             out_x, out_y if out_y is not None else out_x, counts, m,
             DH=d, BLOCK_DH=_pow2(d), BLOCK_G=block_g, BLOCK_S=block_s, HAS_Y=y is not None,
-            MEAN=mean, IEEE=_ieee(x), num_warps=num_warps)
+            MEAN=mean, IEEE=_ieee(x), num_warps=num_warps, **_stages(num_stages))
     if not mean:
         return out_x, None, counts
     return (out_x.view(b, h, m, d), None if out_y is None else out_y.view(b, h, m, d),
