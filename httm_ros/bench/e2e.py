@@ -195,7 +195,10 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
         if mode == "httm":
             from httm_ros.httm.kernels.fast import LAST_INFO
 
+            from httm_ros.httm.kernels import tune
+
             row["kernels"] = dispatch.status()
+            row["tuning"] = tune.report()
             row["attention_grouping_last_layer"] = dict(LAST_INFO)
     except Exception as exc:                                              # noqa: BLE001 (record, go on)
         row["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"

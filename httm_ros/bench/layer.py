@@ -115,9 +115,17 @@ def time_method(name: str, fn, q, k, v, layout, config, reps: int) -> Dict:
 
             out["kernels"] = dispatch.status()
             out["attention_grouping"] = dict(LAST_INFO)
+            out["tuning"] = _tuning()
     except Exception as exc:                                              # noqa: BLE001
         out["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
     return out
+
+
+def _tuning() -> Dict:
+    """Launch configurations the kernel tuner chose (and every candidate's time), if any."""
+    from httm_ros.httm.kernels import tune
+
+    return tune.report()
 
 
 def plan_sizes(layout, config: HTTMConfig, device) -> Dict:
