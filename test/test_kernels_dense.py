@@ -41,25 +41,6 @@ def test_chunked_inference_same_outputs(tiny, monkeypatch):
         assert rel(got[key], ref[key]) < 1e-5, key
 
 
-def test_frame_blocks_run_whole_sequences_per_chunk(tiny, monkeypatch):
-    """Frame blocks (short sequences, no merging hook): q, k, v exist for one chunk of frames at a
-    time (never for all frames), and the outputs equal the unchunked ones."""
-    images = torch.rand(1, 6, 3, 56, 70, generator=torch.Generator().manual_seed(5))
-    seen = []
-    attn = tiny.aggregator.frame_blocks[0].attn
-    original = attn.attend
-    monkeypatch.setattr(attn, "attend", lambda q, k, v, layout: seen.append(q.shape[0]) or original(q, k, v, layout))
-    with torch.no_grad():
-        ref = tiny.aggregator(images)
-        assert seen == [6]
-        seen.clear()
-        monkeypatch.setattr(layers, "CHUNK_ROWS", 60)                     # 25 tokens per frame: 2 frames
-        got = tiny.aggregator(images)
-    assert seen == [2, 2, 2]
-    for key in ref:
-        assert rel(got[key], ref[key]) < 1e-5, key
-
-
 def test_chunked_inference_with_merging(tiny, monkeypatch):
     """Merged attention through the chunked path (attend_owned -> MergeCore.call_owned)."""
     from httm_ros.httm import HTTMConfig, UniformMergeConfig, patch

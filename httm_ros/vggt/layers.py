@@ -298,27 +298,9 @@ class Block(nn.Module):
     def forward(self, x: Tensor, pos: Optional[Tensor] = None,
                 layout: Optional[TokenLayout] = None) -> Tensor:
         if chunked_inference(x):
-            if x.shape[1] <= CHUNK_ROWS and self.attn.core is None:
-                return self._forward_sequences(x, pos, layout)
             return self._forward_chunked(x, pos, layout)
         x = x + self.ls1(self.attn(self.norm1(x), pos=pos, layout=layout))
         return x + self.ls2(self.mlp(self.norm2(x)))
-
-    def _forward_sequences(self, x: Tensor, pos: Optional[Tensor], layout: Optional[TokenLayout]) -> Tensor:
-        """Inference on many short sequences (the frame blocks: B*S frames of P tokens), x [B, N, C]
-        -> [B, N, C]: dense attention never crosses a sequence, so the whole block runs over
-        chunks of whole sequences (``row_chunks``) and besides x only the output exists at full
-        size (the q, k, v and attention output of one chunk at a time: 8 instead of 12 bytes per
-        token channel at bf16, the frame blocks' share of the forward's peak memory)."""
-        y = None
-        for bs, _ in row_chunks(x.shape[0], x.shape[1], CHUNK_ROWS):
-            part = x[bs]
-            h = part + self.ls1(self.attn(self.norm1(part), pos=None if pos is None else pos[bs], layout=layout))
-            h = h + self.ls2(self.mlp(self.norm2(h)))
-            if y is None:
-                y = torch.empty(x.shape[0], *h.shape[1:], dtype=h.dtype, device=h.device)
-            y[bs] = h
-        return y
 
     def _forward_chunked(self, x: Tensor, pos: Optional[Tensor], layout: Optional[TokenLayout]) -> Tensor:
         """Inference on long inputs, x [B, N, C] -> [B, N, C]: the same arithmetic per token, but
