@@ -242,6 +242,26 @@ def test_owned_inputs_are_released(device):
         assert rel(o, ref) < 1e-6
 
 
+def test_plan_tables_stay_on_the_host(device):
+    """The fast path caches its block/kernel plans on the host and copies them to the device per
+    call, so between global attention calls no plan table occupies device memory."""
+    from httm_ros.httm.attention import clear_plan_caches
+    from httm_ros.httm.kernels import plan as kplan
+    from httm_ros.httm.kernels.fast import httm_attention_fast
+
+    clear_plan_caches()
+    lay = layout(6, (4, 5))
+    q, k, v = (smooth(lay, 2, 16, s, device) for s in (61, 62, 63))
+    o, _ = httm_attention_fast(q, k, v, lay, HTTMConfig(spatial_block=8, temporal_frames=3))
+    assert o.device.type == device.type
+    cached = [kp for _, kp in kplan._CACHE.values()]
+    assert len(cached) == 2 and all(kp.device.type == "cpu" for kp in cached)
+    if device.type == "cuda":
+        assert all(kp.token_index.is_pinned() for kp in cached)
+    copy = kplan.kernel_plan(next(iter(kplan._CACHE.values()))[0], device)
+    assert copy.device.type == device.type and torch.equal(copy.token_index.cpu(), cached[0].token_index)
+
+
 def test_tiny_vggt_chunked_httm_triton_matches_torch(device, monkeypatch):
     """Whole tiny VGGT with HTTM in every global block: the chunked inference path hands q, k, v
     over to the Triton fast path (attend_owned); same outputs as the torch reference."""

@@ -138,8 +138,10 @@ def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Te
     watch = EventWatch(profile or q.device.type == "cpu", q.device)
     k_ops = ops()
     b, h, n, d = q.shape
-    plan_q, plan_kv = plans_for(layout, config, q.device)
-    kq, kkv = kernel_plan(plan_q), kernel_plan(plan_kv)
+    plan_q, plan_kv = plans_for(layout, config, torch.device("cpu"))      # host tables, cached
+    kq, kkv = kernel_plan(plan_q, q.device), kernel_plan(plan_kv, q.device)  # this call's device copies
+    if not (kq.all_merged and kkv.all_merged):                              # ranking path: device plans
+        plan_q, plan_kv = plans_for(layout, config, q.device)
     watch.lap("plan")
 
     dtype = q.dtype

@@ -1,9 +1,16 @@
-"""Device-side tables the kernels read, derived once from a ``BlockPlan`` (cached per plan)."""
+"""Tables the kernels read, derived once from a ``BlockPlan`` (cached per plan).
+
+The fast path keeps them on the host (pinned) and copies them to the GPU for each attention call
+(``kernel_plan(plan, device)``, about 16 bytes per token for both plans: 17 MB and under a
+millisecond per layer at 1000 frames). Device copies cached across layers sat in GPU memory
+through every other phase of the forward and raised its peak by 5-55 MB over dense, measured on
+the H100 (BENCHMARKS.md, peak memory by part)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -57,20 +64,35 @@ class KernelPlan:
     def num_special(self) -> int:
         return self.special_index.numel()
 
+    @property
+    def device(self) -> torch.device:
+        return self.token_index.device
+
+    def to(self, device: torch.device) -> "KernelPlan":
+        """A copy with every table on ``device`` (asynchronous from pinned host memory)."""
+        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True)
+                 for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), Tensor)}
+        return dataclasses.replace(self, **moved)
+
 
 _CACHE: Dict[int, Tuple[BlockPlan, KernelPlan]] = {}
 
 
-def kernel_plan(plan: BlockPlan) -> KernelPlan:
-    """The KernelPlan of ``plan`` (built once per plan object, on the plan's device)."""
+def kernel_plan(plan: BlockPlan, device: Optional[torch.device] = None) -> KernelPlan:
+    """The KernelPlan of ``plan``: built once per plan object on the plan's device (pinned when
+    that is the host and CUDA exists) and cached; with another ``device``, an uncached copy there
+    that lives as long as the caller holds it."""
     hit = _CACHE.get(id(plan))
     if hit is not None and hit[0] is plan:
-        return hit[1]
-    kp = _build(plan)
-    if len(_CACHE) >= 8:
-        _CACHE.clear()
-    _CACHE[id(plan)] = (plan, kp)
-    return kp
+        kp = hit[1]
+    else:
+        kp = _build(plan)
+        if len(_CACHE) >= 8:
+            _CACHE.clear()
+        _CACHE[id(plan)] = (plan, kp)
+    if device is None or torch.device(device) == kp.device:
+        return kp
+    return kp.to(device)
 
 
 def clear_cache() -> None:
@@ -88,7 +110,7 @@ def _build(plan: BlockPlan) -> KernelPlan:
     dst_row = plan.group_compact[:, :d_max][plan.dst_valid]
     base[dst_tok] = dst_row
     base[plan.special_index] = torch.arange(plan.num_special, device=base.device)
-    return KernelPlan(
+    kp = KernelPlan(
         token_index=plan.token_index.to(torch.int32).contiguous(),
         n_dst=n_dst.to(torch.int32), n_src=n_src.to(torch.int32), n_unmerged=n_unm.to(torch.int32),
         merge_count=plan.merge_count, src_valid=plan.src_valid,
@@ -97,3 +119,7 @@ def _build(plan: BlockPlan) -> KernelPlan:
         num_dst=d_max, num_src=plan.num_src, num_groups=plan.num_groups,
         num_merged=plan.num_merged, all_merged=bool((n_unm == 0).all()),
     )
+    if kp.device.type == "cpu" and torch.cuda.is_available():
+        kp = dataclasses.replace(kp, **{f.name: getattr(kp, f.name).pin_memory() for f in dataclasses.fields(kp)
+                                        if isinstance(getattr(kp, f.name), Tensor)})
+    return kp
