@@ -19,7 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
-    """HEAD (+ "+dirty" when httm_ros/ differs from it), else $HTTM_GIT_COMMIT, else "unknown"."""
+    """$HTTM_GIT_COMMIT when set (a copied tree may carry a stale .git: the GPU machine's did),
+    else HEAD (+ "+dirty" when httm_ros/ differs from it), else "unknown"."""
+    given = os.environ.get("HTTM_GIT_COMMIT")
+    if given:
+        return given
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              check=True, timeout=10).stdout.strip()
@@ -27,7 +31,7 @@ def git_commit() -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("HTTM_GIT_COMMIT", "unknown")
+        return "unknown"
 
 
 def source_hash() -> str:

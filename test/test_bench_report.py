@@ -11,10 +11,10 @@ from httm_ros.httm.blocks import build_block_plan
 from httm_ros.bench.layer import table4_columns
 
 
-def _e2e_file(tmp_path, rows, name="e2e.json", date="2026-11-21T10:00:00Z", config="1b"):
+def _e2e_file(tmp_path, rows, name="e2e.json", date="2026-11-21T10:00:00Z", config="1b", commit="abc"):
     path = tmp_path / name
     path.write_text(json.dumps({"kind": "e2e", "config": config, "rows": rows,
-                                "env": {"date_utc": date, "commit": "abc", "device": "H100",
+                                "env": {"date_utc": date, "commit": commit, "device": "H100",
                                         "command": "python -m httm_ros.bench e2e"}}))
     return path
 
@@ -79,6 +79,17 @@ def test_report_cold_warm_and_memory_split(tmp_path):
     text = report.build_report([_e2e_file(tmp_path, [warm, cold])])
     assert "| httm | 300 | yes | 9.75 | 5.50 |" in text and "| dense | 300 | no | - | 27.00 |" in text
     assert "| httm | 300 | 12.00 | 7.00 | 11.50 | 12.00 | 11.00 | 9.00 |" in text
+
+
+def test_ratios_come_from_one_run(tmp_path):
+    """A newer file with only an HTTM row does not pair with an older run's dense row."""
+    dense = _e2e_file(tmp_path, [_row("dense", 1000, 280.0, 30.0)], "dense.json", commit="a1")
+    httm = _e2e_file(tmp_path, [_row("httm", 1000, 35.0, 30.5)], "httm.json", commit="a1")     # same run
+    later = _e2e_file(tmp_path, [_row("httm", 1000, 33.0, 30.0)], "later.json", date="2026-11-22T10:00:00Z",
+                      commit="b2")
+    rows, _, _, _ = report.load([dense, httm, later])
+    assert rows[("httm", 1000)]["seconds"] == 35.0 and rows[("httm", 1000)]["file"] == "httm.json"
+    assert "| 1000 | 1041000 | 280.00 | not measured yet | 35.00 | 8.00x |" in report.build_report([dense, httm, later])
 
 
 def test_time_guard_skips_rows(monkeypatch):
@@ -148,3 +159,13 @@ def test_e2e_row_tiny_cuda():
         assert set(parts) >= {"global_attention", "frame_attention", "dino", "heads_and_host", "total"}
         assert parts["total"] == max(v for k, v in parts.items() if k != "total") == row["peak_gib"]
     assert row["sdpa_cudnn_first"] in (True, False)
+
+
+def test_given_commit_wins_over_git(monkeypatch):
+    """A copied tree may carry a stale .git (the GPU machine's did): $HTTM_GIT_COMMIT is what ran."""
+    from httm_ros import provenance
+
+    monkeypatch.setenv("HTTM_GIT_COMMIT", "0123abc")
+    assert provenance.git_commit() == "0123abc"
+    monkeypatch.delenv("HTTM_GIT_COMMIT")
+    assert provenance.git_commit() != "0123abc"

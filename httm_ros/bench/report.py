@@ -88,6 +88,7 @@ def node_table(results: List[Dict]) -> str:
 def load(files: Sequence[Path]) -> Tuple[Dict, Optional[Dict], List[Dict], List[Dict]]:
     """-> ({(mode, frames): row}, layer result or None, environments, test summaries)."""
     rows: Dict = {}
+    by_run: Dict = {}                                       # (commit, device) -> measured rows, by date
     layer = None
     envs: List[Dict] = []
     tests: List[Dict] = []
@@ -107,11 +108,30 @@ def load(files: Sequence[Path]) -> Tuple[Dict, Optional[Dict], List[Dict], List[
                 key = (row["mode"], row["frames"])
                 if row.get("seconds") is not None or key not in rows:
                     rows[key] = {**row, "file": Path(path).name}
+                if row.get("seconds") is not None:
+                    env = data.get("env", {})
+                    run = (env.get("commit"), env.get("device")) if env.get("commit") else Path(path).name
+                    by_run.setdefault(run, {})[key] = {**row, "file": Path(path).name}
         elif kind == "layer" and data.get("layer_result"):
             layer = {**data["layer_result"], "file": Path(path).name}
         elif kind == "tests":
             tests.append({**data, "file": Path(path).name})
-    return rows, layer, envs, tests
+    return same_run(rows, by_run), layer, envs, tests
+
+
+def same_run(rows: Dict, by_run: Dict) -> Dict:
+    """Comparisons come from one run (one commit on one device): per frame count, dense and HTTM
+    (and uniform where that run has it) from the newest run that measured both; otherwise the
+    newest row of each mode."""
+    out = dict(rows)
+    for f in {frames for _, frames in rows}:
+        pair = [run for run, got in by_run.items() if ("dense", f) in got and ("httm", f) in got]
+        if pair:
+            got = by_run[pair[-1]]
+            for mode in MODES:
+                if (mode, f) in got:
+                    out[(mode, f)] = got[(mode, f)]
+    return out
 
 
 def _date(path: Path) -> str:
@@ -265,8 +285,9 @@ def targets(rows: Dict, layer: Optional[Dict]) -> List[Tuple[str, str, str]]:
     for f in FRAMES:
         hm, dm = _val(rows.get(("httm", f)), "peak_gib"), _val(rows.get(("dense", f)), "peak_gib")
         out.append((f"HTTM peak <= dense peak @{f}",
-                    NOT_YET if hm is None or dm is None else f"{hm:.1f} vs {dm:.1f} GiB",
-                    verdict(None if hm is None or dm is None else hm <= dm, "")))
+                    NOT_YET if hm is None or dm is None else f"{hm:.3f} vs {dm:.3f} GiB",
+                    verdict(None if hm is None or dm is None else hm <= dm,
+                            "" if hm is None or dm is None or hm <= dm else f"+{1024 * (hm - dm):.0f} MiB")))
     for f in FRAMES[1:]:
         su = _ratio(_val(rows.get(("uniform", f))), _val(rows.get(("httm", f))))
         out.append((f"HTTM faster than uniform @{f}", NOT_YET if su is None else f"{su:.2f}x",
