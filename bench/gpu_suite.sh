@@ -30,7 +30,8 @@ mkdir -p "$OUT"
 LOG="$OUT/suite_part$PART.log"
 # BENCH_SMOKE=1: the same flow on a tiny model and tiny frames (any machine; checks the script)
 EXTRA=""; F1="100 300 500"; F2="1000"; FL="1000"; MARK="-m gpu"
-TESTS="test/test_kernels_ops.py test/test_kernels_select.py test/test_kernels_tune.py test/test_kernels_dense.py test/test_vggt_golden.py test/test_bench_report.py"
+# tuner tests last: they compile every launch candidate (the slowest on CUDA)
+TESTS="test/test_kernels_ops.py test/test_kernels_select.py test/test_kernels_dense.py test/test_vggt_golden.py test/test_bench_report.py test/test_kernels_tune.py"
 if [ "${BENCH_SMOKE:-0}" = "1" ]; then
     EXTRA="--config tiny --image-size 56 70"; F1="4 6"; F2="8"; FL="6"; MARK=""; TESTS="test/test_bench_report.py"
 fi
