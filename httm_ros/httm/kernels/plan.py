@@ -68,11 +68,15 @@ class KernelPlan:
     def device(self) -> torch.device:
         return self.token_index.device
 
+    def map_tables(self, fn) -> "KernelPlan":
+        """A copy with ``fn`` applied to every table (tensor field)."""
+        tables = {f.name: fn(getattr(self, f.name))
+                  for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), Tensor)}
+        return dataclasses.replace(self, **tables)
+
     def to(self, device: torch.device) -> "KernelPlan":
         """A copy with every table on ``device`` (asynchronous from pinned host memory)."""
-        moved = {f.name: getattr(self, f.name).to(device, non_blocking=True)
-                 for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), Tensor)}
-        return dataclasses.replace(self, **moved)
+        return self.map_tables(lambda t: t.to(device, non_blocking=True))
 
 
 _CACHE: Dict[int, Tuple[BlockPlan, KernelPlan]] = {}
@@ -120,6 +124,5 @@ def _build(plan: BlockPlan) -> KernelPlan:
         num_merged=plan.num_merged, all_merged=bool((n_unm == 0).all()),
     )
     if kp.device.type == "cpu" and torch.cuda.is_available():
-        kp = dataclasses.replace(kp, **{f.name: getattr(kp, f.name).pin_memory() for f in dataclasses.fields(kp)
-                                        if isinstance(getattr(kp, f.name), Tensor)})
+        kp = kp.map_tables(Tensor.pin_memory)
     return kp
