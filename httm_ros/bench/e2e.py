@@ -242,7 +242,8 @@ def run_rows(model, plan: List[tuple], device: torch.device, deadline: Optional[
     t0 = clock() if t0 is None else t0
     for mode, frames, repeats in plan:
         elapsed = clock() - t0
-        warm = warmups.get(mode, "auto") == "always" or (warmups.get(mode, "auto") == "auto" and row_warmup(mode, frames))
+        policy = warmups.get(mode, "auto")
+        warm = policy == "always" or (policy == "auto" and row_warmup(mode, frames))
         need = (repeats + warm) * estimate_seconds(mode, frames) + 5.0
         if deadline is not None and elapsed + need > deadline:
             on_row({"mode": mode, "frames": frames, "tokens": frames * tokens_per_frame(image_hw),
