@@ -39,6 +39,17 @@ fi
 elapsed() { echo $(( $(date +%s) - BENCH_T0 )); }
 say() { echo "[gpu_suite +$(elapsed)s] $*" | tee -a "$LOG"; }
 left() { echo $(( $1 - $(elapsed) )); }                   # seconds left before budget $1
+# e2e rows at frames "$1" for httm, dense, uniform: one process per mode (a crashed CUDA context
+# cannot take the other modes with it), each limited to what is left of $BUDGET
+e2e_rows() {
+    for MODE in httm dense uniform; do
+        T=$(left $BUDGET)
+        say "e2e $MODE at $1 frames, ${T}s left"
+        [ "$T" -gt 20 ] && timeout "$T" $PY -m httm_ros.bench e2e --frames $1 --modes $MODE $EXTRA \
+            --deadline-s $BUDGET --out "$OUT/e2e_part${PART}_$MODE.json" >> "$LOG" 2>&1
+        say "e2e $MODE exit $?"
+    done
+}
 
 say "part $PART on $(hostname); $($PY -c 'import torch,sys;print(sys.version.split()[0],"torch",torch.__version__,"cuda",torch.version.cuda,torch.cuda.get_device_name(0) if torch.cuda.is_available() else "NO CUDA")' 2>&1)"
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,temperature.gpu --format=csv >> "$LOG" 2>&1 || true
@@ -62,25 +73,12 @@ EOF
     say "layer breakdown at 1000 frames"
     timeout 130 $PY -m httm_ros.bench layer --frames $FL $EXTRA --out "$OUT/layer_1000.json" >> "$LOG" 2>&1
     say "layer exit $?"
-    # 3. end-to-end rows, one process per mode (a crashed CUDA context cannot take the other
-    #    modes with it); dense before uniform (more targets need it); the deadline guard skips
+    # 3. end-to-end rows; dense before uniform (more targets need it); the deadline guard skips
     #    rows that cannot finish in time
-    for MODE in httm dense uniform; do
-        T=$(left $BUDGET)
-        say "e2e $MODE at $F1 frames, ${T}s left"
-        [ "$T" -gt 20 ] && timeout "$T" $PY -m httm_ros.bench e2e --frames $F1 --modes $MODE $EXTRA \
-            --deadline-s $BUDGET --out "$OUT/e2e_part1_$MODE.json" >> "$LOG" 2>&1
-        say "e2e $MODE exit $?"
-    done
+    e2e_rows "$F1"
 elif [ "$PART" = "2" ]; then
     BUDGET=560
-    for MODE in httm dense uniform; do                   # the time guard drops uniform first
-        T=$(left $BUDGET)
-        say "e2e $MODE at $F2 frames, ${T}s left"
-        [ "$T" -gt 20 ] && timeout "$T" $PY -m httm_ros.bench e2e --frames $F2 --modes $MODE $EXTRA \
-            --deadline-s $BUDGET --out "$OUT/e2e_part2_$MODE.json" >> "$LOG" 2>&1
-        say "e2e $MODE exit $?"
-    done
+    e2e_rows "$F2"                                      # the time guard drops uniform first
 else
     echo "unknown part $PART (1 or 2)" >&2
     exit 2
