@@ -7,10 +7,11 @@ Every problem (missing/unexpected tensor, wrong shape, corrupt or foreign file) 
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Tuple, Union
+from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -73,6 +74,10 @@ class _SafetensorsFile:
         if dtype is None:
             raise CheckpointError(f"{self.path}: tensor {key} has unsupported dtype {sl.get_dtype()}")
         return torch.empty(sl.get_shape(), dtype=dtype, device="meta")
+
+    def metadata(self) -> Dict[str, str]:
+        """The file's ``__metadata__`` strings ({} when absent)."""
+        return dict(self._file.metadata() or {})
 
     def get(self, key: str) -> torch.Tensor:
         try:
@@ -192,3 +197,76 @@ def load_checkpoint(model: nn.Module, path: Union[str, Path],
             for name, target in expected.items():
                 target.copy_(source.get(name))
     return model
+
+
+# ------------------------------------------------- config in the file, model card beside it
+
+CONFIG_METADATA_KEY = "httm_vggt_config"   # safetensors __metadata__ entry: VGGTConfig as JSON
+
+
+def save_checkpoint(model: nn.Module, path: Union[str, Path], dtype: torch.dtype = torch.float16,
+                    metadata: Optional[Mapping[str, str]] = None) -> Path:
+    """Write ``model``'s tensors as a safetensors file in ``dtype``, its config in ``__metadata__``.
+
+    ``VGGT.from_checkpoint(path)`` then rebuilds the same network without a config argument.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
+    meta = dict(metadata or {})
+    config = getattr(model, "config", None)
+    if config is not None:
+        meta[CONFIG_METADATA_KEY] = json.dumps(config.to_dict(), sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def checkpoint_config(path: Union[str, Path]):
+    """The VGGTConfig stored in a safetensors file's metadata, or None (none stored / .pt file)."""
+    from .config import VGGTConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if _sniff(path) != "safetensors":
+        return None
+    meta = _SafetensorsFile(path).metadata()
+    if CONFIG_METADATA_KEY not in meta:
+        return None
+    try:
+        return VGGTConfig.from_dict(json.loads(meta[CONFIG_METADATA_KEY]))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid model config in its metadata ({exc})") from exc
+
+
+def model_card_path(weights: Union[str, Path]) -> Path:
+    """The model card beside a checkpoint: ``<name>.json`` for ``<name>.safetensors``."""
+    return Path(weights).with_suffix(".json")
+
+
+def read_model_card(weights: Union[str, Path]) -> Optional[dict]:
+    """The model card of a checkpoint as a dict, or None when there is none."""
+    card = model_card_path(weights)
+    if not card.is_file():
+        return None
+    try:
+        data = json.loads(card.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{card}: model card is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{card}: model card must be a JSON object")
+    return data
+
+
+def checkpoint_image_hw(weights: Union[str, Path]) -> Optional[Tuple[int, int]]:
+    """(H, W) the checkpoint was trained at, from its model card's ``image_hw``; None if unknown."""
+    card = read_model_card(weights)
+    if card is None or "image_hw" not in card:
+        return None
+    hw = card["image_hw"]
+    if not (isinstance(hw, list) and len(hw) == 2 and all(isinstance(v, int) and v > 0 for v in hw)):
+        raise CheckpointError(f"{model_card_path(weights)}: image_hw must be [H, W] positive ints, got {hw!r}")
+    return int(hw[0]), int(hw[1])

@@ -121,18 +121,54 @@ class VGGTConfig:
     def replace(self, **changes) -> "VGGTConfig":
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict:
+        """Plain JSON-able fields (tuples as lists); ``VGGTConfig.from_dict`` inverts it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "VGGTConfig":
+        """Inverse of ``to_dict``; unknown keys raise ValueError naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"unknown VGGTConfig fields {unknown}")
+        return cls(**fields)
+
+    @classmethod
+    def preset(cls, name: str, **changes) -> "VGGTConfig":
+        """A named size from ``PRESETS`` ("1b", "tiny", "synth"), with optional field changes."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown model config {name!r}; choose one of {tuple(PRESETS)}")
+        return cls(**{**PRESETS[name], **changes})
+
     @classmethod
     def vggt_1b(cls) -> "VGGTConfig":
-        return cls()
+        return cls.preset("1b")
 
     @classmethod
     def tiny(cls, **changes) -> "VGGTConfig":
         """A few blocks of width 64 for fast CPU tests (not weight-compatible with anything)."""
-        base = dict(
-            img_size=56, patch_size=14, embed_dim=64, depth=4, num_heads=4, num_register_tokens=4,
-            dino_depth=2, dino_num_heads=4, camera_trunk_depth=1, camera_num_heads=4,
-            camera_iterations=2, dpt_features=32, dpt_out_channels=(16, 32, 64, 64),
-            dpt_layers=(0, 1, 2, 3), dpt_hidden=16, dpt_chunk_size=8,
-        )
-        base.update(changes)
-        return cls(**base)
+        return cls.preset("tiny", **changes)
+
+
+#: Named sizes. "1b": VGGT-1B (the defaults). "tiny": fast CPU tests. "synth": httm-vggt-synth,
+#: the ~5M-parameter network trained on our synthetic rooms (``httm-train``) at 168x126 (4:3,
+#: a 12x9 patch grid); its fp16 safetensors file is ~10 MiB.
+PRESETS = {
+    "1b": {},
+    "tiny": dict(
+        img_size=56, patch_size=14, embed_dim=64, depth=4, num_heads=4, num_register_tokens=4,
+        dino_depth=2, dino_num_heads=4, camera_trunk_depth=1, camera_num_heads=4,
+        camera_iterations=2, dpt_features=32, dpt_out_channels=(16, 32, 64, 64),
+        dpt_layers=(0, 1, 2, 3), dpt_hidden=16, dpt_chunk_size=8,
+    ),
+    "synth": dict(
+        img_size=168, patch_size=14, embed_dim=128, depth=6, num_heads=4, num_register_tokens=4,
+        dino_depth=3, dino_num_heads=4, camera_trunk_depth=1, camera_num_heads=4,
+        camera_iterations=4, dpt_features=48, dpt_out_channels=(32, 48, 96, 96),
+        dpt_layers=(1, 3, 4, 5), dpt_hidden=16, dpt_chunk_size=8,
+    ),
+}
+
+#: Input size (height, width) the "synth" preset is trained at.
+SYNTH_IMAGE_HW = (126, 168)

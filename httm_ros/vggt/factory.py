@@ -13,14 +13,14 @@ from typing import Optional, Union
 
 import torch
 
-from .checkpoint import CheckpointError
-from .config import VGGTConfig
+from .checkpoint import CheckpointError, checkpoint_config
+from .config import PRESETS, VGGTConfig
 from .golden import golden_state_dict
 from .model import VGGT
 
 LOG = logging.getLogger("httm_ros.vggt")
 
-CONFIG_NAMES = ("1b", "tiny")
+CONFIG_NAMES = tuple(PRESETS)
 WEIGHTS_HELP = (
     "Download the official checkpoint (Hugging Face facebook/VGGT-1B, file model.safetensors, "
     "~5 GB, CC BY-NC 4.0; facebook/VGGT-1B-Commercial for commercial use) and pass its path."
@@ -28,14 +28,10 @@ WEIGHTS_HELP = (
 
 
 def config_by_name(name: Union[str, VGGTConfig]) -> VGGTConfig:
-    """"1b" -> VGGT-1B, "tiny" -> the small test network; a VGGTConfig passes through."""
+    """A preset name of ``VGGTConfig.preset`` ("1b", "tiny", "synth"); a VGGTConfig passes through."""
     if isinstance(name, VGGTConfig):
         return name
-    if name == "1b":
-        return VGGTConfig()
-    if name == "tiny":
-        return VGGTConfig.tiny()
-    raise ValueError(f"unknown model config {name!r}; choose one of {CONFIG_NAMES}")
+    return VGGTConfig.preset(name)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -79,13 +75,18 @@ def build_model(config: Union[str, VGGTConfig] = "1b", weights: Optional[str] = 
                 allow_test_weights: bool = False, device: str = "auto") -> VGGT:
     """A VGGT in eval mode on ``device`` with ``weights`` (a .safetensors/.pt checkpoint).
 
+    A checkpoint that carries its config (``save_checkpoint``) is built with that config.
+
     Without ``weights`` this raises CheckpointError unless ``allow_test_weights``; then it loads
     deterministic weights and logs a loud warning that the geometry is meaningless.
     """
     cfg = config_by_name(config)
     dev = resolve_device(device)
     if weights:
-        return VGGT.from_checkpoint(weights, cfg, device=dev)
+        stored = checkpoint_config(weights)
+        if stored is not None and stored != cfg:
+            LOG.info("%s carries its own model config; using it instead of %r", weights, config)
+        return VGGT.from_checkpoint(weights, stored or cfg, device=dev)
     if not allow_test_weights:
         raise CheckpointError(f"no checkpoint given. {WEIGHTS_HELP}")
     LOG.warning("NO CHECKPOINT: running with deterministic test weights; every stage runs but the "

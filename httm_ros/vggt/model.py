@@ -34,9 +34,15 @@ class VGGT(nn.Module):
     @classmethod
     def from_checkpoint(cls, path, config: Optional[VGGTConfig] = None,
                         device="cpu", dtype: Optional[torch.dtype] = None) -> "VGGT":
-        """Build on the meta device and load ``path`` (see ``load_checkpoint``) without a second copy."""
-        from .checkpoint import load_checkpoint
+        """Build on the meta device and load ``path`` (see ``load_checkpoint``) without a second copy.
 
+        Without ``config`` the one stored in the file's metadata is used (``save_checkpoint``),
+        else VGGT-1B.
+        """
+        from .checkpoint import checkpoint_config, load_checkpoint
+
+        if config is None:
+            config = checkpoint_config(path)
         with torch.device("meta"):
             model = cls(config)
         load_checkpoint(model, path)
