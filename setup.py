@@ -26,12 +26,12 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "httm-reconstruct=httm_ros.cli.reconstruct:main",
+            "httm-reconstruct=httm_ros.tools.reconstruct:main",
             "httm-eval=httm_ros.eval.cli:main",
             "httm-bench=httm_ros.bench.cli:main",
-            "httm-replay=httm_ros.replay.replay:main",
-            "httm-reconstruct-bag=httm_ros.replay.reconstruct_bag:main",
-            "httm-demo=httm_ros.replay.demo:main",
+            "httm-replay=httm_ros.tools.replay:main",
+            "httm-reconstruct-bag=httm_ros.tools.reconstruct_bag:main",
+            "httm-demo=httm_ros.tools.demo.run:main",
         ],
     },
 )

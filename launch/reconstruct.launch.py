@@ -5,8 +5,8 @@
     ros2 launch httm_ros reconstruct.launch.py --show-args        # every argument, with its default
 
 What the arguments mean and how they become node parameters and remappings is computed by
-httm_ros.replay.launch_args (pure Python, shared with the tests and the demo); this file only turns
-that plan into launch actions:
+httm_ros.tools.launch_plan (pure Python, shared with the tests and the demo); this file only turns
+that LaunchPlan into launch actions:
 - the node, with the params file(s), the overrides and the remapping of ``image`` /
   ``image/compressed`` to the camera topic; the launch ends when the node exits;
 - RViz with config/reconstruct.rviz when rviz:=true;
@@ -23,7 +23,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from httm_ros.replay import launch_args
+from httm_ros.tools import launch_plan
 
 READY_MARK = b"ready: "          # reconstruct_node logs "ready: <model> ..." once it can take images
 
@@ -52,10 +52,10 @@ def _typed(parameters):
 
 
 def _launch_setup(context, *args, **kwargs):
-    """Evaluate the arguments and build the actions from httm_ros.replay.launch_args.plan."""
-    values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_args.ARGUMENTS}
-    plan = launch_args.plan(values)
-    node = Node(package=launch_args.PACKAGE, executable=launch_args.NODE_NAME, name=launch_args.NODE_NAME,
+    """Evaluate the arguments and build the actions (httm_ros.tools.launch_plan)."""
+    values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_plan.ARGUMENTS}
+    plan = launch_plan.resolve_launch_arguments(values)
+    node = Node(package=launch_plan.PACKAGE, executable=launch_plan.NODE_NAME, name=launch_plan.NODE_NAME,
                 output="screen", emulate_tty=True, parameters=_typed(plan.node_parameters()),
                 remappings=plan.remappings, arguments=["--ros-args", "--log-level", plan.log_level])
     actions = [RegisterEventHandler(OnProcessExit(        # handlers first, then the processes they watch
@@ -72,5 +72,5 @@ def _launch_setup(context, *args, **kwargs):
 def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
-         for a in launch_args.ARGUMENTS]
+         for a in launch_plan.ARGUMENTS]
         + [OpaqueFunction(function=_launch_setup)])

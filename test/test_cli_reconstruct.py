@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from httm_ros.cli.reconstruct import main
+from httm_ros.tools.reconstruct import main
 from httm_ros.pipeline import load_ply
 from httm_ros.pipeline.geometry import load_tum
 from httm_ros.synthetic import demo_sequence

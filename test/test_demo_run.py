@@ -22,12 +22,12 @@ def test_demo_writes_preview_map_trajectory_bag_and_summary(tmp_path):
 
     from httm_ros.pipeline.geometry import load_tum
     from httm_ros.pipeline.map import load_ply
-    from httm_ros.replay.bag import image_topics, open_reader
+    from httm_ros.tools.bag_io import image_topics, open_reader
 
     out, cache = tmp_path / "demo", tmp_path / "cache"
     env = {**os.environ, **ros_env(__name__)}
     env.pop("WEIGHTS", None)
-    cmd = [sys.executable, "-m", "httm_ros.replay.demo", "--out", str(out), "--cache-dir", str(cache),
+    cmd = [sys.executable, "-m", "httm_ros.tools.demo", "--out", str(out), "--cache-dir", str(cache),
            "--frames", "24", "--size", "112", "--window-size", "4", "--window-overlap", "2", "--device", "cpu",
            "--rate", "2", "--timeout", "120"]
     run = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from httm_ros.replay import demo, preview, summary
+from httm_ros.tools import run_summary
+from httm_ros.tools.demo import artifacts, console, preview, recorder, settings
 
 
 def test_test_weights_give_finite_cameras_and_an_accepted_first_window():
@@ -34,26 +35,26 @@ def _stats(windows, keyframes_total):
 
 def test_node_idle_before_and_after_the_flush():
     diag = {"frames_received": "10", "queue_depth": "0", "windows": "2", "keyframes": "7"}
-    assert demo.node_idle(diag, _stats(2, 6), 10, flushed=False)
-    assert not demo.node_idle(diag, _stats(2, 6), 10, flushed=True)          # a keyframe still waits
-    assert demo.node_idle(diag, _stats(2, 7), 10, flushed=True)
-    assert not demo.node_idle({**diag, "windows": "3"}, _stats(2, 7), 10, flushed=True)   # window running
-    assert not demo.node_idle({**diag, "queue_depth": "1"}, _stats(2, 6), 10, flushed=False)
-    assert not demo.node_idle({**diag, "frames_received": "9"}, _stats(2, 6), 10, flushed=False)
-    assert not demo.node_idle({}, [], 10, flushed=False)
-    assert demo.node_idle({**diag, "windows": "0", "keyframes": "0"}, [], 10, flushed=True)
+    assert recorder.node_idle(diag, _stats(2, 6), 10, flushed=False)
+    assert not recorder.node_idle(diag, _stats(2, 6), 10, flushed=True)          # a keyframe still waits
+    assert recorder.node_idle(diag, _stats(2, 7), 10, flushed=True)
+    assert not recorder.node_idle({**diag, "windows": "3"}, _stats(2, 7), 10, flushed=True)   # window running
+    assert not recorder.node_idle({**diag, "queue_depth": "1"}, _stats(2, 6), 10, flushed=False)
+    assert not recorder.node_idle({**diag, "frames_received": "9"}, _stats(2, 6), 10, flushed=False)
+    assert not recorder.node_idle({}, [], 10, flushed=False)
+    assert recorder.node_idle({**diag, "windows": "0", "keyframes": "0"}, [], 10, flushed=True)
 
 
 def test_settings_by_machine_and_params_file(tmp_path):
     import yaml
 
-    cpu = demo.choose_settings(False, None)
+    cpu = settings.choose_settings(False, None)
     assert (cpu.model_config, cpu.device, cpu.checkpoint) == ("tiny", "cpu", None)
-    assert demo.choose_settings(False, "/m.safetensors").model_config == "1b"
-    gpu = demo.choose_settings(True, None)
+    assert settings.choose_settings(False, "/m.safetensors").model_config == "1b"
+    gpu = settings.choose_settings(True, None)
     assert (gpu.model_config, gpu.image_size, gpu.device) == ("1b", 518, "cuda")
-    assert "tiny test network" in demo.describe(cpu) and "VGGT-1B" in demo.describe(gpu)
-    path = demo.write_params_file(tmp_path / "p.yaml", demo.node_params(cpu, 60))
+    assert "tiny test network" in settings.describe(cpu) and "VGGT-1B" in settings.describe(gpu)
+    path = settings.write_params_file(tmp_path / "p.yaml", settings.node_params(cpu, 60))
     values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
     assert values["model_config"] == "tiny" and values["queue_size"] == 60 and values["qos_reliability"] == "reliable"
 
@@ -67,10 +68,10 @@ def test_path_to_matrices_round_trip():
     mats[1, :3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
     mats[1, :3, 3] = (1, 2, 3)
     poses = [codec.pose_stamped(m, codec.make_header(codec.sec_to_stamp(5.0 + i), "map")) for i, m in enumerate(mats)]
-    stamps, back = demo.path_to_matrices(Path(poses=poses))
+    stamps, back = artifacts.path_to_matrices(Path(poses=poses))
     np.testing.assert_allclose(back, mats, atol=1e-9)
     assert list(stamps) == [5.0, 6.0]
-    assert demo.path_to_matrices(None)[1].shape == (0, 4, 4)
+    assert artifacts.path_to_matrices(None)[1].shape == (0, 4, 4)
 
 
 def test_preview_draws_points_trajectory_and_frames():
@@ -105,17 +106,17 @@ def test_summary_lines():
                                      latency_total_ms=float("nan") if i else 200.0, map_points=1000,
                                      keyframes_total=6 + 4 * i, frames_received=30, merge_mode="httm",
                                      image_width=224, image_height=168)
-    s = summary.summarize([msg(0, True), msg(1, False, "inconsistent window")], {"extra": 1})
+    s = run_summary.summarize([msg(0, True), msg(1, False, "inconsistent window")], {"extra": 1})
     assert (s["windows"], s["windows_accepted"], s["keyframes"], s["keyframes_in_map"], s["extra"]) == (2, 1, 10, 6, 1)
-    lines = summary.format_summary(s)
+    lines = run_summary.format_summary(s)
     assert lines[0].startswith("frames received 30, keyframes 10 (6 in the map), windows 2 (1 accepted, 1 rejected)")
     assert "rejected: inconsistent window" in lines[-1] and lines[-2].rstrip().endswith("accepted")
-    assert summary.format_summary(summary.summarize([]))[0].startswith("frames received 0")
+    assert run_summary.format_summary(run_summary.summarize([]))[0].startswith("frames received 0")
 
 
 def test_verdicts_say_what_the_window_counts_mean():
     base = {"windows": 3, "windows_accepted": 1, "test_weights": True, "node_exit_status": 0}
-    assert "as expected" in demo._verdict(base)[0]
-    assert "map is empty" in demo._verdict({**base, "windows_accepted": 0})[0]
-    assert demo._verdict({**base, "windows_accepted": 3}) == []
-    assert "status -9" in demo._verdict({**base, "windows_accepted": 3, "node_exit_status": -9})[0]
+    assert "as expected" in console.verdict_lines(base)[0]
+    assert "map is empty" in console.verdict_lines({**base, "windows_accepted": 0})[0]
+    assert console.verdict_lines({**base, "windows_accepted": 3}) == []
+    assert "status -9" in console.verdict_lines({**base, "windows_accepted": 3, "node_exit_status": -9})[0]

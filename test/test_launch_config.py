@@ -1,12 +1,12 @@
-"""config/reconstruct.yaml, config/reconstruct.rviz and the launch arguments -> plan (no DDS, no launch)."""
+"""config/reconstruct.yaml, config/reconstruct.rviz and the launch arguments -> LaunchPlan (no DDS, no launch)."""
 
 import pathlib
 
 import pytest
 import yaml
 
-from httm_ros.replay import config_yaml, launch_args
-from httm_ros.replay.launch_args import LaunchArgumentError, plan
+from httm_ros.tools import launch_plan, params_yaml
+from httm_ros.tools.launch_plan import LaunchArgumentError, resolve_launch_arguments
 from httm_ros.ros import params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -17,8 +17,8 @@ OUTPUT_LATCHED = {"points": False, "map": True, "depth": False, "depth_confidenc
 
 # ----------------------------------------------------------------------------- reconstruct.yaml
 def test_yaml_is_what_the_parameter_table_generates():
-    assert (ROOT / "config" / "reconstruct.yaml").read_text() == config_yaml.render(), \
-        "config/reconstruct.yaml is stale: run python -m httm_ros.replay.config_yaml --write"
+    assert (ROOT / "config" / "reconstruct.yaml").read_text() == params_yaml.render(), \
+        "config/reconstruct.yaml is stale: run python -m httm_ros.tools.params_yaml --write"
 
 
 def test_yaml_holds_every_default_with_its_type_and_a_comment():
@@ -35,7 +35,7 @@ def test_yaml_holds_every_default_with_its_type_and_a_comment():
 @pytest.mark.parametrize("value, text", [(0.005, "0.005"), (1e-6, "0.000001"), (2_000_000, "2000000"),
                                          (True, "true"), ("1b", '"1b"'), ("", '""'), (1.0, "1.0")])
 def test_yaml_values_keep_their_types(value, text):
-    assert config_yaml.yaml_value(value) == text
+    assert params_yaml.yaml_value(value) == text
     assert yaml.safe_load(text) == value and type(yaml.safe_load(text)) is type(value)
 
 
@@ -51,7 +51,7 @@ def test_rviz_config_shows_the_node_topics_in_the_world_frame():
     for display in _displays(config):
         if "Topic" in display:
             topics[display["Class"].rsplit("/", 1)[-1], display["Topic"]["Value"]] = display["Topic"]
-    node = "/" + launch_args.NODE_NAME
+    node = "/" + launch_plan.NODE_NAME
     wanted = {("PointCloud2", f"{node}/map"), ("PointCloud2", f"{node}/points"), ("Path", f"{node}/path"),
               ("Pose", f"{node}/pose"), ("Image", f"{node}/depth")}
     assert wanted <= set(topics)
@@ -64,7 +64,7 @@ def test_rviz_config_shows_the_node_topics_in_the_world_frame():
 
 # ----------------------------------------------------------------------------- launch arguments
 def test_defaults_start_the_node_with_the_installed_yaml_on_a_camera_topic():
-    p = plan({}, SHARE)
+    p = resolve_launch_arguments({}, SHARE)
     assert p.params_files == [str(ROOT / "config" / "reconstruct.yaml")]
     assert p.overrides == {"input_type": "raw", "use_sim_time": False}
     assert p.remappings == [("image", "/camera/image_raw")]
@@ -75,7 +75,8 @@ def test_defaults_start_the_node_with_the_installed_yaml_on_a_camera_topic():
 
 def test_compressed_input_remaps_the_compressed_topic():
     for topic in ("/cam/image_raw/compressed", "/cam/image_raw"):
-        p = plan({"image_topic": topic, "input_type": "compressed" if topic.endswith("raw") else "auto"}, SHARE)
+        kind = "compressed" if topic.endswith("raw") else "auto"
+        p = resolve_launch_arguments({"image_topic": topic, "input_type": kind}, SHARE)
         assert p.input_type == "compressed" and p.overrides["input_type"] == "compressed"
         assert p.remappings == [("image/compressed", "/cam/image_raw/compressed")]
 
@@ -83,8 +84,9 @@ def test_compressed_input_remaps_the_compressed_topic():
 def test_overrides_and_ros_args(tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text("/**:\n  ros__parameters:\n    window_size: 4\n")
-    p = plan({"checkpoint": "/models/VGGT 1B.safetensors", "device": "cuda:0", "allow_test_weights": "false",
-              "use_sim_time": "true", "extra_params_file": str(extra), "rviz": "true", "log_level": "WARN"}, SHARE)
+    p = resolve_launch_arguments({"checkpoint": "/models/VGGT 1B.safetensors", "device": "cuda:0",
+                                  "allow_test_weights": "false", "use_sim_time": "true",
+                                  "extra_params_file": str(extra), "rviz": "true", "log_level": "WARN"}, SHARE)
     assert p.overrides == {"input_type": "raw", "use_sim_time": True, "checkpoint": "/models/VGGT 1B.safetensors",
                            "allow_test_weights": False, "device": "cuda:0"}
     assert p.params_files[-1] == str(extra.resolve())
@@ -104,20 +106,20 @@ def test_overrides_and_ros_args(tmp_path):
 ])
 def test_bad_launch_arguments_are_named(values, message):
     with pytest.raises(LaunchArgumentError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        plan(values, SHARE)
+        resolve_launch_arguments(values, SHARE)
 
 
 def test_every_argument_is_documented():
-    names = [a.name for a in launch_args.ARGUMENTS]
+    names = [a.name for a in launch_plan.ARGUMENTS]
     assert len(names) == len(set(names))
     assert {"params_file", "image_topic", "input_type", "checkpoint", "device", "use_sim_time", "rviz",
             "bag"} <= set(names)
-    assert all(a.description.endswith(".") for a in launch_args.ARGUMENTS)
+    assert all(a.description.endswith(".") for a in launch_plan.ARGUMENTS)
 
 
 def test_workflow_doc_lists_every_launch_argument():
     doc = (ROOT / "docs" / "WORKFLOW.md").read_text()
-    missing = [a.name for a in launch_args.ARGUMENTS if f"| `{a.name}` |" not in doc]
+    missing = [a.name for a in launch_plan.ARGUMENTS if f"| `{a.name}` |" not in doc]
     assert not missing, f"docs/WORKFLOW.md does not document {missing}"
 
 
@@ -126,6 +128,6 @@ def test_bag_without_rosbags_needs_an_image_topic(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "rosbags", None)                # import rosbags -> ImportError
     with pytest.raises(LaunchArgumentError, match="pass image_topic:="):
-        plan({"bag": str(tmp_path)}, SHARE)
-    p = plan({"bag": str(tmp_path), "image_topic": "/cam/image_raw/compressed"}, SHARE)
+        resolve_launch_arguments({"bag": str(tmp_path)}, SHARE)
+    p = resolve_launch_arguments({"bag": str(tmp_path), "image_topic": "/cam/image_raw/compressed"}, SHARE)
     assert p.input_type == "compressed" and p.use_sim_time and p.bag_command[:4] == ["ros2", "bag", "play", str(tmp_path)]

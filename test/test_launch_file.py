@@ -1,8 +1,8 @@
-"""launch/reconstruct.launch.py wired to its plan, checked against stand-ins for launch / launch_ros.
+"""launch/reconstruct.launch.py wired to its LaunchPlan, checked against stand-ins for launch / launch_ros.
 
 launch is not installable here; these stand-ins record what the launch file builds (the real thing
 runs in test_launch_reconstruct.py where launch_testing exists). They check that the file declares
-every argument, evaluates them through httm_ros.replay.launch_args.plan, gives the node exactly the
+every argument, evaluates them through httm_ros.tools.launch_plan.resolve_launch_arguments, gives the node exactly the
 plan's parameters and remappings, starts RViz on rviz:=true and plays the bag only after the node
 logged that it is ready, then calls ~/flush.
 """
@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from httm_ros.replay import launch_args
+from httm_ros.tools import launch_plan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "reconstruct.launch.py"
@@ -74,11 +74,11 @@ def _actions(module, **values):
     description = module.generate_launch_description()
     entities = description.args[0]
     declared = {e.args[0]: e.kwargs["default_value"] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
-    assert declared == {a.name: a.default for a in launch_args.ARGUMENTS}
+    assert declared == {a.name: a.default for a in launch_plan.ARGUMENTS}
     opaque = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
     assert len(opaque) == 1
     context = {**declared, **values}
-    return opaque[0].kwargs["function"](context), launch_args.plan(context)
+    return opaque[0].kwargs["function"](context), launch_plan.resolve_launch_arguments(context)
 
 
 def _by_type(actions, name):
@@ -110,7 +110,7 @@ def test_rviz_true_starts_rviz_with_the_config(launch_file):
 
 
 def test_bag_plays_once_the_node_is_ready_then_flushes(launch_file, tmp_path):
-    from httm_ros.replay.bag import OutputBag
+    from httm_ros.tools.bag_io import OutputBag
     from httm_ros.ros import codec
     import numpy as np
 

@@ -1,5 +1,5 @@
 """The launch scenario without `ros2 launch`: the installed reconstruct_node executable as a process,
-with exactly the parameters and remaps reconstruct.launch.py gives it (httm_ros.replay.launch_args),
+with exactly the parameters and remaps reconstruct.launch.py gives it (httm_ros.tools.launch_plan),
 fed from a bag by httm-replay's Player over DDS with /clock, flushed at the end of the bag.
 
 Covers what test_launch_reconstruct.py (launch_testing) covers on a ROS install, and more: a bag
@@ -23,10 +23,9 @@ if os.environ.get("HTTM_ROS_INSTALLED") != "1":
 
 from rclpy.node import Node  # noqa: E402
 
-from httm_ros.replay import launch_args  # noqa: E402
-from httm_ros.replay.bag import OutputBag  # noqa: E402
-from httm_ros.replay.demo import request_flush  # noqa: E402
-from httm_ros.replay.replay import Player  # noqa: E402
+from httm_ros.tools import launch_plan  # noqa: E402
+from httm_ros.tools.bag_io import OutputBag  # noqa: E402
+from httm_ros.tools.replay import Player, call_flush  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
 from httm_ros.ros.testing import RosContext, make_collector, ros_env, wait_for  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
@@ -64,18 +63,19 @@ def _bag(path):
 def test_node_name_matches_the_node():
     from httm_ros.ros.reconstruct_node import NODE_NAME
 
-    assert launch_args.NODE_NAME == NODE_NAME
+    assert launch_plan.NODE_NAME == NODE_NAME
 
 
 def test_installed_node_with_the_launch_plan_replayed_bag_and_flush(tmp_path):
     bag = _bag(tmp_path / "bag")
     extra = tmp_path / "tiny.yaml"
     extra.write_text(TINY)
-    plan = launch_args.plan({"bag": str(bag), "image_topic": "/cam/image_raw/compressed", "device": "cpu",
-                             "allow_test_weights": "true", "extra_params_file": str(extra)})
+    plan = launch_plan.resolve_launch_arguments({"bag": str(bag), "image_topic": "/cam/image_raw/compressed",
+                                                 "device": "cpu", "allow_test_weights": "true",
+                                                 "extra_params_file": str(extra)})
     assert plan.input_type == "compressed" and plan.use_sim_time
     assert plan.remappings == [("image/compressed", "/cam/image_raw/compressed")]
-    exe = launch_args.installed_executable()
+    exe = launch_plan.installed_executable()
     assert exe is not None, "reconstruct_node is not installed in the sourced workspace"
     env = {**os.environ, **ros_env(__name__), "PYTHONUNBUFFERED": "1"}
     ctx = RosContext(__name__)
@@ -98,7 +98,7 @@ def test_installed_node_with_the_launch_plan_replayed_bag_and_flush(tmp_path):
         assert first.alignment_accepted, first.alignment_message          # finite test-weight cameras
         wait_for(lambda: col.count("diagnostics") >= 1 and int(_diag(col)["frames_received"]) == FRAMES
                  and int(_diag(col)["queue_depth"]) == 0, TIMEOUT, "all frames taken")
-        request_flush(feeder, "/reconstruct_node", TIMEOUT)
+        call_flush(feeder, "/reconstruct_node", TIMEOUT)
         wait_for(lambda: col.count("stats") >= 2, TIMEOUT, "the flushed last window")
         last = col.messages["stats"][1]
         assert (last.num_keyframes, last.num_overlap_keyframes) == (3, 2)

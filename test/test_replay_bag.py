@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("rosbags")
 pytest.importorskip("sensor_msgs")
 
-from httm_ros.replay.bag import (BagError, OutputBag, choose_topic, image_topics,  # noqa: E402
+from httm_ros.tools.bag_io import (BagError, OutputBag, choose_topic, image_topics,  # noqa: E402
                                  read_messages)
 from httm_ros.ros import codec  # noqa: E402
 
@@ -34,7 +34,7 @@ def _sqlite(path, frames=3):
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import Writer
 
-    from httm_ros.replay.bag import typestore
+    from httm_ros.tools.bag_io import typestore
 
     writer = Writer(path, version=8)
     writer.open()
@@ -123,7 +123,7 @@ def test_output_bag_appears_only_when_committed(tmp_path):
 def test_tf_is_written_as_tf2_msgs_without_tf2_msgs(tmp_path):
     from rosbags.rosbag2 import Reader
 
-    from httm_ros.replay.bag import typestore
+    from httm_ros.tools.bag_io import typestore
 
     pose = np.eye(4)
     pose[:3, 3] = (1.0, 2.0, 3.0)

@@ -17,8 +17,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from httm_ros.replay.bag import OutputBag  # noqa: E402
-from httm_ros.replay.replay import Player  # noqa: E402
+from httm_ros.tools.bag_io import OutputBag  # noqa: E402
+from httm_ros.tools.replay import Player  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
 from httm_ros.ros.testing import RosContext, ros_env, wait_for  # noqa: E402
 
@@ -62,7 +62,7 @@ def test_cli_paces_offsets_and_publishes_clock(tmp_path):
     try:
         listener = Listener(ctx)
         env = {**os.environ, **ros_env(__name__)}
-        proc = subprocess.run([sys.executable, "-m", "httm_ros.replay.replay", str(bag), "--rate", "2",
+        proc = subprocess.run([sys.executable, "-m", "httm_ros.tools.replay", str(bag), "--rate", "2",
                                "--start-offset", "0.3", "--wait-for-subscribers", "1", "--wait-timeout", "30",
                                "--linger", "0.3"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
@@ -100,10 +100,10 @@ def test_player_loops_until_stopped(tmp_path):
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path):
     env = {**os.environ, **ros_env(__name__ + "err")}
-    bad = subprocess.run([sys.executable, "-m", "httm_ros.replay.replay", str(tmp_path / "nothing")], env=env,
+    bad = subprocess.run([sys.executable, "-m", "httm_ros.tools.replay", str(tmp_path / "nothing")], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "httm-replay: error:" in bad.stderr and "no such bag" in bad.stderr
     assert "Traceback" not in bad.stderr
-    rate = subprocess.run([sys.executable, "-m", "httm_ros.replay.replay", "x", "--rate", "0"], env=env, cwd=ROOT,
+    rate = subprocess.run([sys.executable, "-m", "httm_ros.tools.replay", "x", "--rate", "0"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert rate.returncode == 2 and "--rate must be > 0" in rate.stderr

@@ -11,9 +11,9 @@ pytest.importorskip("rosbags")
 if os.environ.get("HTTM_ROS_INSTALLED") != "1":
     pytest.skip("needs the colcon-built messages (run via scripts/test)", allow_module_level=True)
 
-from httm_ros.replay import reconstruct_bag  # noqa: E402
-from httm_ros.replay.bag import OutputBag, read_messages  # noqa: E402
-from httm_ros.replay.reconstruct_bag import ParamsError, node_values  # noqa: E402
+from httm_ros.tools import reconstruct_bag  # noqa: E402
+from httm_ros.tools.bag_io import OutputBag, read_messages  # noqa: E402
+from httm_ros.tools.reconstruct_bag import ParamsError, node_values  # noqa: E402
 from httm_ros.ros import codec, params  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 

@@ -1,8 +1,8 @@
 """Launch arguments of ``reconstruct.launch.py`` -> what to start (pure Python, no ``launch`` import).
 
 One source of truth for the launch file and for everything that starts the node without
-``ros2 launch`` (the process test, the demo): :func:`plan` turns the launch arguments (strings, as
-``ros2 launch`` passes them) into a :class:`LaunchPlan` - the node's parameter files and
+``ros2 launch`` (the process test, the demo): :func:`resolve_launch_arguments` turns the launch
+arguments (strings, as ``ros2 launch`` passes them) into a :class:`LaunchPlan` - the node's parameter files and
 overrides, its remappings, the bag player's and RViz's command lines. ``LaunchPlan.ros_args()``
 gives the same parameters and remappings as a ``--ros-args`` command line.
 
@@ -16,6 +16,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .bag_io import choose_topic
+from .params_yaml import yaml_value
 
 NODE_NAME = "reconstruct_node"
 PACKAGE = "httm_ros"
@@ -86,8 +89,6 @@ class LaunchPlan:
 
     def ros_args(self) -> List[str]:
         """The same parameters and remappings as a ``--ros-args ...`` command-line tail."""
-        from .config_yaml import yaml_value
-
         args = ["--ros-args"]
         for path in self.params_files:
             args += ["--params-file", path]
@@ -134,7 +135,7 @@ def with_defaults(values: Mapping[str, str]) -> Dict[str, str]:
     return {a.name: str(values.get(a.name, a.default)) for a in ARGUMENTS}
 
 
-# ----------------------------------------------------------------------------- the plan
+# ----------------------------------------------------------------------------- resolving
 def compressed_topic(topic: str) -> str:
     """The CompressedImage topic of a camera topic (image_transport naming)."""
     return topic if topic.rstrip("/").endswith("/compressed") else topic.rstrip("/") + "/compressed"
@@ -153,8 +154,6 @@ def _input(values: Dict[str, str], bag: Optional[str]) -> Tuple[str, str]:
                 raise LaunchArgumentError("bag:= without image_topic:= needs the rosbags library to find "
                                           "the bag's image topic (pip install rosbags), or pass image_topic:=")
         else:
-            from .bag import choose_topic
-
             topic = choose_topic(bag, wanted or None)
             return topic.name, topic.input_type if kind == "auto" else kind
     topic = wanted or DEFAULT_IMAGE_TOPIC
@@ -182,7 +181,7 @@ def _overrides(values: Dict[str, str], kind: str, sim_time: bool) -> Dict[str, A
     return out
 
 
-def plan(values: Mapping[str, str], share_dir: Optional[str] = None) -> LaunchPlan:
+def resolve_launch_arguments(values: Mapping[str, str], share_dir: Optional[str] = None) -> LaunchPlan:
     """Launch arguments (strings) -> LaunchPlan. ``share_dir``: the package's share directory
     (default: looked up with ament_index_python, else this source tree)."""
     values = with_defaults(values)

@@ -1,7 +1,7 @@
 """``config/reconstruct.yaml`` from the node's parameter table (one source of truth).
 
-    python -m httm_ros.replay.config_yaml            # print the YAML
-    python -m httm_ros.replay.config_yaml --write    # (re)write config/reconstruct.yaml
+    python -m httm_ros.tools.params_yaml            # print the YAML
+    python -m httm_ros.tools.params_yaml --write    # (re)write config/reconstruct.yaml
 
 Every parameter appears with its default and its description, choices or range and whether it
 can change at run time, as comments. The parameters are under ``/**`` so the file applies whatever
@@ -22,7 +22,7 @@ from httm_ros.ros.params import PARAMS, Param
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "reconstruct.yaml"
 HEADER = """\
 # reconstruct_node parameters: every one with its default. GENERATED from httm_ros/ros/params.py by
-#   python -m httm_ros.replay.config_yaml --write
+#   python -m httm_ros.tools.params_yaml --write
 # (do not edit by hand; test/test_launch_config.py checks it). Copy it and pass your copy with
 #   ros2 launch httm_ros reconstruct.launch.py params_file:=my.yaml
 # or ros2 run httm_ros reconstruct_node --ros-args --params-file my.yaml
@@ -70,7 +70,7 @@ def render() -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m httm_ros.replay.config_yaml", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m httm_ros.tools.params_yaml", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help=f"write {CONFIG_PATH} instead of printing")
     args = parser.parse_args(argv)

@@ -15,7 +15,6 @@ import json
 import logging
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -27,6 +26,7 @@ from httm_ros.pipeline import ModelPredictor
 from httm_ros.pipeline.geometry import save_tum
 from httm_ros.pipeline.map import save_ply
 from httm_ros.synthetic import demo_sequence, load_image_folder
+from httm_ros.timing import StageTimer
 from httm_ros.vggt import CheckpointError
 from httm_ros.vggt.factory import CONFIG_NAMES, WEIGHTS_HELP, build_model, resolve_device
 from httm_ros.vggt.geometry import depth_to_world_points, invert_extrinsics
@@ -87,26 +87,23 @@ def load_frames(args: argparse.Namespace) -> tuple[np.ndarray, str]:
 
 def reconstruct(args: argparse.Namespace) -> dict:
     """Run the whole job; returns the report (also written to OUT/report.json)."""
-    timings = {}
-    t0 = time.perf_counter()
+    timer = StageTimer(mode="wall")
     frames, source = load_frames(args)
     images = preprocess_images(list(frames), mode=args.preprocess, target_size=args.size)  # [S,3,H,W]
-    timings["load_s"] = time.perf_counter() - t0
+    timer.lap("load_s")
 
-    t0 = time.perf_counter()
     device = resolve_device(args.device)
     model = build_model(args.config, args.weights, args.allow_test_weights, str(device))
-    timings["model_build_s"] = time.perf_counter() - t0
-
     predictor = ModelPredictor(model, device=device, merge=merge_config_from_args(args))
-    t0 = time.perf_counter()
-    pred = predictor.predict(images, list(range(len(images))))
-    timings["model_s"] = time.perf_counter() - t0
+    timer.lap("model_build_s")
 
-    t0 = time.perf_counter()
+    pred = predictor.predict(images, list(range(len(images))))
+    timer.lap("model_s")
+
     xyz, rgb = colored_points(pred, images, args.conf_percentile, args.max_points)
     cam_to_world = invert_extrinsics(pred.extrinsics).cpu().numpy()  # [S, 4, 4]
-    timings["points_s"] = time.perf_counter() - t0
+    timer.lap("points_s")
+    timings = {name: ms / 1e3 for name, ms in timer.times_ms().items()}
     return write_outputs(args, source, images, pred, xyz, rgb, cam_to_world, timings, device)
 
 

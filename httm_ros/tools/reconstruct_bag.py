@@ -24,13 +24,15 @@ import logging
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .bag import BagError, OutputBag, choose_topic, read_messages
-from .launch_args import NODE_NAME, share_directory
+from httm_ros.timing import StageTimer
+
+from .bag_io import BagError, OutputBag, choose_topic, read_messages
+from .launch_plan import NODE_NAME, share_directory
+from .run_summary import format_summary, summarize
 
 LOG = logging.getLogger("httm_ros.reconstruct_bag")
 
@@ -122,16 +124,12 @@ def _ns(stamp) -> int:
 
 def write_window(out: OutputBag, result, backend, state: RunState, stamps, counters, queue) -> None:
     """One window's messages (what the node would publish) into the output bag."""
-    import time as _time
-
-    from nav_msgs.msg import Path as PathMsg
-
     from httm_ros.ros import codec
     from httm_ros.ros.outputs import host_copies, window_messages
     from httm_ros.ros.stats import NodeTimings, merge_outliers, window_stats
 
-    values, topics, rec = state.values, state.topics, backend.reconstructor
-    t0 = _time.perf_counter()
+    values, rec = state.values, backend.reconstructor
+    timer = StageTimer(mode="wall")
     timings = NodeTimings(decode_ms=state.decode_ms)
     state.decode_ms = 0.0
     counters.windows_failed += bool(result.stats.get("error"))
@@ -141,31 +139,41 @@ def write_window(out: OutputBag, result, backend, state: RunState, stamps, count
         due = values["publish_map"] and state.accepted_since_map >= values["map_publish_every"]
         state.accepted_since_map = 0 if due else state.accepted_since_map
         outputs = host_copies(result, values, rec.map.points() if due else None)
-        timings.host_copy_ms = 1e3 * (_time.perf_counter() - t0)
+        timings.host_copy_ms = 1e3 * timer.lap("host_copy")
         msgs = window_messages(outputs, stamps, values, with_tf=values["publish_tf"])
-        timings.convert_ms = 1e3 * (_time.perf_counter() - t0) - timings.host_copy_ms
-        t1 = _time.perf_counter()
-        for name in ("depth", "depth_confidence", "camera_info") + (("pose",) if values["publish_pose"] else ()):
-            for msg in getattr(msgs, name):
-                out.write_message(topics[name], msg, _ns(msg.header.stamp))
-        state.path.extend(msgs.pose)
-        if values["publish_path"]:
-            out.write_message(topics["path"], PathMsg(header=codec.make_header(stamps[-1], values["world_frame"]),
-                                                      poses=state.path), _ns(stamps[-1]))
-        for tf in msgs.tf:
-            out.write_tf([tf], _ns(tf.header.stamp), topics["tf"])
-        for name in ("points", "map"):
-            if getattr(msgs, name) is not None:
-                out.write_message(topics[name], getattr(msgs, name), _ns(stamps[-1]))
-        timings.publish_calls_ms = 1e3 * (_time.perf_counter() - t1)
-    timings.latency_ms = 1e3 * (_time.perf_counter() - t0) + float(result.timings.get("total", 0.0)) * 1e3
+        timings.convert_ms = 1e3 * timer.lap("convert")
+        _write_messages(out, msgs, state, stamps)
+        timings.publish_calls_ms = 1e3 * timer.lap("publish_calls")
+    timer.lap("stats")
+    timings.latency_ms = sum(timer.times_ms().values()) + float(result.timings.get("total", 0.0)) * 1e3
     stats = window_stats(result, codec.make_header(stamps[-1], values["world_frame"]),
                          tokens_per_frame=backend.tokens_per_frame(result.image_hw), counters=counters,
                          timings=timings, core_counters=rec.counters, queue=queue, map_points=len(rec.map),
                          outliers=merge_outliers(getattr(backend.predictor, "model", None)), device=backend.device)
     state.stats.append(stats)
     if values["publish_stats"]:
-        out.write_message(topics["stats"], stats, _ns(stamps[-1]))
+        out.write_message(state.topics["stats"], stats, _ns(stamps[-1]))
+
+
+def _write_messages(out: OutputBag, msgs, state: RunState, stamps) -> None:
+    """The window's messages, in the order the node publishes them."""
+    from nav_msgs.msg import Path as PathMsg
+
+    from httm_ros.ros import codec
+
+    values, topics = state.values, state.topics
+    for name in ("depth", "depth_confidence", "camera_info") + (("pose",) if values["publish_pose"] else ()):
+        for msg in getattr(msgs, name):
+            out.write_message(topics[name], msg, _ns(msg.header.stamp))
+    state.path.extend(msgs.pose)
+    if values["publish_path"]:
+        out.write_message(topics["path"], PathMsg(header=codec.make_header(stamps[-1], values["world_frame"]),
+                                                  poses=state.path), _ns(stamps[-1]))
+    for tf in msgs.tf:
+        out.write_tf([tf], _ns(tf.header.stamp), topics["tf"])
+    for name in ("points", "map"):
+        if getattr(msgs, name) is not None:
+            out.write_message(topics[name], getattr(msgs, name), _ns(stamps[-1]))
 
 
 def _decode(raw: bytes, msg_class, bag_time_ns: int, codec):
@@ -195,13 +203,13 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
     msg_class = CompressedImage if topic.input_type == "compressed" else Image
     state = RunState(values, output_topics())
     counters, queue, book, rec = NodeCounters(), FrameQueue(1), StampBook(), backend.reconstructor
-    t_start = time.perf_counter()
+    run_timer = StageTimer(mode="wall")
     with OutputBag(out_dir / "bag") as out:
         for bag_ns, raw in read_messages(bag, topic.name):
             if max_frames is not None and counters.frames_received >= max_frames:
                 break
             counters.frames_received += 1
-            t0 = time.perf_counter()
+            decode_timer = StageTimer(mode="wall")
             try:
                 rgb, stamp = _decode(raw, msg_class, bag_ns, codec)
             except codec.ImageDecodeError as err:
@@ -209,7 +217,7 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
                 counters.last_bad_input = str(err)
                 LOG.warning("skipped an image that cannot be decoded: %s", err)
                 continue
-            state.decode_ms += 1e3 * (time.perf_counter() - t0)
+            state.decode_ms += 1e3 * decode_timer.lap("decode")
             hw = rec.model_hw
             if hw is not None and model_input_size(*rgb.shape[:2], rec.config.image_width) != hw:
                 counters.frames_rescaled += 1
@@ -226,11 +234,9 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
         bag_counts = dict(out.counts)
     rec.map.save_ply(out_dir / "map.ply")
     rec.trajectory.save_tum(out_dir / "trajectory.tum")
-    from .summary import summarize
-
     return {"summary": summarize(state.stats), "bag": str(bag), "topic": topic.name, "input_type": topic.input_type,
             "frames_bad_input": counters.frames_bad_input, "frames_rescaled": counters.frames_rescaled,
-            "wall_s": round(time.perf_counter() - t_start, 2), "output_messages": bag_counts}
+            "wall_s": round(run_timer.lap("run"), 2), "output_messages": bag_counts}
 
 
 def _log_window(result, state: RunState) -> None:
@@ -310,8 +316,6 @@ def _report_tail(values, backend, report, final: Path) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from httm_ros.vggt import CheckpointError
-
-    from .summary import format_summary, summarize
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Optional, Sequence
 
-from .bag import BagError, choose_topic, read_messages
+from .bag_io import BagError, choose_topic, read_messages
 
 CLOCK_HZ = 25.0
 
@@ -133,22 +133,38 @@ class Player:
             time.sleep(min(due - now, 1.0 / CLOCK_HZ))
 
 
+class FlushError(RuntimeError):
+    """The node's ~/flush could not be called; ``str(err)`` says why."""
+
+
 def call_flush(node, target: str, timeout: float = 30.0) -> str:
-    """Call ``target``/flush (std_srvs/Trigger) and return its message; RuntimeError on failure."""
+    """Call ``target``/flush (std_srvs/Trigger) and return its message; FlushError on failure.
+    A ``node`` that an executor spins (e.g. in a background thread) is left to it; otherwise the
+    call spins ``node`` itself until the answer comes."""
     import rclpy
     from std_srvs.srv import Trigger
 
     client = node.create_client(Trigger, target.rstrip("/") + "/flush")
     try:
         if not client.wait_for_service(timeout_sec=timeout):
-            raise RuntimeError(f"service {client.srv_name} not available after {timeout:.0f} s")
+            raise FlushError(f"service {client.srv_name} not available after {timeout:.0f} s")
         future = client.call_async(Trigger.Request())
-        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+        if node.executor is None:
+            rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+        else:
+            _wait_done(future, timeout)
         if not future.done() or future.result() is None:
-            raise RuntimeError(f"no answer from {client.srv_name} within {timeout:.0f} s")
+            raise FlushError(f"no answer from {client.srv_name} within {timeout:.0f} s")
         return future.result().message
     finally:
         node.destroy_client(client)
+
+
+def _wait_done(future, timeout: float) -> None:
+    """Poll ``future`` (completed by another thread's executor) for at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 # ----------------------------------------------------------------------------- command line

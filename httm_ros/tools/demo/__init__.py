@@ -1,0 +1,32 @@
+"""httm-demo: the default demo (``scripts/demo``): a synthetic rosbag replayed into reconstruct_node.
+
+    httm-demo [--weights model.safetensors] [--out outputs/demo] [--frames N] [--model-config 1b|tiny]
+    python -m httm_ros.tools.demo ...              (the same)
+
+1. renders the built-in synthetic room (httm_ros.synthetic) into a rosbag2 (MCAP, topics
+   /camera/image_raw and /camera/camera_info), once: it is cached under .cache/demo/;
+2. starts the installed ``reconstruct_node`` executable as a separate process with the parameters
+   and remappings that ``ros2 launch httm_ros reconstruct.launch.py bag:=<demo bag>`` gives it
+   (httm_ros.tools.launch_plan, config/reconstruct.yaml + the demo's own params file);
+3. replays the bag into it over DDS with /clock (httm_ros.tools.replay.Player; DDS stays on this
+   host: own domain id, shared-memory transport, localhost discovery), calls ~/flush at the end;
+4. records every output topic, and writes to the output folder: ``outputs_bag/`` (MCAP of the
+   recorded outputs), ``map.ply``, ``trajectory.tum``, ``preview.png`` (map + trajectory + input
+   frames), ``summary.json``, ``node.log``, ``demo_params.yaml``; prints a summary.
+
+Sizes: on a CUDA GPU the full VGGT-1B at 518 px; on a CPU with a checkpoint VGGT-1B at 224 px on a
+few frames (about a minute per window); on a CPU without a checkpoint the tiny test network at
+224 px (well under a minute). Without a checkpoint the model runs on deterministic test weights:
+every stage runs, the geometry is meaningless, and the demo says so.
+
+Modules, in the order the demo uses them:
+
+- :mod:`.run`: the command line and the orchestration (``main``, ``run_demo``);
+- :mod:`.settings`: what runs by machine (sizes, model) and the node's params file;
+- :mod:`.demo_bag`: the synthetic sequence as a cached rosbag, and its thumbnails;
+- :mod:`.node_process`: the node as a process, waits that fail early when it dies;
+- :mod:`.recorder`: the node's outputs and diagnostics as they arrive, and when it is idle;
+- :mod:`.artifacts`: the files written at the end (bag, PLY, TUM, preview, summary.json);
+- :mod:`.preview`: the PNG preview (map + trajectory + input frames, PIL only);
+- :mod:`.console`: what is printed: progress lines, the final report and its verdicts.
+"""

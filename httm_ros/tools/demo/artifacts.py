@@ -1,0 +1,64 @@
+"""The demo's output files: the recorded outputs as a bag, the last map as PLY, the last path as
+TUM, the PNG preview and summary.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+
+from ..bag_io import OutputBag
+from ..run_summary import format_summary
+from .console import verdict_lines
+from .demo_bag import thumbnails
+from .preview import render_preview
+from .recorder import Recorder
+from .settings import Settings
+
+FILES = (("bag", "outputs_bag"), ("map", "map.ply"), ("trajectory", "trajectory.tum"),
+         ("preview", "preview.png"), ("summary", "summary.json"), ("log", "node.log"))
+
+
+def path_to_matrices(path_msg) -> tuple:
+    """nav_msgs/Path -> (stamps [N] s, camera-to-world [N, 4, 4])."""
+    from httm_ros.pipeline.geometry import quat_to_rotmat
+
+    poses = path_msg.poses if path_msg is not None else []
+    mats = np.tile(np.eye(4), (len(poses), 1, 1))
+    stamps = np.zeros(len(poses))
+    for i, p in enumerate(poses):
+        o, t = p.pose.orientation, p.pose.position
+        mats[i, :3, :3] = quat_to_rotmat(np.array([o.x, o.y, o.z, o.w]))
+        mats[i, :3, 3] = (t.x, t.y, t.z)
+        stamps[i] = p.header.stamp.sec + 1e-9 * p.header.stamp.nanosec
+    return stamps, mats
+
+
+def write_outputs(out: Path, recorder: Recorder, summary: dict, bag: Path, settings: Settings,
+                  test_weights: bool) -> Dict[str, str]:
+    """Output bag, PLY, TUM, preview PNG and summary.json; returns their paths."""
+    from httm_ros.pipeline.geometry import save_tum
+    from httm_ros.pipeline.map import save_ply
+    from httm_ros.ros.codec import decode_pointcloud2_xyzrgb
+
+    with OutputBag(out / "outputs_bag") as ob:
+        for topic, msgtype, ns, data in sorted(recorder.records, key=lambda r: r[2]):
+            ob.write_raw(topic, msgtype, ns, data)
+        ob.commit(overwrite=True)
+    maps, paths = recorder.messages("map"), recorder.messages("path")
+    xyz, rgb = decode_pointcloud2_xyzrgb(maps[-1]) if maps else (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+    save_ply(out / "map.ply", xyz, rgb)                              # xyz [N, 3], rgb [N, 3]
+    stamps, mats = path_to_matrices(paths[-1] if paths else None)
+    save_tum(out / "trajectory.tum", stamps, mats)
+    warning = ("NO CHECKPOINT: deterministic TEST WEIGHTS - every stage ran, but the geometry is MEANINGLESS "
+               "(WEIGHTS=model.safetensors scripts/demo for the real model)") if test_weights else None
+    model = "VGGT-1B" if settings.model_config == "1b" else "tiny test network"
+    title = (f"httm_ros demo: {summary['frames_received']} synthetic frames replayed from a rosbag into "
+             f"reconstruct_node ({model}, merging {summary['merge_mode']})")
+    image = render_preview(xyz, rgb, mats, thumbnails(bag, settings.frames), title,
+                           format_summary(summary)[:2] + verdict_lines(summary), warning)
+    image.save(out / "preview.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return {key: str(out / name) for key, name in FILES}

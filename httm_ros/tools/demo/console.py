@@ -1,0 +1,41 @@
+"""What the demo prints: progress lines, the final report and verdicts on the window counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+from ..run_summary import format_summary
+
+
+def log(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def verdict_lines(summary: dict) -> List[str]:
+    """What a person should make of the window counts (and of a node that did not exit cleanly)."""
+    lines = []
+    if summary["windows"] == 0:
+        lines.append("No window ran: too few keyframes for one window (see summary.json).")
+    elif summary["windows_accepted"] == 0:
+        lines.append("No window was accepted, so the map is empty (reasons in the table above).")
+    elif summary["windows_accepted"] == 1 and summary["windows"] > 1:
+        lines.append("Only the first window (which defines the world) was accepted: "
+                     + ("with test weights the windows do not agree on their overlap, as expected."
+                        if summary["test_weights"] else "later windows did not align (reasons above)."))
+    if summary.get("node_exit_status") not in (0, None):
+        lines.append(f"WARNING: reconstruct_node exited with status {summary['node_exit_status']} (see node.log).")
+    return lines
+
+
+def print_report(out: Path, summary: dict) -> None:
+    """The summary table, the verdicts and where the outputs are."""
+    print()
+    for line in format_summary(summary) + verdict_lines(summary):
+        print("  " + line)
+    if summary["test_weights"]:
+        print("  NOTE: deterministic TEST WEIGHTS: every stage ran, but the geometry is MEANINGLESS.")
+    print(f"  demo took {summary['demo_wall_s']:.0f} s; outputs in {out}/:")
+    for key, path in summary["outputs"].items():
+        print(f"    {key:<10} {path}")
+    print(f"  open the preview: {summary['outputs']['preview']}")
