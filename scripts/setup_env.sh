@@ -14,6 +14,10 @@ export PATH="$VENV/bin:$PATH"
 export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export ROS_LOG_DIR="${ROS_LOG_DIR:-$HTTM_ROOT/.ws/ros_log}"
+# The ROS 2 launch stack installed from ../shared/ros-tooling (its folder), or empty: a ROS install's
+# own is used, or there is none (the launch tests then report themselves skipped).
+HTTM_ROS_TOOLING_IN_USE="$(cat "$VENV/.httm_ros_tooling" 2>/dev/null || true)"
+export HTTM_ROS_TOOLING_IN_USE
 # Keep DDS discovery on this host.
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export HTTM_ROOT
