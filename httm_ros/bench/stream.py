@@ -1,7 +1,7 @@
 """Benchmark of the per-window post-processing (everything after the model) of the stream.
 
-    python -m httm_ros.pipeline.bench --device cpu --out bench/pipeline_cpu.json
-    python -m httm_ros.pipeline.bench --device cuda --out bench/pipeline_cuda.json --model 1b
+    httm-bench stream --device cpu --out bench/pipeline_cpu.json
+    httm-bench stream --device cuda --out bench/pipeline_cuda.json --model 1b
 
 A synthetic sequence (``--width`` x ``--height``, default 518x392) goes through the
 StreamingReconstructor with every frame a keyframe, windows of ``--keyframes`` (24) with
@@ -19,18 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import torch
 
-from ..synthetic import demo_sequence
-from .config import FilterConfig, KeyframeConfig, StreamConfig, WindowConfig
+from ..pipeline import (FilterConfig, KeyframeConfig, ModelPredictor, StreamConfig, StreamingReconstructor,
+                        WindowConfig, WindowResult)
 from ..provenance import device_name, git_commit
-from .predictor import OraclePredictor
-from .stream import StreamingReconstructor, WindowResult
+from ..synthetic import demo_sequence
+from ..synthetic.oracle import OraclePredictor
+from ..vggt.factory import build_model
 
 STAGES = ("align", "filter", "unproject", "map_update", "post", "preprocess")
 
@@ -55,9 +55,6 @@ def run_stream(seq, args, device: torch.device) -> List[WindowResult]:
 
 def time_model(name: str, seq, args, device: torch.device) -> dict:
     """One (warm) forward pass of our VGGT on the first window's frames."""
-    from ..vggt.factory import build_model
-    from .predictor import ModelPredictor
-
     model = build_model(name, allow_test_weights=True, device=str(device))
     pred = ModelPredictor(model, device=device)
     images = torch.as_tensor(seq.images[:args.keyframes]).permute(0, 3, 1, 2).float().div(255).to(device)
@@ -82,8 +79,8 @@ def summarise(results: List[WindowResult]) -> dict:
     }
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``httm-bench stream``."""
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--out", default="bench/pipeline_cpu.json", help="JSON output (default: %(default)s)")
     p.add_argument("--width", type=int, default=518)
@@ -96,11 +93,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="also time one VGGT forward on the window (default: %(default)s)")
     p.add_argument("--model-repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    return p.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``httm-bench stream``: argv is the command line after ``httm-bench`` (recorded in the JSON)."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -111,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run_stream(seq, args, device)                                          # warm-up
     results = run_stream(seq, args, device)
     report = {
-        "command": "python -m httm_ros.pipeline.bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "httm-bench " + " ".join(argv),
         "git_commit": git_commit(),
         "device": device_name(device),
         "torch": torch.__version__,
@@ -133,7 +129,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"model forward ({args.model}): {1e3 * report['model']['model_s_median']:.1f} ms")
     print(f"-> {out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -36,8 +36,9 @@ from typing import List, Optional, Sequence as Seq, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from ..pipeline.geometry import load_tum, quat_to_rotmat
-from ..synthetic import Sequence, list_images
+from ..io.images import list_images
+from ..io.tum import load_tum, poses_from_tum
+from ..synthetic import Sequence
 
 LOG = logging.getLogger("httm_ros.eval")
 PathLike = Union[str, Path]
@@ -259,9 +260,7 @@ def read_tum(root: PathLike, max_dt: float = 0.02) -> DatasetIndex:
         raise DatasetError(f"{root}: no RGB frame has ground truth{' and depth' if has_depth else ''} "
                            f"within {max_dt} s")
     vals = np.array([[float(v) for v in gt_rows[i].split()] for i in i_gt[keep]], dtype=np.float64)
-    poses = np.tile(np.eye(4), (len(keep), 1, 1))
-    poses[:, :3, 3] = vals[:, :3]
-    poses[:, :3, :3] = quat_to_rotmat(vals[:, 3:7])
+    poses = poses_from_tum(vals[:, :7])
     key = next((k for k in TUM_K if k in root.name), None)
     fx, fy, cx, cy = TUM_K[key] if key else TUM_DEFAULT_K
     index = DatasetIndex(f"tum/{root.name}", "tum", root, [root / rgb[i] for i in keep],

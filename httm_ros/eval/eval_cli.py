@@ -34,19 +34,20 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..httm import add_merge_arguments, merge_config_from_args
-from ..httm.cli import MERGE_MODES, parse_layers
-from ..pipeline import ModelPredictor, OraclePredictor
+from ..httm.arguments import MERGE_MODES, parse_layers
+from ..io.ply import PLYError, save_ply
+from ..pipeline import ModelPredictor
 from ..provenance import device_name, git_commit
-from ..pipeline.map import save_ply
 from ..synthetic import Sequence as FrameSequence
 from ..synthetic import demo_sequence
+from ..synthetic.oracle import OraclePredictor
 from ..vggt import CheckpointError
 from ..vggt.factory import CONFIG_NAMES, WEIGHTS_HELP, build_model, resolve_device
 from .datasets import LAYOUTS, DatasetError, open_dataset
 from .evaluate import (EvalOptions, depth_cloud, evaluate, finish_cloud, model_inputs, row, run_offline,
                        run_streaming)
-from .ply import PLYError, load_reference
-from .report import fidelity_markdown, jsonable, markdown_table, write_results
+from .eval_report import fidelity_markdown, jsonable, markdown_table, write_results
+from .reference import load_reference
 
 LOG = logging.getLogger("httm_ros.eval")
 ALIGNMENT_TEXT = ("Sim(3) from the cameras (Umeyama on the camera centres, or camera orientations + centres, "
@@ -366,7 +367,7 @@ def cmd_synthetic(args) -> dict:
 
 
 def cmd_fidelity(args) -> dict:
-    from ..httm.fidelity import ABLATIONS, COMPARISONS, fidelity_proxy, format_table
+    from ..bench.fidelity import ABLATIONS, COMPARISONS, fidelity_proxy, format_table
 
     if args.frames < 1 or args.width < 14 or args.width % 14 or args.height < 14 or args.height % 14:
         raise UsageError("fidelity: --frames must be >= 1 and --width / --height positive multiples of 14")

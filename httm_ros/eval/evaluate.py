@@ -10,7 +10,7 @@ Alignment of the prediction (arbitrary similarity frame) to the ground truth: a 
 cameras - Umeyama on the camera centres, or the rotation of the camera orientations with scale
 and translation from the centres, whichever puts the prediction closer to the ground truth (a
 short, nearly straight path fixes the rotation badly by its centres alone) - then point-to-point ICP
-(:func:`httm_ros.pipeline.metrics.icp_refine`: rigid by default, pairs farther apart than
+(:func:`httm_ros.eval.metrics.icp_refine`: rigid by default, pairs farther apart than
 ``icp_threshold`` x the ground-truth bounding-box diagonal ignored). Accuracy / completeness are
 then the mean (and median) nearest-neighbour distances pred -> GT and GT -> pred. ATE is the
 RMSE of camera centres after their own Sim(3) alignment; RPE compares consecutive keyframes'
@@ -30,11 +30,11 @@ from scipy.spatial import cKDTree
 
 from ..pipeline import (AlignConfig, FilterConfig, KeyframeConfig, StreamConfig, StreamingReconstructor,
                         WindowConfig, WindowPrediction)
-from ..pipeline.geometry import invert_rigid, unproject_depth
-from ..pipeline.metrics import (align_positions, ate, cloud_distances, icp_refine, rpe, transform_points,
-                                voxel_downsample)
+from ..geometry import invert_rigid, unproject_depth
 from ..synthetic import Sequence
 from ..vggt.preprocess import model_input_size, preprocess_images, resized_size
+from .metrics import (align_positions, ate, cloud_distances, icp_refine, rpe, transform_points,
+                      voxel_downsample)
 from .resources import PeakMemory
 
 

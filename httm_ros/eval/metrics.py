@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .alignment import weighted_umeyama
+from ..pipeline.alignment import weighted_umeyama
 
 
 def align_positions(est: np.ndarray, gt: np.ndarray, with_scale: bool = True) -> np.ndarray:

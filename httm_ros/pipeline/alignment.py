@@ -24,8 +24,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .config import AlignConfig
-from .geometry import transform_cam_to_world, unproject_depth
+from .stream_config import AlignConfig
+from ..geometry import transform_cam_to_world, unproject_depth
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import List, Sequence, Union
 
 import numpy as np
 
-from .geometry import save_tum
+from ..io.tum import save_tum
 
 
 class Trajectory:

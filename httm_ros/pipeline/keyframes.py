@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import KeyframeConfig
+from .stream_config import KeyframeConfig
 
 Frame = Union[np.ndarray, torch.Tensor]
 

@@ -16,7 +16,8 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .config import MapConfig
+from ..io.ply import save_ply
+from .stream_config import MapConfig
 
 _BITS = 21
 _OFFSET = 1 << (_BITS - 1)          # voxel coordinates in [-2^20, 2^20) fit the 63-bit key
@@ -125,43 +126,3 @@ class GlobalMap:
     def save_ply(self, path: Union[str, Path]) -> Path:
         """Write the map as a binary coloured PLY."""
         return save_ply(path, *self.points())
-
-
-def save_ply(path: Union[str, Path], xyz: np.ndarray, rgb: Optional[np.ndarray] = None) -> Path:
-    """Binary little-endian PLY: float x y z (+ uchar red green blue). xyz [N,3], rgb [N,3] uint8."""
-    xyz = np.ascontiguousarray(np.asarray(xyz, dtype=np.float32).reshape(-1, 3))
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
-    if rgb is not None:
-        rgb = np.asarray(rgb).reshape(-1, 3)
-        if rgb.shape[0] != xyz.shape[0]:
-            raise ValueError(f"save_ply: {xyz.shape[0]} points but {rgb.shape[0]} colours")
-        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
-    data = np.empty(xyz.shape[0], dtype=fields)
-    data["x"], data["y"], data["z"] = xyz.T
-    if rgb is not None:
-        data["red"], data["green"], data["blue"] = np.clip(rgb, 0, 255).astype(np.uint8).T
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {xyz.shape[0]}"]
-    header += [f"property {'float' if t == '<f4' else 'uchar'} {n}" for n, t in fields] + ["end_header"]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(data.tobytes())
-    return path
-
-
-def load_ply(path: Union[str, Path]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Read a PLY written by :func:`save_ply` -> (xyz float32 [N,3], rgb uint8 [N,3] or None)."""
-    raw = Path(path).read_bytes()
-    end = raw.index(b"end_header\n") + len(b"end_header\n")
-    lines = raw[:end].decode("ascii").splitlines()
-    if "format binary_little_endian 1.0" not in lines:
-        raise ValueError(f"{path}: only binary little-endian PLY is supported")
-    n = int(next(l for l in lines if l.startswith("element vertex")).split()[-1])
-    props = [l.split() for l in lines if l.startswith("property")]
-    dtype = [(p[2], "<f4" if p[1] == "float" else "u1") for p in props]
-    data = np.frombuffer(raw[end:], dtype=dtype, count=n)
-    xyz = np.stack([data["x"], data["y"], data["z"]], 1).astype(np.float32)
-    names = [p[2] for p in props]
-    rgb = np.stack([data["red"], data["green"], data["blue"]], 1) if "red" in names else None
-    return xyz, rgb

@@ -30,24 +30,25 @@ different one (a different aspect ratio, or any change when ``image_width`` is N
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
+from ..geometry import invert_rigid, transform_cam_to_world, unproject_depth
+from ..timing import StageTimer
 from ..vggt.preprocess import model_input_size as vggt_input_size
-from ..vggt.preprocess import preprocess_images
+from ..vggt.preprocess import model_input_rgb
 from .alignment import AlignmentReport, FrameGeometry, align_overlap
-from .config import StreamConfig
-from .geometry import invert_rigid, transform_cam_to_world, unproject_depth
+from .keyframe_trajectory import Trajectory
 from .keyframes import KeyframeSelector
 from .map import GlobalMap
 from .predictor import Predictor, WindowPrediction
-from .trajectory import Trajectory
+from .stream_config import StreamConfig
 
 PATCH = 14
+POST_STAGES = ("align", "filter", "unproject", "map_update")   # everything after predict
 
 
 class FrameSizeError(ValueError):
@@ -128,25 +129,6 @@ class StreamCounters:
         return asdict(self)
 
 
-class _Timer:
-    """Wall-clock stage timer; synchronises CUDA before each reading when asked to."""
-
-    def __init__(self, device: torch.device, sync: bool) -> None:
-        self.sync = sync and device.type == "cuda"
-        self.device = device
-        self.last = self.now()
-
-    def now(self) -> float:
-        if self.sync:
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def lap(self) -> float:
-        t = self.now()
-        dt, self.last = t - self.last, t
-        return dt
-
-
 def model_input_size(height: int, width: int, image_width: Optional[int]) -> Tuple[int, int]:
     """(H, W) of the model input for a frame of height x width (see ``StreamConfig.image_width``)."""
     if image_width is None:
@@ -198,9 +180,9 @@ class StreamingReconstructor:
         is_key, _ = self.selector.select(frame)
         if not is_key:
             return []
-        t0 = time.perf_counter()
+        timer = StageTimer(mode="wall")
         image = self._prepare(frame)
-        kf = Keyframe(fid, float(fid if stamp is None else stamp), image, time.perf_counter() - t0)
+        kf = Keyframe(fid, float(fid if stamp is None else stamp), image, timer.lap("preprocess"))
         self._pending.append(kf)
         self.counters.keyframes += 1
         if len(self._pending) >= self.config.window.size:
@@ -231,8 +213,7 @@ class StreamingReconstructor:
                                  f"{hw[1]}x{hw[0]}, but this stream runs at {self.model_hw[1]}x{self.model_hw[0]}; "
                                  "call reset() to start a new map at the new size")
         if (H, W) != hw:                                   # VGGT's own preprocessing (PIL bicubic, crop mode)
-            resized = preprocess_images([frame.cpu().numpy()], "crop", self.config.image_width, PATCH)[0]
-            frame = (resized * 255.0).round_().to(torch.uint8).permute(1, 2, 0)
+            frame = torch.from_numpy(model_input_rgb(frame.cpu().numpy(), "crop", self.config.image_width, PATCH))
         return frame.to(self.device).permute(2, 0, 1).contiguous()
 
     # ------------------------------------------------------------------ one window
@@ -240,13 +221,12 @@ class StreamingReconstructor:
         kfs, n_ov = self._pending, self._num_overlap
         index = self.counters.windows
         self.counters.windows += 1
-        timer = _Timer(self.device, self.config.sync_timing)
-        t_start = timer.last
+        timer = StageTimer(self.device, "wall_sync" if self.config.sync_timing else "wall")
         timings = {"preprocess": sum(k.preprocess_s for k in kfs[n_ov:])}
         images = torch.stack([k.image for k in kfs]).float().div_(255.0)         # [K,3,H,W] in [0,1]
         ids, stamps = [k.frame_id for k in kfs], [k.stamp for k in kfs]
         pred = self.predictor.predict(images, ids)
-        timings["predict"] = timer.lap()
+        timings["predict"] = timer.lap("predict")
         K, _, H, W = images.shape
         pred.check(K, H, W)
         cam_to_window = invert_rigid(pred.extrinsics.to(self.device, torch.float64))  # [K,4,4]
@@ -254,7 +234,7 @@ class StreamingReconstructor:
         depth = pred.depth.to(self.device, torch.float32)
         conf = pred.depth_conf.to(self.device, torch.float32)
         report = self._align(cam_to_window, intr, depth, conf, n_ov)
-        timings["align"] = timer.lap()
+        timings["align"] = timer.lap("align")
         result = WindowResult(index, ids, stamps, n_ov, (H, W), report, cam_to_window, intr, depth, conf,
                               stats=dict(pred.stats))
         if report.accepted:
@@ -263,7 +243,7 @@ class StreamingReconstructor:
             self.counters.windows_rejected += 1
             self.counters.keyframes_dropped += K - n_ov
         self._next_pending()
-        timings["post"] = timer.last - t_start - timings["predict"]
+        timings["post"] = sum(timings.get(stage, 0.0) for stage in POST_STAGES)
         timings["total"] = timings["post"] + timings["predict"] + timings["preprocess"]
         result.timings = timings
         self.last_result = result
@@ -283,7 +263,7 @@ class StreamingReconstructor:
         local = FrameGeometry(cam_to_window[:n_ov], intr[:n_ov], depth[:n_ov], conf[:n_ov])
         return align_overlap(local, anchor, self.config.align)
 
-    def _apply(self, result: WindowResult, images: torch.Tensor, timer: _Timer, timings: dict) -> None:
+    def _apply(self, result: WindowResult, images: torch.Tensor, timer: StageTimer, timings: dict) -> None:
         """Move an accepted window into the world; add its new keyframes to the map and trajectory."""
         rep, n_ov = result.alignment, result.num_overlap
         rot = torch.as_tensor(rep.rotation, dtype=torch.float64, device=self.device)
@@ -295,14 +275,14 @@ class StreamingReconstructor:
             self.map.set_voxel_size(self.config.map.voxel_size_rel * float(valid.median()))
         new = slice(n_ov, result.num_keyframes)
         keep, stride = self._filter(result.depth[new], result.conf[new])
-        timings["filter"] = timer.lap()
+        timings["filter"] = timer.lap("filter")
         pts = unproject_depth(result.depth[new], result.cam_to_world[new], result.intrinsics[new], stride)
         result.points_xyz = pts[keep].float()
         colours = images[new, :, ::stride, ::stride].permute(0, 2, 3, 1)[keep]
         result.points_rgb = (colours * 255.0).round_().to(torch.uint8)
-        timings["unproject"] = timer.lap()
+        timings["unproject"] = timer.lap("unproject")
         self.map.insert(result.points_xyz, result.points_rgb, stamp=result.index)
-        timings["map_update"] = timer.lap()
+        timings["map_update"] = timer.lap("map_update")
         self.trajectory.append(result.frame_ids[new], result.stamps[new], result.cam_to_world[new].cpu().numpy())
         self.counters.windows_accepted += 1
         first = max(0, result.num_keyframes - self.config.window.overlap)

@@ -7,13 +7,12 @@
 """
 
 from .scene import Scene, SceneConfig, make_scene
-from .sequence import (Sequence, demo_sequence, intrinsics_from_fov, iter_image_folder, list_images,
-                       load_image_folder, render_sequence)
+from .sequence import Sequence, demo_sequence, intrinsics_from_fov, render_sequence
 from .textures import Texture
 from .trajectory import look_at, make_trajectory
 
 __all__ = [
     "Scene", "SceneConfig", "Sequence", "Texture", "demo_sequence", "intrinsics_from_fov",
-    "iter_image_folder", "list_images", "load_image_folder", "look_at", "make_scene",
+    "look_at", "make_scene",
     "make_trajectory", "render_sequence",
 ]

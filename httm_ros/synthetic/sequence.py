@@ -1,4 +1,4 @@
-"""Rendered sequences with ground truth, their on-disk format, and reading image folders.
+"""Rendered sequences with ground truth and their on-disk format.
 
 On-disk layout written by :meth:`Sequence.save` (and read by :meth:`Sequence.load`)::
 
@@ -16,18 +16,19 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..pipeline.geometry import load_tum, save_tum, unproject_depth
+from ..geometry import unproject_depth
+from ..io.images import load_image_folder
+from ..io.tum import load_tum, save_tum
 from .scene import Scene, SceneConfig, make_scene
 from .trajectory import make_trajectory
 
 PathLike = Union[str, Path]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 
 def intrinsics_from_fov(width: int, height: int, hfov_deg: float = 65.0) -> np.ndarray:
@@ -158,41 +159,3 @@ def demo_sequence(num_frames: int = 100, width: int = 518, height: int = 392, se
     """The built-in demo: ``make_scene(seed=seed)`` seen along an orbit at 0.02 m/frame, 30 fps."""
     return render_sequence(make_scene(seed=seed), num_frames, width, height, trajectory, speed,
                            seed=seed, **kwargs)
-
-
-# ---------------------------------------------------------------------------- image folders
-def list_images(folder: PathLike) -> List[Path]:
-    """Image files of ``folder`` sorted by name; a folder holding only ``images/`` is entered."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"not a folder: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files and (folder / "images").is_dir():
-        return list_images(folder / "images")
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files
-
-
-def iter_image_folder(folder: PathLike, rgb: bool = True) -> Iterator[Tuple[Path, np.ndarray]]:
-    """Yield (path, image) in sorted order: uint8 [H,W,3] RGB (or the raw array if rgb=False)."""
-    for path in list_images(folder):
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB") if rgb else im)
-        yield path, arr
-
-
-def load_image_folder(folder: PathLike, rgb: bool = True) -> np.ndarray:
-    """All images of a folder (sorted by name) stacked: uint8 [S,H,W,3] RGB.
-
-    All images must share one size (ValueError otherwise); for long folders prefer
-    :func:`iter_image_folder`, which streams them. A folder holding only ``images/`` is entered.
-    """
-    arrays, first = [], None
-    for path, arr in iter_image_folder(folder, rgb):
-        if first is None:
-            first = (path, arr.shape)
-        elif arr.shape != first[1]:
-            raise ValueError(f"image sizes differ: {first[0].name} is {first[1]}, {path.name} is {arr.shape}")
-        arrays.append(arr)
-    return np.stack(arrays)

@@ -8,7 +8,7 @@ Modules
     heads       CameraHead, DPTHead (depth, points)
     model       VGGT (forward, from_checkpoint)
     checkpoint  load_checkpoint, CheckpointError
-    geometry    pose encoding <-> extrinsics/intrinsics, SE3 inverse, depth unprojection
+    pose_encoding  pose encoding <-> extrinsics/intrinsics (rotations etc.: httm_ros.geometry)
     preprocess  preprocess_images, model_input_size (official crop / pad behaviour)
     golden      deterministic golden weights and images (shared/vggt/GOLDEN.md)
 """

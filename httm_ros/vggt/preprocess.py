@@ -4,7 +4,8 @@ crop: width -> target_size, height -> round(h * target/w / 14) * 14, centre-crop
       target_size if taller.
 pad:  longer side -> target_size, other side rounded to a multiple of 14, then padded with
       white to target_size x target_size.
-Resizing is PIL bicubic on uint8 RGB, as the official code does. Frames that end up with
+Resizing is PIL bicubic on uint8 RGB, as the official code does (:func:`resize_rgb`, the package's
+one resize; :func:`model_input_rgb` gives one frame's model input as uint8). Frames that end up with
 different sizes are padded with white to the largest (as the official code does), with a warning.
 """
 
@@ -76,17 +77,37 @@ def _pad_white(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.pad(img, (left, dw - left, top, dh - top), mode="constant", value=1.0)
 
 
-def _one(image: ImageLike, mode: str, target_size: int, patch_size: int) -> torch.Tensor:
+def resize_rgb(image: ImageLike, hw: Tuple[int, int]) -> np.ndarray:
+    """The package's one image resize: RGB (HxWx3 uint8 array or PIL image) -> uint8 [hw[0], hw[1], 3].
+
+    PIL bicubic on uint8, as the official VGGT preprocessing does.
+    """
+    pil = _to_pil(image)
+    if (pil.height, pil.width) != tuple(hw):
+        pil = pil.resize((int(hw[1]), int(hw[0])), Image.Resampling.BICUBIC)
+    return np.asarray(pil, dtype=np.uint8)
+
+
+def model_input_rgb(image: ImageLike, mode: str = "crop", target_size: int = 518,
+                    patch_size: int = 14) -> np.ndarray:
+    """One frame -> the model input as uint8 [H, W, 3]: :func:`resize_rgb` to :func:`resized_size`,
+    then the centre crop ("crop", when taller than target_size) or white padding ("pad")."""
+    _check_args(mode, target_size, patch_size)
     pil = _to_pil(image)
     new_h, new_w = resized_size(pil.height, pil.width, mode, target_size, patch_size)
-    pil = pil.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    img = torch.from_numpy(np.asarray(pil, dtype=np.float32) / np.float32(255.0)).permute(2, 0, 1)
+    rgb = resize_rgb(pil, (new_h, new_w))                                   # [new_h, new_w, 3]
     if mode == "crop" and new_h > target_size:
         top = (new_h - target_size) // 2
-        img = img[:, top:top + target_size]
+        rgb = rgb[top:top + target_size]
     if mode == "pad":
-        img = _pad_white(img, target_size, target_size)
-    return img.contiguous()                                                  # [3, H, W]
+        dh, dw = target_size - new_h, target_size - new_w
+        rgb = np.pad(rgb, ((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2), (0, 0)), constant_values=255)
+    return np.ascontiguousarray(rgb)
+
+
+def _one(image: ImageLike, mode: str, target_size: int, patch_size: int) -> torch.Tensor:
+    rgb = model_input_rgb(image, mode, target_size, patch_size)
+    return torch.from_numpy(rgb.astype(np.float32) / np.float32(255.0)).permute(2, 0, 1).contiguous()  # [3, H, W]
 
 
 def preprocess_images(images: Sequence[ImageLike], mode: str = "crop", target_size: int = 518,

@@ -1,0 +1,1 @@
+"""File formats: PLY point clouds / meshes (``ply``), TUM trajectories (``tum``), image folders (``images``)."""
