@@ -14,6 +14,7 @@ Lambertian shading by face normal.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -28,7 +29,8 @@ OUTER_MIN = 0.78   # boxes along the walls stay outside it
 RING = 0.60        # nominal normalised radius of camera paths
 # Edges of a box whose corners are enumerated x-major, then y, then z (index = 4x + 2y + z).
 _BOX_EDGES = [(a, a | bit) for a in range(8) for bit in (1, 2, 4) if not a & bit]
-_LIGHT = np.array([0.35, -0.45, 0.82])  # direction towards the light (world)
+_LIGHT = np.array([0.35, -0.45, 0.82])  # default direction towards the light (world)
+AMBIENT, DIFFUSE = 0.62, 0.38            # default shading: ambient + diffuse * max(0, n . light)
 
 
 @dataclass
@@ -38,6 +40,10 @@ class SceneConfig:
     room_size: (X, Y, Z) extents; num_inner_boxes: boxes clustered around the centre (what the
     camera looks at); num_outer_boxes: boxes along the walls (some floating, like shelves);
     box_size_range: min/max box edge length; seed: everything random derives from it.
+    Variety (defaults reproduce the original scenes exactly): thin_box_prob: chance that a box is
+    a slab/plank/pillar (one or two sides shrunk to 10-30%); texture_scale: multiplies every
+    texture period; light_dir (towards the light, world; None = the default), ambient, diffuse:
+    shading ``ambient + diffuse * max(0, n . light)``.
     """
 
     room_size: Tuple[float, float, float] = (8.0, 6.0, 3.0)
@@ -45,6 +51,11 @@ class SceneConfig:
     num_outer_boxes: int = 6
     box_size_range: Tuple[float, float] = (0.35, 1.3)
     seed: int = 0
+    thin_box_prob: float = 0.0
+    texture_scale: float = 1.0
+    light_dir: Optional[Tuple[float, float, float]] = None
+    ambient: float = AMBIENT
+    diffuse: float = DIFFUSE
 
     def __post_init__(self) -> None:
         if len(self.room_size) != 3 or min(self.room_size) <= 0:
@@ -59,6 +70,14 @@ class SceneConfig:
         lo, hi = self.box_size_range
         if not 0 < lo <= hi:
             raise ValueError(f"SceneConfig.box_size_range must satisfy 0 < min <= max, got {self.box_size_range}")
+        if not 0 <= self.thin_box_prob <= 1 or not self.texture_scale > 0:
+            raise ValueError("SceneConfig.thin_box_prob must be in [0, 1] and texture_scale > 0, got "
+                             f"{self.thin_box_prob}, {self.texture_scale}")
+        if self.light_dir is not None and (len(self.light_dir) != 3 or not np.linalg.norm(self.light_dir) > 0):
+            raise ValueError(f"SceneConfig.light_dir must be None or a non-zero 3-vector, got {self.light_dir}")
+        if not (self.ambient >= 0 and self.diffuse >= 0 and self.ambient + self.diffuse > 0):
+            raise ValueError(f"SceneConfig.ambient/diffuse must be >= 0 with a positive sum, got "
+                             f"{self.ambient}, {self.diffuse}")
 
 
 @dataclass
@@ -66,13 +85,16 @@ class Scene:
     """Room bounds, boxes ``[M,2,3]`` (lo, hi corners) and one texture per object.
 
     textures[0:6] are the room faces in the order (-x, +x, -y, +y, floor, ceiling); textures[6+b] is
-    box b (all its faces).
+    box b (all its faces). light: direction towards the light [3]; ambient, diffuse: shading.
     """
 
     room: np.ndarray                       # [2,3] lo, hi
     boxes: np.ndarray                      # [M,2,3]
     textures: List[Texture]
     config: Optional[SceneConfig] = None
+    light: np.ndarray = field(default_factory=lambda: _LIGHT.copy())
+    ambient: float = AMBIENT
+    diffuse: float = DIFFUSE
     _tensors: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ basic properties
@@ -103,6 +125,8 @@ class Scene:
              ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Nearest hit of rays from one origin [3] along dirs [H,W,3] -> (t [H,W], surface id [H,W]).
 
+        Batched: origins [B,1,1,3] and dirs [B,H,W,3] -> t, ids [B,H,W] (regions apply to all B).
+
         Surface ids: 2*axis + side for the room faces (side 0 = lo), 6 + 6*box + 2*axis + side for
         boxes. The camera must be inside the room and outside every box. ``box_regions[b]`` is an
         optional pixel rectangle (r0, r1, c0, c1) outside which box b cannot appear (or None to
@@ -116,21 +140,21 @@ class Scene:
         t_axes = torch.where(tiny, torch.full_like(dirs, float("inf")), (wall - origin) * inv)
         t_best, axis = t_axes.min(dim=-1)
         sid = 2 * axis + (dirs.gather(-1, axis[..., None])[..., 0] > 0).long()
-        H, W = dirs.shape[:2]
+        H, W = dirs.shape[-3:-1]
         for b in range(boxes.shape[0]):
             region = (0, H, 0, W) if box_regions is None else box_regions[b]
             if region is None:
                 continue
             r0, r1, c0, c1 = region
-            inv_r, d_r = inv[r0:r1, c0:c1], dirs[r0:r1, c0:c1]
+            inv_r, d_r = inv[..., r0:r1, c0:c1, :], dirs[..., r0:r1, c0:c1, :]
             t1, t2 = (boxes[b, 0] - origin) * inv_r, (boxes[b, 1] - origin) * inv_r
             t_near, ax = torch.minimum(t1, t2).max(dim=-1)
             t_far = torch.maximum(t1, t2).min(dim=-1).values
-            tb = t_best[r0:r1, c0:c1]
+            tb = t_best[..., r0:r1, c0:c1]
             hit = (t_near <= t_far) & (t_near > 1e-6) & (t_near < tb)
             side = (d_r.gather(-1, ax[..., None])[..., 0] <= 0).long()        # entering through lo if d>0
-            t_best[r0:r1, c0:c1] = torch.where(hit, t_near, tb)
-            sid[r0:r1, c0:c1] = torch.where(hit, 6 + 6 * b + 2 * ax + side, sid[r0:r1, c0:c1])
+            t_best[..., r0:r1, c0:c1] = torch.where(hit, t_near, tb)
+            sid[..., r0:r1, c0:c1] = torch.where(hit, 6 + 6 * b + 2 * ax + side, sid[..., r0:r1, c0:c1])
         return t_best, sid
 
     def box_regions(self, cam_to_world: np.ndarray, intrinsics: np.ndarray, width: int,
@@ -183,8 +207,8 @@ class Scene:
         rgb = torch.empty_like(points)
         rgb[order] = torch.cat(chunks)
         normal = self._normals(sid, points.device)
-        light = torch.as_tensor(_LIGHT / np.linalg.norm(_LIGHT), dtype=points.dtype, device=points.device)
-        lambert = 0.62 + 0.38 * (normal @ light).clamp_min(0)
+        light = torch.as_tensor(self.light / np.linalg.norm(self.light), dtype=points.dtype, device=points.device)
+        lambert = self.ambient + self.diffuse * (normal @ light).clamp_min(0)
         return (rgb * lambert[:, None]).clamp(0, 1)
 
     @staticmethod
@@ -218,6 +242,30 @@ class Scene:
         rgb = self.shade(origin + t.reshape(-1, 1) * dirs.reshape(-1, 3), sid.reshape(-1))
         img = (rgb.reshape(height, width, 3) * 255.0 + 0.5).to(torch.uint8)
         return img.cpu().numpy(), t.cpu().numpy().astype(np.float32)
+
+    def render_batch(self, cam_to_world, intrinsics, width: int, height: int,
+                     device="cpu") -> Tuple[torch.Tensor, torch.Tensor]:
+        """Render B views in one pass -> (rgb uint8 [B,H,W,3], depth float32 [B,H,W]) on ``device``.
+
+        cam_to_world [B,4,4], intrinsics [B,3,3] or [3,3] (numpy or torch). Same pixels as
+        :meth:`render` per frame (float32 rounding of the ray directions aside); each box is
+        tested on the union of its per-frame pixel rectangles.
+        """
+        poses64 = np.asarray(torch.as_tensor(cam_to_world).cpu(), dtype=np.float64).reshape(-1, 4, 4)
+        k64 = np.asarray(torch.as_tensor(intrinsics).cpu(), dtype=np.float64)
+        k64 = np.broadcast_to(k64, (len(poses64), 3, 3))
+        pose = torch.as_tensor(poses64, dtype=torch.float32, device=device)
+        k_inv = torch.as_tensor(np.linalg.inv(k64), dtype=torch.float32, device=device)
+        m = (pose[:, :3, :3] @ k_inv)[:, None, None]                          # [B,1,1,3,3]
+        u = torch.arange(width, dtype=torch.float32, device=device)[None, None, :, None]
+        v = torch.arange(height, dtype=torch.float32, device=device)[None, :, None, None]
+        dirs = u * m[..., 0] + v * m[..., 1] + m[..., 2]                      # [B,H,W,3], cam z == 1
+        origin = pose[:, None, None, :3, 3]                                    # [B,1,1,3]
+        regions = [self.box_regions(p, k, width, height) for p, k in zip(poses64, k64)]
+        t, sid = self.cast(origin, dirs, [_union(r) for r in zip(*regions)] if regions[0] else [])
+        rgb = self.shade((origin + t[..., None] * dirs).reshape(-1, 3), sid.reshape(-1))
+        img = (rgb.reshape(*t.shape, 3) * 255.0 + 0.5).to(torch.uint8)
+        return img, t
 
     # ------------------------------------------------------------------ ground-truth geometry
     def distance_to_surface(self, points: np.ndarray) -> np.ndarray:
@@ -295,6 +343,15 @@ class Scene:
         return ok
 
 
+def _union(rects) -> Optional[Tuple[int, int, int, int]]:
+    """Bounding rectangle of pixel rectangles (r0, r1, c0, c1), None entries ignored."""
+    rects = [r for r in rects if r is not None]
+    if not rects:
+        return None
+    r0, r1, c0, c1 = zip(*rects)
+    return min(r0), max(r1), min(c0), max(c1)
+
+
 # ---------------------------------------------------------------------------- construction
 def _ellipse_radius(xy: np.ndarray, half: np.ndarray) -> np.ndarray:
     """Normalised elliptical radius of xy [...,2] in a room of half extents half [2]."""
@@ -316,6 +373,9 @@ def _place_box(rng: np.random.Generator, cfg: SceneConfig, inner: bool,
     for _ in range(400):
         size = rng.uniform(*cfg.box_size_range, size=3)
         size[2] = rng.uniform(cfg.box_size_range[0], min(cfg.box_size_range[1] * 1.2, Z - 0.8))
+        if cfg.thin_box_prob > 0 and rng.uniform() < cfg.thin_box_prob:
+            thin = rng.choice(3, size=int(rng.integers(1, 3)), replace=False)   # slab, plank or pillar
+            size[thin] *= rng.uniform(0.1, 0.3, size=len(thin))
         if inner:
             ang, rad = rng.uniform(0, 2 * math.pi), rng.uniform(0, INNER_MAX * 0.8)
             c = np.array([math.cos(ang), math.sin(ang)]) * rad * half
@@ -340,7 +400,7 @@ def make_scene(config: Optional[SceneConfig] = None, seed: Optional[int] = None)
     """Build a deterministic random scene from ``config`` (``seed`` overrides ``config.seed``)."""
     cfg = config or SceneConfig()
     if seed is not None:
-        cfg = SceneConfig(cfg.room_size, cfg.num_inner_boxes, cfg.num_outer_boxes, cfg.box_size_range, seed)
+        cfg = dataclasses.replace(cfg, seed=seed)
     rng = np.random.default_rng(cfg.seed)
     X, Y, Z = cfg.room_size
     room = np.array([[-X / 2, -Y / 2, 0.0], [X / 2, Y / 2, Z]])
@@ -355,5 +415,10 @@ def make_scene(config: Optional[SceneConfig] = None, seed: Optional[int] = None)
     textures.append(random_texture(rng, str(rng.choice(["checkers", "tiles", "noise"])), (0.3, 0.6)))
     textures.append(random_texture(rng, str(rng.choice(["noise", "gradient", "tiles"])), (0.4, 0.9)))
     textures += [random_texture(rng) for _ in boxes]
+    if cfg.texture_scale != 1.0:
+        for tex in textures:
+            tex.period *= cfg.texture_scale
     box_arr = np.stack(boxes) if boxes else np.zeros((0, 2, 3))
-    return Scene(room=room, boxes=box_arr, textures=textures, config=cfg)
+    light = _LIGHT.copy() if cfg.light_dir is None else np.asarray(cfg.light_dir, dtype=np.float64)
+    return Scene(room=room, boxes=box_arr, textures=textures, config=cfg, light=light,
+                 ambient=cfg.ambient, diffuse=cfg.diffuse)
