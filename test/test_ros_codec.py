@@ -10,8 +10,9 @@ pytest.importorskip("sensor_msgs.msg")
 from sensor_msgs.msg import CompressedImage, Image, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from httm_ros.pipeline.geometry import quat_to_rotmat  # noqa: E402
+from httm_ros.geometry import quat_to_rotmat  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
+from ros_poses import pose_from_matrix, transform_stamped  # noqa: E402
 
 
 def _rgb(h=5, w=7, seed=0):
@@ -144,11 +145,11 @@ def test_pose_and_transform_from_similarity_matrix():
     mat = np.eye(4)
     mat[:3, :3] = 2.0 * rot                                             # scale is dropped
     mat[:3, 3] = [1, 2, 3]
-    pose = codec.pose_from_matrix(mat)
+    pose = pose_from_matrix(mat)
     q = [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w]
     np.testing.assert_allclose(quat_to_rotmat(np.array(q)), rot, atol=1e-9)
     assert (pose.position.x, pose.position.y, pose.position.z) == (1, 2, 3)
-    tf = codec.transform_stamped(mat, _header("map"), "camera")
+    tf = transform_stamped(mat, _header("map"), "camera")
     assert tf.header.frame_id == "map" and tf.child_frame_id == "camera"
     assert tf.transform.translation.z == 3 and tf.transform.rotation.w == pytest.approx(q[3])
 
@@ -181,7 +182,7 @@ def test_batched_poses_match_single_and_fix_reflections():
         m[:3, 3] = rng.normal(size=3)
     batch = codec.poses_from_matrices(mats)
     for m, pose in zip(mats, batch):
-        single = codec.pose_from_matrix(m)
+        single = pose_from_matrix(m)
         assert pose == single
         q = [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w]
         np.testing.assert_allclose(quat_to_rotmat(np.array(q)), m[:3, :3], atol=1e-9)

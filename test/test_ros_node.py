@@ -21,12 +21,12 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from httm_ros.pipeline import OraclePredictor  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
+from httm_ros.ros.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
 from httm_ros.ros.params import ParameterError  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
-from httm_ros.ros.testing import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
+from httm_ros.synthetic.oracle import OraclePredictor  # noqa: E402
 
 W, H = 112, 84
 TIMEOUT = 30.0

@@ -10,8 +10,9 @@ pytest.importorskip("rclpy")
 
 from httm_ros.pipeline import WindowPrediction  # noqa: E402
 from httm_ros.ros import params  # noqa: E402
-from httm_ros.ros.backend import SafePredictor, merge_config, stream_config  # noqa: E402
+from httm_ros.ros.core_config import merge_config, stream_config  # noqa: E402
 from httm_ros.ros.frame_queue import Frame, FrameQueue  # noqa: E402
+from httm_ros.ros.model_runner import SafePredictor  # noqa: E402
 
 
 def test_table_is_complete_and_documented():

@@ -1,7 +1,7 @@
 """Benchmark of reconstruct_node's overhead: everything but the model forward, per window.
 
-    python -m httm_ros.ros.bench --out bench/node_overhead_cpu.json              # ROS host (CPU)
-    python -m httm_ros.ros.bench --device cuda --model 1b --no-ros --out bench/node_gpu.json
+    python -m httm_ros.bench node --out bench/node_overhead_cpu.json             # ROS host (CPU)
+    python -m httm_ros.bench node --device cuda --model 1b --no-ros --out bench/node_gpu.json
 
 Sections (each where it can run):
 - ``pointcloud2``: packing 1M coloured points into a PointCloud2 (``codec.pointcloud2_xyzrgb``,
@@ -15,8 +15,8 @@ Sections (each where it can run):
   the stats message, and the core's non-model stages (preprocess, align, filter, unproject, map).
 - ``conversion`` (needs only the message packages, not rclpy or DDS): the node's work per window
   without the publish calls, with the core on ``--device``: decoding the new frames, host copies
-  (``outputs.host_copies``, map snapshot included: the only node work on the inference thread)
-  and message conversion (``outputs.window_messages``, on the publisher thread).
+  (``messages.host_copies``, map snapshot included: the only node work on the inference thread)
+  and message conversion (``messages.window_messages``, on the publisher thread).
 - ``model`` (``--model tiny|1b``): one VGGT forward on the same 24 frames (deterministic test
   weights; timing only), with HTTM merging and dense, median of ``--repeats`` after a warm-up.
 The JSON holds the exact command, the git commit, the device and every number.
@@ -32,12 +32,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 
 from ..provenance import device_name, git_commit
+from ..timing import StageTimer
 
 WIDTH, HEIGHT = 518, 392
 NODE_KEYS = ("decode_ms", "queue_ms", "host_copy_ms", "convert_ms", "publish_calls_ms", "latency_ms")
@@ -48,9 +49,9 @@ CORE_KEYS = ("core_preprocess_ms", "core_align_ms", "core_filter_ms", "core_unpr
 def _median_ms(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        timer = StageTimer("cpu", "wall")
         fn()
-        times.append(1e3 * (time.perf_counter() - t0))
+        times.append(1e3 * timer.lap("call"))
     return round(statistics.median(times), 3)
 
 
@@ -60,7 +61,7 @@ def bench_pointcloud2(points: int = 1_000_000, repeats: int = 5) -> dict:
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
 
-    from . import codec
+    from httm_ros.ros import codec
 
     rng = np.random.default_rng(0)
     xyz = rng.normal(size=(points, 3)).astype(np.float32)
@@ -84,9 +85,9 @@ def _sequence(windows: int, keyframes: int, overlap: int, device: str = "cpu"):
     from httm_ros.synthetic import demo_sequence
 
     frames = keyframes + (windows - 1) * (keyframes - overlap)
-    t0 = time.perf_counter()
+    timer = StageTimer("cpu", "wall")
     seq = demo_sequence(num_frames=frames, width=WIDTH, height=HEIGHT, seed=0, speed=0.03, device=device)
-    return seq, time.perf_counter() - t0
+    return seq, timer.lap("render")
 
 
 def bench_node(seq, args) -> dict:
@@ -95,15 +96,14 @@ def bench_node(seq, args) -> dict:
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
-    from httm_ros.pipeline import OraclePredictor
+    from httm_ros.ros import codec
+    from httm_ros.ros.local_dds import RosContext, ros_env, wait_for, wait_matched
+    from httm_ros.ros.reconstruct_node import ReconstructNode
+    from httm_ros.synthetic.oracle import OraclePredictor
 
-    from . import codec
-    from .reconstruct_node import ReconstructNode
-    from .testing import RosContext, ros_env, wait_for, wait_matched
-
-    ctx = RosContext("httm_ros.ros.bench")
-    env = {**os.environ, **ros_env("httm_ros.ros.bench")}
-    sink = subprocess.Popen([sys.executable, "-m", "httm_ros.ros.bench", "--sink", "/bench/reconstruct_node"],
+    ctx = RosContext("httm_ros.bench.node")
+    env = {**os.environ, **ros_env("httm_ros.bench.node")}
+    sink = subprocess.Popen([sys.executable, "-m", "httm_ros.bench", "node", "--sink", "/bench/reconstruct_node"],
                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         overrides = dict(image_size=WIDTH, window_size=args.keyframes, window_overlap=args.overlap,
@@ -144,9 +144,9 @@ def _summarise_node(history: List[dict], received: str) -> dict:
 
 def run_sink(node_fqn: str) -> int:
     """Subscriber process: count every output of ``node_fqn`` until stdin closes; print JSON."""
-    from .testing import RosContext, make_collector
+    from httm_ros.ros.local_dds import RosContext, make_collector
 
-    ctx = RosContext("httm_ros.ros.bench", domain=int(os.environ["ROS_DOMAIN_ID"]))
+    ctx = RosContext("httm_ros.bench.node", domain=int(os.environ["ROS_DOMAIN_ID"]))
     col = ctx.add(make_collector(ctx.context, node_fqn, name="bench_sink", diagnostics=False))
     sys.stdin.read()
 
@@ -165,13 +165,14 @@ def run_sink(node_fqn: str) -> int:
 # ----------------------------------------------------------------------------- conversions
 def bench_conversion(seq, args) -> dict:
     """The node's per-window work except the publish calls, without DDS: decoding the window's
-    new rgb8 frames, host copies (outputs.host_copies, with the map snapshot) and message
-    conversion (outputs.window_messages). The core runs on ``args.device`` with the oracle."""
-    from httm_ros.pipeline import OraclePredictor, StreamingReconstructor
+    new rgb8 frames, host copies (messages.host_copies, with the map snapshot) and message
+    conversion (messages.window_messages). The core runs on ``args.device`` with the oracle."""
+    from httm_ros.pipeline import StreamingReconstructor
+    from httm_ros.synthetic.oracle import OraclePredictor
 
-    from . import codec
-    from .backend import stream_config
-    from .params import defaults
+    from httm_ros.ros import codec
+    from httm_ros.ros.core_config import stream_config
+    from httm_ros.ros.params import defaults
 
     device = torch.device(args.device)
     values = {**defaults(), "image_size": WIDTH, "window_size": args.keyframes, "window_overlap": args.overlap,
@@ -181,9 +182,9 @@ def bench_conversion(seq, args) -> dict:
     msgs = [codec.rgb_to_image(img, codec.make_header(s, "camera")) for img, s in zip(seq.images, stamps)]
     rows, decode_ms = [], 0.0
     for i, msg in enumerate(msgs):
-        t0 = time.perf_counter()
+        timer = StageTimer("cpu", "wall")
         rgb = codec.image_to_rgb(msg)
-        decode_ms += 1e3 * (time.perf_counter() - t0)
+        decode_ms += 1e3 * timer.lap("decode")
         for r in rec.push(rgb, float(seq.timestamps[i])):
             rows.append(_convert_window(r, rec, stamps, values, device, decode_ms))
             decode_ms = 0.0
@@ -194,25 +195,22 @@ def bench_conversion(seq, args) -> dict:
 def _convert_window(result, rec, stamps, values, device: torch.device, decode_ms: float) -> Dict[str, float]:
     """Time the node's two steps for one window: host copies (inference thread, with the map
     snapshot) and message conversion (publisher thread)."""
-    from .outputs import host_copies, window_messages
-
-    def now() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter()
+    from httm_ros.ros.messages import host_copies, window_messages
 
     window_stamps = [stamps[i] for i in result.frame_ids]
-    t0 = now()
+    timer = StageTimer(device, "wall_sync")              # synchronised: the copies are asynchronous
     map_points = rec.map.points()
-    t1 = now()
+    timer.lap("map_snapshot")
     outputs = host_copies(result, values, map_points)
-    t2 = now()
+    timer.lap("host_copy")
     msgs = window_messages(outputs, window_stamps, values, with_tf=True)
-    t3 = now()
+    timer.lap("convert")
+    ms = timer.times_ms()
     images = msgs.depth + msgs.depth_confidence
     data_bytes = sum(len(m.data) for m in images) + len(msgs.points.data) + len(msgs.map.data)
-    return {"decode_ms": decode_ms, "map_snapshot_ms": 1e3 * (t1 - t0), "host_copy_ms": 1e3 * (t2 - t0),
-            "convert_ms": 1e3 * (t3 - t2), "node_cpu_ms": decode_ms + 1e3 * (t3 - t0),
+    host_copy_ms = ms["map_snapshot"] + ms["host_copy"]                  # the map snapshot included
+    return {"decode_ms": decode_ms, "map_snapshot_ms": ms["map_snapshot"], "host_copy_ms": host_copy_ms,
+            "convert_ms": ms["convert"], "node_cpu_ms": decode_ms + host_copy_ms + ms["convert"],
             "new_keyframes": float(len(msgs.pose)), "window_points": float(msgs.points.width),
             "map_points": float(msgs.map.width), "message_mbytes": data_bytes / 1e6}
 
@@ -248,9 +246,9 @@ def bench_model(seq, args) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- main
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+# ----------------------------------------------------------------------------- command line
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``httm-bench node`` options (bench/cli.py registers the subcommand)."""
     p.add_argument("--out", default="bench/node_overhead_cpu.json", help="JSON output (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="device of the core (and model): cpu, cuda, cuda:N")
     p.add_argument("--keyframes", type=int, default=24, help="window size K (default: %(default)s)")
@@ -261,7 +259,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (default: %(default)s)")
     p.add_argument("--no-ros", action="store_true", help="skip the sections that need rclpy and the messages")
     p.add_argument("--sink", metavar="NODE", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
 
 
 def _has_messages() -> bool:
@@ -281,13 +278,14 @@ def _has_ros() -> bool:
     return True
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``httm-bench node``: the sections that can run here, into ``args.out`` (JSON); ``argv``:
+    the httm-bench arguments, recorded as the command."""
     if args.sink:
         return run_sink(args.sink)
     ros = not args.no_ros and _has_ros()
     seq, render_s = _sequence(args.windows, args.keyframes, args.overlap, args.device)
-    report = {"command": "python -m httm_ros.ros.bench " + " ".join(sys.argv[1:] if argv is None else argv),
+    report = {"command": "python -m httm_ros.bench " + " ".join(argv),
               "git_commit": git_commit(), "device": device_name(torch.device(args.device)),
               "host_cpu": device_name(torch.device("cpu")), "torch": torch.__version__,
               "host_memcpy_gbps": memcpy_gbps(),
@@ -323,7 +321,3 @@ def _ratios(report: dict) -> None:
         if "node" in report:
             node = report["node"]["median_over_windows_1_on"]["node_overhead_ms"]
             report[f"node_overhead_over_model_{mode}"] = round(node / model_ms, 4)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ Images in:  sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8 and the 16-bit va
             -> RGB uint8 [H, W, 3]. 16-bit values are scaled to 8 bits by their high byte.
 Messages out: 32FC1 images (depth in metres up to scale, NaN = invalid; confidence), PointCloud2
             x y z rgb (packed, 16 bytes per point, as RViz and PCL read it), CameraInfo,
-            Pose / PoseStamped / TransformStamped from 4x4 camera-to-world matrices.
+            Pose / TransformStamped from 4x4 camera-to-world matrices.
 
 Bulk data goes into messages in bulk, never per element: clouds and float images are written in
 place into the message's own buffer (``_message_buffer``), other data with one copy of a
@@ -16,17 +16,18 @@ contiguous array (``_uint8_array``, the cost of one ``tobytes()``). Assigning a 
 from __future__ import annotations
 
 import array
+import collections
 import io
 import sys
 from typing import List, Optional, Tuple
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
+from geometry_msgs.msg import Pose, TransformStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from httm_ros.pipeline.geometry import rotmat_to_quat
+from httm_ros.geometry import rotmat_to_quat
 
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
@@ -87,6 +88,25 @@ def sec_to_stamp(seconds: float) -> Time:
     """Seconds -> builtin_interfaces/Time (rounded to the nanosecond)."""
     nanos = int(round(seconds * 1e9))
     return Time(sec=nanos // 1_000_000_000, nanosec=nanos % 1_000_000_000)
+
+
+class StampBook:
+    """Exact ROS stamps of recent frames by their float seconds (the core carries floats)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._items: "collections.OrderedDict[float, Time]" = collections.OrderedDict()
+        self.capacity = capacity
+
+    def add(self, seconds: float, stamp: Time) -> None:
+        self._items[seconds] = stamp
+        self._items.move_to_end(seconds)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def get(self, seconds: float) -> Time:
+        """The stamp recorded for ``seconds``, else one rebuilt from it."""
+        stamp = self._items.get(seconds)
+        return stamp if stamp is not None else sec_to_stamp(seconds)
 
 
 def make_header(stamp: Time, frame_id: str) -> Header:
@@ -325,16 +345,6 @@ def poses_from_matrices(matrices: np.ndarray) -> List[Pose]:
     return poses
 
 
-def pose_from_matrix(matrix: np.ndarray) -> Pose:
-    """camera-to-world [4, 4] -> geometry_msgs/Pose (any scale in the 3x3 block is removed)."""
-    return poses_from_matrices(np.asarray(matrix)[None])[0]
-
-
-def pose_stamped(matrix: np.ndarray, header: Header) -> PoseStamped:
-    """camera-to-world [4, 4] -> PoseStamped in ``header.frame_id``."""
-    return PoseStamped(header=header, pose=pose_from_matrix(matrix))
-
-
 def transform_from_pose(pose: Pose, header: Header, child_frame_id: str) -> TransformStamped:
     """Pose of ``child_frame_id`` in ``header.frame_id`` -> TransformStamped parent -> child."""
     out = TransformStamped(header=header, child_frame_id=child_frame_id)
@@ -343,8 +353,3 @@ def transform_from_pose(pose: Pose, header: Header, child_frame_id: str) -> Tran
     out.transform.translation.z = pose.position.z
     out.transform.rotation = pose.orientation
     return out
-
-
-def transform_stamped(matrix: np.ndarray, header: Header, child_frame_id: str) -> TransformStamped:
-    """camera-to-world [4, 4] -> TransformStamped parent ``header.frame_id`` -> ``child_frame_id``."""
-    return transform_from_pose(pose_from_matrix(matrix), header, child_frame_id)

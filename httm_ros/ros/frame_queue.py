@@ -20,12 +20,11 @@ DROP_POLICIES = ("drop_oldest", "drop_newest")
 @dataclass
 class Frame:
     """One decoded camera frame: rgb uint8 [H, W, 3], its ROS stamp (builtin_interfaces/Time),
-    the stamp in seconds, the source frame id and the decode time in ms."""
+    the stamp in seconds, the decode time in ms and when it was received (perf_counter)."""
 
     rgb: np.ndarray
     stamp: Any
     stamp_sec: float
-    frame_id: str = ""
     decode_ms: float = 0.0
     received: float = field(default=0.0)
 

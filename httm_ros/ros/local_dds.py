@@ -1,9 +1,10 @@
-"""Helpers for tests and benchmarks of the node over real DDS, kept on this host.
+"""An isolated DDS session on this host, for the demo, the node benchmark and the tests.
 
 - ``ros_env(name)``: environment for an isolated run (a DDS domain of its own derived from the
   process and ``name``, the shared-memory-only Fast DDS profile, localhost discovery);
 - ``RosContext``: an rclpy context + executor spinning in a background thread;
-- ``Collector``: a node subscribed to every output of one reconstruct_node;
+- ``OUTPUTS`` / ``message_class``: the node's output topics and their message classes;
+- ``make_collector``: a node subscribed to every output of one reconstruct_node;
 - ``wait_for(predicate, timeout)``: poll a condition with a deadline (no sleep-and-hope).
 """
 
@@ -115,7 +116,8 @@ OUTPUTS = {  # topic under the node's namespace -> (message type, latched)
 }
 
 
-def _import(path: str):
+def message_class(path: str):
+    """"pkg.msg.Name" -> the message class."""
     module, _, name = path.rpartition(".")
     return getattr(__import__(module, fromlist=[name]), name)
 
@@ -135,9 +137,9 @@ def make_collector(context, node_fqn: str, name: str = "collector", diagnostics:
                 qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
                 self.subscriptions_by_topic[topic] = self.create_subscription(
-                    _import(type_path), f"{node_fqn}/{topic}", self._store(topic), qos)
+                    message_class(type_path), f"{node_fqn}/{topic}", self._store(topic), qos)
             if diagnostics:
-                self.create_subscription(_import("diagnostic_msgs.msg.DiagnosticArray"), "/diagnostics",
+                self.create_subscription(message_class("diagnostic_msgs.msg.DiagnosticArray"), "/diagnostics",
                                          self._store("diagnostics"), 10)
 
         def _store(self, topic: str):

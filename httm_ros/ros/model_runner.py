@@ -1,9 +1,8 @@
 """Model loading and the streaming core, built from the node's parameter values (no rclpy here).
 
-``build_backend(values)`` returns a :class:`Backend`: the ``StreamingReconstructor`` the node feeds,
-wrapping a :class:`SafePredictor` around the model (CUDA out-of-memory is caught per window).
-``stream_config`` / ``merge_config`` translate parameter values into the core's configuration
-objects; ``params.validate`` uses them too, so the core's own checks reject bad values.
+``build_model_runner(values)`` returns a :class:`ModelRunner`: the ``StreamingReconstructor`` the
+node feeds, wrapping a :class:`SafePredictor` around the model (CUDA out-of-memory is caught per
+window). The parameter -> configuration translation is in :mod:`.core_config`.
 """
 
 from __future__ import annotations
@@ -16,63 +15,11 @@ from typing import Any, Callable, Mapping, Sequence, Tuple
 
 import torch
 
-from httm_ros.httm import HTTMConfig, UniformMergeConfig
-from httm_ros.httm.cli import parse_layers
-from httm_ros.pipeline import (FilterConfig, KeyframeConfig, MapConfig, StreamConfig, StreamingReconstructor,
-                               WindowConfig, WindowPrediction)
+from httm_ros.pipeline import StreamingReconstructor, WindowPrediction
 
-LOG = logging.getLogger("httm_ros.ros.backend")
+from .core_config import merge_config, stream_config
 
-
-# ----------------------------------------------------------------------------- configuration
-def merge_config(values: Mapping[str, Any]):
-    """Parameter values -> HTTMConfig, UniformMergeConfig or None (ValueError with a reason)."""
-    mode = values["merge_mode"]
-    if mode == "none":
-        return None
-    try:
-        layers = parse_layers(values["merge_layers"])
-    except Exception as err:  # argparse.ArgumentTypeError
-        raise ValueError(f"merge_layers: {err}") from None
-    anchor = values["merge_anchor_first_frame"]
-    if mode == "uniform":
-        return UniformMergeConfig(merge_ratio=values["uniform_merge_ratio"], anchor_first_frame=anchor,
-                                  layers=layers)
-    return HTTMConfig(q_merge=values["httm_q_merge"], q_outlier=values["httm_q_outlier"],
-                      kv_merge=values["httm_kv_merge"], spatial_block=values["httm_spatial_block"],
-                      temporal_frames=values["httm_temporal_frames"], anchor_first_frame=anchor,
-                      layers=layers)
-
-
-def filter_config(values: Mapping[str, Any]) -> FilterConfig:
-    """Confidence filtering (the run-time adjustable part of the stream)."""
-    return FilterConfig(conf_threshold=values["conf_threshold"], conf_percentile=values["conf_percentile"],
-                        pixel_stride=values["pixel_stride"])
-
-
-def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfig:
-    """Parameter values -> StreamConfig (ValueError naming the field when inconsistent)."""
-    keyframes = KeyframeConfig(enabled=values["keyframe_policy"] == "motion",
-                               min_motion=values["keyframe_min_motion"], max_gap=values["keyframe_max_gap"])
-    voxel = values["voxel_size"]
-    return StreamConfig(
-        keyframes=keyframes,
-        window=WindowConfig(size=values["window_size"], overlap=values["window_overlap"]),
-        filter=filter_config(values),
-        map=MapConfig(voxel_size=voxel if voxel > 0 else None, voxel_size_rel=values["voxel_size_rel"],
-                      max_points=values["map_max_points"], overflow=values["map_overflow"]),
-        image_width=values["image_size"], device=device)
-
-
-def config_errors(values: Mapping[str, Any]) -> list:
-    """Reasons the core's configuration objects reject these values (empty: accepted)."""
-    errors = []
-    for build in (merge_config, stream_config):
-        try:
-            build(values)
-        except ValueError as err:
-            errors.append(str(err))
-    return errors
+LOG = logging.getLogger("httm_ros.ros.model_runner")
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -157,9 +104,9 @@ class _heads_one_frame_at_a_time:
             self.model.config = self.saved
 
 
-# ----------------------------------------------------------------------------- backend
+# ----------------------------------------------------------------------------- runner
 @dataclass
-class Backend:
+class ModelRunner:
     """The streaming core and facts about the model the node reports."""
 
     reconstructor: StreamingReconstructor
@@ -186,8 +133,8 @@ def resolve_device(name: str, log: Callable[[str], None] = LOG.warning) -> torch
     return device
 
 
-def build_backend(values: Mapping[str, Any], predictor=None, warn: Callable[[str], None] = LOG.warning,
-                  error: Callable[[str], None] = LOG.error) -> Backend:
+def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable[[str], None] = LOG.warning,
+                       error: Callable[[str], None] = LOG.error) -> ModelRunner:
     """Load the model (or use ``predictor``, e.g. an OraclePredictor in tests and benchmarks) and
     build the reconstructor. Raises httm_ros.vggt.CheckpointError for a missing/wrong checkpoint."""
     device = resolve_device(values["device"], warn)
@@ -198,8 +145,8 @@ def build_backend(values: Mapping[str, Any], predictor=None, warn: Callable[[str
     else:
         description = f"injected {type(predictor).__name__} on {device}"
     safe = SafePredictor(predictor, log=error)
-    return Backend(StreamingReconstructor(safe, stream_config(values, str(device))), safe, device,
-                   test_weights, patch_start, description)
+    return ModelRunner(StreamingReconstructor(safe, stream_config(values, str(device))), safe, device,
+                       test_weights, patch_start, description)
 
 
 def _model_predictor(values: Mapping[str, Any], device: torch.device, warn: Callable[[str], None]):

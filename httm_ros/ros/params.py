@@ -153,7 +153,7 @@ def check_value(param: Param, value: Any) -> Optional[str]:
 def _cross_checks(values: Mapping[str, Any]) -> List[str]:
     """Rules between parameters; ``values`` holds all of them. The core's configuration objects
     (StreamConfig, HTTMConfig, ...) check their own rules, e.g. window_overlap < window_size."""
-    from .backend import config_errors
+    from .core_config import config_errors          # torch: only when values are checked
 
     errors = config_errors(values)
     if values["world_frame"] == values["camera_frame"]:

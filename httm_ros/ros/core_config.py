@@ -1,0 +1,62 @@
+"""The node's parameter values -> the streaming core's configuration objects (no rclpy here).
+
+``params.validate`` uses :func:`config_errors`, so the core's own checks reject bad values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from httm_ros.httm import HTTMConfig, UniformMergeConfig
+from httm_ros.httm.arguments import parse_layers
+from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig
+
+
+def merge_config(values: Mapping[str, Any]):
+    """Parameter values -> HTTMConfig, UniformMergeConfig or None (ValueError with a reason)."""
+    mode = values["merge_mode"]
+    if mode == "none":
+        return None
+    try:
+        layers = parse_layers(values["merge_layers"])
+    except Exception as err:  # argparse.ArgumentTypeError
+        raise ValueError(f"merge_layers: {err}") from None
+    anchor = values["merge_anchor_first_frame"]
+    if mode == "uniform":
+        return UniformMergeConfig(merge_ratio=values["uniform_merge_ratio"], anchor_first_frame=anchor,
+                                  layers=layers)
+    return HTTMConfig(q_merge=values["httm_q_merge"], q_outlier=values["httm_q_outlier"],
+                      kv_merge=values["httm_kv_merge"], spatial_block=values["httm_spatial_block"],
+                      temporal_frames=values["httm_temporal_frames"], anchor_first_frame=anchor,
+                      layers=layers)
+
+
+def filter_config(values: Mapping[str, Any]) -> FilterConfig:
+    """Confidence filtering (the run-time adjustable part of the stream)."""
+    return FilterConfig(conf_threshold=values["conf_threshold"], conf_percentile=values["conf_percentile"],
+                        pixel_stride=values["pixel_stride"])
+
+
+def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfig:
+    """Parameter values -> StreamConfig (ValueError naming the field when inconsistent)."""
+    keyframes = KeyframeConfig(enabled=values["keyframe_policy"] == "motion",
+                               min_motion=values["keyframe_min_motion"], max_gap=values["keyframe_max_gap"])
+    voxel = values["voxel_size"]
+    return StreamConfig(
+        keyframes=keyframes,
+        window=WindowConfig(size=values["window_size"], overlap=values["window_overlap"]),
+        filter=filter_config(values),
+        map=MapConfig(voxel_size=voxel if voxel > 0 else None, voxel_size_rel=values["voxel_size_rel"],
+                      max_points=values["map_max_points"], overflow=values["map_overflow"]),
+        image_width=values["image_size"], device=device)
+
+
+def config_errors(values: Mapping[str, Any]) -> list:
+    """Reasons the core's configuration objects reject these values (empty: accepted)."""
+    errors = []
+    for build in (merge_config, stream_config):
+        try:
+            build(values)
+        except ValueError as err:
+            errors.append(str(err))
+    return errors

@@ -1,0 +1,111 @@
+"""The node's publisher thread: one window's messages built and published, in order.
+
+The inference thread hands over a :class:`WindowJob` (host copies and the stats snapshot: nothing
+here touches the GPU or the core's state) or ``RESTART`` (a new map: the path starts again); the
+publisher thread converts the copies into messages (:mod:`.messages`) and publishes them, stats
+last with the time the others took.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path
+
+from httm_ros.msg import WindowStats
+
+from . import codec
+from .messages import WindowOutputs, window_messages
+from .node_counters import NodeCounters, NodeTimings
+
+RESTART = "restart"                     # job: a new map and path start here
+
+
+@dataclass
+class WindowJob:
+    """One window handed from the inference thread to the publisher thread."""
+
+    outputs: Optional[WindowOutputs]     # host copies (None: window rejected or failed)
+    stamps: List[Any]                    # builtin_interfaces/Time per keyframe
+    values: Dict[str, Any]               # parameters when the window finished
+    stats: WindowStats                   # filled but for latency_publish_ms / latency_total_ms
+    timings: NodeTimings
+    received: float                      # perf_counter() when its last keyframe arrived
+    summary: dict                        # window_stats.window_summary
+
+
+class WindowPublisher:
+    """Publishes jobs taken from ``jobs`` on ``pub`` (topic -> rclpy publisher) and ``tf`` (a
+    TransformBroadcaster or None); keeps the path, the last stats and ``history``."""
+
+    def __init__(self, pub: Dict[str, Any], tf, counters: NodeCounters, history: "collections.deque",
+                 log_error: Callable[[str], None]) -> None:
+        self.pub, self.tf, self.counters, self.history = pub, tf, counters, history
+        self.log_error = log_error
+        self.path: List[PoseStamped] = []
+        self.last_timings = NodeTimings()
+        self.last_stats: Optional[WindowStats] = None
+        self._publish_call_ms = 0.0
+
+    def run(self, jobs: "queue.Queue") -> None:
+        """Thread body: publish jobs in order until a None job."""
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            try:
+                if job == RESTART:
+                    self.path.clear()
+                else:
+                    self.publish(job)
+            except Exception as err:  # noqa: BLE001 - the node must survive anything per window
+                self.counters.worker_errors += 1
+                self.log_error(f"publisher thread: {type(err).__name__}: {err}")
+
+    def publish(self, job: WindowJob) -> None:
+        """All outputs of one window; stats last, with the time the others took."""
+        timings, values = job.timings, job.values
+        self._publish_call_ms = 0.0
+        if job.outputs is not None:
+            t0 = time.perf_counter()
+            msgs = window_messages(job.outputs, job.stamps, values,
+                                   with_tf=self.tf is not None and values["publish_tf"])
+            self._publish_messages(msgs, job.stamps[-1], values)
+            timings.convert_ms = 1e3 * (time.perf_counter() - t0) - self._publish_call_ms
+        timings.publish_calls_ms = self._publish_call_ms
+        timings.latency_ms = 1e3 * (time.perf_counter() - job.received)
+        job.stats.latency_publish_ms, job.stats.latency_total_ms = timings.publish_ms, timings.latency_ms
+        self.last_timings, self.last_stats = timings, job.stats
+        self.counters.windows_published += 1
+        if values["publish_stats"]:
+            self.pub["stats"].publish(job.stats)
+        self.history.append({**job.summary, "decode_ms": timings.decode_ms, "queue_ms": timings.queue_ms,
+                             "host_copy_ms": timings.host_copy_ms, "convert_ms": timings.convert_ms,
+                             "publish_calls_ms": timings.publish_calls_ms, "latency_ms": timings.latency_ms})
+
+    def _publish_messages(self, msgs, stamp, values) -> None:
+        for topic in ("depth", "depth_confidence", "camera_info"):
+            for msg in getattr(msgs, topic):
+                self._send(topic, msg)
+        self.path.extend(msgs.pose)
+        if values["publish_pose"]:
+            for msg in msgs.pose:
+                self._send("pose", msg)
+        if values["publish_path"]:
+            self._send("path", Path(header=codec.make_header(stamp, values["world_frame"]), poses=self.path))
+        if msgs.tf:
+            self.tf.sendTransform(msgs.tf)
+        for topic in ("points", "map"):
+            if getattr(msgs, topic) is not None:
+                self._send(topic, getattr(msgs, topic))
+
+    def _send(self, topic: str, msg) -> None:
+        """Publish on one of ``self.pub``, timing the publish call (serialisation + transport)."""
+        t0 = time.perf_counter()
+        self.pub[topic].publish(msg)
+        self._publish_call_ms += 1e3 * (time.perf_counter() - t0)

@@ -1,0 +1,95 @@
+"""httm_ros/msg/WindowStats from a pipeline WindowResult plus the node's counters, and the
+per-window record the node keeps for diagnostics and the benchmark."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from httm_ros.msg import WindowStats
+
+from .node_counters import NodeCounters, NodeTimings
+
+
+def merge_outliers(model: Optional[torch.nn.Module]) -> int:
+    """Query outliers restored in the last forward, summed over merged layers and heads."""
+    if model is None:
+        return 0
+    from httm_ros.httm import merge_stats
+
+    stats = merge_stats(model)
+    if stats is None:
+        return 0
+    return int(sum(int(r.outliers.sum()) for r in stats.records))
+
+
+def gpu_memory_mb(device: torch.device) -> tuple:
+    """(allocated, peak) MiB on ``device``; NaN on the CPU."""
+    if device.type != "cuda":
+        return math.nan, math.nan
+    return torch.cuda.memory_allocated(device) / 2**20, torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def window_stats(result, header, *, tokens_per_frame: int, counters: NodeCounters, timings: NodeTimings,
+                 core_counters, queue, map_points: int, outliers: int, device: torch.device) -> WindowStats:
+    """Fill WindowStats for ``result`` (a pipeline WindowResult); ``header`` is the world frame at
+    the window's last keyframe stamp. Latencies in ms; preprocess = node decode + the core's resize."""
+    msg = WindowStats(header=header)
+    msg.window_index = int(result.index)
+    msg.num_keyframes = int(result.num_keyframes)
+    msg.num_overlap_keyframes = int(result.num_overlap)
+    msg.image_height, msg.image_width = (int(v) for v in result.image_hw)
+    msg.tokens_per_frame = int(tokens_per_frame)
+    msg.tokens_total = int(tokens_per_frame * result.num_keyframes)
+    _merge_fields(msg, result.stats, outliers)
+    _latency_fields(msg, result.timings, result.stats, timings)
+    _alignment_fields(msg, result)
+    msg.map_points = int(map_points)
+    msg.frames_received = counters.frames_received
+    msg.keyframes_total = int(core_counters.keyframes)
+    msg.queue_depth = len(queue)
+    msg.frames_dropped_queue_full = int(queue.dropped)
+    msg.frames_dropped_bad_input = counters.frames_bad_input
+    msg.windows_failed = counters.windows_failed
+    msg.gpu_memory_allocated_mb, msg.gpu_memory_peak_mb = gpu_memory_mb(device)
+    return msg
+
+
+def _merge_fields(msg: WindowStats, stats: dict, outliers: int) -> None:
+    merge = stats.get("merge") or {}
+    msg.merge_mode = str(stats.get("merge_mode", ""))
+    msg.kept_q_ratio = float(merge.get("kept_q", 1.0))
+    msg.kept_kv_ratio = float(merge.get("kept_kv", 1.0))
+    msg.outliers = int(outliers)
+
+
+def _latency_fields(msg: WindowStats, core: dict, stats: dict, node: NodeTimings) -> None:
+    ms = {k: 1e3 * float(v) for k, v in core.items()}
+    msg.latency_preprocess_ms = node.decode_ms + node.queue_ms + ms.get("preprocess", 0.0)
+    msg.latency_model_ms = 1e3 * float(stats.get("model_s", core.get("predict", 0.0)))
+    msg.latency_alignment_ms = ms.get("align", 0.0)
+    msg.latency_postprocess_ms = max(0.0, ms.get("post", 0.0) - msg.latency_alignment_ms)
+    msg.latency_publish_ms = node.publish_ms
+    msg.latency_total_ms = node.latency_ms
+
+
+def _alignment_fields(msg: WindowStats, result) -> None:
+    rep = result.alignment
+    msg.alignment_accepted = bool(rep.accepted)
+    msg.alignment_scale = float(rep.scale)
+    msg.alignment_residual = float(rep.residual)
+    msg.alignment_inlier_fraction = float(rep.inlier_fraction)
+    error = result.stats.get("error")
+    msg.alignment_message = "" if rep.accepted else (f"window failed: {error}" if error else rep.reason)
+
+
+def window_summary(result, map_points: int) -> dict:
+    """Per-window record for the node's history (diagnostics, benchmark); times in ms."""
+    entry = {"index": result.index, "keyframes": result.num_keyframes,
+             "new_keyframes": result.num_keyframes - result.num_overlap, "accepted": result.accepted,
+             "points": 0 if result.points_xyz is None else int(result.points_xyz.shape[0]),
+             "map_points": int(map_points), "model_ms": 1e3 * float(result.stats.get("model_s", 0.0))}
+    entry.update({f"core_{k}_ms": 1e3 * v for k, v in result.timings.items()})
+    return entry
