@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from httm_ros.tools.reconstruct import main
-from httm_ros.pipeline import load_ply
-from httm_ros.pipeline.geometry import load_tum
+from httm_ros.io.ply import load_ply
+from httm_ros.io.tum import load_tum
 from httm_ros.synthetic import demo_sequence
+from httm_ros.tools.reconstruct import main
 
 
 def _run(tmp_path, *extra):

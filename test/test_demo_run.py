@@ -12,7 +12,7 @@ pytest.importorskip("rclpy")
 if os.environ.get("HTTM_ROS_INSTALLED") != "1":
     pytest.skip("needs the colcon-built package (run via scripts/test)", allow_module_level=True)
 
-from httm_ros.ros.testing import ros_env  # noqa: E402
+from httm_ros.ros.local_dds import ros_env  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,8 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_demo_writes_preview_map_trajectory_bag_and_summary(tmp_path):
     from PIL import Image
 
-    from httm_ros.pipeline.geometry import load_tum
-    from httm_ros.pipeline.map import load_ply
+    from httm_ros.io.tum import load_tum
+    from httm_ros.io.ply import load_ply
     from httm_ros.tools.bag_io import image_topics, open_reader
 
     out, cache = tmp_path / "demo", tmp_path / "cache"

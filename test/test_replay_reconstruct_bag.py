@@ -62,8 +62,8 @@ def test_bag_to_output_bag_ply_and_tum(tmp_path, capsys):
     from sensor_msgs.msg import PointCloud2
 
     from httm_ros.msg import WindowStats
-    from httm_ros.pipeline.geometry import load_tum
-    from httm_ros.pipeline.map import load_ply
+    from httm_ros.io.tum import load_tum
+    from httm_ros.io.ply import load_ply
 
     bag = _bag(tmp_path / "in", bad_at=3)
     out = tmp_path / "result"

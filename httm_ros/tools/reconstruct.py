@@ -23,13 +23,14 @@ import torch
 
 from httm_ros.httm import add_merge_arguments, merge_config_from_args
 from httm_ros.pipeline import ModelPredictor
-from httm_ros.pipeline.geometry import save_tum
-from httm_ros.pipeline.map import save_ply
-from httm_ros.synthetic import demo_sequence, load_image_folder
+from httm_ros.geometry import invert_rigid, unproject_depth
+from httm_ros.io.images import load_image_folder
+from httm_ros.io.ply import save_ply
+from httm_ros.io.tum import save_tum
+from httm_ros.synthetic import demo_sequence
 from httm_ros.timing import StageTimer
 from httm_ros.vggt import CheckpointError
 from httm_ros.vggt.factory import CONFIG_NAMES, WEIGHTS_HELP, build_model, resolve_device
-from httm_ros.vggt.geometry import depth_to_world_points, invert_extrinsics
 from httm_ros.vggt.preprocess import preprocess_images
 
 LOG = logging.getLogger("httm_ros.reconstruct")
@@ -101,7 +102,7 @@ def reconstruct(args: argparse.Namespace) -> dict:
     timer.lap("model_s")
 
     xyz, rgb = colored_points(pred, images, args.conf_percentile, args.max_points)
-    cam_to_world = invert_extrinsics(pred.extrinsics).cpu().numpy()  # [S, 4, 4]
+    cam_to_world = invert_rigid(pred.extrinsics).cpu().numpy()  # [S, 4, 4]
     timer.lap("points_s")
     timings = {name: ms / 1e3 for name, ms in timer.times_ms().items()}
     return write_outputs(args, source, images, pred, xyz, rgb, cam_to_world, timings, device)
@@ -110,7 +111,7 @@ def reconstruct(args: argparse.Namespace) -> dict:
 def colored_points(pred, images: torch.Tensor, percentile: float, max_points: int):
     """World points of confident pixels -> (xyz float32 [N, 3], rgb uint8 [N, 3])."""
     depth = pred.depth.float()                                     # [S, H, W]
-    pts = depth_to_world_points(depth, pred.extrinsics.float(), pred.intrinsics.float())  # [S,H,W,3]
+    pts = unproject_depth(depth, invert_rigid(pred.extrinsics.float()), pred.intrinsics.float())  # [S,H,W,3]
     conf = pred.depth_conf.float()
     keep = conf >= torch.quantile(conf.flatten()[::max(1, conf.numel() // 1_000_000)], percentile / 100)
     keep &= torch.isfinite(pts).all(-1) & (depth > 0)

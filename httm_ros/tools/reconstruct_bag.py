@@ -8,7 +8,7 @@ into DIR:
 
 - ``bag/``: an MCAP rosbag2 with the node's output topics (/reconstruct_node/points, map, depth,
   depth_confidence, camera_info, pose, path, stats and /tf), made by the node's own message
-  conversion (httm_ros.ros.outputs / codec / stats), so it replays into RViz like a live run;
+  conversion (httm_ros.ros.messages / codec / window_stats), so it replays into RViz like a live run;
 - ``map.ply`` (coloured voxel map), ``trajectory.tum`` (keyframe camera-to-world poses),
   ``report.json`` (parameters, per-window statistics, timings).
 
@@ -122,13 +122,14 @@ def _ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def write_window(out: OutputBag, result, backend, state: RunState, stamps, counters, queue) -> None:
+def write_window(out: OutputBag, result, runner, state: RunState, stamps, counters, queue) -> None:
     """One window's messages (what the node would publish) into the output bag."""
     from httm_ros.ros import codec
-    from httm_ros.ros.outputs import host_copies, window_messages
-    from httm_ros.ros.stats import NodeTimings, merge_outliers, window_stats
+    from httm_ros.ros.messages import host_copies, window_messages
+    from httm_ros.ros.node_counters import NodeTimings
+    from httm_ros.ros.window_stats import merge_outliers, window_stats
 
-    values, rec = state.values, backend.reconstructor
+    values, rec = state.values, runner.reconstructor
     timer = StageTimer(mode="wall")
     timings = NodeTimings(decode_ms=state.decode_ms)
     state.decode_ms = 0.0
@@ -147,9 +148,9 @@ def write_window(out: OutputBag, result, backend, state: RunState, stamps, count
     timer.lap("stats")
     timings.latency_ms = sum(timer.times_ms().values()) + float(result.timings.get("total", 0.0)) * 1e3
     stats = window_stats(result, codec.make_header(stamps[-1], values["world_frame"]),
-                         tokens_per_frame=backend.tokens_per_frame(result.image_hw), counters=counters,
+                         tokens_per_frame=runner.tokens_per_frame(result.image_hw), counters=counters,
                          timings=timings, core_counters=rec.counters, queue=queue, map_points=len(rec.map),
-                         outliers=merge_outliers(getattr(backend.predictor, "model", None)), device=backend.device)
+                         outliers=merge_outliers(getattr(runner.predictor, "model", None)), device=runner.device)
     state.stats.append(stats)
     if values["publish_stats"]:
         out.write_message(state.topics["stats"], stats, _ns(stamps[-1]))
@@ -188,21 +189,22 @@ def _decode(raw: bytes, msg_class, bag_time_ns: int, codec):
     return rgb, stamp
 
 
-def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Path, backend,
+def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Path, runner,
             max_frames: Optional[int] = None) -> dict:
     """Reconstruct ``bag`` into ``out_dir`` (which must not exist yet); returns the report."""
     from sensor_msgs.msg import CompressedImage, Image
 
     from httm_ros.pipeline.stream import model_input_size
     from httm_ros.ros import codec
+    from httm_ros.ros.codec import StampBook
     from httm_ros.ros.frame_queue import FrameQueue
-    from httm_ros.ros.reconstruct_node import StampBook, resize_rgb
-    from httm_ros.ros.stats import NodeCounters
+    from httm_ros.ros.node_counters import NodeCounters
+    from httm_ros.vggt.preprocess import resize_rgb
 
     topic = choose_topic(bag, topic_name)
     msg_class = CompressedImage if topic.input_type == "compressed" else Image
     state = RunState(values, output_topics())
-    counters, queue, book, rec = NodeCounters(), FrameQueue(1), StampBook(), backend.reconstructor
+    counters, queue, book, rec = NodeCounters(), FrameQueue(1), StampBook(), runner.reconstructor
     run_timer = StageTimer(mode="wall")
     with OutputBag(out_dir / "bag") as out:
         for bag_ns, raw in read_messages(bag, topic.name):
@@ -225,10 +227,10 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
             seconds = codec.stamp_to_sec(stamp)
             book.add(seconds, stamp)
             for result in rec.push(rgb, seconds):
-                write_window(out, result, backend, state, [book.get(s) for s in result.stamps], counters, queue)
+                write_window(out, result, runner, state, [book.get(s) for s in result.stamps], counters, queue)
                 _log_window(result, state)
         for result in rec.flush():
-            write_window(out, result, backend, state, [book.get(s) for s in result.stamps], counters, queue)
+            write_window(out, result, runner, state, [book.get(s) for s in result.stamps], counters, queue)
             _log_window(result, state)
         out.commit()
         bag_counts = dict(out.counts)
@@ -284,7 +286,7 @@ def _output_dir(args: argparse.Namespace) -> Path:
 
 def reconstruct(args: argparse.Namespace) -> dict:
     """The whole job: parameters, model, run into a temporary folder, rename; returns the report."""
-    from httm_ros.ros.backend import build_backend
+    from httm_ros.ros.model_runner import build_model_runner
 
     files = args.params_file or [str(share_directory() / "config" / "reconstruct.yaml")]
     values = node_values(files, _overrides(args))
@@ -292,13 +294,13 @@ def reconstruct(args: argparse.Namespace) -> dict:
     if final.exists() and not args.overwrite:
         raise ParamsError(f"{final} exists; pass --overwrite or another --out")
     choose_topic(args.bag, args.topic)                    # bag problems before the model loads
-    backend = build_backend(values, warn=LOG.warning, error=LOG.error)
+    runner = build_model_runner(values, warn=LOG.warning, error=LOG.error)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        report = run_bag(args.bag, args.topic, values, tmp, backend, args.max_frames)
-        report.update(_report_tail(values, backend, report, final))
+        report = run_bag(args.bag, args.topic, values, tmp, runner, args.max_frames)
+        report.update(_report_tail(values, runner, report, final))
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
         if final.exists():
             shutil.rmtree(final)
@@ -308,8 +310,8 @@ def reconstruct(args: argparse.Namespace) -> dict:
     return report
 
 
-def _report_tail(values, backend, report, final: Path) -> dict:
-    return {"model": backend.description, "test_weights": backend.test_weights, "parameters": values,
+def _report_tail(values, runner, report, final: Path) -> dict:
+    return {"model": runner.description, "test_weights": runner.test_weights, "parameters": values,
             "outputs": {"bag": str(final / "bag"), "map": str(final / "map.ply"),
                         "trajectory": str(final / "trajectory.tum")}}
 

@@ -23,7 +23,7 @@ FILES = (("bag", "outputs_bag"), ("map", "map.ply"), ("trajectory", "trajectory.
 
 def path_to_matrices(path_msg) -> tuple:
     """nav_msgs/Path -> (stamps [N] s, camera-to-world [N, 4, 4])."""
-    from httm_ros.pipeline.geometry import quat_to_rotmat
+    from httm_ros.geometry import quat_to_rotmat
 
     poses = path_msg.poses if path_msg is not None else []
     mats = np.tile(np.eye(4), (len(poses), 1, 1))
@@ -39,8 +39,8 @@ def path_to_matrices(path_msg) -> tuple:
 def write_outputs(out: Path, recorder: Recorder, summary: dict, bag: Path, settings: Settings,
                   test_weights: bool) -> Dict[str, str]:
     """Output bag, PLY, TUM, preview PNG and summary.json; returns their paths."""
-    from httm_ros.pipeline.geometry import save_tum
-    from httm_ros.pipeline.map import save_ply
+    from httm_ros.io.ply import save_ply
+    from httm_ros.io.tum import save_tum
     from httm_ros.ros.codec import decode_pointcloud2_xyzrgb
 
     with OutputBag(out / "outputs_bag") as ob:

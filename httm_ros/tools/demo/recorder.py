@@ -17,7 +17,7 @@ class Recorder:
         from rclpy.node import Node
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-        from httm_ros.ros.testing import OUTPUTS, _import
+        from httm_ros.ros.local_dds import OUTPUTS, message_class
 
         self.node = Node("httm_demo_recorder", context=context)
         self.node_fqn = node_fqn
@@ -31,7 +31,8 @@ class Recorder:
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
             msgtype = type_path.replace(".msg.", "/msg/").replace(".", "/")
             self.subs[name] = self.node.create_subscription(
-                _import(type_path), f"{node_fqn}/{name}", self._store(f"{node_fqn}/{name}", msgtype), qos, raw=True)
+                message_class(type_path), f"{node_fqn}/{name}", self._store(f"{node_fqn}/{name}", msgtype), qos,
+                raw=True)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _store(self, topic: str, msgtype: str):
@@ -52,9 +53,9 @@ class Recorder:
         """Deserialized messages of one output (e.g. "stats"), in arrival order."""
         from rclpy.serialization import deserialize_message
 
-        from httm_ros.ros.testing import OUTPUTS, _import
+        from httm_ros.ros.local_dds import OUTPUTS, message_class
 
-        cls = _import(OUTPUTS[name][0])
+        cls = message_class(OUTPUTS[name][0])
         topic = f"{self.node_fqn}/{name}"
         with self._lock:
             raws = [r[3] for r in self.records if r[0] == topic]
