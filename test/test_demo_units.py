@@ -63,11 +63,12 @@ def test_path_to_matrices_round_trip():
     pytest.importorskip("nav_msgs")
     from nav_msgs.msg import Path
     from httm_ros.ros import codec
+    from ros_poses import pose_stamped
 
     mats = np.tile(np.eye(4), (2, 1, 1))
     mats[1, :3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
     mats[1, :3, 3] = (1, 2, 3)
-    poses = [codec.pose_stamped(m, codec.make_header(codec.sec_to_stamp(5.0 + i), "map")) for i, m in enumerate(mats)]
+    poses = [pose_stamped(m, codec.make_header(codec.sec_to_stamp(5.0 + i), "map")) for i, m in enumerate(mats)]
     stamps, back = artifacts.path_to_matrices(Path(poses=poses))
     np.testing.assert_allclose(back, mats, atol=1e-9)
     assert list(stamps) == [5.0, 6.0]

@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.msg import WindowStats  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.ros.testing import ros_env  # noqa: E402
+from httm_ros.ros.local_dds import ros_env  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 
 TOPIC = "/launch_test/image_raw"

@@ -11,6 +11,7 @@ pytest.importorskip("sensor_msgs")
 from httm_ros.tools.bag_io import (BagError, OutputBag, choose_topic, image_topics,  # noqa: E402
                                  read_messages)
 from httm_ros.ros import codec  # noqa: E402
+from ros_poses import transform_stamped  # noqa: E402
 
 
 def _image(i: int, compressed: bool = False):
@@ -128,7 +129,7 @@ def test_tf_is_written_as_tf2_msgs_without_tf2_msgs(tmp_path):
     pose = np.eye(4)
     pose[:3, 3] = (1.0, 2.0, 3.0)
     with OutputBag(tmp_path / "tf") as out:
-        out.write_tf([codec.transform_stamped(pose, codec.make_header(codec.sec_to_stamp(5.0), "map"), "cam")], int(5e9))
+        out.write_tf([transform_stamped(pose, codec.make_header(codec.sec_to_stamp(5.0), "map"), "cam")], int(5e9))
         out.commit()
     store = typestore()
     with Reader(tmp_path / "tf") as reader:
