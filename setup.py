@@ -32,6 +32,7 @@ setup(
             "httm-replay=httm_ros.tools.replay:main",
             "httm-reconstruct-bag=httm_ros.tools.reconstruct_bag:main",
             "httm-demo=httm_ros.tools.demo.run:main",
+            "httm-view=httm_ros.viewer.command:main",
         ],
     },
 )

@@ -36,6 +36,10 @@ _tooling_dir() {  # the ros-tooling folder to install from; nothing on a ROS ins
 }
 
 command -v cmake >/dev/null && command -v g++ >/dev/null || _need_apt cmake g++ make
+# --- httm-view: Debian's chromium renders viser's WebGL headless
+# (SwiftShader) for test/test_viewer_browser.py and the demo's viewer screenshot; only when missing.
+command -v chromium >/dev/null || [ "$(id -u)" != 0 ] || _need_apt chromium
+# --- end of the httm-view block
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV" 2>/dev/null || { _need_apt python3-venv; "$PYTHON" -m venv "$VENV"; }
 fi
