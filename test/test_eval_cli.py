@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from httm_ros.eval.cli import main
-from httm_ros.pipeline.map import save_ply
+from httm_ros.eval.eval_cli import main
+from httm_ros.io.ply import save_ply
 from httm_ros.synthetic import demo_sequence
 
 from test_eval_datasets import write_7scenes

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from httm_ros.eval.datasets import DatasetError, associate, detect_layout, open_dataset
-from httm_ros.eval.ply import load_reference, read_ply
-from httm_ros.pipeline.geometry import rotmat_to_quat
-from httm_ros.pipeline.map import save_ply
+from httm_ros.eval.reference import load_reference
+from httm_ros.geometry import rotmat_to_quat
+from httm_ros.io.ply import read_ply, save_ply
 from httm_ros.synthetic import demo_sequence
 
 W, H = 32, 24

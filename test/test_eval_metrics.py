@@ -1,13 +1,18 @@
-"""Metric functions of httm-eval (httm_ros.pipeline.metrics) on inputs with known answers."""
+"""Metric functions of httm-eval (httm_ros.eval.metrics) on inputs with known answers."""
 
 import math
 
 import numpy as np
 import pytest
 
-from httm_ros.eval.perturb import axis_angle_matrix
-from httm_ros.pipeline.metrics import (ate, cloud_distances, icp_refine, rotation_angle_deg, rpe,
-                                       transform_points, voxel_downsample)
+from httm_ros.eval.metrics import (ate, cloud_distances, icp_refine, rotation_angle_deg, rpe, transform_points,
+                                   voxel_downsample)
+from httm_ros.geometry import axis_angle_rotation
+
+
+def axis_angle_matrix(axis, degrees):
+    """Rotation [3,3] of ``degrees`` about ``axis``."""
+    return axis_angle_rotation(axis, math.radians(degrees))
 
 
 def _similarity(scale=1.7, axis=(1.0, 2.0, 0.5), deg=40.0, trans=(0.3, -2.0, 5.0)) -> np.ndarray:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from httm_ros.eval import EvalOptions, PerturbedOracle, depth_cloud, evaluate, model_inputs, run_offline, run_streaming
+from httm_ros.eval import EvalOptions, depth_cloud, evaluate, model_inputs, run_offline, run_streaming
 from httm_ros.eval.evaluate import initial_alignment
-from httm_ros.pipeline import OraclePredictor
+from httm_ros.geometry import depth_to_camera_points
 from httm_ros.synthetic import Sequence, demo_sequence
-from httm_ros.vggt.geometry import depth_to_camera_points
+from httm_ros.synthetic.oracle import OraclePredictor, PerturbedOracle
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from httm_ros.geometry import transform_cam_to_world, unproject_depth
 from httm_ros.pipeline import AlignConfig, FrameGeometry, align_overlap, robust_similarity, weighted_umeyama
-from httm_ros.pipeline.geometry import transform_cam_to_world, unproject_depth
 from httm_ros.synthetic import demo_sequence
 
 

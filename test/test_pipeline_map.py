@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from httm_ros.pipeline import GlobalMap, MapConfig, Trajectory, load_ply, save_ply
-from httm_ros.pipeline.geometry import load_tum
+from httm_ros.io.ply import load_ply, save_ply
+from httm_ros.io.tum import load_tum
+from httm_ros.pipeline import GlobalMap, MapConfig, Trajectory
 
 
 @pytest.fixture(autouse=True, scope="module")

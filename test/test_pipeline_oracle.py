@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from httm_ros.pipeline import OraclePredictor, StreamConfig, StreamingReconstructor, WindowConfig, WindowPrediction
-from httm_ros.pipeline.metrics import ate, completeness, map_accuracy, transform_points
+from httm_ros.eval.metrics import ate, completeness, map_accuracy, transform_points
+from httm_ros.pipeline import StreamConfig, StreamingReconstructor, WindowConfig, WindowPrediction
 from httm_ros.synthetic import demo_sequence
+from httm_ros.synthetic.oracle import OraclePredictor
 
 WINDOW = WindowConfig(size=8, overlap=3)
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from httm_ros.pipeline import (AlignConfig, FilterConfig, FrameSizeError, KeyframeConfig, KeyframeSelector,
-                               MapConfig, ModelPredictor, OraclePredictor, StreamConfig, StreamingReconstructor,
-                               WindowConfig, WindowPrediction)
+                               MapConfig, ModelPredictor, StreamConfig, StreamingReconstructor, WindowConfig,
+                               WindowPrediction)
 from httm_ros.synthetic import demo_sequence
+from httm_ros.synthetic.oracle import OraclePredictor
 
 
 @pytest.fixture(autouse=True, scope="module")

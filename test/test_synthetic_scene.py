@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from httm_ros.synthetic import (SceneConfig, Sequence, demo_sequence, intrinsics_from_fov, load_image_folder,
-                                make_scene, make_trajectory, render_sequence)
+from httm_ros.io.images import load_image_folder
+from httm_ros.synthetic import (SceneConfig, Sequence, demo_sequence, intrinsics_from_fov, make_scene,
+                                make_trajectory, render_sequence)
 
 W, H = 70, 56
 

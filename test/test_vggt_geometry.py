@@ -7,11 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from httm_ros.vggt.geometry import (
-    closed_form_inverse_se3, depth_to_camera_points, depth_to_world_points,
-    extrinsics_intrinsics_to_pose_encoding, invert_extrinsics,
-    pose_encoding_to_extrinsics_intrinsics, quaternion_to_rotation, rotation_to_quaternion,
-)
+from httm_ros.geometry import (depth_to_camera_points, invert_rigid, quaternion_to_rotation, rotation_to_quaternion,
+                               unproject_depth)
+from httm_ros.vggt.pose_encoding import extrinsics_intrinsics_to_pose_encoding, pose_encoding_to_extrinsics_intrinsics
 from httm_ros.vggt.preprocess import model_input_size, preprocess_images
 
 
@@ -51,23 +49,23 @@ def test_quaternion_conversion_edge_cases():
     torch.testing.assert_close(rz @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]), atol=1e-6, rtol=0)
 
 
-def test_invert_extrinsics():
+def test_invert_rigid():
     ext, _ = pose_encoding_to_extrinsics_intrinsics(_random_pose_enc(4), (10, 10))
-    inv = invert_extrinsics(ext)
+    inv = invert_rigid(ext)
     assert inv.shape == (4, 4, 4)
     full = torch.cat((ext, torch.tensor([0, 0, 0, 1.0], dtype=ext.dtype).expand(4, 1, 4)), dim=1)
     torch.testing.assert_close(inv @ full, torch.eye(4, dtype=ext.dtype).expand(4, 4, 4))
-    torch.testing.assert_close(closed_form_inverse_se3(full), inv)
+    torch.testing.assert_close(invert_rigid(full), inv)
     with pytest.raises(ValueError):
-        invert_extrinsics(torch.eye(3))
+        invert_rigid(torch.eye(3))
 
 
-def test_depth_to_world_points_matches_loop():
+def test_unproject_depth_matches_loop():
     enc = _random_pose_enc(2, 3, seed=1)
     h, w = 4, 6
     ext, intr = pose_encoding_to_extrinsics_intrinsics(enc, (h, w))
     depth = 0.5 + torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    pts = depth_to_world_points(depth, ext, intr)
+    pts = unproject_depth(depth, invert_rigid(ext), intr)
     cam = depth_to_camera_points(depth, intr)
     assert pts.shape == (2, 3, h, w, 3) and cam.shape == (2, 3, h, w, 3)
     for b in range(2):
@@ -89,7 +87,7 @@ def test_first_camera_at_origin_reprojects():
     enc = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1.0, 1.2], dtype=torch.float64)
     ext, intr = pose_encoding_to_extrinsics_intrinsics(enc, (h, w))
     depth = torch.full((h, w), 2.0, dtype=torch.float64)
-    pts = depth_to_world_points(depth, ext, intr)
+    pts = unproject_depth(depth, invert_rigid(ext), intr)
     pix = (intr @ pts[..., None]).squeeze(-1)
     pix = pix[..., :2] / pix[..., 2:]
     vv, uu = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")

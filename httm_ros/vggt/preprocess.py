@@ -85,7 +85,7 @@ def resize_rgb(image: ImageLike, hw: Tuple[int, int]) -> np.ndarray:
     pil = _to_pil(image)
     if (pil.height, pil.width) != tuple(hw):
         pil = pil.resize((int(hw[1]), int(hw[0])), Image.Resampling.BICUBIC)
-    return np.asarray(pil, dtype=np.uint8)
+    return np.array(pil, dtype=np.uint8)                                    # writable copy
 
 
 def model_input_rgb(image: ImageLike, mode: str = "crop", target_size: int = 518,
