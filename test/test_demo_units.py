@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from httm_ros.tools import run_summary
-from httm_ros.tools.demo import artifacts, console, preview, recorder, settings
+from httm_ros.tools.demo import artifacts, console, demo_settings, preview, recorder
 
 
 def test_test_weights_give_finite_cameras_and_an_accepted_first_window():
@@ -48,13 +48,13 @@ def test_node_idle_before_and_after_the_flush():
 def test_settings_by_machine_and_params_file(tmp_path):
     import yaml
 
-    cpu = settings.choose_settings(False, None)
+    cpu = demo_settings.choose_settings(False, None)
     assert (cpu.model_config, cpu.device, cpu.checkpoint) == ("tiny", "cpu", None)
-    assert settings.choose_settings(False, "/m.safetensors").model_config == "1b"
-    gpu = settings.choose_settings(True, None)
+    assert demo_settings.choose_settings(False, "/m.safetensors").model_config == "1b"
+    gpu = demo_settings.choose_settings(True, None)
     assert (gpu.model_config, gpu.image_size, gpu.device) == ("1b", 518, "cuda")
-    assert "tiny test network" in settings.describe(cpu) and "VGGT-1B" in settings.describe(gpu)
-    path = settings.write_params_file(tmp_path / "p.yaml", settings.node_params(cpu, 60))
+    assert "tiny test network" in demo_settings.describe(cpu) and "VGGT-1B" in demo_settings.describe(gpu)
+    path = demo_settings.write_params_file(tmp_path / "p.yaml", demo_settings.node_params(cpu, 60))
     values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
     assert values["model_config"] == "tiny" and values["queue_size"] == 60 and values["qos_reliability"] == "reliable"
 

@@ -22,7 +22,7 @@ every stage runs, the geometry is meaningless, and the demo says so.
 Modules, in the order the demo uses them:
 
 - :mod:`.run`: the command line and the orchestration (``main``, ``run_demo``);
-- :mod:`.settings`: what runs by machine (sizes, model) and the node's params file;
+- :mod:`.demo_settings`: what runs by machine (sizes, model) and the node's params file;
 - :mod:`.demo_bag`: the synthetic sequence as a cached rosbag, and its thumbnails;
 - :mod:`.node_process`: the node as a process, waits that fail early when it dies;
 - :mod:`.recorder`: the node's outputs and diagnostics as they arrive, and when it is idle;

@@ -15,7 +15,7 @@ from .console import verdict_lines
 from .demo_bag import thumbnails
 from .preview import render_preview
 from .recorder import Recorder
-from .settings import Settings
+from .demo_settings import Settings
 
 FILES = (("bag", "outputs_bag"), ("map", "map.ply"), ("trajectory", "trajectory.tum"),
          ("preview", "preview.png"), ("summary", "summary.json"), ("log", "node.log"))

@@ -11,7 +11,7 @@ from httm_ros.timing import StageTimer
 
 from ..bag_io import OutputBag, read_messages
 from .console import log
-from .settings import Settings
+from .demo_settings import Settings
 
 IMAGE_TOPIC = "/camera/image_raw"
 INFO_TOPIC = "/camera/camera_info"

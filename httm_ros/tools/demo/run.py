@@ -24,7 +24,7 @@ from .console import log, print_report
 from .demo_bag import demo_bag
 from .node_process import DemoError, Watch, start_node, stop_node
 from .recorder import Recorder, node_idle
-from .settings import Settings, apply_overrides, choose_settings, describe, node_params, write_params_file
+from .demo_settings import Settings, apply_overrides, choose_settings, describe, node_params, write_params_file
 
 STALE_OUTPUTS = ("map.ply", "trajectory.tum", "preview.png", "summary.json")
 
