@@ -40,7 +40,7 @@ def stats_markdown(stats: Mapping, windows_seen: int) -> str:
     for field, label in _STATS_ROWS:
         if field in stats:
             value = stats[field]
-            lines.append(f"| {label} | {value:.3g} |" if isinstance(value, float) else f"| {label} | {value} |")
+            lines.append(f"| {label} | {value:.4g} |" if isinstance(value, float) else f"| {label} | {value} |")
     lines.append(f"| stats messages | {windows_seen} |")
     return "\n".join(lines)
 
