@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import List, Sequence
 
@@ -30,6 +29,7 @@ from ..pipeline import (FilterConfig, KeyframeConfig, ModelPredictor, StreamConf
 from ..provenance import device_name, git_commit
 from ..synthetic import demo_sequence
 from ..synthetic.oracle import OraclePredictor
+from ..timing import StageTimer
 from ..vggt.factory import build_model
 
 STAGES = ("align", "filter", "unproject", "map_update", "post", "preprocess")
@@ -101,9 +101,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     frames = args.keyframes + (args.windows - 1) * (args.keyframes - args.overlap)
-    t0 = time.perf_counter()
+    timer = StageTimer(mode="wall")
     seq = demo_sequence(num_frames=frames, width=args.width, height=args.height, seed=0, speed=0.03)
-    render_s = time.perf_counter() - t0
+    render_s = timer.lap("render")
     run_stream(seq, args, device)                                          # warm-up
     results = run_stream(seq, args, device)
     report = {

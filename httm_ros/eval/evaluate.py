@@ -20,7 +20,6 @@ relative poses (translations scaled by the ATE scale). See docs/EVALUATION.md.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -28,10 +27,11 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from ..geometry import invert_rigid, unproject_depth
 from ..pipeline import (AlignConfig, FilterConfig, KeyframeConfig, StreamConfig, StreamingReconstructor,
                         WindowConfig, WindowPrediction)
-from ..geometry import invert_rigid, unproject_depth
 from ..synthetic import Sequence
+from ..timing import StageTimer
 from ..vggt.preprocess import model_input_size, preprocess_images, resized_size
 from .metrics import (align_positions, ate, cloud_distances, icp_refine, rpe, transform_points,
                       voxel_downsample)
@@ -186,10 +186,10 @@ def run_offline(predictor, images: torch.Tensor, opts: EvalOptions, device="cpu"
     ids = list(range(images.shape[0]))
     for _ in range(opts.warmup):
         predictor.predict(images, ids)
-    t0 = time.perf_counter()
+    timer = StageTimer(mode="wall")
     with PeakMemory(device) as mem:
         pred = predictor.predict(images, ids)
-    total = time.perf_counter() - t0
+    total = timer.lap("run")
     points, cam_to_world = prediction_cloud(pred, opts.conf_percentile, opts.pixel_stride)
     return Reconstruction(points, cam_to_world, np.arange(len(ids)), float(pred.stats.get("model_s", total)),
                           total, mem.result(), merge_summary([pred.stats]))
@@ -211,12 +211,12 @@ def run_streaming(predictor, images: torch.Tensor, window: int, overlap: int, op
         predictor.predict(images[:window], list(range(min(window, len(images)))))
     rec = StreamingReconstructor(predictor, cfg)
     results = []
-    t0 = time.perf_counter()
+    timer = StageTimer(mode="wall")
     with PeakMemory(device) as mem:
         for k, frame in enumerate(frames):
             results += rec.push(frame, float(k))
         results += rec.flush()
-    total = time.perf_counter() - t0
+    total = timer.lap("run")
     points = rec.map.points()[0].astype(np.float64) if len(rec.map) else np.zeros((0, 3))
     extra = {"windows": len(results), "rejected": [{"window": r.index, "reason": r.alignment.reason}
                                                    for r in results if not r.accepted],

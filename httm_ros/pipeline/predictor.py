@@ -12,12 +12,12 @@ A predictor turns the keyframes of one window into VGGT-style geometry::
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
+from ..timing import StageTimer
 from ..vggt.pose_encoding import pose_encoding_to_extrinsics_intrinsics
 
 
@@ -79,11 +79,9 @@ class ModelPredictor:
         S, _, H, W = images.shape
         x = images.to(device=self.device, dtype=self.dtype or next(self.model.parameters()).dtype)
         self._merge_stats.clear()
-        _sync(self.device)
-        t0 = time.perf_counter()
+        timer = StageTimer(self.device, "wall_sync")                # CUDA synchronised around the forward
         out = self.model(x, heads=("camera", "depth"))
-        _sync(self.device)
-        model_s = time.perf_counter() - t0
+        model_s = timer.lap("model")
         extr, intr = pose_encoding_to_extrinsics_intrinsics(out["pose_enc"][0].float(), image_hw=(H, W))
         pred = WindowPrediction(extr.float(), intr.float(), out["depth"][0, ..., 0].float(),
                                 out["depth_conf"][0].float(),
@@ -92,8 +90,3 @@ class ModelPredictor:
                                        "frames": int(S), "image_hw": [int(H), int(W)]})
         pred.check(S, H, W)
         return pred
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

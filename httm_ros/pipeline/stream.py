@@ -44,7 +44,7 @@ from .alignment import AlignmentReport, FrameGeometry, align_overlap
 from .keyframe_trajectory import Trajectory
 from .keyframes import KeyframeSelector
 from .map import GlobalMap
-from .predictor import Predictor, WindowPrediction
+from .predictor import Predictor
 from .stream_config import StreamConfig
 
 PATCH = 14

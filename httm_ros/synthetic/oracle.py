@@ -10,7 +10,6 @@ for checking that the evaluation metrics measure them. Both have the predictor i
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from ..geometry import axis_angle_rotation, invert_rigid
 from ..pipeline.predictor import WindowPrediction
+from ..timing import StageTimer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sequence import Sequence as SyntheticSequence
@@ -76,7 +76,7 @@ class OraclePredictor:
                              f"{len(seq)}-frame sequence")
         call = len(self.calls)
         rng = np.random.default_rng([self.seed, call])
-        t0 = time.perf_counter()
+        timer = StageTimer(mode="wall")
         scale = float(math.exp(rng.uniform(math.log(self.scale_range[0]), math.log(self.scale_range[1]))))
         depth_gt = seq.depth[ids].astype(np.float64)                               # [S,H,W]
         median = float(np.median(depth_gt[0]))
@@ -96,7 +96,7 @@ class OraclePredictor:
             torch.as_tensor(seq.intrinsics[ids], dtype=torch.float32, device=dev),
             torch.as_tensor(depth, dtype=torch.float32, device=dev),
             torch.as_tensor(conf, dtype=torch.float32, device=dev),
-            stats={"model_s": time.perf_counter() - t0, "merge_mode": "oracle", "merge": {},
+            stats={"model_s": timer.lap("model"), "merge_mode": "oracle", "merge": {},
                    "oracle": {"call": call, "scale": scale, "corrupt": kind}})
         pred.check(S, H, W)
         return pred
