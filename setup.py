@@ -27,7 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "httm-reconstruct=httm_ros.tools.reconstruct:main",
-            "httm-eval=httm_ros.eval.cli:main",
+            "httm-eval=httm_ros.eval.eval_cli:main",
             "httm-bench=httm_ros.bench.cli:main",
             "httm-replay=httm_ros.tools.replay:main",
             "httm-reconstruct-bag=httm_ros.tools.reconstruct_bag:main",
