@@ -1,0 +1,91 @@
+"""httm-train: train httm-vggt-synth on rendered rooms, or evaluate a checkpoint on the held-out set.
+
+    httm-train --out DIR [--time-budget-s S] [--resume DIR] [--steps N] [--batch-frames N] ...
+    httm-train --smoke --out DIR          # a few steps of the tiny network on CPU (CI)
+    httm-train eval --weights W.safetensors [--out metrics.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .loop import TrainOptions, smoke_options, train
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    d = TrainOptions()
+    p = argparse.ArgumentParser(prog="httm-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="output folder (weights, card, log, resume state)")
+    p.add_argument("--time-budget-s", type=float, default=None,
+                   help="stop, save and evaluate before this many seconds have passed")
+    p.add_argument("--resume", default=None, help="resume.pt, a resume-NN.pt part, or the folder holding them")
+    p.add_argument("--steps", type=int, default=d.steps, help="total steps of the schedule (default %(default)s)")
+    p.add_argument("--batch-frames", type=int, default=d.batch_frames, help="frames per step (default %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="warmup steps (default %(default)s)")
+    p.add_argument("--point-weight", type=float, default=d.point_weight,
+                   help="weight of the optional point-map loss (0: point head untrained; default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 (default %(default)s)")
+    p.add_argument("--config", default=d.config, help="VGGTConfig preset (default %(default)s)")
+    p.add_argument("--pool-size", type=int, default=d.pool_size, help="rendered clips kept (default %(default)s)")
+    p.add_argument("--reuse", type=int, default=d.reuse, help="training windows cut per clip (default %(default)s)")
+    p.add_argument("--heldout", type=int, default=d.heldout, help="held-out clips evaluated at the end")
+    p.add_argument("--smoke", action="store_true", help="a few steps of the tiny network on CPU, in seconds")
+    return p
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="httm-train eval", description="held-out metrics of a checkpoint")
+    p.add_argument("--weights", required=True, help="safetensors file with its config (and model card)")
+    p.add_argument("--n", type=int, default=8, help="held-out clips (scene seeds 0..n-1)")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    return p
+
+
+def _eval(argv: List[str]) -> int:
+    from ..vggt.checkpoint import checkpoint_image_hw
+    from ..vggt.config import SYNTH_IMAGE_HW
+    from ..vggt.model import VGGT
+    from .heldout import evaluate_heldout
+    from .loop import _resolve_device
+
+    args = _eval_parser().parse_args(argv)
+    device = _resolve_device(args.device)
+    model = VGGT.from_checkpoint(args.weights, device=device)
+    hw = checkpoint_image_hw(args.weights) or SYNTH_IMAGE_HW
+    result = evaluate_heldout(model, hw, device, args.n, args.frames)
+    text = json.dumps(result, indent=1, default=float)
+    if args.out:
+        args.out.write_text(text)
+    print(json.dumps({"summary": result["summary"], "met": result["met"]}, indent=1))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "eval":
+        return _eval(argv[1:])
+    args = _train_parser().parse_args(argv)
+    if args.smoke:
+        opts = smoke_options(args.out, resume=args.resume, seed=args.seed, time_budget_s=args.time_budget_s,
+                             argv=["httm-train"] + argv)
+    else:
+        opts = TrainOptions(out=args.out, config=args.config, steps=args.steps, batch_frames=args.batch_frames,
+                            lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
+                            device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
+                            pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
+                            argv=["httm-train"] + argv)
+    train(opts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Training data for httm-vggt-synth: random rooms, camera paths and intrinsics, rendered in batches.
+
+Split rule (held-out scenes are never trained on):
+    training scene seeds  >= TRAIN_SEED_BASE (1000), drawn from the training seed's generator;
+    held-out scene seeds  0 .. N-1 (``heldout_specs``), parameters drawn from a generator seeded
+    with HELDOUT_PARAM_SEED + i, a stream the training sampler never uses.
+The demo room (``make_scene(seed=0)``) is therefore a held-out scene.
+
+A clip is CLIP_FRAMES consecutive frames of one scene rendered in one ``Scene.render_batch`` call
+(on the training device). Training windows of 2..24 frames are cut from pooled clips (contiguous,
+stride 1 or 2), so each rendered frame serves several steps (``reuse``). Every batch holds
+sequences of one frame count (grouping instead of padding).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+import torch
+
+from ..geometry import depth_to_camera_points, invert_rigid
+from ..synthetic.scene import Scene, SceneConfig, make_scene
+from ..synthetic.sequence import intrinsics_from_fov
+from ..synthetic.trajectory import make_trajectory
+from ..vggt.pose_encoding import extrinsics_intrinsics_to_pose_encoding
+
+TRAIN_SEED_BASE = 1000
+HELDOUT_PARAM_SEED = 7_000_000
+CLIP_FRAMES = 24
+MIN_FRAMES, MAX_FRAMES = 2, 24
+KIND_WEIGHTS = {"orbit": 0.22, "walk": 0.2, "forward": 0.2, "random": 0.06, "pan": 0.16, "rotate": 0.16}
+TRANSLATING = ("orbit", "walk", "forward")
+
+
+@dataclass
+class ClipSpec:
+    """Everything that defines one rendered clip (deterministic)."""
+
+    scene: SceneConfig
+    kind: str
+    speed: float            # m/frame (rad/frame for pan / rotate)
+    shake: float            # m
+    hfov_deg: float
+    camera_height: float
+    path_seed: int
+
+
+def random_scene_config(rng: np.random.Generator, seed: int) -> SceneConfig:
+    """A room of random size, clutter, box shapes, texture scale and lighting."""
+    x = float(rng.uniform(4.0, 11.0))
+    y = float(rng.uniform(3.5, min(x, 9.0)))
+    z = float(rng.uniform(2.4, 3.6))
+    lo = float(rng.uniform(0.2, 0.5))
+    light = rng.normal(size=3)
+    light[2] = abs(light[2]) + 0.3                                   # from above, any azimuth
+    ambient = float(rng.uniform(0.35, 0.75))
+    return SceneConfig(room_size=(x, y, z), num_inner_boxes=int(rng.integers(0, 11)),
+                       num_outer_boxes=int(rng.integers(0, 13)), box_size_range=(lo, lo + float(rng.uniform(0.4, 1.2))),
+                       seed=seed, thin_box_prob=float(rng.uniform(0.0, 0.4)),
+                       texture_scale=float(rng.uniform(0.6, 1.6)), light_dir=tuple(float(v) for v in light),
+                       ambient=ambient, diffuse=float(rng.uniform(0.2, 1.05 - ambient)))
+
+
+def random_clip_spec(rng: np.random.Generator, scene_seed: int, kinds=None) -> ClipSpec:
+    """A random path (kind, speed, shake), field of view and eye height in a random room."""
+    cfg = random_scene_config(rng, scene_seed)
+    names = list(kinds or KIND_WEIGHTS)
+    weights = np.array([KIND_WEIGHTS[k] for k in names])
+    kind = str(rng.choice(names, p=weights / weights.sum()))
+    speed = float(rng.uniform(0.02, 0.12) if kind in ("pan", "rotate") else rng.uniform(0.03, 0.25))
+    shake = 0.0 if rng.uniform() < 0.5 else float(rng.uniform(0.0, 0.04))
+    height = float(rng.uniform(0.8, cfg.room_size[2] - 0.6))
+    return ClipSpec(cfg, kind, speed, shake, float(rng.uniform(50.0, 90.0)), height,
+                    int(rng.integers(1 << 30)))
+
+
+def heldout_specs(n: int = 8) -> List[ClipSpec]:
+    """The fixed held-out clips: scene seeds 0..n-1, translating paths (ATE is defined)."""
+    return [random_clip_spec(np.random.default_rng(HELDOUT_PARAM_SEED + i), i, TRANSLATING) for i in range(n)]
+
+
+def render_clip(spec: ClipSpec, frames: int, image_hw: Tuple[int, int], device) -> dict:
+    """Render a clip -> dict images uint8 [S,H,W,3], depth [S,H,W], cam_to_world [S,4,4],
+    intrinsics [S,3,3] (float32 tensors on ``device``) and the scene."""
+    height, width = image_hw
+    scene: Scene = make_scene(spec.scene)
+    poses = make_trajectory(scene, frames, spec.kind, spec.speed, spec.path_seed, spec.camera_height, spec.shake)
+    k = intrinsics_from_fov(width, height, spec.hfov_deg)
+    with torch.no_grad():
+        images, depth = scene.render_batch(poses, k, width, height, device=device)
+    return dict(images=images, depth=depth, scene=scene,
+                cam_to_world=torch.as_tensor(poses, dtype=torch.float32, device=device),
+                intrinsics=torch.as_tensor(np.repeat(k[None], frames, 0), device=device))
+
+
+def normalise_ground_truth(depth: torch.Tensor, cam_to_world: torch.Tensor, intrinsics: torch.Tensor,
+                           image_hw: Tuple[int, int]) -> dict:
+    """VGGT's normalisation: first-frame camera coordinates, scale = mean point distance.
+
+    depth [B,S,H,W], cam_to_world [B,S,4,4], intrinsics [B,S,3,3] -> dict depth [B,S,H,W],
+    points [B,S,H,W,3] (first-camera frame), pose_enc [B,S,9], extrinsics [B,S,3,4]
+    (camera-from-first), valid [B,S,H,W] bool, scale [B] (metres per unit).
+    """
+    first_from_world = invert_rigid(cam_to_world[:, :1])                       # [B,1,4,4]
+    rel = first_from_world @ cam_to_world                                      # [B,S,4,4] cam -> first
+    cam_pts = depth_to_camera_points(depth, intrinsics)                        # [B,S,H,W,3]
+    pts = torch.einsum("bsij,bshwj->bshwi", rel[..., :3, :3], cam_pts) + rel[:, :, None, None, :3, 3]
+    valid = torch.isfinite(depth) & (depth > 0)
+    dist = torch.where(valid, pts.norm(dim=-1), torch.zeros_like(depth))
+    scale = dist.sum(dim=(1, 2, 3)) / valid.sum(dim=(1, 2, 3)).clamp_min(1)    # [B]
+    extr = invert_rigid(rel)[..., :3, :]                                       # [B,S,3,4]
+    extr = torch.cat((extr[..., :3], extr[..., 3:] / scale[:, None, None, None]), dim=-1)
+    s = scale[:, None, None, None]
+    return dict(depth=depth / s, points=pts / s[..., None], extrinsics=extr, valid=valid, scale=scale,
+                pose_enc=extrinsics_intrinsics_to_pose_encoding(extr, intrinsics, image_hw))
+
+
+class ClipPool:
+    """Rendered clips on the training device, each cut into ``reuse`` training windows.
+
+    Clip i is rendered from ``default_rng([seed, i])`` (so a resumed run draws new clips by
+    continuing the counter ``clips_made``).
+    """
+
+    def __init__(self, image_hw: Tuple[int, int], device, seed: int, size: int = 32, reuse: int = 4,
+                 clip_frames: int = CLIP_FRAMES, clips_made: int = 0) -> None:
+        self.image_hw, self.device, self.seed = tuple(image_hw), torch.device(device), seed
+        self.size, self.reuse, self.clip_frames = size, reuse, clip_frames
+        self.clips_made = clips_made
+        self.clips: List[dict] = []
+        self.render_seconds = 0.0
+        self.frames_rendered = 0
+
+    def _new_clip(self) -> dict:
+        rng = np.random.default_rng([self.seed, self.clips_made])
+        spec = random_clip_spec(rng, TRAIN_SEED_BASE + int(rng.integers(1 << 30)))
+        self.clips_made += 1
+        t0 = time.perf_counter()
+        clip = render_clip(spec, self.clip_frames, self.image_hw, self.device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.render_seconds += time.perf_counter() - t0
+        self.frames_rendered += self.clip_frames
+        clip.pop("scene")
+        clip["uses"] = 0
+        return clip
+
+    def _take(self, rng: np.random.Generator) -> dict:
+        while len(self.clips) < self.size:
+            self.clips.append(self._new_clip())
+        i = int(rng.integers(len(self.clips)))
+        clip = self.clips[i]
+        clip["uses"] += 1
+        if clip["uses"] >= self.reuse:
+            self.clips[i] = self._new_clip()
+        return clip
+
+    def batch(self, rng: np.random.Generator, frames: int, sequences: int) -> dict:
+        """``sequences`` windows of ``frames`` frames -> images float [B,S,3,H,W] in [0,1] and
+        the normalised ground truth of :func:`normalise_ground_truth`."""
+        frames = min(frames, self.clip_frames)
+        cut = []
+        for _ in range(sequences):
+            clip = self._take(rng)
+            stride = 2 if (frames - 1) * 2 < self.clip_frames and rng.uniform() < 0.4 else 1
+            start = int(rng.integers(self.clip_frames - (frames - 1) * stride))
+            idx = torch.arange(start, start + (frames - 1) * stride + 1, stride, device=self.device)
+            if rng.uniform() < 0.5:
+                idx = idx.flip(0)                                              # paths both ways
+            cut.append({k: clip[k][idx] for k in ("images", "depth", "cam_to_world", "intrinsics")})
+        stack = {k: torch.stack([c[k] for c in cut]) for k in cut[0]}
+        images = stack["images"].permute(0, 1, 4, 2, 3).float() / 255.0           # [B,S,3,H,W]
+        gt = normalise_ground_truth(stack["depth"], stack["cam_to_world"], stack["intrinsics"], self.image_hw)
+        gt["images"] = images
+        return gt
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_rendered / self.render_seconds if self.render_seconds > 0 else math.nan
+
+
+def frame_count_for_step(rng: np.random.Generator) -> int:
+    """Frames per sequence of a step, uniform in MIN_FRAMES..MAX_FRAMES."""
+    return int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
+
+
+def measure_renderer(image_hw: Tuple[int, int], device, clips: int = 2, frames: int = CLIP_FRAMES,
+                     seed: int = 12345) -> float:
+    """Frames/s of render_clip on ``device`` (scene building and path included), after a warm-up."""
+    device = torch.device(device)
+    specs = [random_clip_spec(np.random.default_rng([seed, i]), TRAIN_SEED_BASE + i) for i in range(clips + 1)]
+    render_clip(specs[0], frames, image_hw, device)
+    t0 = time.perf_counter()
+    for spec in specs[1:]:
+        render_clip(spec, frames, image_hw, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return clips * frames / (time.perf_counter() - t0)
+

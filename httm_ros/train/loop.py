@@ -1,0 +1,225 @@
+"""The training loop of httm-vggt-synth: AdamW, warmup + cosine, bf16 autocast on CUDA, gradient
+clipping, a time budget, resumable state."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..provenance import git_commit
+from ..vggt.config import SYNTH_IMAGE_HW, VGGTConfig
+from ..vggt.model import VGGT
+from .data import CLIP_FRAMES, ClipPool, frame_count_for_step, measure_renderer
+from .heldout import evaluate_heldout
+from .losses import training_loss
+from .outputs import loss_summary, plot_curves, write_log, write_model
+from .resume import load_resume, save_resume
+
+
+@dataclass
+class TrainOptions:
+    out: Path = Path("httm_train_out")
+    config: str = "synth"
+    image_hw: Tuple[int, int] = SYNTH_IMAGE_HW
+    steps: int = 4000                 # total steps of the schedule (across resumed calls)
+    batch_frames: int = 192           # frames per step (sequences of one frame count each)
+    lr: float = 4e-4
+    min_lr_ratio: float = 0.05
+    warmup: int = 200
+    weight_decay: float = 0.05
+    clip_grad: float = 1.0
+    camera_weight: float = 5.0
+    depth_weight: float = 1.0
+    point_weight: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    time_budget_s: Optional[float] = None
+    resume: Optional[str] = None
+    pool_size: int = 48
+    reuse: int = 4
+    clip_frames: int = CLIP_FRAMES
+    log_every: int = 10
+    print_every_s: float = 30.0
+    heldout: int = 8
+    heldout_frames: int = 16
+    argv: list = field(default_factory=lambda: list(sys.argv))
+
+
+def smoke_options(out: Path, **changes) -> TrainOptions:
+    """A few steps of the tiny network at 56x42 on CPU (CI)."""
+    base = dict(out=Path(out), config="tiny", image_hw=(42, 56), steps=4, batch_frames=8, warmup=1,
+                device="cpu", pool_size=2, reuse=8, clip_frames=8, log_every=1, heldout=2, heldout_frames=4)
+    base.update(changes)
+    return TrainOptions(**base)
+
+
+def lr_at(step: int, opts: TrainOptions) -> float:
+    """Linear warmup, then cosine from lr to lr * min_lr_ratio at opts.steps."""
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    frac = min(1.0, (step - opts.warmup) / max(1, opts.steps - opts.warmup))
+    return opts.lr * (opts.min_lr_ratio + (1 - opts.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, tokens and position tables (1-d or token params)."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        no_decay = p.dim() < 2 or "token" in name or "pos_embed" in name
+        (plain if no_decay else decay).append(p)
+    groups = [{"params": decay, "weight_decay": opts.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=opts.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def forward_train(model: VGGT, images: torch.Tensor, point_head: bool = False) -> Dict:
+    """images [B,S,3,H,W] -> pose_history (every camera-head iteration), depth [B,S,H,W,1], depth_conf.
+
+    The aggregator runs under bf16 autocast on CUDA, the heads in fp32 (as in inference).
+    """
+    cfg = model.config
+    keep = sorted(set(cfg.dpt_layers) | {cfg.depth - 1})
+    cuda = images.device.type == "cuda"
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    with ctx:
+        layers = model.aggregator(images, keep_layers=keep)
+    hw = tuple(images.shape[-2:])
+    ps = model.aggregator.patch_start
+    with torch.autocast(images.device.type, enabled=False):
+        layers = {k: v.float() for k, v in layers.items()}
+        out = {"pose_history": model.camera_head(layers[cfg.depth - 1][:, :, 0])}
+        out["depth"], out["depth_conf"] = model.depth_head(layers, ps, hw, None)
+        if point_head:
+            out["world_points"], out["world_points_conf"] = model.point_head(layers, ps, hw, None)
+    return out
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _rng_state(device: torch.device) -> Dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _state(model, opt, step: int, pool: ClipPool, log, opts: TrainOptions, device, seen: int, elapsed: float) -> Dict:
+    """Resumable state: fp32 weights, AdamW (moments in bf16 to keep the files few), counters, RNG."""
+    opt_state = opt.state_dict()
+    for entry in opt_state["state"].values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in entry:
+                entry[key] = entry[key].to("cpu", torch.bfloat16)
+    return {"model": {k: v.detach().float().cpu() for k, v in model.state_dict().items()},
+            "optimizer": opt_state, "step": step, "clips_made": pool.clips_made, "seen_frames": seen,
+            "elapsed_s": elapsed, "rng": _rng_state(device), "log": log,
+            "config": model.config.to_dict(), "options": _plain_options(opts)}
+
+
+def _plain_options(opts: TrainOptions) -> Dict:
+    d = asdict(opts)
+    d["out"] = str(d["out"])
+    d["image_hw"] = list(d["image_hw"])
+    return d
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def train(opts: TrainOptions) -> Dict:
+    """Run (or continue) training; writes the outputs in opts.out and returns the model card's
+    training section plus the held-out metrics."""
+    t_start = time.monotonic()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = _resolve_device(opts.device)
+    torch.manual_seed(opts.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    state = load_resume(opts.resume) if opts.resume else None
+    cfg = VGGTConfig.from_dict(state["config"]) if state else VGGTConfig.preset(opts.config)
+    model = VGGT(cfg).to(device).train()
+    opt = make_optimizer(model, opts)
+    step, seen, log, before = 0, 0, [], 0.0
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, seen, log, before = state["step"], state["seen_frames"], list(state["log"]), state["elapsed_s"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        _print(f"resumed from {opts.resume} at step {step} ({seen} frames seen)")
+    n_params = sum(p.numel() for p in model.parameters())
+    render_fps = measure_renderer(opts.image_hw, device, clips=2, frames=opts.clip_frames)
+    _print(f"httm-train: {n_params / 1e6:.2f}M params, config {opts.config}, image {opts.image_hw}, device "
+           f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+           f"steps {step}->{opts.steps}, batch {opts.batch_frames} frames")
+    _print(f"renderer throughput: {render_fps:.0f} frames/s at {opts.image_hw[1]}x{opts.image_hw[0]} on {device}")
+    pool = ClipPool(opts.image_hw, device, opts.seed, opts.pool_size, opts.reuse, opts.clip_frames,
+                    clips_made=state["clips_made"] if state else 0)
+    step_times, last_print, stopped = [], time.monotonic(), "steps"
+    reserve = 15.0 + 2.0 * opts.heldout                          # seconds kept for saving + held-out eval
+    while step < opts.steps:
+        elapsed = time.monotonic() - t_start
+        avg = float(np.mean(step_times[-20:])) if step_times else 0.0
+        if opts.time_budget_s is not None and elapsed + reserve + 2 * avg > opts.time_budget_s:
+            stopped = "time budget"
+            break
+        t0 = time.monotonic()
+        rng = np.random.default_rng([opts.seed, step, 7])
+        frames = frame_count_for_step(rng)
+        batch = pool.batch(rng, frames, max(1, opts.batch_frames // frames))
+        lr = lr_at(step, opts)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0)
+        parts = training_loss(pred, batch, opts.camera_weight, opts.depth_weight, opts.point_weight)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
+        opt.step()
+        step += 1
+        n_frames = int(batch["images"].shape[0] * frames)
+        seen += n_frames
+        if step % opts.log_every == 0 or step == opts.steps:
+            entry = {k: float(v.detach()) for k, v in parts.items()}
+            dt = time.monotonic() - t0
+            entry.update(step=step, lr=lr, frames=frames, grad_norm=float(gnorm), frames_per_s=n_frames / dt,
+                         seen_frames=seen, elapsed_s=before + time.monotonic() - t_start)
+            if not all(math.isfinite(entry[k]) for k in ("loss", "grad_norm")):
+                raise FloatingPointError(f"non-finite loss at step {step}: {entry}")
+            log.append(entry)
+        step_times.append(time.monotonic() - t0)
+        if time.monotonic() - last_print >= opts.print_every_s or step == 1:
+            last_print = time.monotonic()
+            _print(f"step {step}/{opts.steps} loss {float(parts['loss']):.4f} camera {float(parts['camera']):.4f} "
+                   f"depth {float(parts['depth']):.4f} lr {lr:.2e} {n_frames / step_times[-1]:.0f} frames/s "
+                   f"(render {pool.frames_per_second:.0f} fps) elapsed {time.monotonic() - t_start:.0f}s")
+    elapsed = before + time.monotonic() - t_start
+    _print(f"stopped at step {step} ({stopped}); saving")
+    save_resume(_state(model, opt, step, pool, log, opts, device, seen, elapsed), out)
+    heldout = evaluate_heldout(model, opts.image_hw, device, opts.heldout, opts.heldout_frames)
+    _print("held-out: " + json.dumps(heldout["summary"]) + " met: " + json.dumps(heldout["met"]))
+    training = {"command": " ".join(opts.argv), "commit": git_commit(), "steps": step, "schedule_steps": opts.steps,
+                "complete": step >= opts.steps, "seen_frames": seen, "elapsed_s": round(elapsed, 1),
+                "seed": opts.seed, "device": str(device), "renderer_frames_per_s": round(render_fps, 1),
+                "options": _plain_options(opts), "loss": loss_summary(log)}
+    write_model(out, model, opts.image_hw, training, heldout)
+    write_log(out / "train_log.json", log, {"training": training, "heldout": heldout["summary"]})
+    plot_curves(out / "train_curves.png", log)
+    _print(f"wrote {out} in {time.monotonic() - t_start:.0f}s")
+    return {"training": training, "heldout": heldout}

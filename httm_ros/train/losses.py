@@ -1,0 +1,73 @@
+"""The VGGT training losses (Wang et al. 2025, Sec. 3.3/4) on normalised ground truth.
+
+camera : Huber loss between every camera-head iteration's pose encoding and the ground truth
+         (translation, quaternion, FoV), later iterations weighted more (gamma^(n-1-i)).
+depth  : aleatoric-uncertainty loss  sum conf * |d - d_gt| + conf * |grad(d - d_gt)| - alpha log conf
+         over valid pixels (mean), gradients by finite differences along x and y.
+points : the same loss on the point map (optional; weight 0 skips the point head).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CAMERA_GAMMA = 0.6
+CONF_ALPHA = 0.2
+
+
+def camera_loss(history: List[Tensor], target: Tensor, delta: float = 0.1) -> Dict[str, Tensor]:
+    """history: pose encodings [B,S,9] per iteration; target [B,S,9] -> dict total, t, q, fov."""
+    n = len(history)
+    parts = {"t": 0.0, "q": 0.0, "fov": 0.0}
+    norm = sum(CAMERA_GAMMA ** (n - 1 - i) for i in range(n))
+    for i, pred in enumerate(history):
+        w = CAMERA_GAMMA ** (n - 1 - i) / norm
+        parts["t"] = parts["t"] + w * F.huber_loss(pred[..., :3], target[..., :3], delta=delta)
+        parts["q"] = parts["q"] + w * F.huber_loss(pred[..., 3:7], target[..., 3:7], delta=delta)
+        parts["fov"] = parts["fov"] + w * F.huber_loss(pred[..., 7:], target[..., 7:], delta=delta)
+    parts["total"] = parts["t"] + parts["q"] + parts["fov"]
+    return parts
+
+
+def _grad_error(err: Tensor, conf: Tensor, valid: Tensor) -> Tensor:
+    """Sum of conf-weighted |finite differences| of err [N,H,W,C] where both pixels are valid."""
+    total = err.new_zeros(())
+    for dim in (1, 2):                                                     # y, x
+        n = err.shape[dim] - 1
+        d = (err.narrow(dim, 1, n) - err.narrow(dim, 0, n)).abs().sum(-1)
+        ok = valid.narrow(dim, 1, n) & valid.narrow(dim, 0, n)
+        total = total + (conf.narrow(dim, 0, n) * d * ok).sum()
+    return total
+
+
+def confidence_loss(pred: Tensor, conf: Tensor, target: Tensor, valid: Tensor,
+                    alpha: float = CONF_ALPHA) -> Dict[str, Tensor]:
+    """pred/target [B,S,H,W,C], conf [B,S,H,W] (> 1), valid [B,S,H,W] -> dict total, reg, grad, conf."""
+    b, s, h, w, c = pred.shape
+    err = (pred - target).reshape(b * s, h, w, c)
+    conf_f, valid_f = conf.reshape(b * s, h, w), valid.reshape(b * s, h, w)
+    count = valid_f.sum().clamp_min(1)
+    reg = (conf_f * err.abs().sum(-1) * valid_f).sum() / count
+    grad = _grad_error(err, conf_f, valid_f) / count
+    log_conf = (torch.log(conf_f) * valid_f).sum() / count
+    return {"total": reg + grad - alpha * log_conf, "reg": reg, "grad": grad, "conf": log_conf}
+
+
+def training_loss(out: Dict, gt: Dict, camera_weight: float = 5.0, depth_weight: float = 1.0,
+                  point_weight: float = 0.0, huber_delta: float = 0.1) -> Dict[str, Tensor]:
+    """Weighted sum of the parts -> dict loss (to minimise) and float-able parts for the log."""
+    cam = camera_loss(out["pose_history"], gt["pose_enc"], huber_delta)
+    dep = confidence_loss(out["depth"], out["depth_conf"], gt["depth"][..., None], gt["valid"])
+    loss = camera_weight * cam["total"] + depth_weight * dep["total"]
+    parts = {"camera": cam["total"], "cam_t": cam["t"], "cam_q": cam["q"], "cam_fov": cam["fov"],
+             "depth": dep["total"], "depth_reg": dep["reg"], "depth_grad": dep["grad"], "depth_logconf": dep["conf"]}
+    if point_weight > 0:
+        pts = confidence_loss(out["world_points"], out["world_points_conf"], gt["points"], gt["valid"])
+        loss = loss + point_weight * pts["total"]
+        parts["points"] = pts["total"]
+    parts["loss"] = loss
+    return parts
