@@ -23,7 +23,7 @@ Publishes (stamped with the source images' stamps)
     ~/camera_info       CameraInfo per new keyframe at the model's resolution    camera_frame
     ~/pose              PoseStamped per new keyframe (camera -> world)           world_frame
     ~/path              nav_msgs/Path of all keyframes (transient local)         world_frame
-    /tf                 world_frame -> camera_frame per new keyframe (when tf2_ros is importable)
+    /tf                 world_frame -> camera_frame per new keyframe (tf2_ros, else tf2_msgs: tf_publisher)
     ~/stats             httm_ros/WindowStats per window (also rejected / failed ones)
     /diagnostics        diagnostic_msgs/DiagnosticArray, node health every diagnostics_period
 Services
@@ -72,6 +72,7 @@ from .frame_queue import Frame, FrameQueue
 from .messages import host_copies
 from .model_runner import build_model_runner
 from .node_counters import NodeCounters, NodeTimings
+from .tf_publisher import make_tf_publisher
 from .window_publisher import RESTART, WindowJob, WindowPublisher
 from .window_stats import merge_outliers, window_stats, window_summary
 
@@ -116,7 +117,7 @@ class ReconstructNode(Node):
         self._stop = threading.Event()
         self._jobs: "queue.Queue" = queue.Queue(maxsize=2)     # windows waiting for the publisher
         self._make_publishers()
-        self.window_publisher = WindowPublisher(self.pub, self._make_tf_broadcaster(), self.counters,
+        self.window_publisher = WindowPublisher(self.pub, make_tf_publisher(self), self.counters,
                                                 self.history, log.error)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._sub = self._make_subscription()
@@ -146,15 +147,6 @@ class ReconstructNode(Node):
             "stats": self.create_publisher(WindowStats, "~/stats", _qos(10)),
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", _qos(10)),
         }
-
-    def _make_tf_broadcaster(self):
-        try:
-            from tf2_ros import TransformBroadcaster
-        except ImportError:
-            self.get_logger().info("tf2_ros is not importable: TF world -> camera is NOT published "
-                                   "(the same poses are on ~/pose and ~/path)")
-            return None
-        return TransformBroadcaster(self)
 
     def _make_subscription(self):
         qos = input_qos(self.values)

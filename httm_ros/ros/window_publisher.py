@@ -41,7 +41,7 @@ class WindowJob:
 
 class WindowPublisher:
     """Publishes jobs taken from ``jobs`` on ``pub`` (topic -> rclpy publisher) and ``tf`` (a
-    TransformBroadcaster or None); keeps the path, the last stats and ``history``."""
+    tf_publisher or None); keeps the path, the last stats and ``history``."""
 
     def __init__(self, pub: Dict[str, Any], tf, counters: NodeCounters, history: "collections.deque",
                  log_error: Callable[[str], None]) -> None:
@@ -99,7 +99,7 @@ class WindowPublisher:
         if values["publish_path"]:
             self._send("path", Path(header=codec.make_header(stamp, values["world_frame"]), poses=self.path))
         if msgs.tf:
-            self.tf.sendTransform(msgs.tf)
+            self.tf.send(msgs.tf)
         for topic in ("points", "map"):
             if getattr(msgs, topic) is not None:
                 self._send(topic, getattr(msgs, topic))
