@@ -1,7 +1,7 @@
 """Benchmark of the per-window post-processing (everything after the model) of the stream.
 
-    httm-bench stream --device cpu --out bench/pipeline_cpu.json
-    httm-bench stream --device cuda --out bench/pipeline_cuda.json --model 1b
+    httm-bench postprocess --device cpu --out bench/pipeline_cpu.json
+    httm-bench postprocess --device cuda --out bench/pipeline_cuda.json --model 1b
 
 A synthetic sequence (``--width`` x ``--height``, default 518x392) goes through the
 StreamingReconstructor with every frame a keyframe, windows of ``--keyframes`` (24) with
@@ -80,7 +80,7 @@ def summarise(results: List[WindowResult]) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``httm-bench stream``."""
+    """The options of ``httm-bench postprocess``."""
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--out", default="bench/pipeline_cpu.json", help="JSON output (default: %(default)s)")
     p.add_argument("--width", type=int, default=518)
@@ -96,7 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """``httm-bench stream``: argv is the command line after ``httm-bench`` (recorded in the JSON)."""
+    """``httm-bench postprocess``: argv is the command line after ``httm-bench`` (recorded in the JSON)."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

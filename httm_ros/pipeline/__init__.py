@@ -10,7 +10,7 @@ Modules, in data-flow order: stream_config (dataclasses), keyframes (KeyframeSel
 checked), map (GlobalMap), keyframe_trajectory (Trajectory), stream (StreamingReconstructor).
 Geometry is :mod:`httm_ros.geometry`, file formats :mod:`httm_ros.io`, the ground-truth predictor
 :mod:`httm_ros.synthetic.oracle`, metrics :mod:`httm_ros.eval.metrics`, the post-processing
-benchmark :mod:`httm_ros.bench.stream`.
+benchmark :mod:`httm_ros.bench.postprocess`.
 """
 
 from .alignment import AlignmentReport, FrameGeometry, align_overlap, robust_similarity, weighted_umeyama
