@@ -1,11 +1,11 @@
 """Fidelity proxy: per-layer error of merged vs dense global attention, VGGT-1B golden weights.
 
-Shares ``fidelity_proxy`` with ``python -m httm_ros.httm.fidelity --out bench/fidelity_proxy.json``.
+Shares ``fidelity_proxy`` with ``httm-bench fidelity --out bench/fidelity_proxy.json``.
 """
 
 import pytest
 
-from httm_ros.httm.fidelity import COMPARISONS, fidelity_proxy, format_table
+from httm_ros.bench.fidelity import COMPARISONS, fidelity_proxy, format_table
 
 
 @pytest.mark.slow

@@ -6,9 +6,10 @@ import json
 import pytest
 import torch
 
-from httm_ros.bench import cli, e2e, report
-from httm_ros.httm.blocks import build_block_plan
+from httm_ros.bench import cli, e2e, report, results
+from httm_ros.bench.targets import ANCHOR_DENSE
 from httm_ros.bench.layer import table4_columns
+from httm_ros.httm.regions import build_region_layout
 
 
 def _e2e_file(tmp_path, rows, name="e2e.json", date="2026-11-21T10:00:00Z", config="1b", commit="abc"):
@@ -33,7 +34,7 @@ def test_report_without_results_says_not_measured(tmp_path):
     assert "not measured yet" in text
     targets = [line for line in text.splitlines() if line.startswith("| HTTM speed-up")]
     assert len(targets) == 4 and all(line.endswith("| not measured yet |") for line in targets)
-    for f, (s, gib) in report.ANCHOR_DENSE.items():                      # anchors are the only numbers
+    for f, (s, gib) in ANCHOR_DENSE.items():                      # anchors are the only numbers
         assert f"{s} / {gib}" in text
 
 
@@ -87,7 +88,7 @@ def test_ratios_come_from_one_run(tmp_path):
     httm = _e2e_file(tmp_path, [_row("httm", 1000, 35.0, 30.5)], "httm.json", commit="a1")     # same run
     later = _e2e_file(tmp_path, [_row("httm", 1000, 33.0, 30.0)], "later.json", date="2026-11-22T10:00:00Z",
                       commit="b2")
-    rows, _, _, _ = report.load([dense, httm, later])
+    rows, _, _, _ = results.load([dense, httm, later])
     assert rows[("httm", 1000)]["seconds"] == 35.0 and rows[("httm", 1000)]["file"] == "httm.json"
     assert "| 1000 | 1041000 | 280.00 | not measured yet | 35.00 | 8.00x |" in report.build_report([dense, httm, later])
 
@@ -119,7 +120,7 @@ def test_e2e_and_layer_commands_tiny_cpu(tmp_path):
     data = json.loads(out.read_text())
     assert data["complete"] and [r["mode"] for r in data["rows"]] == ["httm", "uniform", "dense"]
     assert all(r["row_warmup"] and r["first_run_s"] > 0 for r in data["rows"])
-    assert build_block_plan.cache_info().currsize == 0                    # no row keeps its plans
+    assert build_region_layout.cache_info().currsize == 0                  # no row keeps its regions
     assert all(r["error"] is None and r["seconds"] > 0 for r in data["rows"])
     assert data["rows"][0]["merge"]["calls"] > 0 and data["env"]["command"].startswith("python -m httm_ros.bench e2e")
     assert data["rows"][0]["merge_backends"] == {"torch": data["rows"][0]["merge"]["calls"]}  # auto on CPU

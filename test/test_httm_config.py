@@ -18,7 +18,7 @@ def test_paper_defaults():
 @pytest.mark.parametrize("field,value", [
     ("q_merge", 1.0), ("q_merge", -0.1), ("kv_merge", 1.0), ("q_outlier", 0.95),
     ("spatial_block", 0), ("temporal_frames", 2.5), ("layers", [-1]), ("layers", []),
-    ("dst_ratio", 0.0), ("backend", "cuda"), ("anchor_first_frame", 1), ("tile_elements", 0),
+    ("dst_ratio", 0.0), ("impl", "cuda"), ("anchor_first_frame", 1), ("tile_elements", 0),
     ("proportional_attention", "yes"), ("profile", None),
 ])
 def test_bad_values_name_the_field(field, value):

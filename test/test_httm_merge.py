@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from httm_ros.httm import HTTMConfig, httm_attention
-from httm_ros.httm.attention import outlier_budget, plans_for
-from httm_ros.httm.merge import merge_keys, merge_queries
+from httm_ros.httm.merge import match_keys, merge_queries
+from httm_ros.httm.regions import outlier_budget, region_layouts
 from httm_ros.vggt import TokenLayout
 
 CASES = [  # (frames, grid, n_s, n_t, heads)
@@ -34,19 +34,19 @@ def smooth_qkv(lay, heads, dim=8, batch=1, seed=0):
 
 # --------------------------------------------------------------- slow, obvious reference
 
-def slow_groups(x, plan):
+def slow_groups(x, regions):
     """x [N, d] (one head) -> list of merged groups (lists of token indices), special first."""
-    groups = [[int(i)] for i in plan.special_index]
-    for blk in range(plan.num_blocks):
-        dsts = [int(t) for t, ok in zip(plan.token_index[blk, :plan.num_dst], plan.dst_valid[blk]) if ok]
-        srcs = [int(t) for t, ok in zip(plan.token_index[blk, plan.num_dst:], plan.src_valid[blk]) if ok]
+    groups = [[int(i)] for i in regions.special_index]
+    for blk in range(regions.num_regions):
+        dsts = [int(t) for t, ok in zip(regions.token_index[blk, :regions.num_dst], regions.dst_valid[blk]) if ok]
+        srcs = [int(t) for t, ok in zip(regions.token_index[blk, regions.num_dst:], regions.src_valid[blk]) if ok]
         best = []
         for s in srcs:
             sims = [float(F.cosine_similarity(x[s], x[d], dim=0)) for d in dsts]
             j = max(range(len(dsts)), key=lambda i: sims[i])
             best.append((sims[j], s, dsts[j]))
         best.sort(key=lambda e: -e[0])
-        r = int(plan.merge_count[blk])
+        r = int(regions.merge_count[blk])
         members = {d: [d] for d in dsts}
         for _, s, d in best[:r]:
             members[d].append(s)
@@ -91,11 +91,11 @@ def slow_attention(q, k, v, q_groups, k_groups, proportional=False):
 
 def slow_httm(q, k, v, lay, cfg):
     """q, k, v [H, N, d] -> (o [H, N, d], kept_q, kept_kv, outliers per head)."""
-    plan_q, plan_kv = plans_for(lay, cfg, q.device)
-    q_groups = [slow_groups(q[h], plan_q) for h in range(q.shape[0])]
-    budget = outlier_budget(cfg.q_outlier, q.shape[0], plan_q.num_patch)
+    regions_q, regions_kv = region_layouts(lay, cfg, q.device)
+    q_groups = [slow_groups(q[h], regions_q) for h in range(q.shape[0])]
+    budget = outlier_budget(cfg.q_outlier, q.shape[0], regions_q.num_patch)
     q_groups, n_out = slow_outliers(q, q_groups, budget)
-    k_groups = [slow_groups(k[h], plan_kv) for h in range(k.shape[0])]
+    k_groups = [slow_groups(k[h], regions_kv) for h in range(k.shape[0])]
     o = torch.stack([slow_attention(q[h], k[h], v[h], q_groups[h], k_groups[h], cfg.proportional_attention)
                      for h in range(q.shape[0])])
     return o, [len(g) for g in q_groups], [len(g) for g in k_groups], n_out
@@ -135,16 +135,16 @@ def test_zero_ratios_equal_dense_attention(dst_ratio, proportional):
 def test_kept_lengths_and_outlier_budget_are_exact():
     lay = layout(12, (8, 10))                                             # 80 positions, 2 chunks
     heads, n_patch = 4, 12 * 80
-    cfg = HTTMConfig(spatial_block=40, temporal_frames=6)                 # 4 blocks of 240
+    cfg = HTTMConfig(spatial_block=40, temporal_frames=6)                 # 4 regions of 240
     q, k, v = (smooth_qkv(lay, heads, batch=2, seed=s) for s in range(3))
     o, rec = httm_attention(q, k, v, lay, cfg)
     n_sp = 12 * 5
-    # K/V: every block keeps exactly n - round(0.7 n) = 72 of 240 (the 40 anchors fit)
+    # K/V: every region keeps exactly n - round(0.7 n) = 72 of 240 (the 40 anchors fit)
     assert rec.kept_kv.tolist() == [[n_sp + 4 * 72] * heads] * 2
-    # Q: 10% kept per block, then exactly round(0.1 * heads * patches) outliers per sample
+    # Q: 10% kept per region, then exactly round(0.1 * heads * patches) outliers per sample
     budget = round(0.1 * heads * n_patch)
     assert rec.outliers.sum(1).tolist() == [budget, budget]
-    # 24 = 240 - round(0.9 * 240) per block, except the two first-frame blocks: their 40
+    # 24 = 240 - round(0.9 * 240) per region, except the two first-frame regions: their 40
     # anchors must all stay destinations, so they keep 40 (the documented clip)
     merged_q = n_sp + 2 * 40 + 2 * 24 + rec.outliers
     assert torch.all(rec.kept_q <= merged_q) and torch.all(rec.kept_q >= merged_q - rec.outliers // 2)
@@ -155,18 +155,19 @@ def test_kept_lengths_and_outlier_budget_are_exact():
 def test_heads_merge_differently_and_special_tokens_pass_through():
     lay = layout(6, (4, 5))
     cfg = HTTMConfig(spatial_block=10, temporal_frames=3)
-    plan_q, plan_kv = plans_for(lay, cfg, torch.device("cpu"))
+    regions_q, regions_kv = region_layouts(lay, cfg, torch.device("cpu"))
     q, k = smooth_qkv(lay, 3, seed=1), smooth_qkv(lay, 3, seed=2)
     special = torch.zeros(lay.num_tokens, dtype=torch.bool)
-    special[plan_q.special_index] = True
-    q_m, _, info = merge_queries(q, plan_q, 10, cfg.tile_elements, special)
-    assign = info["assign_q"][0]                                          # [H, N]
+    special[regions_q.special_index] = True
+    q_m, q_matching, _ = merge_queries(q, regions_q, 10, cfg.tile_elements, special)
+    assign = q_matching.assign[0]                                         # [H, N]
     assert not torch.equal(assign[0], assign[1]) and not torch.equal(assign[1], assign[2])
-    n_sp = plan_q.num_special
-    assert torch.equal(q_m[:, :, :n_sp], q[:, :, plan_q.special_index])   # rows of their own
-    assert torch.equal(assign[:, plan_q.special_index], torch.arange(n_sp).expand(3, -1))
-    merge, k_assign, _ = merge_keys(k, plan_kv, cfg.tile_elements)
-    assert torch.equal(merge(k)[:, :, :n_sp], k[:, :, plan_kv.special_index])
+    n_sp = regions_q.num_special
+    assert torch.equal(q_m[:, :, :n_sp], q[:, :, regions_q.special_index])   # rows of their own
+    assert torch.equal(assign[:, regions_q.special_index], torch.arange(n_sp).expand(3, -1))
+    kv_matching = match_keys(k, regions_kv, cfg.tile_elements)
+    k_assign = kv_matching.assign
+    assert torch.equal(kv_matching.merge(k)[:, :, :n_sp], k[:, :, regions_kv.special_index])
     assert not torch.equal(k_assign[0, 0], k_assign[0, 1])
     # anchoring: first-frame patch tokens are destinations, so never two in one group
     first = torch.arange(5, lay.tokens_per_frame)
@@ -185,14 +186,14 @@ def test_bfloat16_runs_and_stays_close():
     assert float((o16.float() - o32).norm() / o32.norm()) < 0.1
 
 
-def test_chunked_block_matching_equals_one_tile():
-    from httm_ros.httm.blocks import reorder
-    from httm_ros.httm.merge import match_blocks
+def test_chunked_region_matching_equals_one_tile():
+    from httm_ros.httm.merge import match_regions
+    from httm_ros.httm.regions import reorder
 
     lay = layout(7, (4, 5))
     cfg = HTTMConfig(spatial_block=8, temporal_frames=3)
-    plan, _ = plans_for(lay, cfg, torch.device("cpu"))
-    blocks = reorder(smooth_qkv(lay, 3, batch=2, seed=5), plan)
-    one = match_blocks(blocks, plan, 1 << 28)
-    for tile in (plan.num_dst * plan.num_src * 5, 7):                     # 5 blocks / a few rows
-        assert torch.equal(match_blocks(blocks, plan, tile), one)
+    regions, _ = region_layouts(lay, cfg, torch.device("cpu"))
+    tokens = reorder(smooth_qkv(lay, 3, batch=2, seed=5), regions)
+    one = match_regions(tokens, regions, 1 << 28)
+    for tile in (regions.num_dst * regions.num_src * 5, 7):                     # 5 regions / a few rows
+        assert torch.equal(match_regions(tokens, regions, tile), one)

@@ -1,10 +1,16 @@
-"""HTTM temporal reordering: blocks, destinations, ragged sizes (httm_ros.httm.blocks)."""
+"""HTTM temporal reordering: merging regions, destinations, ragged sizes (httm_ros.httm.regions)."""
 
 import pytest
 import torch
 
-from httm_ros.httm.blocks import balanced_chunks, build_block_plan, inverse_reorder, reorder
+from httm_ros.httm.regions import RegionLayout, balanced_chunks, build_region_layout, reorder
 from test_httm_merge import layout
+
+
+def inverse_reorder(tokens: torch.Tensor, special: torch.Tensor, regions: RegionLayout) -> torch.Tensor:
+    """Reference: regions [B, H, nblk, L, d] + special tokens [B, H, n_sp, d] -> [B, H, N, d]."""
+    flat = torch.cat((tokens.flatten(2, 3), special), dim=2)              # [B, H, nblk*L + n_sp, d]
+    return flat.index_select(2, regions.slot_of_token)
 
 RAGGED = [  # (frames, grid, n_s, n_t): none of the sizes divides evenly
     (7, (5, 7), 8, 3),
@@ -24,26 +30,26 @@ def test_balanced_chunks():
 @pytest.mark.parametrize("frames,grid,n_s,n_t", RAGGED)
 def test_reorder_is_a_permutation_and_inverse_restores_order(frames, grid, n_s, n_t):
     lay = layout(frames, grid)
-    plan = build_block_plan(lay, n_s, n_t, 0.7, 0.5, True)
-    valid = torch.cat((plan.dst_valid, plan.src_valid), dim=1)            # [nblk, L]
-    patch_tokens = plan.token_index[valid]
+    regions = build_region_layout(lay, n_s, n_t, 0.7, 0.5, True)
+    valid = torch.cat((regions.dst_valid, regions.src_valid), dim=1)            # [nblk, L]
+    patch_tokens = regions.token_index[valid]
     assert patch_tokens.numel() == frames * grid[0] * grid[1]
-    everything = torch.cat((patch_tokens, plan.special_index)).sort().values
+    everything = torch.cat((patch_tokens, regions.special_index)).sort().values
     assert torch.equal(everything, torch.arange(lay.num_tokens))         # no token dropped or doubled
 
     x = torch.randn(2, 3, lay.num_tokens, 4)
-    blocks = reorder(x, plan)                                             # [B, H, nblk, L, d]
-    special = x[:, :, plan.special_index]
-    assert torch.equal(inverse_reorder(blocks, special, plan), x)
+    tokens = reorder(x, regions)                                          # [B, H, nblk, L, d]
+    special = x[:, :, regions.special_index]
+    assert torch.equal(inverse_reorder(tokens, special, regions), x)
 
 
 @pytest.mark.parametrize("frames,grid,n_s,n_t", RAGGED)
-def test_blocks_are_spatial_chunks_of_consecutive_frames(frames, grid, n_s, n_t):
+def test_regions_are_spatial_chunks_of_consecutive_frames(frames, grid, n_s, n_t):
     lay = layout(frames, grid)
-    plan = build_block_plan(lay, n_s, n_t, 0.7, 0.5, True)
-    valid = torch.cat((plan.dst_valid, plan.src_valid), dim=1)
-    for blk in range(plan.num_blocks):
-        tok = plan.token_index[blk][valid[blk]]
+    regions = build_region_layout(lay, n_s, n_t, 0.7, 0.5, True)
+    valid = torch.cat((regions.dst_valid, regions.src_valid), dim=1)
+    for blk in range(regions.num_regions):
+        tok = regions.token_index[blk][valid[blk]]
         frame, pos = tok // lay.tokens_per_frame, tok % lay.tokens_per_frame - 5
         fs, ps = frame.unique(), pos.unique()
         assert len(fs) <= n_t and torch.equal(fs, torch.arange(fs[0], fs[-1] + 1))
@@ -55,33 +61,33 @@ def test_blocks_are_spatial_chunks_of_consecutive_frames(frames, grid, n_s, n_t)
 @pytest.mark.parametrize("ratio", [0.0, 0.7, 0.9])
 def test_merge_counts_follow_the_ratio(frames, grid, n_s, n_t, ratio):
     lay = layout(frames, grid)
-    plan = build_block_plan(lay, n_s, n_t, ratio, 0.5, True)
-    n = plan.dst_valid.sum(1) + plan.src_valid.sum(1)
-    first = torch.stack([(plan.token_index[b][:plan.num_dst][plan.dst_valid[b]] < lay.tokens_per_frame).sum()
-                         for b in range(plan.num_blocks)])
+    regions = build_region_layout(lay, n_s, n_t, ratio, 0.5, True)
+    n = regions.dst_valid.sum(1) + regions.src_valid.sum(1)
+    first = torch.stack([(regions.token_index[b][:regions.num_dst][regions.dst_valid[b]] < lay.tokens_per_frame).sum()
+                         for b in range(regions.num_regions)])
     wanted = torch.floor(ratio * n + 0.5).long()
-    # exact unless the first frame (or the one destination every block needs) is more than kept
-    n_dst = plan.dst_valid.sum(1)
-    assert torch.equal(plan.merge_count, torch.minimum(wanted, n - n_dst))
-    assert torch.all((plan.merge_count == wanted) | (n_dst == first.clamp_min(1)))
-    assert plan.num_merged == lay.frames * 5 + int((n - plan.merge_count).sum())
+    # exact unless the first frame (or the one destination every region needs) is more than kept
+    n_dst = regions.dst_valid.sum(1)
+    assert torch.equal(regions.merge_count, torch.minimum(wanted, n - n_dst))
+    assert torch.all((regions.merge_count == wanted) | (n_dst == first.clamp_min(1)))
+    assert regions.num_merged == lay.frames * 5 + int((n - regions.merge_count).sum())
 
 
 def test_first_frame_tokens_are_destinations_only_when_anchoring():
     lay = layout(6, (4, 5))
     for anchor in (True, False):
-        plan = build_block_plan(lay, 7, 3, 0.9, 0.5, anchor)
-        src = plan.token_index[:, plan.num_dst:][plan.src_valid]
+        regions = build_region_layout(lay, 7, 3, 0.9, 0.5, anchor)
+        src = regions.token_index[:, regions.num_dst:][regions.src_valid]
         assert bool((src < lay.tokens_per_frame).any()) is (not anchor)
         if anchor:
-            dst = plan.token_index[:, :plan.num_dst][plan.dst_valid]
+            dst = regions.token_index[:, :regions.num_dst][regions.dst_valid]
             assert int((dst < lay.tokens_per_frame).sum()) == 20
 
 
 def test_destinations_are_spread_over_frames_and_positions():
     lay = layout(12, (8, 16))
-    plan = build_block_plan(lay, 128, 12, 0.9, 1.0, False)               # one block, 10% kept
-    dst = plan.token_index[0, :plan.num_dst][plan.dst_valid[0]]
+    regions = build_region_layout(lay, 128, 12, 0.9, 1.0, False)            # one region, 10% kept
+    dst = regions.token_index[0, :regions.num_dst][regions.dst_valid[0]]
     frame, pos = dst // lay.tokens_per_frame, dst % lay.tokens_per_frame - 5
     assert dst.numel() == round(0.1 * 12 * 128)
     per_frame = torch.bincount(frame, minlength=12)

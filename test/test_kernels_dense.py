@@ -46,7 +46,7 @@ def test_chunked_inference_with_merging(tiny, monkeypatch):
     from httm_ros.httm import HTTMConfig, UniformMergeConfig, patch
 
     images = torch.rand(1, 5, 3, 56, 70, generator=torch.Generator().manual_seed(4))
-    for config in (HTTMConfig(spatial_block=8, temporal_frames=2, backend="torch"), UniformMergeConfig()):
+    for config in (HTTMConfig(spatial_block=8, temporal_frames=2, impl="torch"), UniformMergeConfig()):
         with torch.no_grad():
             patch(tiny, config)
             ref = tiny(images)

@@ -17,13 +17,12 @@ import pytest  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from httm_ros.httm import HTTMConfig, httm_attention  # noqa: E402
-from httm_ros.httm.attention import outlier_budget  # noqa: E402
-from httm_ros.httm.blocks import build_block_plan, reorder  # noqa: E402
 from httm_ros.httm.kernels import triton_usable  # noqa: E402
 from httm_ros.httm.kernels.ragged import round_rows  # noqa: E402
-from httm_ros.httm.merge import (assignment, best_destination, deviation, group_sizes,  # noqa: E402
-                                 group_sums, match_blocks, means, merge_keys, remove_outliers,
-                                 select_outliers, unmerge)
+from httm_ros.httm.merge import (Matching, assignment, best_destination, deviation, group_sizes,  # noqa: E402
+                                 group_sums, match_keys, match_regions, means, remove_outliers,
+                                 select_outliers)
+from httm_ros.httm.regions import build_region_layout, outlier_budget, reorder  # noqa: E402
 from test_httm_merge import layout, smooth_qkv  # noqa: E402
 
 CUDA = torch.cuda.is_available()
@@ -32,7 +31,7 @@ DEVICES = [
     pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs CUDA")]),
 ]
 # (frames, grid, n_s, n_t, heads, dim, merge ratio, dst_ratio): ragged chunks and frame groups,
-# a head dim that is no power of two, and blocks where some sources stay unmerged
+# a head dim that is no power of two, and regions where some sources stay unmerged
 CASES = [
     pytest.param((7, (4, 5), 8, 3, 2, 16, 0.7, 1.0), id="ragged"),
     pytest.param((5, (3, 4), 5, 2, 2, 20, 0.9, 0.5), id="unmerged-d20"),
@@ -75,10 +74,10 @@ def smooth(lay, heads, dim, seed, device, batch=1, dtype=torch.float32):
 def setup(case, device, seed=0):
     frames, grid, n_s, n_t, heads, dim, ratio, dst_ratio = case
     lay = layout(frames, grid)
-    plan = build_block_plan(lay, n_s, n_t, ratio, dst_ratio, True, str(device))
-    from httm_ros.httm.kernels.plan import kernel_plan
+    regions = build_region_layout(lay, n_s, n_t, ratio, dst_ratio, True, str(device))
+    from httm_ros.httm.kernels.tables import kernel_tables
 
-    return lay, plan, kernel_plan(plan), smooth(lay, heads, dim, seed, device)
+    return lay, regions, kernel_tables(regions), smooth(lay, heads, dim, seed, device)
 
 
 def rel(a, b):
@@ -89,47 +88,47 @@ def rel(a, b):
 
 @pytest.mark.parametrize("case", CASES)
 def test_match(device, case):
-    lay, plan, kp, x = setup(case, device, seed=1)
+    lay, regions, kt, x = setup(case, device, seed=1)
     b, h = x.shape[:2]
     from httm_ros.httm.kernels.fast import match
 
-    assign = kp.base_assign.expand(b * h, -1).contiguous() if kp.all_merged else None
-    score, best = ops().match(x, kp, assign=assign)
-    blocks = reorder(x, plan)
-    ref_score, _ = best_destination(blocks[..., plan.num_dst:, :], blocks[..., :plan.num_dst, :],
-                                    plan.dst_valid, 1 << 20)
-    valid = plan.src_valid.expand_as(ref_score)
+    assign = kt.base_assign.expand(b * h, -1).contiguous() if kt.all_merged else None
+    score, best = ops().match(x, kt, assign=assign)
+    tokens = reorder(x, regions)
+    ref_score, _ = best_destination(tokens[..., regions.num_dst:, :], tokens[..., :regions.num_dst, :],
+                                    regions.dst_valid, 1 << 20)
+    valid = regions.src_valid.expand_as(ref_score)
     score, best = score.view_as(ref_score), best.view_as(ref_score)
     assert torch.isinf(score[~valid]).all() and (best[~valid] == -1).all()
     assert torch.allclose(score[valid], ref_score[valid], atol=1e-5)
     # the chosen destination is a most similar one (robust to exact ties)
-    src = F.normalize(blocks[..., plan.num_dst:, :], dim=-1)
-    dst = F.normalize(blocks[..., :plan.num_dst, :], dim=-1)
-    sim = torch.einsum("bhksd,bhkjd->bhksj", src, dst).masked_fill(~plan.dst_valid[:, None, :], -2)
+    src = F.normalize(tokens[..., regions.num_dst:, :], dim=-1)
+    dst = F.normalize(tokens[..., :regions.num_dst, :], dim=-1)
+    sim = torch.einsum("bhksd,bhkjd->bhksj", src, dst).masked_fill(~regions.dst_valid[:, None, :], -2)
     chosen = sim.gather(-1, best.clamp_min(0).long()[..., None])[..., 0]
     assert (chosen[valid] >= sim.amax(-1)[valid] - 1e-5).all()
     # assignment (written by the kernel when every source merges, by the ranking otherwise)
-    group, got = match(x, kp, plan, want_assign=True)
-    ref = assignment(match_blocks(blocks, plan, 1 << 20), plan).view(b * h, -1)
+    group, got = match(x, kt, regions, want_assign=True)
+    ref = assignment(match_regions(tokens, regions, 1 << 20), regions).view(b * h, -1)
     assert torch.equal(got.long(), ref)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_aggregate_queries_and_deviation(device, case):
-    lay, plan, kp, q = setup(case, device, seed=2)
+    lay, regions, kt, q = setup(case, device, seed=2)
     b, h, n, d = q.shape
     from httm_ros.httm.kernels.fast import match
 
-    group, assign = match(q, kp, plan, want_assign=True)
-    sums, _, counts = ops().aggregate(q, kp, group, mean=False)
+    group, assign = match(q, kt, regions, want_assign=True)
+    sums, _, counts = ops().aggregate(q, kt, group, mean=False)
     a = assign.long().view(b, h, n)
-    ref_sums = group_sums(q, a, plan.num_merged).view(b * h, -1, d)
-    ref_counts = group_sizes(a, plan.num_merged).view(b * h, -1)
+    ref_sums = group_sums(q, a, regions.num_merged).view(b * h, -1, d)
+    ref_counts = group_sizes(a, regions.num_merged).view(b * h, -1)
     assert torch.equal(counts, ref_counts)
     assert torch.allclose(sums, ref_sums, atol=1e-5, rtol=1e-5)
-    dev = ops().deviation(q, assign, sums, counts, kp.num_special)
+    dev = ops().deviation(q, assign, sums, counts, kt.num_special)
     not_mergeable = torch.zeros(n, dtype=torch.bool, device=device)
-    not_mergeable[plan.special_index] = True
+    not_mergeable[regions.special_index] = True
     ref_dev = deviation(q, means(ref_sums.view(b, h, -1, d), ref_counts.view(b, h, -1)),
                         ref_counts.view(b, h, -1), a).masked_fill(not_mergeable, -1.0)
     assert torch.allclose(dev, ref_dev.view(b * h, n), atol=1e-5)
@@ -137,27 +136,27 @@ def test_aggregate_queries_and_deviation(device, case):
 
 @pytest.mark.parametrize("case", CASES)
 def test_aggregate_keys_values(device, case):
-    lay, plan, kp, k = setup(case, device, seed=3)
+    lay, regions, kt, k = setup(case, device, seed=3)
     v = smooth(lay, k.shape[1], k.shape[3], 4, device).transpose(2, 3).contiguous().transpose(2, 3)  # strided
     from httm_ros.httm.kernels.fast import match
 
-    group, _ = match(k, kp, plan, want_assign=False)
-    k_m, v_m, sizes = ops().aggregate(k, kp, group, y=v, mean=True)
-    merge, _, ref_sizes = merge_keys(k, plan, 1 << 20)
-    assert torch.equal(sizes, ref_sizes)
-    assert rel(k_m, merge(k)) < 1e-6 and rel(v_m, merge(v)) < 1e-6
+    group, _ = match(k, kt, regions, want_assign=False)
+    k_m, v_m, sizes = ops().aggregate(k, kt, group, y=v, mean=True)
+    ref = match_keys(k, regions, 1 << 20)
+    assert torch.equal(sizes, ref.sizes)
+    assert rel(k_m, ref.merge(k)) < 1e-6 and rel(v_m, ref.merge(v)) < 1e-6
 
 
 def test_split_outliers_and_unmerge(device):
-    lay, plan, kp, q = setup((7, (4, 5), 8, 3, 3, 16, 0.9, 1.0), device, seed=5)
+    lay, regions, kt, q = setup((7, (4, 5), 8, 3, 3, 16, 0.9, 1.0), device, seed=5)
     b, h, n, d = q.shape
     from httm_ros.httm.kernels.fast import match
     from httm_ros.httm.kernels.select import positions, topk_mask
 
-    group, assign = match(q, kp, plan, want_assign=True)
-    sums, _, counts = ops().aggregate(q, kp, group, mean=False)
-    dev = ops().deviation(q, assign, sums, counts, kp.num_special)
-    budget = outlier_budget(0.1, h, plan.num_patch)
+    group, assign = match(q, kt, regions, want_assign=True)
+    sums, _, counts = ops().aggregate(q, kt, group, mean=False)
+    dev = ops().deviation(q, assign, sums, counts, kt.num_special)
+    budget = outlier_budget(0.1, h, regions.num_patch)
     # reference first (the kernel updates sums/counts in place)
     index, valid = select_outliers(dev.view(b, h * n), budget)
     ref_rows, ref_assign, ref_kept, ref_out = remove_outliers(
@@ -172,7 +171,7 @@ def test_split_outliers_and_unmerge(device):
     # unmerge from a strided attention output: [B, Mq, H, d] memory seen as [B, H, Mq, d]
     o = torch.randn(b, q_m.shape[2], h, d, device=device).transpose(1, 2)
     got = ops().unmerge(o, new_assign)
-    assert torch.equal(got, unmerge(o, ref_assign))
+    assert torch.equal(got, Matching(ref_assign, q_m.shape[2]).unmerge(o))
     assert got.transpose(1, 2).is_contiguous()                             # proj input without a copy
 
 
@@ -193,7 +192,7 @@ def test_fast_attention_matches_reference(device, cfg):
     lay = layout(6, (4, 5))
     q, k, v = (smooth(lay, 3, 16, s, device, batch=2) for s in (11, 12, 13))
     o, rec = httm_attention_fast(q, k, v, lay, config, profile=True)     # stage times (CUDA: opt-in)
-    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(**cfg, backend="torch"))
+    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(**cfg, impl="torch"))
     assert rel(o, ref) < 1e-5
     assert torch.equal(rec.kept_q, ref_rec.kept_q) and torch.equal(rec.outliers, ref_rec.outliers)
     assert torch.equal(rec.kept_kv, ref_rec.kept_kv) and rec.padded_q == round_rows(ref_rec.padded_q)
@@ -218,7 +217,7 @@ def test_fast_attention_many_tiles(device, monkeypatch, dst_ratio):
     lay = layout(9, (6, 7))
     q, k, v = (smooth(lay, 2, 16, s, device) for s in (41, 42, 43))
     o, rec = httm_attention_fast(q, k, v, lay, config)
-    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(**{**config.__dict__, "backend": "torch"}))
+    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(**{**config.__dict__, "impl": "torch"}))
     assert rel(o, ref) < 1e-5
     assert torch.equal(rec.kept_q, ref_rec.kept_q) and rec.padded_q == round_rows(ref_rec.padded_q)
 
@@ -242,23 +241,23 @@ def test_owned_inputs_are_released(device):
         assert rel(o, ref) < 1e-6
 
 
-def test_plan_tables_stay_on_the_host(device):
-    """The fast path caches its block/kernel plans on the host and copies them to the device per
-    call, so between global attention calls no plan table occupies device memory."""
-    from httm_ros.httm.attention import clear_plan_caches
-    from httm_ros.httm.kernels import plan as kplan
+def test_region_tables_stay_on_the_host(device):
+    """The fast path caches its region layouts and kernel tables on the host and copies them to
+    the device per call, so between global attention calls no table occupies device memory."""
+    from httm_ros.httm.attention import clear_region_caches
+    from httm_ros.httm.kernels import tables as ktables
     from httm_ros.httm.kernels.fast import httm_attention_fast
 
-    clear_plan_caches()
+    clear_region_caches()
     lay = layout(6, (4, 5))
     q, k, v = (smooth(lay, 2, 16, s, device) for s in (61, 62, 63))
     o, _ = httm_attention_fast(q, k, v, lay, HTTMConfig(spatial_block=8, temporal_frames=3))
     assert o.device.type == device.type
-    cached = [kp for _, kp in kplan._CACHE.values()]
-    assert len(cached) == 2 and all(kp.device.type == "cpu" for kp in cached)
+    cached = [kt for _, kt in ktables._CACHE.values()]
+    assert len(cached) == 2 and all(kt.device.type == "cpu" for kt in cached)
     if device.type == "cuda":
-        assert all(kp.token_index.is_pinned() for kp in cached)
-    copy = kplan.kernel_plan(next(iter(kplan._CACHE.values()))[0], device)
+        assert all(kt.token_index.is_pinned() for kt in cached)
+    copy = ktables.kernel_tables(next(iter(ktables._CACHE.values()))[0], device)
     assert copy.device.type == device.type and torch.equal(copy.token_index.cpu(), cached[0].token_index)
 
 
@@ -276,9 +275,9 @@ def test_tiny_vggt_chunked_httm_triton_matches_torch(device, monkeypatch):
     cfg = dict(spatial_block=8, temporal_frames=3)
     monkeypatch.setattr(vlayers, "CHUNK_ROWS", 64)
     with torch.no_grad():
-        patch(model, HTTMConfig(**cfg, backend="torch"))
+        patch(model, HTTMConfig(**cfg, impl="torch"))
         ref = model(images, heads=("camera", "depth"))
-        stats = patch(model, HTTMConfig(**cfg, backend="triton"))
+        stats = patch(model, HTTMConfig(**cfg, impl="triton"))
         got = model(images, heads=("camera", "depth"))
     assert len(stats.records) == model.config.depth
     tol = 1e-4 if device.type == "cpu" else 1e-3                            # sums in another order
@@ -300,7 +299,7 @@ def test_fast_attention_vggt_sized_cuda(frames):
     config = HTTMConfig()
     q, k, v = (smooth(lay, 16, 64, s, "cuda") for s in (21, 22, 23))
     o, rec = httm_attention_fast(q, k, v, lay, config)
-    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(backend="torch"))
+    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(impl="torch"))
     assert rel(o, ref) < 1e-3
     # a near-tie at the outlier threshold may swap one pick between heads (sums in another order)
     assert int(rec.outliers.sum()) == int(ref_rec.outliers.sum())
@@ -312,35 +311,40 @@ def test_fast_attention_vggt_sized_cuda(frames):
     assert int(rec16.outliers.sum()) == int(ref_rec.outliers.sum())
 
 
-# ------------------------------------------------------------------------------ dispatch
+# --------------------------------------------------------------- implementation choice
 
-def test_backend_dispatch(device, monkeypatch):
-    from httm_ros.httm.kernels import dispatch
+def test_impl_choice_and_per_call_fallback(device, monkeypatch):
+    import httm_ros.httm.attention as attention
+    from httm_ros.httm.attention import httm_attention_owned
+    from httm_ros.httm.kernels import resolve_impl
+    from httm_ros.httm.records import MergeStats
 
     lay = layout(4, (3, 4))
     q, k, v = (smooth(lay, 2, 16, s, device) for s in (31, 32, 33))
-    dispatch.reset()
-    o, _ = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2, backend="triton"))
-    assert dispatch.status()["fast_calls"] == 1 and _.backend == "triton"
-    ref, _ = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2, backend="torch"))
-    assert rel(o, ref) < 1e-5
-    assert dispatch.resolve("auto", torch.device("cpu")) == "torch"        # auto: triton on CUDA only
+    cfg = dict(spatial_block=6, temporal_frames=2)
+    o, rec = httm_attention(q, k, v, lay, HTTMConfig(**cfg, impl="triton"))
+    assert rec.impl == "triton"
+    ref, ref_rec = httm_attention(q, k, v, lay, HTTMConfig(**cfg, impl="torch"))
+    assert ref_rec.impl == "torch" and rel(o, ref) < 1e-5
+    assert resolve_impl("auto", torch.device("cpu")) == "torch"            # auto: triton on CUDA only
+    assert resolve_impl("auto", device) == ("triton" if device.type == "cuda" else "torch")
 
-    # a failing kernel: "auto" falls back to torch (once disabled, stays off), "triton" raises
-    from httm_ros.httm.kernels import fast
-
+    # a failing kernel: "triton" raises; "auto" runs that call on torch, says so, and is counted
     def broken(*args, **kwargs):
         raise RuntimeError("simulated compile failure")
 
-    monkeypatch.setattr(fast, "httm_attention_fast", broken)
+    monkeypatch.setattr(attention, "httm_attention_fast", broken)
     with pytest.raises(RuntimeError, match="simulated"):
-        httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2, backend="triton"))
-    assert dispatch.run_fast(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2), -1, None) is None
-    assert dispatch.status()["disabled"].startswith("RuntimeError") and dispatch.status()["fallbacks"] == 1
-    assert dispatch.resolve("auto", torch.device("cuda")) == "torch"
-    _, rec = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2))
-    assert rec.backend == "torch-fallback"                                  # the flag in the stats
-    monkeypatch.undo()                                                      # the kernel works again
-    dispatch.reset()
-    _, rec = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=6, temporal_frames=2))
-    assert rec.backend == ("triton" if device.type == "cuda" else "torch")
+        httm_attention(q, k, v, lay, HTTMConfig(**cfg, impl="triton"))
+    stats = MergeStats()
+    for _ in range(2):                                                     # "auto" resolved to triton
+        got, rec = httm_attention(q, k, v, lay, HTTMConfig(**cfg), impl="triton")
+        stats.add(rec)
+    got_owned, rec_owned = httm_attention_owned([q, k, v], lay, HTTMConfig(**cfg), impl="triton")
+    stats.add(rec_owned)
+    assert rec.impl == "torch-fallback" and rec.fallback_error.startswith("RuntimeError: simulated")
+    assert torch.equal(got, ref) and torch.equal(got_owned, ref)
+    assert stats.fallbacks() == 3 and stats.kernel_status()["fallbacks"] == 3
+    monkeypatch.undo()                                 # the kernel works again: no process-wide switch
+    _, rec = httm_attention(q, k, v, lay, HTTMConfig(**cfg), impl="triton")
+    assert rec.impl == "triton"

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from httm_ros.httm.kernels.ragged import padded_rows, plan_groups, ragged_attention, round_rows
+from httm_ros.httm.kernels.ragged import head_groups, ragged_attention, round_rows
 from httm_ros.httm.kernels.select import positions, topk_mask
 
 CUDA = torch.cuda.is_available()
@@ -13,6 +13,11 @@ DEVICES = [
     pytest.param("cpu", id="cpu"),
     pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs CUDA")]),
 ]
+
+
+def padded_rows(lengths, groups):
+    """Query rows the grouped calls attend (padding included)."""
+    return sum(len(g) * max(lengths[i] for i in g) for g in groups)
 
 
 def reference_mask(dev, k):
@@ -56,15 +61,15 @@ def test_positions():
     assert pos.tolist() == [[0, -1, 1, 2], [-1, -1, -1, -1]] and counts.tolist() == [3, 0]
 
 
-def test_plan_groups():
-    assert plan_groups([100] * 16, overhead=10) == [list(range(16))]      # balanced: one call
+def test_head_groups():
+    assert head_groups([100] * 16, overhead=10) == [list(range(16))]      # balanced: one call
     lengths = [1000, 100, 100, 990, 100, 105]
-    groups = plan_groups(lengths, overhead=20)                            # 105 joins the 100s
+    groups = head_groups(lengths, overhead=20)                            # 105 joins the 100s
     assert sorted(i for g in groups for i in g) == list(range(6))
     assert sorted(map(sorted, groups)) == [[0, 3], [1, 2, 4, 5]]
     assert padded_rows(lengths, groups) == 2 * 1000 + 4 * 105
-    assert len(plan_groups(lengths, overhead=0)) >= 2
-    assert plan_groups(lengths, overhead=10 ** 9) == [sorted(range(6), key=lambda i: -lengths[i])]
+    assert len(head_groups(lengths, overhead=0)) >= 2
+    assert head_groups(lengths, overhead=10 ** 9) == [sorted(range(6), key=lambda i: -lengths[i])]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -76,7 +81,7 @@ def test_ragged_attention(device, overhead):
     bias = torch.randn(b, h, 1, mk, generator=g).to(device)
     lengths = [40, 12, 31, 5, 40, 20]
     o, info = ragged_attention(q, k, v, lengths, attn_mask=bias, overhead=overhead)
-    assert info["groups"] == (1 if overhead else len(plan_groups(lengths, 0)))
+    assert info["groups"] == (1 if overhead else len(head_groups(lengths, 0)))
     for i, length in enumerate(lengths):
         bi, hi = divmod(i, h)
         ref = F.scaled_dot_product_attention(q[bi, hi, :length], k[bi, hi], v[bi, hi], attn_mask=bias[bi, hi])

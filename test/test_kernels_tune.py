@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from httm_ros.httm import HTTMConfig, httm_attention  # noqa: E402
-from httm_ros.httm.blocks import reorder  # noqa: E402
+from httm_ros.httm.regions import reorder  # noqa: E402
 from httm_ros.httm.kernels import tune  # noqa: E402
 from test_httm_merge import layout  # noqa: E402
 from test_kernels_ops import device, ops, poisoned, rel, setup, smooth  # noqa: E402,F401
@@ -27,7 +27,7 @@ from test_kernels_ops import device, ops, poisoned, rel, setup, smooth  # noqa: 
 CUDA = torch.cuda.is_available()
 FAKE_CUDA = torch.device("cuda", 0)             # a device object only: nothing runs on it
 # (frames, grid, n_s, n_t, heads, dim, merge ratio, dst_ratio), as test_kernels_ops.CASES; the
-# large blocks (100-250 destinations / sources / groups) span several 64- and 128-wide tiles, so
+# large regions (100-250 destinations / sources / groups) span several 64- and 128-wide tiles, so
 # the candidates really split the work differently (and group the aggregation's sums differently)
 CASES = [
     pytest.param((7, (4, 5), 8, 3, 2, 16, 0.7, 1.0), id="ragged"),
@@ -44,13 +44,13 @@ def fresh_tuner(monkeypatch):
     tune.reset()
 
 
-def chosen_similarity(x, plan, best):
+def chosen_similarity(x, regions, best):
     """Cosine similarity of every source to the destination in ``best`` [BH, nblk, S], and the
     best possible one (to compare choices robustly to near-ties)."""
-    blocks = reorder(x, plan)
-    src = F.normalize(blocks[..., plan.num_dst:, :], dim=-1)
-    dst = F.normalize(blocks[..., :plan.num_dst, :], dim=-1)
-    sim = torch.einsum("bhksd,bhkjd->bhksj", src, dst).masked_fill(~plan.dst_valid[:, None, :], -2)
+    tokens = reorder(x, regions)
+    src = F.normalize(tokens[..., regions.num_dst:, :], dim=-1)
+    dst = F.normalize(tokens[..., :regions.num_dst, :], dim=-1)
+    sim = torch.einsum("bhksd,bhkjd->bhksj", src, dst).masked_fill(~regions.dst_valid[:, None, :], -2)
     best = best.view(sim.shape[:-1])
     return sim.gather(-1, best.clamp_min(0).long()[..., None])[..., 0], sim.amax(-1)
 
@@ -75,18 +75,18 @@ def test_launcher_defaults_are_the_first_candidates():
 
 @pytest.mark.parametrize("case", CASES)
 def test_match_candidates_agree(device, case):
-    lay, plan, kp, x = setup(case, device, seed=1)
+    lay, regions, kt, x = setup(case, device, seed=1)
     b, h = x.shape[:2]
-    write = kp.all_merged
-    base = kp.base_assign.expand(b * h, -1).contiguous() if write else None
-    ref_score, ref_best = ops().match(x, kp, assign=base)
-    valid = plan.src_valid.expand(b * h, -1, -1)
+    write = kt.all_merged
+    base = kt.base_assign.expand(b * h, -1).contiguous() if write else None
+    ref_score, ref_best = ops().match(x, kt, assign=base)
+    valid = regions.src_valid.expand(b * h, -1, -1)
     for cfg in tune.CANDIDATES["match"][1:]:
-        assign = kp.base_assign.expand(b * h, -1).contiguous() if write else None
-        score, best = ops().match(x, kp, assign=assign, **cfg)
+        assign = kt.base_assign.expand(b * h, -1).contiguous() if write else None
+        score, best = ops().match(x, kt, assign=assign, **cfg)
         assert torch.isinf(score[~valid]).all() and (best[~valid] == -1).all(), cfg
         assert torch.allclose(score[valid], ref_score[valid], atol=1e-6, rtol=1e-6), cfg
-        chosen, top = chosen_similarity(x, plan, best)
+        chosen, top = chosen_similarity(x, regions, best)
         assert (chosen.view_as(best)[valid] >= top.view_as(best)[valid] - 1e-5).all(), cfg
         same = torch.equal(best, ref_best)
         if write and same:
@@ -96,18 +96,18 @@ def test_match_candidates_agree(device, case):
 @pytest.mark.parametrize("case", CASES)
 def test_aggregate_candidates_agree(device, case):
     """Q sums and K+V means: the same within fp32 rounding (block_s regroups the sums)."""
-    lay, plan, kp, q = setup(case, device, seed=2)
+    lay, regions, kt, q = setup(case, device, seed=2)
     from httm_ros.httm.kernels.fast import match
 
-    group, _ = match(q, kp, plan, want_assign=False)
+    group, _ = match(q, kt, regions, want_assign=False)
     v = smooth(lay, q.shape[1], q.shape[3], 4, device).transpose(2, 3).contiguous().transpose(2, 3)  # strided
-    ref_sums, _, ref_counts = ops().aggregate(q, kp, group, mean=False)
-    ref_k, ref_v, ref_sizes = ops().aggregate(q, kp, group, y=v, mean=True)
+    ref_sums, _, ref_counts = ops().aggregate(q, kt, group, mean=False)
+    ref_k, ref_v, ref_sizes = ops().aggregate(q, kt, group, y=v, mean=True)
     for cfg in tune.CANDIDATES["aggregate"][1:]:
-        sums, _, counts = ops().aggregate(q, kp, group, mean=False, **cfg)
+        sums, _, counts = ops().aggregate(q, kt, group, mean=False, **cfg)
         assert torch.equal(counts, ref_counts), cfg
         assert torch.allclose(sums, ref_sums, atol=1e-5, rtol=1e-5), cfg
-        k_m, v_m, sizes = ops().aggregate(q, kp, group, y=v, mean=True, **cfg)
+        k_m, v_m, sizes = ops().aggregate(q, kt, group, y=v, mean=True, **cfg)
         assert torch.equal(sizes, ref_sizes), cfg
         assert rel(k_m, ref_k) < 1e-6 and rel(v_m, ref_v) < 1e-6, cfg
 
@@ -227,7 +227,7 @@ def test_fast_path_is_tuned_per_block_shape(device, monkeypatch):
     lay = layout(4, (3, 4))
     q, k, v = (smooth(lay, 2, 16, s, device) for s in (61, 62, 63))
     o, _ = httm_attention_fast(q, k, v, lay, config)
-    ref, _ = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=8, temporal_frames=3, backend="torch"))
+    ref, _ = httm_attention(q, k, v, lay, HTTMConfig(spatial_block=8, temporal_frames=3, impl="torch"))
     assert rel(o, ref) < 1e-5
     rep = tune.report()
     assert sorted(e["name"] for e in rep.values()) == ["aggregate", "aggregate", "match", "match"]
@@ -246,21 +246,21 @@ def test_tuning_on_cuda_bf16_vggt_heads():
     """Real tuning of the K+V aggregation on compiled kernels (bf16, 16 heads of 64): every
     candidate timed (or its error recorded), the tuned output equals the chosen candidate's."""
     from httm_ros.httm.kernels.fast import _tuned, match
-    from httm_ros.httm.blocks import build_block_plan
-    from httm_ros.httm.kernels.plan import kernel_plan
+    from httm_ros.httm.regions import build_region_layout
+    from httm_ros.httm.kernels.tables import kernel_tables
 
     lay = layout(12, (28, 37))
-    plan = build_block_plan(lay, 16, 4, 0.7, 1.0, True, "cuda")
-    kp = kernel_plan(plan)
+    regions = build_region_layout(lay, 16, 4, 0.7, 1.0, True, "cuda")
+    kt = kernel_tables(regions)
     k, v = (smooth(lay, 16, 64, s, "cuda", dtype=torch.bfloat16) for s in (71, 72))
-    group, _ = match(k, kp, plan, want_assign=False)
-    k_m, v_m, sizes = _tuned("aggregate", k, kp, group, y=v, mean=True)
+    group, _ = match(k, kt, regions, want_assign=False)
+    k_m, v_m, sizes = _tuned("aggregate", k, kt, group, y=v, mean=True)
     (entry,) = [e for e in tune.report().values() if e["name"] == "aggregate"]   # (match was tuned too)
     assert entry["device"].startswith("cuda")
     assert len(entry["candidates"]) == len(tune.CANDIDATES["aggregate"])
     assert all(("ms" in c) != ("error" in c) for c in entry["candidates"])
     assert "ms" in entry["candidates"][0]                                  # the default always runs
-    ck, cv, cs = ops().aggregate(k, kp, group, y=v, mean=True, **entry["chosen"])
+    ck, cv, cs = ops().aggregate(k, kt, group, y=v, mean=True, **entry["chosen"])
     assert torch.equal(k_m, ck) and torch.equal(v_m, cv) and torch.equal(sizes, cs)
-    dk, dv, ds = ops().aggregate(k, kp, group, y=v, mean=True)              # default: close
+    dk, dv, ds = ops().aggregate(k, kt, group, y=v, mean=True)              # default: close
     assert torch.equal(sizes, ds) and rel(k_m.float(), dk.float()) < 1e-2 and rel(v_m.float(), dv.float()) < 1e-2

@@ -1,8 +1,8 @@
 """Compile the HTTM Triton kernels for the H100 (sm_90) on any machine, no GPU needed, and read
 the compiler's resource report: registers, spills, 16-byte loads, wgmma (HGMMA) instructions.
 
-    python -m httm_ros.bench.compile_check               # table of the production variants
-    python -m httm_ros.bench.compile_check --candidates  # every tuner candidate (kernels/tune.py)
+    httm-bench compile-check               # table of the production variants
+    httm-bench compile-check --candidates  # every tuner candidate (kernels/tune.py)
 
 Compiled with the launch-time specialisation the kernels get on the GPU (pointers and token
 strides divisible by 16, which is what makes the row gathers 16-byte vector loads). Needs
@@ -117,11 +117,16 @@ def candidate_reports() -> List[Dict]:
     return out
 
 
-def main() -> int:
+def add_arguments(parser) -> None:
+    parser.add_argument("--candidates", action="store_true", help="every tuner candidate (kernels/tune.py)")
+
+
+def run(args, argv: List[str]) -> int:
+    """``httm-bench compile-check``: a table of the compiled kernels' resources."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         print("unset TRITON_INTERPRET: this compiles the kernels for sm_90", file=sys.stderr)
         return 2
-    if "--candidates" in sys.argv[1:]:
+    if args.candidates:
         print(f"{'kernel':18s} {'warps':>5s} {'stages':>6s} {'regs':>5s} {'spill':>5s} {'hgmma':>5s} {'smem':>6s}  blocks / variant")
         for r in candidate_reports():
             st = "-" if r["num_stages"] is None else str(r["num_stages"])
@@ -133,7 +138,3 @@ def main() -> int:
         print(f"{r['kernel']:18s} {r['num_warps']:5d} {r['registers']:5d} {r['spill_bytes']:5d} {r['vector_loads']:4d} "
               f"{r['scalar_b16_loads']:4d} {r['hgmma']:5d} {r['shared_bytes']:6d}  {r['blocks']}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,12 +10,13 @@ Warm rows: a forward at the row's own size runs untimed before the repeats (``fi
 records it) whenever that is affordable, and always for HTTM, whose attention shapes depend on
 the per-head outlier counts: cuDNN builds an execution plan for every new shape (measured on the
 H100: a cold 100-frame HTTM forward 6.22 s, warm 1.87 s). Dense and uniform attention have one
-shape per size, so their cold run pays at most one plan build per shape. Plan caches are cleared
-before every row, so one row's cached tables never count in another row's peak.
+shape per size, so their cold run pays at most one plan build per shape. Region-layout caches
+are cleared before every row, so one row's cached tables never count in another row's peak.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 import traceback
@@ -24,11 +25,15 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from httm_ros.httm import patch
-from httm_ros.httm.attention import clear_plan_caches
-from httm_ros.httm.kernels import dispatch
+from httm_ros.httm.attention import clear_region_caches
+from httm_ros.httm.kernels import tune
+from httm_ros.httm.kernels.fast import LAST_INFO
+from httm_ros.provenance import environment, write_json
 from httm_ros.vggt.layers import _SDPA_STATE
 
-from .workload import HEIGHT, WIDTH, merge_config, tokens_per_frame, video_frames
+from .harness import add_model_arguments, pick_device, start_time, timed_model
+from .timeline import Timeline
+from .workload import HEIGHT, WIDTH, MODES, merge_config, tokens_per_frame, video_frames
 
 HEADS = ("camera", "depth")
 
@@ -42,89 +47,6 @@ def estimate_seconds(mode: str, frames: int) -> float:
     if mode == "uniform":
         return 1.5 * (0.02 * frames + 4.7e-5 * frames ** 2)               # FastVGGT 67 s @1000, x1.5
     return 0.045 * frames + 0.12 * 2.63e-4 * frames ** 2                  # HTTM, 2x its 8x target
-
-
-class Timeline:
-    """CUDA-event timers around modules and ``attend`` methods; sums read after the forward."""
-
-    def __init__(self, model) -> None:
-        self.marks: Dict[str, List] = {}
-        self.peaks: Dict[str, int] = {}
-        self.part = "heads_and_host"
-        self._undo: List[Callable[[], None]] = []
-        agg = model.aggregator
-        self._hook(agg, "aggregator", "aggregator_other", "heads_and_host")
-        self._hook(agg.patch_embed, "dino", "dino", "aggregator_other")
-        for name, blocks in (("global_attention", agg.global_blocks), ("frame_attention", agg.frame_blocks)):
-            for block in blocks:
-                self._wrap_attend(block.attn, name)
-
-    def _event(self):
-        ev = torch.cuda.Event(enable_timing=True)
-        ev.record()
-        return ev
-
-    def _enter(self, part: str) -> None:
-        """Memory: the allocator's peak since the last switch belongs to the part that ran; then
-        the peak counter restarts for ``part`` (host-side bookkeeping, no sync)."""
-        peak = torch.cuda.max_memory_allocated()
-        self.peaks[self.part] = max(self.peaks.get(self.part, 0), peak)
-        torch.cuda.reset_peak_memory_stats()
-        self.part = part
-
-    def _hook(self, module, name: str, inside: str, after: str) -> None:
-        start: List = []
-
-        def pre(m, a):
-            self._enter(inside)
-            start.append(self._event())
-
-        def post(m, a, o):
-            self.marks.setdefault(name, []).append((start.pop(), self._event()))
-            self._enter(after)
-
-        handles = [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-        self._undo += [h.remove for h in handles]
-
-    def _wrap_attend(self, attn, name: str) -> None:
-        """Time ``attend`` and ``attend_owned`` (the chunked path's hand-over variant)."""
-        for method in ("attend", "attend_owned"):
-            original = getattr(attn, method)
-
-            def timed(*args, _original=original, **kwargs):
-                self._enter(name)
-                begin = self._event()
-                out = _original(*args, **kwargs)
-                self.marks.setdefault(name, []).append((begin, self._event()))
-                self._enter("aggregator_other")
-                return out
-
-            setattr(attn, method, timed)
-            self._undo.append(lambda m=method: delattr(attn, m))
-
-    def reset(self) -> None:
-        self.marks.clear()
-
-    def reset_memory(self) -> None:
-        torch.cuda.reset_peak_memory_stats()
-        self.peaks.clear()
-        self.part = "heads_and_host"
-
-    def peak_gib(self) -> Dict[str, float]:
-        """GiB: peak allocated memory while each part ran, and ``total`` (the forward's peak)."""
-        self._enter(self.part)
-        out = {k: round(v / 2 ** 30, 3) for k, v in sorted(self.peaks.items())}
-        out["total"] = max(out.values())
-        return out
-
-    def seconds(self) -> Dict[str, float]:
-        torch.cuda.synchronize()
-        return {k: sum(a.elapsed_time(b) for a, b in v) / 1e3 for k, v in self.marks.items()}
-
-    def remove(self) -> None:
-        for undo in self._undo:
-            undo()
-        self._undo.clear()
 
 
 def breakdown(total: float, parts: Dict[str, float]) -> Dict[str, float]:
@@ -155,17 +77,17 @@ def row_warmup(mode: str, frames: int) -> bool:
 
 
 def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
-            backend: str = "auto", image_hw=(HEIGHT, WIDTH), warm: bool = False) -> Dict:
+            impl: str = "auto", image_hw=(HEIGHT, WIDTH), warm: bool = False) -> Dict:
     """One (mode, frames) row; never raises: errors land in row["error"]. ``warm``: one untimed
     forward at this size before the repeats (its time is ``first_run_s``)."""
     row: Dict = {"mode": mode, "frames": frames, "tokens": frames * tokens_per_frame(image_hw),
                  "image_hw": list(image_hw), "repeats": repeats, "row_warmup": warm,
                  "seconds": None, "peak_gib": None, "error": None}
-    clear_plan_caches()
+    clear_region_caches()
     timeline = Timeline(model) if device.type == "cuda" else None
     images = None
     try:
-        stats = patch(model, merge_config(mode, backend))
+        stats = patch(model, merge_config(mode, impl))
         images = video_frames(frames, device, *image_hw)
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -187,17 +109,9 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
             row["breakdown_s"] = breakdown(runs[-1], timeline.seconds())
         if mode != "dense":
             row["merge"] = stats.summary()
-            backends: Dict[str, int] = {}
-            for rec in stats.records:
-                name = getattr(rec, "backend", "torch")
-                backends[name] = backends.get(name, 0) + 1
-            row["merge_backends"] = backends                             # calls per implementation
+            row["merge_backends"] = stats.impl_counts()                 # calls per implementation
         if mode == "httm":
-            from httm_ros.httm.kernels.fast import LAST_INFO
-
-            from httm_ros.httm.kernels import tune
-
-            row["kernels"] = dispatch.status()
+            row["kernels"] = stats.kernel_status()
             row["tuning"] = tune.report()
             row["attention_grouping_last_layer"] = dict(LAST_INFO)
     except Exception as exc:                                              # noqa: BLE001 (record, go on)
@@ -207,7 +121,7 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
             timeline.remove()
         patch(model, None)
         del images
-        clear_plan_caches()
+        clear_region_caches()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     row["sdpa_cudnn_first"] = _SDPA_STATE["priority_ok"]
@@ -220,27 +134,27 @@ def repeats_for(frames: int) -> int:
     return 3 if frames <= 100 else 1
 
 
-def warm_up(model, modes, device: torch.device, frames: int = 8, backend: str = "auto",
+def warm_up(model, modes, device: torch.device, frames: int = 8, impl: str = "auto",
             image_hw=(HEIGHT, WIDTH)) -> Dict:
     """One small forward per mode: CUDA context, cuDNN plans, Triton compilation."""
     out = {}
     for mode in modes:
         start = time.perf_counter()
-        row = run_row(model, mode, frames, 1, device, backend, image_hw)
+        row = run_row(model, mode, frames, 1, device, impl, image_hw)
         out[mode] = {"seconds": round(time.perf_counter() - start, 3), "error": row["error"]}
     return out
 
 
-def run_rows(model, plan: List[tuple], device: torch.device, deadline: Optional[float],
-             on_row: Callable[[Dict], None], backend: str = "auto", t0: Optional[float] = None,
+def run_rows(model, schedule: List[tuple], device: torch.device, deadline: Optional[float],
+             on_row: Callable[[Dict], None], impl: str = "auto", t0: Optional[float] = None,
              clock: Callable[[], float] = time.perf_counter, image_hw=(HEIGHT, WIDTH),
              warmups: Optional[Dict[str, str]] = None) -> None:
-    """``plan`` = [(mode, frames, repeats)]; rows that would end after ``deadline`` (seconds of
+    """``schedule`` = [(mode, frames, repeats)]; rows that would end after ``deadline`` (seconds of
     ``clock`` since ``t0``) are skipped with the reason; ``on_row`` gets every row as soon as it
     exists. ``warmups``: mode -> "auto" (``row_warmup``), "always" or "never"."""
     warmups = warmups or {}
     t0 = clock() if t0 is None else t0
-    for mode, frames, repeats in plan:
+    for mode, frames, repeats in schedule:
         elapsed = clock() - t0
         policy = warmups.get(mode, "auto")
         warm = policy == "always" or (policy == "auto" and row_warmup(mode, frames))
@@ -252,4 +166,49 @@ def run_rows(model, plan: List[tuple], device: torch.device, deadline: Optional[
                     "skipped": f"time guard: {elapsed:.0f} s elapsed + ~{need:.0f} s estimated > "
                                f"deadline {deadline:.0f} s"})
             continue
-        on_row(run_row(model, mode, frames, repeats, device, backend, image_hw, warm=warm))
+        on_row(run_row(model, mode, frames, repeats, device, impl, image_hw, warm=warm))
+
+
+# ------------------------------------------------------------------------------ command line
+
+def add_arguments(e: argparse.ArgumentParser) -> None:
+    add_model_arguments(e)
+    e.add_argument("--frames", type=int, nargs="+", default=[100, 300, 500])
+    e.add_argument("--modes", nargs="+", choices=MODES, default=["httm", "uniform", "dense"])
+    e.add_argument("--repeats", type=int, default=None, help="default: 3 at <=100 frames, else 1")
+    e.add_argument("--deadline-s", type=float, default=None)
+    e.add_argument("--impl", "--backend", dest="impl", choices=("auto", "triton", "torch"), default="auto",
+                   help="HTTM's implementation (HTTMConfig.impl)")
+    e.add_argument("--no-warmup", action="store_true", help="skip the 8-frame warm-up per mode")
+    e.add_argument("--row-warmup", choices=("auto", "always", "never"), default="auto",
+                   help="an untimed forward at each row's size first (auto: always for httm, "
+                        "for the others when it costs <= ~60 s)")
+
+
+def run(args, argv: List[str]) -> int:
+    """``httm-bench e2e``: every row is written to ``--out`` as soon as it exists (atomic
+    rewrite); ``--deadline-s`` counts from $BENCH_T0 or this process's start."""
+    t0 = start_time()
+    device = pick_device(args.device)
+    result: Dict = {"kind": "e2e", "env": environment(device, argv), "config": args.config,
+                    "weights_dtype": args.weights_dtype, "rows": [], "complete": False}
+    write_json(args.out, result)
+    model, result["model_build_s"] = timed_model(args, device)
+    if not args.no_warmup:
+        result["warmup"] = warm_up(model, args.modes, device, impl=args.impl, image_hw=tuple(args.image_size))
+        write_json(args.out, result)
+    schedule = [(mode, frames, args.repeats or repeats_for(frames)) for frames in args.frames for mode in args.modes]
+
+    def on_row(row: Dict) -> None:
+        row["elapsed_s"] = round(time.time() - t0, 1)
+        result["rows"].append(row)
+        write_json(args.out, result)
+        print(f"[httm-bench] {row['mode']:8s} {row['frames']:5d} frames: {row.get('seconds')} s, "
+              f"{row.get('peak_gib')} GiB {'SKIPPED ' + row['skipped'] if row.get('skipped') else ''}"
+              f"{'ERROR ' + row['error'].splitlines()[0] if row.get('error') else ''}", flush=True)
+
+    run_rows(model, schedule, device, args.deadline_s, on_row, impl=args.impl, t0=t0, clock=time.time,
+             image_hw=tuple(args.image_size), warmups={mode: args.row_warmup for mode in args.modes})
+    result["complete"] = True
+    write_json(args.out, result)
+    return 0

@@ -5,14 +5,13 @@ synthetic textured sequence. One dense pass captures every global layer's q, k, 
 the uniform baseline then run on those same inputs, and the relative error
 ``||out - dense|| / ||dense||`` of the attention module's output (after ``proj``) is reported.
 
-    python -m httm_ros.httm.fidelity --out bench/fidelity_proxy.json
+    httm-bench fidelity --out bench/fidelity_proxy.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -21,39 +20,37 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..provenance import device_name, git_commit
-from .attention import httm_attention
-from .config import HTTMConfig, UniformMergeConfig
-from .patch import global_attentions
-from .uniform import uniform_attention
+from httm_ros.httm import HTTMConfig, UniformMergeConfig, httm_attention, uniform_attention
+from httm_ros.httm.patch import global_attentions
+from httm_ros.provenance import device_name, git_commit
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = (REPO / "test" / "data" / "state_dict_manifest.json",
              REPO.parent / "shared" / "vggt" / "state_dict_manifest.json")
 
-# Scaled-down merging blocks for 8 frames of 9x12 patches: 3 chunks of 36 positions x 2 groups
-# of 4 frames = 6 blocks of 144 tokens (the paper: 128 x 30 = 3840 tokens per block).
-_BLOCKS = dict(spatial_block=36, temporal_frames=4)
+# Scaled-down merging regions for 8 frames of 9x12 patches: 3 chunks of 36 positions x 2 groups
+# of 4 frames = 6 regions of 144 tokens (the paper: 128 x 30 = 3840 tokens per region).
+_REGIONS = dict(spatial_block=36, temporal_frames=4)
 # (name, HTTM, uniform). At 8 frames the first frame alone is 12.5% of the tokens, so the uniform
 # baseline keeps ~43% (not ~34%); "paper_ratios" gives it that larger budget against HTTM's
 # 20%/30%, "matched_budget" raises HTTM's ratios to just under the uniform budget.
 COMPARISONS = (
-    ("paper_ratios", HTTMConfig(**_BLOCKS), UniformMergeConfig()),
-    ("matched_budget", HTTMConfig(q_merge=0.7, q_outlier=0.1, kv_merge=0.6, **_BLOCKS), UniformMergeConfig()),
+    ("paper_ratios", HTTMConfig(**_REGIONS), UniformMergeConfig()),
+    ("matched_budget", HTTMConfig(q_merge=0.7, q_outlier=0.1, kv_merge=0.6, **_REGIONS), UniformMergeConfig()),
     ("matched_budget_proportional",
-     HTTMConfig(q_merge=0.7, q_outlier=0.1, kv_merge=0.6, proportional_attention=True, **_BLOCKS),
+     HTTMConfig(q_merge=0.7, q_outlier=0.1, kv_merge=0.6, proportional_attention=True, **_REGIONS),
      UniformMergeConfig(proportional_attention=True)),
 )
 # Design checks, run by the script only (the test keeps to COMPARISONS): half of the kept slots
 # as destinations; no outlier filtering at the same query length (matched budget, where the
 # first-frame clip does not change the length); proportional attention at the paper's ratios.
-_MATCHED_NO_OUTLIERS = dict(q_merge=0.6, q_outlier=0.0, kv_merge=0.6, **_BLOCKS)
+_MATCHED_NO_OUTLIERS = dict(q_merge=0.6, q_outlier=0.0, kv_merge=0.6, **_REGIONS)
 ABLATIONS = (
-    ("paper_ratios_dst_ratio_0.5", HTTMConfig(dst_ratio=0.5, **_BLOCKS), UniformMergeConfig()),
+    ("paper_ratios_dst_ratio_0.5", HTTMConfig(dst_ratio=0.5, **_REGIONS), UniformMergeConfig()),
     ("matched_budget_no_outliers", HTTMConfig(**_MATCHED_NO_OUTLIERS), UniformMergeConfig()),
     ("matched_budget_no_outliers_proportional",
      HTTMConfig(proportional_attention=True, **_MATCHED_NO_OUTLIERS), UniformMergeConfig(proportional_attention=True)),
-    ("paper_ratios_proportional", HTTMConfig(proportional_attention=True, **_BLOCKS),
+    ("paper_ratios_proportional", HTTMConfig(proportional_attention=True, **_REGIONS),
      UniformMergeConfig(proportional_attention=True)),
 )
 
@@ -172,17 +169,19 @@ def format_table(result: Dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m httm_ros.httm.fidelity", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--width", type=int, default=168)
     parser.add_argument("--height", type=int, default=126)
     parser.add_argument("--no-ablations", action="store_true", help="only the comparisons the test runs")
-    args = parser.parse_args(argv)
+
+
+def run(args, argv: List[str]) -> int:
+    """``httm-bench fidelity``: the table on stdout, the result as JSON to ``--out``."""
     result = fidelity_proxy(args.frames, args.width, args.height,
                             COMPARISONS if args.no_ablations else COMPARISONS + ABLATIONS)
-    result["command"] = " ".join(["python -m httm_ros.httm.fidelity"] + (sys.argv[1:] if argv is None else argv))
+    result["command"] = " ".join(["python -m httm_ros.bench"] + list(argv))
     result["git_commit"] = git_commit()
     result["device"] = device_name(torch.device("cpu"))
     result["torch"] = torch.__version__
@@ -192,7 +191,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

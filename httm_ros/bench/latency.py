@@ -1,28 +1,26 @@
 """Latency of one global-attention call: dense SDPA vs HTTM vs the uniform baseline.
 
 Random q, k, v ``[1, 16, S * (5 + h*w), 64]`` (VGGT-1B's global attention at 518x392 by default),
-each method timed after a warm-up call (which also builds the cached block plans). HTTM and
+each method timed after a warm-up call (which also builds the cached region layouts). HTTM and
 uniform also report their stage times (``profile=True``: synchronises between stages).
 
-    python -m httm_ros.httm.latency --frames 100 300 1000 --out /tmp/httm_latency.json
+    httm-bench latency --frames 100 300 1000 --out /tmp/httm_latency.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn.functional as F
 
-from ..provenance import device_name, git_commit
-from .attention import httm_attention
-from .config import HTTMConfig, UniformMergeConfig
-from .uniform import uniform_attention
+from httm_ros.httm import HTTMConfig, UniformMergeConfig, httm_attention, uniform_attention
+from httm_ros.provenance import device_name, git_commit
+from httm_ros.timing import StageTimer
+from httm_ros.vggt import TokenLayout
 
 
 def _timed(fn: Callable[[], object], reps: int, device: torch.device) -> Dict:
@@ -30,20 +28,15 @@ def _timed(fn: Callable[[], object], reps: int, device: torch.device) -> Dict:
     out = fn()
     times = []
     for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        timer = StageTimer(device, "wall_sync")
         out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(1e3 * (time.perf_counter() - t0))
+        timer.lap("call")
+        times.append(timer.times_ms()["call"])
     return {"mean_ms": sum(times) / len(times), "min_ms": min(times), "result": out}
 
 
 def measure(frames: int, grid=(28, 37), heads: int = 16, dim: int = 64, dtype=torch.bfloat16,
             device: str = "cuda", reps: int = 2, dense: bool = True) -> Dict:
-    from httm_ros.vggt import TokenLayout
-
     dev = torch.device(device)
     layout = TokenLayout(frames, 5 + grid[0] * grid[1], 5, tuple(grid))
     g = torch.Generator(device=dev).manual_seed(0)
@@ -66,8 +59,7 @@ def measure(frames: int, grid=(28, 37), heads: int = 16, dim: int = 64, dtype=to
     return row
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m httm_ros.httm.latency", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--grid", type=int, nargs=2, default=[28, 37])
     parser.add_argument("--reps", type=int, default=2)
@@ -75,7 +67,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-dense", action="store_true", help="skip the dense reference")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
+
+
+def run(args, argv: List[str]) -> int:
+    """``httm-bench latency``: one JSON line per frame count; the whole result to ``--out``."""
     rows = []
     for s in args.frames:
         rows.append(measure(s, args.grid, dtype=getattr(torch, args.dtype), device=args.device,
@@ -83,7 +78,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(rows[-1]), flush=True)
     dev = torch.device(args.device)
     result = {
-        "command": " ".join(["python -m httm_ros.httm.latency"] + (sys.argv[1:] if argv is None else argv)),
+        "command": " ".join(["python -m httm_ros.bench"] + list(argv)),
         "git_commit": git_commit(),
         "device": device_name(dev),
         "torch": torch.__version__,
@@ -93,7 +88,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

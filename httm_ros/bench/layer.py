@@ -13,17 +13,23 @@ Columns as in Table 4: attention kernel; matching (match_q + match_kv); aggregat
 
 from __future__ import annotations
 
+import argparse
 import statistics
-import time
 import traceback
 from typing import Callable, Dict, List
 
 import torch
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig, httm_attention, uniform_attention
-from httm_ros.httm.attention import plans_for
+from httm_ros.httm.kernels import tune
+from httm_ros.httm.kernels.fast import LAST_INFO
+from httm_ros.httm.records import MergeStats
+from httm_ros.httm.regions import region_layouts
+from httm_ros.provenance import environment, write_json
+from httm_ros.timing import StageTimer
 from httm_ros.vggt.layers import sdpa
 
+from .harness import add_model_arguments, pick_device, timed_model
 from .workload import HEIGHT, WIDTH, video_frames
 
 TABLE4 = {
@@ -63,16 +69,11 @@ def capture_qkv(model, images, layer: int = 0):
 
 
 def _elapsed_ms(fn: Callable[[], object], cuda: bool) -> float:
-    if cuda:
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        return a.elapsed_time(b)
-    start = time.perf_counter()
+    """One call of ``fn``: CUDA events on the GPU, perf_counter on the host."""
+    timer = StageTimer(torch.device("cuda" if cuda else "cpu"), "events")
     fn()
-    return 1e3 * (time.perf_counter() - start)
+    timer.lap("call")
+    return timer.times_ms()["call"]
 
 
 def table4_columns(stages: Dict[str, float]) -> Dict[str, float]:
@@ -94,11 +95,12 @@ def time_method(name: str, fn, q, k, v, layout, config, reps: int) -> Dict:
             torch.cuda.synchronize()
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-        totals, stages, record = [], [], None
+        totals, stages, record, stats = [], [], None, MergeStats()
         for _ in range(reps):
             box = {}
             totals.append(_elapsed_ms(lambda: box.update(r=fn(q, k, v, layout, config, profile=True)), cuda))
             record = box["r"][1]
+            stats.add(record)
             stages.append(record.times_ms)
         names = sorted({s for st in stages for s in st})
         median = {s: round(statistics.median(st.get(s, 0.0) for st in stages), 3) for s in names}
@@ -110,29 +112,19 @@ def time_method(name: str, fn, q, k, v, layout, config, reps: int) -> Dict:
         if cuda:
             out["peak_extra_gib"] = round((torch.cuda.max_memory_allocated() - base) / 2 ** 30, 3)
         if name == "httm":
-            from httm_ros.httm.kernels import dispatch
-            from httm_ros.httm.kernels.fast import LAST_INFO
-
-            out["kernels"] = dispatch.status()
+            out["kernels"] = stats.kernel_status()
             out["attention_grouping"] = dict(LAST_INFO)
-            out["tuning"] = _tuning()
+            out["tuning"] = tune.report()
     except Exception as exc:                                              # noqa: BLE001
         out["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
     return out
 
 
-def _tuning() -> Dict:
-    """Launch configurations the kernel tuner chose (and every candidate's time), if any."""
-    from httm_ros.httm.kernels import tune
-
-    return tune.report()
-
-
-def plan_sizes(layout, config: HTTMConfig, device) -> Dict:
-    """Block counts of the two HTTM plans (for the cost model in docs/KERNELS.md)."""
-    pq, pkv = plans_for(layout, config, device)
-    return {name: {"blocks": p.num_blocks, "dst_max": p.num_dst, "src_max": p.num_src,
-                   "merged_rows": p.num_merged} for name, p in (("q", pq), ("kv", pkv))}
+def region_sizes(layout, config: HTTMConfig, device) -> Dict:
+    """Region counts of HTTM's two region layouts (for the cost model in docs/KERNELS.md)."""
+    rq, rkv = region_layouts(layout, config, device)
+    return {name: {"regions": r.num_regions, "dst_max": r.num_dst, "src_max": r.num_src,
+                   "merged_rows": r.num_merged} for name, r in (("q", rq), ("kv", rkv))}
 
 
 def run_layer(model, frames: int, device: torch.device, layer: int = 0, reps: int = 3,
@@ -149,7 +141,7 @@ def run_layer(model, frames: int, device: torch.device, layer: int = 0, reps: in
         q, k, v, layout = capture_qkv(model, images, layer)
         del images
         result.update(tokens=q.shape[2], heads=q.shape[1], head_dim=q.shape[3], dtype=str(q.dtype),
-                      plans=plan_sizes(layout, HTTMConfig(), q.device))
+                      regions=region_sizes(layout, HTTMConfig(), q.device))
         on_update(result)
         for name, fn, config, n in (("httm", httm_attention, HTTMConfig(), reps),
                                     ("uniform", uniform_attention, UniformMergeConfig(), max(1, reps - 1))):
@@ -167,3 +159,35 @@ def run_layer(model, frames: int, device: torch.device, layer: int = 0, reps: in
     except Exception as exc:                                              # noqa: BLE001
         result["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
     return result
+
+
+# ------------------------------------------------------------------------------ command line
+
+def add_arguments(la: argparse.ArgumentParser) -> None:
+    add_model_arguments(la)
+    la.add_argument("--frames", type=int, default=1000)
+    la.add_argument("--layer", type=int, default=0)
+    la.add_argument("--reps", type=int, default=3)
+    la.add_argument("--no-dense", action="store_true")
+
+
+def run(args, argv: List[str]) -> int:
+    """``httm-bench layer``: the partial result is written to ``--out`` after every method."""
+    device = pick_device(args.device)
+    result: Dict = {"kind": "layer", "env": environment(device, argv), "config": args.config,
+                    "layer_result": None}
+    write_json(args.out, result)
+    model, result["model_build_s"] = timed_model(args, device)
+
+    def update(partial: Dict) -> None:
+        result["layer_result"] = partial
+        write_json(args.out, result)
+
+    update(run_layer(model, args.frames, device, layer=args.layer, reps=args.reps,
+                     dense=not args.no_dense, on_update=update, image_hw=tuple(args.image_size)))
+    res = result["layer_result"]
+    for name in ("httm", "uniform"):
+        if isinstance(res.get(name), dict) and res[name].get("columns_ms"):
+            print(f"[httm-bench] layer {name}: {res[name]['columns_ms']}", flush=True)
+    print(f"[httm-bench] layer dense attention: {res.get('dense_attention_ms')} ms", flush=True)
+    return 0

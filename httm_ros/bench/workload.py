@@ -21,14 +21,14 @@ def tokens_per_frame(image_hw=(HEIGHT, WIDTH), patch: int = 14, special: int = 5
     return special + (image_hw[0] // patch) * (image_hw[1] // patch)
 
 
-def merge_config(mode: str, backend: str = "auto") -> Optional[Union[HTTMConfig, UniformMergeConfig]]:
+def merge_config(mode: str, impl: str = "auto") -> Optional[Union[HTTMConfig, UniformMergeConfig]]:
     """dense -> None; uniform -> FastVGGT-style defaults; httm -> the paper's defaults."""
     if mode == "dense":
         return None
     if mode == "uniform":
         return UniformMergeConfig()
     if mode == "httm":
-        return HTTMConfig(backend=backend)
+        return HTTMConfig(impl=impl)
     raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
 
 

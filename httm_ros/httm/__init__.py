@@ -2,21 +2,22 @@
 
     from httm_ros.httm import HTTMConfig, patch
     stats = patch(model, HTTMConfig())       # merging on in every global block
-    out = model(images); stats.records        # per-call kept tokens, outliers, times
+    out = model(images); stats.records        # per-call kept tokens, outliers, times, impl
     patch(model, None)                        # dense again
 
-Modules: ``config`` (HTTMConfig, UniformMergeConfig), ``blocks`` (temporal reordering plans),
-``merge`` (matching, aggregation, outlier filtering, unmerging: the torch reference),
-``attention`` (HTTM attention), ``uniform`` (FastVGGT-style baseline), ``patch`` (the hook),
-``stats``, ``cli`` (command-line options), ``fidelity`` (the fidelity proxy benchmark),
-``latency`` (one global-attention call timed: dense vs HTTM vs uniform). See docs/MERGING.md.
+Modules, in data-flow order: ``settings`` (HTTMConfig, UniformMergeConfig), ``regions`` (the
+merging regions of temporal reordering: ``RegionLayout``), ``merge`` (matching, aggregation,
+outlier filtering, unmerging: the torch reference; ``Matching``), ``kernels/`` (the Triton fast
+path), ``attention`` (HTTM attention: torch or Triton), ``uniform`` (FastVGGT-style baseline),
+``records`` (MergeRecord, MergeStats), ``patch`` (the hook), ``arguments`` (command-line options
+of the tools). Benchmarks live in ``httm_ros.bench``. See docs/MERGING.md and docs/KERNELS.md.
 """
 
+from .arguments import add_merge_arguments, merge_config_from_args
 from .attention import httm_attention
-from .cli import add_merge_arguments, merge_config_from_args
-from .config import HTTMConfig, UniformMergeConfig
-from .patch import MergeCore, patch, merge_stats
-from .stats import MergeRecord, MergeStats
+from .patch import MergeCore, merge_stats, patch
+from .records import MergeRecord, MergeStats
+from .settings import HTTMConfig, UniformMergeConfig
 from .uniform import uniform_attention
 
 __all__ = [

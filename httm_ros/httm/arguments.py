@@ -1,11 +1,11 @@
-"""Command-line options for token merging (used by ``httm-reconstruct``)."""
+"""Command-line options for token merging (used by ``httm-reconstruct`` and ``httm-eval``)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import List, Optional, Union
 
-from .config import HTTMConfig, UniformMergeConfig
+from .settings import HTTMConfig, UniformMergeConfig
 
 MERGE_MODES = ("none", "uniform", "httm")
 

@@ -1,34 +1,37 @@
 """HTTM's merging steps in plain PyTorch (the reference that faster kernels are tested against).
 
-Shapes: B batch, H heads, N tokens of the layout, d head dim, nblk merging blocks with L slots
+Shapes: B batch, H heads, N tokens of the layout, d head dim, nblk merging regions with L slots
 (D destination + S source slots), M merged tokens per head (special tokens first).
 
-A matching is summarised by ``assign`` [B, H, N]: for every original token (in layout order) the
-row of the merged sequence it belongs to. Merging is a scatter-mean by ``assign``, unmerging
-(with the inverse reorder) a gather by ``assign``.
+As in ToMe, a matching is computed once and then applied: ``match_keys`` returns a ``Matching``
+whose ``merge`` is applied to K and V, ``merge_queries`` returns the merged queries with the
+``Matching`` whose ``unmerge`` is applied to the attention output. A matching is summarised by
+``assign`` [B, H, N]: for every original token (in layout order) the row of the merged sequence
+it belongs to. Merging is a scatter-mean by ``assign``, unmerging (with the inverse reorder) a
+gather by ``assign``.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, Tuple
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .blocks import BlockPlan, reorder
+from .regions import RegionLayout, reorder
 
 
 # ------------------------------------------------------------------------------ matching
 
 def best_destination(src: Tensor, dst: Tensor, dst_valid: Tensor, tile_elements: int) -> Tuple[Tensor, Tensor]:
-    """Cosine similarity of each source to its most similar destination, block by block.
+    """Cosine similarity of each source to its most similar destination, region by region.
 
     src [..., nblk, S, d], dst [..., nblk, D, d], dst_valid [nblk, D]
     -> score [..., nblk, S] (float32), index [..., nblk, S] (destination slot, long).
-    At most ``tile_elements`` similarities exist at once: chunks of whole blocks, or of the
-    sources of one block when a single block is larger than that.
+    At most ``tile_elements`` similarities exist at once: chunks of whole regions, or of the
+    sources of one region when a single region is larger than that.
     """
     lead, s, d_len = src.shape[:-2], src.shape[-2], dst.shape[-2]
     src = F.normalize(src, dim=-1).flatten(0, -3)                         # [R, S, d]
@@ -40,7 +43,7 @@ def best_destination(src: Tensor, dst: Tensor, dst_valid: Tensor, tile_elements:
     index = torch.empty(src.shape[:2], dtype=torch.long, device=src.device)
     r_step = max(1, tile_elements // max(1, s * d_len))
     s_step = max(1, s if s * d_len <= tile_elements else tile_elements // max(1, d_len))
-    for i in range(0, src.shape[0], r_step):                              # chunks of blocks, not blocks
+    for i in range(0, src.shape[0], r_step):                              # chunks of regions, not regions
         for j in range(0, s, s_step):
             rows, cols = slice(i, i + r_step), slice(j, j + s_step)
             best = torch.baddbmm(bias[rows], src[rows, cols], dst_t[rows]).max(dim=-1)  # [r, s]
@@ -55,33 +58,33 @@ def rank_descending(score: Tensor) -> Tensor:
     return torch.empty_like(order).scatter_(-1, order, ar)
 
 
-def match_blocks(blocks: Tensor, plan: BlockPlan, tile_elements: int) -> Tensor:
-    """Bipartite matching inside every block (ToMe style): the r most similar sources join their
+def match_regions(tokens: Tensor, regions: RegionLayout, tile_elements: int) -> Tensor:
+    """Bipartite matching inside every region (ToMe style): the r most similar sources join their
     best destination, the other sources stay on their own.
 
-    blocks [B, H, nblk, L, d] -> group [B, H, nblk, L] (long) per slot: the destination slot
+    tokens [B, H, nblk, L, d] (``reorder``ed) -> group [B, H, nblk, L] (long) per slot: the destination slot
     (0..D-1) a token belongs to, D + i for the i-th unmerged source, or K (trash) for padding.
     """
-    d_n = plan.num_dst
-    dst_valid, src_valid = plan.dst_valid, plan.src_valid
-    score, best = best_destination(blocks[..., d_n:, :], blocks[..., :d_n, :], dst_valid, tile_elements)
+    d_n = regions.num_dst
+    dst_valid, src_valid = regions.dst_valid, regions.src_valid
+    score, best = best_destination(tokens[..., d_n:, :], tokens[..., :d_n, :], dst_valid, tile_elements)
     score = score.masked_fill(~src_valid, float("-inf"))                  # padding sorts last
     rank = rank_descending(score)                                         # [B, H, nblk, S]
-    r = plan.merge_count[:, None]                                         # [nblk, 1]
+    r = regions.merge_count[:, None]                                      # [nblk, 1]
     src_group = torch.where(rank < r, best, d_n + rank - r)
-    src_group = src_group.masked_fill(~src_valid, plan.num_groups)
-    dst_group = torch.arange(d_n, device=blocks.device).expand(dst_valid.shape)
-    dst_group = dst_group.masked_fill(~dst_valid, plan.num_groups)
+    src_group = src_group.masked_fill(~src_valid, regions.num_groups)
+    dst_group = torch.arange(d_n, device=tokens.device).expand(dst_valid.shape)
+    dst_group = dst_group.masked_fill(~dst_valid, regions.num_groups)
     return torch.cat((dst_group.expand(*score.shape[:-1], -1), src_group), dim=-1)
 
 
-def assignment(group: Tensor, plan: BlockPlan) -> Tensor:
-    """group [B, H, nblk, L] (from ``match_blocks``) -> assign [B, H, N]: merged row of every token
-    in layout order (this is the inverse reorder of the groups)."""
+def assignment(group: Tensor, regions: RegionLayout) -> Tensor:
+    """group [B, H, nblk, L] (from ``match_regions``) -> assign [B, H, N]: merged row of every
+    token in layout order (this is the inverse reorder of the groups)."""
     b, h = group.shape[:2]
-    row = torch.gather(plan.group_compact.expand(b, h, -1, -1), 3, group)  # [B, H, nblk, L]
-    special = torch.arange(plan.num_special, device=group.device).expand(b, h, -1)
-    return torch.cat((row.flatten(2), special), dim=2).index_select(2, plan.slot_of_token)
+    row = torch.gather(regions.group_compact.expand(b, h, -1, -1), 3, group)  # [B, H, nblk, L]
+    special = torch.arange(regions.num_special, device=group.device).expand(b, h, -1)
+    return torch.cat((row.flatten(2), special), dim=2).index_select(2, regions.slot_of_token)
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -167,19 +170,34 @@ def remove_outliers(x: Tensor, sums: Tensor, counts: Tensor, assign: Tensor,
 
 # ------------------------------------------------------------------------ merge / unmerge
 
-def merge_keys(k: Tensor, plan: BlockPlan, tile_elements: int) -> Tuple[Callable[[Tensor], Tensor], Tensor, Tensor]:
-    """Head-wise block matching on the keys; the returned ``merge(x)`` applies it to K or V.
+@dataclass(frozen=True)
+class Matching:
+    """One matching, applied by ``merge`` (tokens -> merged rows) and ``unmerge`` (merged rows ->
+    tokens). assign [B, H|1, N] (values < rows): merged row of every token; sizes [B, H|1, rows]
+    float32 constituents per row, or None (counted from ``assign`` when ``merge`` needs them)."""
 
-    k [B, H, N, d] -> (merge: [B, H, N, d] -> [B, H, M, d], assign [B, H, N],
-    sizes of the merged tokens [B, H, M] (float32)).
+    assign: Tensor
+    rows: int
+    sizes: Optional[Tensor] = None
+
+    def merge(self, x: Tensor) -> Tensor:
+        """Scatter-mean: x [B, H, N, d] -> [B, H, rows, d] in x's dtype (float32 sums)."""
+        sizes = self.sizes if self.sizes is not None else group_sizes(self.assign, self.rows)
+        return means(group_sums(x, self.assign, self.rows), sizes).to(x.dtype)
+
+    def unmerge(self, o: Tensor) -> Tensor:
+        """Unmerge and inverse reorder in one gather: o [B, H, rows, d] -> [B, H, N, d]; each
+        token gets the output of the merged row it belongs to (its own row if it is an outlier)."""
+        return torch.gather(o, 2, self.assign[..., None].expand(*self.assign.shape, o.shape[-1]))
+
+
+def match_keys(k: Tensor, regions: RegionLayout, tile_elements: int) -> Matching:
+    """Head-wise region matching on the keys; its ``merge`` applies to K and V.
+
+    k [B, H, N, d] -> Matching (assign [B, H, N], sizes of the merged keys [B, H, M] float32).
     """
-    assign = assignment(match_blocks(reorder(k, plan), plan, tile_elements), plan)
-    counts = group_sizes(assign, plan.num_merged)
-
-    def merge(x: Tensor) -> Tensor:
-        return means(group_sums(x, assign, plan.num_merged), counts).to(x.dtype)
-
-    return merge, assign, counts
+    assign = assignment(match_regions(reorder(k, regions), regions, tile_elements), regions)
+    return Matching(assign, regions.num_merged, group_sizes(assign, regions.num_merged))
 
 
 def size_bias(counts: Tensor, dtype: torch.dtype) -> Tensor:
@@ -192,30 +210,27 @@ def _no_lap(name: str) -> None:
     pass
 
 
-def merge_queries(q: Tensor, plan: BlockPlan, outlier_budget: int, tile_elements: int,
-                  not_mergeable: Tensor, lap: Callable[[str], None] = _no_lap,
-                  ) -> Tuple[Tensor, Callable[[Tensor], Tensor], dict]:
-    """Head-wise block matching on the queries, then adaptive outlier filtering.
+def merge_queries(q: Tensor, regions: RegionLayout, outlier_budget: int, tile_elements: int,
+                  not_mergeable: Tensor, lap: Callable[[str], object] = _no_lap,
+                  ) -> Tuple[Tensor, Matching, dict]:
+    """Head-wise region matching on the queries, then adaptive outlier filtering. The queries are
+    merged while matching (outlier filtering needs their merged means), so this returns them
+    with the matching, whose ``unmerge`` applies to the attention output.
 
     q [B, H, N, d]; not_mergeable [N] bool (special tokens, never outliers); ``lap(stage)`` is
     called after each stage (timing) -> (merged queries [B, H, Mq, d] with Mq = M + most
     outliers of any head (shorter heads are padded with rows whose outputs are discarded),
-    unmerge: [B, H, Mq, d] -> [B, H, N, d], info {kept_q, outliers: [B, H], assign_q [B, H, N]}).
+    Matching (assign [B, H, N] over Mq rows), info {kept_q, outliers: [B, H]}).
     """
-    assign = assignment(match_blocks(reorder(q, plan), plan, tile_elements), plan)
+    assign = assignment(match_regions(reorder(q, regions), regions, tile_elements), regions)
     lap("match_q")
-    sums, counts = group_sums(q, assign, plan.num_merged), group_sizes(assign, plan.num_merged)
+    rows = regions.num_merged
+    sums, counts = group_sums(q, assign, rows), group_sizes(assign, rows)
     lap("aggregate_q")
     dev = deviation(q, means(sums, counts), counts, assign).masked_fill(not_mergeable, -1.0)
     index, valid = select_outliers(dev, outlier_budget)
     lap("outliers_select")
-    rows, assign, kept, outliers = remove_outliers(q, sums, counts, assign, index, valid)
+    merged, assign, kept, outliers = remove_outliers(q, sums, counts, assign, index, valid)
     lap("outliers_remove")
-    info = {"kept_q": kept, "outliers": outliers, "assign_q": assign}
-    return rows.to(q.dtype).contiguous(), functools.partial(unmerge, assign=assign), info
-
-
-def unmerge(o: Tensor, assign: Tensor) -> Tensor:
-    """Unmerge and inverse reorder in one gather: o [B, H, Mq, d] -> [B, H, N, d]; each token
-    gets the output of the merged token it belongs to (its own row if it is an outlier)."""
-    return torch.gather(o, 2, assign[..., None].expand(*assign.shape, o.shape[-1]))
+    info = {"kept_q": kept, "outliers": outliers}
+    return merged.to(q.dtype).contiguous(), Matching(assign, merged.shape[2]), info

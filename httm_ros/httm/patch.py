@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import httm_attention, httm_attention_owned
-from .config import HTTMConfig, UniformMergeConfig
-from .stats import MergeStats
+from .kernels.triton_env import resolve_impl
+from .records import MergeStats
+from .settings import HTTMConfig, UniformMergeConfig
 from .uniform import uniform_attention
 
 MergeConfig = Union[HTTMConfig, UniformMergeConfig, None]
 
 
 class MergeCore:
-    """``attn.core`` for one global-attention block: (q, k, v, layout) -> o, recording stats."""
+    """``attn.core`` for one global-attention block: (q, k, v, layout) -> o, recording stats.
+
+    HTTM's implementation ("torch" or "triton", from ``config.impl``) is resolved once per device
+    the core sees, not per call."""
 
     def __init__(self, config: Union[HTTMConfig, UniformMergeConfig], layer: int, stats: MergeStats) -> None:
         self.config = config
         self.layer = layer
         self.stats = stats
-        self._attend = httm_attention if isinstance(config, HTTMConfig) else uniform_attention
+        self.impls: Dict[torch.device, str] = {}
+
+    def impl(self, device: torch.device) -> str:
+        """The HTTM implementation this core runs on ``device``."""
+        if device not in self.impls:
+            self.impls[device] = resolve_impl(self.config.impl, device)
+        return self.impls[device]
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layout) -> Tensor:
         if layout is None:                                                # nothing known to merge by
             return F.scaled_dot_product_attention(q, k, v)
-        o, record = self._attend(q, k, v, layout, self.config, layer=self.layer)
+        if isinstance(self.config, HTTMConfig):
+            o, record = httm_attention(q, k, v, layout, self.config, self.layer, impl=self.impl(q.device))
+        else:
+            o, record = uniform_attention(q, k, v, layout, self.config, layer=self.layer)
         self.stats.add(record)
         return o
 
@@ -38,7 +52,7 @@ class MergeCore:
             q, k, v = qkv
             qkv.clear()
             return self(q, k, v, layout)
-        o, record = httm_attention_owned(qkv, layout, self.config, layer=self.layer)
+        o, record = httm_attention_owned(qkv, layout, self.config, self.layer, impl=self.impl(qkv[0].device))
         self.stats.add(record)
         return o
 

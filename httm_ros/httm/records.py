@@ -1,37 +1,17 @@
-"""Per-call merge statistics, collected by the attention cores that ``patch`` installs."""
+"""Per-call merge records, collected by the attention cores that ``patch`` installs."""
 
 from __future__ import annotations
 
-import time
+import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-import torch
 from torch import Tensor
 
+LOG = logging.getLogger("httm_ros.httm")
 
-class Stopwatch:
-    """Stage timer: ``lap(name)`` records ms since the previous lap. Off -> no-op.
-
-    On CUDA it synchronises before every reading, so it is only switched on by ``profile=True``.
-    """
-
-    def __init__(self, enabled: bool, device: torch.device) -> None:
-        self.enabled = enabled
-        self.cuda = device.type == "cuda"
-        self.times: Dict[str, float] = {}
-        self._last = self._now() if enabled else 0.0
-
-    def _now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        if self.enabled:
-            now = self._now()
-            self.times[name] = self.times.get(name, 0.0) + 1e3 * (now - self._last)
-            self._last = now
+#: ``MergeRecord.impl`` values: which implementation produced the call's output.
+IMPLS = ("torch", "triton", "torch-fallback")
 
 
 @dataclass
@@ -47,6 +27,8 @@ class MergeRecord:
     outliers: Tensor            # [B, H] queries restored by outlier filtering
     padded_q: int               # query rows per head given to attention (max over heads)
     times_ms: Dict[str, float] = field(default_factory=dict)
+    impl: str = "torch"         # one of IMPLS; "torch-fallback": the Triton kernels failed this call
+    fallback_error: Optional[str] = None   # the kernels' error when impl is "torch-fallback"
 
     def as_dict(self) -> dict:
         return {
@@ -58,16 +40,38 @@ class MergeRecord:
 
 
 class MergeStats:
-    """Collector of ``MergeRecord``s (``records``), in call order."""
+    """Collector of ``MergeRecord``s (``records``), in call order. The first kernel fallback it
+    receives is logged as a warning (later ones only counted: ``impl_counts``)."""
 
     def __init__(self) -> None:
         self.records: List[MergeRecord] = []
 
     def add(self, record: MergeRecord) -> None:
+        if record.impl == "torch-fallback" and self.fallbacks() == 0:
+            LOG.warning("HTTM Triton kernels failed (%s); this call ran on the torch reference "
+                        "(every later failure is counted in the merge stats)", record.fallback_error)
         self.records.append(record)
 
     def clear(self) -> None:
         self.records.clear()
+
+    def impl_counts(self) -> Dict[str, int]:
+        """Calls per implementation, e.g. {"triton": 23, "torch-fallback": 1}."""
+        out: Dict[str, int] = {}
+        for r in self.records:
+            out[r.impl] = out.get(r.impl, 0) + 1
+        return out
+
+    def fallbacks(self) -> int:
+        """Calls whose Triton kernels failed and that ran on torch instead."""
+        return self.impl_counts().get("torch-fallback", 0)
+
+    def kernel_status(self) -> dict:
+        """{"fast_calls", "fallbacks", "last_error"} over the records (benchmarks' JSON)."""
+        errors = [r.fallback_error for r in self.records if r.fallback_error]
+        counts = self.impl_counts()
+        return {"fast_calls": counts.get("triton", 0), "fallbacks": counts.get("torch-fallback", 0),
+                "last_error": errors[-1] if errors else None}
 
     def summary(self, layer: Optional[int] = None) -> dict:
         """Mean kept fractions (of tokens_in) over the records (of one layer if given)."""

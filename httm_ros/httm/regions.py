@@ -1,17 +1,18 @@
-"""Temporal reordering: which tokens form each merging block, and which of them are destinations.
+"""Merging regions: which tokens form each region (the paper's "merging block"), which are destinations.
 
 The global-attention sequence is frame-major, ``[S * P]`` with ``P = patch_start + h*w``.
-Patch tokens are regrouped into merging blocks that each hold up to ``n_s`` raster-order patch
-positions (one spatial chunk) from up to ``n_t`` consecutive frames (one temporal group), frame
-after frame. Special tokens (camera + registers) belong to no block: they are never merged.
+Patch tokens are regrouped (temporal reordering) into merging regions that each hold up to ``n_s``
+raster-order patch positions (one spatial chunk) from up to ``n_t`` consecutive frames (one
+temporal group), frame after frame. Special tokens (camera + registers) belong to no region: they
+are never merged. (The paper calls a region a "block"; here "block" means the transformer's.)
 
 Ragged sizes: the ``h*w`` patch positions are cut into ``ceil(h*w / n_s)`` chunks whose sizes
 differ by at most one (so 28x37 = 1036 with n_s = 128 gives 9 chunks of 115-116, not 8 of 128 and
-one of 12); frames likewise into ``ceil(S / n_t)`` groups. Blocks are padded to the largest block
-and carry validity masks, so every step runs on all blocks at once.
+one of 12); frames likewise into ``ceil(S / n_t)`` groups. Regions are padded to the largest region
+and carry validity masks, so every step runs on all regions at once.
 
-Everything here depends only on the layout and the ratios, never on the tokens: a plan is built
-once per layout and cached.
+Everything here depends only on the layout and the ratios, never on the tokens: a ``RegionLayout``
+is built once per (token layout, ratios) and cached.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -27,18 +29,18 @@ _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 @dataclass(frozen=True)
-class BlockPlan:
-    """Static index tables of one (layout, merge ratio) pair. nblk blocks, L = D + S slots each.
+class RegionLayout:
+    """Static index tables of one (token layout, merge ratio) pair. nblk regions, L = D + S slots each.
 
-    token_index   [nblk, L]  token (index into the layout's N) at each block slot; the first
+    token_index   [nblk, L]  token (index into the layout's N) at each region slot; the first
                              ``num_dst`` slots hold destinations, the next ``num_src`` sources
     dst_valid     [nblk, D]  bool, destination slot holds a token
     src_valid     [nblk, S]  bool, source slot holds a token
-    merge_count   [nblk]     r: sources merged away in each block
-    group_compact [nblk, K+1] merged-token id of each block group (see ``match_blocks``): groups
+    merge_count   [nblk]     r: sources merged away in each region
+    group_compact [nblk, K+1] merged-token id of each region group (see ``match_regions``): groups
                              0..D-1 are the destinations, D..K-1 the unmerged sources, K is the
                              trash group of padding slots; ids count after the special tokens
-    slot_of_token [N]        flat block slot (blk * L + slot) of each patch token, and
+    slot_of_token [N]        flat region slot (blk * L + slot) of each patch token, and
                              nblk * L + i for the i-th special token
     special_index [n_sp]     token index of each special token (frame-major)
     num_merged    M: merged tokens per head, special tokens included
@@ -57,7 +59,7 @@ class BlockPlan:
     num_merged: int
 
     @property
-    def num_blocks(self) -> int:
+    def num_regions(self) -> int:
         return self.token_index.shape[0]
 
     @property
@@ -80,8 +82,8 @@ def round_half_up(x: Tensor) -> Tensor:
     return torch.floor(x + 0.5).long()
 
 
-def _block_grid(layout, n_s: int, n_t: int):
-    """Slots of all blocks on a padded (frame, position) grid: tensors [nblk, T, C]."""
+def _region_grid(layout, n_s: int, n_t: int):
+    """Slots of all regions on a padded (frame, position) grid: tensors [nblk, T, C]."""
     h, w = layout.grid
     chunk = balanced_chunks(h * w, n_s)                                   # [nc]
     group = balanced_chunks(layout.frames, n_t)                           # [ng]
@@ -118,15 +120,15 @@ def choose_destinations(valid: Tensor, anchor: Tensor, t: Tensor, j: Tensor, n_e
 
 
 @functools.lru_cache(maxsize=8)
-def build_block_plan(layout, spatial_block: int, temporal_frames: int, merge_ratio: float,
-                     dst_ratio: float, anchor_first_frame: bool, device: str = "cpu") -> BlockPlan:
-    """Blocks, destinations and merge counts for one layout (see the module doc).
+def build_region_layout(layout, spatial_block: int, temporal_frames: int, merge_ratio: float,
+                      dst_ratio: float, anchor_first_frame: bool, device: str = "cpu") -> RegionLayout:
+    """Regions, destinations and merge counts for one token layout (see the module doc).
 
-    Per block of n tokens: kept = n - round(merge_ratio * n); destinations D = max(anchors,
+    Per region of n tokens: kept = n - round(merge_ratio * n); destinations D = max(anchors,
     max(1, round(dst_ratio * kept))); where the first frame alone holds more tokens than
-    ``kept`` (few frames per block with anchoring), kept is raised to D, i.e. r = n - D.
+    ``kept`` (few frames per region with anchoring), kept is raised to D, i.e. r = n - D.
     """
-    valid, token, frame, t, j = _block_grid(layout, spatial_block, temporal_frames)
+    valid, token, frame, t, j = _region_grid(layout, spatial_block, temporal_frames)
     nblk = valid.shape[0]
     anchor = valid & (frame == 0) if anchor_first_frame else torch.zeros_like(valid)
     n = valid.flatten(1).sum(1)                                           # [nblk]
@@ -162,7 +164,7 @@ def build_block_plan(layout, spatial_block: int, temporal_frames: int, merge_rat
     group_compact = group_compact.masked_fill(~group_valid, 0)
 
     to = functools.partial(torch.Tensor.to, device=device)
-    return BlockPlan(
+    return RegionLayout(
         token_index=to(token_index),
         dst_valid=to(torch.arange(d_max)[None, :] < n_dst[:, None]),
         src_valid=to(torch.arange(s_max)[None, :] < n_src[:, None]),
@@ -177,14 +179,21 @@ def build_block_plan(layout, spatial_block: int, temporal_frames: int, merge_rat
     )
 
 
-def reorder(x: Tensor, plan: BlockPlan) -> Tensor:
-    """Temporal reordering: x [B, H, N, d] -> blocks [B, H, nblk, L, d] (padding slots hold token 0)."""
+def reorder(x: Tensor, regions: RegionLayout) -> Tensor:
+    """Temporal reordering: x [B, H, N, d] -> regions [B, H, nblk, L, d] (padding slots hold token 0)."""
     b, h, _, d = x.shape
-    idx = plan.token_index.flatten()                                      # [nblk * L]
-    return x.index_select(2, idx).view(b, h, plan.num_blocks, -1, d)
+    idx = regions.token_index.flatten()                                     # [nblk * L]
+    return x.index_select(2, idx).view(b, h, regions.num_regions, -1, d)
 
 
-def inverse_reorder(blocks: Tensor, special: Tensor, plan: BlockPlan) -> Tensor:
-    """blocks [B, H, nblk, L, d] + special tokens [B, H, n_sp, d] -> [B, H, N, d] in layout order."""
-    flat = torch.cat((blocks.flatten(2, 3), special), dim=2)              # [B, H, nblk*L + n_sp, d]
-    return flat.index_select(2, plan.slot_of_token)
+def outlier_budget(q_outlier: float, heads: int, patch_tokens: int) -> int:
+    """round(q_outlier * mergeable query tokens over all heads), halves rounded up."""
+    return int(math.floor(q_outlier * heads * patch_tokens + 0.5))
+
+
+def region_layouts(layout, config, device: torch.device) -> Tuple[RegionLayout, RegionLayout]:
+    """(query regions, key/value regions) of an ``HTTMConfig`` on ``device``, cached per layout."""
+    common = (config.spatial_block, config.temporal_frames)
+    tail = (config.dst_ratio, config.anchor_first_frame, str(device))
+    return (build_region_layout(layout, *common, config.q_merge, *tail),
+            build_region_layout(layout, *common, config.kv_merge, *tail))

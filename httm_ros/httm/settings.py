@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-BACKENDS = ("auto", "triton", "torch")
+IMPLS = ("auto", "triton", "torch")
 
 
 def _check_fraction(owner: str, name: str, value, low_open: bool = False, high_open: bool = False) -> None:
@@ -43,23 +43,25 @@ def _normalise_layers(owner: str, layers) -> Optional[Tuple[int, ...]]:
 class HTTMConfig:
     """Head-wise Temporal Token Merging (arXiv 2511.21317); defaults are the paper's (Sec. 4.1).
 
-    q_merge            fraction of each block's query tokens merged away first (paper 0.9)
+    q_merge            fraction of each tile's query tokens merged away first (paper 0.9)
     q_outlier          fraction of mergeable query tokens (over all heads) restored as outliers
                        (paper 0.1): queries kept = 1 - q_merge + q_outlier = 20%
-    kv_merge           fraction of each block's key/value tokens merged away (paper 0.7: 30% kept)
-    spatial_block      n_s: most raster-order patch positions in one merging block (paper 128)
-    temporal_frames    n_t: most consecutive frames in one merging block (paper 30)
+    kv_merge           fraction of each tile's key/value tokens merged away (paper 0.7: 30% kept)
+    spatial_block      n_s: most raster-order patch positions in one merging tile (paper 128)
+    temporal_frames    n_t: most consecutive frames in one merging tile (paper 30)
     anchor_first_frame every first-frame patch token is a destination, never a source (paper on)
     layers             global-attention block indices to merge in; None = all of them
-    dst_ratio          share of a block's kept slots that are destinations (ours; the rest of
+    dst_ratio          share of a tile's kept slots that are destinations (ours; the rest of
                        the kept slots go to the least similar sources, which stay unmerged).
                        1.0 (all sources merged) had the lowest error on the fidelity proxy
     proportional_attention  add log(size) of each merged key to the attention logits (ToMe's
                        proportional attention; not in the paper, off by default)
     tile_elements      most similarity entries held at once during matching (bounds memory)
-    backend            "auto" (the Triton kernels of ``kernels/`` on CUDA, falling back to the torch
-                       reference with a warning if they fail; torch elsewhere), "triton" (the
-                       kernels or an error; on CPU only under TRITON_INTERPRET=1) or "torch"
+    impl               which implementation merges: "auto" (the Triton kernels of ``kernels/`` on
+                       CUDA, torch elsewhere; a call whose kernels fail runs on the torch
+                       reference instead, reported in its record and counted in the stats),
+                       "triton" (the kernels or an error; on CPU only under TRITON_INTERPRET=1)
+                       or "torch" (the reference in ``merge.py``)
     profile            time each stage in the stats (synchronises CUDA; CPU is always timed)
     """
 
@@ -73,7 +75,7 @@ class HTTMConfig:
     dst_ratio: float = 1.0
     proportional_attention: bool = False
     tile_elements: int = 1 << 28
-    backend: str = "auto"
+    impl: str = "auto"
     profile: bool = False
 
     def __post_init__(self) -> None:
@@ -92,8 +94,8 @@ class HTTMConfig:
         for name in ("spatial_block", "temporal_frames", "tile_elements"):
             _check_positive_int("HTTMConfig", name, getattr(self, name))
         _check_bools("HTTMConfig", self, ("anchor_first_frame", "proportional_attention", "profile"))
-        if self.backend not in BACKENDS:
-            raise ValueError(f"HTTMConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"HTTMConfig.impl must be one of {IMPLS}, got {self.impl!r}")
 
     @property
     def q_kept(self) -> float:

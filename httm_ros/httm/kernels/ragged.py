@@ -5,7 +5,7 @@ all heads must pad every head to ``M + max O_h``: when outliers concentrate in a
 padding is paid in attention FLOPs (4 * rows * Mk * d per head). The other extreme, one call per
 head, has no padding but each call leaves a partial last wave of tiles on the GPU.
 
-``plan_groups`` chooses between them with a small dynamic programme: heads sorted by length are
+``head_groups`` chooses between them with a small dynamic programme: heads sorted by length are
 cut into consecutive groups; a group of g heads costs ``g * (longest length)`` query rows plus
 ``call_overhead_rows`` (about half a wave of 128-row tiles on 132 SMs: 8448). With balanced heads
 the answer is one padded call (no copies); with skewed heads a few groups.
@@ -31,7 +31,7 @@ def round_rows(rows: int) -> int:
     return -(-int(rows) // step) * step
 
 
-def plan_groups(lengths: Sequence[int], overhead: int = CALL_OVERHEAD_ROWS) -> List[List[int]]:
+def head_groups(lengths: Sequence[int], overhead: int = CALL_OVERHEAD_ROWS) -> List[List[int]]:
     """lengths of the (batch x head) rows -> groups of row indices (longest group first) that
     minimise sum(group size * longest in group) + overhead * groups."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -50,11 +50,6 @@ def plan_groups(lengths: Sequence[int], overhead: int = CALL_OVERHEAD_ROWS) -> L
     return groups[::-1]
 
 
-def padded_rows(lengths: Sequence[int], groups: List[List[int]]) -> int:
-    """Query rows the grouped calls attend (padding included)."""
-    return sum(len(g) * max(lengths[i] for i in g) for g in groups)
-
-
 def ragged_attention(q: Tensor, k: Tensor, v: Tensor, lengths: Sequence[int],
                      attn_mask: Optional[Tensor] = None, overhead: int = CALL_OVERHEAD_ROWS,
                      rounding: Optional[Callable[[int], int]] = None) -> Tuple[Tensor, dict]:
@@ -64,7 +59,7 @@ def ragged_attention(q: Tensor, k: Tensor, v: Tensor, lengths: Sequence[int],
     longest length to the rows its call attends (capped at Mq)."""
     b, h, mq, d = q.shape
     lengths = [int(x) for x in lengths]
-    groups = plan_groups(lengths, overhead)
+    groups = head_groups(lengths, overhead)
 
     def rows_of(group):
         top = max(lengths[i] for i in group)

@@ -1,7 +1,7 @@
-"""Tables the kernels read, derived once from a ``BlockPlan`` (cached per plan).
+"""Tables the kernels read, derived once from a ``RegionLayout`` (cached per region layout).
 
 The fast path keeps them on the host (pinned) and copies them to the GPU for each attention call
-(``kernel_plan(plan, device)``, about 16 bytes per token for both plans: 17 MB and under a
+(``kernel_tables(regions, device)``, about 16 bytes per token for both region layouts: 17 MB and under a
 millisecond per layer at 1000 frames). Device copies cached across layers sat in GPU memory
 through every other phase of the forward and raised its peak by 5-55 MB over dense, measured on
 the H100 (BENCHMARKS.md, peak memory by part)."""
@@ -15,22 +15,22 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..blocks import BlockPlan
+from ..regions import RegionLayout
 
 
 @dataclass(frozen=True)
-class KernelPlan:
-    """int32 copies of a BlockPlan's tables plus per-block counts.
+class KernelTables:
+    """int32 copies of a RegionLayout's tables plus per-region counts.
 
-    token_index   [nblk, L]    token at each block slot (destinations first)
-    n_dst, n_src  [nblk]       valid destination / source slots of each block (prefixes)
+    token_index   [nblk, L]    token at each region slot (destinations first)
+    n_dst, n_src  [nblk]       valid destination / source slots of each region (prefixes)
     n_unmerged    [nblk]       sources that stay unmerged (0 when every source merges)
-    merge_count   [nblk]       r per block (long, for the torch ranking path)
+    merge_count   [nblk]       r per region (long, for the torch ranking path)
     src_valid     [nblk, S]    bool
-    group_compact [nblk, K+1]  merged row of each block group
+    group_compact [nblk, K+1]  merged row of each region group
     special_index [n_sp]       long (index_select)
     base_assign   [N]          merged row of every destination and special token (sources 0)
-    all_merged    every source of every block merges (dst_ratio = 1): no ranking needed
+    all_merged    every source of every region merges (dst_ratio = 1): no ranking needed
     """
 
     token_index: Tensor
@@ -49,7 +49,7 @@ class KernelPlan:
     all_merged: bool
 
     @property
-    def num_blocks(self) -> int:
+    def num_regions(self) -> int:
         return self.token_index.shape[0]
 
     @property
@@ -68,61 +68,61 @@ class KernelPlan:
     def device(self) -> torch.device:
         return self.token_index.device
 
-    def map_tables(self, fn) -> "KernelPlan":
+    def map_tables(self, fn) -> "KernelTables":
         """A copy with ``fn`` applied to every table (tensor field)."""
         tables = {f.name: fn(getattr(self, f.name))
                   for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), Tensor)}
         return dataclasses.replace(self, **tables)
 
-    def to(self, device: torch.device) -> "KernelPlan":
+    def to(self, device: torch.device) -> "KernelTables":
         """A copy with every table on ``device`` (asynchronous from pinned host memory)."""
         return self.map_tables(lambda t: t.to(device, non_blocking=True))
 
 
-_CACHE: Dict[int, Tuple[BlockPlan, KernelPlan]] = {}
+_CACHE: Dict[int, Tuple[RegionLayout, "KernelTables"]] = {}
 
 
-def kernel_plan(plan: BlockPlan, device: Optional[torch.device] = None) -> KernelPlan:
-    """The KernelPlan of ``plan``: built once per plan object on the plan's device (pinned when
-    that is the host and CUDA exists) and cached; with another ``device``, an uncached copy there
-    that lives as long as the caller holds it."""
-    hit = _CACHE.get(id(plan))
-    if hit is not None and hit[0] is plan:
-        kp = hit[1]
+def kernel_tables(regions: RegionLayout, device: Optional[torch.device] = None) -> KernelTables:
+    """The KernelTables of ``regions``: built once per RegionLayout object on its device (pinned
+    when that is the host and CUDA exists) and cached; with another ``device``, an uncached copy
+    there that lives as long as the caller holds it."""
+    hit = _CACHE.get(id(regions))
+    if hit is not None and hit[0] is regions:
+        kt = hit[1]
     else:
-        kp = _build(plan)
+        kt = _build(regions)
         if len(_CACHE) >= 8:
             _CACHE.clear()
-        _CACHE[id(plan)] = (plan, kp)
-    if device is None or torch.device(device) == kp.device:
-        return kp
-    return kp.to(device)
+        _CACHE[id(regions)] = (regions, kt)
+    if device is None or torch.device(device) == kt.device:
+        return kt
+    return kt.to(device)
 
 
 def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _build(plan: BlockPlan) -> KernelPlan:
-    n_dst = plan.dst_valid.sum(1)
-    n_src = plan.src_valid.sum(1)
-    n_unm = n_src - plan.merge_count
-    d_max = plan.num_dst
+def _build(regions: RegionLayout) -> KernelTables:
+    n_dst = regions.dst_valid.sum(1)
+    n_src = regions.src_valid.sum(1)
+    n_unm = n_src - regions.merge_count
+    d_max = regions.num_dst
     # destinations and special tokens: their rows do not depend on the tokens
-    base = torch.zeros(plan.slot_of_token.numel(), dtype=torch.long, device=plan.token_index.device)
-    dst_tok = plan.token_index[:, :d_max][plan.dst_valid]                   # [sum n_dst]
-    dst_row = plan.group_compact[:, :d_max][plan.dst_valid]
+    base = torch.zeros(regions.slot_of_token.numel(), dtype=torch.long, device=regions.token_index.device)
+    dst_tok = regions.token_index[:, :d_max][regions.dst_valid]                   # [sum n_dst]
+    dst_row = regions.group_compact[:, :d_max][regions.dst_valid]
     base[dst_tok] = dst_row
-    base[plan.special_index] = torch.arange(plan.num_special, device=base.device)
-    kp = KernelPlan(
-        token_index=plan.token_index.to(torch.int32).contiguous(),
+    base[regions.special_index] = torch.arange(regions.num_special, device=base.device)
+    kt = KernelTables(
+        token_index=regions.token_index.to(torch.int32).contiguous(),
         n_dst=n_dst.to(torch.int32), n_src=n_src.to(torch.int32), n_unmerged=n_unm.to(torch.int32),
-        merge_count=plan.merge_count, src_valid=plan.src_valid,
-        group_compact=plan.group_compact.to(torch.int32).contiguous(),
-        special_index=plan.special_index, base_assign=base.to(torch.int32),
-        num_dst=d_max, num_src=plan.num_src, num_groups=plan.num_groups,
-        num_merged=plan.num_merged, all_merged=bool((n_unm == 0).all()),
+        merge_count=regions.merge_count, src_valid=regions.src_valid,
+        group_compact=regions.group_compact.to(torch.int32).contiguous(),
+        special_index=regions.special_index, base_assign=base.to(torch.int32),
+        num_dst=d_max, num_src=regions.num_src, num_groups=regions.num_groups,
+        num_merged=regions.num_merged, all_merged=bool((n_unm == 0).all()),
     )
-    if kp.device.type == "cpu" and torch.cuda.is_available():
-        kp = kp.map_tables(Tensor.pin_memory)
-    return kp
+    if kt.device.type == "cpu" and torch.cuda.is_available():
+        kt = kt.map_tables(Tensor.pin_memory)
+    return kt

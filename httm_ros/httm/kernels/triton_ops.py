@@ -5,17 +5,17 @@ kernels run only in Triton's interpreter (``TRITON_INTERPRET=1`` set before trit
 imported); the tests do that.
 
 Shapes: B batch, H heads, BH = B*H, N tokens (layout order), d head dim (DH), nblk merging
-blocks, D_MAX / S_MAX destination / source slots per block (ragged blocks are padded),
+regions, D_MAX / S_MAX destination / source slots per region (ragged regions are padded),
 M merged rows per head (special tokens first). Tokens are read through strides, so q, k, v may
 be views (v is a strided view of the qkv projection in VGGT's attention).
 
 Kernels (one program per tile; all loads and stores masked):
-  _match_kernel      per (source tile, block, head): normalise sources and destinations on the
+  _match_kernel      per (source tile, region, head): normalise sources and destinations on the
                      fly, cosine similarity by tl.dot, running max/argmax over destination
                      tiles: best destination of every source (never more than one
                      [BLOCK_S, BLOCK_D] tile of the similarity matrix exists); optionally
                      writes the merged row of every source token straight into ``assign``
-  _aggregate_kernel  per (group tile, block, head): sums of the constituents of BLOCK_G merged
+  _aggregate_kernel  per (group tile, region, head): sums of the constituents of BLOCK_G merged
                      tokens as one-hot [BLOCK_G, BLOCK_S] x rows [BLOCK_S, d] products (tensor
                      cores, fp32 accumulation, deterministic, no atomics); one or two tensors
                      (K and V share the matching); writes sums (Q) or means (K/V) and counts
@@ -289,12 +289,12 @@ def _strides(x: Tensor) -> Tuple[int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2)
 
 
-def match(x: Tensor, kp, assign: Optional[Tensor] = None,
+def match(x: Tensor, kt, assign: Optional[Tensor] = None,
           block_s: int = 128, block_d: int = 64, num_warps: int = 8,
           num_stages: Optional[int] = None) -> Tuple[Tensor, Tensor]:
-    """Best destination of every source slot of every block.
+    """Best destination of every source slot of every region.
 
-    x [B, H, N, d]; kp: KernelPlan -> (score [B*H, nblk, S_MAX] fp32, -inf at padding;
+    x [B, H, N, d]; kt: KernelTables -> (score [B*H, nblk, S_MAX] fp32, -inf at padding;
     best [B*H, nblk, S_MAX] int32, destination slot, -1 at padding). With ``assign``
     ([B*H, N] int32, destinations and special tokens already filled) the merged row of every
     source (all sources merged) is written into it as well. Launch configuration (tile sizes,
@@ -302,7 +302,7 @@ def match(x: Tensor, kp, assign: Optional[Tensor] = None,
     """
     x = x if x.stride(-1) == 1 else x.contiguous()
     b, h, n, d = x.shape
-    nblk, s_max = kp.num_blocks, kp.num_src
+    nblk, s_max = kt.num_regions, kt.num_src
     score = _empty(b * h, nblk, s_max, dtype=torch.float32, device=x.device)
     best = _empty(b * h, nblk, s_max, dtype=torch.int32, device=x.device)
     if s_max == 0:
@@ -310,14 +310,14 @@ def match(x: Tensor, kp, assign: Optional[Tensor] = None,
     write = assign is not None
     grid = (triton.cdiv(s_max, block_s), nblk, b * h)
     _match_kernel[grid](
-        x, *_strides(x), h, kp.token_index, kp.width, kp.n_dst, kp.n_src, nblk, s_max, kp.num_dst,
-        score, best, assign if write else best, n, kp.group_compact, kp.group_width,
+        x, *_strides(x), h, kt.token_index, kt.width, kt.n_dst, kt.n_src, nblk, s_max, kt.num_dst,
+        score, best, assign if write else best, n, kt.group_compact, kt.group_width,
         DH=d, BLOCK_DH=_pow2(d), BLOCK_S=block_s, BLOCK_D=block_d, WRITE_ASSIGN=write,
         IEEE=_ieee(x), num_warps=num_warps, **_stages(num_stages))
     return score, best
 
 
-def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bool = True,
+def aggregate(x: Tensor, kt, group: Tensor, y: Optional[Tensor] = None, mean: bool = True,
               block_g: int = 128, block_s: int = 32, num_warps: int = 8, num_stages: Optional[int] = None):
     """Merged tokens of every group (special tokens copied to rows 0..n_sp-1).
 
@@ -330,23 +330,23 @@ def aggregate(x: Tensor, kp, group: Tensor, y: Optional[Tensor] = None, mean: bo
     if y is not None and y.stride(-1) != 1:
         y = y.contiguous()
     b, h, n, d = x.shape
-    m = kp.num_merged
+    m = kt.num_merged
     out_dtype = x.dtype if mean else torch.float32
     out_x = _empty(b * h, m, d, dtype=out_dtype, device=x.device)
     out_y = _empty(b * h, m, d, dtype=y.dtype, device=x.device) if y is not None else None
     counts = _empty(b * h, m, dtype=torch.float32, device=x.device)
-    sp = kp.special_index
+    sp = kt.special_index
     out_x.view(b, h, m, d)[:, :, :sp.numel()] = x.index_select(2, sp)
     if y is not None:
         out_y.view(b, h, m, d)[:, :, :sp.numel()] = y.index_select(2, sp)
     counts[:, :sp.numel()] = 1.0
-    if kp.num_groups > 0:
+    if kt.num_groups > 0:
         yy = y if y is not None else x
-        grid = (triton.cdiv(kp.num_groups, block_g), kp.num_blocks, b * h)
+        grid = (triton.cdiv(kt.num_groups, block_g), kt.num_regions, b * h)
         _aggregate_kernel[grid](
             x, *_strides(x), yy, *_strides(yy), h,
-            kp.token_index, kp.width, kp.n_dst, kp.n_src, kp.n_unmerged, kp.num_blocks,
-            kp.num_src, kp.num_dst, group, kp.group_compact, kp.group_width,
+            kt.token_index, kt.width, kt.n_dst, kt.n_src, kt.n_unmerged, kt.num_regions,
+            kt.num_src, kt.num_dst, group, kt.group_compact, kt.group_width,
             out_x, out_y if out_y is not None else out_x, counts, m,
             DH=d, BLOCK_DH=_pow2(d), BLOCK_G=block_g, BLOCK_S=block_s, HAS_Y=y is not None,
             MEAN=mean, IEEE=_ieee(x), num_warps=num_warps, **_stages(num_stages))

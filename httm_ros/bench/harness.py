@@ -1,0 +1,44 @@
+"""What the model benchmarks (``e2e``, ``layer``) share on the command line: the clock start,
+the device, the model build and their common options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from .workload import build_model
+
+
+def start_time() -> float:
+    """$BENCH_T0 (epoch seconds, set by bench/gpu_suite.sh at its start), else now."""
+    try:
+        return float(os.environ["BENCH_T0"])
+    except (KeyError, ValueError):
+        return time.time()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def timed_model(args, device: torch.device):
+    """(model, seconds it took to build) for ``--config`` / ``--weights-dtype``."""
+    start = time.time()
+    model = build_model(device, args.config, getattr(torch, args.weights_dtype))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return model, round(time.time() - start, 2)
+
+
+def add_model_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--out", type=Path, required=True, help="JSON file (rewritten after every item)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--config", choices=("1b", "tiny"), default="1b")
+    s.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
+    s.add_argument("--image-size", type=int, nargs=2, default=[392, 518], metavar=("H", "W"))
