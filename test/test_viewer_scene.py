@@ -58,8 +58,10 @@ def test_tracking_state_and_stats_text():
         == "failed: CUDA out of memory"
     assert tracking_state({"alignment_accepted": False, "alignment_message": "too few inliers"}) \
         == "rejected: too few inliers"
-    text = stats_markdown({"alignment_accepted": True, "latency_total_ms": 123.456, "frames_received": 12}, 3)
-    assert "| latency total [ms] | 123 |" in text and "| frames received | 12 |" in text
+    text = stats_markdown({"alignment_accepted": True, "latency_total_ms": 123.456, "latency_model_ms": 10168.4,
+                           "frames_received": 12}, 3)
+    assert "| latency total [ms] | 123.5 |" in text and "| latency model [ms] | 10168 |" in text
+    assert "| frames received | 12 |" in text
     assert "| stats messages | 3 |" in text
 
 

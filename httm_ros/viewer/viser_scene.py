@@ -40,9 +40,16 @@ def stats_markdown(stats: Mapping, windows_seen: int) -> str:
     for field, label in _STATS_ROWS:
         if field in stats:
             value = stats[field]
-            lines.append(f"| {label} | {value:.4g} |" if isinstance(value, float) else f"| {label} | {value} |")
+            lines.append(f"| {label} | {_number(value)} |")
     lines.append(f"| stats messages | {windows_seen} |")
     return "\n".join(lines)
+
+
+def _number(value) -> str:
+    """A stats value as text: floats with 4 significant digits, large ones without an exponent."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def _extent(xyz: np.ndarray) -> float:
