@@ -23,7 +23,7 @@ from oracle_outputs import oracle_outputs  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
 from httm_ros.ros.local_dds import RosContext, ros_env, wait_for  # noqa: E402
 from httm_ros.viewer.bag_feed import last_messages, load_bag  # noqa: E402
-from httm_ros.viewer.command import free_port, start_viewer  # noqa: E402
+from httm_ros.viewer.server import free_port, start_viewer  # noqa: E402
 from httm_ros.viewer.screenshot import ScreenshotError, capture, find_chromium  # noqa: E402
 
 MIN_SCENE_PIXELS = 5000          # the map alone covers tens of thousands of pixels at 1024x768

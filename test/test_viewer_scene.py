@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("viser")
 
-from httm_ros.viewer.command import start_viewer  # noqa: E402
+from httm_ros.viewer.server import start_viewer  # noqa: E402
 from httm_ros.viewer.viser_scene import stats_markdown, tracking_state  # noqa: E402
 
 

@@ -12,30 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import socket
 import sys
 import threading
 from typing import Optional, Sequence
 
 from httm_ros.tools.bag_io import BagError
 
-from .msg_adapter import SceneFeed
-from .viser_scene import ReconstructionScene
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def start_viewer(host: str = "127.0.0.1", port: int = 8080):
-    """A viser server (``port`` 0: any free one) with an empty ReconstructionScene -> (server, feed)."""
-    import viser
-
-    server = viser.ViserServer(host=host, port=port or free_port(host), verbose=False)
-    return server, SceneFeed(ReconstructionScene(server))
+from .server import start_viewer
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

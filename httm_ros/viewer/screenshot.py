@@ -101,7 +101,7 @@ def write_screenshot(source: Union[str, Path], png_path: Union[str, Path], timeo
         capture(str(source), png_path, timeout)
         return Path(png_path)
     from .bag_feed import load_bag
-    from .command import start_viewer
+    from .server import start_viewer
 
     server, feed = start_viewer("127.0.0.1", 0)
     try:
