@@ -12,10 +12,14 @@ that LaunchPlan into launch actions:
 - RViz with config/reconstruct.rviz when rviz:=true;
 - with bag:=PATH: once the node logs that it is ready (model loaded), ``ros2 bag play PATH --clock``
   of the image topic (use_sim_time is set on the node), then the node's ~/flush when the bag ends.
+  Where ``ros2 bag`` is missing (no ROS install) httm-replay plays it the same way (/clock, rate),
+  and the log says so;
+- a launch argument error (or checkpoint:= naming no file) ends the launch with one error line and
+  a non-zero status, as does the node failing to start.
 """
 
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction,
+from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, LogInfo, OpaqueFunction,
                             RegisterEventHandler, TimerAction)
 from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.events import Shutdown
@@ -30,7 +34,13 @@ READY_MARK = b"ready: "          # reconstruct_node logs "ready: <model> ..." on
 
 def _bag_actions(plan, node):
     """Play the bag once the node is ready; flush the node when the bag has been played."""
-    player = ExecuteProcess(cmd=plan.bag_command, output="screen", name="bag_play")
+    notes = []
+    if launch_plan.ros2_bag_available():
+        player = ExecuteProcess(cmd=plan.bag_command, output="screen", name="bag_play")
+    else:
+        player = ExecuteProcess(cmd=plan.bag_replay_command, output="screen", name="httm_replay")
+        notes = [LogInfo(msg="`ros2 bag` is not available: the bag is played with httm-replay "
+                             "(same /clock, rate and ~/flush at the end)")]
     flush = ExecuteProcess(cmd=plan.flush_command, output="screen", name="flush")
     started = []
 
@@ -41,7 +51,14 @@ def _bag_actions(plan, node):
         return [RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[flush])),
                 TimerAction(period=plan.bag_delay, actions=[player])]
 
-    return [RegisterEventHandler(OnProcessIO(target_action=node, on_stdout=on_output, on_stderr=on_output))]
+    return notes + [RegisterEventHandler(OnProcessIO(target_action=node, on_stdout=on_output, on_stderr=on_output))]
+
+
+def _node_exited(event, context):
+    """End the launch with the node; a failed start (the node logged why) makes it fail too."""
+    if event.returncode not in (0, None) and not context.is_shutdown:
+        raise RuntimeError(f"reconstruct_node exited with status {event.returncode}")
+    return [EmitEvent(event=Shutdown(reason="reconstruct_node exited"))]
 
 
 def _typed(parameters):
@@ -55,11 +72,12 @@ def _launch_setup(context, *args, **kwargs):
     """Evaluate the arguments and build the actions (httm_ros.tools.launch_plan)."""
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_plan.ARGUMENTS}
     plan = launch_plan.resolve_launch_arguments(values)
+    launch_plan.check_files(plan)
     node = Node(package=launch_plan.PACKAGE, executable=launch_plan.NODE_NAME, name=launch_plan.NODE_NAME,
                 output="screen", emulate_tty=True, parameters=_typed(plan.node_parameters()),
                 remappings=plan.remappings, arguments=["--ros-args", "--log-level", plan.log_level])
     actions = [RegisterEventHandler(OnProcessExit(        # handlers first, then the processes they watch
-        target_action=node, on_exit=[EmitEvent(event=Shutdown(reason="reconstruct_node exited"))]))]
+        target_action=node, on_exit=_node_exited))]
     if plan.bag_command:
         actions += _bag_actions(plan, node)
     actions.append(node)

@@ -44,7 +44,9 @@ the streaming core).
 from __future__ import annotations
 
 import collections
+import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -317,8 +319,23 @@ class ReconstructNode(Node):
         self._publish_thread.join(timeout)
 
 
+_node_up = threading.Event()
+
+
+def on_sigint(signum=None, frame=None) -> None:
+    """SIGINT (after rclpy's own handler): while the node is not up yet (imports, model build) exit 0
+    at once, no traceback - nothing needs cleaning up, and a KeyboardInterrupt there can be swallowed
+    mid-import; afterwards Python's default, KeyboardInterrupt."""
+    if _node_up.is_set():
+        raise KeyboardInterrupt
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(args=None) -> int:
     """Entry point of the ``reconstruct_node`` executable; returns the exit status."""
+    signal.signal(signal.SIGINT, on_sigint)             # rclpy.init's handler calls it after its own
     rclpy.init(args=args)
     try:
         node = ReconstructNode()
@@ -326,6 +343,7 @@ def main(args=None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(err).__name__}: {err}")
         rclpy.try_shutdown()
         return 2
+    _node_up.set()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

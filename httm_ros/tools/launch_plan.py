@@ -12,7 +12,10 @@ see :data:`ARGUMENTS`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -53,8 +56,9 @@ ARGUMENTS: Tuple[Argument, ...] = (
     Argument("use_sim_time", "auto", "true, false or auto (= true when bag:= is given)."),
     Argument("rviz", "false", "true: start RViz with rviz_config."),
     Argument("rviz_config", "", "RViz configuration (default: share/httm_ros/config/reconstruct.rviz)."),
-    Argument("bag", "", "A rosbag2 to play into the node with `ros2 bag play --clock` once the node is "
-             "ready (sets use_sim_time); the node's ~/flush is called when the bag ends."),
+    Argument("bag", "", "A rosbag2 to play into the node with `ros2 bag play --clock` (httm-replay where "
+             "ros2 bag is missing) once the node is ready (sets use_sim_time); the node's ~/flush is "
+             "called when the bag ends."),
     Argument("bag_rate", "1.0", "Playback rate of bag:= (1.0 = recorded speed)."),
     Argument("bag_delay", "1.0", "Seconds between the node being ready and the bag starting (DDS discovery)."),
     Argument("log_level", "info", "Node log level: " + ", ".join(LOG_LEVELS) + "."),
@@ -79,7 +83,8 @@ class LaunchPlan:
     use_sim_time: bool
     log_level: str = "info"
     rviz_command: Optional[List[str]] = None
-    bag_command: Optional[List[str]] = None
+    bag_command: Optional[List[str]] = None          # ros2 bag play ... (a ROS install)
+    bag_replay_command: Optional[List[str]] = None   # the same playback with httm-replay
     bag_delay: float = 1.0
     flush_command: List[str] = field(default_factory=list)
 
@@ -207,8 +212,30 @@ def resolve_launch_arguments(values: Mapping[str, str], share_dir: Optional[str]
     if bag:
         rate = _positive("bag_rate", values["bag_rate"])
         result.bag_delay = _positive("bag_delay", values["bag_delay"], allow_zero=True)
-        result.bag_command = ["ros2", "bag", "play", bag, "--clock", "--rate", f"{rate:g}", "--topics", topic]
+        result.bag_command, result.bag_replay_command = bag_commands(bag, topic, rate)
     return result
+
+
+def bag_commands(bag: str, topic: str, rate: float) -> Tuple[List[str], List[str]]:
+    """The bag player, one description for both: ``ros2 bag play`` (C++ rosbag2, a ROS install) and
+    httm-replay (rosbags + rclpy, everywhere): ``topic`` of ``bag`` at ``rate`` with /clock from
+    the bag time; the node's ~/flush (:func:`flush_command`) follows when the player exits."""
+    ros2_bag = ["ros2", "bag", "play", bag, "--clock", "--rate", f"{rate:g}", "--topics", topic]
+    replay = [sys.executable, "-m", "httm_ros.tools.replay", bag, "--rate", f"{rate:g}", "--topic", topic]
+    return ros2_bag, replay
+
+
+def ros2_bag_available() -> bool:
+    """True when ``ros2 bag`` exists (the ros2bag verb of a ROS install)."""
+    return importlib.util.find_spec("ros2bag") is not None and shutil.which("ros2") is not None
+
+
+def check_files(plan: LaunchPlan) -> None:
+    """LaunchArgumentError when checkpoint:= names no file: found before the node starts, so the
+    launch ends with that one line and a non-zero status."""
+    checkpoint = plan.overrides.get("checkpoint")
+    if checkpoint and not Path(checkpoint).is_file():
+        raise LaunchArgumentError(f"launch argument checkpoint:={checkpoint}: no such file")
 
 
 def flush_command(node: str = "/" + NODE_NAME) -> List[str]:

@@ -1,0 +1,141 @@
+"""Launch test: reconstruct.launch.py with its YAML, the tiny model on CPU; frames in, every output
+out; the ros2 CLI sees the node as users do; SIGINT at the end stops it cleanly.
+
+Run by `colcon test` (CMakeLists.txt: `python -m launch_testing.launch_test FILE --junit-xml ...`),
+or by hand: `python -m launch_testing.launch_test test/launch/test_reconstruct.launch.py` with the
+workspace sourced.
+"""
+
+import os
+import pathlib
+import subprocess
+import tempfile
+import unittest
+
+import launch
+import launch_testing.actions
+import launch_testing.asserts
+import pytest
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from httm_ros.ros import codec
+from httm_ros.ros.local_dds import OUTPUTS, RosContext, make_collector, ros_env, wait_for
+from httm_ros.synthetic import demo_sequence
+
+TIMEOUT = 120.0
+NODE = "/reconstruct_node"
+TOPIC = "/launch_test/image_raw"
+FRAMES = 3
+T0 = 50.0
+TINY = """/**:
+  ros__parameters:
+    model_config: "tiny"
+    image_size: 56
+    window_size: 3
+    window_overlap: 2
+    keyframe_policy: "every"
+    qos_reliability: "reliable"
+    qos_depth: 10
+    diagnostics_period: 0.2
+"""
+os.environ.update(ros_env(__name__))        # the node (a child process) and this test: one domain
+CAMERA_TOPICS = ("depth", "depth_confidence", "camera_info")     # in camera_frame; the rest in world_frame
+
+
+@pytest.mark.launch_test
+def generate_test_description():
+    extra = pathlib.Path(tempfile.mkdtemp()) / "tiny.yaml"
+    extra.write_text(TINY)
+    launch_file = pathlib.Path(get_package_share_directory("httm_ros")) / "launch" / "reconstruct.launch.py"
+    include = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(launch_file)),
+        launch_arguments={"extra_params_file": str(extra), "allow_test_weights": "true", "device": "cpu",
+                          "image_topic": TOPIC}.items())
+    return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
+
+
+def _ros2(*args: str) -> subprocess.CompletedProcess:
+    """The ros2 CLI as a user runs it, without the daemon."""
+    return subprocess.run(["ros2", *args, "--no-daemon"], capture_output=True, text=True, timeout=60,
+                          env=os.environ.copy())
+
+
+class TestFramesInOutputsOut(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ctx = RosContext(__name__, domain=int(os.environ["ROS_DOMAIN_ID"]))
+        cls.col = cls.ctx.add(make_collector(cls.ctx.context, NODE))
+        cls.tf = []
+        feeder = cls.ctx.add(Node("launch_test_feeder", context=cls.ctx.context))
+        from tf2_msgs.msg import TFMessage
+        feeder.create_subscription(TFMessage, "/tf", cls.tf.append, QoSProfile(depth=100))
+        cls.pub = feeder.create_publisher(Image, TOPIC, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        wait_for(lambda: cls.pub.get_subscription_count() > 0 and cls.col.matched("stats"), TIMEOUT,
+                 "the launched node's image subscription and ~/stats")
+        seq = demo_sequence(num_frames=FRAMES, width=112, height=84, seed=0)
+        cls.stamps = [codec.sec_to_stamp(T0 + 0.1 * i) for i in range(FRAMES)]
+        for i in range(FRAMES):
+            cls.pub.publish(codec.rgb_to_image(seq.images[i], codec.make_header(cls.stamps[i], "cam")))
+        wait_for(lambda: all(cls.col.count(t) >= 1 for t in OUTPUTS) and cls.col.count("pose") >= FRAMES
+                 and sum(len(m.transforms) for m in cls.tf) >= FRAMES, TIMEOUT, "every output and /tf")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ctx.close()
+
+    def test_stats_of_the_window(self):
+        stats = self.col.messages["stats"][0]
+        self.assertEqual((stats.num_keyframes, stats.image_width, stats.merge_mode), (FRAMES, 56, "httm"))
+        self.assertEqual((stats.header.frame_id, stats.header.stamp), ("map", self.stamps[-1]))
+
+    def test_every_output_has_its_frame_id_and_the_input_stamps(self):
+        for topic in OUTPUTS:
+            msgs = self.col.messages[topic]
+            frame = "camera_optical_frame" if topic in CAMERA_TOPICS else "map"
+            self.assertTrue(all(m.header.frame_id == frame for m in msgs), topic)
+            self.assertTrue(all(m.header.stamp in self.stamps for m in msgs), topic)
+        self.assertEqual([p.header.stamp for p in self.col.messages["pose"][:FRAMES]], self.stamps)
+        self.assertEqual(self.col.messages["depth"][0].encoding, "32FC1")
+
+    def test_tf_chain_equals_pose(self):
+        transforms = [t for m in self.tf for t in m.transforms][:FRAMES]
+        for t, pose in zip(transforms, self.col.messages["pose"][:FRAMES]):
+            self.assertEqual((t.header.frame_id, t.child_frame_id), ("map", "camera_optical_frame"))
+            self.assertEqual(t.header.stamp, pose.header.stamp)
+            tr, p = t.transform, pose.pose
+            self.assertEqual((tr.translation.x, tr.translation.y, tr.translation.z),
+                             (p.position.x, p.position.y, p.position.z))
+            self.assertEqual((tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w),
+                             (p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w))
+
+    def test_ros2_topic_list_shows_every_output_with_its_type(self):
+        out = _ros2("topic", "list", "-t")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        listed = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+        expected = {f"{NODE}/{t}": f"[{path.replace('.', '/')}]" for t, (path, _) in OUTPUTS.items()}
+        expected.update({"/diagnostics": "[diagnostic_msgs/msg/DiagnosticArray]", "/tf": "[tf2_msgs/msg/TFMessage]",
+                         TOPIC: "[sensor_msgs/msg/Image]"})
+        self.assertEqual({k: listed.get(k) for k in expected}, expected)
+
+    def test_ros2_param_set_of_an_invalid_value_is_rejected_with_the_reason(self):
+        out = _ros2("param", "set", NODE, "drop_policy", "sideways")
+        said = out.stdout + out.stderr
+        self.assertIn("Setting parameter failed", said)
+        self.assertIn("drop_policy must be one of drop_oldest, drop_newest; got 'sideways'", said)
+        frozen = _ros2("param", "set", NODE, "window_size", "5")
+        self.assertIn("read-only parameter: window_size", frozen.stdout + frozen.stderr)
+        self.assertIn("drop_oldest", _ros2("param", "get", NODE, "drop_policy").stdout)
+
+
+@launch_testing.post_shutdown_test()
+class TestCleanShutdown(unittest.TestCase):
+    def test_sigint_exits_0_without_traceback(self, proc_info, proc_output):
+        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0])
+        text = "".join(o.text.decode(errors="replace") for o in proc_output)
+        self.assertNotIn("Traceback", text)
+        self.assertIn("ready: ", text)
