@@ -43,6 +43,8 @@ from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 import torch
 
+from httm_ros.timing import StageTimer
+
 T = TypeVar("T")
 
 #: Launch keyword arguments of ``triton_ops.match`` / ``triton_ops.aggregate`` to try. The first
@@ -88,14 +90,12 @@ def cuda_timer(fn: Callable[[], object], device: torch.device) -> float:
     """Milliseconds of one call of ``fn`` on ``device``'s current stream (CUDA events, synced);
     the output is dropped before returning."""
     with torch.cuda.device(device):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
+        timer = StageTimer(device, "events")
         out = fn()
-        end.record()
-        end.synchronize()
+        timer.lap("call")
+        ms = timer.times_ms()["call"]
         del out
-        return start.elapsed_time(end)
+        return ms
 
 
 def enabled(device: torch.device) -> bool:
