@@ -13,12 +13,13 @@ import logging
 import sys
 from typing import List, Optional
 
-from . import compile_check, e2e, fidelity, latency, layer, node, postprocess, report
+from . import compile_check, e2e, fidelity, latency, layer, node, postprocess, report, windows
 
 # name -> (module, help)
 SUBCOMMANDS = {
     "e2e": (e2e, "whole forward per mode and frame count"),
     "layer": (layer, "one global layer, stage by stage (Table 4)"),
+    "windows": (windows, "window latency over consecutive windows of new content, per mode in its own process"),
     "latency": (latency, "one global-attention call: dense vs HTTM vs uniform"),
     "fidelity": (fidelity, "attention error of HTTM and uniform merging vs dense, per layer (CPU)"),
     "postprocess": (postprocess, "the streaming core's post-processing per window (bench/postprocess.py)"),
