@@ -1,0 +1,44 @@
+"""httm-train: the losses fall when overfitting one batch; the smoke run writes every output."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from httm_ros.train.data import ClipPool
+from httm_ros.train.loop import TrainOptions, forward_train, make_optimizer
+from httm_ros.train.losses import training_loss
+from httm_ros.vggt import VGGT, VGGTConfig
+
+
+def test_overfit_one_batch_lowers_the_loss(one_torch_thread):
+    torch.manual_seed(0)
+    model = VGGT(VGGTConfig.tiny()).train()
+    opt = make_optimizer(model, TrainOptions(lr=2e-3, weight_decay=0.0))
+    batch = ClipPool((42, 56), "cpu", seed=3, size=1, reuse=100, clip_frames=4).batch(np.random.default_rng(0), 3, 2)
+    losses = []
+    for _ in range(25):
+        parts = training_loss(forward_train(model, batch["images"]), batch)
+        opt.zero_grad()
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(parts["loss"].item())
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
+    code = ("import sys; from httm_ros.train.cli import main; main(['--smoke', '--out', sys.argv[1]]); "
+            "assert not [m for m in sys.modules if m.startswith('rclpy')], 'training imported rclpy'")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=240)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["httm-vggt-synth.json", "httm-vggt-synth.safetensors", "resume.pt", "train_curves.png",
+                     "train_log.json"] or names == [n for n in names if n != "train_curves.png"]
+    card = json.loads((tmp_path / "httm-vggt-synth.json").read_text())
+    assert card["image_hw"] == [42, 56] and "NOT VGGT-1B" in card["statement"]
+    assert card["training"]["steps"] == 4 and set(card["heldout"]["summary"]) >= {"abs_rel", "ate_percent"}
+    log = json.loads((tmp_path / "train_log.json").read_text())["entries"]
+    assert [e["step"] for e in log] == [1, 2, 3, 4]
+    assert VGGT.from_checkpoint(tmp_path / "httm-vggt-synth.safetensors").config == VGGTConfig.tiny()
