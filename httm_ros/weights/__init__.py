@@ -1,0 +1,23 @@
+"""Weights shipped with the package: httm-vggt-synth (trained by ``httm-train`` on synthetic rooms
+only; NOT VGGT-1B), its model card ``httm-vggt-synth.json`` and training log/curves.
+
+``synth_weights()`` is the path of the safetensors file, or None until a training run has put it
+here (copy ``httm-vggt-synth.safetensors``, ``httm-vggt-synth.json``, ``train_log.json`` and
+``train_curves.png`` from the run's --out folder). Load with ``VGGT.from_checkpoint(path)`` (the
+config travels in the file) and take the input size from
+``httm_ros.vggt.checkpoint.checkpoint_image_hw(path)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+FOLDER = Path(__file__).resolve().parent
+SYNTH_NAME = "httm-vggt-synth"
+
+
+def synth_weights() -> Optional[Path]:
+    """Path of httm-vggt-synth.safetensors in this folder, None if it is not there (yet)."""
+    path = FOLDER / f"{SYNTH_NAME}.safetensors"
+    return path if path.is_file() else None
