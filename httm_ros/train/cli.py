@@ -25,6 +25,9 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="stop, save and evaluate before this many seconds have passed")
     p.add_argument("--resume", default=None, help="resume.pt, a resume-NN.pt part, or the folder holding them")
     p.add_argument("--steps", type=int, default=d.steps, help="total steps of the schedule (default %(default)s)")
+    p.add_argument("--schedule-s", type=float, default=None,
+                   help="cosine learning-rate schedule over this many seconds of training (all calls "
+                        "together) instead of --steps; --steps then only caps the run")
     p.add_argument("--batch-frames", type=int, default=d.batch_frames, help="frames per step (default %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)s)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="warmup steps (default %(default)s)")
@@ -78,7 +81,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         opts = smoke_options(args.out, resume=args.resume, seed=args.seed, time_budget_s=args.time_budget_s,
                              argv=["httm-train"] + argv)
     else:
-        opts = TrainOptions(out=args.out, config=args.config, steps=args.steps, batch_frames=args.batch_frames,
+        opts = TrainOptions(out=args.out, config=args.config, steps=args.steps, schedule_s=args.schedule_s,
+                            batch_frames=args.batch_frames,
                             lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
                             device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
                             pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,

@@ -31,6 +31,7 @@ class TrainOptions:
     config: str = "synth"
     image_hw: Tuple[int, int] = SYNTH_IMAGE_HW
     steps: int = 4000                 # total steps of the schedule (across resumed calls)
+    schedule_s: Optional[float] = None  # if set: cosine over this many seconds of training instead
     batch_frames: int = 192           # frames per step (sequences of one frame count each)
     lr: float = 4e-4
     min_lr_ratio: float = 0.05
@@ -62,11 +63,15 @@ def smoke_options(out: Path, **changes) -> TrainOptions:
     return TrainOptions(**base)
 
 
-def lr_at(step: int, opts: TrainOptions) -> float:
-    """Linear warmup, then cosine from lr to lr * min_lr_ratio at opts.steps."""
+def lr_at(step: int, opts: TrainOptions, trained_s: float = 0.0) -> float:
+    """Linear warmup, then cosine from lr to lr * min_lr_ratio at opts.steps (or, with
+    opts.schedule_s, after that many seconds of training: robust to an unknown step time)."""
     if step < opts.warmup:
         return opts.lr * (step + 1) / opts.warmup
-    frac = min(1.0, (step - opts.warmup) / max(1, opts.steps - opts.warmup))
+    if opts.schedule_s:
+        frac = min(1.0, trained_s / opts.schedule_s)
+    else:
+        frac = min(1.0, (step - opts.warmup) / max(1, opts.steps - opts.warmup))
     return opts.lr * (opts.min_lr_ratio + (1 - opts.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -183,7 +188,7 @@ def train(opts: TrainOptions) -> Dict:
         rng = np.random.default_rng([opts.seed, step, 7])
         frames = frame_count_for_step(rng)
         batch = pool.batch(rng, frames, max(1, opts.batch_frames // frames))
-        lr = lr_at(step, opts)
+        lr = lr_at(step, opts, before + time.monotonic() - t_start)
         for group in opt.param_groups:
             group["lr"] = lr
         pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0)
