@@ -74,13 +74,14 @@ def test_head_groups():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("overhead", [0, 10 ** 9])
-def test_ragged_attention(device, overhead):
+@pytest.mark.parametrize("kernels", ["flash", "cudnn"])
+def test_ragged_attention(device, overhead, kernels):
     g = torch.Generator().manual_seed(7)
     b, h, mq, mk, d = 2, 3, 40, 24, 16
     q, k, v = (torch.randn(b, h, m, d, generator=g).to(device) for m in (mq, mk, mk))
     bias = torch.randn(b, h, 1, mk, generator=g).to(device)
     lengths = [40, 12, 31, 5, 40, 20]
-    o, info = ragged_attention(q, k, v, lengths, attn_mask=bias, overhead=overhead)
+    o, info = ragged_attention(q, k, v, lengths, attn_mask=bias, overhead=overhead, kernels=kernels)
     assert info["groups"] == (1 if overhead else len(head_groups(lengths, 0)))
     for i, length in enumerate(lengths):
         bi, hi = divmod(i, h)

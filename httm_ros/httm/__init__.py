@@ -9,7 +9,8 @@ Modules, in data-flow order: ``settings`` (HTTMConfig, UniformMergeConfig), ``re
 merging regions of temporal reordering: ``RegionLayout``), ``merge`` (matching, aggregation,
 outlier filtering, unmerging: the torch reference; ``Matching``), ``kernels/`` (the Triton fast
 path), ``attention`` (HTTM attention: torch or Triton), ``uniform`` (FastVGGT-style baseline),
-``records`` (MergeRecord, MergeStats), ``patch`` (the hook), ``arguments`` (command-line options
+``records`` (MergeRecord, MergeStats), ``patch`` (the hook), ``warmup`` (start-up forwards at
+the window size), ``arguments`` (command-line options
 of the tools). Benchmarks live in ``httm_ros.bench``. See docs/MERGING.md and docs/KERNELS.md.
 """
 
@@ -19,9 +20,10 @@ from .patch import MergeCore, merge_stats, patch
 from .records import MergeRecord, MergeStats
 from .settings import HTTMConfig, UniformMergeConfig
 from .uniform import uniform_attention
+from .warmup import warm_up
 
 __all__ = [
     "HTTMConfig", "UniformMergeConfig", "patch", "merge_stats", "MergeCore", "MergeStats",
     "MergeRecord", "httm_attention", "uniform_attention", "add_merge_arguments",
-    "merge_config_from_args",
+    "merge_config_from_args", "warm_up",
 ]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 IMPLS = ("auto", "triton", "torch")
+ATTENTION_SDPA = ("flash", "cudnn")
 
 
 def _check_fraction(owner: str, name: str, value, low_open: bool = False, high_open: bool = False) -> None:
@@ -62,6 +63,11 @@ class HTTMConfig:
                        reference instead, reported in its record and counted in the stats),
                        "triton" (the kernels or an error; on CPU only under TRITON_INTERPRET=1)
                        or "torch" (the reference in ``merge.py``)
+    attention_sdpa     SDPA kernels of the Triton path's attention over per-head query lengths
+                       (CUDA): "flash" (flash, or memory-efficient with a bias: kernels that are
+                       not built per shape, so a new outlier count costs nothing extra) or
+                       "cudnn" (cuDNN first: ~25% more attention FLOP/s, but an execution plan
+                       is built, seconds, for every new query-row count; ``vggt.layers.sdpa``)
     profile            time each stage in the stats (synchronises CUDA; CPU is always timed)
     """
 
@@ -76,6 +82,7 @@ class HTTMConfig:
     proportional_attention: bool = False
     tile_elements: int = 1 << 28
     impl: str = "auto"
+    attention_sdpa: str = "flash"
     profile: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +103,9 @@ class HTTMConfig:
         _check_bools("HTTMConfig", self, ("anchor_first_frame", "proportional_attention", "profile"))
         if self.impl not in IMPLS:
             raise ValueError(f"HTTMConfig.impl must be one of {IMPLS}, got {self.impl!r}")
+        if self.attention_sdpa not in ATTENTION_SDPA:
+            raise ValueError(f"HTTMConfig.attention_sdpa must be one of {ATTENTION_SDPA}, "
+                             f"got {self.attention_sdpa!r}")
 
     @property
     def q_kept(self) -> float:

@@ -9,7 +9,8 @@ reference), fewer passes over q, k, v. Stage by stage (B=1, H=16, N tokens, d=64
   outliers_remove  outliers leave their merged token (atomics), get their own row; means
   match_kv         as match_q on k (no assignment needed: K/V are never unmerged)
   merge_kv         K and V aggregated together (one matching): means in bf16 + sizes
-  attention        SDPA (cuDNN first) over per-head query lengths, grouped (ragged.py)
+  attention        SDPA over per-head query lengths, grouped (ragged.py): flash kernels, or
+                   cuDNN first (``HTTMConfig.attention_sdpa``)
   unmerge          gather by the assignment (unmerge + inverse reorder in one pass) into
                    [B, N, H, d] memory, so the attention module's transpose before proj is free
 
@@ -141,7 +142,8 @@ def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Te
 
     lengths = [kq.num_merged + c for c in per_head_host]
     mk = k_m.shape[2]
-    o_m, info = ragged_attention(q_m, k_m, v_m, lengths, bias, rounding=round_rows)  # [B, H, Mq, d]
+    o_m, info = ragged_attention(q_m, k_m, v_m, lengths, bias, rounding=round_rows,
+                                 kernels=config.attention_sdpa)         # [B, H, Mq, d]
     padded_q = q_m.shape[2]
     del q_m, k_m, v_m, bias
     timer.lap("attention")

@@ -9,6 +9,14 @@ head, has no padding but each call leaves a partial last wave of tiles on the GP
 cut into consecutive groups; a group of g heads costs ``g * (longest length)`` query rows plus
 ``call_overhead_rows`` (about half a wave of 128-row tiles on 132 SMs: 8448). With balanced heads
 the answer is one padded call (no copies); with skewed heads a few groups.
+
+Which SDPA kernels run the calls (``kernels``): the group sizes and row counts follow the
+per-head outlier counts, so every window of new content brings shapes not seen before. cuDNN
+builds an execution plan for each new shape (seconds: measured windows of 24 frames on an H200
+with spikes up to 4x the median); the flash kernels (and memory-efficient ones, which take an
+attention bias) are compiled ahead of time for every shape, at ~75-80% of cuDNN's FLOP rate on
+an H100 (flash 309-322 TFLOP/s, cuDNN 389-414). "flash" is the default; "cudnn" keeps
+``vggt.layers.sdpa`` (cuDNN first).
 """
 
 from __future__ import annotations
@@ -18,9 +26,27 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
 from httm_ros.vggt.layers import sdpa
 
 CALL_OVERHEAD_ROWS = 8448
+
+#: SDPA backends that have no per-shape build step, in the order tried.
+SHAPE_FREE = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def shape_free_sdpa(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+    """SDPA on CUDA restricted to ``SHAPE_FREE`` backends (flash; memory-efficient when there is a
+    bias); elsewhere plain SDPA. q [B, h, Nq, d], k/v [B, h, Nk, d] -> [B, h, Nq, d]."""
+    if q.device.type != "cuda":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+    with sdpa_kernel(SHAPE_FREE):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+
+SDPA_KERNELS = {"flash": shape_free_sdpa, "cudnn": sdpa}
 
 
 def round_rows(rows: int) -> int:
@@ -52,11 +78,14 @@ def head_groups(lengths: Sequence[int], overhead: int = CALL_OVERHEAD_ROWS) -> L
 
 def ragged_attention(q: Tensor, k: Tensor, v: Tensor, lengths: Sequence[int],
                      attn_mask: Optional[Tensor] = None, overhead: int = CALL_OVERHEAD_ROWS,
-                     rounding: Optional[Callable[[int], int]] = None) -> Tuple[Tensor, dict]:
+                     rounding: Optional[Callable[[int], int]] = None,
+                     kernels: str = "flash") -> Tuple[Tensor, dict]:
     """q [B, H, Mq, d] (rows past ``lengths[b*H + h]`` are padding), k, v [B, H, Mk, d],
     attn_mask None or [B, H, 1, Mk] -> (o [B, H, Mq, d] (padding rows undefined),
     info {groups, rows_attended, rows_single_call, rows_needed}). ``rounding`` maps a group's
-    longest length to the rows its call attends (capped at Mq)."""
+    longest length to the rows its call attends (capped at Mq). ``kernels``: "flash" or "cudnn"
+    (``SDPA_KERNELS``)."""
+    attend = SDPA_KERNELS[kernels]
     b, h, mq, d = q.shape
     lengths = [int(x) for x in lengths]
     groups = head_groups(lengths, overhead)
@@ -65,11 +94,12 @@ def ragged_attention(q: Tensor, k: Tensor, v: Tensor, lengths: Sequence[int],
         top = max(lengths[i] for i in group)
         return min(mq, rounding(top)) if rounding is not None else top
 
-    info = {"groups": len(groups), "rows_attended": sum(len(g) * rows_of(g) for g in groups),
+    info = {"kernels": kernels, "groups": len(groups),
+            "rows_attended": sum(len(g) * rows_of(g) for g in groups),
             "rows_single_call": b * h * rows_of(range(len(lengths))), "rows_needed": sum(lengths)}
     if len(groups) == 1:
         top = rows_of(groups[0])
-        o = sdpa(q[:, :, :top], k, v, attn_mask=attn_mask)
+        o = attend(q[:, :, :top], k, v, attn_mask=attn_mask)
         if top == mq:
             return o, info
         out = q.new_zeros(b, h, mq, d)
@@ -89,6 +119,6 @@ def ragged_attention(q: Tensor, k: Tensor, v: Tensor, lengths: Sequence[int],
             qg = qf.index_select(0, idx)[:, :, :top].transpose(0, 1)     # [1, g, top, d]
             kg, vg = kf.index_select(0, idx).transpose(0, 1), vf.index_select(0, idx).transpose(0, 1)
             mg = None if mf is None else mf.index_select(0, idx).transpose(0, 1)
-        og = sdpa(qg, kg, vg, attn_mask=mg)                               # [1, g, top, d]
+        og = attend(qg, kg, vg, attn_mask=mg)                             # [1, g, top, d]
         out[idx, :top] = og[0]
     return out.view(b, h, mq, d), info
