@@ -221,7 +221,8 @@ def bag_commands(bag: str, topic: str, rate: float) -> Tuple[List[str], List[str
     httm-replay (rosbags + rclpy, everywhere): ``topic`` of ``bag`` at ``rate`` with /clock from
     the bag time; the node's ~/flush (:func:`flush_command`) follows when the player exits."""
     ros2_bag = ["ros2", "bag", "play", bag, "--clock", "--rate", f"{rate:g}", "--topics", topic]
-    replay = [sys.executable, "-m", "httm_ros.tools.replay", bag, "--rate", f"{rate:g}", "--topic", topic]
+    replay = [sys.executable, "-m", "httm_ros.tools.replay", bag, "--rate", f"{rate:g}", "--topic", topic,
+              "--wait-for-subscribers", "1"]       # frames sent before discovery would be lost
     return ros2_bag, replay
 
 
