@@ -35,3 +35,12 @@ def test_window_slices_new_frames():
     assert video.shape[1] == 8
     w1 = windows.window(video, 1, 4, 2, windows.pick_device("cpu"))
     assert (w1 == video[:, 2:6]).all()
+
+
+def test_run_windows_stops_before_the_deadline():
+    import time
+
+    cpu = windows.pick_device("cpu")
+    video = windows.long_video(windows.total_frames(2, 1, 50), cpu, (14, 14))
+    out = windows.run_windows(lambda x: time.sleep(0.02), video, 2, 1, 50, cpu, deadline=time.time() + 0.3)
+    assert out["truncated"] is True and 2 <= out["windows_timed"] < 50

@@ -28,10 +28,11 @@ from unittest import mock
 
 import torch
 
+from httm_ros.httm.warmup import warm_up_frames
 from httm_ros.provenance import write_json
 
-from .windows import (long_video, pick_device, run_windows, start_up_warm_up_frames, sync, table_line,
-                      timed, total_frames, window_arguments)
+from .windows import (long_video, pick_device, run_windows, sync, table_line, timed, total_frames,
+                      window_arguments)
 
 PEERS = ("fastvggt",)
 
@@ -119,7 +120,7 @@ def run_peer(args) -> Dict:
     video = long_video(total_frames(args.frames, args.new, args.windows), device, args.image_size, pan=args.pan)
     with cpu_shim(device):
         if args.warmup:
-            images = start_up_warm_up_frames(args.frames, args.image_size, device)
+            images = warm_up_frames(args.frames, tuple(args.image_size), device)
             row["warmup"] = {"forwards": args.warmup,
                              "seconds": [round(timed(forward, images, device), 4) for _ in range(args.warmup)]}
             del images

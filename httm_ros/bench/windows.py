@@ -32,6 +32,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
+from httm_ros.httm import patch, warm_up
+
 from ..provenance import environment, write_json
 from .workload import MODES, build_model, merge_config, video_frames
 
@@ -97,13 +99,13 @@ def run_windows(forward: Callable[[torch.Tensor], object], video: torch.Tensor, 
                 count: int, device: torch.device, deadline: Optional[float] = None,
                 after_window: Optional[Callable[[int], None]] = None) -> Dict:
     """Time ``count`` windows; stops early (``truncated``) when the next window would end after
-    ``deadline`` (epoch seconds, estimated from the slowest window so far)."""
+    ``deadline`` (epoch seconds, estimated from the slowest of the last 5 windows)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds: List[float] = []
     truncated = False
     for w in range(count):
-        if deadline is not None and seconds and time.time() + 1.5 * max(seconds) > deadline:
+        if deadline is not None and seconds and time.time() + 1.5 * max(seconds[-5:]) > deadline:
             truncated = True
             break
         images = window(video, w, frames, new, device)
@@ -142,19 +144,10 @@ def label(mode: str, sets: Dict) -> str:
 
 # ------------------------------------------------------------------ one mode (child process)
 
-def start_up_warm_up_frames(frames: int, image_hw, device: torch.device) -> torch.Tensor:
-    """[1, K, 3, H, W]: frames of another video (seed 12345) than the measured one."""
-    return video_frames(frames, device, image_hw[0], image_hw[1], seed=12345)
-
-
-def start_up_warm_up(model, frames: int, image_hw, device: torch.device, forwards: int) -> Dict:
-    """What the node does at start-up: ``forwards`` forwards at the window size on frames that
-    are not in the measured video (another seed), so the first measured window sees new content."""
-    images = start_up_warm_up_frames(frames, image_hw, device)
-    runs = []
-    for _ in range(forwards):
-        runs.append(round(timed(lambda x: _forward(model, x), images, device), 4))
-    return {"forwards": forwards, "seconds": runs}
+def start_up_warm_up(model, frames: int, image_hw, forwards: int) -> Dict:
+    """What the node does at start-up (``httm.warm_up``): forwards at the window size on frames
+    that are not in the measured video."""
+    return {"forwards": forwards, **warm_up(model, frames, image_hw, heads=HEADS, forwards=forwards)}
 
 
 def _forward(model, images):
@@ -164,8 +157,6 @@ def _forward(model, images):
 
 def run_mode(args) -> Dict:
     """One mode in this process: build, warm up, time the windows -> row."""
-    from httm_ros.httm import patch
-
     device = pick_device(args.device)
     row: Dict = {"mode": args.mode, "sets": parse_sets(args.httm_set), "frames": args.frames,
                  "new": args.new, "windows": args.windows, "config": args.config,
@@ -180,10 +171,11 @@ def run_mode(args) -> Dict:
         if args.mode != "httm":
             raise ValueError("--httm-set applies to the httm mode only")
         config = dataclasses.replace(config, **row["sets"])
+    row["merge_config"] = None if config is None else dataclasses.asdict(config)
     stats = patch(model, config)
     video = long_video(total_frames(args.frames, args.new, args.windows), device, args.image_size, pan=args.pan)
     if args.warmup:
-        row["warmup"] = start_up_warm_up(model, args.frames, args.image_size, device, args.warmup)
+        row["warmup"] = start_up_warm_up(model, args.frames, args.image_size, args.warmup)
     if stats is not None:
         stats.clear()
 
@@ -213,13 +205,21 @@ def pick_device(name: str) -> torch.device:
 
 # ------------------------------------------------------------------ all modes (parent process)
 
-def child_argv(args, module: str, extra: List[str], out: Path) -> List[str]:
+def child_argv(args, module: str, extra: List[str], out: Path, deadline: Optional[float]) -> List[str]:
     common = ["--frames", str(args.frames), "--new", str(args.new), "--windows", str(args.windows),
               "--warmup", str(args.warmup), "--device", args.device, "--pan", str(args.pan),
               "--image-size", *map(str, args.image_size), "--out", str(out)]
-    if args.deadline is not None:
-        common += ["--deadline", str(args.deadline)]
+    if deadline is not None:
+        common += ["--deadline", str(deadline)]
     return [sys.executable, "-m", module, *common, *extra]
+
+
+def share_of_time(deadline: Optional[float], remaining: int) -> Optional[float]:
+    """This child's deadline: an equal share of the time left among the children left (a child
+    that ends early leaves its time to the later ones)."""
+    if deadline is None:
+        return None
+    return time.time() + max(0.0, deadline - time.time()) / remaining
 
 
 def run_child(argv: List[str], out: Path, log: Path, timeout: Optional[float]) -> Dict:
@@ -240,17 +240,18 @@ def run_child(argv: List[str], out: Path, log: Path, timeout: Optional[float]) -
 
 
 def plan(args) -> List[Dict]:
-    """[{label, module, extra}] in run order: the modes, then the peers."""
+    """[{label, module, extra}] in run order: the peers, then the modes as given (the last
+    child gets the time the others left)."""
     items = []
+    if args.peer_fastvggt:
+        items.append({"label": "FastVGGT code", "module": "httm_ros.bench.peers",
+                      "extra": ["--peer", "fastvggt", "--path", str(args.peer_fastvggt)]})
     for mode in args.modes:
         extra = ["--mode", mode, "--config", args.config, "--weights-dtype", args.weights_dtype]
         sets = args.httm_set if mode == "httm" else []
         for item in sets:
             extra += ["--httm-set", item]
         items.append({"label": label(mode, parse_sets(sets)), "module": "httm_ros.bench.windows", "extra": extra})
-    if args.peer_fastvggt:
-        items.append({"label": "FastVGGT code", "module": "httm_ros.bench.peers",
-                      "extra": ["--peer", "fastvggt", "--path", str(args.peer_fastvggt)]})
     return items
 
 
@@ -262,11 +263,13 @@ def run(args, argv: List[str]) -> int:
                     "new": args.new, "windows": args.windows, "warmup_forwards": args.warmup,
                     "rows": [], "complete": False}
     write_json(args.out, result)
-    for i, item in enumerate(plan(args)):
+    items = plan(args)
+    for i, item in enumerate(items):
         child_out = args.out.with_suffix(f".row{i}.json")
         child_out.unlink(missing_ok=True)
-        timeout = None if args.deadline is None else max(30.0, args.deadline - time.time() + 60.0)
-        row = run_child(child_argv(args, item["module"], item["extra"], child_out), child_out,
+        deadline = share_of_time(args.deadline, len(items) - i)
+        timeout = None if deadline is None else max(30.0, deadline - time.time() + 60.0)
+        row = run_child(child_argv(args, item["module"], item["extra"], child_out, deadline), child_out,
                         args.out.with_suffix(f".row{i}.log"), timeout)
         row.setdefault("label", item["label"])
         result["rows"].append(row)
