@@ -50,7 +50,7 @@ T = TypeVar("T")
 #: Launch keyword arguments of ``triton_ops.match`` / ``triton_ops.aggregate`` to try. The first
 #: entry of each is the launcher's default (what runs when tuning is off). Tile sizes are powers of
 #: two >= 16 (tl.dot needs >= 16 per dimension). Registers per thread compiled for sm_90 (bf16,
-#: d=64; ``python -m httm_ros.bench.compile_check --candidates``) in the comments: the K+V
+#: d=64; ``httm-bench compile-check --candidates``) in the comments: the K+V
 #: aggregation's inner loop waits on gathers, so the smaller-tile entries trade MMA size for more
 #: resident warps. num_stages=4 compiled to the same code as Triton's default (3) for both
 #: kernels, so the pipeline-depth entries use 5.
