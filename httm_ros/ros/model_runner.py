@@ -2,7 +2,9 @@
 
 ``build_model_runner(values)`` returns a :class:`ModelRunner`: the ``StreamingReconstructor`` the
 node feeds, wrapping a :class:`SafePredictor` around the model (CUDA out-of-memory is caught per
-window). The parameter -> configuration translation is in :mod:`.core_config`.
+window). With a model, ``warmup_forwards`` forwards at the window size run before it returns
+(:func:`warm_up_model`), so the node's first window is not the slow one. The parameter ->
+configuration translation is in :mod:`.core_config`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, Tuple
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from httm_ros.httm import warm_up
 from httm_ros.pipeline import StreamingReconstructor, WindowPrediction
+from httm_ros.vggt.preprocess import model_input_size
 
 from .core_config import merge_config, stream_config
 
@@ -115,6 +119,7 @@ class ModelRunner:
     test_weights: bool
     patch_start: int            # special tokens per frame (camera + registers)
     description: str
+    warmup: Optional[dict] = None   # start-up warm-up: {forwards, frames, image_hw, seconds} or {error}
 
     def tokens_per_frame(self, image_hw: Tuple[int, int], patch: int = 14) -> int:
         """Special + patch tokens of one frame of the model input size (H, W)."""
@@ -138,15 +143,45 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
     """Load the model (or use ``predictor``, e.g. an OraclePredictor in tests and benchmarks) and
     build the reconstructor. Raises httm_ros.vggt.CheckpointError for a missing/wrong checkpoint."""
     device = resolve_device(values["device"], warn)
-    test_weights, patch_start = False, 5
+    test_weights, patch_start, warmup = False, 5, None
     if predictor is None:
         predictor, test_weights, patch_start = _model_predictor(values, device, warn)
         description = f"VGGT {values['model_config']} on {device}, merge {values['merge_mode']}"
+        warmup = warm_up_model(predictor.model, values, warn)
+        description += warmup_text(warmup)
     else:
         description = f"injected {type(predictor).__name__} on {device}"
     safe = SafePredictor(predictor, log=error)
     return ModelRunner(StreamingReconstructor(safe, stream_config(values, str(device))), safe, device,
-                       test_weights, patch_start, description)
+                       test_weights, patch_start, description, warmup)
+
+
+def warm_up_model(model, values: Mapping[str, Any], warn: Callable[[str], None]) -> Optional[dict]:
+    """``warmup_forwards`` forwards at the window size (``window_size`` frames, model input of a 4:3
+    frame ``image_size`` wide) before the node reports ready: the one-time costs (Triton
+    compilation and tuning, plans, memory pool) are paid here, not in the first window. None when
+    0; a failure is reported and the node starts anyway (the windows then pay those costs)."""
+    forwards = values["warmup_forwards"]
+    if forwards <= 0:
+        return None
+    image_hw = model_input_size(480, 640, "crop", values["image_size"])      # (H, W) of a 4:3 frame
+    try:
+        return {"forwards": forwards, **warm_up(model, values["window_size"], image_hw, forwards=forwards)}
+    except Exception as err:  # noqa: BLE001 - the node still starts; its first window is then cold
+        _empty_cache()
+        warn(f"start-up warm-up failed ({type(err).__name__}: {err}); the first window pays the one-time costs")
+        return {"forwards": forwards, "error": f"{type(err).__name__}: {err}"}
+
+
+def warmup_text(warmup: Optional[dict]) -> str:
+    """The warm-up for the node's "ready" line."""
+    if warmup is None:
+        return ", no warm-up"
+    if warmup.get("error"):
+        return ", warm-up failed"
+    h, w = warmup["image_hw"]
+    return (f", warm-up {len(warmup['seconds'])} x {warmup['frames']} frames {w}x{h} in "
+            f"{sum(warmup['seconds']):.2f} s")
 
 
 def _model_predictor(values: Mapping[str, Any], device: torch.device, warn: Callable[[str], None]):

@@ -1,0 +1,52 @@
+"""The node's start-up warm-up (``warmup_forwards``, issue 14): forwards of the tiny model at the
+window size run in ``build_model_runner`` before the node reports ready; the ready line says so."""
+
+import torch
+
+from httm_ros.ros import params
+from httm_ros.ros.model_runner import build_model_runner, warmup_text
+from httm_ros.pipeline.stream import model_input_size
+
+
+def _values(**kw):
+    return {**params.defaults(), "allow_test_weights": True, "model_config": "tiny", "device": "cpu",
+            "image_size": 56, "window_size": 4, "window_overlap": 2, **kw}
+
+
+def test_warm_up_runs_at_the_window_size_before_ready():
+    runner = build_model_runner(_values(warmup_forwards=2))
+    w = runner.warmup
+    assert w["forwards"] == 2 and len(w["seconds"]) == 2 and all(s > 0 for s in w["seconds"])
+    assert w["frames"] == 4 and tuple(w["image_hw"]) == model_input_size(480, 640, 56) == (42, 56)
+    assert "warm-up 2 x 4 frames 56x42 in" in runner.description          # the node's "ready: " line
+    pred = runner.predictor.predict(torch.rand(4, 3, 42, 56), list(range(4)))            # the model still runs after it
+    assert pred.stats["frames"] == 4 and "error" not in pred.stats
+
+
+def test_warm_up_off_and_default():
+    assert params.defaults()["warmup_forwards"] == 1
+    runner = build_model_runner(_values(warmup_forwards=0))
+    assert runner.warmup is None and runner.description.endswith("no warm-up")
+    assert params.validate(_values(warmup_forwards=-1))                    # rejected
+    assert warmup_text({"forwards": 1, "error": "RuntimeError: x"}) == ", warm-up failed"
+
+
+def test_warm_up_failure_still_starts(monkeypatch):
+    from httm_ros.ros import model_runner
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated")
+
+    seen = []
+    monkeypatch.setattr(model_runner, "warm_up", boom)
+    runner = build_model_runner(_values(), warn=seen.append)
+    assert "simulated" in runner.warmup["error"] and any("warm-up failed" in s for s in seen)
+
+
+def test_injected_predictor_has_no_warm_up():
+    from httm_ros.synthetic import demo_sequence
+    from httm_ros.synthetic.oracle import OraclePredictor
+
+    seq = demo_sequence(num_frames=4, width=56, height=42)
+    runner = build_model_runner(_values(), predictor=OraclePredictor(seq))
+    assert runner.warmup is None
