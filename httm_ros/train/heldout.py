@@ -40,21 +40,28 @@ def relative_rotation_errors(est: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return rotation_angle_deg(np.swapaxes(rel_g, -1, -2) @ rel_e)
 
 
-def window_metrics(model, clip: dict, image_hw: Tuple[int, int]) -> Dict[str, float]:
-    """Metrics of one clip (dict of render_clip) run as one dense window."""
-    images = clip["images"].permute(0, 3, 1, 2).float() / 255.0                # [S,3,H,W]
-    with torch.inference_mode():
-        out = model(images, heads=("camera", "depth"))
-    extr, _ = pose_encoding_to_extrinsics_intrinsics(out["pose_enc"][0].float(), image_hw)
-    est = invert_rigid(extr).double().cpu().numpy()                             # [S,4,4]
+def prediction_metrics(pose_enc: torch.Tensor, depth: torch.Tensor, clip: dict,
+                       image_hw: Tuple[int, int]) -> Dict[str, float]:
+    """Metrics of one window's prediction: pose_enc [S,9] (VGGT encoding, camera-from-first),
+    depth [S,H,W] against the clip of render_clip (cam_to_world [S,4,4], depth [S,H,W])."""
+    extr, _ = pose_encoding_to_extrinsics_intrinsics(pose_enc.double(), image_hw)
+    est = invert_rigid(extr).cpu().numpy()                                      # [S,4,4] cam -> first
     gt = clip["cam_to_world"].double().cpu().numpy()
-    row = depth_metrics(out["depth"][0, ..., 0].float().cpu().numpy(), clip["depth"].cpu().numpy())
+    row = depth_metrics(depth.float().cpu().numpy(), clip["depth"].cpu().numpy())
     rot = relative_rotation_errors(est, gt)
     row["rot_err_median_deg"] = float(np.median(rot))
     row["rot_errors_deg"] = rot
     a = ate(est[:, :3, 3], gt[:, :3, 3])
     row["ate_percent"] = 100.0 * a["rmse_rel"] if a["length"] > 0.2 else math.nan
     return row
+
+
+def window_metrics(model, clip: dict, image_hw: Tuple[int, int]) -> Dict[str, float]:
+    """Metrics of one clip (dict of render_clip) run as one dense window through ``model``."""
+    images = clip["images"].permute(0, 3, 1, 2).float() / 255.0                # [S,3,H,W]
+    with torch.inference_mode():
+        out = model(images, heads=("camera", "depth"))
+    return prediction_metrics(out["pose_enc"][0].float(), out["depth"][0, ..., 0], clip, image_hw)
 
 
 def evaluate_heldout(model, image_hw: Tuple[int, int], device="cpu", n: int = 8, frames: int = 16) -> dict:
