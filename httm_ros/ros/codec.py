@@ -18,8 +18,13 @@ from __future__ import annotations
 import array
 import collections
 import io
+import math
+import re
+import struct
 import sys
-from typing import List, Optional, Tuple
+import warnings
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -33,7 +38,61 @@ _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
 
 class ImageDecodeError(ValueError):
-    """An input image that cannot be turned into RGB; ``str(err)`` says why."""
+    """An input image that cannot be turned into RGB: ``str(err)`` says why (sizes as width x
+    height, no memory addresses), ``reason`` is its key in the drop counters (``DROP_REASONS``)."""
+
+    def __init__(self, message: str, reason: str = "undecodable") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# Why the codec refuses an input message: the keys of the node's per-reason drop counters.
+DROP_REASONS = {
+    "unsupported_encoding": "raw encoding or compressed format the node does not read",
+    "empty": "zero width, height or data",
+    "bad_step": "raw image whose step is shorter than a row",
+    "truncated": "raw image with less data than step x height",
+    "too_many_pixels": "width x height above max_input_pixels (checked before decoding)",
+    "aspect_ratio": "longer side / shorter side above max_aspect_ratio",
+    "model_size": "a size the model input cannot be made from (too elongated for image_size)",
+    "undecodable": "compressed data that is not a decodable jpeg or png",
+}
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Bounds checked from the message header, before any decoding work. ``fits`` (optional)
+    returns why a width x height frame cannot become a model input, or None."""
+
+    max_pixels: int = 3840 * 2160
+    max_aspect_ratio: float = 8.0
+    fits: Optional[Callable[[int, int], Optional[str]]] = None
+
+    def check(self, width: int, height: int) -> None:
+        """Raise ImageDecodeError when a ``width`` x ``height`` image is out of bounds."""
+        if width <= 0 or height <= 0:
+            raise ImageDecodeError(f"zero-size image {width}x{height}", "empty")
+        if width * height > self.max_pixels:
+            raise ImageDecodeError(f"image {width}x{height} has {width * height / 1e6:.1f} Mpx, above "
+                                   f"max_input_pixels {self.max_pixels / 1e6:.1f} Mpx", "too_many_pixels")
+        ratio = max(width, height) / min(width, height)
+        if ratio > self.max_aspect_ratio:
+            raise ImageDecodeError(f"image {width}x{height} has aspect ratio {ratio:.1f}:1, above "
+                                   f"max_aspect_ratio {self.max_aspect_ratio:g}", "aspect_ratio")
+        why = self.fits(width, height) if self.fits is not None else None
+        if why:
+            raise ImageDecodeError(why, "model_size")
+
+
+NO_LIMITS = InputLimits(max_pixels=1 << 62, max_aspect_ratio=math.inf)
+
+
+def apply_pillow_limit(limits: InputLimits) -> None:
+    """Pillow's own decompression-bomb bound (process-wide) = ``limits.max_pixels``; the codec
+    turns its warning into a rejection, so nothing reaches stderr."""
+    from PIL import Image as PILImage
+
+    PILImage.MAX_IMAGE_PIXELS = int(limits.max_pixels)
 
 
 # encoding -> (channels, bytes per channel, channel indices giving R, G, B; None for mono)
@@ -115,21 +174,22 @@ def make_header(stamp: Time, frame_id: str) -> Header:
 
 
 # ----------------------------------------------------------------------------- images in
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image -> RGB uint8 [H, W, 3] (a fresh array). Raises ImageDecodeError."""
+def image_to_rgb(msg: Image, limits: InputLimits = NO_LIMITS) -> np.ndarray:
+    """sensor_msgs/Image -> RGB uint8 [H, W, 3] (a fresh array). Encoding, size (``limits``),
+    step and data length are checked from the header before the data is touched. Raises
+    ImageDecodeError."""
     layout = IMAGE_ENCODINGS.get(msg.encoding.strip().lower())
     if layout is None:
-        raise ImageDecodeError(f"unsupported encoding '{msg.encoding}' "
-                               f"(supported: {', '.join(IMAGE_ENCODINGS)})")
+        raise ImageDecodeError(f"unsupported encoding '{_printable(msg.encoding)}' "
+                               f"(supported: {', '.join(IMAGE_ENCODINGS)})", "unsupported_encoding")
     channels, depth, order = layout
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ImageDecodeError(f"zero-size image {width}x{height}")
+    limits.check(width, height)
     row_bytes = width * channels * depth
     if step < row_bytes:
-        raise ImageDecodeError(f"step {step} < width*bytes_per_pixel = {row_bytes}")
+        raise ImageDecodeError(f"step {step} < width*bytes_per_pixel = {row_bytes}", "bad_step")
     if len(msg.data) < step * height:
-        raise ImageDecodeError(f"data has {len(msg.data)} bytes, step*height = {step * height}")
+        raise ImageDecodeError(f"data has {len(msg.data)} bytes, step*height = {step * height}", "truncated")
     dtype = np.dtype(np.uint8) if depth == 1 else np.dtype(">u2" if msg.is_bigendian else "<u2")
     pixels = np.ndarray((height, width, channels), dtype=dtype, buffer=msg.data,
                         strides=(step, channels * depth, depth))       # view, padding skipped
@@ -142,44 +202,130 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     return np.array(pixels[:, :, 2::-1], copy=True, order="C")           # bgr8 / bgra8: reversed
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg or png) -> RGB uint8 [H, W, 3]. Raises ImageDecodeError."""
+def compressed_to_rgb(msg: CompressedImage, limits: InputLimits = NO_LIMITS) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png) -> RGB uint8 [H, W, 3]. The size is read from
+    the PNG/JPEG header bytes and checked against ``limits`` before decompression; Pillow's
+    decompression-bomb warning becomes a rejection. Raises ImageDecodeError."""
     fmt = msg.format.strip().lower()
     if "compresseddepth" in fmt:
-        raise ImageDecodeError(f"compressedDepth images are not colour input (format '{msg.format}')")
+        raise ImageDecodeError(f"compressedDepth images are not colour input (format '{_printable(msg.format)}')",
+                               "unsupported_encoding")
     if fmt and not any(name in fmt for name in COMPRESSED_FORMATS + ("jpg",)):
-        raise ImageDecodeError(f"unsupported compressed format '{msg.format}' (supported: jpeg, png)")
+        raise ImageDecodeError(f"unsupported compressed format '{_printable(msg.format)}' "
+                               "(supported: jpeg, png)", "unsupported_encoding")
     if len(msg.data) == 0:
-        raise ImageDecodeError("zero-size compressed image (no data)")
+        raise ImageDecodeError("zero-size compressed image (no data)", "empty")
+    size = compressed_size(msg.data)
+    if size is not None:
+        limits.check(*size)
+    return _decode_compressed(msg, limits)
+
+
+def _decode_compressed(msg: CompressedImage, limits: InputLimits) -> np.ndarray:
     from PIL import Image as PILImage
 
+    nbytes = len(msg.data)
     try:
-        with PILImage.open(io.BytesIO(msg.data)) as img:
-            img.load()
-            return _pil_to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(msg.data)) as img:
+                limits.check(img.width, img.height)                   # headers compressed_size missed
+                img.load()
+                return _pil_to_rgb(img)
     except ImageDecodeError:
         raise
+    except (PILImage.DecompressionBombWarning, PILImage.DecompressionBombError) as err:
+        raise ImageDecodeError(f"cannot decode '{_printable(msg.format)}' data: decompression bomb "
+                               f"({_no_address(str(err))})", "too_many_pixels") from None
     except Exception as err:  # PIL raises many types for corrupt data
-        raise ImageDecodeError(f"cannot decode '{msg.format}' data: {err}") from None
+        raise ImageDecodeError(f"cannot decode '{_printable(msg.format)}' data: {_pil_reason(err, nbytes)}",
+                               "undecodable") from None
+
+
+_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>|0x[0-9a-fA-F]{6,}")
+
+
+def _no_address(text: str) -> str:
+    """``text`` without object reprs or memory addresses."""
+    return _ADDRESS.sub("<data>", text)
+
+
+def _pil_reason(err: Exception, nbytes: int) -> str:
+    """A reason for a Pillow failure that names no memory address."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return f"not a decodable jpeg/png ({nbytes} bytes)"
+    return f"corrupt or truncated jpeg/png ({nbytes} bytes): {_no_address(str(err))}"
+
+
+def _printable(text: str, limit: int = 40) -> str:
+    """A user-supplied string shortened and made printable for a log line."""
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return text.encode("unicode_escape").decode("ascii")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (SOF0..SOF15 but DHT C4, JPG C8 and DAC CC): they carry the size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def compressed_size(data) -> Optional[Tuple[int, int]]:
+    """(width, height) from PNG (IHDR) or JPEG (SOFn segment) header bytes, without decoding;
+    None when the data is neither or the header is cut short (Pillow then decides)."""
+    view = memoryview(data).cast("B")
+    if bytes(view[:8]) == _PNG_SIGNATURE:
+        if len(view) < 24 or bytes(view[12:16]) != b"IHDR":
+            return None
+        width, height = struct.unpack(">II", view[16:24])
+        return int(width), int(height)
+    if bytes(view[:2]) == b"\xff\xd8":
+        return _jpeg_size(view)
+    return None
+
+
+def _jpeg_size(view: memoryview) -> Optional[Tuple[int, int]]:
+    """Walk the JPEG marker segments (each hop skips a whole segment) up to the first SOFn."""
+    pos, end = 2, len(view)
+    while pos + 4 <= end:
+        if view[pos] != 0xFF:
+            return None
+        marker = view[pos + 1]
+        if marker == 0xFF:                                   # fill byte
+            pos += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:      # standalone markers: no length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):                           # end of image / start of scan: no SOF
+            return None
+        length = (view[pos + 2] << 8) | view[pos + 3]
+        if marker in _JPEG_SOF:
+            if pos + 9 > end:
+                return None
+            height, width = struct.unpack(">HH", view[pos + 5:pos + 9])
+            return int(width), int(height)
+        pos += 2 + length
+    return None
 
 
 def _pil_to_rgb(img) -> np.ndarray:
     """A decoded PIL image -> RGB uint8 [H, W, 3]; 16-bit greyscale scaled by its high byte."""
     if img.format not in ("JPEG", "PNG"):
-        raise ImageDecodeError(f"data is {img.format}, not jpeg or png")
+        raise ImageDecodeError(f"data is {img.format}, not jpeg or png", "unsupported_encoding")
     if img.width == 0 or img.height == 0:
-        raise ImageDecodeError(f"zero-size image {img.width}x{img.height}")
+        raise ImageDecodeError(f"zero-size image {img.width}x{img.height}", "empty")
     if img.mode.startswith("I"):                                       # I;16, I;16B, I (PNG 16-bit)
         grey = (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
-def decode_any(msg) -> np.ndarray:
-    """Image or CompressedImage -> RGB uint8 [H, W, 3]. Raises ImageDecodeError."""
+def decode_any(msg, limits: InputLimits = NO_LIMITS) -> np.ndarray:
+    """Image or CompressedImage -> RGB uint8 [H, W, 3] within ``limits``. Raises ImageDecodeError."""
     if isinstance(msg, CompressedImage):
-        return compressed_to_rgb(msg)
-    return image_to_rgb(msg)
+        return compressed_to_rgb(msg, limits)
+    return image_to_rgb(msg, limits)
 
 
 # ----------------------------------------------------------------------------- images out

@@ -6,15 +6,19 @@ from typing import Dict, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from .codec import DROP_REASONS
+from .window_stats import recent_drop_text
+
 
 class Diagnostics:
     """Builds the node's status from its public state: ``runner``, ``rec``, ``queue``,
     ``counters``, ``window_publisher`` (path, last stats and timings) and whether ``threads_alive()``.
-    Drops are reported as new since the previous status."""
+    Drops and losses are reported as new since the previous status. Keys: the frame accounting
+    (received = processed + skipped + queued + every ``dropped.<reason>``), see docs/ROS.md."""
 
     def __init__(self, node) -> None:
         self.node = node
-        self._prev_drops = (0, 0)                    # (queue full, bad input) at the last status
+        self._prev: Dict[str, int] = {}              # drop reason / loss counter -> value at the last status
 
     def message(self, stamp) -> DiagnosticArray:
         """The DiagnosticArray of right now, stamped ``stamp``."""
@@ -40,6 +44,7 @@ class Diagnostics:
             "stream_restarts": counters.stream_restarts, "map_points": len(node.rec.map),
             "path_length": len(publisher.path), "test_weights": node.runner.test_weights,
         }
+        values.update(self._frame_values())
         stats, timings = publisher.last_stats, publisher.last_timings
         if stats is not None:
             values["last_model_ms"] = round(stats.latency_model_ms, 2)
@@ -47,12 +52,46 @@ class Diagnostics:
             values["last_latency_ms"] = round(timings.latency_ms, 1)
         return values
 
+    def _frame_values(self) -> Dict[str, object]:
+        """The frame accounting as one consistent reading, one key per drop reason."""
+        counters = self.node.counters
+        with counters.lock:
+            account = counters.snapshot()
+            lost, missing = counters.frames_lost_in_transport, counters.frames_estimated_missing
+        values: Dict[str, object] = {
+            "frames_received": account.received, "frames_processed": account.processed, "frames_skipped": account.skipped,
+            "frames_queued": account.queued, "frames_dropped": account.dropped,
+            "frames_accounted": account.balanced,
+            "frames_lost_in_transport": lost, "frames_estimated_missing": missing,
+        }
+        values.update({f"dropped.{reason}": count for reason, count in sorted(account.drops.items())})
+        values["recent_drops"] = " | ".join(recent_drop_text(*item) for item in account.recent)
+        return values
+
+    def _new_since_last(self) -> Tuple[Dict[str, int], int, int]:
+        """(drops per reason, frames lost or missing, frames received) since the previous status."""
+        counters = self.node.counters
+        with counters.lock:
+            now = dict(counters.drops, __lost=counters.frames_lost_in_transport,
+                       __missing=counters.frames_estimated_missing, __received=counters.frames_received)
+        new = {k: v - self._prev.get(k, 0) for k, v in now.items()}
+        self._prev = now
+        lost = new.pop("__lost") + new.pop("__missing")
+        received = new.pop("__received")
+        return {k: v for k, v in new.items() if v > 0}, lost, received
+
+    def _loss_note(self, lost: int, received: int) -> str:
+        """A warning when more than lost_frames_warn_fraction of the frames sent were lost."""
+        fraction = self.node.values.get("lost_frames_warn_fraction", 0.05)
+        if lost <= 0 or lost <= fraction * (lost + received):
+            return ""
+        return f"{lost} of {lost + received} frames lost in transport or missing (see qos_depth)"
+
     def _health(self) -> Tuple[int, str]:
         """(level, message) of the node right now."""
         node = self.node
-        drops = (node.queue.dropped, node.counters.frames_bad_input)
-        new_drops, new_bad = drops[0] - self._prev_drops[0], drops[1] - self._prev_drops[1]
-        self._prev_drops = drops
+        drops, lost, received = self._new_since_last()
+        new_drops = drops.pop("queue_full", 0)
         if not node.threads_alive():
             return DiagnosticStatus.ERROR, "inference or publisher thread stopped"
         last = node.window_publisher.last_stats
@@ -63,10 +102,21 @@ class Diagnostics:
             notes.append("TEST WEIGHTS: geometry meaningless")
         if new_drops:
             notes.append(f"inference too slow: {new_drops} frames dropped")
-        if new_bad:
-            notes.append(f"{new_bad} bad input images ({node.counters.last_bad_input})")
+        bad = {r: n for r, n in drops.items() if r in DROP_REASONS}
+        if bad:
+            notes.append(f"{sum(bad.values())} bad input images ({_reasons(bad)})")
+        other = {r: n for r, n in drops.items() if r not in DROP_REASONS}
+        if other:
+            notes.append(f"{sum(other.values())} frames dropped ({_reasons(other)})")
+        loss = self._loss_note(lost, received)
+        if loss:
+            notes.append(loss)
         if notes:
             return DiagnosticStatus.WARN, "; ".join(notes)
         if node.counters.frames_received == 0:
             return DiagnosticStatus.OK, "waiting for images"
         return DiagnosticStatus.OK, "running"
+
+
+def _reasons(counts: Dict[str, int]) -> str:
+    return ", ".join(f"{reason} x {count}" for reason, count in sorted(counts.items()))

@@ -48,6 +48,14 @@ PARAMS: Tuple[Param, ...] = (
     Param("drop_policy", "drop_oldest", "Which frame to drop when the queue is full: the oldest "
           "waiting one (keeps latency low) or the incoming one (keeps frames contiguous).",
           choices=("drop_oldest", "drop_newest"), runtime=True),
+    Param("max_input_pixels", 3840 * 2160, "Largest input image (width x height, pixels; default "
+          "4K UHD), checked from the message header before decoding (compressed: the PNG/JPEG "
+          "header); larger frames are dropped and counted (too_many_pixels).", range=(1, 1 << 40)),
+    Param("max_aspect_ratio", 8.0, "Largest longer side / shorter side of an input image; more "
+          "elongated frames are dropped and counted (aspect_ratio).", range=(1.0, 1e6)),
+    Param("lost_frames_warn_fraction", 0.05, "/diagnostics warns when more than this fraction of "
+          "the frames sent since its previous status were lost in transport or are missing "
+          "between received stamps.", range=(0.0, 1.0), runtime=True),
     # --- model -----------------------------------------------------------------------------
     Param("checkpoint", "", "VGGT checkpoint (.safetensors or .pt, e.g. facebook/VGGT-1B "
           "model.safetensors). Required unless allow_test_weights is true."),

@@ -44,6 +44,7 @@ the streaming core).
 from __future__ import annotations
 
 import collections
+import math
 import os
 import queue
 import signal
@@ -58,6 +59,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -73,7 +75,7 @@ from .diagnostics import Diagnostics
 from .frame_queue import Frame, FrameQueue
 from .messages import host_copies
 from .model_runner import build_model_runner
-from .node_counters import NodeCounters, NodeTimings
+from .node_counters import NodeCounters, NodeTimings, StampGaps
 from .tf_publisher import make_tf_publisher
 from .window_publisher import RESTART, WindowJob, WindowPublisher
 from .window_stats import merge_outliers, window_stats, window_summary
@@ -86,6 +88,19 @@ def _qos(depth: int, latched: bool = False) -> QoSProfile:
     """Reliable output QoS; ``latched`` = transient local (late subscribers get the last one)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+def input_limits(values: Dict[str, Any], image_width) -> codec.InputLimits:
+    """Input bounds from the parameters; frames too elongated for the model input are refused
+    at decode time, not on the inference thread."""
+    def fits(width: int, height: int):
+        try:
+            model_input_size(height, width, image_width)
+        except ValueError:
+            return f"image {width}x{height} is too elongated to make a model input {image_width} wide"
+        return None
+
+    return codec.InputLimits(values["max_input_pixels"], values["max_aspect_ratio"], fits)
 
 
 def input_qos(values: Dict[str, Any]) -> QoSProfile:
@@ -105,8 +120,8 @@ class ReconstructNode(Node):
         self.values: Dict[str, Any] = params.declare_all(self)
         self.runner = build_model_runner(self.values, predictor, warn=log.warning, error=log.error)
         self.rec = self.runner.reconstructor
-        self.queue = FrameQueue(self.values["queue_size"], self.values["drop_policy"])
         self.counters = NodeCounters()
+        self.queue = FrameQueue(self.values["queue_size"], self.values["drop_policy"], self.counters)
         self.history: "collections.deque[dict]" = collections.deque(maxlen=1000)   # per-window timings
         self._stamps = codec.StampBook()
         self._accepted_since_map = 0
@@ -152,9 +167,15 @@ class ReconstructNode(Node):
 
     def _make_subscription(self):
         qos = input_qos(self.values)
+        self._limits = input_limits(self.values, self.rec.config.image_width)
+        codec.apply_pillow_limit(self._limits)
+        self._gaps = StampGaps()
+        self._warned: Dict[str, float] = {}                   # drop reason -> last warning (monotonic)
+        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
         if self.values["input_type"] == "compressed":
-            return self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
-        return self.create_subscription(Image, "image", self._on_image, qos)
+            return self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos,
+                                            event_callbacks=events)
+        return self.create_subscription(Image, "image", self._on_image, qos, event_callbacks=events)
 
     def threads_alive(self) -> bool:
         """True while both the inference and the publisher thread run."""
@@ -162,16 +183,16 @@ class ReconstructNode(Node):
 
     # ------------------------------------------------------------------ callbacks (executor thread)
     def _on_image(self, msg) -> None:
-        """Decode and enqueue; never waits for inference."""
-        self.counters.frames_received += 1
+        """Check, decode and enqueue; never waits for inference."""
         t0 = time.perf_counter()
+        stamp = msg.header.stamp
+        self.counters.frames_estimated_missing += self._gaps.add(codec.stamp_to_sec(stamp))
         try:
-            rgb = codec.decode_any(msg)
+            rgb = codec.decode_any(msg, self._limits)
         except codec.ImageDecodeError as err:
-            self._bad_input(str(err))
+            self._bad_input(err)
             return
         t1 = time.perf_counter()
-        stamp = msg.header.stamp
         kept = self.queue.put(Frame(rgb, stamp, codec.stamp_to_sec(stamp), 1e3 * (t1 - t0), t1))
         self._window_queue_ms += 1e3 * (time.perf_counter() - t1)
         if not kept:
@@ -181,10 +202,18 @@ class ReconstructNode(Node):
             self.get_logger().warning("inference cannot keep up: dropping the oldest queued frames",
                                       throttle_duration_sec=5.0)
 
-    def _bad_input(self, reason: str) -> None:
-        self.counters.frames_bad_input += 1
-        self.counters.last_bad_input = reason
-        self.get_logger().warning(f"dropped a bad input image: {reason}", throttle_duration_sec=5.0)
+    def _bad_input(self, err: "codec.ImageDecodeError") -> None:
+        """Count a refused input under its reason; warn at most every 5 s per reason."""
+        self.counters.reject(err.reason, str(err))
+        now = time.monotonic()
+        if now - self._warned.get(err.reason, -math.inf) >= 5.0:
+            self._warned[err.reason] = now
+            count = self.counters.drops.get(err.reason, 0)
+            self.get_logger().warning(f"dropped a bad input image ({err.reason}, {count} so far): {err}")
+
+    def _on_message_lost(self, info) -> None:
+        """The middleware reports messages lost before they reached this subscription."""
+        self.counters.frames_lost_in_transport = int(info.total_count)
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         """Validate run-time updates; apply the safe ones (read-only ones are refused)."""
@@ -236,11 +265,20 @@ class ReconstructNode(Node):
         self.get_logger().warning(f"new map and path: {why}")
 
     def _process(self, frame: Frame) -> None:
-        rgb = self._fit_size(frame)
-        self._stamps.add(frame.stamp_sec, frame.stamp)
-        self._window_decode_ms += frame.decode_ms
-        self._last_frame_received = frame.received
-        self._publish_results(self.rec.push(rgb, frame.stamp_sec))
+        """One frame into the core; counted as processed (a keyframe), skipped, or dropped as
+        ``inference_error`` when the core raises."""
+        try:
+            rgb = self._fit_size(frame)
+            self._stamps.add(frame.stamp_sec, frame.stamp)
+            self._window_decode_ms += frame.decode_ms
+            self._last_frame_received = frame.received
+            keyframes = self.rec.counters.keyframes
+            results = self.rec.push(rgb, frame.stamp_sec)
+        except Exception as err:
+            self.counters.finish("inference_error", f"{type(err).__name__}: {err}")
+            raise
+        self.counters.finish("processed" if self.rec.counters.keyframes > keyframes else "skipped")
+        self._publish_results(results)
 
     def _fit_size(self, frame: Frame) -> np.ndarray:
         """Apply size_change_policy to a frame the stream cannot take as it is."""

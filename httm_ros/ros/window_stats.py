@@ -47,14 +47,35 @@ def window_stats(result, header, *, tokens_per_frame: int, counters: NodeCounter
     _latency_fields(msg, result.timings, result.stats, timings)
     _alignment_fields(msg, result)
     msg.map_points = int(map_points)
-    msg.frames_received = counters.frames_received
     msg.keyframes_total = int(core_counters.keyframes)
     msg.queue_depth = len(queue)
     msg.frames_dropped_queue_full = int(queue.dropped)
-    msg.frames_dropped_bad_input = counters.frames_bad_input
+    _frame_fields(msg, counters)
     msg.windows_failed = counters.windows_failed
     msg.gpu_memory_allocated_mb, msg.gpu_memory_peak_mb = gpu_memory_mb(device)
     return msg
+
+
+def _frame_fields(msg: WindowStats, counters: NodeCounters) -> None:
+    """The frame accounting, one consistent reading: received = processed + skipped + queued +
+    sum(drop_counts); reasons sorted by name."""
+    with counters.lock:
+        account = counters.snapshot()
+        msg.frames_dropped_bad_input = counters.frames_bad_input
+        msg.frames_lost_in_transport = counters.frames_lost_in_transport
+        msg.frames_estimated_missing = counters.frames_estimated_missing
+    msg.frames_received = account.received
+    msg.frames_processed = account.processed
+    msg.frames_skipped = account.skipped
+    msg.frames_queued = account.queued
+    msg.drop_reasons = sorted(account.drops)
+    msg.drop_counts = [account.drops[r] for r in msg.drop_reasons]
+    msg.recent_drops = [recent_drop_text(*item) for item in account.recent]
+
+
+def recent_drop_text(reason: str, count: int, detail: str) -> str:
+    """One line of ``recent_drops``: ``reason x count: detail``."""
+    return f"{reason} x {count}: {detail}" if detail else f"{reason} x {count}"
 
 
 def _merge_fields(msg: WindowStats, stats: dict, outliers: int) -> None:
