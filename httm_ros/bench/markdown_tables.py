@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from .results import FRAMES, MODES, NOT_YET, cell, ratio, value
+from .results import FRAMES, MODES, NOT_YET, cell, ratio, value, window_mode, window_rows
 from .targets import ANCHOR_DENSE, ANCHOR_FASTVGGT
 
 def latency_table(rows: Dict) -> str:
     out = ["| frames | tokens | dense s | uniform s | HTTM s | HTTM vs dense | HTTM vs uniform | "
-           "dense GiB | uniform GiB | HTTM GiB | VGGT* anchor s / GiB | FastVGGT anchor s / GiB |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "dense GiB | uniform GiB | HTTM GiB | VGGT* anchor s / GiB | FastVGGT anchor s / GiB | HTTM attention |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in FRAMES:
         d, u, h = (rows.get((m, f)) for m in MODES)
         tokens = next((r["tokens"] for r in (d, u, h) if r and r.get("tokens")), f * 1041)
@@ -22,8 +22,16 @@ def latency_table(rows: Dict) -> str:
         out.append(f"| {f} | {tokens} | {cell(d)} | {cell(u)} | {cell(h)}{flag} | "
                    f"{'%.2fx' % sp if sp else NOT_YET} | {'%.2fx' % su if su else NOT_YET} | "
                    f"{cell(d, 'peak_gib', '{:.1f}')} | {cell(u, 'peak_gib', '{:.1f}')} | {cell(h, 'peak_gib', '{:.1f}')} | "
-                   f"{ANCHOR_DENSE[f][0]} / {ANCHOR_DENSE[f][1]} | {ANCHOR_FASTVGGT[f][0]} / {ANCHOR_FASTVGGT[f][1]} |")
+                   f"{ANCHOR_DENSE[f][0]} / {ANCHOR_DENSE[f][1]} | {ANCHOR_FASTVGGT[f][0]} / {ANCHOR_FASTVGGT[f][1]} | "
+                   f"{attention_kernels(h)} |")
     return "\n".join(out)
+
+
+def attention_kernels(row: Optional[Dict]) -> str:
+    """SDPA kernels of an e2e HTTM row's grouped attention (``HTTMConfig.attention_sdpa``)."""
+    if row is None or row.get("seconds") is None:
+        return "-"
+    return (row.get("attention_grouping_last_layer") or {}).get("kernels") or "cudnn (before attention_sdpa)"
 
 
 def breakdown_table(rows: Dict) -> str:
@@ -135,4 +143,33 @@ def node_table(results: List[Dict]) -> str:
         lines.append(f"| {r.get('device')} | {c['decode_ms']:.1f} | {c['host_copy_ms']:.1f} | {c['convert_ms']:.1f} | "
                      f"{c['node_cpu_ms']:.1f} | {model} | {share} | {pc['pack_ms']:.1f} | {r['file']} "
                      f"(`{r.get('command')}`, {str(r.get('git_commit'))[:7]}) |")
+    return "\n".join(lines)
+
+
+def _s(x, fmt: str = "{:.3f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def _device(env: Dict) -> str:
+    return str(env.get("device") or "?").split(" (")[0]
+
+
+def windows_table(results: List[Dict]) -> str:
+    """The node's regime (``httm-bench windows``): one row per mode and window size."""
+    lines = ["| mode | frames (new) | windows timed | start-up warm-up s | first window s | p50 s | p90 s "
+             "| p99 s | max s | windows > 1.3x p50 | peak GiB | device | commit | file |",
+             "|---" * 14 + "|"]
+    for r in window_rows(results):
+        warm = (r.get("warmup") or {}).get("seconds") if isinstance(r.get("warmup"), dict) else None
+        timed = f"{r.get('windows_timed', '-')}" + (f" of {r.get('windows')} (cut by the time limit)"
+                                                    if r.get("truncated") else "")
+        spikes = "-" if r.get("spikes") is None else f"{r['spikes']} of {r['spikes_of']}"
+        name = window_mode(r) + (f" ERROR: {r['error'].splitlines()[0][:80]}" if r.get("error") else "")
+        lines.append(f"| {name} | {r.get('frames')} ({r.get('new')}) | {timed} | "
+                     f"{', '.join(f'{x:.2f}' for x in warm) if warm else '-'} | {_s(r.get('first_window_s'))} | "
+                     f"{_s(r.get('p50_s'))} | {_s(r.get('p90_s'))} | {_s(r.get('p99_s'))} | {_s(r.get('max_s'))} | "
+                     f"{spikes} | {_s(r.get('peak_gib'), '{:.2f}')} | {_device(r['env'])} | "
+                     f"{str(r['env'].get('commit'))[:7]} | {r['file']} |")
+    if len(lines) == 2:
+        lines.append(f"| {NOT_YET} |" + " |" * 13)
     return "\n".join(lines)

@@ -30,8 +30,8 @@ def result_kind(data: Dict) -> Optional[str]:
 
 
 def load_side(files: Sequence[Path]) -> Dict[str, List[Dict]]:
-    """-> {"pipeline" | "node" | "fidelity": [results, each with its file name]}."""
-    side: Dict[str, List[Dict]] = {"pipeline": [], "node": [], "fidelity": []}
+    """-> {"pipeline" | "node" | "fidelity" | "windows": [results, each with its file name]}."""
+    side: Dict[str, List[Dict]] = {"pipeline": [], "node": [], "fidelity": [], "windows": []}
     for path in (Path(f) for f in files if Path(f).is_file()):
         data = json.loads(path.read_text())
         kind = result_kind(data)
@@ -51,7 +51,7 @@ def load(files: Sequence[Path]) -> Tuple[Dict, Optional[Dict], List[Dict], List[
     for path in sorted(files, key=lambda p: _date(p)):
         data = json.loads(Path(path).read_text())
         kind = data.get("kind")
-        if kind in ("e2e", "layer"):
+        if kind in ("e2e", "layer", "windows"):
             envs.append({"file": Path(path).name, "kind": kind, **data.get("env", {})})
         if kind in ("e2e", "layer") and (data.get("config", "1b") != "1b"):
             envs[-1]["kind"] += " (ignored: not VGGT-1B)"
@@ -114,3 +114,55 @@ def value(row: Optional[Dict], key: str = "seconds") -> Optional[float]:
 
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if a is None or b is None or b == 0 else a / b
+
+
+# ----------------------------------------------------------------------------- windows (issue 14)
+WINDOW_MODE_ORDER = ("fastvggt", "dense", "httm")
+
+
+def window_sdpa(row: Dict) -> Optional[str]:
+    """The attention kernels of an HTTM windows row (``HTTMConfig.attention_sdpa``)."""
+    return ((row.get("merge_config") or {}).get("attention_sdpa")
+            or (row.get("sets") or {}).get("attention_sdpa"))
+
+
+def window_mode(row: Dict) -> str:
+    """How a windows row is named in the tables."""
+    if row.get("mode") == "fastvggt":
+        return "FastVGGT code (its merging, bf16 weights)"
+    if row.get("mode") == "httm":
+        extra = {k: v for k, v in (row.get("sets") or {}).items() if k != "attention_sdpa"}
+        name = f"ours HTTM, attention_sdpa={window_sdpa(row)}" + ("" if row.get("sets") else " (default)")
+        return name + "".join(f" [{k}={v}]" for k, v in sorted(extra.items()))
+    return f"ours {row.get('mode')}" + "".join(f" [{k}={v}]" for k, v in sorted((row.get("sets") or {}).items()))
+
+
+def window_rows(results: Sequence[Dict]) -> List[Dict]:
+    """Every row of the windows files, with its file and run environment, ordered by window size,
+    then peer / dense / HTTM (the default before its variants), then date."""
+    rows = []
+    for res in results:
+        for row in res.get("rows", []):
+            rows.append({**row, "file": res["file"], "env": res.get("env", {})})
+
+    def key(r: Dict):
+        mode = r.get("mode")
+        order = WINDOW_MODE_ORDER.index(mode) if mode in WINDOW_MODE_ORDER else len(WINDOW_MODE_ORDER)
+        return (r.get("frames") or 0, order, bool(r.get("sets")), r["env"].get("date_utc", ""))
+    return sorted(rows, key=key)
+
+
+def is_default_httm(row: Dict) -> bool:
+    return row.get("mode") == "httm" and not row.get("sets") and not row.get("error")
+
+
+def same_run_pair(results: Sequence[Dict], frames: int, mode: str) -> Tuple[Optional[Dict], Optional[Dict]]:
+    """(``mode`` row, default HTTM row) at ``frames`` from the newest file that has both."""
+    best = (None, None)
+    for res in sorted(results, key=lambda r: r.get("env", {}).get("date_utc", "")):
+        rows = [r for r in res.get("rows", []) if r.get("frames") == frames and not r.get("error")]
+        other = next((r for r in rows if r.get("mode") == mode and not r.get("sets")), None)
+        httm = next((r for r in rows if is_default_httm(r)), None)
+        if other is not None and httm is not None and other.get("p50_s") and httm.get("p50_s"):
+            best = (other, httm)
+    return best

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from .results import FRAMES, NOT_YET, cell, ratio, value
+from .results import FRAMES, NOT_YET, cell, ratio, same_run_pair, value, window_mode, window_rows
 
 # Public FastVGGT code on the same H100 (shared/benchmarks/ANCHORS.md): seconds, peak GiB
 ANCHOR_DENSE = {100: (4.26, 6.5), 300: (27.47, 15.1), 500: (72.17, 23.8), 1000: (278.64, 45.3)}
 ANCHOR_FASTVGGT = {100: (2.56, 8.3), 300: (11.67, 20.6), 500: (26.57, 32.9), 1000: (67.04, 63.7)}
 SPEEDUP_TARGET = {100: 2.0, 300: 4.0, 500: 5.5, 1000: 8.0}
 OVERHEAD_TARGET_PCT = 10.0
+# Issue 14, the node's regime (windows of new content): HTTM p50 vs dense p50 per window size,
+# window p99 and the first window after the start-up warm-up, both relative to p50
+WINDOW_SPEEDUP_TARGET = {24: 1.2, 64: 1.5}
+WINDOW_P99_OVER_P50 = 1.3
+WINDOW_FIRST_OVER_P50 = 1.5
 
 
 def targets(rows: Dict, layer: Optional[Dict]) -> List[Tuple[str, str, str]]:
@@ -72,3 +77,36 @@ def limits(rows: Dict) -> str:
         out.append(f"| {f} | {dg:.2f} | {d['seconds'] - dg:.2f} | {hg:.2f} | {h['seconds'] - hg:.2f} | "
                    f"{bound:.2f} | {d['seconds'] / bound:.2f}x |")
     return "\n".join(out)
+
+
+def _verdict(ok: Optional[bool], detail: str = "") -> str:
+    return NOT_YET if ok is None else ("met" if ok else "MISSED") + (f" ({detail})" if detail else "")
+
+
+def window_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
+    """(target, measured, verdict) for issue 14's window targets: HTTM vs dense and vs the
+    FastVGGT code (p50, same run), and every HTTM row's p99 and first window against its p50."""
+    out = []
+    for frames, need in sorted(WINDOW_SPEEDUP_TARGET.items()):
+        dense, httm = same_run_pair(results, frames, "dense")
+        sp = None if httm is None else dense["p50_s"] / httm["p50_s"]
+        out.append((f"HTTM p50 >= {need}x faster than dense p50 @{frames} frames",
+                    NOT_YET if sp is None else f"{sp:.2f}x ({httm['p50_s']:.3f} vs {dense['p50_s']:.3f} s)",
+                    _verdict(None if sp is None else sp >= need,
+                             "" if sp is None else f"{100 * (sp / need - 1):+.0f}% of target")))
+    for frames in sorted({r.get("frames") for r in window_rows(results) if r.get("mode") == "fastvggt"}):
+        peer, httm = same_run_pair(results, frames, "fastvggt")
+        sp = None if httm is None else peer["p50_s"] / httm["p50_s"]
+        out.append((f"HTTM p50 below the FastVGGT code's p50 @{frames} frames",
+                    NOT_YET if sp is None else f"{sp:.2f}x ({httm['p50_s']:.3f} vs {peer['p50_s']:.3f} s)",
+                    _verdict(None if sp is None else sp > 1.0)))
+    for r in (r for r in window_rows(results) if r.get("mode") == "httm"):
+        name, p50 = f"{window_mode(r)} @{r.get('frames')} frames", r.get("p50_s")
+        for label, key, limit in (("p99", "p99_s", WINDOW_P99_OVER_P50),
+                                  ("first window", "first_window_s", WINDOW_FIRST_OVER_P50)):
+            x = r.get(key)
+            q = None if x is None or not p50 else x / p50
+            out.append((f"{label} <= {limit}x p50: {name}",
+                        NOT_YET if q is None else f"{q:.2f}x ({x:.3f} vs {p50:.3f} s)",
+                        _verdict(None if q is None else q <= limit)))
+    return out
