@@ -187,7 +187,7 @@ def align_overlap(local: FrameGeometry, anchor: FrameGeometry, config: Optional[
     residual = float(torch.sqrt((wi * res[inlier] ** 2).sum() / wi.sum())) if bool(inlier.any()) else math.inf
     rep = AlignmentReport(True, "", float(scale), rot.cpu().numpy(), trans.cpu().numpy(), residual,
                           residual / median_depth, frac, n, O, iters)
-    rep.rotation_error_deg, rep.center_error_rel = _camera_errors(local, anchor, scale, rot, trans, median_depth)
+    rep.rotation_error_deg, rep.center_error_rel = camera_errors(local, anchor, scale, rot, trans, median_depth)
     rep.reason = _verdict(rep, cfg)
     rep.accepted = rep.reason == ""
     return rep
@@ -223,7 +223,7 @@ def _degeneracy(points: torch.Tensor, w: torch.Tensor) -> str:
     return ""
 
 
-def _camera_errors(local: FrameGeometry, anchor: FrameGeometry, scale, rot, trans,
+def camera_errors(local: FrameGeometry, anchor: FrameGeometry, scale, rot, trans,
                    median_depth: float) -> Tuple[float, float]:
     """Worst rotation (deg) and centre (relative) error of the aligned overlap cameras."""
     moved = transform_cam_to_world(local.cam_to_world.double(), scale.double(), rot.double(), trans.double())

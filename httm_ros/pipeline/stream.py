@@ -41,14 +41,17 @@ from ..timing import StageTimer
 from ..vggt.preprocess import model_input_size as vggt_input_size
 from ..vggt.preprocess import model_input_rgb
 from .alignment import AlignmentReport, FrameGeometry, align_overlap
+from .anchoring import anchored_alignment, check_new_frames
+from .keyframe_store import KeyframeStore, StoredKeyframe, global_descriptor, make_stored, visible_fraction
 from .keyframe_trajectory import Trajectory
 from .keyframes import KeyframeSelector
 from .map import GlobalMap
 from .predictor import Predictor
 from .stream_config import StreamConfig
+from .tracking import Tracker, TrackingState
 
 PATCH = 14
-POST_STAGES = ("align", "filter", "unproject", "map_update")   # everything after predict
+POST_STAGES = ("align", "check", "filter", "unproject", "map_update")   # everything after predict
 
 
 class FrameSizeError(ValueError):
@@ -67,6 +70,17 @@ class Keyframe:
     intrinsics: Optional[torch.Tensor] = None       # [3,3]
     depth: Optional[torch.Tensor] = None            # [H,W] world units
     conf: Optional[torch.Tensor] = None             # [H,W]
+    points: Optional[torch.Tensor] = None           # [P,3] world sample points (map keyframes)
+
+    def descriptor(self, config) -> torch.Tensor:
+        """Global descriptor [D] of the image (see :mod:`.keyframe_store`)."""
+        return global_descriptor(self.image, config.descriptor_width)
+
+    @classmethod
+    def from_stored(cls, kf: StoredKeyframe, device) -> "Keyframe":
+        """A map keyframe as a window frame (on ``device``)."""
+        return cls(kf.frame_id, kf.stamp, kf.image.to(device), 0.0, kf.cam_to_world.to(device),
+                   kf.intrinsics.to(device), kf.depth.to(device), kf.conf.to(device, torch.float32), kf.points)
 
 
 @dataclass
@@ -81,6 +95,11 @@ class WindowResult:
     [N,3] uint8: confidence-filtered points of the NEW keyframes in the world frame (what went
     into the map; empty when rejected). timings: seconds per stage (preprocess, predict, align,
     filter, unproject, map_update, post = everything after predict, total). stats: the predictor's.
+    tracking_state: the state after this window (:class:`~.tracking.TrackingState` value); segment:
+    the map segment it belongs to; dropped: [(frame_id, reason)] of new keyframes the checks removed
+    (the tensors above hold only the kept ones); relocalisation: the window was anchored on a
+    retrieved keyframe while LOST. In anchored mode the first ``num_overlap`` keyframes are the
+    anchor and the context keyframes of the map.
     """
 
     index: int
@@ -98,6 +117,10 @@ class WindowResult:
     points_rgb: Optional[torch.Tensor] = None
     timings: Dict[str, float] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+    tracking_state: str = TrackingState.INITIALISING.value
+    segment: int = 0
+    dropped: List[Tuple[int, str]] = field(default_factory=list)
+    relocalisation: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -124,6 +147,9 @@ class StreamCounters:
     windows_accepted: int = 0
     windows_rejected: int = 0
     keyframes_dropped: int = 0
+    windows_partial: int = 0
+    relocalisations: int = 0
+    segments: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -155,18 +181,50 @@ class StreamingReconstructor:
     def reset(self) -> None:
         """Forget everything: new world frame, empty map and trajectory, counters at zero."""
         self.selector = KeyframeSelector(self.config.keyframes)
-        self.map = GlobalMap(self.config.map, device=self.device)
-        self.trajectory = Trajectory()
+        self.segments: List[MapSegment] = [MapSegment(0, GlobalMap(self.config.map, device=self.device), Trajectory())]
+        self.store = KeyframeStore(self.config.store)
+        self.tracker = Tracker()
         self.counters = StreamCounters()
         self.model_hw: Optional[Tuple[int, int]] = None
         self.last_result: Optional[WindowResult] = None
         self._pending: List[Keyframe] = []
-        self._anchor: List[Keyframe] = []            # last O keyframes of the last accepted window
+        self._anchor: List[Keyframe] = []            # chained: last O keyframes of the last accepted window
         self._num_overlap = 0                        # leading anchor keyframes in _pending
+        self._reloc_attempts = 0
+
+    @property
+    def map(self) -> GlobalMap:
+        """The current segment's map."""
+        return self.segments[-1].map
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """The current segment's keyframe trajectory."""
+        return self.segments[-1].trajectory
+
+    @property
+    def anchored(self) -> bool:
+        return self.config.window.mode == "anchored"
+
+    @property
+    def tracking_state(self) -> TrackingState:
+        return self.tracker.state
 
     @property
     def world_defined(self) -> bool:
-        return bool(self.counters.windows_accepted)
+        """The current segment has a world frame (an accepted window)."""
+        return len(self.trajectory) > 0
+
+    def save_segments(self, folder) -> List[str]:
+        """Each map segment apart: map_segment<N>.ply and trajectory_segment<N>.tum; returns the paths."""
+        from pathlib import Path
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for seg in self.segments:
+            paths.append(str(seg.map.save_ply(out / f"map_segment{seg.index}.ply")))
+            paths.append(str(seg.trajectory.save_tum(out / f"trajectory_segment{seg.index}.tum")))
+        return paths
 
     # ------------------------------------------------------------------ input
     def push(self, frame: Union[np.ndarray, torch.Tensor], stamp: Optional[float] = None) -> List[WindowResult]:
@@ -185,7 +243,7 @@ class StreamingReconstructor:
         kf = Keyframe(fid, float(fid if stamp is None else stamp), image, timer.lap("preprocess"))
         self._pending.append(kf)
         self.counters.keyframes += 1
-        if len(self._pending) >= self.config.window.size:
+        if len(self._pending) - self._num_overlap >= self._new_per_window():
             return [self._run_window()]
         return []
 
@@ -194,6 +252,13 @@ class StreamingReconstructor:
         if len(self._pending) > self._num_overlap:
             return [self._run_window()]
         return []
+
+    def _new_per_window(self) -> int:
+        """New keyframes that complete a window: K without a world, else K - (known frames)."""
+        cfg = self.config.window
+        if self.anchored:
+            return cfg.size if not self.world_defined else cfg.stride
+        return cfg.size - self._num_overlap
 
     @staticmethod
     def _check_frame(frame) -> torch.Tensor:
@@ -216,14 +281,56 @@ class StreamingReconstructor:
             frame = torch.from_numpy(model_input_rgb(frame.cpu().numpy(), "crop", self.config.image_width, PATCH))
         return frame.to(self.device).permute(2, 0, 1).contiguous()
 
+    # ------------------------------------------------------------------ window layout
+    def _known_frames(self) -> Tuple[List[Keyframe], bool]:
+        """Anchored mode: (anchor + context keyframes of the map, relocalisation?) for the next window."""
+        if not self.world_defined:
+            return [], False
+        seg = self.segments[-1].index
+        if self.tracker.state == TrackingState.LOST:
+            cands = self.store.retrieve(self._pending[0].descriptor(self.config.store), seg,
+                                        self.config.tracking.relocalise_candidates)
+            if not cands:
+                return [], True
+            anchor = cands[self._reloc_attempts % len(cands)]
+            return self._with_context(anchor, anchor, seg), True
+        ref = self.store[self.trajectory.frame_ids[-1]]
+        first = self.store.first(seg)
+        covis = {k.frame_id: visible_fraction(k.points, ref.cam_to_world, ref.intrinsics, self.model_hw)
+                 for k in self.store.keyframes(seg)}
+        if first is not None and covis[first.frame_id] >= self.config.tracking.min_covisibility:
+            anchor = first
+        else:
+            anchor = self.store[max(covis, key=lambda f: (covis[f], -f))]
+        return self._with_context(anchor, ref, seg, covis), False
+
+    def _with_context(self, anchor: StoredKeyframe, ref: StoredKeyframe, seg: int,
+                      covis: Optional[Dict[int, float]] = None) -> List[Keyframe]:
+        """[anchor] + O-1 context keyframes: half the most recent (nearest ``ref`` in time), half by covisibility."""
+        want = self.config.window.overlap - 1
+        pool = [k for k in self.store.keyframes(seg) if k.frame_id != anchor.frame_id]
+        recent = sorted(pool, key=lambda k: abs(k.frame_id - ref.frame_id))[:(want + 1) // 2]
+        if covis is None:
+            covis = {k.frame_id: visible_fraction(k.points, ref.cam_to_world, ref.intrinsics, self.model_hw)
+                     for k in pool}
+        chosen = {k.frame_id for k in recent}
+        rest = sorted((k for k in pool if k.frame_id not in chosen), key=lambda k: -covis.get(k.frame_id, 0.0))
+        context = sorted(recent + rest[:want - len(recent)], key=lambda k: k.frame_id)
+        return [Keyframe.from_stored(k, self.device) for k in [anchor] + context]
+
     # ------------------------------------------------------------------ one window
     def _run_window(self) -> WindowResult:
+        reloc = False
+        if self.anchored:
+            known, reloc = self._known_frames()
+            self._pending = known + self._pending[self._num_overlap:]
+            self._num_overlap = len(known)
         kfs, n_ov = self._pending, self._num_overlap
         index = self.counters.windows
         self.counters.windows += 1
         timer = StageTimer(self.device, "wall_sync" if self.config.sync_timing else "wall")
         timings = {"preprocess": sum(k.preprocess_s for k in kfs[n_ov:])}
-        images = torch.stack([k.image for k in kfs]).float().div_(255.0)         # [K,3,H,W] in [0,1]
+        images = torch.stack([k.image.to(self.device) for k in kfs]).float().div_(255.0)   # [K,3,H,W] in [0,1]
         ids, stamps = [k.frame_id for k in kfs], [k.stamp for k in kfs]
         pred = self.predictor.predict(images, ids)
         timings["predict"] = timer.lap("predict")
@@ -236,16 +343,25 @@ class StreamingReconstructor:
         report = self._align(cam_to_window, intr, depth, conf, n_ov)
         timings["align"] = timer.lap("align")
         result = WindowResult(index, ids, stamps, n_ov, (H, W), report, cam_to_window, intr, depth, conf,
-                              stats=dict(pred.stats))
+                              stats=dict(pred.stats), segment=self.segments[-1].index, relocalisation=reloc)
         if report.accepted:
+            self._place(result)
+            self._check_new(result, images, reloc)
+            timings["check"] = timer.lap("check")
+        if result.accepted:
+            images = images[:result.num_keyframes]
             self._apply(result, images, timer, timings)
         else:
             self.counters.windows_rejected += 1
             self.counters.keyframes_dropped += K - n_ov
-        self._next_pending()
+            result.cam_to_world = None
+            result.depth = depth
+        self._update_tracking(result)
+        self._next_pending(result)
         timings["post"] = sum(timings.get(stage, 0.0) for stage in POST_STAGES)
         timings["total"] = timings["post"] + timings["predict"] + timings["preprocess"]
         result.timings = timings
+        result.tracking_state = self.tracker.state.value
         self.last_result = result
         return result
 
@@ -254,22 +370,72 @@ class StreamingReconstructor:
         finite = all(bool(torch.isfinite(t).all()) for t in (cam_to_window, intr))
         if not finite or not bool(torch.isfinite(depth).any()):
             return AlignmentReport(False, "non-finite prediction (cameras or all depths)", num_frames=n_ov)
-        if not self._anchor:
+        known = self._pending[:n_ov]
+        if not known:
+            if self.anchored and self.world_defined:        # LOST with nothing to retrieve
+                return AlignmentReport(False, "relocalisation: no keyframe to retrieve", num_frames=0)
             return AlignmentReport(True, "", num_frames=0)                      # defines the world
-        anchor = FrameGeometry(torch.stack([k.cam_to_world for k in self._anchor]),
-                               torch.stack([k.intrinsics for k in self._anchor]),
-                               torch.stack([k.depth for k in self._anchor]),
-                               torch.stack([k.conf for k in self._anchor]))
+        world = FrameGeometry(torch.stack([k.cam_to_world for k in known]),
+                              torch.stack([k.intrinsics for k in known]),
+                              torch.stack([k.depth for k in known]),
+                              torch.stack([k.conf for k in known]))
         local = FrameGeometry(cam_to_window[:n_ov], intr[:n_ov], depth[:n_ov], conf[:n_ov])
-        return align_overlap(local, anchor, self.config.align)
+        if self.anchored:
+            return anchored_alignment(local, world, self.config.align, self.config.tracking)
+        return align_overlap(local, world, self.config.align)
 
-    def _apply(self, result: WindowResult, images: torch.Tensor, timer: StageTimer, timings: dict) -> None:
-        """Move an accepted window into the world; add its new keyframes to the map and trajectory."""
-        rep, n_ov = result.alignment, result.num_overlap
+    def _place(self, result: WindowResult) -> None:
+        """World poses and world-unit depths of an aligned window."""
+        rep = result.alignment
         rot = torch.as_tensor(rep.rotation, dtype=torch.float64, device=self.device)
         trans = torch.as_tensor(rep.translation, dtype=torch.float64, device=self.device)
         result.cam_to_world = transform_cam_to_world(result.cam_to_window, rep.scale, rot, trans)
         result.depth = result.depth * rep.scale
+
+    def _check_new(self, result: WindowResult, images: torch.Tensor, reloc: bool) -> None:
+        """Checks on the new keyframes: keep the prefix that passes, record what was dropped."""
+        n_ov, K = result.num_overlap, result.num_keyframes
+        if n_ov == 0:
+            return                                                        # defines the world: nothing to check against
+        known = self._pending[:n_ov]
+        points = torch.cat([k.points for k in known if k.points is not None] or [torch.zeros(0, 3)])
+        d = result.depth[:n_ov]
+        valid = d[torch.isfinite(d) & (d > 0)]
+        median = float(valid.median()) if valid.numel() else 1.0
+        previous = None if reloc else self._previous_poses()
+        new = slice(n_ov, K)
+        kept, dropped = check_new_frames(result.frame_ids[new], result.cam_to_world[new], result.intrinsics[new],
+                                         result.depth[new], result.conf[new], previous, points, median,
+                                         self.config.tracking, require_overlap=reloc)
+        result.dropped = dropped
+        if not dropped:
+            return
+        self.counters.keyframes_dropped += len(dropped)
+        if kept == 0:
+            result.alignment.accepted = False
+            result.alignment.reason = f"all {K - n_ov} new keyframes dropped: {dropped[0][1]}"
+            self.counters.keyframes_dropped -= len(dropped)              # counted with the rejection
+            return
+        self.counters.windows_partial += 1
+        end = n_ov + kept
+        for name in ("frame_ids", "stamps"):
+            setattr(result, name, getattr(result, name)[:end])
+        for name in ("cam_to_window", "intrinsics", "depth", "conf", "cam_to_world"):
+            setattr(result, name, getattr(result, name)[:end])
+        self._pending = self._pending[:end]
+
+    def _previous_poses(self) -> Optional[List[torch.Tensor]]:
+        """The last two accepted world poses before this window's new keyframes (chained: the overlap's)."""
+        if not self.anchored:
+            poses = [k.cam_to_world.cpu().double() for k in self._pending[:self._num_overlap]]
+            return poses[-2:] if len(poses) >= 2 else None
+        if len(self.trajectory) < 2:
+            return None
+        return [torch.from_numpy(p) for p in self.trajectory.cam_to_world()[-2:]]
+
+    def _apply(self, result: WindowResult, images: torch.Tensor, timer: StageTimer, timings: dict) -> None:
+        """Add an accepted window's (kept) new keyframes to the map, trajectory and keyframe store."""
+        n_ov = result.num_overlap
         if self.map.voxel_size is None:
             valid = result.depth[torch.isfinite(result.depth) & (result.depth > 0)]
             self.map.set_voxel_size(self.config.map.voxel_size_rel * float(valid.median()))
@@ -286,10 +452,16 @@ class StreamingReconstructor:
         self.trajectory.append(result.frame_ids[new], result.stamps[new], result.cam_to_world[new].cpu().numpy())
         self.counters.windows_accepted += 1
         first = max(0, result.num_keyframes - self.config.window.overlap)
-        for k in range(first, result.num_keyframes):   # copies: the anchor must not pin the whole window
+        for k in range(first if not self.anchored else n_ov, result.num_keyframes):   # copies: never pin the window
             kf = self._pending[k]
             kf.cam_to_world, kf.intrinsics = result.cam_to_world[k].clone(), result.intrinsics[k].clone()
             kf.depth, kf.conf = result.depth[k].clone(), result.conf[k].clone()
+        if self.anchored:
+            seg = self.segments[-1].index
+            for k in range(n_ov, result.num_keyframes):
+                kf = self._pending[k]
+                self.store.add(make_stored(kf.frame_id, kf.stamp, seg, kf.image, kf.depth, kf.conf,
+                                           kf.cam_to_world, kf.intrinsics, self.config.store))
         self._anchor = self._pending[first:]
 
     def _filter(self, depth: torch.Tensor, conf: torch.Tensor) -> Tuple[torch.Tensor, int]:
@@ -304,7 +476,55 @@ class StreamingReconstructor:
             keep &= c >= torch.kthvalue(vals, k).values
         return keep, s
 
-    def _next_pending(self) -> None:
-        """The next window starts from the anchor keyframes (last accepted window's last O)."""
+    # ------------------------------------------------------------------ tracking state
+    def _update_tracking(self, result: WindowResult) -> None:
+        """The one place the tracking state changes after a window (see :mod:`.tracking`)."""
+        tr, S = self.tracker, TrackingState
+        stamp, idx = result.stamps[-1], result.index
+        if result.accepted:
+            tr.failures, self._reloc_attempts = 0, 0
+            if tr.state == S.LOST:
+                self.counters.relocalisations += 1
+                tr.transition(S.RELOCALISED, f"window anchored on keyframe {result.frame_ids[0]} accepted "
+                                             f"(scale {result.alignment.scale:.3g})", idx, stamp)
+            elif tr.state != S.TRACKING:
+                what = "defines the world" if result.num_overlap == 0 else "accepted"
+                tr.transition(S.TRACKING, f"window {idx} {what}", idx, stamp)
+            return
+        tr.failures += 1
+        reason = result.alignment.reason
+        if tr.state in (S.TRACKING, S.RELOCALISED) and tr.failures >= self.config.tracking.lost_after:
+            tr.transition(S.LOST, reason, idx, stamp)
+        elif tr.state == S.LOST:
+            self._reloc_attempts += 1
+            waited = stamp - (tr.since_stamp if tr.since_stamp is not None else stamp)
+            if waited >= self.config.tracking.relocalise_timeout_s:
+                tr.transition(S.NEW_SEGMENT, f"relocalisation failed for {waited:.1f} s "
+                                             f">= relocalise_timeout_s={self.config.tracking.relocalise_timeout_s} "
+                                             f"(last: {reason})", idx, stamp)
+                self._new_segment()
+
+    def _new_segment(self) -> None:
+        """A new map segment with its own world frame; the old one is kept apart."""
+        index = self.segments[-1].index + 1
+        self.segments.append(MapSegment(index, GlobalMap(self.config.map, device=self.device), Trajectory()))
+        self.counters.segments += 1
+        self._anchor = []
+
+    def _next_pending(self, result: WindowResult) -> None:
+        """Chained: the next window starts from the anchor keyframes (last accepted window's last O).
+        Anchored: from the new keyframes only (known frames are chosen when the window runs)."""
+        if self.anchored:
+            self._pending, self._num_overlap = [], 0
+            return
         self._pending = list(self._anchor)
         self._num_overlap = len(self._anchor)
+
+
+@dataclass
+class MapSegment:
+    """One map segment: its own world frame, map and trajectory (segments are never merged)."""
+
+    index: int
+    map: GlobalMap
+    trajectory: Trajectory

@@ -59,6 +59,12 @@ class KeyframeConfig:
 class WindowConfig:
     """Sliding windows: ``size`` keyframes per model run, ``overlap`` shared with the previous one.
 
+    mode: "chained" (each window starts with the last ``overlap`` keyframes of the previous
+    accepted window and is aligned by a similarity fitted on them: errors compound window after
+    window) or "anchored" (each window starts with an anchor keyframe of the map whose world pose is
+    known, then ``overlap - 1`` context keyframes of the map chosen by covisibility and recency;
+    window -> world = the anchor's pose and one robust scale; see docs/STREAMING.md).
+
     Defaults K=24, O=8: 24 frames at 518x392 is ~24.9k tokens per global-attention layer, which
     VGGT-1B runs in about a second on one H100 and where token merging starts to pay; 8 overlap
     frames give ~1.6M overlap pixels (far more than the alignment needs) spread over a third of the
@@ -68,10 +74,13 @@ class WindowConfig:
 
     size: int = 24
     overlap: int = 8
+    mode: str = "chained"
 
     def __post_init__(self) -> None:
         _int_in("WindowConfig", "size", self.size, 2, 1024)
         _int_in("WindowConfig", "overlap", self.overlap, 1, self.size - 1, " (< size)")
+        if self.mode not in WINDOW_MODES:
+            raise ValueError(f"WindowConfig.mode must be one of {WINDOW_MODES}, got {self.mode!r}")
 
     @property
     def stride(self) -> int:
@@ -141,6 +150,85 @@ class AlignConfig:
 
 
 OVERFLOW_POLICIES = ("coarsen", "evict_oldest")
+WINDOW_MODES = ("chained", "anchored")
+EVICTION_POLICIES = ("thin_oldest", "drop_oldest")
+
+
+@dataclass
+class TrackingConfig:
+    """Tracking state, checks on the new keyframes of a window, relocalisation (docs/STREAMING.md).
+
+    Anchored windows (window -> world = anchor pose + one scale): anchor_scale_inlier: a pixel of
+    the anchor/context frames agrees with the map when |log(map depth / (scale x predicted depth))|
+    is below this; min_depth_agreement: share of such pixels needed; the context cameras, once in
+    the world, must match their map poses within ``AlignConfig.max_rotation_deg`` /
+    ``max_center_error``. min_covisibility: share of a keyframe's sample points that the reference
+    camera sees, for the keyframe to count as covisible (anchor and context choice).
+
+    New keyframes (both modes): min_confidence: median depth confidence of a new keyframe below this
+    -> dropped (VGGT's floor is 1). max_jump: distance between a new keyframe's centre and its
+    constant-velocity prediction, relative to the median depth, above which it is dropped (the
+    allowance grows by the predicted step); max_jump_deg: the same for the rotation. depth_check:
+    map points of the window's known frames projected into the new keyframe must agree with its
+    depth (share >= min_depth_agreement, tested where >= min_visible_points land). The first failed
+    new keyframe and every later one of the window are dropped; the earlier ones are kept.
+
+    lost_after: consecutive failed windows before TRACKING -> LOST (1: at once). relocalise_timeout_s:
+    time (stamps) spent LOST before a NEW_SEGMENT starts. relocalise_candidates: keyframes retrieved
+    by global descriptor per relocalisation attempt (one model run verifies the best).
+    """
+
+    min_confidence: float = 1.2
+    max_jump: float = 0.5
+    max_jump_deg: float = 30.0
+    depth_check: bool = True
+    min_depth_agreement: float = 0.5
+    min_visible_points: int = 32
+    anchor_scale_inlier: float = 0.1
+    min_covisibility: float = 0.3
+    lost_after: int = 1
+    relocalise_timeout_s: float = 5.0
+    relocalise_candidates: int = 3
+
+    def __post_init__(self) -> None:
+        o = "TrackingConfig"
+        _float_in(o, "min_confidence", self.min_confidence, 0.0, math.inf, hi_open=True)
+        _float_in(o, "max_jump", self.max_jump, 0.0, math.inf, lo_open=True)
+        _float_in(o, "max_jump_deg", self.max_jump_deg, 0.0, 180.0, lo_open=True)
+        _float_in(o, "min_depth_agreement", self.min_depth_agreement, 0.0, 1.0)
+        _int_in(o, "min_visible_points", self.min_visible_points, 1)
+        _float_in(o, "anchor_scale_inlier", self.anchor_scale_inlier, 0.0, 1.0, lo_open=True)
+        _float_in(o, "min_covisibility", self.min_covisibility, 0.0, 1.0)
+        _int_in(o, "lost_after", self.lost_after, 1, 1000)
+        _float_in(o, "relocalise_timeout_s", self.relocalise_timeout_s, 0.0, math.inf, hi_open=True)
+        _int_in(o, "relocalise_candidates", self.relocalise_candidates, 1, 64)
+
+
+@dataclass
+class StoreConfig:
+    """The keyframe store (:class:`~httm_ros.pipeline.keyframe_store.KeyframeStore`).
+
+    Keeps, per accepted keyframe, the model-input image (uint8, host), depth and confidence (float16,
+    host), pose, intrinsics, a global descriptor and a few world sample points. max_keyframes /
+    max_bytes: the bound (whichever is hit first). eviction: "thin_oldest" removes every other
+    keyframe of the oldest half (older places stay reachable at a coarser spacing);
+    "drop_oldest" forgets the oldest keyframes. The first keyframe of each segment is never evicted.
+    descriptor_width: width of the grey thumbnail the global descriptor is pooled from.
+    """
+
+    max_keyframes: int = 2000
+    max_bytes: int = 2 * 1024 ** 3
+    eviction: str = "thin_oldest"
+    descriptor_width: int = 16
+    sample_points: int = 64
+
+    def __post_init__(self) -> None:
+        _int_in("StoreConfig", "max_keyframes", self.max_keyframes, 2)
+        _int_in("StoreConfig", "max_bytes", self.max_bytes, 1)
+        _int_in("StoreConfig", "descriptor_width", self.descriptor_width, 4, 256)
+        _int_in("StoreConfig", "sample_points", self.sample_points, 4, 4096)
+        if self.eviction not in EVICTION_POLICIES:
+            raise ValueError(f"StoreConfig.eviction must be one of {EVICTION_POLICIES}, got {self.eviction!r}")
 
 
 @dataclass
@@ -186,13 +274,16 @@ class StreamConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     map: MapConfig = field(default_factory=MapConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     image_width: Optional[int] = 518
     device: str = "cpu"
     sync_timing: bool = True
 
     def __post_init__(self) -> None:
         for name, cls in (("keyframes", KeyframeConfig), ("window", WindowConfig), ("filter", FilterConfig),
-                          ("align", AlignConfig), ("map", MapConfig)):
+                          ("align", AlignConfig), ("map", MapConfig),
+                          ("tracking", TrackingConfig), ("store", StoreConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"StreamConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         if self.image_width is not None:
