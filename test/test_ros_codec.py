@@ -187,3 +187,133 @@ def test_batched_poses_match_single_and_fix_reflections():
         q = [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w]
         np.testing.assert_allclose(quat_to_rotmat(np.array(q)), m[:3, :3], atol=1e-9)
     assert codec.poses_from_matrices(np.zeros((0, 4, 4))) == []
+
+
+# ----------------------------------------------------------------------------- input bounds
+def _png(width, height, mode="L"):
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+
+    buf = BytesIO()
+    PILImage.new(mode, (width, height)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg(width, height, **save_args):
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+
+    buf = BytesIO()
+    PILImage.new("RGB", (width, height), (90, 20, 200)).save(buf, format="JPEG", **save_args)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data, size", [
+    (lambda: _png(33, 17), (33, 17)),
+    (lambda: _png(33, 17, "RGB"), (33, 17)),
+    (lambda: _jpeg(33, 17), (33, 17)),
+    (lambda: _jpeg(40, 9, progressive=True), (40, 9)),                       # SOF2
+    (lambda: _jpeg(21, 30, exif=b"Exif\0\0" + b"x" * 5000), (21, 30)),         # a long APP1 first
+    (lambda: b"\xff\xd8\xff\xe0\x00", None),                                   # cut short
+    (lambda: b"GIF89a....", None),
+])
+def test_compressed_size_from_header_bytes(data, size):
+    assert codec.compressed_size(data()) == size
+
+
+def test_bomb_png_rejected_from_its_header_before_decompression(monkeypatch):
+    from PIL import Image as PILImage
+
+    data = _png(9500, 9500)                                   # ~87 KB, 90 Mpx once decoded
+    monkeypatch.setattr(PILImage, "open", lambda *a, **k: pytest.fail("Pillow opened the bomb"))
+    with pytest.raises(codec.ImageDecodeError) as err:
+        codec.compressed_to_rgb(CompressedImage(format="png", data=data), codec.InputLimits())
+    assert err.value.reason == "too_many_pixels"
+    assert str(err.value) == "image 9500x9500 has 90.2 Mpx, above max_input_pixels 8.3 Mpx"
+
+
+def test_pillow_bomb_warning_becomes_a_rejection_not_stderr(monkeypatch, capfd):
+    import warnings
+
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(codec, "compressed_size", lambda data: None)      # a header only Pillow reads
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                    # any warning left fails here
+        with pytest.raises(codec.ImageDecodeError, match="decompression bomb") as err:
+            codec.compressed_to_rgb(CompressedImage(format="png", data=_png(40, 30)))
+        with pytest.raises(codec.ImageDecodeError, match="decompression bomb"):
+            codec.compressed_to_rgb(CompressedImage(format="png", data=_png(100, 30)))   # > 2x: the error
+    assert err.value.reason == "too_many_pixels"
+    assert "Warning" not in capfd.readouterr().err
+
+
+def test_apply_pillow_limit_sets_the_process_bound(monkeypatch):
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", PILImage.MAX_IMAGE_PIXELS)
+    codec.apply_pillow_limit(codec.InputLimits(max_pixels=12345))
+    assert PILImage.MAX_IMAGE_PIXELS == 12345
+
+
+@pytest.mark.parametrize("data, reason, text", [
+    (b"not an image at all", "undecodable", "cannot decode 'jpeg' data: not a decodable jpeg/png (19 bytes)"),
+    (None, "undecodable", "corrupt or truncated jpeg/png"),
+])
+def test_garbage_compressed_reason_has_no_memory_address(data, reason, text):
+    data = data if data is not None else _jpeg(64, 48)[:300]
+    with pytest.raises(codec.ImageDecodeError) as err:
+        codec.compressed_to_rgb(CompressedImage(format="jpeg", data=data))
+    assert err.value.reason == reason and text in str(err.value)
+    assert "0x" not in str(err.value) and "BytesIO" not in str(err.value)
+
+
+@pytest.mark.parametrize("width, height, limits, reason", [
+    (20000, 1, codec.InputLimits(), "aspect_ratio"),
+    (1, 20000, codec.InputLimits(), "aspect_ratio"),
+    (4000, 2200, codec.InputLimits(), "too_many_pixels"),
+    (90, 10, codec.InputLimits(max_aspect_ratio=100, fits=lambda w, h: f"image {w}x{h} too elongated"),
+     "model_size"),
+])
+def test_out_of_bounds_raw_rejected_from_the_header(width, height, limits, reason):
+    msg = Image(width=width, height=height, encoding="rgb8", step=3 * width)    # no data: never read
+    with pytest.raises(codec.ImageDecodeError) as err:
+        codec.image_to_rgb(msg, limits)
+    assert err.value.reason == reason and f"{width}x{height}" in str(err.value)
+
+
+def test_within_bounds_decodes_and_limits_apply_to_compressed_too():
+    limits = codec.InputLimits(max_pixels=64 * 48, max_aspect_ratio=2.0)
+    rgb = _rgb(48, 64)
+    assert codec.decode_any(codec.rgb_to_image(rgb, _header()), limits).shape == (48, 64, 3)
+    assert codec.decode_any(codec.rgb_to_compressed(rgb, _header(), "png"), limits).shape == (48, 64, 3)
+    with pytest.raises(codec.ImageDecodeError) as err:
+        codec.decode_any(codec.rgb_to_compressed(_rgb(48, 65), _header(), "jpeg"), limits)
+    assert err.value.reason == "too_many_pixels"
+    with pytest.raises(codec.ImageDecodeError) as err:
+        codec.decode_any(codec.rgb_to_compressed(_rgb(10, 21), _header(), "png"), limits)
+    assert err.value.reason == "aspect_ratio" and "21x10" in str(err.value)
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda m: setattr(m, "encoding", "yuv422"), "unsupported_encoding"),
+    (lambda m: (setattr(m, "width", 0), setattr(m, "height", 0)), "empty"),
+    (lambda m: setattr(m, "step", 2), "bad_step"),
+    (lambda m: setattr(m, "data", m.data[:-1]), "truncated"),
+])
+def test_bad_images_carry_their_counter_reason(mutate, reason):
+    msg = codec.rgb_to_image(_rgb(), _header())
+    mutate(msg)
+    with pytest.raises(codec.ImageDecodeError) as err:
+        codec.image_to_rgb(msg)
+    assert err.value.reason == reason and reason in codec.DROP_REASONS
+
+
+def test_hostile_format_string_is_shortened_and_printable():
+    with pytest.raises(codec.ImageDecodeError) as err:
+        codec.compressed_to_rgb(CompressedImage(format="\x1b[31m" + "x" * 500, data=b"abc"))
+    assert err.value.reason == "unsupported_encoding" and "\x1b" not in str(err.value)
+    assert len(str(err.value)) < 150
