@@ -2,6 +2,7 @@
 
     ros2 launch httm_ros reconstruct.launch.py image_topic:=/camera/image_raw checkpoint:=/path/model.safetensors
     ros2 launch httm_ros reconstruct.launch.py rviz:=true bag:=/path/to/bag checkpoint:=...
+    ros2 launch httm_ros reconstruct.launch.py viewer:=true bag:=/path/to/bag ...   # browser: http://127.0.0.1:8080
     ros2 launch httm_ros reconstruct.launch.py --show-args        # every argument, with its default
 
 What the arguments mean and how they become node parameters and remappings is computed by
@@ -10,6 +11,7 @@ that LaunchPlan into launch actions:
 - the node, with the params file(s), the overrides and the remapping of ``image`` /
   ``image/compressed`` to the camera topic; the launch ends when the node exits;
 - RViz with config/reconstruct.rviz when rviz:=true;
+- httm-view (the browser viewer) on the node's topics when viewer:=true (viewer_host, viewer_port);
 - with bag:=PATH: once the node logs that it is ready (model loaded), ``ros2 bag play PATH --clock``
   of the image topic (use_sim_time is set on the node), then the node's ~/flush when the bag ends.
   Where ``ros2 bag`` is missing (no ROS install) httm-replay plays it the same way (/clock, rate),
@@ -84,6 +86,9 @@ def _launch_setup(context, *args, **kwargs):
     if plan.rviz_command:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=plan.rviz_command, parameters=[{"use_sim_time": plan.use_sim_time}]))
+    if plan.viewer_command:
+        actions += [LogInfo(msg=f"httm-view: open {launch_plan.viewer_url(plan.viewer_command)} in a browser"),
+                    ExecuteProcess(cmd=plan.viewer_command, output="screen", name="httm_view")]
     return actions
 
 

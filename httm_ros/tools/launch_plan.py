@@ -3,7 +3,8 @@
 One source of truth for the launch file and for everything that starts the node without
 ``ros2 launch`` (the process test, the demo): :func:`resolve_launch_arguments` turns the launch
 arguments (strings, as ``ros2 launch`` passes them) into a :class:`LaunchPlan` - the node's parameter files and
-overrides, its remappings, the bag player's and RViz's command lines. ``LaunchPlan.ros_args()``
+overrides, its remappings, the command lines of the bag player, RViz and the browser viewer
+(httm-view). ``LaunchPlan.ros_args()``
 gives the same parameters and remappings as a ``--ros-args`` command line.
 
 Arguments (``ros2 launch httm_ros reconstruct.launch.py --show-args`` lists them too):
@@ -56,6 +57,11 @@ ARGUMENTS: Tuple[Argument, ...] = (
     Argument("use_sim_time", "auto", "true, false or auto (= true when bag:= is given)."),
     Argument("rviz", "false", "true: start RViz with rviz_config."),
     Argument("rviz_config", "", "RViz configuration (default: share/httm_ros/config/reconstruct.rviz)."),
+    Argument("viewer", "false", "true: start httm-view, the browser viewer (viser), on the node's topics: "
+             "open http://<viewer_host>:<viewer_port>."),
+    Argument("viewer_host", "127.0.0.1", "Address httm-view serves on (127.0.0.1: this host only; 0.0.0.0: "
+             "every interface)."),
+    Argument("viewer_port", "8080", "HTTP port of httm-view."),
     Argument("bag", "", "A rosbag2 to play into the node with `ros2 bag play --clock` (httm-replay where "
              "ros2 bag is missing) once the node is ready (sets use_sim_time); the node's ~/flush is "
              "called when the bag ends."),
@@ -83,6 +89,7 @@ class LaunchPlan:
     use_sim_time: bool
     log_level: str = "info"
     rviz_command: Optional[List[str]] = None
+    viewer_command: Optional[List[str]] = None       # httm-view on the node's topics
     bag_command: Optional[List[str]] = None          # ros2 bag play ... (a ROS install)
     bag_replay_command: Optional[List[str]] = None   # the same playback with httm-replay
     bag_delay: float = 1.0
@@ -121,6 +128,16 @@ def _positive(name: str, text: str, allow_zero: bool = False) -> float:
         raise LaunchArgumentError(f"launch argument {name}:={text!r} must be a number") from None
     if value < 0 or (value == 0 and not allow_zero):
         raise LaunchArgumentError(f"launch argument {name}:={text!r} must be {'>= 0' if allow_zero else '> 0'}")
+    return value
+
+
+def _port(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < 65536:
+        raise LaunchArgumentError(f"launch argument {name}:={text!r} must be a port number (1-65535)")
     return value
 
 
@@ -209,6 +226,8 @@ def resolve_launch_arguments(values: Mapping[str, str], share_dir: Optional[str]
     if _bool("rviz", values["rviz"]):
         config = values["rviz_config"].strip() or str(share / "config" / "reconstruct.rviz")
         result.rviz_command = ["-d", config]
+    if _bool("viewer", values["viewer"]):
+        result.viewer_command = viewer_command(values["viewer_host"].strip(), _port("viewer_port", values["viewer_port"]))
     if bag:
         rate = _positive("bag_rate", values["bag_rate"])
         result.bag_delay = _positive("bag_delay", values["bag_delay"], allow_zero=True)
@@ -224,6 +243,17 @@ def bag_commands(bag: str, topic: str, rate: float) -> Tuple[List[str], List[str
     replay = [sys.executable, "-m", "httm_ros.tools.replay", bag, "--rate", f"{rate:g}", "--topic", topic,
               "--wait-for-subscribers", "1"]       # frames sent before discovery would be lost
     return ros2_bag, replay
+
+
+def viewer_command(host: str, port: int, node: str = "/" + NODE_NAME) -> List[str]:
+    """httm-view (httm_ros.viewer) subscribed to ``node``'s topics, serving on ``host``:``port``."""
+    return [sys.executable, "-m", "httm_ros.viewer", "--node", node, "--host", host, "--port", str(port)]
+
+
+def viewer_url(command: List[str]) -> str:
+    """The address a browser opens for :func:`viewer_command`'s viewer."""
+    host, port = command[command.index("--host") + 1], command[command.index("--port") + 1]
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
 
 def ros2_bag_available() -> bool:

@@ -1,5 +1,7 @@
 """Launch test: reconstruct.launch.py with its YAML, the tiny model on CPU; frames in, every output
-out; the ros2 CLI sees the node as users do; SIGINT at the end stops it cleanly.
+out; the ros2 CLI sees the node as users do; every display of config/reconstruct.rviz subscribes to
+a topic the running node advertises, with its type and a QoS it offers; SIGINT at the end stops it
+cleanly.
 
 Run by `colcon test` (CMakeLists.txt: `python -m launch_testing.launch_test FILE --junit-xml ...`),
 or by hand: `python -m launch_testing.launch_test test/launch/test_reconstruct.launch.py` with the
@@ -13,6 +15,7 @@ import tempfile
 import unittest
 
 import launch
+import yaml
 import launch_testing.actions
 import launch_testing.asserts
 import pytest
@@ -20,7 +23,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from httm_ros.ros import codec
@@ -45,6 +48,26 @@ TINY = """/**:
 """
 os.environ.update(ros_env(__name__))        # the node (a child process) and this test: one domain
 CAMERA_TOPICS = ("depth", "depth_confidence", "camera_info")     # in camera_frame; the rest in world_frame
+RVIZ_TYPES = {     # RViz display class -> the message type it subscribes to (rviz_default_plugins); None: no topic
+    "rviz_default_plugins/Grid": None, "rviz_default_plugins/TF": "tf2_msgs/msg/TFMessage",
+    "rviz_default_plugins/PointCloud2": "sensor_msgs/msg/PointCloud2", "rviz_default_plugins/Path": "nav_msgs/msg/Path",
+    "rviz_default_plugins/Pose": "geometry_msgs/msg/PoseStamped", "rviz_default_plugins/Image": "sensor_msgs/msg/Image",
+    "rviz_default_plugins/Camera": "sensor_msgs/msg/Image", "rviz_default_plugins/Odometry": "nav_msgs/msg/Odometry",
+}
+
+
+def rviz_subscriptions(path: pathlib.Path):
+    """(display name, topic, message type, its Topic settings) of every display of an RViz config
+    that subscribes to something (the TF display: /tf). KeyError for a display class not in RVIZ_TYPES."""
+    displays = yaml.safe_load(path.read_text())["Visualization Manager"]["Displays"]
+    out = []
+    for display in displays:
+        msgtype = RVIZ_TYPES[display["Class"]]
+        if display["Class"].endswith("/TF"):
+            out.append((display["Name"], "/tf", msgtype, {}))
+        elif msgtype:
+            out.append((display["Name"], display["Topic"]["Value"], msgtype, display["Topic"]))
+    return out
 
 
 @pytest.mark.launch_test
@@ -71,7 +94,7 @@ class TestFramesInOutputsOut(unittest.TestCase):
         cls.ctx = RosContext(__name__, domain=int(os.environ["ROS_DOMAIN_ID"]))
         cls.col = cls.ctx.add(make_collector(cls.ctx.context, NODE))
         cls.tf = []
-        feeder = cls.ctx.add(Node("launch_test_feeder", context=cls.ctx.context))
+        cls.feeder = feeder = cls.ctx.add(Node("launch_test_feeder", context=cls.ctx.context))
         from tf2_msgs.msg import TFMessage
         feeder.create_subscription(TFMessage, "/tf", cls.tf.append, QoSProfile(depth=100))
         cls.pub = feeder.create_publisher(Image, TOPIC, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
@@ -121,6 +144,23 @@ class TestFramesInOutputsOut(unittest.TestCase):
         expected.update({"/diagnostics": "[diagnostic_msgs/msg/DiagnosticArray]", "/tf": "[tf2_msgs/msg/TFMessage]",
                          TOPIC: "[sensor_msgs/msg/Image]"})
         self.assertEqual({k: listed.get(k) for k in expected}, expected)
+
+    def test_every_rviz_display_matches_a_topic_the_node_advertises(self):
+        config = pathlib.Path(get_package_share_directory("httm_ros")) / "config" / "reconstruct.rviz"
+        displays = rviz_subscriptions(config)             # what `rviz:=true` opens
+        self.assertGreaterEqual(len(displays), 6)
+        advertised = dict(self.feeder.get_publisher_names_and_types_by_node(NODE.lstrip("/"), "/"))   # over DDS
+        for name, topic, msgtype, settings in displays:
+            self.assertIn(msgtype, advertised.get(topic, []),
+                          f"RViz display {name!r}: {topic} [{msgtype}]; the node advertises {advertised}")
+            offered = [p.qos_profile for p in self.feeder.get_publishers_info_by_topic(topic)
+                       if p.node_name == NODE.lstrip("/")]
+            self.assertTrue(offered, topic)
+            for qos in offered:               # an RViz subscription that asks for more than is offered gets nothing
+                if settings.get("Reliability Policy") == "Reliable":
+                    self.assertEqual(qos.reliability, ReliabilityPolicy.RELIABLE, topic)
+                if settings.get("Durability Policy") == "Transient Local":
+                    self.assertEqual(qos.durability, DurabilityPolicy.TRANSIENT_LOCAL, topic)
 
     def test_ros2_param_set_of_an_invalid_value_is_rejected_with_the_reason(self):
         out = _ros2("param", "set", NODE, "drop_policy", "sideways")
