@@ -1,5 +1,6 @@
 """The default demo end to end (what scripts/demo runs after building), small: a cached synthetic
-bag, the installed node as a process, replay over DDS, outputs and the PNG preview."""
+bag, the installed node as a process, replay over DDS, outputs, the PNG preview and the viewer's
+screenshot (a warning line instead where chromium is missing)."""
 
 import json
 import os
@@ -15,6 +16,18 @@ if os.environ.get("HTTM_ROS_INSTALLED") != "1":
 from httm_ros.ros.local_dds import ros_env  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _check_viewer_screenshot(out, summary, stdout):
+    """viewer.png (httm-view on the output bag) where chromium runs; else one warning line."""
+    from httm_ros.viewer.screenshot import find_chromium, scene_pixels
+
+    if find_chromium() is None:
+        assert "WARNING: no viewer screenshot" in stdout and not (out / "viewer.png").exists()
+        assert "viewer" not in summary["outputs"]
+        return
+    assert summary["outputs"]["viewer"] == str(out / "viewer.png") and f"viewer     {out / 'viewer.png'}" in stdout
+    assert scene_pixels(out / "viewer.png") >= 2000
 
 
 def test_demo_writes_preview_map_trajectory_bag_and_summary(tmp_path):
@@ -45,6 +58,7 @@ def test_demo_writes_preview_map_trajectory_bag_and_summary(tmp_path):
     assert len(stamps) == summary["keyframes_in_map"]
     with Image.open(out / "preview.png") as png:
         assert png.width == 1280 and png.height > 600
+    _check_viewer_screenshot(out, summary, run.stdout)
     reader = open_reader(out / "outputs_bag")
     topics = set(reader.topics)
     reader.close()

@@ -121,3 +121,18 @@ def test_verdicts_say_what_the_window_counts_mean():
     assert "map is empty" in console.verdict_lines({**base, "windows_accepted": 0})[0]
     assert console.verdict_lines({**base, "windows_accepted": 3}) == []
     assert "status -9" in console.verdict_lines({**base, "windows_accepted": 3, "node_exit_status": -9})[0]
+
+
+def test_a_viewer_screenshot_that_cannot_be_made_is_a_warning_line(tmp_path, monkeypatch, capsys):
+    from httm_ros.viewer import screenshot
+
+    assert artifacts.write_viewer_screenshot(tmp_path) is None                  # no outputs_bag/: BagError
+    assert "WARNING: no viewer screenshot" in capsys.readouterr().out
+
+    def no_chromium(source, png, *args, **kwargs):
+        raise screenshot.ScreenshotError("no chromium on PATH (Debian: apt-get install chromium)")
+
+    monkeypatch.setattr(screenshot, "write_screenshot", no_chromium)
+    assert artifacts.write_viewer_screenshot(tmp_path) is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "no chromium on PATH" in out and not (tmp_path / "viewer.png").exists()

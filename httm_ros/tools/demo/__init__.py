@@ -12,7 +12,9 @@
    host: own domain id, shared-memory transport, localhost discovery), calls ~/flush at the end;
 4. records every output topic, and writes to the output folder: ``outputs_bag/`` (MCAP of the
    recorded outputs), ``map.ply``, ``trajectory.tum``, ``preview.png`` (map + trajectory + input
-   frames), ``summary.json``, ``node.log``, ``demo_params.yaml``; prints a summary.
+   frames), ``viewer.png`` (the browser viewer httm-view on the output bag, through headless
+   chromium; a warning line where that cannot run), ``summary.json``, ``node.log``,
+   ``demo_params.yaml``; prints a summary.
 
 Sizes: on a CUDA GPU the full VGGT-1B at 518 px; on a CPU with a checkpoint VGGT-1B at 224 px on a
 few frames (about a minute per window); on a CPU without a checkpoint the tiny test network at
@@ -26,7 +28,7 @@ Modules, in the order the demo uses them:
 - :mod:`.demo_bag`: the synthetic sequence as a cached rosbag, and its thumbnails;
 - :mod:`.node_process`: the node as a process, waits that fail early when it dies;
 - :mod:`.recorder`: the node's outputs and diagnostics as they arrive, and when it is idle;
-- :mod:`.artifacts`: the files written at the end (bag, PLY, TUM, preview, summary.json);
+- :mod:`.artifacts`: the files written at the end (bag, PLY, TUM, preview, viewer screenshot, summary.json);
 - :mod:`.preview`: the PNG preview (map + trajectory + input frames, PIL only);
 - :mod:`.console`: what is printed: progress lines, the final report and its verdicts.
 """

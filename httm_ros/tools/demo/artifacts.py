@@ -1,17 +1,17 @@
 """The demo's output files: the recorded outputs as a bag, the last map as PLY, the last path as
-TUM, the PNG preview and summary.json."""
+TUM, the PNG preview, the browser viewer's screenshot of the output bag and summary.json."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
-from ..bag_io import OutputBag
+from ..bag_io import BagError, OutputBag
 from ..run_summary import format_summary
-from .console import verdict_lines
+from .console import log, verdict_lines
 from .demo_bag import thumbnails
 from .preview import render_preview
 from .recorder import Recorder
@@ -19,6 +19,7 @@ from .demo_settings import Settings
 
 FILES = (("bag", "outputs_bag"), ("map", "map.ply"), ("trajectory", "trajectory.tum"),
          ("preview", "preview.png"), ("summary", "summary.json"), ("log", "node.log"))
+VIEWER_PNG = "viewer.png"
 
 
 def path_to_matrices(path_msg) -> tuple:
@@ -61,4 +62,26 @@ def write_outputs(out: Path, recorder: Recorder, summary: dict, bag: Path, setti
                            format_summary(summary)[:2] + verdict_lines(summary), warning)
     image.save(out / "preview.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return {key: str(out / name) for key, name in FILES}
+    files = {key: str(out / name) for key, name in FILES}
+    viewer = write_viewer_screenshot(out)
+    return {**files, "viewer": str(viewer)} if viewer else files
+
+
+def write_viewer_screenshot(out: Path) -> Optional[Path]:
+    """``viewer.png``: httm-view showing ``out/outputs_bag``, rendered by headless chromium. Where it
+    cannot be made (no chromium, e.g. not installable without root; no viser; a blank page) the
+    demo prints one warning line and goes on: returns None."""
+    png = out / VIEWER_PNG
+    try:
+        from httm_ros.viewer.screenshot import ScreenshotError, write_screenshot
+    except ImportError as err:
+        log(f"WARNING: no viewer screenshot (httm-view is not importable: {err})")
+        return None
+    try:
+        write_screenshot(out / "outputs_bag", png)
+    except (ScreenshotError, BagError, ImportError, OSError) as err:
+        png.unlink(missing_ok=True)
+        log(f"WARNING: no viewer screenshot {png}: {err}")
+        return None
+    log(f"viewer screenshot: {png} (httm-view --bag {out / 'outputs_bag'} shows it live)")
+    return png

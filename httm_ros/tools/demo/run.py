@@ -26,7 +26,7 @@ from .node_process import DemoError, Watch, start_node, stop_node
 from .recorder import Recorder, node_idle
 from .demo_settings import Settings, apply_overrides, choose_settings, describe, node_params, write_params_file
 
-STALE_OUTPUTS = ("map.ply", "trajectory.tum", "preview.png", "summary.json")
+STALE_OUTPUTS = ("map.ply", "trajectory.tum", "preview.png", "viewer.png", "summary.json")
 
 
 def run_demo(args: argparse.Namespace) -> int:
