@@ -263,7 +263,8 @@ def test_parameters_at_run_time_over_the_parameter_services(harness, ros):
 
 
 def test_invalid_parameters_fail_at_start_with_the_reason(ros, seq):
-    with pytest.raises(ParameterError, match=r"WindowConfig.overlap must be an int in \[1, 5\]"):
+    with pytest.raises(ParameterError, match=r"window_overlap must be smaller than window_size: .*"
+                                             r"\(got window_overlap=6, window_size=6\)"):
         ReconstructNode(predictor=OraclePredictor(seq), context=ros.context, namespace="/bad",
                         parameter_overrides=[Parameter("window_size", value=6), Parameter("window_overlap", value=6)])
 

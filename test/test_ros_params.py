@@ -35,15 +35,19 @@ def test_table_is_complete_and_documented():
 @pytest.mark.parametrize("name, value, reason", [
     ("input_type", "theora", "input_type must be one of raw, compressed"),
     ("qos_depth", 0, r"qos_depth must be in \[1, 1000\]"),
-    ("window_size", "24", "window_size must be int"),
+    ("window_size", "24", "window_size must be an integer, got a string '24'"),
+    ("conf_threshold", "2", "conf_threshold must be a double"),
     ("device", "gpu0", "device must be auto, cpu, cuda or cuda:N"),
     ("image_size", 500, "multiple of 14"),
     ("world_frame", "/map", "without a leading '/'"),
     ("conf_percentile", 100.0, r"conf_percentile must be in \[0.0, 99.9\]"),
-    ("window_overlap", 24, r"WindowConfig.overlap must be an int in \[1, 23\]"),
-    ("httm_q_outlier", 0.95, "q_outlier must be in"),
+    ("window_overlap", 24, r"window_overlap must be smaller than window_size: .* \(got window_overlap=24, "
+                           r"window_size=24\)"),
+    ("window_overlap", 1, r"window_overlap must be in \[2, 1023\], got 1"),
+    ("httm_q_outlier", 0.95, "httm_q_outlier must not exceed httm_q_merge"),
     ("merge_layers", "0,x", "merge_layers"),
     ("camera_frame", "map", "world_frame and camera_frame must differ"),
+    ("image_size", 4102, r"image_size must be in \[14, 4088\]"),
 ])
 def test_invalid_values_are_rejected_with_reason(name, value, reason):
     errors = params.validate({**params.defaults(), name: value})
@@ -76,10 +80,95 @@ def test_values_translate_to_core_configs():
 
 def test_descriptors_carry_ranges_and_read_only():
     desc = params.descriptor(params.BY_NAME["window_size"])
-    assert desc.read_only and desc.integer_range[0].from_value == 2
+    assert desc.read_only and desc.integer_range[0].from_value == 3
     desc = params.descriptor(params.BY_NAME["conf_percentile"])
     assert not desc.read_only and desc.floating_point_range[0].to_value == pytest.approx(99.9)
     assert "raw" in params.descriptor(params.BY_NAME["input_type"]).additional_constraints
+    desc = params.descriptor(params.BY_NAME["image_size"])
+    assert (desc.integer_range[0].from_value, desc.integer_range[0].step) == (14, 14)
+    assert all(params.descriptor(p).dynamic_typing for p in params.PARAMS)   # type errors: check_value's
+
+
+# ----------------------------------------------------------------------------- one source of truth
+def _satisfy_rules(values, name):
+    """Other parameters moved so that ``name``'s own value is the only thing tested."""
+    if name == "window_overlap":
+        values["window_size"] = min(1024, max(values["window_size"], values["window_overlap"] + 1))
+    if name == "window_size":
+        values["window_overlap"] = min(values["window_overlap"], values["window_size"] - 1)
+    if name == "httm_q_outlier":
+        values["httm_q_merge"] = max(values["httm_q_merge"], values["httm_q_outlier"])
+    if name == "httm_q_merge":
+        values["httm_q_outlier"] = min(values["httm_q_outlier"], values["httm_q_merge"])
+    return values
+
+
+@pytest.mark.parametrize("param", [p for p in params.PARAMS if p.range], ids=lambda p: p.name)
+def test_declared_ranges_are_what_is_accepted(param):
+    """Both ends of every declared range pass validate() - the core's configuration objects
+    included - and the numbers just outside fail with the range in the reason."""
+    lo, hi = param.range
+    for end in (lo, hi):
+        values = _satisfy_rules({**params.defaults(), param.name: end}, param.name)
+        assert params.validate(values) == [], (param.name, end)
+    eps = 1 if param.type is int else 1e-9 * max(1.0, abs(hi))
+    for outside in (lo - eps, hi + eps):
+        errors = params.validate({**params.defaults(), param.name: outside})
+        assert errors == [f"{param.name} must be in [{lo}, {hi}], got {outside!r}"], errors
+
+
+def test_window_overlap_range_starts_at_the_alignment_minimum():
+    from httm_ros.pipeline.stream_config import AlignConfig
+
+    assert params.BY_NAME["window_overlap"].range[0] == AlignConfig().min_overlap_frames
+    assert params.BY_NAME["window_size"].range[0] == AlignConfig().min_overlap_frames + 1
+
+
+@pytest.mark.parametrize("rule", params.RULES, ids=lambda r: r.names[0])
+def test_cross_rules_are_reported_in_words_with_the_values(rule):
+    broken = {"window_overlap": {"window_overlap": 30, "window_size": 30},
+              "merge_mode": {"httm_q_outlier": 0.5, "httm_q_merge": 0.4},
+              "world_frame": {"world_frame": "cam", "camera_frame": "cam"}}[rule.names[0]]
+    values = {**params.defaults(), **broken}
+    errors = params.validate(values)
+    assert errors == [rule.check(values)]
+    assert errors[0].startswith(rule.text) and all(f"{n}={values[n]!r}" in errors[0] for n in rule.names)
+    assert params.validate({**values, "merge_mode": "uniform"}) == [] or rule.names[0] != "merge_mode"
+
+
+def test_type_errors_name_the_expected_type():
+    d = params.defaults()
+    assert params.validate({**d, "pixel_stride": "abc"}) == ["pixel_stride must be an integer, got a string 'abc'"]
+    assert params.validate({**d, "publish_map": 1}) == ["publish_map must be a bool, got an integer 1"]
+    assert "conf_threshold must be a double" in params.validate({**d, "conf_threshold": True})[0]
+    assert params.check_update(d, {"conf_threshold": 2}) == []
+    assert params.updates_from([_Param("conf_threshold", 2)]) == {"conf_threshold": 2.0}
+
+
+class _Param:
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+
+# ----------------------------------------------------------------------------- command line
+def test_command_line_overrides_are_read_in_order_for_this_node():
+    argv = ["node", "--ros-args", "-p", "pixel_stride:=abc", "--params-file", "f.yaml", "-r", "a:=b",
+            "--param", "reconstruct_node:conf_threshold:=2", "-p", "other_node:window_size:=4",
+            "-p", "/ns/reconstruct_node:image_size:=56", "--", "-p", "not_ros:=1",
+            "--ros-args", "-p", "pixel_stride:=3"]
+    assert params.command_line_overrides(argv, "reconstruct_node") == {
+        "pixel_stride": "3", "conf_threshold": "2", "image_size": "56"}
+
+
+def test_overrides_a_later_params_file_replaced_are_reported():
+    values = params.defaults()                          # the params file set pixel_stride back to 2
+    argv = ["n", "--ros-args", "-p", "pixel_stride:=abc", "-p", "conf_threshold:=1", "-p", "publish_map:=true",
+            "-p", "no_such:=1", "--params-file", "my.yaml"]
+    warnings = params.ignored_overrides(argv, "reconstruct_node", values)
+    assert len(warnings) == 2, warnings                 # conf_threshold 1 == 1.0, publish_map true: applied
+    assert warnings[0].startswith("-p pixel_stride:=abc was not applied: pixel_stride is 2")
+    assert "last one wins" in warnings[0]
+    assert warnings[1] == "-p no_such:=1 is ignored: reconstruct_node has no parameter 'no_such'"
 
 
 # ----------------------------------------------------------------------------- frame queue

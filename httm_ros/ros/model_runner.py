@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
@@ -108,6 +109,23 @@ class _heads_one_frame_at_a_time:
             self.model.config = self.saved
 
 
+class DelayedPredictor:
+    """``debug_window_delay`` (for tests): each window waits ``delay`` s before its forward, after a
+    log line a test can wait for ("debug_window_delay: window of N frames waits ...")."""
+
+    def __init__(self, inner, delay: float, log: Callable[[str], None]) -> None:
+        self.inner, self.delay, self.log = inner, delay, log
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def predict(self, images: torch.Tensor, frame_ids: Sequence[int]) -> WindowPrediction:
+        self.log(f"debug_window_delay: window of {images.shape[0]} frames waits {self.delay:g} s "
+                 "before its forward")
+        time.sleep(self.delay)
+        return self.inner.predict(images, frame_ids)
+
+
 # ----------------------------------------------------------------------------- runner
 @dataclass
 class ModelRunner:
@@ -151,6 +169,8 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
         description += warmup_text(warmup)
     else:
         description = f"injected {type(predictor).__name__} on {device}"
+    if values.get("debug_window_delay", 0.0) > 0:
+        predictor = DelayedPredictor(predictor, values["debug_window_delay"], warn)
     safe = SafePredictor(predictor, log=error)
     return ModelRunner(StreamingReconstructor(safe, stream_config(values, str(device))), safe, device,
                        test_weights, patch_start, description, warmup)

@@ -1,24 +1,31 @@
 """Every parameter of reconstruct_node, declared from one table, with validation.
 
 ``PARAMS`` lists name, default (its Python type is the parameter type), description, numeric
-range or choices, and whether the value may change at run time (``runtime=True``: thresholds,
-frame ids, output switches; everything that shapes the model, the windows or the subscriptions is
-read-only). ``validate`` checks a whole set of values (single values and cross-parameter rules)
-and returns the reasons for rejection; it needs no ROS, so it is unit-tested directly.
+range (and step) or choices, and whether the value may change at run time (``runtime=True``:
+thresholds, frame ids, output switches; everything that shapes the model, the windows or the
+subscriptions is read-only). The declared ranges ARE the validation: the same table makes the ROS
+descriptors (``ros2 param describe``) and :func:`check_value`, and a value inside its range is
+accepted by the streaming core on its own. What depends on two parameters is one of ``RULES``,
+stated in words and reported with the values (docs/ROS.md "Parameters").
+
+``validate`` checks a whole set of values and returns the reasons for rejection; it needs no ROS,
+so it is unit-tested directly. The rclpy glue (declaring, integers for doubles, type errors that
+name the type, ``-p`` overrides that a later ``--params-file`` replaced) is at the end.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 MERGE_MODES = ("none", "uniform", "httm")
 
 
 @dataclass(frozen=True)
 class Param:
-    """One node parameter. ``range`` is inclusive (lo, hi) for int/float; ``choices`` for str."""
+    """One node parameter. ``range`` is inclusive (lo, hi) for int/float; ``step`` (int only):
+    the value is lo + a multiple of step; ``choices`` for str."""
 
     name: str
     default: Any
@@ -26,6 +33,7 @@ class Param:
     range: Optional[Tuple[float, float]] = None
     choices: Optional[Tuple[str, ...]] = None
     runtime: bool = False
+    step: int = 0
 
     @property
     def type(self) -> type:
@@ -69,7 +77,7 @@ PARAMS: Tuple[Param, ...] = (
           "ignored on CPU.", choices=("bfloat16", "float16", "float32")),
     Param("image_size", 518, "Model input width in pixels (multiple of 14); frames are resized "
           "keeping their aspect ratio (height rounded to a multiple of 14, no crop).",
-          range=(14, 4088)),
+          range=(14, 4088), step=14),
     Param("size_change_policy", "rescale", "A frame whose size maps to a different model input "
           "than the stream's (another aspect ratio): 'rescale' resizes it to the stream's input "
           "size and the stream goes on; 'restart' finishes the current window and starts a new "
@@ -83,9 +91,11 @@ PARAMS: Tuple[Param, ...] = (
           "2.5 s at 64 frames once compiled. On a CPU it costs about one window and buys little. "
           "0 = no warm-up.", range=(0, 100)),
     # --- windows and keyframes ----------------------------------------------------------------
-    Param("window_size", 24, "Keyframes per model window (K).", range=(2, 1024)),
-    Param("window_overlap", 8, "Keyframes shared with the previous window, used to align it (O < K).",
-          range=(1, 1023)),
+    Param("window_size", 24, "Keyframes per model window (K); at least 3 (2 overlap + 1 new).",
+          range=(3, 1024)),
+    Param("window_overlap", 8, "Keyframes shared with the previous window, used to align it (O < K); "
+          "at least 2, the fewest the alignment accepts (AlignConfig.min_overlap_frames).",
+          range=(2, 1023)),
     Param("keyframe_policy", "motion", "'motion': a frame becomes a keyframe when the image moved "
           "by keyframe_min_motion or after keyframe_max_gap frames; 'every': every frame is one.",
           choices=("motion", "every")),
@@ -100,7 +110,7 @@ PARAMS: Tuple[Param, ...] = (
           "away (httm and uniform)."),
     Param("httm_q_merge", 0.9, "HTTM: fraction of query tokens merged per block.", range=(0.0, 0.999)),
     Param("httm_q_outlier", 0.1, "HTTM: fraction of query tokens restored as outliers "
-          "(<= httm_q_merge).", range=(0.0, 1.0)),
+          "(<= httm_q_merge).", range=(0.0, 0.999)),
     Param("httm_kv_merge", 0.7, "HTTM: fraction of key/value tokens merged per block.",
           range=(0.0, 0.999)),
     Param("httm_spatial_block", 128, "HTTM: most patch positions in one merging block (n_s).",
@@ -135,6 +145,17 @@ PARAMS: Tuple[Param, ...] = (
       for name in _OUTPUTS),
     Param("map_publish_every", 1, "Publish ~/map every N windows.", range=(1, 10000), runtime=True),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.05, 3600.0)),
+    # --- shutdown (docs/ROS.md "Shutdown") ----------------------------------------------------
+    Param("flush_on_shutdown", False, "On SIGINT/SIGTERM: false drops the queued frames and the "
+          "window in flight (counted and logged); true runs the queued keyframes as a last window "
+          "and publishes it before exiting (within shutdown_timeout).", runtime=True),
+    Param("shutdown_timeout", 8.0, "Seconds a stop waits for the inference and publisher threads "
+          "(the window in flight; with flush_on_shutdown the last window); after it the node exits "
+          "anyway, logging what was lost. ros2 launch sends SIGTERM 5 s after SIGINT and SIGKILL "
+          "5 s later: keep it below 10.", range=(0.1, 3600.0), runtime=True),
+    Param("debug_window_delay", 0.0, "FOR TESTS: every window waits this many seconds before its "
+          "model forward, announced in the log, so a test can act while a window runs. 0 = off.",
+          range=(0.0, 600.0)),
 )
 
 BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMS}
@@ -146,40 +167,76 @@ def defaults() -> Dict[str, Any]:
     return {p.name: p.default for p in PARAMS}
 
 
-def check_value(param: Param, value: Any) -> Optional[str]:
-    """Reason why ``value`` is not acceptable for ``param``, or None."""
+# ROS's names of the parameter types (ros2 param describe / set): the words type errors use
+ROS_TYPES = {bool: "a bool", int: "an integer", float: "a double", str: "a string"}
+
+
+def type_name(value: Any) -> str:
+    return ROS_TYPES.get(type(value), "a " + type(value).__name__)
+
+
+def coerce(param: Param, value: Any) -> Any:
+    """An integer given for a double parameter is that double (``conf_threshold:=2`` -> 2.0)."""
     if param.type is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        return float(value)
+    return value
+
+
+def check_value(param: Param, value: Any) -> Optional[str]:
+    """Reason why ``value`` is not acceptable for ``param`` on its own, or None."""
+    value = coerce(param, value)
     if type(value) is not param.type:
-        return f"{param.name} must be {param.type.__name__}, got {type(value).__name__} {value!r}"
+        hint = " (an integer is taken as a double)" if param.type is float else ""
+        return f"{param.name} must be {ROS_TYPES[param.type]}{hint}, got {type_name(value)} {value!r}"
     if param.choices is not None and value not in param.choices:
         return f"{param.name} must be one of {', '.join(param.choices)}; got {value!r}"
     if param.range is not None and not param.range[0] <= value <= param.range[1]:
         return f"{param.name} must be in [{param.range[0]}, {param.range[1]}], got {value!r}"
+    if param.step and (value - param.range[0]) % param.step:
+        return f"{param.name} must be a multiple of {param.step} in [{param.range[0]}, {param.range[1]}], got {value}"
     if param.name == "device" and not _DEVICE_RE.match(value):
         return f"device must be auto, cpu, cuda or cuda:N; got {value!r}"
     if param.name in ("world_frame", "camera_frame") and (not value or value.startswith("/")):
         return f"{param.name} must be a non-empty frame id without a leading '/'; got {value!r}"
-    if param.name == "image_size" and value % 14:
-        return f"image_size must be a multiple of 14 (the patch size), got {value}"
     return None
 
 
-def _cross_checks(values: Mapping[str, Any]) -> List[str]:
-    """Rules between parameters; ``values`` holds all of them. The core's configuration objects
-    (StreamConfig, HTTMConfig, ...) check their own rules, e.g. window_overlap < window_size."""
-    from .core_config import config_errors          # torch: only when values are checked
+@dataclass(frozen=True)
+class Rule:
+    """A rule between parameters: ``text`` says it in words, ``holds(values)`` checks it."""
 
-    errors = config_errors(values)
-    if values["world_frame"] == values["camera_frame"]:
-        errors.append("world_frame and camera_frame must differ")
-    return errors
+    text: str
+    names: Tuple[str, ...]
+    holds: Callable[[Mapping[str, Any]], bool]
+
+    def check(self, values: Mapping[str, Any]) -> Optional[str]:
+        """None when it holds, else the rule in words with the values."""
+        if self.holds(values):
+            return None
+        return f"{self.text} (got {', '.join(f'{n}={values[n]!r}' for n in self.names)})"
+
+
+RULES: Tuple[Rule, ...] = (
+    Rule("window_overlap must be smaller than window_size: each window shares window_overlap "
+         "keyframes with the previous one and adds window_size - window_overlap new ones",
+         ("window_overlap", "window_size"), lambda v: v["window_overlap"] < v["window_size"]),
+    Rule("with merge_mode httm, httm_q_outlier must not exceed httm_q_merge: only merged queries "
+         "can be restored as outliers", ("merge_mode", "httm_q_outlier", "httm_q_merge"),
+         lambda v: v["merge_mode"] != "httm" or v["httm_q_outlier"] <= v["httm_q_merge"]),
+    Rule("world_frame and camera_frame must differ: the camera pose is the transform between them",
+         ("world_frame", "camera_frame"), lambda v: v["world_frame"] != v["camera_frame"]),
+)
 
 
 def validate(values: Mapping[str, Any]) -> List[str]:
-    """All reasons why this complete set of values is invalid (empty list: valid)."""
+    """All reasons why this complete set of values is invalid (empty list: valid): single values
+    (type, range, choices), then ``RULES``, then - as a backstop, never reached by values the
+    first two accept (test_ros_params checks the range ends) - the core's own configuration checks."""
+    from .core_config import config_errors          # torch: only when values are checked
+
     errors = [reason for p in PARAMS if (reason := check_value(p, values[p.name])) is not None]
-    return errors or _cross_checks(values)
+    errors = errors or [reason for rule in RULES if (reason := rule.check(values)) is not None]
+    return errors or config_errors({n: coerce(BY_NAME[n], v) if n in BY_NAME else v for n, v in values.items()})
 
 
 def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> List[str]:
@@ -195,15 +252,20 @@ def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> List
 
 # ----------------------------------------------------------------------------- rclpy glue
 def descriptor(param: Param):
-    """rcl_interfaces/ParameterDescriptor for ``param`` (range, choices, read-only)."""
+    """rcl_interfaces/ParameterDescriptor for ``param`` (range and step, choices, read-only).
+
+    Dynamically typed, so that a value of the wrong type reaches :func:`check_value` (whose reason
+    names the expected type) instead of rclpy's "Wrong parameter type, expected '3' got '2'"; an
+    integer for a double is converted before (:func:`declare_all`)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     desc = ParameterDescriptor(name=param.name, description=param.description,
-                               read_only=not param.runtime)
+                               read_only=not param.runtime, dynamic_typing=True)
     if param.choices is not None:
         desc.additional_constraints = "one of: " + ", ".join(param.choices)
     if param.range is not None and param.type is int:
-        desc.integer_range = [IntegerRange(from_value=int(param.range[0]), to_value=int(param.range[1]), step=1)]
+        desc.integer_range = [IntegerRange(from_value=int(param.range[0]), to_value=int(param.range[1]),
+                                           step=param.step or 1)]
     elif param.range is not None:
         desc.floating_point_range = [FloatingPointRange(from_value=float(param.range[0]),
                                                         to_value=float(param.range[1]), step=0.0)]
@@ -216,21 +278,99 @@ class ParameterError(ValueError):
 
 def declare_all(node) -> Dict[str, Any]:
     """Declare every parameter on ``node`` (overrides from --ros-args apply) and return the
-    validated values. Raises ParameterError (or rclpy's InvalidParameterValueException for a
-    value outside a descriptor range) with the reasons."""
+    validated values; integers given for doubles are doubles, at start-up and in later sets.
+    Raises ParameterError (or rclpy's InvalidParameterValueException for a number outside a
+    descriptor range) with the reasons."""
+    _doubles_from_integers(getattr(node, "_parameter_overrides", None))
     declared = node.declare_parameters("", [(p.name, p.default, descriptor(p)) for p in PARAMS])
-    values = {param.name: _coerce(BY_NAME[param.name], param.value) for param in declared}
+    values = {param.name: coerce(BY_NAME[param.name], param.value) for param in declared}
     errors = validate(values)
     if errors:
         raise ParameterError("invalid parameters: " + "; ".join(errors))
+    node.add_pre_set_parameters_callback(_coerce_parameters)
     return values
 
 
-def _coerce(param: Param, value: Any) -> Any:
-    return float(value) if param.type is float and isinstance(value, int) else value
+def _doubles_from_integers(overrides: Optional[dict]) -> None:
+    """``-p conf_threshold:=2`` (rcl reads an integer) -> the double 2.0 in rclpy's override table
+    (name -> rclpy Parameter, read by ``declare_parameters``), so the parameter is a double."""
+    if isinstance(overrides, dict):
+        for name, param in list(overrides.items()):
+            if name in BY_NAME and coerce(BY_NAME[name], param.value) is not param.value:
+                overrides[name] = _double(param)
+
+
+def _coerce_parameters(parameters: List) -> List:
+    """Pre-set callback: integers for double parameters become doubles (``ros2 param set ...
+    conf_threshold 2``)."""
+    return [_double(p) if p.name in BY_NAME and coerce(BY_NAME[p.name], p.value) is not p.value else p
+            for p in parameters]
+
+
+def _double(param):
+    from rclpy.parameter import Parameter
+
+    return Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
+
+
+def keep_declared_types(node, names) -> None:
+    """After a refused set: rclpy's dynamic typing already wrote the refused value's type into the
+    stored descriptor; put the table's type back (``ros2 param describe`` stays right)."""
+    from rclpy.parameter import Parameter
+
+    for name in names:
+        if name in BY_NAME and node.has_parameter(name):
+            node.describe_parameter(name).type = Parameter.Type.from_parameter_value(BY_NAME[name].default).value
 
 
 def updates_from(parameters: Sequence) -> Dict[str, Any]:
     """rclpy Parameter objects of a set request -> name -> value."""
-    return {p.name: _coerce(BY_NAME[p.name], p.value) if p.name in BY_NAME else p.value
+    return {p.name: coerce(BY_NAME[p.name], p.value) if p.name in BY_NAME else p.value
             for p in parameters}
+
+
+# ----------------------------------------------------------------------------- command line
+def command_line_overrides(argv: Sequence[str], node_name: str) -> Dict[str, str]:
+    """``-p [node:]name:=value`` / ``--param`` rules of the ``--ros-args`` sections of ``argv`` that
+    apply to ``node_name``: name -> value text of the last one (rcl applies them in order)."""
+    found: Dict[str, str] = {}
+    in_ros, tokens = False, iter(argv)
+    for token in tokens:
+        if token in ("--ros-args", "--"):
+            in_ros = token == "--ros-args"
+        elif in_ros and token in ("-p", "--param"):
+            target, sep, text = next(tokens, "").partition(":=")
+            node, _, name = target.rpartition(":")
+            if sep and node.rsplit("/", 1)[-1] in ("", node_name, "*", "**"):
+                found[name] = text
+    return found
+
+
+def _scalar(text: str) -> Any:
+    """A ``-p`` value as rcl's YAML reads it (bool, integer, double, else string)."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on", "false", "no", "off"):
+        return low in ("true", "yes", "on")
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip().strip("'\"")
+
+
+def ignored_overrides(argv: Sequence[str], node_name: str, values: Mapping[str, Any]) -> List[str]:
+    """Warnings for ``-p`` overrides the node does not run with: a ``--params-file`` later on the
+    command line set the parameter again (rcl applies ``-p`` and ``--params-file`` in command-line
+    order, the last one wins), or the node has no such parameter (rcl ignores it silently)."""
+    warnings = []
+    for name, text in command_line_overrides(argv, node_name).items():
+        if name not in values:
+            warnings.append(f"-p {name}:={text} is ignored: {node_name} has no parameter {name!r}")
+            continue
+        given, value = coerce(BY_NAME[name], _scalar(text)), values[name]
+        if type(given) is not type(value) or given != value:
+            warnings.append(f"-p {name}:={text} was not applied: {name} is {value!r}, set by a "
+                            "--params-file that comes later on the command line (overrides apply "
+                            "in command-line order, the last one wins: put -p after --params-file)")
+    return warnings

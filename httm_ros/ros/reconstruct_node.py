@@ -47,11 +47,10 @@ import collections
 import math
 import os
 import queue
-import signal
 import sys
 import threading
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import rclpy
@@ -59,10 +58,12 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from httm_ros.msg import WindowStats
@@ -76,6 +77,7 @@ from .frame_queue import Frame, FrameQueue
 from .messages import host_copies
 from .model_runner import build_model_runner
 from .node_counters import NodeCounters, NodeTimings, StampGaps
+from .stop_signals import StopRequest, StopSignals
 from .tf_publisher import make_tf_publisher
 from .window_publisher import RESTART, WindowJob, WindowPublisher
 from .window_stats import merge_outliers, window_stats, window_summary
@@ -116,6 +118,13 @@ class ReconstructNode(Node):
 
     def __init__(self, predictor=None, **node_kwargs) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
+        try:
+            self._start(predictor)
+        except BaseException:        # a start-up error, or a stop signal (StopRequest) in the model build
+            self._abandon_start()
+            raise
+
+    def _start(self, predictor) -> None:
         log = self.get_logger()
         self.values: Dict[str, Any] = params.declare_all(self)
         self.runner = build_model_runner(self.values, predictor, warn=log.warning, error=log.error)
@@ -131,7 +140,10 @@ class ReconstructNode(Node):
         self._requests = services.StreamRequests()
         self._frames_taken = 0
         self._filter_update = None
-        self._stop = threading.Event()
+        self._stopping = threading.Event()     # shutdown() began
+        self._stop = threading.Event()         # the inference thread ends (now, or once drained)
+        self._drain = threading.Event()        # flush_on_shutdown: the queue, then a last window
+        self._discard = threading.Event()      # stopping without flush: windows are not handed over
         self._jobs: "queue.Queue" = queue.Queue(maxsize=2)     # windows waiting for the publisher
         self._make_publishers()
         self.window_publisher = WindowPublisher(self.pub, make_tf_publisher(self), self.counters,
@@ -220,6 +232,7 @@ class ReconstructNode(Node):
         changes = {k: v for k, v in params.updates_from(parameters).items() if k in params.BY_NAME}
         errors = params.check_update(self.values, changes)
         if errors:
+            params.keep_declared_types(self, changes)
             return SetParametersResult(successful=False, reason="; ".join(errors))
         new = {**self.values, **changes}
         if new["drop_policy"] != self.values["drop_policy"]:
@@ -237,6 +250,9 @@ class ReconstructNode(Node):
         """Inference loop: frames from the queue into the core, results out as messages."""
         while not self._stop.is_set():
             frame = self.queue.get(timeout=0.05)
+            if frame is None and self._drain.is_set():
+                self._last_window()
+                return
             try:
                 self._apply_filter_update()
                 if frame is not None:
@@ -297,18 +313,22 @@ class ReconstructNode(Node):
 
     # ------------------------------------------------------------------ hand-over (worker thread)
     def _publish_results(self, results) -> None:
-        """Hand each window to the publisher thread (waits while two are already pending)."""
+        """Hand each window to the publisher thread (waits while two are already pending); none
+        once a stop without flush began (the window in flight is discarded)."""
         for result in results:
+            if self._discard.is_set():
+                return
             self._put_job(self._window_job(result))
 
-    def _put_job(self, job) -> None:
-        """Queue ``job`` for the publisher; gives up only if the publisher thread has died."""
+    def _put_job(self, job, deadline: Optional[float] = None) -> None:
+        """Queue ``job`` for the publisher; gives up if the publisher thread has died or at
+        ``deadline`` (time.monotonic(), shutdown)."""
         while True:
             try:
                 self._jobs.put(job, timeout=0.1)
                 return
             except queue.Full:
-                if not self._publish_thread.is_alive():
+                if not self._publish_thread.is_alive() or (deadline is not None and time.monotonic() > deadline):
                     return
 
     def _window_job(self, result) -> WindowJob:
@@ -347,52 +367,133 @@ class ReconstructNode(Node):
         return self.rec.map.points()
 
     # ------------------------------------------------------------------ shutdown
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop the inference thread (the window in progress finishes first)."""
-        self._stop.set()
-        self.queue.close()
+    def shutdown(self, flush: Optional[bool] = None, timeout: Optional[float] = None) -> bool:
+        """The one stop (docs/ROS.md "Shutdown"): intake stops; with ``flush`` (default
+        flush_on_shutdown) the queued frames run and the queued keyframes make a last window, which
+        is published; without, the queued frames are dropped (counted, reason ``shutdown``) and the
+        window in flight is discarded. The threads are joined within ``timeout`` seconds (default
+        shutdown_timeout) and the outputs acknowledged by reliable subscribers. Returns True when
+        both threads ended. Idempotent; the node is destroyed by the caller."""
+        if self._stopping.is_set():
+            return not self._threads_running()
+        self._stopping.set()
+        flush = self.values["flush_on_shutdown"] if flush is None else flush
+        timeout = self.values["shutdown_timeout"] if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self._stop_intake()
+        self._stop_worker(flush, timeout, deadline)
+        self._put_job(None, deadline)                          # after the worker's last window
+        self._publish_thread.join(max(0.0, deadline - time.monotonic()))
+        if self._publish_thread.is_alive():
+            self.window_publisher.closed = True
+            self.get_logger().warning(f"the publisher thread did not finish within shutdown_timeout "
+                                      f"({timeout:g} s): the rest of its window is not published")
+        self._wait_acknowledged(deadline)
+        return not self._threads_running()
+
+    def _stop_intake(self) -> None:
+        """No more frames or diagnostics: the subscription and the timer go."""
         self._diag_timer.cancel()
-        self._worker.join(timeout)
-        self._jobs.put(None)                                   # after the worker's last window
-        self._publish_thread.join(timeout)
+        self.destroy_subscription(self._sub)
+
+    def _stop_worker(self, flush: bool, timeout: float, deadline: float) -> None:
+        log = self.get_logger()
+        if flush:
+            log.info(f"flush_on_shutdown: running the {len(self.queue)} queued frames and the last "
+                     "window before exiting")
+            self._drain.set()
+        else:
+            self._discard.set()
+            self._stop.set()
+            dropped = self.queue.discard("shutdown")
+            log.info(f"dropped at shutdown: {dropped} queued frames, window in flight discarded")
+        self.queue.close()
+        self._worker.join(max(0.0, deadline - time.monotonic()))
+        if self._worker.is_alive():
+            self._discard.set()
+            self._stop.set()
+            log.warning(f"the inference thread did not finish within shutdown_timeout ({timeout:g} s): "
+                        "the window it runs is discarded")
+
+    def _last_window(self) -> None:
+        """flush_on_shutdown, queue drained: the queued keyframes as a last window, published."""
+        try:
+            self._publish_results(self.rec.flush())
+        except Exception as err:  # noqa: BLE001 - reported; the stop goes on
+            self.counters.worker_errors += 1
+            self.get_logger().error(f"inference thread (last window): {type(err).__name__}: {err}")
+
+    def _wait_acknowledged(self, deadline: float) -> None:
+        """Reliable outputs already published reach their subscribers before the node goes."""
+        for publisher in self.pub.values():
+            left = deadline - time.monotonic()
+            if left <= 0 or not publisher.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+                return
+
+    def _threads_running(self) -> bool:
+        return any(t is not None and t.is_alive() for t in (getattr(self, "_worker", None),
+                                                             getattr(self, "_publish_thread", None)))
+
+    def _abandon_start(self) -> None:
+        """A start that failed or was stopped (StopRequest): the threads, if they started, and every
+        DDS entity created so far go, so nothing is left behind (/dev/shm included)."""
+        if getattr(self, "_worker", None) is not None:
+            self.shutdown(flush=False, timeout=1.0)
+        elif getattr(self, "_publish_thread", None) is not None:
+            self._jobs.put(None)
+        self.destroy_node()
 
 
-_node_up = threading.Event()
-
-
-def on_sigint(signum=None, frame=None) -> None:
-    """SIGINT (after rclpy's own handler): while the node is not up yet (imports, model build) exit 0
-    at once, no traceback - nothing needs cleaning up, and a KeyboardInterrupt there can be swallowed
-    mid-import; afterwards Python's default, KeyboardInterrupt."""
-    if _node_up.is_set():
-        raise KeyboardInterrupt
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+SPIN_PERIOD = 0.1        # s: the main loop sees a stop signal within this
 
 
 def main(args=None) -> int:
-    """Entry point of the ``reconstruct_node`` executable; returns the exit status."""
-    signal.signal(signal.SIGINT, on_sigint)             # rclpy.init's handler calls it after its own
-    rclpy.init(args=args)
+    """Entry point of the ``reconstruct_node`` executable; returns the exit status: 0 after a
+    SIGINT/SIGTERM at any moment (docs/ROS.md "Shutdown"), 2 when the node cannot start."""
+    signals = StopSignals().install()
+    log = rclpy.logging.get_logger(NODE_NAME)
+    node = None
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = ReconstructNode()
+        signals.node_up()
+    except StopRequest as stop:
+        log.info(f"stop requested ({stop}) during start-up: exiting")
+        if node is not None:                                   # the signal came right after the build
+            node.shutdown(flush=False, timeout=1.0)
+            node.destroy_node()
+        rclpy.try_shutdown()
+        return 0
     except Exception as err:  # noqa: BLE001 - one clear line for every start-up failure
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(err).__name__}: {err}")
+        log.fatal(f"cannot start: {type(err).__name__}: {err}")
         rclpy.try_shutdown()
         return 2
-    _node_up.set()
+    for warning in params.ignored_overrides(sys.argv if args is None else args, node.get_name(), node.values):
+        node.get_logger().warning(warning)
+    finished = _spin_until_stopped(node, signals)
+    if not finished:                       # a thread is still in a model forward: no interpreter
+        sys.stdout.flush()                 # teardown under it
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+def _spin_until_stopped(node: ReconstructNode, signals: StopSignals) -> bool:
+    """Spin until a stop signal, then the one shutdown path; True when the threads ended."""
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not signals.requested.is_set():
+            executor.spin_once(timeout_sec=SPIN_PERIOD)
+    except ExternalShutdownException:
         pass
     finally:
-        node.shutdown()
+        node.get_logger().info(f"stop requested ({signals.signal_name or 'context shut down'}): stopping")
+        finished = node.shutdown()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return finished
 
 
 if __name__ == "__main__":

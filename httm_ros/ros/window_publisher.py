@@ -48,13 +48,14 @@ class WindowPublisher:
         self.pub, self.tf, self.counters, self.history = pub, tf, counters, history
         self.log_error = log_error
         self.path: List[PoseStamped] = []
+        self.closed = False               # shutdown ran out of time: publish nothing more
         self.last_timings = NodeTimings()
         self.last_stats: Optional[WindowStats] = None
         self._publish_call_ms = 0.0
 
     def run(self, jobs: "queue.Queue") -> None:
-        """Thread body: publish jobs in order until a None job."""
-        while True:
+        """Thread body: publish jobs in order until a None job (or ``closed``)."""
+        while not self.closed:
             job = jobs.get()
             if job is None:
                 return
@@ -107,5 +108,7 @@ class WindowPublisher:
     def _send(self, topic: str, msg) -> None:
         """Publish on one of ``self.pub``, timing the publish call (serialisation + transport)."""
         t0 = time.perf_counter()
+        if self.closed:
+            return
         self.pub[topic].publish(msg)
         self._publish_call_ms += 1e3 * (time.perf_counter() - t0)
