@@ -149,10 +149,11 @@ PARAMS: Tuple[Param, ...] = (
     Param("flush_on_shutdown", False, "On SIGINT/SIGTERM: false drops the queued frames and the "
           "window in flight (counted and logged); true runs the queued keyframes as a last window "
           "and publishes it before exiting (within shutdown_timeout).", runtime=True),
-    Param("shutdown_timeout", 8.0, "Seconds a stop waits for the inference and publisher threads "
+    Param("shutdown_timeout", 5.0, "Seconds a stop waits for the inference and publisher threads "
           "(the window in flight; with flush_on_shutdown the last window); after it the node exits "
-          "anyway, logging what was lost. ros2 launch sends SIGTERM 5 s after SIGINT and SIGKILL "
-          "5 s later: keep it below 10.", range=(0.1, 3600.0), runtime=True),
+          "anyway (status 0), logging what was lost. ros2 launch sends SIGTERM 5 s after SIGINT "
+          "(ignored: the stop is under way) and SIGKILL 5 s later: keep it below about 8 s.",
+          range=(0.1, 3600.0), runtime=True),
     Param("debug_window_delay", 0.0, "FOR TESTS: every window waits this many seconds before its "
           "model forward, announced in the log, so a test can act while a window runs. 0 = off.",
           range=(0.0, 600.0)),
