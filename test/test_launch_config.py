@@ -68,7 +68,7 @@ def test_defaults_start_the_node_with_the_installed_yaml_on_a_camera_topic():
     assert p.params_files == [str(ROOT / "config" / "reconstruct.yaml")]
     assert p.overrides == {"input_type": "raw", "use_sim_time": False}
     assert p.remappings == [("image", "/camera/image_raw")]
-    assert p.bag_command is None and p.rviz_command is None
+    assert p.bag_command is None and p.rviz_command is None and p.viewer_command is None
     assert p.node_parameters() == [str(ROOT / "config" / "reconstruct.yaml"), p.overrides]
     assert p.flush_command == ["ros2", "service", "call", "/reconstruct_node/flush", "std_srvs/srv/Trigger"]
 
@@ -97,8 +97,22 @@ def test_overrides_and_ros_args(tmp_path):
     assert args[-4:] == ["-r", "image:=/camera/image_raw", "--log-level", "warn"]
 
 
+def test_viewer_starts_httm_view_on_the_node_topics():
+    import sys
+
+    p = resolve_launch_arguments({"viewer": "true"}, SHARE)
+    assert p.viewer_command == [sys.executable, "-m", "httm_ros.viewer", "--node", "/reconstruct_node",
+                                "--host", "127.0.0.1", "--port", "8080"]
+    assert launch_plan.viewer_url(p.viewer_command) == "http://127.0.0.1:8080"
+    p = resolve_launch_arguments({"viewer": "true", "viewer_host": "0.0.0.0", "viewer_port": "8123"}, SHARE)
+    assert p.viewer_command[-4:] == ["--host", "0.0.0.0", "--port", "8123"]
+    assert launch_plan.viewer_url(p.viewer_command) == "http://127.0.0.1:8123"
+
+
 @pytest.mark.parametrize("values, message", [
     ({"rviz": "maybe"}, "rviz:='maybe' must be true or false"),
+    ({"viewer": "true", "viewer_port": "80a"}, "viewer_port:='80a' must be a port number"),
+    ({"viewer": "true", "viewer_port": "70000"}, "viewer_port:='70000' must be a port number"),
     ({"input_type": "theora"}, "input_type:='theora' must be one of auto, raw, compressed"),
     ({"params_file": "/nonexistent.yaml"}, "params_file:=/nonexistent.yaml: no such file"),
     ({"imagetopic": "/x"}, "unknown launch argument(s): imagetopic"),
