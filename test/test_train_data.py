@@ -59,3 +59,37 @@ def test_normalised_ground_truth_is_first_frame_and_unit_mean_distance():
     np.testing.assert_allclose(dist.numpy(), 1.0, rtol=1e-4)
     # depth is the points' z in their own camera: frame 0's points are its camera's points
     np.testing.assert_allclose(gt["points"][:, 0, ..., 2].numpy(), gt["depth"][:, 0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_accelerator_paths_of_the_renderer_give_the_cpu_pixels():
+    """All boxes at once (no pixel regions) and every texture on every point (no host sync): the
+    paths render_batch takes on a GPU give exactly the CPU path's depth, surfaces and colours."""
+    scene = make_scene(SceneConfig(num_inner_boxes=9, num_outer_boxes=10, seed=11, thin_box_prob=0.3))
+    poses = make_trajectory(scene, 4, "orbit", 0.2, seed=3)
+    k = intrinsics_from_fov(56, 42, 75.0)
+    regions = scene.box_regions_union(poses, np.broadcast_to(k, (4, 3, 3)), 56, 42)
+    pose = torch.as_tensor(poses, dtype=torch.float32)
+    m = (pose[:, :3, :3] @ torch.as_tensor(np.linalg.inv(k), dtype=torch.float32))[:, None, None]
+    u, v = torch.arange(56.0)[None, None, :, None], torch.arange(42.0)[None, :, None, None]
+    dirs, origin = u * m[..., 0] + v * m[..., 1] + m[..., 2], pose[:, None, None, :3, 3]
+    t_loop, sid_loop = scene.cast(origin, dirs, regions)
+    t_all, sid_all = scene.cast(origin, dirs)
+    assert torch.equal(t_loop, t_all) and torch.equal(sid_loop, sid_all)
+    assert (sid_all >= 6).float().mean() > 0.1                              # boxes are in view
+    obj = torch.where(sid_all < 6, sid_all, 6 + (sid_all - 6) // 6).reshape(-1)
+    uv = torch.rand(obj.shape[0], 2) * 5
+    assert torch.equal(scene._texture_rgb(uv, obj, grouped=True), scene._texture_rgb(uv, obj, grouped=False))
+
+
+def test_union_of_box_regions_holds_every_per_view_region():
+    scene = make_scene(SceneConfig(num_inner_boxes=8, num_outer_boxes=8, seed=4))
+    poses = make_trajectory(scene, 6, "walk", 0.3, seed=1)
+    k = intrinsics_from_fov(56, 42, 70.0)
+    union = scene.box_regions_union(poses, np.broadcast_to(k, (6, 3, 3)), 56, 42)
+    per_view = [scene.box_regions(p, k, 56, 42) for p in poses]
+    for b, rect in enumerate(union):
+        views = [r[b] for r in per_view if r[b] is not None]
+        assert (rect is None) == (not views)
+        if views:
+            r0, r1, c0, c1 = zip(*views)
+            assert rect == (min(r0), max(r1), min(c0), max(c1))

@@ -33,6 +33,16 @@ _LIGHT = np.array([0.35, -0.45, 0.82])  # default direction towards the light (w
 AMBIENT, DIFFUSE = 0.62, 0.38            # default shading: ambient + diffuse * max(0, n . light)
 
 
+def to_device(array, device, dtype=torch.float32) -> torch.Tensor:
+    """A host array as a tensor on ``device``; to a CUDA device through pinned memory without
+    blocking (a plain host->device copy waits for the GPU queue: a host sync per call)."""
+    t = torch.as_tensor(np.ascontiguousarray(array), dtype=dtype)
+    device = torch.device(device)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 @dataclass
 class SceneConfig:
     """Parameters of a random room scene (all lengths in metres).
@@ -112,11 +122,12 @@ class Scene:
     def center(self) -> np.ndarray:
         return self.room.mean(axis=0)
 
-    def _on(self, device) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _on(self, device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """room [2,3], boxes [M,2,3], unit light direction [3] on ``device`` (cached)."""
         key = str(device)
         if key not in self._tensors:
-            self._tensors[key] = (torch.as_tensor(self.room, dtype=torch.float32, device=device),
-                                  torch.as_tensor(self.boxes, dtype=torch.float32, device=device).reshape(-1, 2, 3))
+            self._tensors[key] = (to_device(self.room, device), to_device(self.boxes, device).reshape(-1, 2, 3),
+                                  to_device(self.light / np.linalg.norm(self.light), device))
         return self._tensors[key]
 
     # ------------------------------------------------------------------ ray casting
@@ -130,9 +141,10 @@ class Scene:
         Surface ids: 2*axis + side for the room faces (side 0 = lo), 6 + 6*box + 2*axis + side for
         boxes. The camera must be inside the room and outside every box. ``box_regions[b]`` is an
         optional pixel rectangle (r0, r1, c0, c1) outside which box b cannot appear (or None to
-        skip box b entirely); by default every box is tested on every pixel.
+        skip box b entirely; a loop over the boxes, cheapest on a CPU); by default every box is
+        tested on every pixel in one pass over all boxes (no Python loop: for accelerators).
         """
-        room, boxes = self._on(dirs.device)
+        room, boxes, _ = self._on(dirs.device)
         tiny = dirs.abs() < 1e-12
         inv = 1.0 / torch.where(tiny, torch.full_like(dirs, 1e-12), dirs)      # [H,W,3]
         # Exit of the room (camera inside): per axis, the wall in the direction of travel.
@@ -140,9 +152,11 @@ class Scene:
         t_axes = torch.where(tiny, torch.full_like(dirs, float("inf")), (wall - origin) * inv)
         t_best, axis = t_axes.min(dim=-1)
         sid = 2 * axis + (dirs.gather(-1, axis[..., None])[..., 0] > 0).long()
+        if box_regions is None:
+            return self._cast_boxes_at_once(origin, dirs, inv, boxes, t_best, sid)
         H, W = dirs.shape[-3:-1]
         for b in range(boxes.shape[0]):
-            region = (0, H, 0, W) if box_regions is None else box_regions[b]
+            region = box_regions[b]
             if region is None:
                 continue
             r0, r1, c0, c1 = region
@@ -155,6 +169,30 @@ class Scene:
             side = (d_r.gather(-1, ax[..., None])[..., 0] <= 0).long()        # entering through lo if d>0
             t_best[..., r0:r1, c0:c1] = torch.where(hit, t_near, tb)
             sid[..., r0:r1, c0:c1] = torch.where(hit, 6 + 6 * b + 2 * ax + side, sid[..., r0:r1, c0:c1])
+        return t_best, sid
+
+    @staticmethod
+    def _cast_boxes_at_once(origin: torch.Tensor, dirs: torch.Tensor, inv: torch.Tensor, boxes: torch.Tensor,
+                            t_room: torch.Tensor, sid_room: torch.Tensor,
+                            max_elements: int = 1 << 26) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Nearest box entry of every ray over all boxes [M,2,3] at once (chunks of boxes bound the
+        [..., M, 3] temporaries) -> (t, surface id) with the room's hit where no box is nearer."""
+        t_best, sid = t_room, sid_room
+        n_box = boxes.shape[0]
+        chunk = max(1, max_elements // max(1, 3 * t_room.numel()))
+        o, inv_m = origin[..., None, :], inv[..., None, :]                                 # [...,1,3]
+        for b0 in range(0, n_box, chunk):
+            lo, hi = boxes[b0:b0 + chunk, 0], boxes[b0:b0 + chunk, 1]                   # [m,3]
+            t1, t2 = (lo - o) * inv_m, (hi - o) * inv_m                                  # [...,m,3]
+            t_near, ax = torch.minimum(t1, t2).max(dim=-1)                               # [...,m]
+            t_far = torch.maximum(t1, t2).min(dim=-1).values
+            ok = (t_near <= t_far) & (t_near > 1e-6)
+            t_hit, k = torch.where(ok, t_near, torch.full_like(t_near, float("inf"))).min(dim=-1)
+            ax_k = ax.gather(-1, k[..., None])                                            # [...,1]
+            side = (dirs.gather(-1, ax_k)[..., 0] <= 0).long()
+            hit = t_hit < t_best
+            t_best = torch.where(hit, t_hit, t_best)
+            sid = torch.where(hit, 6 + 6 * (b0 + k) + 2 * ax_k[..., 0] + side, sid)
         return t_best, sid
 
     def box_regions(self, cam_to_world: np.ndarray, intrinsics: np.ndarray, width: int,
@@ -189,6 +227,47 @@ class Scene:
             out.append((int(r0), int(r1), int(c0), int(c1)) if r0 < r1 and c0 < c1 else None)
         return out
 
+    def box_regions_union(self, cam_to_world: np.ndarray, intrinsics: np.ndarray, width: int,
+                          height: int) -> List[Optional[Tuple[int, int, int, int]]]:
+        """Per box, the bounding rectangle over B views (cam_to_world [B,4,4], intrinsics [B,3,3])
+        of :meth:`box_regions` (None: visible in no view), vectorised over views and boxes."""
+        boxes = self.boxes.reshape(-1, 2, 3)                                    # [M,2,3]
+        if len(boxes) == 0:
+            return []
+        near = 1e-3
+        pick = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=bool)   # [8,3]
+        corners = np.where(pick[None], boxes[:, None, 1], boxes[:, None, 0])   # [M,8,3]
+        w2c = np.linalg.inv(np.asarray(cam_to_world, dtype=np.float64))        # [B,4,4]
+        cam = np.einsum("bij,mkj->bmki", w2c[:, :3, :3], corners) + w2c[:, None, None, :3, 3]   # [B,M,8,3]
+        front = cam[..., 2] >= near                                            # [B,M,8]
+        a, b = np.array(_BOX_EDGES).T                                           # [12] each
+        ca, cb = cam[..., a, :], cam[..., b, :]                                 # [B,M,12,3]
+        cross = front[..., a] != front[..., b]
+        dz = np.where(cross, cb[..., 2] - ca[..., 2], 1.0)
+        crossing = ca + ((near - ca[..., 2]) / dz)[..., None] * (cb - ca)
+        pts = np.concatenate([cam, crossing], axis=2)                           # [B,M,20,3]
+        ok = np.concatenate([front, cross], axis=2)                             # [B,M,20]
+        uvw = np.einsum("bij,bmkj->bmki", np.asarray(intrinsics, dtype=np.float64), pts)
+        uv = uvw[..., :2] / np.where(ok, uvw[..., 2], 1.0)[..., None]           # [B,M,20,2]
+        lo = np.where(ok[..., None], uv, np.inf).min(axis=2)                    # [B,M,2] (u, v)
+        hi = np.where(ok[..., None], uv, -np.inf).max(axis=2)
+        seen = ok.any(axis=2)
+        lo, hi = np.where(seen[..., None], lo, 0.0), np.where(seen[..., None], hi, 0.0)
+        c0 = np.maximum(np.floor(lo[..., 0]) - 1, 0)
+        r0 = np.maximum(np.floor(lo[..., 1]) - 1, 0)
+        c1 = np.minimum(np.ceil(hi[..., 0]) + 2, width)
+        r1 = np.minimum(np.ceil(hi[..., 1]) + 2, height)
+        seen &= (r0 < r1) & (c0 < c1)                                           # [B,M]
+        out: List[Optional[Tuple[int, int, int, int]]] = []
+        for m in range(len(boxes)):
+            views = seen[:, m]
+            if not views.any():
+                out.append(None)
+                continue
+            out.append((int(r0[views, m].min()), int(r1[views, m].max()),
+                        int(c0[views, m].min()), int(c1[views, m].max())))
+        return out
+
     def shade(self, points: torch.Tensor, sid: torch.Tensor) -> torch.Tensor:
         """Colour of surface points [N,3] with surface ids [N] -> rgb float [N,3] in [0,1]."""
         obj = torch.where(sid < 6, sid, 6 + torch.div(sid - 6, 6, rounding_mode="floor"))  # texture index
@@ -196,7 +275,25 @@ class Scene:
         # In-plane coordinates: x-faces (y,z), y-faces (x,z), z-faces (x,y).
         x, y, z = points.unbind(-1)
         uv = torch.stack([torch.where(axis == 0, y, x), torch.where(axis == 2, y, z)], -1)
-        # Evaluate each texture on a contiguous run of the points sorted by object.
+        rgb = self._texture_rgb(uv, obj)
+        normal = self._normals(sid, points.device)
+        light = self._on(points.device)[2].to(points.dtype)
+        lambert = self.ambient + self.diffuse * (normal @ light).clamp_min(0)
+        return (rgb * lambert[:, None]).clamp(0, 1)
+
+    def _texture_rgb(self, uv: torch.Tensor, obj: torch.Tensor, grouped: Optional[bool] = None) -> torch.Tensor:
+        """Texture colours [N,3] of in-plane coordinates uv [N,2] on objects obj [N].
+
+        CPU: each texture on a contiguous run of the points sorted by object (least work).
+        Accelerators: each texture on every point, selected per object (no data-dependent sizes,
+        so no host sync; the extra arithmetic is cheap there). Same colours either way;
+        ``grouped`` forces one (default: grouped on the CPU).
+        """
+        if not (uv.device.type == "cpu" if grouped is None else grouped):
+            rgb = torch.zeros(uv.shape[0], 3, dtype=uv.dtype, device=uv.device)
+            for k, texture in enumerate(self.textures):
+                rgb = torch.where((obj == k)[:, None], texture(uv), rgb)
+            return rgb
         order = torch.argsort(obj)
         counts = torch.bincount(obj, minlength=len(self.textures)).tolist()
         uv_sorted, chunks, start = uv[order], [], 0
@@ -204,12 +301,9 @@ class Scene:
             if n:
                 chunks.append(self.textures[k](uv_sorted[start:start + n]))
             start += n
-        rgb = torch.empty_like(points)
+        rgb = torch.empty(uv.shape[0], 3, dtype=uv.dtype, device=uv.device)
         rgb[order] = torch.cat(chunks)
-        normal = self._normals(sid, points.device)
-        light = torch.as_tensor(self.light / np.linalg.norm(self.light), dtype=points.dtype, device=points.device)
-        lambert = self.ambient + self.diffuse * (normal @ light).clamp_min(0)
-        return (rgb * lambert[:, None]).clamp(0, 1)
+        return rgb
 
     @staticmethod
     def _normals(sid: torch.Tensor, device) -> torch.Tensor:
@@ -248,21 +342,23 @@ class Scene:
         """Render B views in one pass -> (rgb uint8 [B,H,W,3], depth float32 [B,H,W]) on ``device``.
 
         cam_to_world [B,4,4], intrinsics [B,3,3] or [3,3] (numpy or torch). Same pixels as
-        :meth:`render` per frame (float32 rounding of the ray directions aside); each box is
-        tested on the union of its per-frame pixel rectangles.
+        :meth:`render` per frame (float32 rounding of the ray directions aside). On the CPU each box
+        is tested on the union of its per-frame pixel rectangles; on an accelerator every box on
+        every pixel in one pass, with no host sync (inputs go through pinned memory).
         """
         poses64 = np.asarray(torch.as_tensor(cam_to_world).cpu(), dtype=np.float64).reshape(-1, 4, 4)
         k64 = np.asarray(torch.as_tensor(intrinsics).cpu(), dtype=np.float64)
         k64 = np.broadcast_to(k64, (len(poses64), 3, 3))
-        pose = torch.as_tensor(poses64, dtype=torch.float32, device=device)
-        k_inv = torch.as_tensor(np.linalg.inv(k64), dtype=torch.float32, device=device)
+        pose = to_device(poses64, device)
+        k_inv = to_device(np.linalg.inv(k64), device)
         m = (pose[:, :3, :3] @ k_inv)[:, None, None]                          # [B,1,1,3,3]
         u = torch.arange(width, dtype=torch.float32, device=device)[None, None, :, None]
         v = torch.arange(height, dtype=torch.float32, device=device)[None, :, None, None]
         dirs = u * m[..., 0] + v * m[..., 1] + m[..., 2]                      # [B,H,W,3], cam z == 1
         origin = pose[:, None, None, :3, 3]                                    # [B,1,1,3]
-        regions = [self.box_regions(p, k, width, height) for p, k in zip(poses64, k64)]
-        t, sid = self.cast(origin, dirs, [_union(r) for r in zip(*regions)] if regions[0] else [])
+        # CPU: each box only on the union of its per-view pixel rectangles; elsewhere all boxes at once
+        regions = self.box_regions_union(poses64, k64, width, height) if pose.device.type == "cpu" else None
+        t, sid = self.cast(origin, dirs, regions)
         rgb = self.shade((origin + t[..., None] * dirs).reshape(-1, 3), sid.reshape(-1))
         img = (rgb.reshape(*t.shape, 3) * 255.0 + 0.5).to(torch.uint8)
         return img, t
@@ -341,15 +437,6 @@ class Scene:
         for lo, hi in self.boxes.reshape(-1, 2, 3):
             ok &= ~np.all((p > lo - margin) & (p < hi + margin), axis=1)
         return ok
-
-
-def _union(rects) -> Optional[Tuple[int, int, int, int]]:
-    """Bounding rectangle of pixel rectangles (r0, r1, c0, c1), None entries ignored."""
-    rects = [r for r in rects if r is not None]
-    if not rects:
-        return None
-    r0, r1, c0, c1 = zip(*rects)
-    return min(r0), max(r1), min(c0), max(c1)
 
 
 # ---------------------------------------------------------------------------- construction

@@ -81,17 +81,27 @@ class Texture:
         if self.kind not in KINDS:
             raise ValueError(f"Texture.kind must be one of {KINDS}, got {self.kind!r}")
 
-    def palette_on(self, device) -> torch.Tensor:
+    def _on(self, device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """palette [P,3], rotation [2,2], offset [2] (float32) on ``device``, cached; copied to a
+        CUDA device through pinned memory without a host sync."""
         key = str(device)
         if key not in self._palette_t:
-            self._palette_t[key] = torch.as_tensor(self.palette, dtype=torch.float32, device=device)
+            c, s = math.cos(self.angle), math.sin(self.angle)
+            host = (np.asarray(self.palette, dtype=np.float32), np.array([[c, -s], [s, c]], dtype=np.float32),
+                    np.asarray(self.offset, dtype=np.float32))
+            tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in host]
+            if torch.device(device).type == "cuda":
+                tensors = [t.pin_memory().to(device, non_blocking=True) for t in tensors]
+            self._palette_t[key] = tuple(t.to(device) for t in tensors)
         return self._palette_t[key]
+
+    def palette_on(self, device) -> torch.Tensor:
+        return self._on(device)[0]
 
     def __call__(self, uv: torch.Tensor) -> torch.Tensor:
         """uv [N,2] metres -> rgb [N,3] in [0,1]."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        rot = torch.tensor([[c, -s], [s, c]], dtype=uv.dtype, device=uv.device)
-        p = (uv + torch.tensor(self.offset, dtype=uv.dtype, device=uv.device)) @ rot / self.period
+        _, rot, offset = self._on(uv.device)
+        p = (uv + offset.to(uv.dtype)) @ rot.to(uv.dtype) / self.period
         rgb = getattr(self, "_" + self.kind)(p)
         grain = value_noise(p * 6.0, self.seed + 7) - 0.5                # fine detail everywhere
         return (rgb * (1.0 + self.grain * 2 * grain[:, None])).clamp(0, 1)

@@ -37,7 +37,18 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 (default %(default)s)")
     p.add_argument("--config", default=d.config, help="VGGTConfig preset (default %(default)s)")
     p.add_argument("--pool-size", type=int, default=d.pool_size, help="rendered clips kept (default %(default)s)")
-    p.add_argument("--reuse", type=int, default=d.reuse, help="training windows cut per clip (default %(default)s)")
+    p.add_argument("--reuse", type=int, default=d.reuse,
+                   help="window-frames served per rendered frame before its clip is replaced (default %(default)s)")
+    p.add_argument("--clip-frames", type=int, default=d.clip_frames,
+                   help="frames per rendered clip (windows of <= 24 are cut from it; default %(default)s)")
+    p.add_argument("--camera-weight", type=float, default=d.camera_weight, help="(default %(default)s)")
+    p.add_argument("--camera-loss", choices=("l1", "huber"), default=d.camera_loss,
+                   help="l1 as VGGT's released code (default); huber (delta 0.1) learned a constant pose in run 1")
+    p.add_argument("--depth-weight", type=float, default=d.depth_weight, help="(default %(default)s)")
+    p.add_argument("--curriculum-frames", type=int, default=d.curriculum_frames,
+                   help="longest window at the start; grows to 24 over --curriculum-frac of the schedule")
+    p.add_argument("--curriculum-frac", type=float, default=d.curriculum_frac,
+                   help="share of the schedule of the window-length ramp (0: 2..24 from the start; default %(default)s)")
     p.add_argument("--heldout", type=int, default=d.heldout, help="held-out clips evaluated at the end")
     p.add_argument("--smoke", action="store_true", help="a few steps of the tiny network on CPU, in seconds")
     return p
@@ -86,6 +97,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                             lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
                             device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
                             pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
+                            clip_frames=args.clip_frames, camera_weight=args.camera_weight,
+                            camera_loss=args.camera_loss, depth_weight=args.depth_weight,
+                            curriculum_frames=args.curriculum_frames, curriculum_frac=args.curriculum_frac,
                             argv=["httm-train"] + argv)
     train(opts)
     return 0

@@ -8,8 +8,9 @@ The demo room (``make_scene(seed=0)``) is therefore a held-out scene.
 
 A clip is CLIP_FRAMES consecutive frames of one scene rendered in one ``Scene.render_batch`` call
 (on the training device). Training windows of 2..24 frames are cut from pooled clips (contiguous,
-stride 1 or 2), so each rendered frame serves several steps (``reuse``). Every batch holds
-sequences of one frame count (grouping instead of padding).
+stride 1 or 2), so each rendered frame serves several windows (``reuse`` window-frames per
+rendered frame on average). Every batch holds sequences of one frame count (grouping instead of
+padding: no compute is spent on padding and every step is one dense [B,S] forward).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import numpy as np
 import torch
 
 from ..geometry import depth_to_camera_points, invert_rigid
-from ..synthetic.scene import Scene, SceneConfig, make_scene
+from ..synthetic.scene import Scene, SceneConfig, make_scene, to_device
 from ..synthetic.sequence import intrinsics_from_fov
 from ..synthetic.trajectory import make_trajectory
 from ..vggt.pose_encoding import extrinsics_intrinsics_to_pose_encoding
 
 TRAIN_SEED_BASE = 1000
 HELDOUT_PARAM_SEED = 7_000_000
-CLIP_FRAMES = 24
+CLIP_FRAMES = 48                    # frames per rendered clip (windows of <= 24 frames are cut from it)
 MIN_FRAMES, MAX_FRAMES = 2, 24
 KIND_WEIGHTS = {"orbit": 0.22, "walk": 0.2, "forward": 0.2, "random": 0.06, "pan": 0.16, "rotate": 0.16}
 TRANSLATING = ("orbit", "walk", "forward")
@@ -92,9 +93,8 @@ def render_clip(spec: ClipSpec, frames: int, image_hw: Tuple[int, int], device) 
     k = intrinsics_from_fov(width, height, spec.hfov_deg)
     with torch.no_grad():
         images, depth = scene.render_batch(poses, k, width, height, device=device)
-    return dict(images=images, depth=depth, scene=scene,
-                cam_to_world=torch.as_tensor(poses, dtype=torch.float32, device=device),
-                intrinsics=torch.as_tensor(np.repeat(k[None], frames, 0), device=device))
+    return dict(images=images, depth=depth, scene=scene, cam_to_world=to_device(poses, device),
+                intrinsics=to_device(np.repeat(k[None], frames, 0), device))
 
 
 def normalise_ground_truth(depth: torch.Tensor, cam_to_world: torch.Tensor, intrinsics: torch.Tensor,
@@ -120,59 +120,72 @@ def normalise_ground_truth(depth: torch.Tensor, cam_to_world: torch.Tensor, intr
 
 
 class ClipPool:
-    """Rendered clips on the training device, each cut into ``reuse`` training windows.
+    """``size`` rendered clips held in one set of tensors on the training device; a clip is
+    replaced once windows cut from it have used ``reuse`` x ``clip_frames`` frames (each rendered
+    frame serves ``reuse`` window-frames on average, whatever the window length).
 
     Clip i is rendered from ``default_rng([seed, i])`` (so a resumed run draws new clips by
-    continuing the counter ``clips_made``).
+    continuing the counter ``clips_made``). A batch is cut with one gather per tensor (no loop
+    over sequences on the device, no host sync: the indices go through pinned memory).
     """
+
+    KEYS = ("images", "depth", "cam_to_world", "intrinsics")
 
     def __init__(self, image_hw: Tuple[int, int], device, seed: int, size: int = 32, reuse: int = 4,
                  clip_frames: int = CLIP_FRAMES, clips_made: int = 0) -> None:
         self.image_hw, self.device, self.seed = tuple(image_hw), torch.device(device), seed
         self.size, self.reuse, self.clip_frames = size, reuse, clip_frames
         self.clips_made = clips_made
-        self.clips: List[dict] = []
-        self.render_seconds = 0.0
+        self.store: dict = {}                       # key -> [size, clip_frames, ...] on the device
+        self.used = np.zeros(size, dtype=np.int64)  # window-frames served per slot
+        self.filled = 0
+        self.render_seconds = 0.0                   # host time in render_clip (GPU work overlaps)
         self.frames_rendered = 0
 
-    def _new_clip(self) -> dict:
+    def _render_into(self, slot: int) -> None:
         rng = np.random.default_rng([self.seed, self.clips_made])
         spec = random_clip_spec(rng, TRAIN_SEED_BASE + int(rng.integers(1 << 30)))
         self.clips_made += 1
         t0 = time.perf_counter()
         clip = render_clip(spec, self.clip_frames, self.image_hw, self.device)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        for key in self.KEYS:
+            if key not in self.store:
+                self.store[key] = torch.empty((self.size,) + tuple(clip[key].shape), dtype=clip[key].dtype,
+                                              device=self.device)
+            self.store[key][slot] = clip[key]
         self.render_seconds += time.perf_counter() - t0
         self.frames_rendered += self.clip_frames
-        clip.pop("scene")
-        clip["uses"] = 0
-        return clip
+        self.used[slot] = 0
 
-    def _take(self, rng: np.random.Generator) -> dict:
-        while len(self.clips) < self.size:
-            self.clips.append(self._new_clip())
-        i = int(rng.integers(len(self.clips)))
-        clip = self.clips[i]
-        clip["uses"] += 1
-        if clip["uses"] >= self.reuse:
-            self.clips[i] = self._new_clip()
-        return clip
+    def _slots(self, rng: np.random.Generator, sequences: int, frames: int) -> np.ndarray:
+        """Slots of ``sequences`` windows; worn-out clips are re-rendered before use."""
+        while self.filled < self.size:
+            self._render_into(self.filled)
+            self.filled += 1
+        slots = rng.integers(self.size, size=sequences)
+        for slot in np.unique(slots):
+            if self.used[slot] >= self.reuse * self.clip_frames:
+                self._render_into(int(slot))
+        np.add.at(self.used, slots, frames)
+        return slots
+
+    def window_indices(self, rng: np.random.Generator, frames: int, sequences: int) -> np.ndarray:
+        """Frame indices [B,S] into a clip: contiguous, stride 1 or 2 (40 %), either direction."""
+        stride = np.where((frames - 1) * 2 < self.clip_frames, 1 + (rng.uniform(size=sequences) < 0.4), 1)
+        span = (frames - 1) * stride                                            # [B]
+        start = (rng.uniform(size=sequences) * (self.clip_frames - span)).astype(np.int64)
+        idx = start[:, None] + stride[:, None] * np.arange(frames)[None]        # [B,S]
+        flip = rng.uniform(size=sequences) < 0.5                                # paths both ways
+        return np.where(flip[:, None], idx[:, ::-1], idx)
 
     def batch(self, rng: np.random.Generator, frames: int, sequences: int) -> dict:
         """``sequences`` windows of ``frames`` frames -> images float [B,S,3,H,W] in [0,1] and
         the normalised ground truth of :func:`normalise_ground_truth`."""
         frames = min(frames, self.clip_frames)
-        cut = []
-        for _ in range(sequences):
-            clip = self._take(rng)
-            stride = 2 if (frames - 1) * 2 < self.clip_frames and rng.uniform() < 0.4 else 1
-            start = int(rng.integers(self.clip_frames - (frames - 1) * stride))
-            idx = torch.arange(start, start + (frames - 1) * stride + 1, stride, device=self.device)
-            if rng.uniform() < 0.5:
-                idx = idx.flip(0)                                              # paths both ways
-            cut.append({k: clip[k][idx] for k in ("images", "depth", "cam_to_world", "intrinsics")})
-        stack = {k: torch.stack([c[k] for c in cut]) for k in cut[0]}
+        slots = self._slots(rng, sequences, frames)
+        idx = self.window_indices(rng, frames, sequences)
+        both = to_device(np.stack([np.broadcast_to(slots[:, None], idx.shape), idx]), self.device, torch.int64)
+        stack = {k: self.store[k][both[0], both[1]] for k in self.KEYS}          # [B,S,...]
         images = stack["images"].permute(0, 1, 4, 2, 3).float() / 255.0           # [B,S,3,H,W]
         gt = normalise_ground_truth(stack["depth"], stack["cam_to_world"], stack["intrinsics"], self.image_hw)
         gt["images"] = images
@@ -183,9 +196,9 @@ class ClipPool:
         return self.frames_rendered / self.render_seconds if self.render_seconds > 0 else math.nan
 
 
-def frame_count_for_step(rng: np.random.Generator) -> int:
-    """Frames per sequence of a step, uniform in MIN_FRAMES..MAX_FRAMES."""
-    return int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
+def frame_count_for_step(rng: np.random.Generator, max_frames: int = MAX_FRAMES) -> int:
+    """Frames per sequence of a step, uniform in MIN_FRAMES..max_frames (<= MAX_FRAMES)."""
+    return int(rng.integers(MIN_FRAMES, max(MIN_FRAMES, min(max_frames, MAX_FRAMES)) + 1))
 
 
 def measure_renderer(image_hw: Tuple[int, int], device, clips: int = 2, frames: int = CLIP_FRAMES,

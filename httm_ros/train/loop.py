@@ -18,9 +18,9 @@ import torch
 from ..provenance import git_commit
 from ..vggt.config import SYNTH_IMAGE_HW, VGGTConfig
 from ..vggt.model import VGGT
-from .data import CLIP_FRAMES, ClipPool, frame_count_for_step, measure_renderer
+from .data import CLIP_FRAMES, MAX_FRAMES, ClipPool, frame_count_for_step, measure_renderer
 from .heldout import evaluate_heldout
-from .losses import training_loss
+from .losses import rotation_error_deg, training_loss
 from .outputs import loss_summary, plot_curves, write_log, write_model
 from .resume import load_resume, save_resume
 
@@ -39,6 +39,7 @@ class TrainOptions:
     weight_decay: float = 0.05
     clip_grad: float = 1.0
     camera_weight: float = 5.0
+    camera_loss: str = "l1"           # "l1" (VGGT's released code) or "huber" (the first run's: learned a constant pose)
     depth_weight: float = 1.0
     point_weight: float = 0.0
     seed: int = 0
@@ -46,8 +47,10 @@ class TrainOptions:
     time_budget_s: Optional[float] = None
     resume: Optional[str] = None
     pool_size: int = 48
-    reuse: int = 4
+    reuse: int = 8                    # window-frames served per rendered frame (on average)
     clip_frames: int = CLIP_FRAMES
+    curriculum_frames: int = 8        # longest window at step 0; grows linearly to 24 ...
+    curriculum_frac: float = 0.25     # ... over this share of the schedule (0: 2..24 from the start)
     log_every: int = 10
     print_every_s: float = 30.0
     heldout: int = 8
@@ -58,7 +61,8 @@ class TrainOptions:
 def smoke_options(out: Path, **changes) -> TrainOptions:
     """A few steps of the tiny network at 56x42 on CPU (CI)."""
     base = dict(out=Path(out), config="tiny", image_hw=(42, 56), steps=4, batch_frames=8, warmup=1,
-                device="cpu", pool_size=2, reuse=8, clip_frames=8, log_every=1, heldout=2, heldout_frames=4)
+                device="cpu", pool_size=2, reuse=8, clip_frames=8, log_every=1, heldout=2, heldout_frames=4,
+                curriculum_frac=0.0)
     base.update(changes)
     return TrainOptions(**base)
 
@@ -73,6 +77,16 @@ def lr_at(step: int, opts: TrainOptions, trained_s: float = 0.0) -> float:
     else:
         frac = min(1.0, (step - opts.warmup) / max(1, opts.steps - opts.warmup))
     return opts.lr * (opts.min_lr_ratio + (1 - opts.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def max_frames_at(step: int, opts: TrainOptions, trained_s: float = 0.0) -> int:
+    """Curriculum: the longest window grows from opts.curriculum_frames to MAX_FRAMES over the first
+    opts.curriculum_frac of the schedule (steps, or seconds with opts.schedule_s)."""
+    if opts.curriculum_frac <= 0:
+        return MAX_FRAMES
+    frac = trained_s / opts.schedule_s if opts.schedule_s else step / max(1, opts.steps)
+    ramp = min(1.0, frac / opts.curriculum_frac)
+    return int(round(opts.curriculum_frames + ramp * (MAX_FRAMES - opts.curriculum_frames)))
 
 
 def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
@@ -177,6 +191,7 @@ def train(opts: TrainOptions) -> Dict:
     pool = ClipPool(opts.image_hw, device, opts.seed, opts.pool_size, opts.reuse, opts.clip_frames,
                     clips_made=state["clips_made"] if state else 0)
     step_times, last_print, stopped = [], time.monotonic(), "steps"
+    since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds}         # since the last print
     reserve = 15.0 + 2.0 * opts.heldout                          # seconds kept for saving + held-out eval
     while step < opts.steps:
         elapsed = time.monotonic() - t_start
@@ -186,13 +201,15 @@ def train(opts: TrainOptions) -> Dict:
             break
         t0 = time.monotonic()
         rng = np.random.default_rng([opts.seed, step, 7])
-        frames = frame_count_for_step(rng)
+        trained_s = before + time.monotonic() - t_start
+        frames = frame_count_for_step(rng, max_frames_at(step, opts, trained_s))
         batch = pool.batch(rng, frames, max(1, opts.batch_frames // frames))
-        lr = lr_at(step, opts, before + time.monotonic() - t_start)
+        lr = lr_at(step, opts, trained_s)
         for group in opt.param_groups:
             group["lr"] = lr
         pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0)
-        parts = training_loss(pred, batch, opts.camera_weight, opts.depth_weight, opts.point_weight)
+        parts = training_loss(pred, batch, opts.camera_weight, opts.depth_weight, opts.point_weight,
+                              camera_kind=opts.camera_loss)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
@@ -202,18 +219,26 @@ def train(opts: TrainOptions) -> Dict:
         seen += n_frames
         if step % opts.log_every == 0 or step == opts.steps:
             entry = {k: float(v.detach()) for k, v in parts.items()}
+            entry["rot_err_deg"] = float(rotation_error_deg(pred["pose_history"][-1].detach(), batch["pose_enc"]))
             dt = time.monotonic() - t0
             entry.update(step=step, lr=lr, frames=frames, grad_norm=float(gnorm), frames_per_s=n_frames / dt,
+                         steps_per_s=(len(step_times[-9:]) + 1) / (sum(step_times[-9:]) + dt),   # last 10 steps
                          seen_frames=seen, elapsed_s=before + time.monotonic() - t_start)
             if not all(math.isfinite(entry[k]) for k in ("loss", "grad_norm")):
                 raise FloatingPointError(f"non-finite loss at step {step}: {entry}")
             log.append(entry)
         step_times.append(time.monotonic() - t0)
+        since["steps"] += 1
+        since["frames"] += n_frames
         if time.monotonic() - last_print >= opts.print_every_s or step == 1:
+            span = time.monotonic() - last_print
             last_print = time.monotonic()
+            rot = f" rot {log[-1]['rot_err_deg']:.1f} deg" if log and "rot_err_deg" in log[-1] else ""
             _print(f"step {step}/{opts.steps} loss {float(parts['loss']):.4f} camera {float(parts['camera']):.4f} "
-                   f"depth {float(parts['depth']):.4f} lr {lr:.2e} {n_frames / step_times[-1]:.0f} frames/s "
-                   f"(render {pool.frames_per_second:.0f} fps) elapsed {time.monotonic() - t_start:.0f}s")
+                   f"depth {float(parts['depth']):.4f}{rot} lr {lr:.2e} | last {span:.0f}s: "
+                   f"{since['steps'] / span:.2f} steps/s, {since['frames'] / span:.0f} frames/s, render host "
+                   f"{100 * (pool.render_seconds - since['render_s']) / span:.0f}% | elapsed {time.monotonic() - t_start:.0f}s")
+            since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds}
     elapsed = before + time.monotonic() - t_start
     _print(f"stopped at step {step} ({stopped}); saving")
     save_resume(_state(model, opt, step, pool, log, opts, device, seen, elapsed), out)
