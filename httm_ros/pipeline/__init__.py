@@ -7,23 +7,29 @@
 
 Modules, in data-flow order: stream_config (dataclasses), keyframes (KeyframeSelector), predictor
 (Predictor protocol, WindowPrediction, ModelPredictor), alignment (weighted Umeyama + IRLS,
-checked), map (GlobalMap), keyframe_trajectory (Trajectory), stream (StreamingReconstructor).
+checked; chained mode), anchoring (anchored mode: anchor pose + robust scale; checks on new
+keyframes), keyframe_store (bounded, descriptors), tracking (TrackingState), map (GlobalMap),
+keyframe_trajectory (Trajectory), stream (StreamingReconstructor; docs/STREAMING.md).
 Geometry is :mod:`httm_ros.geometry`, file formats :mod:`httm_ros.io`, the ground-truth predictor
 :mod:`httm_ros.synthetic.oracle`, metrics :mod:`httm_ros.eval.metrics`, the post-processing
 benchmark :mod:`httm_ros.bench.postprocess`.
 """
 
 from .alignment import AlignmentReport, FrameGeometry, align_overlap, robust_similarity, weighted_umeyama
+from .keyframe_store import KeyframeStore
 from .keyframe_trajectory import Trajectory
 from .keyframes import KeyframeSelector
 from .map import GlobalMap
 from .predictor import ModelPredictor, Predictor, WindowPrediction
-from .stream import FrameSizeError, StreamCounters, StreamingReconstructor, WindowResult
-from .stream_config import AlignConfig, FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig
+from .stream import FrameSizeError, MapSegment, StreamCounters, StreamingReconstructor, WindowResult
+from .stream_config import (AlignConfig, FilterConfig, KeyframeConfig, MapConfig, StoreConfig, StreamConfig,
+                            TrackingConfig, WindowConfig)
+from .tracking import Tracker, TrackingState
 
 __all__ = [
     "AlignConfig", "AlignmentReport", "FilterConfig", "FrameGeometry", "FrameSizeError", "GlobalMap",
-    "KeyframeConfig", "KeyframeSelector", "MapConfig", "ModelPredictor", "Predictor",
-    "StreamConfig", "StreamCounters", "StreamingReconstructor", "Trajectory", "WindowConfig",
+    "KeyframeConfig", "KeyframeSelector", "KeyframeStore", "MapConfig", "MapSegment", "ModelPredictor", "Predictor",
+    "StoreConfig", "StreamConfig", "StreamCounters", "StreamingReconstructor", "Tracker", "TrackingConfig",
+    "TrackingState", "Trajectory", "WindowConfig",
     "WindowPrediction", "WindowResult", "align_overlap", "robust_similarity", "weighted_umeyama",
 ]

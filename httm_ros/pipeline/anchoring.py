@@ -42,6 +42,9 @@ def anchored_alignment(local: FrameGeometry, known: FrameGeometry, align: AlignC
                                       f"{align.min_points}", num_points=n, num_frames=O)
     r, wv = torch.log(dk[ok] / dl[ok]), w[ok]                                  # [n]
     log_s = _weighted_median(r, wv)
+    log_b = _baseline_log_scale(local.cam_to_world, known.cam_to_world, float(dk[ok].median()))
+    if log_b is not None and abs(log_b - log_s) < tracking.anchor_scale_inlier:
+        log_s = log_b                        # long anchor-context baselines fix the scale best
     dev = (r - log_s).abs()
     inlier = dev < tracking.anchor_scale_inlier
     frac = float(inlier.double().mean())
@@ -57,6 +60,18 @@ def anchored_alignment(local: FrameGeometry, known: FrameGeometry, align: AlignC
     rep.reason = _anchored_verdict(rep, align, tracking)
     rep.accepted = rep.reason == ""
     return rep
+
+
+def _baseline_log_scale(local_poses: torch.Tensor, world_poses: torch.Tensor, median_depth: float):
+    """Median log(map baseline / window baseline) of the context cameras from the anchor, over
+    those at least 0.2 median depths away; None when there are none."""
+    cw = local_poses[1:, :3, 3].double().cpu()
+    ck = (world_poses[1:, :3, 3] - world_poses[:1, :3, 3]).double().cpu()
+    bw, bk = torch.linalg.norm(cw, dim=1), torch.linalg.norm(ck, dim=1)
+    use = (bk > 0.2 * median_depth) & (bw > 0) & torch.isfinite(bw)
+    if not bool(use.any()):
+        return None
+    return float(torch.log(bk[use] / bw[use]).median())
 
 
 def _anchored_verdict(rep: AlignmentReport, align: AlignConfig, tracking: TrackingConfig) -> str:

@@ -7,8 +7,9 @@ intrinsics float32 [3,3], a global descriptor float32 [D] (L2-normalised grey th
 world points float32 [P,3] (a pixel grid of confident depths: covisibility by projection).
 
 Bound: ``max_keyframes`` entries and ``max_bytes`` (whichever is hit first). Eviction
-"thin_oldest": every other keyframe of the oldest half goes (old places stay reachable, at a
-coarser spacing); "drop_oldest": the oldest go. The first keyframe of every segment is pinned.
+"thin_oldest": every other keyframe of the oldest half goes (older places stay reachable for a
+while, at a spacing that grows geometrically with age: a bound, not a spatial memory);
+"drop_oldest": the oldest go. The first keyframe of every segment is pinned.
 """
 
 from __future__ import annotations

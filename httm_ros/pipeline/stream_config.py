@@ -182,7 +182,7 @@ class TrackingConfig:
     max_jump: float = 0.5
     max_jump_deg: float = 30.0
     depth_check: bool = True
-    min_depth_agreement: float = 0.5
+    min_depth_agreement: float = 0.3
     min_visible_points: int = 32
     anchor_scale_inlier: float = 0.1
     min_covisibility: float = 0.3

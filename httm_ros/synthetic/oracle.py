@@ -44,6 +44,10 @@ class OraclePredictor:
     rejection: random_depth (depth replaced by random values), flipped_depth (every depth map
     upside down), wrong_poses (cameras other than the first replaced by random poses).
     Deterministic in ``seed`` and the call index. ``calls`` records (frame_ids, scale) per call.
+
+    Rooms: when the sequence's ``info["room"]`` (int [S], see :func:`with_other_room`) gives a frame
+    another room than the window's first frame, no geometry relates them: the oracle returns such a
+    frame with a random pose (normal confidence), as a model that cannot place it would.
     """
 
     def __init__(self, sequence: "SyntheticSequence", noise: float = 0.01, seed: int = 0,
@@ -88,6 +92,12 @@ class OraclePredictor:
         kind = self.corrupt.get(call)
         if kind:
             depth, cam_to_local = self._corrupt(kind, depth, cam_to_local, rng, scale * median)
+        rooms = seq.info.get("room") if isinstance(seq.info, dict) else None
+        if rooms is not None:
+            foreign = np.asarray(rooms)[ids] != np.asarray(rooms)[ids[0]]
+            for k in np.flatnonzero(foreign):
+                cam_to_local[k, :3, :3] = _rotation(rng.normal(0.0, 1.0, 3))
+                cam_to_local[k, :3, 3] = rng.normal(0.0, scale * median, 3)
         extr = np.linalg.inv(cam_to_local)[:, :3, :]
         self.calls.append({"frame_ids": ids.tolist(), "scale": scale, "corrupt": kind})
         dev = images.device
@@ -135,6 +145,26 @@ class OraclePredictor:
             out[k, :3, :3] = _rotation(rng.normal(0.0, 1.0, 3))
             out[k, :3, 3] = rng.normal(0.0, typical_depth, 3)
         return depth, out
+
+
+def with_other_room(sequence: "SyntheticSequence", other: "SyntheticSequence", start: int, count: int,
+                    come_back: bool = True) -> "SyntheticSequence":
+    """``sequence`` with ``count`` frames of ``other`` (another room) inserted at ``start``; with
+    come_back=False the stream never returns (the rest is ``other``). ``info["room"]`` int [S]: 0 for
+    frames of ``sequence``, 1 for the others (their poses/depths are in ``other``'s world)."""
+    from .sequence import Sequence as SyntheticSequence
+    if other.images.shape[1:] != sequence.images.shape[1:] or count > len(other):
+        raise ValueError("with_other_room: the other sequence must have the same frame size and >= count frames")
+    a, b = slice(0, start), slice(0, count)
+    tail = slice(start, len(sequence) if come_back else start)
+    parts = [(sequence, a, 0), (other, b, 1), (sequence, tail, 0)]
+    cat = lambda name: np.concatenate([getattr(q, name)[sl] for q, sl, _ in parts])      # noqa: E731
+    rooms = np.concatenate([np.full(len(range(*sl.indices(len(q)))), r) for q, sl, r in parts])
+    n = len(rooms)
+    fps = float(sequence.info.get("fps", 30.0)) if isinstance(sequence.info, dict) else 30.0
+    info = dict(sequence.info or {}, room=rooms, other_room=(start, count, come_back))
+    return SyntheticSequence(cat("images"), cat("depth"), cat("intrinsics"), cat("cam_to_world"),
+                             np.arange(n, dtype=np.float64) / fps, sequence.scene, info)
 
 
 def _rotation(axis_angle: np.ndarray) -> np.ndarray:

@@ -1,0 +1,169 @@
+"""httm-bench streaming: anchored vs chained windows, tracking states, relocalisation (CPU).
+
+Runs the streaming core on synthetic sequences with a predictor (the distorted oracle by default;
+``--predictor checkpoint --checkpoint PATH`` runs a trained model the same way) and writes one JSON
+per run to bench/results/streaming/ through :mod:`httm_ros.provenance`:
+
+* ``compare``: per sequence length (300, 1000, 5000 frames), chained vs anchored: ATE (Sim(3)-aligned
+  RMSE, % of the path), final drift (last keyframe's error with the alignment fitted on the first
+  ones), scale drift (|log| ratio of the scales fitted on the last and first keyframes), windows
+  accepted / partial / rejected, keyframes dropped, states visited;
+* ``failure``: frames of another room for 3 s, then back (expect TRACKING -> LOST -> RELOCALISED,
+  one segment, ATE of the whole map); ``never_back``: the other room to the end (expect NEW_SEGMENT).
+
+    python -m httm_ros.bench streaming --lengths 300 1000 5000
+    python -m httm_ros.bench streaming --predictor checkpoint --checkpoint weights/synth.pt --lengths 300 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..eval.metrics import ate
+from ..pipeline import AlignConfig, StreamConfig, StreamingReconstructor, WindowConfig
+from ..provenance import environment, write_json
+from ..synthetic import demo_sequence
+from ..synthetic.oracle import CORRUPTIONS, OraclePredictor, with_other_room
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "streaming"
+WIDTH, HEIGHT = 56, 42
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lengths", type=int, nargs="+", default=[300, 1000, 5000], help="frames per sequence")
+    p.add_argument("--modes", nargs="+", default=["chained", "anchored"], choices=["chained", "anchored"])
+    p.add_argument("--window", type=int, default=8, help="keyframes per window (K)")
+    p.add_argument("--overlap", type=int, default=3, help="known keyframes per window (O)")
+    p.add_argument("--noise", type=float, default=0.02, help="oracle noise (pose/depth distortion per window)")
+    p.add_argument("--corrupt-every", type=int, default=25, help="corrupt every n-th window (0 = never)")
+    p.add_argument("--predictor", choices=["oracle", "checkpoint"], default="oracle")
+    p.add_argument("--checkpoint", help="VGGT checkpoint for --predictor checkpoint")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-failure", action="store_true", help="skip the another-room scenarios")
+    p.add_argument("--out", type=Path, default=RESULTS)
+
+
+def make_predictor(name: str, seq, noise: float, corrupt_every: int, seed: int, checkpoint: Optional[str],
+                   device: str = "cpu"):
+    """The oracle (per-window distortion + corruptions) or a VGGT checkpoint (ModelPredictor)."""
+    if name == "checkpoint":
+        from ..pipeline import ModelPredictor
+        from ..vggt import VGGT
+        if not checkpoint:
+            raise SystemExit("--predictor checkpoint needs --checkpoint PATH")
+        return ModelPredictor(VGGT.from_checkpoint(checkpoint), device=device)
+    corrupt = {}
+    if corrupt_every:
+        corrupt = {i: CORRUPTIONS[(i // corrupt_every) % len(CORRUPTIONS)]
+                   for i in range(corrupt_every, 100_000, corrupt_every)}
+    return OraclePredictor(seq, noise=noise, seed=seed, corrupt=corrupt)
+
+
+def stream_config(mode: str, window: int, overlap: int, device: str = "cpu") -> StreamConfig:
+    return StreamConfig(window=WindowConfig(window, overlap, mode), align=AlignConfig(min_points=200),
+                        image_width=None, device=device)
+
+
+def run_stream(seq, predictor, config: StreamConfig):
+    """Push every frame; returns (reconstructor, results, wall seconds)."""
+    rec = StreamingReconstructor(predictor, config)
+    t0 = time.perf_counter()
+    results = []
+    for img, t in zip(seq.images, seq.timestamps):
+        results += rec.push(img, float(t))
+    results += rec.flush()
+    return rec, results, time.perf_counter() - t0
+
+
+def trajectory_metrics(seq, traj) -> Dict[str, float]:
+    """ATE (Sim(3)), final drift and scale drift of one segment's trajectory against the ground truth."""
+    ids = np.array(traj.frame_ids)
+    if len(ids) < 6:
+        return {"keyframes": int(len(ids))}
+    est, gt = traj.positions(), seq.cam_to_world[ids, :3, 3]
+    length = float(np.linalg.norm(np.diff(gt, axis=0), axis=1).sum())
+    whole = ate(est, gt)
+    n = max(5, len(ids) // 10)
+    head, tail = ate(est[:n], gt[:n]), ate(est[-n:], gt[-n:])
+    moved = _apply(head["transform"], est)
+    return {"keyframes": int(len(ids)), "path_m": length, "ate_rmse_m": whole["rmse"],
+            "ate_pct": 100 * whole["rmse"] / length, "final_drift_m": float(np.linalg.norm(moved[-1] - gt[-1])),
+            "final_drift_pct": 100 * float(np.linalg.norm(moved[-1] - gt[-1])) / length,
+            "scale_drift": abs(math.log(_scale(tail["transform"]) / _scale(head["transform"])))}
+
+
+def _scale(t: np.ndarray) -> float:
+    return float(np.cbrt(abs(np.linalg.det(np.asarray(t)[:3, :3]))))
+
+
+def _apply(t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    t = np.asarray(t)
+    return x @ t[:3, :3].T + t[:3, 3]
+
+
+def summary(seq, rec, results, wall_s: float) -> dict:
+    c = rec.counters
+    room = np.asarray(seq.info.get("room", np.zeros(len(seq), int)))
+    segs = []
+    for s in rec.segments:
+        m = trajectory_metrics(seq, s.trajectory) if len(s.trajectory) and not room[s.trajectory.frame_ids].any() else {}
+        segs.append({"index": s.index, "keyframes": len(s.trajectory), "map_points": len(s.map),
+                     "other_room_keyframes": int(room[s.trajectory.frame_ids].sum()) if len(s.trajectory) else 0,
+                     **m})
+    return {"frames": len(seq), "windows": c.windows, "accepted": c.windows_accepted, "partial": c.windows_partial,
+            "rejected": c.windows_rejected, "keyframes": c.keyframes, "keyframes_dropped": c.keyframes_dropped,
+            "relocalisations": c.relocalisations, "states": rec.tracker.states(),
+            "transitions": [t.as_dict() for t in rec.tracker.history], "segments": segs,
+            "wall_s": wall_s, **(segs[0] if segs else {})}
+
+
+def sequence(frames: int, seed: int):
+    return demo_sequence(num_frames=frames, width=WIDTH, height=HEIGHT, seed=seed, speed=0.03)
+
+
+def other_room(seq, seed: int, come_back: bool):
+    """seq with 3 s (90 frames at 30 fps) of another room inserted after a third of it."""
+    start = len(seq) // 3
+    count = 90 if come_back else 300
+    other = demo_sequence(num_frames=count, width=WIDTH, height=HEIGHT, seed=seed + 100, speed=0.03)
+    return with_other_room(seq, other, start, count, come_back)
+
+
+def run(args, argv: List[str]) -> int:
+    out = {"environment": environment(torch.device(args.device), ["streaming"] + list(argv)),
+           "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
+           "compare": [], "failure": []}
+    path = args.out / f"streaming_{args.predictor}.json"
+    for n in args.lengths:
+        seq = sequence(n, args.seed)
+        for mode in args.modes:
+            pred = make_predictor(args.predictor, seq, args.noise, args.corrupt_every, args.seed, args.checkpoint, args.device)
+            rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device))
+            row = {"frames": n, "mode": mode, **summary(seq, rec, results, wall)}
+            out["compare"].append(row)
+            print(f"{n:5d} frames {mode:8s}: ATE {row.get('ate_pct', math.nan):.3f} %, final drift "
+                  f"{row.get('final_drift_pct', math.nan):.3f} %, scale drift {row.get('scale_drift', math.nan):.4f}, "
+                  f"accepted {row['accepted']}/{row['windows']} ({wall:.1f} s)")
+            write_json(path, out)
+    if not args.no_failure and args.predictor == "oracle":
+        for come_back in (True, False):
+            seq = other_room(sequence(300, args.seed), args.seed, come_back)
+            for mode in args.modes:
+                pred = make_predictor("oracle", seq, args.noise, 0, args.seed, None)
+                rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device))
+                row = {"scenario": "back_after_3s" if come_back else "never_back", "mode": mode,
+                       **summary(seq, rec, results, wall)}
+                out["failure"].append(row)
+                print(f"{row['scenario']:14s} {mode:8s}: states {' -> '.join(row['states'])}, "
+                      f"segments {len(row['segments'])}, ATE seg0 {row.get('ate_pct', math.nan):.3f} %")
+                write_json(path, out)
+    print(f"wrote {path}")
+    return 0

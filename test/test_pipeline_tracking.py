@@ -1,0 +1,121 @@
+"""Issue 16: anchored vs chained windows, the tracking state, checks on new keyframes, relocalisation,
+map segments (distorted oracle on small synthetic sequences; the long runs are `httm-bench streaming`)."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from httm_ros.bench.streaming import other_room, run_stream, sequence, stream_config, trajectory_metrics
+from httm_ros.pipeline import TrackingState, WindowPrediction
+from httm_ros.pipeline.tracking import Tracker
+from httm_ros.synthetic.oracle import OraclePredictor
+
+S = TrackingState
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (see conftest.py)."""
+
+
+@pytest.fixture(scope="module")
+def seq():
+    return sequence(200, seed=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_anchored_ate_at_most_chained_on_the_distorted_oracle(seq, seed):
+    ates = {}
+    for mode in ("chained", "anchored"):
+        rec, results, _ = run_stream(seq, OraclePredictor(seq, noise=0.02, seed=seed), stream_config(mode, 8, 3))
+        assert all(r.accepted for r in results), [r.alignment.reason for r in results]
+        assert rec.tracker.states() == ["INITIALISING", "TRACKING"]
+        assert all(r.tracking_state == "TRACKING" for r in results)
+        ates[mode] = trajectory_metrics(seq, rec.trajectory)["ate_rmse_m"]
+        ids = rec.trajectory.frame_ids
+        assert len(ids) == len(set(ids)) == rec.counters.keyframes
+    print(ates)
+    assert ates["anchored"] <= ates["chained"]
+
+
+def test_anchored_windows_start_with_known_keyframes(seq):
+    rec, results, _ = run_stream(seq, OraclePredictor(seq, noise=0.02, seed=0), stream_config("anchored", 8, 3))
+    first = results[0].frame_ids[0]
+    r = results[1]
+    assert results[0].num_overlap == 0 and r.num_overlap == 3 and r.num_keyframes == 8
+    assert r.frame_ids[0] == first                                   # the map's first keyframe, covisible
+    assert set(r.frame_ids[:3]) <= set(rec.store.keyframes()[i].frame_id for i in range(len(rec.store)))
+    assert abs(r.alignment.scale - 1 / rec.predictor.calls[1]["scale"] * rec.predictor.calls[0]["scale"]) < 0.05
+    assert r.alignment.rotation_error_deg < 1 and r.alignment.residual_rel < 0.1
+    assert len(rec.store) == len(rec.trajectory)
+
+
+class BadTail:
+    """Oracle whose window 3 places its last two keyframes far away (good overlap, bad new frames)."""
+
+    def __init__(self, seq):
+        self.inner, self.n = OraclePredictor(seq, noise=0.02, seed=0), 0
+
+    def predict(self, images, frame_ids) -> WindowPrediction:
+        pred = self.inner.predict(images, frame_ids)
+        if self.n == 3:
+            pred.extrinsics[-2:, :, 3] += 5.0
+        self.n += 1
+        return pred
+
+
+@pytest.mark.parametrize("mode", ["chained", "anchored"])
+def test_window_keeps_its_good_part_and_says_what_it_dropped(seq, mode):
+    rec, results, _ = run_stream(seq, BadTail(seq), stream_config(mode, 8, 3))
+    r = results[3]
+    assert r.accepted and len(r.dropped) == 2 and "pose jump" in r.dropped[0][1]
+    assert r.num_keyframes == 6 and r.cam_to_world.shape[0] == 6             # the kept prefix only
+    assert not {f for f, _ in r.dropped} & set(rec.trajectory.frame_ids)
+    assert rec.counters.windows_partial == 1 and rec.counters.keyframes_dropped == 2
+    assert rec.tracker.states() == ["INITIALISING", "TRACKING"]
+
+
+def test_other_room_for_3s_is_lost_then_relocalised_in_one_consistent_map(seq):
+    mixed = other_room(sequence(300, seed=0), seed=0, come_back=True)
+    room = mixed.info["room"]
+    rec, results, _ = run_stream(mixed, OraclePredictor(mixed, noise=0.02, seed=0), stream_config("anchored", 8, 3))
+    assert rec.tracker.states() == ["INITIALISING", "TRACKING", "LOST", "RELOCALISED", "TRACKING"]
+    assert len(rec.segments) == 1 and rec.counters.relocalisations == 1
+    assert not room[rec.trajectory.frame_ids].any()                           # nothing of the other room
+    reloc = [r for r in results if r.tracking_state == "RELOCALISED"]
+    assert len(reloc) == 1 and reloc[0].relocalisation and reloc[0].accepted
+    assert any(r.tracking_state == "LOST" for r in results)
+    m = trajectory_metrics(mixed, rec.trajectory)
+    assert m["ate_rmse_m"] < 0.01 * m["path_m"]                               # before and after: one frame
+    after = [f for f in rec.trajectory.frame_ids if f > reloc[0].frame_ids[-1]]
+    assert len(after) > 20
+
+
+def test_never_coming_back_starts_a_new_segment_kept_apart(seq, tmp_path):
+    mixed = other_room(sequence(300, seed=0), seed=0, come_back=False)
+    room = mixed.info["room"]
+    rec, results, _ = run_stream(mixed, OraclePredictor(mixed, noise=0.02, seed=0), stream_config("anchored", 8, 3))
+    assert rec.tracker.states() == ["INITIALISING", "TRACKING", "LOST", "NEW_SEGMENT", "TRACKING"]
+    assert len(rec.segments) == 2 and rec.counters.segments == 2
+    s0, s1 = rec.segments
+    assert not room[s0.trajectory.frame_ids].any() and room[s1.trajectory.frame_ids].all()
+    assert rec.map is s1.map and len(s0.map) > 0 and len(s1.map) > 0
+    lost = [t for t in rec.tracker.history if t.new == S.NEW_SEGMENT][0]
+    assert "relocalise_timeout_s" in lost.reason
+    paths = rec.save_segments(tmp_path)
+    assert sorted(p.split("/")[-1] for p in paths) == ["map_segment0.ply", "map_segment1.ply",
+                                                        "trajectory_segment0.tum", "trajectory_segment1.tum"]
+
+
+def test_tracker_transitions_are_checked_and_logged_once(caplog):
+    tr = Tracker()
+    with caplog.at_level(logging.INFO, logger="httm_ros.pipeline.tracking"):
+        tr.transition(S.TRACKING, "first window", 0, 0.0)
+        tr.transition(S.TRACKING, "again", 1, 0.1)                           # no-op
+        tr.transition(S.LOST, "bad window", 2, 0.2)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "tracking INITIALISING -> TRACKING at window 0 (t=0.000 s)", "tracking TRACKING -> LOST at window 2 (t=0.200 s)"]
+    with pytest.raises(RuntimeError, match="LOST -> TRACKING"):
+        tr.transition(S.TRACKING, "skips relocalisation", 3, 0.3)
+    assert tr.states() == ["INITIALISING", "TRACKING", "LOST"] and tr.history[-1].as_dict()["reason"] == "bad window"
