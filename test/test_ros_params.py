@@ -231,3 +231,48 @@ def test_out_of_memory_is_retried_then_reported():
     safe = SafePredictor(_Flaky(RuntimeError("boom")), log=logged.append)
     assert safe.predict(images, [0, 1, 2]).stats["error"] == "RuntimeError: boom"
     assert any("skipped" in line for line in logged)
+
+
+# ----------------------------------------------------------------------------- on a node
+@pytest.fixture
+def node():
+    """A ReconstructNode (oracle predictor, no model) in a context of its own: set_parameters is
+    the path of the parameter services (ros2 param set)."""
+    if __import__("os").environ.get("HTTM_ROS_INSTALLED") != "1":
+        pytest.skip("needs the colcon-built messages (run via scripts/test)")
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from httm_ros.ros.local_dds import ros_env
+    from httm_ros.ros.reconstruct_node import ReconstructNode
+    from httm_ros.synthetic import demo_sequence
+    from httm_ros.synthetic.oracle import OraclePredictor
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env(__name__)["ROS_DOMAIN_ID"]))
+    made = ReconstructNode(predictor=OraclePredictor(demo_sequence(num_frames=3, width=56, height=42)),
+                           context=context, parameter_overrides=[
+                               Parameter("device", value="cpu"), Parameter("conf_threshold", value=2),
+                               Parameter("window_size", value=4), Parameter("window_overlap", value=2)])
+    yield made
+    made.shutdown(timeout=5.0)
+    made.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+def test_integers_for_doubles_and_named_type_errors_on_a_node(node):
+    from rclpy.parameter import Parameter
+
+    assert node.get_parameter("conf_threshold").type_ == Parameter.Type.DOUBLE       # -p conf_threshold:=2
+    assert node.values["conf_threshold"] == 2.0
+    result = node.set_parameters([Parameter("conf_threshold", Parameter.Type.INTEGER, 3)])[0]
+    assert result.successful, result.reason                                          # ros2 param set ... 3
+    assert node.get_parameter("conf_threshold").type_ == Parameter.Type.DOUBLE
+    assert node.get_parameter("conf_threshold").value == 3.0 and node.values["conf_threshold"] == 3.0
+    result = node.set_parameters([Parameter("pixel_stride", Parameter.Type.STRING, "abc")])[0]
+    assert not result.successful and result.reason == "pixel_stride must be an integer, got a string 'abc'"
+    assert node.describe_parameter("pixel_stride").type == Parameter.Type.INTEGER.value   # still an integer
+    result = node.set_parameters([Parameter("conf_percentile", Parameter.Type.DOUBLE, 100.0)])[0]
+    assert not result.successful and "99.9" in result.reason
+    result = node.set_parameters([Parameter("window_size", Parameter.Type.INTEGER, 8)])[0]
+    assert not result.successful and "read-only" in result.reason

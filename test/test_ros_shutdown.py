@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ TINY = ("-p", "allow_test_weights:=true", "-p", "model_config:=tiny", "-p", "dev
         "-p", "keyframe_policy:=every", "-p", "qos_reliability:=reliable", "-p", "qos_depth:=20",
         "-p", "diagnostics_period:=0.1")
 SHM = pathlib.Path("/dev/shm")
+PARAMS_FILE = pathlib.Path(tempfile.mkdtemp(prefix="httm_shutdown_")) / "params.yaml"
+PARAMS_FILE.write_text("/**:\n  ros__parameters:\n    pixel_stride: 3\n")
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 
 
@@ -122,6 +125,8 @@ class Driver:
         # behind it (2 frames with K = 3; with flush 1 frame and K = 4: a shorter last window)
         self.window_size, self.queued = (4, 1) if stop.flush else (3, 2)
         extra = ["-p", "warmup_forwards:=0"] if stop.moment != "build" else []
+        if stop.name == "SIGINT-idle":            # also: a -p that a later --params-file replaces
+            extra += ["-p", "pixel_stride:=7", "--params-file", str(PARAMS_FILE)]
         if stop.moment == "window":
             extra += ["-p", f"debug_window_delay:={1.0 if stop.flush else 1.5}", "-p", f"window_size:={self.window_size}",
                       "-p", f"flush_on_shutdown:={str(stop.flush).lower()}", "-p", "shutdown_timeout:=30.0"]
@@ -256,3 +261,8 @@ def test_with_flush_on_shutdown_the_last_window_is_published_before_exit(stopped
     assert [s.num_keyframes for s in stop.stats] == [4, 3], stop.output        # last: 2 overlap + frame 4
     assert stop.stats[-1].header.stamp == codec.sec_to_stamp(14.0)
     assert re.search(r"dropped at shutdown", stop.output) is None
+
+
+def test_a_command_line_override_replaced_by_a_later_params_file_is_warned(stopped):
+    out = stopped["SIGINT-idle"].output
+    assert "-p pixel_stride:=7 was not applied: pixel_stride is 3" in out and "[WARN]" in out, out
