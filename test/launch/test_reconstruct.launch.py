@@ -12,6 +12,7 @@ import os
 import pathlib
 import subprocess
 import tempfile
+import time
 import unittest
 
 import launch
@@ -82,10 +83,17 @@ def generate_test_description():
     return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
 
 
-def _ros2(*args: str) -> subprocess.CompletedProcess:
-    """The ros2 CLI as a user runs it, without the daemon."""
-    return subprocess.run(["ros2", *args, "--no-daemon"], capture_output=True, text=True, timeout=60,
-                          env=os.environ.copy())
+def _ros2(*args: str, until=lambda out: "Node not found" not in out.stdout + out.stderr,
+          timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """The ros2 CLI as a user runs it, without the daemon. Without a daemon each run discovers the
+    graph anew in --spin-time (0.5 s by default), which on a busy machine sometimes ends before the
+    node is seen ("Node not found", an empty topic list): run it again until ``until(result)``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["ros2", *args, "--no-daemon", "--spin-time", "1"], capture_output=True, text=True,
+                             timeout=60, env=os.environ.copy())
+        if until(out) or time.monotonic() > deadline:
+            return out
 
 
 class TestFramesInOutputsOut(unittest.TestCase):
@@ -137,12 +145,12 @@ class TestFramesInOutputsOut(unittest.TestCase):
                              (p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w))
 
     def test_ros2_topic_list_shows_every_output_with_its_type(self):
-        out = _ros2("topic", "list", "-t")
-        self.assertEqual(out.returncode, 0, out.stderr)
-        listed = dict(line.split(" ", 1) for line in out.stdout.splitlines())
         expected = {f"{NODE}/{t}": f"[{path.replace('.', '/')}]" for t, (path, _) in OUTPUTS.items()}
         expected.update({"/diagnostics": "[diagnostic_msgs/msg/DiagnosticArray]", "/tf": "[tf2_msgs/msg/TFMessage]",
                          TOPIC: "[sensor_msgs/msg/Image]"})
+        out = _ros2("topic", "list", "-t", until=lambda out: all(name + " " in out.stdout for name in expected))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        listed = dict(line.split(" ", 1) for line in out.stdout.splitlines())
         self.assertEqual({k: listed.get(k) for k in expected}, expected)
 
     def test_every_rviz_display_matches_a_topic_the_node_advertises(self):
