@@ -35,7 +35,7 @@ from httm_ros.ros import codec
 ADDRESS = re.compile(r"object at|\bat 0x[0-9a-f]+|(?<![0-9a-z])0x(?=[0-9a-f]*[a-f])[0-9a-f]{6,}", re.I)
 
 UNKNOWN_ENCODINGS = ("", " ", "yuv422", "YUV422_YUY2", "bayer_rggb8", "32FC1", "16UC1", "8UC3", "8UC4",
-                     "rgb8\0", "rgb", "rgb9", "jpeg", "\u00e9ncoding", "r" * 300)
+                     "rgb", "rgb9", "jpeg", "\u00e9ncoding", "r" * 300)
 MIXED_CASE_ENCODINGS = ("RGB8", "Bgr8", " rgb8 ", "MONO8", "Rgba16")
 
 
@@ -131,6 +131,8 @@ def raw_cases(rgb: np.ndarray, first: int = 0) -> List[Case]:
         cases.append((f"mixed case {enc!r}", functools.partial(_reencoded, rgb, enc), "ok"))
     for enc in UNKNOWN_ENCODINGS:
         cases.append((f"unknown encoding {enc[:12]!r}", functools.partial(_reencoded, rgb, enc), "unsupported_encoding"))
+    # DDS strings end at a NUL: "rgb8\0x" arrives as "rgb8" (a frame), in-process it is refused.
+    cases.append(("NUL inside the encoding", functools.partial(_reencoded, rgb, "rgb8\0x"), "any"))
     row = width * 3
     frame = rgb.tobytes()
     cases += [
@@ -312,9 +314,9 @@ TINY_NODE = ("-p", "allow_test_weights:=true", "-p", "model_config:=tiny", "-p",
 
 
 def start_node(domain_name: str, log_path, *ros_args: str):
-    """``python -m httm_ros.ros.reconstruct_node --ros-args ...`` in the DDS domain of
-    ``local_dds.ros_env(domain_name)``; stdout + stderr to ``log_path`` (a pipe nobody reads
-    would block the node once full). Returns the Popen."""
+    """The node's executable (``bin/reconstruct_node``, as installed) ``--ros-args ...`` in the
+    DDS domain of ``local_dds.ros_env(domain_name)``; stdout + stderr to ``log_path`` (a pipe
+    nobody reads would block the node once full). Returns the Popen."""
     import os
     import subprocess
     import sys
@@ -324,7 +326,7 @@ def start_node(domain_name: str, log_path, *ros_args: str):
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))   # this checkout first
     env = {**os.environ, **ros_env(domain_name), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     with open(log_path, "w") as log:
-        return subprocess.Popen([sys.executable, "-m", "httm_ros.ros.reconstruct_node", "--ros-args", *ros_args],
+        return subprocess.Popen([sys.executable, str(ROOT / "bin" / "reconstruct_node"), "--ros-args", *ros_args],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
@@ -362,13 +364,14 @@ def diagnostic_values(collector, node_fqn: str) -> dict:
     return {}
 
 
-def accounting(stats) -> dict:
-    """The frame accounting of one WindowStats: received, processed, skipped, queued and drops by
-    reason (``drops``, queue_full included)."""
-    return {"received": stats.frames_received, "processed": stats.frames_processed,
-            "skipped": stats.frames_skipped, "queued": stats.frames_queued,
-            "drops": dict(zip(stats.drop_reasons, (int(c) for c in stats.drop_counts))),
-            "lost": stats.frames_lost_in_transport, "missing": stats.frames_estimated_missing}
+def accounting(values: dict) -> dict:
+    """The frame accounting in one /diagnostics status (``diagnostic_values``): received,
+    processed, skipped, queued, drops by reason (queue_full included), lost and missing."""
+    count = {k: int(values[f"frames_{k}"]) for k in ("received", "processed", "skipped", "queued")}
+    count["lost"] = int(values["frames_lost_in_transport"])
+    count["missing"] = int(values["frames_estimated_missing"])
+    count["drops"] = {k[len("dropped."):]: int(v) for k, v in values.items() if k.startswith("dropped.")}
+    return count
 
 
 def unaccounted(acc: dict) -> int:
@@ -380,3 +383,9 @@ def drop_delta(before: dict, after: dict) -> dict:
     """Per-reason drops between two accountings (reasons with no new drop left out)."""
     out = {r: n - before["drops"].get(r, 0) for r, n in after["drops"].items()}
     return {r: n for r, n in out.items() if n}
+
+
+def unclean(log: str) -> list:
+    """Lines of a node's output that a requested stop must not produce."""
+    return [line for line in log.splitlines()
+            if "Traceback" in line or "[ERROR]" in line or "[FATAL]" in line or "Error:" in line]
