@@ -414,6 +414,9 @@ class ReconstructNode(Node):
             self._stop.set()
             log.warning(f"the inference thread did not finish within shutdown_timeout ({timeout:g} s): "
                         "the window it runs is discarded")
+        late = self.queue.discard("shutdown")                  # a callback still running at the stop
+        if late:
+            log.info(f"dropped at shutdown: {late} frames that arrived while stopping")
 
     def _last_window(self) -> None:
         """flush_on_shutdown, queue drained: the queued keyframes as a last window, published."""
