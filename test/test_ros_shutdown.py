@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Set
 
@@ -105,6 +104,7 @@ def _left_behind(mapped: Set[str], before: Set[tuple]) -> List[str]:
 
 
 def _mapped_by_others(path: str, pid: int) -> bool:
+    """True when a live process other than ``pid`` maps ``path``."""
     for maps in pathlib.Path("/proc").glob("[0-9]*/maps"):
         if maps.parent.name != str(pid):
             try:
@@ -128,7 +128,8 @@ class Driver:
         if stop.name == "SIGINT-idle":            # also: a -p that a later --params-file replaces
             extra += ["-p", "pixel_stride:=7", "--params-file", str(PARAMS_FILE)]
         if stop.moment == "window":
-            extra += ["-p", f"debug_window_delay:={1.0 if stop.flush else 1.5}", "-p", f"window_size:={self.window_size}",
+            extra += ["-p", f"debug_window_delay:={1.0 if stop.flush else 1.5}",
+                      "-p", f"window_size:={self.window_size}",
                       "-p", f"flush_on_shutdown:={str(stop.flush).lower()}", "-p", "shutdown_timeout:=30.0"]
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, **ros_env(__name__), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path,
