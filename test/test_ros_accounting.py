@@ -86,9 +86,10 @@ def test_balanced_at_every_reading_under_concurrent_producer_and_consumer():
     ([i * 0.1 for i in range(20)], 0),                                       # steady 10 Hz
     ([i * 0.1 for i in range(10)] + [i * 0.1 for i in range(13, 20)], 3),   # 10, 11 and 12 missing
     ([i * 0.1 for i in range(12)] + [1.4 + i * 0.1 for i in range(5)], 2),   # a step of 3 periods
-    ([i * 0.1 for i in range(12)] + [100.0 + i * 0.1 for i in range(5)], 0),  # a pause, not a loss
+    ([i * 0.1 for i in range(12)] + [200.0 + i * 0.1 for i in range(5)], 0),  # a pause, not a loss
     ([i * 0.1 for i in range(12)] + [0.0 + i * 0.1 for i in range(5)], 0),    # back in time (new bag)
     ([0.0, 0.5, 1.0], 0),                                                     # too few steps to say
+    ([0.0, 0.1, 0.2, 5.0] + [5.0 + i * 0.1 for i in range(1, 10)], 47),       # counted once the period is known
 ])
 def test_stamp_gaps(stamps, missing):
     gaps = StampGaps()

@@ -154,11 +154,13 @@ class NodeTimings:
 class StampGaps:
     """Frames missing between received ones, estimated from their stamps: the frame period is a
     low percentile of recent stamp steps (robust to the gaps themselves); a step of ``n`` periods
-    (n >= 2, rounded) means ``n - 1`` frames never arrived. Steps that go back in time, or longer
-    than ``max_gap_periods`` periods (a pause, a new bag), count nothing."""
+    (n >= 2, rounded) means ``n - 1`` frames never arrived. Steps seen before the period is known
+    are counted once it is. Steps that go back in time, or longer than ``max_gap_periods`` periods
+    (a pause, a new bag), count nothing."""
 
-    def __init__(self, history: int = 64, min_steps: int = 8, max_gap_periods: float = 100.0) -> None:
+    def __init__(self, history: int = 64, min_steps: int = 8, max_gap_periods: float = 1000.0) -> None:
         self._steps: "collections.deque[float]" = collections.deque(maxlen=history)
+        self._unresolved: List[float] = []                    # steps seen while the period was unknown
         self._last: Optional[float] = None
         self.min_steps = min_steps
         self.max_gap_periods = max_gap_periods
@@ -172,15 +174,20 @@ class StampGaps:
         return ordered[len(ordered) // 5]                     # 20th percentile
 
     def add(self, stamp_sec: float) -> int:
-        """Record a received frame's stamp; returns the frames estimated missing just before it."""
+        """Record a received frame's stamp; returns the frames newly estimated missing (before it,
+        or before earlier frames once the period became known)."""
         last, self._last = self._last, stamp_sec
         if last is None or stamp_sec <= last:
             return 0
-        step = stamp_sec - last
+        self._steps.append(stamp_sec - last)
         period = self.period
-        self._steps.append(step)
         if period is None or period <= 0:
+            self._unresolved.append(stamp_sec - last)
             return 0
+        steps, self._unresolved = self._unresolved + [stamp_sec - last], []
+        return sum(self._missing(step, period) for step in steps)
+
+    def _missing(self, step: float, period: float) -> int:
         periods = step / period
         if periods > self.max_gap_periods:
             return 0
