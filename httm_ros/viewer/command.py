@@ -78,6 +78,8 @@ def _serve_live(args, stop: threading.Event) -> int:
             pass
     finally:
         executor.shutdown(timeout_sec=2.0)
+        if spinner.is_alive():          # out of rclpy before the node goes (else: abort at exit)
+            spinner.join(5.0)
         node.destroy_node()
         rclpy.try_shutdown()
         server.stop()
