@@ -9,7 +9,7 @@ world points float32 [P,3] (a pixel grid of confident depths: covisibility by pr
 Bound: ``max_keyframes`` entries and ``max_bytes`` (whichever is hit first). Eviction
 "thin_oldest": every other keyframe of the oldest half goes (older places stay reachable for a
 while, at a spacing that grows geometrically with age: a bound, not a spatial memory);
-"drop_oldest": the oldest go. The first keyframe of every segment is pinned.
+"drop_oldest": the oldest go (1/16 of them at a time). The first keyframe of every segment is pinned.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class KeyframeStore:
             if not free:
                 return
             if self.config.eviction == "drop_oldest":
-                victims = free[:1]
+                victims = free[:max(1, len(free) // 16)]        # in batches: O(1) amortised per add
             else:
                 oldest = free[:max(2, len(free) // 2)]
                 victims = oldest[1::2] if len(oldest) > 1 else oldest
