@@ -12,7 +12,7 @@ from .attention import httm_attention, httm_attention_owned
 from .kernels.triton_env import resolve_impl
 from .records import MergeStats
 from .settings import HTTMConfig, UniformMergeConfig
-from .uniform import uniform_attention
+from .uniform import InputMetric, uniform_attention
 
 MergeConfig = Union[HTTMConfig, UniformMergeConfig, None]
 
@@ -21,13 +21,26 @@ class MergeCore:
     """``attn.core`` for one global-attention block: (q, k, v, layout) -> o, recording stats.
 
     HTTM's implementation ("torch" or "triton", from ``config.impl``) is resolved once per device
-    the core sees, not per call."""
+    the core sees, not per call. The uniform baseline matches on the block's attention input,
+    which ``watch(block)`` hands over through a forward pre-hook (``uniform.InputMetric``)."""
 
     def __init__(self, config: Union[HTTMConfig, UniformMergeConfig], layer: int, stats: MergeStats) -> None:
         self.config = config
         self.layer = layer
         self.stats = stats
         self.impls: Dict[torch.device, str] = {}
+        self.input_metric = InputMetric() if isinstance(config, UniformMergeConfig) else None
+        self.hook = None
+
+    def watch(self, block: nn.Module) -> None:
+        """Uniform: compute the metric of ``block``'s input before each of its calls."""
+        if self.input_metric is not None:
+            self.hook = block.register_forward_pre_hook(self.input_metric, with_kwargs=True)
+
+    def unwatch(self) -> None:
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
 
     def impl(self, device: torch.device) -> str:
         """The HTTM implementation this core runs on ``device``."""
@@ -36,12 +49,13 @@ class MergeCore:
         return self.impls[device]
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layout) -> Tensor:
+        metric = self.input_metric.take() if self.input_metric is not None else None
         if layout is None:                                                # nothing known to merge by
             return F.scaled_dot_product_attention(q, k, v)
         if isinstance(self.config, HTTMConfig):
             o, record = httm_attention(q, k, v, layout, self.config, self.layer, impl=self.impl(q.device))
         else:
-            o, record = uniform_attention(q, k, v, layout, self.config, layer=self.layer)
+            o, record = uniform_attention(q, k, v, layout, self.config, layer=self.layer, metric=metric)
         self.stats.add(record)
         return o
 
@@ -78,8 +92,13 @@ def patch(model: nn.Module, config: MergeConfig) -> MergeStats:
     bad = [i for i in layers if i >= len(attns)]
     if bad:
         raise ValueError(f"{type(config).__name__}.layers {bad} outside the global blocks 0..{len(attns) - 1}")
-    for i, attn in enumerate(attns):
+    blocks = getattr(model, "aggregator", model).global_blocks
+    for i, (block, attn) in enumerate(zip(blocks, attns)):
+        if isinstance(attn.core, MergeCore):
+            attn.core.unwatch()
         attn.core = MergeCore(config, i, stats) if config is not None and i in layers else None
+        if attn.core is not None:
+            attn.core.watch(block)
     return stats
 
 

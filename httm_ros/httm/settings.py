@@ -119,22 +119,33 @@ class HTTMConfig:
 
 @dataclass(frozen=True)
 class UniformMergeConfig:
-    """FastVGGT-style baseline: one bipartite matching shared by all heads and by Q, K and V.
+    """FastVGGT's token merging (arXiv 2509.02560, its released code): one bipartite matching per
+    call, on the attention input x, shared by all heads and by Q, K and V (``uniform.py``).
 
-    merge_ratio        fraction of the source tokens merged away (FastVGGT's ratio; 0.9 keeps
-                       about 34% of the patch tokens on long sequences)
-    anchor_first_frame every first-frame patch token is a destination
+    merge_ratio        r = int(merge_ratio * N) sources merge per call, N = all tokens of the call
+                       (FastVGGT's convention), at most the unprotected sources; FastVGGT's 0.9
+                       merges every unprotected source (~35% of the tokens kept at 518x392)
+    protect_ratio      int(protect_ratio * N) tokens at an even stride over the sequence are never
+                       merged (FastVGGT: 10%); 0 protects none
+    seed               seed of the generator (on the call's device) that picks one destination per
+                       2x2 cell of every frame after the first (FastVGGT: 33, the same draw in
+                       every layer and call)
+    anchor_first_frame every first-frame token is a destination (FastVGGT always does this); off:
+                       the first frame is drawn like the others
     proportional_attention  as in HTTMConfig (FastVGGT does not use it; off by default)
-    layers             global-attention block indices to merge in; None = all of them
-    tile_elements      most similarity entries held at once during the global matching
+    layers             global-attention block indices to merge in; None = all of them (FastVGGT)
+    tile_elements      most similarity entries held at once during the matching; None = FastVGGT's
+                       chunks of 5000 sources against all destinations
     profile            as in HTTMConfig
     """
 
     merge_ratio: float = 0.9
+    protect_ratio: float = 0.1
+    seed: int = 33
     anchor_first_frame: bool = True
     proportional_attention: bool = False
     layers: Optional[Tuple[int, ...]] = None
-    tile_elements: int = 1 << 28
+    tile_elements: Optional[int] = None
     profile: bool = False
 
     def __post_init__(self) -> None:
@@ -143,5 +154,9 @@ class UniformMergeConfig:
 
     def validate(self) -> None:
         _check_fraction("UniformMergeConfig", "merge_ratio", self.merge_ratio)
-        _check_positive_int("UniformMergeConfig", "tile_elements", self.tile_elements)
+        _check_fraction("UniformMergeConfig", "protect_ratio", self.protect_ratio)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"UniformMergeConfig.seed must be an int >= 0, got {self.seed!r}")
+        if self.tile_elements is not None:
+            _check_positive_int("UniformMergeConfig", "tile_elements", self.tile_elements)
         _check_bools("UniformMergeConfig", self, ("anchor_first_frame", "proportional_attention", "profile"))
