@@ -34,10 +34,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _stop_event() -> threading.Event:
-    """An event set by SIGINT / SIGTERM (installed in the main thread)."""
+    """An event set by SIGINT / SIGTERM (installed in the main thread). Later signals are ignored:
+    Ctrl-C on ``ros2 launch`` reaches the viewer twice (the terminal's, then launch's), and the
+    second could otherwise land after Python has restored the default handlers on its way out."""
     stop = threading.Event()
+
+    def on_signal(*_) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     return stop
 
 
