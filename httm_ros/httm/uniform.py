@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from httm_ros.timing import StageTimer
+from httm_ros.vggt.layers import sdpa
 
 from .merge import Matching, group_sizes, rank_descending, size_bias
 from .records import MergeRecord
@@ -68,9 +69,11 @@ def protected_tokens(n: int, protect_ratio: float, device) -> Tensor:
 @dataclass(frozen=True)
 class UniformPartition:
     """The data-independent part of a call's matching. dst [Nd], src [Ns]: token indices in
-    FastVGGT's order (see ``build_uniform_partition``); protected [P] ascending; src_protected [Ns] bool; merge_count r; unmerged: unprotected
-    sources left alone. Merged rows: Nd destinations, then the unmerged sources, then P lone
-    protected tokens (num_merged = Nd + unmerged + P)."""
+    FastVGGT's order (see ``build_uniform_partition``); protected [P] ascending; src_protected
+    [Ns] bool; merge_count r; unmerged: unprotected sources left alone. Merged rows: Nd
+    destinations, then the unmerged sources, then P lone protected tokens (num_merged = Nd +
+    unmerged + P). lone [N]: the lone row of each protected token, -1 for the others;
+    copy_tokens [Pd]: the protected destinations, copy_rows [Pd] their lone rows."""
 
     dst: Tensor
     src: Tensor
@@ -78,6 +81,9 @@ class UniformPartition:
     src_protected: Tensor
     merge_count: int
     unmerged: int
+    lone: Tensor
+    copy_tokens: Tensor
+    copy_rows: Tensor
 
     @property
     def num_merged(self) -> int:
@@ -112,7 +118,10 @@ def build_uniform_partition(layout, merge_ratio: float, protect_ratio: float = 0
     src_protected = torch.isin(src, protected)
     valid = src.numel() - int(src_protected.sum())
     r = min(int(n * merge_ratio), src.numel(), valid)
-    return UniformPartition(dst, src, protected, src_protected, r, valid - r)
+    lone = torch.full((n,), -1, dtype=torch.long, device=device)
+    lone[protected] = n_dst + valid - r + torch.arange(protected.numel(), device=device)
+    copies = lone[dst] >= 0
+    return UniformPartition(dst, src, protected, src_protected, r, valid - r, lone, dst[copies], lone[dst][copies])
 
 
 # ------------------------------------------------------------------------------- matching
@@ -202,24 +211,19 @@ class UniformMatching:
 def uniform_matching(metric: Tensor, part: UniformPartition, tile_elements: Optional[int]) -> UniformMatching:
     """metric [B, N, C] bf16 -> the call's matching (each batch element matched on its own)."""
     b, n = metric.shape[:2]
-    dev = metric.device
-    n_dst, n_prot, r = part.dst.numel(), part.protected.numel(), part.merge_count
+    n_dst, r = part.dst.numel(), part.merge_count
     score, best = best_destinations(metric, part, tile_elements)
     score = score.float().masked_fill(part.src_protected, float("-inf"))  # protected: never merged
     rank = rank_descending(score)                                         # [B, Ns]
     src_row = torch.where(rank < r, best, n_dst + rank - r)
-    prot_row = n_dst + part.unmerged + torch.arange(n_prot, device=dev)   # [P]
-    lone = torch.full((n,), -1, dtype=torch.long, device=dev)
-    lone[part.protected] = prot_row                                       # [N]: lone row or -1
-    src_row = torch.where(part.src_protected, lone[part.src], src_row)
-    assign = torch.empty(b, n, dtype=torch.long, device=dev)
-    assign[:, part.dst] = torch.arange(n_dst, device=dev)
+    src_row = torch.where(part.src_protected, part.lone[part.src], src_row)
+    assign = torch.empty(b, n, dtype=torch.long, device=metric.device)
+    assign[:, part.dst] = torch.arange(n_dst, device=metric.device)
     assign[:, part.src] = src_row
-    out_row = torch.where(lone >= 0, lone, assign)
-    copies = lone[part.dst] >= 0                                          # protected destinations
+    out_row = torch.where(part.lone >= 0, part.lone, assign)             # [B, N]
     m = part.num_merged
     groups = Matching(assign[:, None], m, group_sizes(assign[:, None], m))
-    return UniformMatching(groups, out_row[:, None], lone[part.dst][copies], part.dst[copies])
+    return UniformMatching(groups, out_row[:, None], part.copy_rows, part.copy_tokens)
 
 
 # ------------------------------------------------------------------------------ attention
@@ -232,7 +236,7 @@ def uniform_attention(q: Tensor, k: Tensor, v: Tensor, layout, config: UniformMe
     timer = StageTimer(q.device, "wall_sync" if profile or q.device.type == "cpu" else "off")
     b, h, n, d = q.shape
     if int(n * config.merge_ratio) <= 0:                                  # FastVGGT: nothing to do
-        o, m = F.scaled_dot_product_attention(q, k, v), n
+        o, m = sdpa(q, k, v), n
         timer.lap("attention")
     else:
         part = build_uniform_partition(layout, config.merge_ratio, config.protect_ratio, config.seed,
@@ -243,7 +247,7 @@ def uniform_attention(q: Tensor, k: Tensor, v: Tensor, layout, config: UniformMe
         q_m, k_m, v_m = matching.merge(q), matching.merge(k), matching.merge(v)  # [B, H, M, d]
         bias = size_bias(matching.sizes, q.dtype) if config.proportional_attention else None
         timer.lap("merge")
-        o_m = F.scaled_dot_product_attention(q_m, k_m, v_m, attn_mask=bias)     # [B, H, M, d]
+        o_m = sdpa(q_m, k_m, v_m, attn_mask=bias)                         # [B, H, M, d]
         timer.lap("attention")
         o, m = matching.unmerge(o_m), part.num_merged                    # [B, H, N, d]
         timer.lap("unmerge")
