@@ -93,3 +93,16 @@ def test_union_of_box_regions_holds_every_per_view_region():
         if views:
             r0, r1, c0, c1 = zip(*views)
             assert rect == (min(r0), max(r1), min(c0), max(c1))
+
+
+def test_pool_with_worker_processes_cuts_the_same_batches():
+    """Scenes and paths built in worker processes: the same clips, so the same batches."""
+    inline = ClipPool((42, 56), "cpu", seed=2, size=2, reuse=1, clip_frames=6)
+    ahead = ClipPool((42, 56), "cpu", seed=2, size=2, reuse=1, clip_frames=6, workers=1)
+    try:
+        for step in range(3):                                                # reuse=1: new clips each step
+            a, b = (p.batch(np.random.default_rng(step), 5, 2) for p in (inline, ahead))
+            assert torch.equal(a["images"], b["images"]) and torch.equal(a["pose_enc"], b["pose_enc"])
+        assert inline.clips_made == ahead.clips_made > 2
+    finally:
+        ahead.close()

@@ -39,6 +39,8 @@ def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
     card = json.loads((tmp_path / "httm-vggt-synth.json").read_text())
     assert card["image_hw"] == [42, 56] and "NOT VGGT-1B" in card["statement"]
     assert card["training"]["steps"] == 4 and set(card["heldout"]["summary"]) >= {"abs_rel", "ate_percent"}
+    assert "MISSED" in card["status"] and card["targets_met"] is False                  # 4 steps: honest
+    assert set(card["heldout"]["baselines"]) >= {"abs_rel_constant_depth", "rot_err_median_deg_identity"}
     log = json.loads((tmp_path / "train_log.json").read_text())["entries"]
-    assert [e["step"] for e in log] == [1, 2, 3, 4]
+    assert [e["step"] for e in log] == [1, 2, 3, 4] and all("rot_err_deg" in e for e in log)
     assert VGGT.from_checkpoint(tmp_path / "httm-vggt-synth.safetensors").config == VGGTConfig.tiny()

@@ -445,11 +445,12 @@ def _ellipse_radius(xy: np.ndarray, half: np.ndarray) -> np.ndarray:
     return np.sqrt(((xy / half) ** 2).sum(-1))
 
 
+_GRID_X, _GRID_Y = (g.ravel() for g in np.meshgrid(np.linspace(0, 1, 5), np.linspace(0, 1, 5)))
+
+
 def _footprint(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """5x5 grid of points [25,2] on a box footprint (for clearance tests)."""
-    g = np.linspace(0, 1, 5)
-    gx, gy = np.meshgrid(g, g)
-    return np.stack([lo[0] + gx.ravel() * (hi[0] - lo[0]), lo[1] + gy.ravel() * (hi[1] - lo[1])], 1)
+    return np.stack([lo[0] + _GRID_X * (hi[0] - lo[0]), lo[1] + _GRID_Y * (hi[1] - lo[1])], 1)
 
 
 def _place_box(rng: np.random.Generator, cfg: SceneConfig, inner: bool,

@@ -41,6 +41,8 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="window-frames served per rendered frame before its clip is replaced (default %(default)s)")
     p.add_argument("--clip-frames", type=int, default=d.clip_frames,
                    help="frames per rendered clip (windows of <= 24 are cut from it; default %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="processes building scenes and paths ahead of the renderer (-1: 6 on CUDA, 0 on CPU)")
     p.add_argument("--camera-weight", type=float, default=d.camera_weight, help="(default %(default)s)")
     p.add_argument("--camera-loss", choices=("l1", "huber"), default=d.camera_loss,
                    help="l1 as VGGT's released code (default); huber (delta 0.1) learned a constant pose in run 1")
@@ -48,7 +50,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--curriculum-frames", type=int, default=d.curriculum_frames,
                    help="longest window at the start; grows to 24 over --curriculum-frac of the schedule")
     p.add_argument("--curriculum-frac", type=float, default=d.curriculum_frac,
-                   help="share of the schedule of the window-length ramp (0: 2..24 from the start; default %(default)s)")
+                   help="share of the schedule of the window-length ramp (0: 2..24 from the start; "
+                        "default %(default)s)")
     p.add_argument("--heldout", type=int, default=d.heldout, help="held-out clips evaluated at the end")
     p.add_argument("--smoke", action="store_true", help="a few steps of the tiny network on CPU, in seconds")
     return p
@@ -97,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
                             device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
                             pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
-                            clip_frames=args.clip_frames, camera_weight=args.camera_weight,
+                            clip_frames=args.clip_frames, camera_weight=args.camera_weight, workers=args.workers,
                             camera_loss=args.camera_loss, depth_weight=args.depth_weight,
                             curriculum_frames=args.curriculum_frames, curriculum_frac=args.curriculum_frac,
                             argv=["httm-train"] + argv)

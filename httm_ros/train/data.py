@@ -84,13 +84,27 @@ def heldout_specs(n: int = 8) -> List[ClipSpec]:
     return [random_clip_spec(np.random.default_rng(HELDOUT_PARAM_SEED + i), i, TRANSLATING) for i in range(n)]
 
 
-def render_clip(spec: ClipSpec, frames: int, image_hw: Tuple[int, int], device) -> dict:
-    """Render a clip -> dict images uint8 [S,H,W,3], depth [S,H,W], cam_to_world [S,4,4],
-    intrinsics [S,3,3] (float32 tensors on ``device``) and the scene."""
+def prepare_clip(spec: ClipSpec, frames: int, image_hw: Tuple[int, int]) -> Tuple[Scene, np.ndarray, np.ndarray]:
+    """The host part of a clip (numpy only): scene, poses [S,4,4] float64, intrinsics [3,3]."""
     height, width = image_hw
-    scene: Scene = make_scene(spec.scene)
+    scene = make_scene(spec.scene)
     poses = make_trajectory(scene, frames, spec.kind, spec.speed, spec.path_seed, spec.camera_height, spec.shake)
-    k = intrinsics_from_fov(width, height, spec.hfov_deg)
+    return scene, poses, intrinsics_from_fov(width, height, spec.hfov_deg)
+
+
+def training_clip(seed: int, index: int, frames: int,
+                  image_hw: Tuple[int, int]) -> Tuple[Scene, np.ndarray, np.ndarray]:
+    """Training clip ``index`` of run ``seed``, host part (picklable: runs in worker processes)."""
+    rng = np.random.default_rng([seed, index])
+    return prepare_clip(random_clip_spec(rng, TRAIN_SEED_BASE + int(rng.integers(1 << 30))), frames, image_hw)
+
+
+def render_clip(spec: ClipSpec, frames: int, image_hw: Tuple[int, int], device, prepared=None) -> dict:
+    """Render a clip -> dict images uint8 [S,H,W,3], depth [S,H,W], cam_to_world [S,4,4],
+    intrinsics [S,3,3] (float32 tensors on ``device``) and the scene. ``prepared``: the result of
+    :func:`prepare_clip` if already built (``spec`` is then unused)."""
+    height, width = image_hw
+    scene, poses, k = prepared if prepared is not None else prepare_clip(spec, frames, image_hw)
     with torch.no_grad():
         images, depth = scene.render_batch(poses, k, width, height, device=device)
     return dict(images=images, depth=depth, scene=scene, cam_to_world=to_device(poses, device),
@@ -132,7 +146,7 @@ class ClipPool:
     KEYS = ("images", "depth", "cam_to_world", "intrinsics")
 
     def __init__(self, image_hw: Tuple[int, int], device, seed: int, size: int = 32, reuse: int = 4,
-                 clip_frames: int = CLIP_FRAMES, clips_made: int = 0) -> None:
+                 clip_frames: int = CLIP_FRAMES, clips_made: int = 0, workers: int = 0) -> None:
         self.image_hw, self.device, self.seed = tuple(image_hw), torch.device(device), seed
         self.size, self.reuse, self.clip_frames = size, reuse, clip_frames
         self.clips_made = clips_made
@@ -141,13 +155,36 @@ class ClipPool:
         self.filled = 0
         self.render_seconds = 0.0                   # host time in render_clip (GPU work overlaps)
         self.frames_rendered = 0
+        # workers > 0: scenes and paths (numpy, ~20-100 ms a clip) are built ahead in worker
+        # processes; the training process only launches the render kernels.
+        self._executor = None
+        self._ahead: dict = {}
+        if workers > 0:
+            import concurrent.futures
+            import multiprocessing
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"))
+            self._ahead_count = 4 * workers
+
+    def _prepared(self, index: int):
+        """Host part of clip ``index``: from the workers (kept ahead of use) or built here."""
+        if self._executor is None:
+            return training_clip(self.seed, index, self.clip_frames, self.image_hw)
+        for i in range(index, index + self._ahead_count):
+            if i not in self._ahead:
+                self._ahead[i] = self._executor.submit(training_clip, self.seed, i, self.clip_frames, self.image_hw)
+        return self._ahead.pop(index).result()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def _render_into(self, slot: int) -> None:
-        rng = np.random.default_rng([self.seed, self.clips_made])
-        spec = random_clip_spec(rng, TRAIN_SEED_BASE + int(rng.integers(1 << 30)))
+        index = self.clips_made
         self.clips_made += 1
         t0 = time.perf_counter()
-        clip = render_clip(spec, self.clip_frames, self.image_hw, self.device)
+        clip = render_clip(None, self.clip_frames, self.image_hw, self.device, prepared=self._prepared(index))
         for key in self.KEYS:
             if key not in self.store:
                 self.store[key] = torch.empty((self.size,) + tuple(clip[key].shape), dtype=clip[key].dtype,

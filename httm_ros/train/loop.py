@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,7 +40,7 @@ class TrainOptions:
     weight_decay: float = 0.05
     clip_grad: float = 1.0
     camera_weight: float = 5.0
-    camera_loss: str = "l1"           # "l1" (VGGT's released code) or "huber" (the first run's: learned a constant pose)
+    camera_loss: str = "l1"           # "l1" (VGGT's released code) or "huber" (run 1: a constant pose)
     depth_weight: float = 1.0
     point_weight: float = 0.0
     seed: int = 0
@@ -51,6 +52,7 @@ class TrainOptions:
     clip_frames: int = CLIP_FRAMES
     curriculum_frames: int = 8        # longest window at step 0; grows linearly to 24 ...
     curriculum_frac: float = 0.25     # ... over this share of the schedule (0: 2..24 from the start)
+    workers: int = -1                 # processes building scenes/paths ahead (-1: 6 on CUDA, 0 on CPU)
     log_every: int = 10
     print_every_s: float = 30.0
     heldout: int = 8
@@ -188,8 +190,10 @@ def train(opts: TrainOptions) -> Dict:
            f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
            f"steps {step}->{opts.steps}, batch {opts.batch_frames} frames")
     _print(f"renderer throughput: {render_fps:.0f} frames/s at {opts.image_hw[1]}x{opts.image_hw[0]} on {device}")
+    workers = opts.workers if opts.workers >= 0 else (min(6, max(0, (os.cpu_count() or 1) - 2))
+                                                      if device.type == "cuda" else 0)
     pool = ClipPool(opts.image_hw, device, opts.seed, opts.pool_size, opts.reuse, opts.clip_frames,
-                    clips_made=state["clips_made"] if state else 0)
+                    clips_made=state["clips_made"] if state else 0, workers=workers)
     step_times, last_print, stopped = [], time.monotonic(), "steps"
     since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds}         # since the last print
     reserve = 15.0 + 2.0 * opts.heldout                          # seconds kept for saving + held-out eval
@@ -234,11 +238,13 @@ def train(opts: TrainOptions) -> Dict:
             span = time.monotonic() - last_print
             last_print = time.monotonic()
             rot = f" rot {log[-1]['rot_err_deg']:.1f} deg" if log and "rot_err_deg" in log[-1] else ""
-            _print(f"step {step}/{opts.steps} loss {float(parts['loss']):.4f} camera {float(parts['camera']):.4f} "
-                   f"depth {float(parts['depth']):.4f}{rot} lr {lr:.2e} | last {span:.0f}s: "
-                   f"{since['steps'] / span:.2f} steps/s, {since['frames'] / span:.0f} frames/s, render host "
-                   f"{100 * (pool.render_seconds - since['render_s']) / span:.0f}% | elapsed {time.monotonic() - t_start:.0f}s")
+            loss, cam, dep = (float(parts[k].detach()) for k in ("loss", "camera", "depth"))
+            _print(f"step {step}/{opts.steps} loss {loss:.4f} camera {cam:.4f} depth {dep:.4f}{rot} lr {lr:.2e} | "
+                   f"last {span:.0f}s: {since['steps'] / span:.2f} steps/s, {since['frames'] / span:.0f} frames/s, "
+                   f"render host {100 * (pool.render_seconds - since['render_s']) / span:.0f}% | "
+                   f"elapsed {time.monotonic() - t_start:.0f}s")
             since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds}
+    pool.close()
     elapsed = before + time.monotonic() - t_start
     _print(f"stopped at step {step} ({stopped}); saving")
     save_resume(_state(model, opt, step, pool, log, opts, device, seen, elapsed), out)

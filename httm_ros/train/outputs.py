@@ -23,7 +23,8 @@ def loss_summary(log: List[Dict], window: int = 20) -> Dict:
     if not log:
         return {}
     out = {}
-    keys = [k for k in log[0] if k not in ("step", "lr", "elapsed_s", "frames_per_s", "frames", "seen_frames")]
+    keys = [k for k in log[0] if k not in ("step", "lr", "elapsed_s", "frames_per_s", "steps_per_s", "frames",
+                                           "seen_frames")]
     for key in keys:
         vals = np.array([e[key] for e in log if key in e], dtype=np.float64)
         w = min(window, len(vals))
@@ -46,7 +47,7 @@ def plot_curves(path: Path, log: List[Dict]) -> Optional[Path]:
         print("train_curves.png skipped: matplotlib is not installed", flush=True)
         return None
     steps = [e["step"] for e in log]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     for key in ("loss", "camera", "depth"):
         axes[0].plot(steps, [e[key] for e in log], label=key, lw=0.8)
     for key in ("cam_t", "cam_q", "cam_fov", "depth_reg", "depth_grad"):
@@ -60,6 +61,11 @@ def plot_curves(path: Path, log: List[Dict]) -> Optional[Path]:
     axes[2].plot(steps, [e["lr"] for e in log])
     axes[2].set_title("learning rate")
     axes[2].set_xlabel("step")
+    rot = [(e["step"], e["rot_err_deg"]) for e in log if "rot_err_deg" in e]
+    if rot:
+        axes[3].plot(*zip(*rot), lw=0.8)
+    axes[3].set_title("training batch: mean camera rotation error (deg)")
+    axes[3].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -77,6 +83,28 @@ def _clean(value):
     return value
 
 
+def status_text(training: Dict, heldout: Optional[Dict]) -> str:
+    """One honest paragraph: targets met or missed with the numbers, the baselines, the run's extent."""
+    run = (f"{training.get('steps')} steps ({'complete' if training.get('complete') else 'schedule not complete'}), "
+           f"{training.get('seen_frames')} training frames, {training.get('elapsed_s')} s on {training.get('device')}")
+    if not heldout:
+        return f"No held-out evaluation. Run: {run}."
+    summary, targets, met = heldout["summary"], heldout["targets"], heldout["met"]
+    missed = [k for k, ok in met.items() if not ok]
+    parts = [f"{k} {summary[k]:.3g} (target {targets[k]}: {'met' if met[k] else 'MISSED'})" for k in met]
+    head = ("All issue-15 held-out targets met" if not missed else
+            f"Issue-15 held-out targets MISSED ({len(missed)} of {len(met)}: {', '.join(missed)})")
+    text = f"{head}: " + "; ".join(parts) + f". Run: {run}."
+    base = heldout.get("baselines")
+    if base:
+        text += (f" Baselines of a network ignoring the images: constant depth abs_rel "
+                 f"{base['abs_rel_constant_depth']:.3g}, identity rotations "
+                 f"{base['rot_err_median_deg_identity']:.3g} deg"
+                 + (" (the model's rotation error is no better: it has not learned camera rotation)"
+                    if summary["rot_err_median_deg"] >= 0.9 * base["rot_err_median_deg_identity"] else "") + ".")
+    return text
+
+
 def write_model(out: Path, model, image_hw, training: Dict, heldout: Optional[Dict]) -> Path:
     """``<out>/httm-vggt-synth.safetensors`` (fp16, config in the metadata) and its model card."""
     weights = save_checkpoint(model, out / f"{MODEL_NAME}.safetensors",
@@ -84,6 +112,8 @@ def write_model(out: Path, model, image_hw, training: Dict, heldout: Optional[Di
     card = {
         "name": MODEL_NAME,
         "statement": STATEMENT,
+        "status": status_text(training, heldout),
+        "targets_met": bool(heldout) and all(heldout["met"].values()),
         "image_hw": [int(image_hw[0]), int(image_hw[1])],
         "weights": weights.name,
         "dtype": "float16",
@@ -96,6 +126,8 @@ def write_model(out: Path, model, image_hw, training: Dict, heldout: Optional[Di
         "heads": "camera and depth trained; the point head is trained only if training.point_weight > 0",
         "training": training,
         "heldout": heldout,
+        "log": "train_log.json",
+        "curves": "train_curves.png",
     }
     model_card_path(weights).write_text(json.dumps(_clean(card), indent=1))
     return weights
