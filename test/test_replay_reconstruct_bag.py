@@ -78,6 +78,10 @@ def test_bag_to_output_bag_ply_and_tum(tmp_path, capsys):
     assert [s.num_keyframes for s in stats] == [4, 3]                   # 5 good frames: a window, then the flush
     assert stats[0].alignment_accepted and stats[0].merge_mode == "httm" and stats[0].image_width == 56
     assert stats[0].header.stamp == codec.sec_to_stamp(50.4) and stats[0].frames_dropped_bad_input == 1
+    for s in stats:                                                      # the node's accounting holds here too
+        assert s.frames_received == (s.frames_processed + s.frames_skipped + s.frames_queued
+                                     + sum(s.drop_counts)), s
+    assert stats[-1].frames_received == 6 and stats[-1].frames_processed + stats[-1].frames_skipped == 5
     (_, raw), = list(read_messages(out / "bag", "/reconstruct_node/map"))
     xyz, rgb = codec.decode_pointcloud2_xyzrgb(deserialize_message(raw, PointCloud2))
     ply_xyz, ply_rgb = load_ply(out / "map.ply")

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.httm.arguments import parse_layers
 from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig
+from httm_ros.pipeline.stream import model_input_size
 
 
 def merge_config(values: Mapping[str, Any]):
@@ -60,3 +61,19 @@ def config_errors(values: Mapping[str, Any]) -> list:
         except ValueError as err:
             errors.append(str(err))
     return errors
+
+
+def input_limits(values: Dict[str, Any], image_width) -> "codec.InputLimits":
+    """Input bounds from the parameters; frames too elongated for the model input are refused
+    at decode time, not on the inference thread. (The codec holds message classes: imported
+    here so that this module stays free of ROS imports.)"""
+    from . import codec
+
+    def fits(width: int, height: int):
+        try:
+            model_input_size(height, width, image_width)
+        except ValueError:
+            return f"image {width}x{height} is too elongated to make a model input {image_width} wide"
+        return None
+
+    return codec.InputLimits(values["max_input_pixels"], values["max_aspect_ratio"], fits)

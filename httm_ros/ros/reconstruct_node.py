@@ -71,7 +71,7 @@ from httm_ros.pipeline.stream import model_input_size
 from httm_ros.vggt.preprocess import resize_rgb
 
 from . import codec, params, services
-from .core_config import filter_config
+from .core_config import filter_config, input_limits
 from .diagnostics import Diagnostics
 from .frame_queue import Frame, FrameQueue
 from .messages import host_copies
@@ -90,19 +90,6 @@ def _qos(depth: int, latched: bool = False) -> QoSProfile:
     """Reliable output QoS; ``latched`` = transient local (late subscribers get the last one)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-
-
-def input_limits(values: Dict[str, Any], image_width) -> codec.InputLimits:
-    """Input bounds from the parameters; frames too elongated for the model input are refused
-    at decode time, not on the inference thread."""
-    def fits(width: int, height: int):
-        try:
-            model_input_size(height, width, image_width)
-        except ValueError:
-            return f"image {width}x{height} is too elongated to make a model input {image_width} wide"
-        return None
-
-    return codec.InputLimits(values["max_input_pixels"], values["max_aspect_ratio"], fits)
 
 
 def input_qos(values: Dict[str, Any]) -> QoSProfile:

@@ -177,12 +177,12 @@ def _write_messages(out: OutputBag, msgs, state: RunState, stamps) -> None:
             out.write_message(topics[name], getattr(msgs, name), _ns(stamps[-1]))
 
 
-def _decode(raw: bytes, msg_class, bag_time_ns: int, codec):
+def _decode(raw: bytes, msg_class, bag_time_ns: int, codec, limits):
     """Serialized image -> (rgb, stamp); a zero header stamp is replaced by the bag time."""
     from rclpy.serialization import deserialize_message
 
     msg = deserialize_message(raw, msg_class)
-    rgb = codec.decode_any(msg)
+    rgb = codec.decode_any(msg, limits)
     stamp = msg.header.stamp
     if stamp.sec == 0 and stamp.nanosec == 0:
         stamp = codec.sec_to_stamp(bag_time_ns * 1e-9)
@@ -197,6 +197,7 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
     from httm_ros.pipeline.stream import model_input_size
     from httm_ros.ros import codec
     from httm_ros.ros.codec import StampBook
+    from httm_ros.ros.core_config import input_limits
     from httm_ros.ros.frame_queue import FrameQueue
     from httm_ros.ros.node_counters import NodeCounters
     from httm_ros.vggt.preprocess import resize_rgb
@@ -205,20 +206,22 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
     msg_class = CompressedImage if topic.input_type == "compressed" else Image
     state = RunState(values, output_topics())
     counters, queue, book, rec = NodeCounters(), FrameQueue(1), StampBook(), runner.reconstructor
+    limits = input_limits(values, rec.config.image_width)
+    codec.apply_pillow_limit(limits)
     run_timer = StageTimer(mode="wall")
     with OutputBag(out_dir / "bag") as out:
         for bag_ns, raw in read_messages(bag, topic.name):
             if max_frames is not None and counters.frames_received >= max_frames:
                 break
-            counters.frames_received += 1
             decode_timer = StageTimer(mode="wall")
             try:
-                rgb, stamp = _decode(raw, msg_class, bag_ns, codec)
+                rgb, stamp = _decode(raw, msg_class, bag_ns, codec, limits)
             except codec.ImageDecodeError as err:
-                counters.frames_bad_input += 1
-                counters.last_bad_input = str(err)
+                counters.reject(err.reason, str(err))
                 LOG.warning("skipped an image that cannot be decoded: %s", err)
                 continue
+            counters.enter_queue(drop_oldest=False, dropped_newest=False)    # the node's accounting:
+            counters.take()                                                   # received = processed + skipped + drops
             state.decode_ms += 1e3 * decode_timer.lap("decode")
             hw = rec.model_hw
             if hw is not None and model_input_size(*rgb.shape[:2], rec.config.image_width) != hw:
@@ -226,9 +229,11 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
                 rgb = resize_rgb(rgb, hw)
             seconds = codec.stamp_to_sec(stamp)
             book.add(seconds, stamp)
+            keyframes = rec.counters.keyframes
             for result in rec.push(rgb, seconds):
                 write_window(out, result, runner, state, [book.get(s) for s in result.stamps], counters, queue)
                 _log_window(result, state)
+            counters.finish("processed" if rec.counters.keyframes > keyframes else "skipped")
         for result in rec.flush():
             write_window(out, result, runner, state, [book.get(s) for s in result.stamps], counters, queue)
             _log_window(result, state)

@@ -36,7 +36,7 @@ def resized_size(h: int, w: int, mode: str = "crop", target_size: int = 518,
     """(height, width) an h x w image is resized to, before any crop or pad."""
     _check_args(mode, target_size, patch_size)
     if h <= 0 or w <= 0:
-        raise ValueError(f"empty image {h}x{w}")
+        raise ValueError(f"empty image {w}x{h} (width x height)")
     if mode == "crop" or w >= h:
         new_w = target_size
         new_h = round(h * (new_w / w) / patch_size) * patch_size
@@ -44,7 +44,7 @@ def resized_size(h: int, w: int, mode: str = "crop", target_size: int = 518,
         new_h = target_size
         new_w = round(w * (new_h / h) / patch_size) * patch_size
     if new_h == 0 or new_w == 0:
-        raise ValueError(f"image {h}x{w} is too elongated to resize to a multiple of {patch_size}")
+        raise ValueError(f"image {w}x{h} (width x height) is too elongated to resize to a multiple of {patch_size}")
     return new_h, new_w
 
 
