@@ -47,7 +47,8 @@ def add_merge_arguments(parser: argparse.ArgumentParser, default: str = "httm") 
     g.add_argument("--merge-layers", type=parse_layers, default=None, metavar="all|LIST",
                    help="global blocks to merge in, e.g. '0-23' or '4,8-23' (default all)")
     g.add_argument("--uniform-ratio", type=float, default=u.merge_ratio,
-                   help=f"uniform: fraction of source tokens merged (default {u.merge_ratio}: ~34%% kept)")
+                   help=f"uniform (FastVGGT): int(ratio * all tokens) sources merge, at most the unprotected ones "
+                        f"(default {u.merge_ratio}: ~35%% kept at 518x392)")
     g.add_argument("--proportional-attention", action="store_true",
                    help="weight each merged key by its size (log-size logit bias; not in the paper)")
     g.add_argument("--merge-profile", action="store_true",

@@ -117,7 +117,8 @@ PARAMS: Tuple[Param, ...] = (
           range=(1, 1 << 20)),
     Param("httm_temporal_frames", 30, "HTTM: most consecutive frames in one merging block (n_t).",
           range=(1, 1 << 16)),
-    Param("uniform_merge_ratio", 0.9, "Uniform merging: fraction of source tokens merged.",
+    Param("uniform_merge_ratio", 0.9, "Uniform merging (FastVGGT): int(ratio x all tokens) sources merge, "
+          "at most the unprotected ones (0.9: ~35% of tokens kept).",
           range=(0.0, 1.0)),
     # --- points and map ----------------------------------------------------------------------
     Param("conf_threshold", 1.0, "Keep pixels with depth confidence >= this (VGGT's confidence "
