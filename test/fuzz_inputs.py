@@ -130,7 +130,8 @@ def raw_cases(rgb: np.ndarray, first: int = 0) -> List[Case]:
     for enc in MIXED_CASE_ENCODINGS:                                   # the codec folds case and blanks
         cases.append((f"mixed case {enc!r}", functools.partial(_reencoded, rgb, enc), "ok"))
     for enc in UNKNOWN_ENCODINGS:
-        cases.append((f"unknown encoding {enc[:12]!r}", functools.partial(_reencoded, rgb, enc), "unsupported_encoding"))
+        cases.append((f"unknown encoding {enc[:12]!r}", functools.partial(_reencoded, rgb, enc),
+                      "unsupported_encoding"))
     # DDS strings end at a NUL: "rgb8\0x" arrives as "rgb8" (a frame), in-process it is refused.
     cases.append(("NUL inside the encoding", functools.partial(_reencoded, rgb, "rgb8\0x"), "any"))
     row = width * 3

@@ -119,7 +119,8 @@ def test_signal_while_busy(name, flush, tmp_path):
     try:
         feeder = ros.add(Node("feeder", context=ros.context))
         col = ros.add(make_collector(ros.context, f"{ns}/reconstruct_node"))
-        pub = feeder.create_publisher(Image, f"{ns}/image", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        pub = feeder.create_publisher(Image, f"{ns}/image",
+                                      QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
         wait_matched(pub, 1, START_TIMEOUT)
         rgb = np.random.default_rng(0).integers(0, 256, (84, 112, 3), dtype=np.uint8)
 
