@@ -141,6 +141,7 @@ def test_every_output_with_types_frames_stamps_and_sizes(harness):
     assert s.header.frame_id == "map" and s.header.stamp == _stamp(13)
     assert (s.num_keyframes, s.num_overlap_keyframes, s.image_width, s.image_height) == (6, 2, W, H)
     assert s.alignment_accepted and s.frames_received == 14 and s.keyframes_total == 14
+    assert [x.tracking_state for x in stats[:3]] == ["TRACKING"] * 3 and s.map_segment == 0
     assert s.tokens_per_frame == 5 + (H // 14) * (W // 14) and s.tokens_total == 6 * s.tokens_per_frame
     assert s.map_points > 0 and s.latency_publish_ms > 0 and math.isnan(s.gpu_memory_peak_mb)
     # ~/flush runs the queued keyframes as a last, shorter window.
@@ -295,3 +296,22 @@ def test_failed_window_is_reported_and_the_stream_goes_on(harness, seq):
     assert stats[1].alignment_message.startswith("window failed: GPU out of memory")
     assert stats[1].windows_failed == 1 and h.node.counters.windows_failed == 1
     assert len(h.col.last("path").poses) == 10                       # the failed window's keyframes dropped
+
+
+def test_a_lost_stream_is_never_reported_ok(harness, seq):
+    """A corrupted window (every depth wrong) fails its checks: ~/stats says LOST, /diagnostics
+    warns with the reason and says nothing OK until tracking is back."""
+    h = harness(predictor=OraclePredictor(seq, seed=1, corrupt={1: "random_depth"}))
+    for i in range(10):                                   # window 0 (6 keyframes), window 1 (4 new)
+        h.send(i)
+    wait_for(lambda: h.col.count("stats") >= 2, TIMEOUT, "2 windows")
+    stats = h.col.messages["stats"]
+    assert [x.tracking_state for x in stats[:2]] == ["TRACKING", "LOST"], [x.tracking_state for x in stats]
+    assert not stats[1].alignment_accepted
+    lost_at = len(h.diagnostics())
+    wait_for(lambda: any("tracking LOST" in d.message for d in h.diagnostics()[lost_at:]), TIMEOUT,
+             "a /diagnostics WARN naming the lost state")
+    after = [d for d in h.diagnostics()[lost_at:]]
+    assert all(d.level != b"\x00" for d in after), [(d.level, d.message) for d in after]
+    assert all(d.level == b"\x01" for d in after if "tracking LOST" in d.message)
+

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from httm_ros.pipeline.tracking import TrackingState
 
 from .codec import DROP_REASONS
 from .window_stats import recent_drop_text
@@ -43,6 +45,8 @@ class Diagnostics:
             "last_bad_input": counters.last_bad_input, "frames_rescaled": counters.frames_rescaled,
             "stream_restarts": counters.stream_restarts, "map_points": len(node.rec.map),
             "path_length": len(publisher.path), "test_weights": node.runner.test_weights,
+            "tracking_state": node.rec.tracking_state.value, "map_segments": core.segments,
+            "relocalisations": core.relocalisations, "windows_partial": core.windows_partial,
         }
         values.update(self._frame_values())
         stats, timings = publisher.last_stats, publisher.last_timings
@@ -97,7 +101,7 @@ class Diagnostics:
         last = node.window_publisher.last_stats
         if last is not None and last.alignment_message.startswith("window failed"):
             return DiagnosticStatus.ERROR, last.alignment_message
-        notes = []
+        notes = _tracking_notes(node.rec, node.counters.frames_received)
         if node.runner.test_weights:
             notes.append("TEST WEIGHTS: geometry meaningless")
         if new_drops:
@@ -113,9 +117,20 @@ class Diagnostics:
             notes.append(loss)
         if notes:
             return DiagnosticStatus.WARN, "; ".join(notes)
-        if node.counters.frames_received == 0:
-            return DiagnosticStatus.OK, "waiting for images"
-        return DiagnosticStatus.OK, "running"
+        return DiagnosticStatus.OK, "running (tracking)"
+
+
+def _tracking_notes(rec, frames_received: int) -> List[str]:
+    """OK only while TRACKING: every other state of the streaming core is a WARN note, with the
+    reason of the transition that entered it."""
+    state = rec.tracking_state
+    if state == TrackingState.TRACKING:
+        return []
+    if state == TrackingState.INITIALISING:
+        return ["initialising: no accepted window yet" + ("" if frames_received else " (waiting for images)")]
+    history = rec.tracker.history
+    reason = f": {history[-1].reason}" if history else ""
+    return [f"tracking {state.value}{reason}"]
 
 
 def _reasons(counts: Dict[str, int]) -> str:

@@ -104,6 +104,7 @@ def _alignment_fields(msg: WindowStats, result) -> None:
     msg.alignment_inlier_fraction = float(rep.inlier_fraction)
     error = result.stats.get("error")
     msg.alignment_message = "" if rep.accepted else (f"window failed: {error}" if error else rep.reason)
+    msg.tracking_state, msg.map_segment = result.tracking_state, int(result.segment)
 
 
 def window_summary(result, map_points: int) -> dict:
