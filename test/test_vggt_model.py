@@ -167,3 +167,27 @@ def test_attention_core_hook(tiny):
 def test_token_layout_validates():
     with pytest.raises(ValueError):
         TokenLayout(frames=2, tokens_per_frame=10, patch_start=5, grid=(2, 2))
+
+
+def test_rope_position_bound_gives_the_same_rotation_without_reading_the_positions():
+    """The aggregator sets the table size from the patch grid (no host sync per block); a bound
+    larger than the largest position gathers the same cos/sin values as ``pos.max() + 1``."""
+    from httm_ros.vggt.layers import RotaryEmbedding2D, grid_positions
+
+    torch.manual_seed(0)
+    rope = RotaryEmbedding2D(100.0)
+    pos = grid_positions(3, 5, 5)[None].expand(2, -1, -1)                  # [2, 20, 2], max 5
+    x = torch.randn(2, 4, pos.shape[1], 16)
+    reference = rope(x, pos)
+    rope.position_bound = 6
+    assert torch.equal(rope(x, pos), reference)
+    rope.position_bound = 40
+    assert torch.equal(rope(x, pos), reference)
+
+
+def test_aggregator_sets_the_rope_bound_from_the_grid(tiny):
+    images = torch.rand(2, 3, 28, 42)
+    tiny.aggregator.rope.position_bound = None
+    with torch.no_grad():
+        tiny(images, heads=("camera",))
+    assert tiny.aggregator.rope.position_bound == max(28 // 14, 42 // 14) + 1

@@ -80,6 +80,7 @@ class Aggregator(nn.Module):
         pos = grid_positions(*grid, self.patch_start, device=images.device)       # [P, 2]
         frame_pos = pos.expand(b * s, -1, -1)                                     # [B*S, P, 2]
         global_pos = pos.repeat(s, 1).expand(b, -1, -1)                           # [B, S*P, 2]
+        self.rope.position_bound = max(grid) + 1                                  # see grid_positions
 
         outputs: Dict[int, Tensor] = {}
         store = self._store_dtype(images.device.type)

@@ -130,6 +130,10 @@ class RotaryEmbedding2D(nn.Module):
     def __init__(self, base: float = 100.0) -> None:
         super().__init__()
         self.base = float(base)
+        # Table size for the positions of the current forward, set by the aggregator from the
+        # patch grid (max(h, w) + 1) so that no block reads ``pos.max()`` from the device (a
+        # host sync per block). A larger table gathers the same values: outputs are unchanged.
+        self.position_bound: Optional[int] = None
 
     def _tables(self, half: int, max_pos: int, device, dtype) -> Tuple[Tensor, Tensor]:
         # cos/sin tables [max_pos, half]; angles in fp32, then cast (as the reference does)
@@ -152,7 +156,8 @@ class RotaryEmbedding2D(nn.Module):
 
     def tables(self, x: Tensor, pos: Tensor) -> Tuple[Tensor, Tensor]:
         """cos/sin tables for every position in ``pos`` in x's dtype (reusable across chunks)."""
-        return self._tables(x.shape[-1] // 2, int(pos.max()) + 1, x.device, x.dtype)
+        bound = self.position_bound if self.position_bound is not None else int(pos.max()) + 1
+        return self._tables(x.shape[-1] // 2, bound, x.device, x.dtype)
 
     def forward(self, x: Tensor, pos: Tensor, tables: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
         """x [B, heads, N, D], pos [B, N, 2] (row, col) integers -> [B, heads, N, D]."""
