@@ -33,7 +33,7 @@ setup(
             "httm-reconstruct-bag=httm_ros.tools.reconstruct_bag:main",
             "httm-demo=httm_ros.tools.demo.run:main",
             "httm-view=httm_ros.viewer.command:main",
-            "httm-train=httm_ros.train.cli:main",
+            "httm-train=httm_ros.train.train_cli:main",
         ],
     },
 )

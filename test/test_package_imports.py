@@ -119,3 +119,14 @@ def test_runtime_packages_do_not_import_tests_benchmarks_or_ground_truth(package
     bad = sorted((m, t) for m, ts in GRAPH.items() if m == package or m.startswith(package + ".")
                  for t in ts if t.startswith(NOT_FOR_RUNTIME))
     assert not bad, f"{package} imports benchmark/evaluation/synthetic code: {bad}"
+
+
+def test_every_module_name_means_one_thing():
+    """No two modules of the package share a file name (``__init__``/``__main__`` aside): ``cli``,
+    ``stats``, ``bench`` or ``config`` in several packages made readers guess which one is meant."""
+    names: Dict[str, List[str]] = {}
+    for name, path in MODULES.items():
+        if path.name not in ("__init__.py", "__main__.py"):
+            names.setdefault(path.stem, []).append(name)
+    repeated = {stem: mods for stem, mods in names.items() if len(mods) > 1}
+    assert not repeated, f"module names used twice: {repeated}"

@@ -30,7 +30,7 @@ def test_overfit_one_batch_lowers_the_loss(one_torch_thread):
 
 
 def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
-    code = ("import sys; from httm_ros.train.cli import main; main(['--smoke', '--out', sys.argv[1]]); "
+    code = ("import sys; from httm_ros.train.train_cli import main; main(['--smoke', '--out', sys.argv[1]]); "
             "assert not [m for m in sys.modules if m.startswith('rclpy')], 'training imported rclpy'")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=240)
     names = sorted(p.name for p in tmp_path.iterdir())
