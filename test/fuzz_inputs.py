@@ -322,7 +322,7 @@ def start_node(domain_name: str, log_path, *ros_args: str):
     import subprocess
     import sys
 
-    from httm_ros.ros.local_dds import ros_env
+    from httm_ros.tools.local_dds import ros_env
 
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))   # this checkout first
     env = {**os.environ, **ros_env(domain_name), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}

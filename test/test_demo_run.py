@@ -13,7 +13,7 @@ pytest.importorskip("rclpy")
 if os.environ.get("HTTM_ROS_INSTALLED") != "1":
     pytest.skip("needs the colcon-built package (run via scripts/test)", allow_module_level=True)
 
-from httm_ros.ros.local_dds import ros_env  # noqa: E402
+from httm_ros.tools.local_dds import ros_env  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -21,7 +21,7 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from httm_ros.ros.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
 
 import fuzz_inputs as F  # noqa: E402
 

@@ -27,7 +27,7 @@ from httm_ros.tools import launch_plan  # noqa: E402
 from httm_ros.tools.bag_io import OutputBag  # noqa: E402
 from httm_ros.tools.replay import Player, call_flush  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.ros.local_dds import RosContext, make_collector, ros_env, wait_for  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, make_collector, ros_env, wait_for  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 
 TIMEOUT = 60.0

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from httm_ros.tools.bag_io import OutputBag  # noqa: E402
 from httm_ros.tools.replay import Player  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.ros.local_dds import RosContext, ros_env, wait_for  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, ros_env, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 30.0

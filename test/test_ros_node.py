@@ -22,7 +22,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.ros.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
 from httm_ros.ros.params import ParameterError  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402

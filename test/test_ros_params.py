@@ -243,7 +243,7 @@ def node():
     import rclpy
     from rclpy.parameter import Parameter
 
-    from httm_ros.ros.local_dds import ros_env
+    from httm_ros.tools.local_dds import ros_env
     from httm_ros.ros.reconstruct_node import ReconstructNode
     from httm_ros.synthetic import demo_sequence
     from httm_ros.synthetic.oracle import OraclePredictor

@@ -20,7 +20,7 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.ros.local_dds import RosContext, make_collector, ros_env, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, make_collector, ros_env, wait_for, wait_matched  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.ros.local_dds import RosContext, make_collector, ros_env, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, make_collector, ros_env, wait_for, wait_matched  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

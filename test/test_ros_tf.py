@@ -23,7 +23,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.ros.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
 from httm_ros.ros.tf_publisher import DYNAMIC_QOS, STATIC_QOS, make_tf_publisher  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402

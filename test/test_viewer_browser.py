@@ -21,7 +21,7 @@ if os.environ.get("HTTM_ROS_INSTALLED") != "1":
 from oracle_outputs import oracle_outputs  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.ros.local_dds import RosContext, ros_env, wait_for  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, ros_env, wait_for  # noqa: E402
 from httm_ros.viewer.bag_feed import last_messages, load_bag  # noqa: E402
 from httm_ros.viewer.server import free_port, start_viewer  # noqa: E402
 from httm_ros.viewer.screenshot import ScreenshotError, capture, find_chromium  # noqa: E402

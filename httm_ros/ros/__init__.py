@@ -10,8 +10,11 @@
   :mod:`.window_stats` / :mod:`.node_counters`: the WindowStats message and what it counts;
 - :mod:`.window_publisher`: the publisher thread; :mod:`.diagnostics`: /diagnostics;
   :mod:`.services`: ~/flush and ~/reset;
-- :mod:`.reconstruct_node`: the ``reconstruct_node`` executable (the wiring of the above);
-- :mod:`.local_dds`: an isolated DDS session on this host (demo, node benchmark, tests).
+- :mod:`.tf_publisher`: /tf and /tf_static (tf2_ros when present, else tf2_msgs directly);
+  :mod:`.stop_signals`: one path for SIGINT/SIGTERM;
+- :mod:`.reconstruct_node`: the ``reconstruct_node`` executable (the wiring of the above).
+
+DDS session helpers for the tools, benchmarks and tests: :mod:`httm_ros.tools.local_dds`.
 
 The node-overhead benchmark is :mod:`httm_ros.bench.node`.
 """

@@ -14,7 +14,7 @@ import launch_testing.util
 import pytest
 from launch.actions import ExecuteProcess
 
-from httm_ros.ros.local_dds import ros_env
+from httm_ros.tools.local_dds import ros_env
 
 os.environ.update(ros_env(__name__))
 BAD_MERGE = """/**:

@@ -18,7 +18,7 @@ from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from httm_ros.ros import codec
-from httm_ros.ros.local_dds import RosContext, make_collector, ros_env, wait_for
+from httm_ros.tools.local_dds import RosContext, make_collector, ros_env, wait_for
 from httm_ros.synthetic import demo_sequence
 from httm_ros.tools import launch_plan
 from httm_ros.tools.bag_io import OutputBag

@@ -28,7 +28,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from httm_ros.ros import codec
-from httm_ros.ros.local_dds import OUTPUTS, RosContext, make_collector, ros_env, wait_for
+from httm_ros.tools.local_dds import OUTPUTS, RosContext, make_collector, ros_env, wait_for
 from httm_ros.synthetic import demo_sequence
 
 TIMEOUT = 120.0

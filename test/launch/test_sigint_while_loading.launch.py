@@ -11,7 +11,7 @@ import launch_testing.asserts
 import pytest
 from launch_ros.actions import Node
 
-from httm_ros.ros.local_dds import ros_env
+from httm_ros.tools.local_dds import ros_env
 from httm_ros.tools import launch_plan
 
 os.environ.update(ros_env(__name__))

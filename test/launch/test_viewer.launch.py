@@ -20,7 +20,7 @@ from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from httm_ros.ros import codec
-from httm_ros.ros.local_dds import ros_env, wait_for
+from httm_ros.tools.local_dds import ros_env, wait_for
 from httm_ros.synthetic import demo_sequence
 from httm_ros.tools.bag_io import OutputBag
 from httm_ros.viewer.screenshot import find_chromium, scene_pixels, write_screenshot

@@ -17,7 +17,7 @@ class Recorder:
         from rclpy.node import Node
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-        from httm_ros.ros.local_dds import OUTPUTS, message_class
+        from httm_ros.tools.local_dds import OUTPUTS, message_class
 
         self.node = Node("httm_demo_recorder", context=context)
         self.node_fqn = node_fqn
@@ -53,7 +53,7 @@ class Recorder:
         """Deserialized messages of one output (e.g. "stats"), in arrival order."""
         from rclpy.serialization import deserialize_message
 
-        from httm_ros.ros.local_dds import OUTPUTS, message_class
+        from httm_ros.tools.local_dds import OUTPUTS, message_class
 
         cls = message_class(OUTPUTS[name][0])
         topic = f"{self.node_fqn}/{name}"

@@ -33,7 +33,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """The whole demo; returns the exit status."""
     import torch
 
-    from httm_ros.ros.local_dds import RosContext, ros_env
+    from httm_ros.tools.local_dds import RosContext, ros_env
 
     demo_timer = StageTimer(mode="wall")
     s = choose_settings(torch.cuda.is_available() and args.device != "cpu", args.weights)
