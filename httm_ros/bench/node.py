@@ -97,7 +97,7 @@ def bench_node(seq, args) -> dict:
     from sensor_msgs.msg import Image
 
     from httm_ros.ros import codec
-    from httm_ros.ros.local_dds import RosContext, ros_env, wait_for, wait_matched
+    from httm_ros.tools.local_dds import RosContext, ros_env, wait_for, wait_matched
     from httm_ros.ros.reconstruct_node import ReconstructNode
     from httm_ros.synthetic.oracle import OraclePredictor
 
@@ -144,7 +144,7 @@ def _summarise_node(history: List[dict], received: str) -> dict:
 
 def run_sink(node_fqn: str) -> int:
     """Subscriber process: count every output of ``node_fqn`` until stdin closes; print JSON."""
-    from httm_ros.ros.local_dds import RosContext, make_collector
+    from httm_ros.tools.local_dds import RosContext, make_collector
 
     ctx = RosContext("httm_ros.bench.node", domain=int(os.environ["ROS_DOMAIN_ID"]))
     col = ctx.add(make_collector(ctx.context, node_fqn, name="bench_sink", diagnostics=False))
