@@ -138,3 +138,25 @@ def test_tf_is_written_as_tf2_msgs_without_tf2_msgs(tmp_path):
     assert conn.msgtype == "tf2_msgs/msg/TFMessage" and conn.topic == "/tf"
     (t,) = msg.transforms
     assert (t.header.frame_id, t.child_frame_id, t.transform.translation.z) == ("map", "cam", 3.0)
+
+
+@pytest.mark.parametrize("fill", [0, 1, 2])
+def test_rclpy_serialized_messages_are_cut_to_their_exact_cdr_size(fill):
+    """rmw sizes rclpy's serialization buffer from an estimate: a WindowStats could end with 8
+    padding bytes that the rosbags library refuses ("CDR message size mismatch"). Written bags
+    hold exactly the bytes the fields use; rclpy and rosbags both read them back."""
+    wstats = pytest.importorskip("httm_ros.msg")
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from httm_ros.tools.bag_io import exact_cdr, typestore
+
+    store = typestore()
+    msg = wstats.WindowStats(alignment_message="X" * fill, tracking_state="YY", map_segment=0x11223344,
+                             map_points=0x5566, windows_failed=9, gpu_memory_peak_mb=1.0)
+    raw = serialize_message(msg)
+    exact = exact_cdr(raw, "httm_ros/msg/WindowStats", store)
+    assert len(exact) <= len(raw) and raw.startswith(exact)
+    back = store.deserialize_cdr(exact, "httm_ros/msg/WindowStats")          # strict: no trailing bytes
+    assert (back.tracking_state, back.map_segment, back.map_points, back.gpu_memory_peak_mb) == \
+        ("YY", 0x11223344, 0x5566, 1.0)
+    assert deserialize_message(exact, wstats.WindowStats) == msg

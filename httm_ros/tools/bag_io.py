@@ -147,6 +147,17 @@ def _window_stats_definition() -> str:
     return path.read_text()
 
 
+def exact_cdr(raw: bytes, msgtype: str, store) -> bytes:
+    """rclpy's serialized message cut to the bytes its fields use. rmw_fastrtps sizes the buffer
+    from an estimate, so a message can end with a few bytes of padding that strict readers (the
+    rosbags library) refuse ("CDR message size mismatch"); DDS readers ignore them."""
+    msgdef = store.get_msgdef(msgtype)
+    if raw[1] != 1:                                     # encapsulation: CDR little endian (x86, Arm)
+        return raw
+    _, pos = msgdef.deserialize_cdr_le(raw[4:], 0, msgdef.cls, store)
+    return raw[:4 + pos]
+
+
 def msgtype_of(msg) -> str:
     """rclpy message instance -> 'pkg/msg/Name'."""
     return f"{type(msg).__module__.split('.')[0]}/msg/{type(msg).__name__}"
@@ -187,10 +198,11 @@ class OutputBag:
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def write_message(self, topic: str, msg, stamp_ns: int) -> None:
-        """One rclpy message (serialized by rclpy)."""
+        """One rclpy message (serialized by rclpy, cut to its exact CDR size)."""
         from rclpy.serialization import serialize_message
 
-        self.write_raw(topic, msgtype_of(msg), stamp_ns, serialize_message(msg))
+        msgtype = msgtype_of(msg)
+        self.write_raw(topic, msgtype, stamp_ns, exact_cdr(serialize_message(msg), msgtype, self.store))
 
     def write_tf(self, transforms: Sequence, stamp_ns: int, topic: str = "/tf") -> None:
         """rclpy TransformStamped list -> one tf2_msgs/msg/TFMessage."""
