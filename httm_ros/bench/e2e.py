@@ -33,7 +33,7 @@ from httm_ros.vggt.layers import _SDPA_STATE
 
 from .harness import add_model_arguments, pick_device, start_time, timed_model
 from .timeline import Timeline
-from .workload import HEIGHT, WIDTH, MODES, merge_config, tokens_per_frame, video_frames
+from .workload import HEIGHT, WIDTH, MODES, anchored_window, merge_config, tokens_per_frame, video_frames
 
 HEADS = ("camera", "depth")
 
@@ -77,18 +77,28 @@ def row_warmup(mode: str, frames: int) -> bool:
 
 
 def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
-            impl: str = "auto", image_hw=(HEIGHT, WIDTH), warm: bool = False) -> Dict:
+            impl: str = "auto", image_hw=(HEIGHT, WIDTH), warm: bool = False,
+            attention_sdpa: Optional[str] = None, overlap: Optional[int] = None) -> Dict:
     """One (mode, frames) row; never raises: errors land in row["error"]. ``warm``: one untimed
-    forward at this size before the repeats (its time is ``first_run_s``)."""
+    forward at this size before the repeats (its time is ``first_run_s``). ``overlap``: the
+    frames are one anchored window (anchor + overlap-1 context + new, ``workload.anchored_window``)
+    and the row reports its new keyframes per second of model time."""
     row: Dict = {"mode": mode, "frames": frames, "tokens": frames * tokens_per_frame(image_hw),
                  "image_hw": list(image_hw), "repeats": repeats, "row_warmup": warm,
                  "seconds": None, "peak_gib": None, "error": None}
+    if mode == "httm" and attention_sdpa is not None:
+        row["attention_sdpa"] = attention_sdpa
+    if overlap is not None:
+        row.update({"layout": "anchored", "overlap": overlap, "new_frames": frames - overlap})
     clear_region_caches()
     timeline = Timeline(model) if device.type == "cuda" else None
     images = None
     try:
-        stats = patch(model, merge_config(mode, impl))
-        images = video_frames(frames, device, *image_hw)
+        stats = patch(model, merge_config(mode, impl, attention_sdpa))
+        if overlap is None:
+            images = video_frames(frames, device, *image_hw)
+        else:
+            images = anchored_window(frames, overlap, device, *image_hw)
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if warm:
@@ -103,6 +113,8 @@ def run_row(model, mode: str, frames: int, repeats: int, device: torch.device,
             runs.append(forward_seconds(model, images, device))
         row["runs_s"] = [round(t, 4) for t in runs]
         row["seconds"] = round(statistics.median(runs), 4)
+        if overlap is not None:
+            row["new_keyframes_per_s"] = round((frames - overlap) / row["seconds"], 3)
         if device.type == "cuda":
             row["peak_gib_by_part"] = timeline.peak_gib()
             row["peak_gib"] = row["peak_gib_by_part"]["total"]
@@ -135,12 +147,12 @@ def repeats_for(frames: int) -> int:
 
 
 def warm_up(model, modes, device: torch.device, frames: int = 8, impl: str = "auto",
-            image_hw=(HEIGHT, WIDTH)) -> Dict:
+            image_hw=(HEIGHT, WIDTH), attention_sdpa: Optional[str] = None) -> Dict:
     """One small forward per mode: CUDA context, cuDNN plans, Triton compilation."""
     out = {}
     for mode in modes:
         start = time.perf_counter()
-        row = run_row(model, mode, frames, 1, device, impl, image_hw)
+        row = run_row(model, mode, frames, 1, device, impl, image_hw, attention_sdpa=attention_sdpa)
         out[mode] = {"seconds": round(time.perf_counter() - start, 3), "error": row["error"]}
     return out
 
@@ -148,10 +160,12 @@ def warm_up(model, modes, device: torch.device, frames: int = 8, impl: str = "au
 def run_rows(model, schedule: List[tuple], device: torch.device, deadline: Optional[float],
              on_row: Callable[[Dict], None], impl: str = "auto", t0: Optional[float] = None,
              clock: Callable[[], float] = time.perf_counter, image_hw=(HEIGHT, WIDTH),
-             warmups: Optional[Dict[str, str]] = None) -> None:
+             warmups: Optional[Dict[str, str]] = None, attention_sdpa: Optional[str] = None,
+             overlap: Optional[int] = None) -> None:
     """``schedule`` = [(mode, frames, repeats)]; rows that would end after ``deadline`` (seconds of
     ``clock`` since ``t0``) are skipped with the reason; ``on_row`` gets every row as soon as it
-    exists. ``warmups``: mode -> "auto" (``row_warmup``), "always" or "never"."""
+    exists. ``warmups``: mode -> "auto" (``row_warmup``), "always" or "never". ``attention_sdpa``
+    and ``overlap``: as in ``run_row``."""
     warmups = warmups or {}
     t0 = clock() if t0 is None else t0
     for mode, frames, repeats in schedule:
@@ -166,7 +180,8 @@ def run_rows(model, schedule: List[tuple], device: torch.device, deadline: Optio
                     "skipped": f"time guard: {elapsed:.0f} s elapsed + ~{need:.0f} s estimated > "
                                f"deadline {deadline:.0f} s"})
             continue
-        on_row(run_row(model, mode, frames, repeats, device, impl, image_hw, warm=warm))
+        on_row(run_row(model, mode, frames, repeats, device, impl, image_hw, warm=warm,
+                       attention_sdpa=attention_sdpa, overlap=overlap))
 
 
 # ------------------------------------------------------------------------------ command line
@@ -183,6 +198,11 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--row-warmup", choices=("auto", "always", "never"), default="auto",
                    help="an untimed forward at each row's size first (auto: always for httm, "
                         "for the others when it costs <= ~60 s)")
+    e.add_argument("--attention-sdpa", choices=("flash", "cudnn"), default=None,
+                   help="HTTMConfig.attention_sdpa of the httm rows (default: HTTMConfig's, flash)")
+    e.add_argument("--overlap", type=int, default=None, metavar="O",
+                   help="anchored window layout (docs/STREAMING.md): each row's frames are an anchor, "
+                        "O-1 context and frames-O new keyframes; rows add new_keyframes_per_s")
 
 
 def run(args, argv: List[str]) -> int:
@@ -191,11 +211,15 @@ def run(args, argv: List[str]) -> int:
     t0 = start_time()
     device = pick_device(args.device)
     result: Dict = {"kind": "e2e", "env": environment(device, argv), "config": args.config,
-                    "weights_dtype": args.weights_dtype, "rows": [], "complete": False}
+                    "weights_dtype": args.weights_dtype, "attention_sdpa": args.attention_sdpa,
+                    "overlap": args.overlap, "rows": [], "complete": False}
+    if args.overlap is not None and min(args.frames) <= args.overlap:
+        raise SystemExit(f"--overlap {args.overlap} needs every --frames above it")
     write_json(args.out, result)
     model, result["model_build_s"] = timed_model(args, device)
     if not args.no_warmup:
-        result["warmup"] = warm_up(model, args.modes, device, impl=args.impl, image_hw=tuple(args.image_size))
+        result["warmup"] = warm_up(model, args.modes, device, impl=args.impl, image_hw=tuple(args.image_size),
+                                   attention_sdpa=args.attention_sdpa)
         write_json(args.out, result)
     schedule = [(mode, frames, args.repeats or repeats_for(frames)) for frames in args.frames for mode in args.modes]
 
@@ -204,11 +228,14 @@ def run(args, argv: List[str]) -> int:
         result["rows"].append(row)
         write_json(args.out, result)
         print(f"[httm-bench] {row['mode']:8s} {row['frames']:5d} frames: {row.get('seconds')} s, "
-              f"{row.get('peak_gib')} GiB {'SKIPPED ' + row['skipped'] if row.get('skipped') else ''}"
+              f"{row.get('peak_gib')} GiB"
+              f"{', %s new kf/s' % row['new_keyframes_per_s'] if row.get('new_keyframes_per_s') else ''} "
+              f"{'SKIPPED ' + row['skipped'] if row.get('skipped') else ''}"
               f"{'ERROR ' + row['error'].splitlines()[0] if row.get('error') else ''}", flush=True)
 
     run_rows(model, schedule, device, args.deadline_s, on_row, impl=args.impl, t0=t0, clock=time.time,
-             image_hw=tuple(args.image_size), warmups={mode: args.row_warmup for mode in args.modes})
+             image_hw=tuple(args.image_size), warmups={mode: args.row_warmup for mode in args.modes},
+             attention_sdpa=args.attention_sdpa, overlap=args.overlap)
     result["complete"] = True
     write_json(args.out, result)
     return 0

@@ -39,6 +39,6 @@ def timed_model(args, device: torch.device):
 def add_model_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--out", type=Path, required=True, help="JSON file (rewritten after every item)")
     s.add_argument("--device", default="auto")
-    s.add_argument("--config", choices=("1b", "tiny"), default="1b")
+    s.add_argument("--config", choices=("1b", "tiny", "synth"), default="1b")
     s.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
     s.add_argument("--image-size", type=int, nargs=2, default=[392, 518], metavar=("H", "W"))

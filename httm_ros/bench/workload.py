@@ -21,23 +21,26 @@ def tokens_per_frame(image_hw=(HEIGHT, WIDTH), patch: int = 14, special: int = 5
     return special + (image_hw[0] // patch) * (image_hw[1] // patch)
 
 
-def merge_config(mode: str, impl: str = "auto") -> Optional[Union[HTTMConfig, UniformMergeConfig]]:
-    """dense -> None; uniform -> FastVGGT-style defaults; httm -> the paper's defaults."""
+def merge_config(mode: str, impl: str = "auto",
+                 attention_sdpa: Optional[str] = None) -> Optional[Union[HTTMConfig, UniformMergeConfig]]:
+    """dense -> None; uniform -> FastVGGT-style defaults; httm -> the paper's defaults (with
+    ``attention_sdpa`` = "flash" | "cudnn" when given, else HTTMConfig's default)."""
     if mode == "dense":
         return None
     if mode == "uniform":
         return UniformMergeConfig()
     if mode == "httm":
-        return HTTMConfig(impl=impl)
+        return HTTMConfig(impl=impl) if attention_sdpa is None else HTTMConfig(impl=impl, attention_sdpa=attention_sdpa)
     raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
 
 
 def build_model(device: torch.device, config: str = "1b", weights_dtype: torch.dtype = torch.float32,
                 seed: int = 0) -> VGGT:
-    """VGGT (1b or tiny) in eval mode, random weights initialised directly on ``device`` (no CPU
-    copy, no golden weights); autocast bf16 on CUDA as in normal use."""
+    """VGGT (a ``VGGTConfig.preset`` name: 1b, tiny, synth) in eval mode, random weights
+    initialised directly on ``device`` (no CPU copy, no golden weights); autocast bf16 on CUDA as
+    in normal use."""
     torch.manual_seed(seed)
-    cfg = VGGTConfig() if config == "1b" else VGGTConfig.tiny()
+    cfg = VGGTConfig.preset(config)
     with torch.device(device):
         model = VGGT(cfg)
     return model.to(dtype=weights_dtype).eval()
@@ -55,3 +58,21 @@ def video_frames(frames: int, device: torch.device, height: int = HEIGHT, width:
     cols = torch.arange(width, device=device)[None, :] + pan * torch.arange(frames, device=device)[:, None]
     video = canvas[:, :, cols]                                            # [3, H, S, W]
     return video.permute(2, 0, 1, 3).clamp(0, 1).unsqueeze(0).contiguous()
+
+
+def anchored_indices(frames: int, overlap: int) -> list:
+    """Frame indices of one anchored window (docs/STREAMING.md) in a panning video: the anchor
+    (frame 0), then ``overlap - 1`` context frames and ``frames - overlap`` new frames, consecutive
+    and starting ``frames // 2`` frames after the anchor (an older, still covisible anchor)."""
+    if not 1 <= overlap < frames:
+        raise ValueError(f"anchored window needs 1 <= overlap < frames, got {overlap}, {frames}")
+    start = max(1, frames // 2)
+    return [0] + list(range(start, start + frames - 1))
+
+
+def anchored_window(frames: int, overlap: int, device: torch.device, height: int = HEIGHT,
+                    width: int = WIDTH, seed: int = 0) -> Tensor:
+    """[1, K, 3, H, W]: the frames of ``anchored_indices`` from ``video_frames``."""
+    idx = anchored_indices(frames, overlap)
+    video = video_frames(idx[-1] + 1, device, height, width, seed=seed)
+    return video[:, idx].contiguous()

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The next GPU session's measurements (issues 14 and 16), one device call per part (<= 9 min each):
+#
+#   PART=1 bash bench/gpu_next.sh   # windows K=24/64/128: dense, httm, uniform, the FastVGGT code;
+#                                   # weights fp32 vs bf16; the onboard preset (K=32, bf16 weights)
+#   PART=2 bash bench/gpu_next.sh   # e2e 100/300/1000 frames: httm flash vs cudnn, dense 100/300,
+#                                   # uniform (FastVGGT-faithful) vs the FastVGGT code at 100/300
+#   PART=3 bash bench/gpu_next.sh   # issue 16's window-size table: K in 16..128, anchored layout,
+#                                   # dense and httm, new keyframes per second of model time
+#   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
+#
+# HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
+# Writes only JSON and small text files under $OUT (<= 8 files per part); logs go to $LOGS
+# (default /tmp/gpu_next_logs). Every run shares one deadline (BUDGET_S from the start), so a slow
+# run is cut short or skipped (its row says so) instead of losing the later ones. Needs the
+# FastVGGT code in .peers/FastVGGT for the peer rows (carried; never committed).
+set -u
+cd "$(dirname "$0")/.."
+if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
+    echo "gpu_next.sh: set HTTM_GIT_COMMIT=<commit of this tree> (e.g. \$(git rev-parse HEAD) on the" >&2
+    echo "machine that has the real .git): the device copy's .git is stale and would be recorded." >&2
+    exit 2
+fi
+export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PART="${PART:?set PART=1, 2 or 3}"
+OUT="${OUT:-outputs/gpu_next}"
+LOGS="${LOGS:-/tmp/gpu_next_logs}"
+mkdir -p "$OUT" "$LOGS"
+PY="${PYTHON:-python3}"
+PEER="${PEER:-.peers/FastVGGT}"
+SMOKE=0; [ "${1:-}" = "--smoke" ] && SMOKE=1
+
+if [ "$SMOKE" = 1 ]; then
+    BUDGET_S="${BUDGET_S:-300}"
+    MODEL=(--config tiny --device cpu --image-size 56 70)
+    W24=(--frames 6 --new 4 --windows 3); W64=(--frames 8 --new 6 --windows 2); W128=(--frames 10 --new 8 --windows 2)
+    WON=(--frames 7 --new 5 --windows 2)
+    E1=(4 6 8); E2=(4 6); KS=(4 6 8); OVL=2
+    BF16=float32              # bf16 weights need CUDA autocast (the patch embedding's input is fp32)
+else
+    BUDGET_S="${BUDGET_S:-520}"
+    MODEL=(--config 1b --device cuda --image-size 392 518)
+    W24=(--frames 24 --new 16 --windows 40); W64=(--frames 64 --new 48 --windows 15); W128=(--frames 128 --new 120 --windows 6)
+    WON=(--frames 32 --new 24 --windows 30)
+    E1=(100 300 1000); E2=(100 300); KS=(16 24 32 48 64 96 128); OVL=8
+    BF16=bfloat16
+fi
+T0=$(date +%s); T_END=$(( T0 + BUDGET_S ))
+export BENCH_T0="$T0"
+PEER_ARGS=()
+if [ -d "$PEER/vggt" ]; then PEER_ARGS=(--peer-fastvggt "$PEER"); else echo "no FastVGGT code at $PEER: its rows are left out"; fi
+
+{ echo "part $PART commit $HTTM_GIT_COMMIT smoke $SMOKE"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
+  $PY -c 'import torch, sys; print("torch", torch.__version__, "cuda", torch.version.cuda, "python", sys.version.split()[0])'
+} > "$OUT/env_part$PART.txt" 2>&1
+
+left() { echo $(( T_END - $(date +%s) )); }
+# windows NAME SHARE(percent of the time left) ARGS...: one `httm-bench windows` run
+windows() {
+    local name=$1 share=$2; shift 2
+    local t; t=$(left)
+    if [ "$t" -le 20 ]; then echo "[gpu_next] $name: skipped (no time left)"; return; fi
+    echo "[gpu_next] $name: budget $(( t * share / 100 )) s of $t s left"
+    $PY -m httm_ros.bench windows "${MODEL[@]}" --warmup 1 "$@" --budget-s $(( t * share / 100 )) \
+        --out "$LOGS/$name.json" > "$LOGS/$name.log" 2>&1     # its children's logs sit beside it
+    echo "[gpu_next] $name: rc=$?"; grep '^\[windows\]' "$LOGS/$name.log" || tail -3 "$LOGS/$name.log"
+    cp "$LOGS/$name.json" "$OUT/" 2>/dev/null
+}
+# e2e NAME ARGS...: one `httm-bench e2e` process, cut at the part's deadline
+e2e() {
+    local name=$1; shift
+    local t; t=$(left)
+    if [ "$t" -le 20 ]; then echo "[gpu_next] $name: skipped (no time left)"; return; fi
+    echo "[gpu_next] $name: $t s left"
+    timeout "$t" $PY -m httm_ros.bench e2e "${MODEL[@]}" "$@" --deadline-s "$BUDGET_S" \
+        --out "$OUT/$name.json" > "$LOGS/$name.log" 2>&1
+    echo "[gpu_next] $name: rc=$?"; grep '^\[httm-bench\]' "$LOGS/$name.log" | tail -8
+}
+
+case "$PART" in
+1)  # priority order; the weights-dtype lever alone: the same modes with bf16 weights
+    windows k24 40 "${W24[@]}" --modes dense uniform httm "${PEER_ARGS[@]}"
+    windows onboard 25 "${WON[@]}" --modes httm --weights-dtype "$BF16"
+    windows k24_bf16 30 "${W24[@]}" --modes dense httm --weights-dtype "$BF16"
+    windows k64 50 "${W64[@]}" --modes dense uniform httm "${PEER_ARGS[@]}"
+    windows k128 70 "${W128[@]}" --modes dense httm "${PEER_ARGS[@]}"
+    windows k64_bf16 100 "${W64[@]}" --modes dense httm --weights-dtype "$BF16" ;;
+2)  # the same input every repeat (as issue 14's e2e table); breakdown per part in every row
+    e2e e2e_httm_flash --frames "${E1[@]}" --modes httm --attention-sdpa flash
+    e2e e2e_httm_cudnn --frames "${E1[@]}" --modes httm --attention-sdpa cudnn
+    e2e e2e_dense --frames "${E2[@]}" --modes dense
+    e2e e2e_uniform --frames "${E2[@]}" --modes uniform
+    # the FastVGGT code at 100/300 frames: its own process, the same frames repeated (--new 0)
+    for F in "${E2[@]}"; do
+        windows "peer_$F" 50 --frames "$F" --new 0 --windows 4 --modes "${PEER_ARGS[@]}"
+    done ;;
+3)  e2e window_size --frames "${KS[@]}" --modes dense httm --overlap "$OVL"
+    e2e window_size_bf16 --frames "${KS[@]}" --modes dense httm --overlap "$OVL" --weights-dtype "$BF16" ;;
+*)  echo "PART must be 1, 2 or 3" >&2; exit 2 ;;
+esac
+
+echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"
+$PY bench/gpu_next_table.py "$OUT"
