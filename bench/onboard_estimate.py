@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from unittest import mock
@@ -82,7 +83,7 @@ def count(frames: int, image_hw, dtype: torch.dtype) -> dict:
     total = sum(by_module.get("Global", {}).values())
     global_sdpa = 0
     for name, ops in by_module.items():
-        if "global_blocks" in name and name.endswith(".attn"):
+        if re.search(r"global_blocks\.\d+$", name):              # a block's counts include its children
             global_sdpa += sum(v for op, v in ops.items() if "bmm" in str(op))   # QK^T and PV
     return {"params": params, "weight_bytes": params * torch.finfo(dtype).bits // 8,
             "flops_dense": int(total), "flops_global_sdpa_dense": int(global_sdpa),
