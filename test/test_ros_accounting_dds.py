@@ -196,3 +196,33 @@ def test_skipped_frames_and_bad_input_warn_per_reason(ros, seq):
     for reason in account.drops:                         # each named (new since the previous status)
         wait_for(lambda: any(d.level == b"\x01" and f"{reason} x 1" in d.message for d in f.diagnostics()),
                  TIMEOUT, f"a WARN naming {reason}")
+
+
+def test_keyframes_selected_before_the_queue_no_gaps_while_inference_lags(ros, seq):
+    """Keyframe selection runs in the subscription callback (issue 17): while a window is held in
+    the model, a burst of 24 frames (no motion keyframes, max gap 3) puts only its 8 keyframes in a
+    queue of 8: nothing is dropped, the other frames are counted as skipped, and the keyframes
+    published (one ~/pose each) are every 3rd frame, with no gap beyond keyframe_max_gap."""
+    predictor = GatedOracle(seq, seed=2)
+    f = Feed(ros, seq, predictor, keyframe_policy="motion", keyframe_min_motion=1.0, keyframe_max_gap=3,
+             queue_size=8)
+    for i in range(15):
+        f.send(f.good(i))
+    predictor.gate.clear()
+    f.send(f.good(15))                                   # keyframe 5 completes window 0: held in the model
+    wait_for(predictor.entered.is_set, TIMEOUT, "window 0 in the model")
+    for i in range(16, 40):
+        f.send(f.good(i), paced=False)
+    wait_for(lambda: f.node.counters.frames_received == 40, TIMEOUT, "the burst received")
+    held = f.node.counters.snapshot()
+    assert held.balanced and held.drops == {}, held
+    assert (held.processed, held.skipped, held.queued) == (5, 26, 9)       # 8 waiting + 1 in flight
+    predictor.gate.set()
+    wait_for(lambda: f.node.counters.snapshot().queued == 0, TIMEOUT, "the queue drained")
+    assert _call(f, "flush")
+    wait_for(lambda: f.col.count("pose") >= 14, TIMEOUT, "a pose per keyframe")
+    final = f.node.counters.snapshot()
+    assert final.balanced and final.drops == {} and (final.received, final.processed, final.skipped) == (40, 14, 26)
+    stamps = sorted({round(codec.stamp_to_sec(p.header.stamp) - 1000.0, 3) for p in f.col.messages["pose"]})
+    assert stamps == [round(0.1 * k, 3) for k in range(0, 40, 3)]
+    assert max(np.diff(stamps)) <= 0.3 + 1e-6                              # keyframe_max_gap frames

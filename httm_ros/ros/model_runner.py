@@ -13,13 +13,13 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 from httm_ros.httm import warm_up
-from httm_ros.pipeline import StreamingReconstructor, WindowPrediction
+from httm_ros.pipeline import KeyframeConfig, StreamingReconstructor, WindowPrediction
 from httm_ros.vggt.preprocess import model_input_size
 
 from .core_config import merge_config, stream_config
@@ -138,6 +138,7 @@ class ModelRunner:
     patch_start: int            # special tokens per frame (camera + registers)
     description: str
     warmup: Optional[dict] = None   # start-up warm-up: {forwards, frames, image_hw, seconds} or {error}
+    keyframes: Optional[KeyframeConfig] = None   # selection the caller runs (core_selects_keyframes=False)
 
     def tokens_per_frame(self, image_hw: Tuple[int, int], patch: int = 14) -> int:
         """Special + patch tokens of one frame of the model input size (H, W)."""
@@ -157,9 +158,12 @@ def resolve_device(name: str, log: Callable[[str], None] = LOG.warning) -> torch
 
 
 def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable[[str], None] = LOG.warning,
-                       error: Callable[[str], None] = LOG.error) -> ModelRunner:
+                       error: Callable[[str], None] = LOG.error, core_selects_keyframes: bool = True) -> ModelRunner:
     """Load the model (or use ``predictor``, e.g. an OraclePredictor in tests and benchmarks) and
-    build the reconstructor. Raises httm_ros.vggt.CheckpointError for a missing/wrong checkpoint."""
+    build the reconstructor. Raises httm_ros.vggt.CheckpointError for a missing/wrong checkpoint.
+    ``core_selects_keyframes=False``: the caller selects keyframes before it pushes frames (the node,
+    in its subscription callback); the core takes every pushed frame as a keyframe and
+    ``runner.keyframes`` is the selection to run."""
     device = resolve_device(values["device"], warn)
     test_weights, patch_start, warmup = False, 5, None
     if predictor is None:
@@ -172,8 +176,12 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
     if values.get("debug_window_delay", 0.0) > 0:
         predictor = DelayedPredictor(predictor, values["debug_window_delay"], warn)
     safe = SafePredictor(predictor, log=error)
-    return ModelRunner(StreamingReconstructor(safe, stream_config(values, str(device))), safe, device,
-                       test_weights, patch_start, description, warmup)
+    config = stream_config(values, str(device))
+    selection = None
+    if not core_selects_keyframes:
+        selection, config = config.keyframes, replace(config, keyframes=replace(config.keyframes, enabled=False))
+    return ModelRunner(StreamingReconstructor(safe, config), safe, device,
+                       test_weights, patch_start, description, warmup, selection)
 
 
 def warm_up_model(model, values: Mapping[str, Any], warn: Callable[[str], None]) -> Optional[dict]:

@@ -77,6 +77,12 @@ class NodeCounters:
             self.last_bad_input = detail or reason
             self._drop(reason, detail)
 
+    def skip(self) -> None:
+        """A received frame the keyframe selection passed over before the queue."""
+        with self.lock:
+            self.frames_received += 1
+            self.frames_skipped += 1
+
     def enter_queue(self, drop_oldest: bool, dropped_newest: bool) -> None:
         """A received frame put in the FrameQueue (called by it, under the shared lock):
         ``drop_oldest``: a waiting frame made room; ``dropped_newest``: this one was refused."""

@@ -2,7 +2,8 @@
 
 A thin ROS 2 shell over :mod:`httm_ros.pipeline` (all geometry lives there):
 
-    image / image/compressed --executor: decode--> FrameQueue (bounded, drop policy, counted)
+    image / image/compressed --executor: decode, keyframe?--> FrameQueue (keyframes only; bounded,
+      drop policy, counted; other frames are counted as skipped)
       --inference thread: StreamingReconstructor.push--> WindowResult --host copies--> job queue (2)
       --publisher thread: messages, publish--> topics
 
@@ -67,6 +68,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from httm_ros.msg import WindowStats
+from httm_ros.pipeline.keyframes import KeyframeSelector
 from httm_ros.pipeline.stream import model_input_size
 from httm_ros.vggt.preprocess import resize_rgb
 
@@ -114,8 +116,10 @@ class ReconstructNode(Node):
     def _start(self, predictor) -> None:
         log = self.get_logger()
         self.values: Dict[str, Any] = params.declare_all(self)
-        self.runner = build_model_runner(self.values, predictor, warn=log.warning, error=log.error)
+        self.runner = build_model_runner(self.values, predictor, warn=log.warning, error=log.error,
+                                         core_selects_keyframes=False)
         self.rec = self.runner.reconstructor
+        self.selector = KeyframeSelector(self.runner.keyframes)      # in the callback, before the queue
         self.counters = NodeCounters()
         self.queue = FrameQueue(self.values["queue_size"], self.values["drop_policy"], self.counters)
         self.history: "collections.deque[dict]" = collections.deque(maxlen=1000)   # per-window timings
@@ -182,7 +186,8 @@ class ReconstructNode(Node):
 
     # ------------------------------------------------------------------ callbacks (executor thread)
     def _on_image(self, msg) -> None:
-        """Check, decode and enqueue; never waits for inference."""
+        """Check, decode, select keyframes and enqueue them (the others are counted as skipped);
+        never waits for inference."""
         t0 = time.perf_counter()
         stamp = msg.header.stamp
         self.counters.frames_estimated_missing += self._gaps.add(codec.stamp_to_sec(stamp))
@@ -190,6 +195,9 @@ class ReconstructNode(Node):
             rgb = codec.decode_any(msg, self._limits)
         except codec.ImageDecodeError as err:
             self._bad_input(err)
+            return
+        if not self.selector.select(rgb)[0]:                   # rgb uint8 [H, W, 3]
+            self.counters.skip()
             return
         t1 = time.perf_counter()
         kept = self.queue.put(Frame(rgb, stamp, codec.stamp_to_sec(stamp), 1e3 * (t1 - t0), t1))
