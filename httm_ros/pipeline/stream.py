@@ -45,6 +45,7 @@ from .anchoring import anchored_alignment, check_new_frames
 from .keyframe_store import KeyframeStore, StoredKeyframe, global_descriptor, make_stored, visible_fraction
 from .keyframe_trajectory import Trajectory
 from .keyframes import KeyframeSelector
+from .loop_closure import LoopCloser
 from .map import GlobalMap
 from .predictor import Predictor
 from .stream_config import StreamConfig
@@ -191,6 +192,11 @@ class StreamingReconstructor:
         self._anchor: List[Keyframe] = []            # chained: last O keyframes of the last accepted window
         self._num_overlap = 0                        # leading anchor keyframes in _pending
         self._reloc_attempts = 0
+        if getattr(self, "loops", None) is not None:
+            self.loops.close()
+        self.loops: Optional[LoopCloser] = None         # pose graph (StreamConfig.loop_closure, anchored mode)
+        if self.config.loop_closure.enabled:
+            self.loops = LoopCloser(self.config.loop_closure, self.anchored)
 
     @property
     def map(self) -> GlobalMap:
@@ -321,6 +327,8 @@ class StreamingReconstructor:
     # ------------------------------------------------------------------ one window
     def _run_window(self) -> WindowResult:
         reloc = False
+        if self.loops is not None:
+            self.loops.apply(self)                       # a newer pose-graph estimate, if any
         if self.anchored:
             known, reloc = self._known_frames()
             self._pending = known + self._pending[self._num_overlap:]
@@ -357,6 +365,8 @@ class StreamingReconstructor:
             result.cam_to_world = None
             result.depth = depth
         self._update_tracking(result)
+        if self.loops is not None and result.accepted:
+            self.loops.on_window(self, result)           # constraints; the solver runs on its own thread
         self._next_pending(result)
         timings["post"] = sum(timings.get(stage, 0.0) for stage in POST_STAGES)
         timings["total"] = timings["post"] + timings["predict"] + timings["preprocess"]

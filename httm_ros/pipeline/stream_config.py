@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
+from .pose_graph import LoopClosureConfig
+
 
 def _int_in(owner: str, name: str, value, lo: int, hi: Optional[int] = None, note: str = "") -> None:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo and (hi is None or value <= hi)
@@ -276,6 +278,7 @@ class StreamConfig:
     map: MapConfig = field(default_factory=MapConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
     image_width: Optional[int] = 518
     device: str = "cpu"
     sync_timing: bool = True
@@ -283,7 +286,8 @@ class StreamConfig:
     def __post_init__(self) -> None:
         for name, cls in (("keyframes", KeyframeConfig), ("window", WindowConfig), ("filter", FilterConfig),
                           ("align", AlignConfig), ("map", MapConfig),
-                          ("tracking", TrackingConfig), ("store", StoreConfig)):
+                          ("tracking", TrackingConfig), ("store", StoreConfig),
+                          ("loop_closure", LoopClosureConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"StreamConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         if self.image_width is not None:

@@ -1,0 +1,165 @@
+"""The one adapter between :mod:`.pose_graph` records and GTSAM (iSAM2 over Similarity3, on its own thread).
+
+    backend = make_backend(config)            # None (and one log line) when gtsam is not installed
+    backend.submit(graph, new_keys, new_factors)   # returns at once; the worker thread optimises
+    backend.wait(); poses = backend.poses     # key -> [4,4] Sim(3), the latest accepted estimate
+
+Each job adds the new variables (initial value: the graph's ``initial``), the new factors (a
+``PriorFactorSimilarity3`` for the first keyframe, ``BetweenFactorSimilarity3`` with a diagonal noise
+in GTSAM's tangent order [rot, trans, log-scale] wrapped in a robust kernel, Cauchy or Huber) and
+runs one iSAM2 update. A job holding a loop constraint is checked after its update: when the
+loop's whitened squared error stays above ``max_loop_chi2`` (the graph cannot agree with it even
+with the kernel), the factor is removed again, the loop is counted in ``graph.rejected`` and the
+published poses stay those from before the loop (the map is not touched).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .pose_graph import Between, LoopClosureConfig, PoseGraph, Prior, sim3, sim3_scale
+
+LOG = logging.getLogger(__name__)
+
+try:
+    import gtsam
+except ImportError:                                   # pragma: no cover - depends on the environment
+    gtsam = None
+
+
+def available() -> bool:
+    return gtsam is not None
+
+
+def make_backend(config: LoopClosureConfig) -> Optional["GtsamBackend"]:
+    """A started backend, or None with one clear log line when gtsam is missing."""
+    if gtsam is None:
+        LOG.warning("loop closure requested but gtsam is not installed (pip install gtsam==4.3.0): "
+                    "running without a pose graph")
+        return None
+    return GtsamBackend(config)
+
+
+def to_gtsam(t: np.ndarray) -> "gtsam.Similarity3":
+    """[4,4] (sR | t) -> gtsam.Similarity3 (acts as s(R p + t'), so t' = t / s)."""
+    s = sim3_scale(t)
+    return gtsam.Similarity3(gtsam.Rot3(t[:3, :3] / s), np.asarray(t[:3, 3] / s, np.float64), s)
+
+
+def from_gtsam(g: "gtsam.Similarity3") -> np.ndarray:
+    m = g.matrix()                                     # [R t'; 0 1/s]
+    s = 1.0 / m[3, 3]
+    return sim3(m[:3, :3], s * m[:3, 3], s)
+
+
+class GtsamBackend:
+    """iSAM2 on a worker thread; ``poses`` / ``version`` / ``update_s`` are read by the stream."""
+
+    def __init__(self, config: LoopClosureConfig) -> None:
+        self.config = config
+        params = gtsam.ISAM2Params()
+        params.setRelinearizeThreshold(0.01)
+        self.isam = gtsam.ISAM2(params)
+        self.poses: Dict[int, np.ndarray] = {}
+        self.version = 0
+        self.update_s: List[float] = []
+        self._jobs: "queue.Queue" = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name="pose_graph", daemon=True)
+        self._thread.start()
+
+    def submit(self, graph: PoseGraph, new_keys: Sequence[int], factors: Sequence) -> None:
+        """Queue new variables and factors (Prior / Between records); never blocks on the solver."""
+        values = {k: graph.initial[k].copy() for k in new_keys}
+        self._jobs.put((graph, values, list(factors)))
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until every queued job is done (tests, benchmarks, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._jobs.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                self._run(*job)
+            except Exception:                          # pragma: no cover - logged, the stream goes on
+                LOG.exception("pose graph update failed")
+            finally:
+                self._jobs.task_done()
+
+    def _run(self, graph: PoseGraph, values: Dict[int, np.ndarray], factors: List) -> None:
+        t0 = time.perf_counter()
+        new = gtsam.NonlinearFactorGraph()
+        init = gtsam.Values()
+        for k, pose in values.items():
+            init.insert(k, to_gtsam(pose))
+        loops = []
+        for f in factors:
+            new.add(self._factor(f))
+            if isinstance(f, Between) and f.kind == "loop":
+                loops.append((new.size() - 1, f))
+        result = self.isam.update(new, init)
+        for _ in range(self.config_iterations if loops else 0):      # relinearise: a loop moves a lot
+            self.isam.update()
+        estimate = self.isam.calculateEstimate()
+        indices = list(result.getNewFactorsIndices())
+        bad = [(indices[i], f, why) for i, f in loops if (why := self._verdict(graph, f, estimate))]
+        if bad:
+            self.isam.update(gtsam.NonlinearFactorGraph(), gtsam.Values(), [b[0] for b in bad])
+            for _, f, why in bad:
+                graph.reject(why)
+                graph.betweens.remove(f)
+        accepted = len(loops) - len(bad)
+        with self._lock:
+            if bad:                                    # keep the pre-loop poses; only add the new keys
+                fresh = self.isam.calculateEstimate()
+                for k in values:
+                    self.poses[k] = from_gtsam(fresh.atSimilarity3(k))
+            else:
+                self.poses = {k: from_gtsam(estimate.atSimilarity3(k)) for k in graph.initial if estimate.exists(k)}
+            graph.loops_accepted += accepted
+            self.version += 1
+        self.update_s.append(time.perf_counter() - t0)
+
+    def _factor(self, f):
+        if isinstance(f, Prior):
+            return gtsam.PriorFactorSimilarity3(f.key, to_gtsam(f.pose), gtsam.noiseModel.Diagonal.Sigmas(f.sigmas))
+        base = gtsam.noiseModel.Diagonal.Sigmas(f.sigmas)
+        est = gtsam.noiseModel.mEstimator
+        kernel = (est.Cauchy if self.config.kernel == "cauchy" else est.Huber).Create(self.config.kernel_k)
+        return gtsam.BetweenFactorSimilarity3(f.a, f.b, to_gtsam(f.relative), gtsam.noiseModel.Robust.Create(kernel, base))
+
+    config_iterations = 10
+
+    def _verdict(self, graph: PoseGraph, loop: Between, values) -> str:
+        """'' when the optimised graph agrees with the loop, else the rejection reason."""
+        cfg = self.config
+        if self._chi2(loop, values) > cfg.max_loop_chi2:
+            return f"loop residual after optimisation: chi2 > max_loop_chi2={cfg.max_loop_chi2:g}"
+        worst = max((self._chi2(f, values) for f in graph.betweens if f.kind == "window"), default=0.0)
+        if worst > cfg.max_window_chi2:
+            return f"bends a window constraint: chi2 > max_window_chi2={cfg.max_window_chi2:g}"
+        return ""
+
+    @staticmethod
+    def _chi2(f: Between, values) -> float:
+        plain = gtsam.BetweenFactorSimilarity3(f.a, f.b, to_gtsam(f.relative), gtsam.noiseModel.Unit.Create(7))
+        err = np.asarray(plain.unwhitenedError(values)) / f.sigmas
+        return float(err @ err)
+
+
+__all__ = ["available", "make_backend", "GtsamBackend", "to_gtsam", "from_gtsam"]

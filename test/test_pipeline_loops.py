@@ -1,0 +1,89 @@
+"""Issue 18: loop closure with a pose graph (GTSAM iSAM2): records, backend, stream hooks, exports."""
+
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from httm_ros.eval.metrics import ate
+from httm_ros.pipeline import gtsam_backend
+from httm_ros.pipeline.loop_closure import LoopCloser
+from httm_ros.pipeline.pose_graph import LoopClosureConfig, PoseGraph, sim3, sim3_inverse, window_sigmas
+from httm_ros.pipeline.stream_config import StreamConfig
+
+gtsam = pytest.importorskip("gtsam")
+
+
+def _rot_z(deg: float) -> np.ndarray:
+    a = math.radians(deg)
+    return np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.0]])
+
+
+def circle(n: int, laps: float = 2.0, radius: float = 3.0) -> np.ndarray:
+    """Ground-truth poses [n,4,4] on a circle, ``laps`` times round."""
+    th = np.linspace(0, 2 * math.pi * laps, n, endpoint=False)
+    return np.stack([sim3(_rot_z(math.degrees(t)), [radius * math.cos(t), radius * math.sin(t), 0.0]) for t in th])
+
+
+def drifted_graph(gt: np.ndarray, drift_deg: float, cfg: LoopClosureConfig):
+    """Odometry (consecutive relative poses, each followed by a drift rotation) as a chain graph."""
+    g = PoseGraph()
+    pose = gt[0].copy()
+    g.add_keyframe(0, pose)
+    factors = [g.priors[0]]
+    for k in range(1, len(gt)):
+        rel = sim3_inverse(gt[k - 1]) @ gt[k] @ sim3(_rot_z(drift_deg), np.zeros(3))
+        pose = pose @ rel
+        g.add_keyframe(k, pose)
+        factors.append(g.add_between(k - 1, k, rel, window_sigmas(cfg, 0.0)))
+    return g, factors
+
+
+def _ate(g: PoseGraph, gt: np.ndarray, which: str) -> float:
+    poses = getattr(g, which)
+    return ate(np.stack([poses[k][:3, 3] for k in g.keys()]), gt[g.keys(), :3, 3])["rmse"]
+
+
+def test_config_off_by_default_and_validated():
+    assert StreamConfig().loop_closure.enabled is False
+    with pytest.raises(ValueError, match="kernel"):
+        LoopClosureConfig(kernel="tukey")
+
+
+def test_graph_loop_halves_ate_and_a_wrong_loop_is_rejected(tmp_path):
+    cfg = LoopClosureConfig(enabled=True)
+    gt = circle(120)
+    g, factors = drifted_graph(gt, 0.5, cfg)
+    backend = gtsam_backend.GtsamBackend(cfg)
+    backend.submit(g, g.keys(), factors)
+    backend.wait()
+    before = dict(backend.poses)
+    # a wrong loop: keyframe 100 claimed to be where keyframe 30 is (a similar-looking other place)
+    wrong = g.add_between(30, 100, np.eye(4), window_sigmas(cfg, 0.0, "loop"), "loop")
+    backend.submit(g, [], [wrong])
+    backend.wait()
+    assert sum(g.rejected.values()) == 1 and g.loops_accepted == 0
+    assert all(np.allclose(before[k], backend.poses[k]) for k in before)      # published poses unchanged
+    loops = [g.add_between(k, k + 60, sim3_inverse(gt[k]) @ gt[k + 60], window_sigmas(cfg, 0.0, "loop"), "loop")
+             for k in range(0, 60, 10)]
+    backend.submit(g, [], loops)
+    backend.wait()
+    assert g.loops_accepted == len(loops)
+    g.current.update(backend.poses)
+    assert _ate(g, gt, "current") <= 0.5 * _ate(g, gt, "initial")
+    backend.close()
+    # exports: TUM before/after, g2o readable by GTSAM
+    g.save_tum(tmp_path / "before.tum", "initial")
+    lines = g.save_tum(tmp_path / "after.tum").read_text().splitlines()
+    assert len(lines) == len(gt) and len(lines[0].split()) == 8
+    graph, values = gtsam.readG2o(str(g.save_g2o(tmp_path / "graph.g2o")), True)
+    assert values.size() == len(gt) and graph.size() == len(g.betweens)
+
+
+def test_without_gtsam_one_log_line_and_same_api(monkeypatch, caplog):
+    monkeypatch.setattr(gtsam_backend, "gtsam", None)
+    with caplog.at_level(logging.WARNING):
+        loops = LoopCloser(LoopClosureConfig(enabled=True))
+    assert not loops.active and "gtsam is not installed" in caplog.text
+    assert loops.summary()["loops_accepted"] == 0
