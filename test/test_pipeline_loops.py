@@ -87,3 +87,56 @@ def test_without_gtsam_one_log_line_and_same_api(monkeypatch, caplog):
         loops = LoopCloser(LoopClosureConfig(enabled=True))
     assert not loops.active and "gtsam is not installed" in caplog.text
     assert loops.summary()["loops_accepted"] == 0
+
+
+# ---------------------------------------------------------------------------- the stream, oracle with drift
+
+@pytest.fixture(scope="module")
+def two_laps():
+    from httm_ros.synthetic import demo_sequence
+    return demo_sequence(num_frames=920, width=56, height=42, seed=0, speed=0.03, trajectory="walk")
+
+
+def _run(seq, loops: bool, drift_deg: float = 0.3):
+    from httm_ros.bench.streaming import run_stream, stream_config
+    from httm_ros.synthetic.oracle import PerturbedOracle
+    cfg = stream_config("anchored", 8, 3)
+    cfg.loop_closure = LoopClosureConfig(enabled=loops)
+    rec, _, _ = run_stream(seq, PerturbedOracle(seq, drift_deg=drift_deg, seed=0), cfg)
+    if rec.loops is not None:
+        rec.loops.wait()
+        rec.loops.apply(rec)
+    return rec
+
+
+def _stream_ate(seq, rec) -> float:
+    ids = rec.trajectory.frame_ids
+    return ate(rec.trajectory.positions(), seq.cam_to_world[ids, :3, 3])["rmse"]
+
+
+def test_two_laps_loops_halve_ate_and_a_wrong_loop_leaves_the_map(two_laps, tmp_path):
+    without = _stream_ate(two_laps, _run(two_laps, False))
+    rec = _run(two_laps, True)
+    assert rec.loops.graph.loops_accepted >= 1
+    assert _stream_ate(two_laps, rec) <= 0.5 * without
+    xyz, _ = rec.map.points()
+    poses = rec.trajectory.cam_to_world().copy()
+    keys = rec.loops.graph.keys()
+    rejected = sum(rec.loops.graph.rejected.values())
+    rec.loops.add_loop(keys[10], keys[len(keys) // 2], np.eye(4))    # a false match: "the same place"
+    rec.loops.wait()
+    assert not rec.loops.apply(rec)
+    assert sum(rec.loops.graph.rejected.values()) == rejected + 1
+    assert np.array_equal(rec.map.points()[0], xyz) and np.array_equal(rec.trajectory.cam_to_world(), poses)
+    names = rec.loops.save(tmp_path)
+    graph, values = gtsam.readG2o(names[-1], True)
+    assert values.size() == len(keys)
+    rec.loops.close()
+
+
+def test_no_increase_without_loops():
+    from httm_ros.synthetic import demo_sequence
+    seq = demo_sequence(num_frames=300, width=56, height=42, seed=1, speed=0.03, trajectory="walk")
+    rec = _run(seq, True)
+    assert rec.loops.graph.loops_accepted == 0
+    assert _stream_ate(seq, rec) <= _stream_ate(seq, _run(seq, False)) * 1.001

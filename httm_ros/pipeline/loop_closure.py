@@ -65,21 +65,39 @@ class LoopCloser:
         poses = result.cam_to_world.detach().cpu().numpy()                    # [K,4,4] world
         res = float(result.alignment.residual_rel)
         new_keys, factors = [], []
+        previous = max(g.initial) if g.initial else None          # the last keyframe before this window
+        reloc = result.relocalisation and n_ov > 0
         for k in range(n_ov, result.num_keyframes):
             fid = result.frame_ids[k]
             if g.add_keyframe(fid, poses[k], result.stamps[k]):
                 new_keys.append(fid)
             for ref in self._references(result, k):
+                if reloc and ref == 0 and k > n_ov:
+                    continue                                   # one loop per relocalisation: the first new keyframe's
                 rel = sim3_inverse(poses[ref]) @ poses[k]          # the window's own measurement, world units
                 steps = k - ref if ref else k - n_ov + 1
+                kind = "loop" if reloc and ref == 0 else "window"
                 factors.append(g.add_between(result.frame_ids[ref], fid, rel,
-                                             window_sigmas(self.config, res, "window", steps)))
+                                             window_sigmas(self.config, res, kind, 1 if kind == "loop" else steps), kind))
+        if reloc and previous is not None:
+            factors += self._bridge(rec, previous, result.frame_ids[n_ov])
         if len(g.priors) == 1 and len(g.initial) == len(new_keys):
             factors.insert(0, g.priors[0])
         loop = self._try_loop(rec, result)
         if loop is not None:
             factors.append(loop)
         self.backend.submit(g, new_keys, factors)
+
+    def _bridge(self, rec, previous: int, first_new: int) -> list:
+        """Relocalised after LOST: the last tracked keyframe -> the first new one, measured by a window
+        [previous, first_new] (without it the graph cannot see the drift the relocalisation exposed)."""
+        if previous not in rec.store or first_new not in rec.store:
+            return []
+        rel, reason = self._verify(rec, rec.store[previous], rec.store[first_new])
+        if rel is None:
+            self.graph.reject(f"bridge {reason}")
+            return []
+        return [self.graph.add_between(previous, first_new, rel, window_sigmas(self.config, 0.0, "window", 2))]
 
     @staticmethod
     def _references(result, k: int) -> List[int]:
