@@ -181,6 +181,33 @@ def test_bad_input_is_counted_and_the_node_goes_on(harness):
     assert h.node.rec.counters.frames_received == 0 and len(h.node.rec.map) == 0
 
 
+def test_map_every_n_windows_on_demand_and_cleared_by_reset(harness):
+    """~/map every map_publish_every windows and on ~/publish_map; ~/reset publishes an empty
+    ~/map and ~/path, so the latched topics no longer show the old map (late joiners included)."""
+    h = harness(map_publish_every=2)
+    for i in range(6):
+        h.send(i)
+    wait_for(lambda: h.col.count("stats") >= 1, TIMEOUT, "window 0")
+    points = h.col.last("stats").map_points
+    assert h.col.count("map") == 0 and points > 0                      # every 2nd window: not yet
+    assert h.call("publish_map").success
+    wait_for(lambda: h.col.count("map") >= 1, TIMEOUT, "~/map on demand")
+    assert len(codec.decode_pointcloud2_xyzrgb(h.col.last("map"))[0]) == points
+    assert h.col.last("map").header.stamp == _stamp(5) and h.col.last("map").header.frame_id == "map"
+    for i in range(6, 10):
+        h.send(i)
+    wait_for(lambda: h.col.count("map") >= 2, TIMEOUT, "~/map with window 1 (the 2nd)")
+    assert len(codec.decode_pointcloud2_xyzrgb(h.col.last("map"))[0]) == h.col.last("stats").map_points
+    assert len(h.col.last("path").poses) == 10
+    assert h.call("reset").success
+    wait_for(lambda: h.col.count("map") >= 3 and h.col.last("map").width == 0, TIMEOUT, "an empty ~/map")
+    wait_for(lambda: len(h.col.last("path").poses) == 0, TIMEOUT, "an empty ~/path")
+    late = h.ros.add(make_collector(h.ros.context, f"{h.ns}/reconstruct_node", name=f"late{h.ns[1:]}",
+                                    diagnostics=False))
+    wait_for(lambda: late.count("map") >= 1 and late.count("path") >= 1, TIMEOUT, "latched map and path")
+    assert late.last("map").width == 0 and len(late.last("path").poses) == 0
+
+
 @pytest.mark.parametrize("policy", ["rescale", "restart"])
 def test_image_size_change_mid_stream(harness, policy):
     h = harness(size_change_policy=policy)
@@ -202,7 +229,9 @@ def test_image_size_change_mid_stream(harness, policy):
         for i in range(3, 6):
             h.send(i, other(i))
         wait_for(lambda: h.node.counters.stream_restarts == 1 and h.col.count("stats") >= 1, TIMEOUT, "restart")
-        assert h.col.last("stats").num_keyframes == 3 and len(h.col.last("path").poses) == 3
+        wait_for(lambda: h.col.count("path") >= 2, TIMEOUT, "the flushed window's path, then the new one")
+        assert h.col.last("stats").num_keyframes == 3                  # the new map's ~/path: empty
+        assert [len(p.poses) for p in h.col.messages["path"]] == [3, 0]
         wait_for(lambda: h.node.rec.counters.frames_received == 3, TIMEOUT, "the new stream's frames")
         assert h.node.rec.model_hw == (56, 112) and h.node.counters.frames_rescaled == 0
 
@@ -296,6 +325,56 @@ def test_failed_window_is_reported_and_the_stream_goes_on(harness, seq):
     assert stats[1].alignment_message.startswith("window failed: GPU out of memory")
     assert stats[1].windows_failed == 1 and h.node.counters.windows_failed == 1
     assert len(h.col.last("path").poses) == 10                       # the failed window's keyframes dropped
+
+
+class CorruptThenFailing(OraclePredictor):
+    """Windows 1 and 2 corrupted (rejected by the checks), window 3 on: the model raises."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, corrupt={1: "random_depth", 2: "random_depth"}, **k)
+        self.windows = 0
+
+    def predict(self, images, frame_ids):
+        self.windows += 1
+        if self.windows >= 4:
+            raise RuntimeError("model exploded")
+        return super().predict(images, frame_ids)
+
+
+def _levels_after(h, start):
+    return [(d.level, d.message) for d in h.diagnostics()[start:]]
+
+
+def test_rejected_windows_in_a_row_warn_and_a_failed_model_is_an_error(harness, seq):
+    h = harness(predictor=CorruptThenFailing(seq, seed=1), rejected_windows_warn=2)
+    for i in range(14):                                   # windows 0 (accepted), 1 and 2 (rejected)
+        h.send(i)
+    wait_for(lambda: h.col.count("stats") >= 3, TIMEOUT, "3 windows")
+    assert [s.alignment_accepted for s in h.col.messages["stats"][:3]] == [True, False, False]
+    assert h.node.counters.windows_rejected_in_row == 2
+    wait_for(lambda: any(level == b"\x01" and "2 windows rejected in a row" in m for level, m in _levels_after(h, 0)),
+             TIMEOUT, "a WARN: 2 windows rejected in a row")
+    for i in range(14, 18):                               # window 3: the model raises
+        h.send(i)
+    wait_for(lambda: h.col.count("stats") >= 4, TIMEOUT, "the failed window")
+    assert h.col.last("stats").alignment_message.startswith("window failed: RuntimeError: model exploded")
+    start = len(h.diagnostics())
+    wait_for(lambda: any(level == b"\x02" and "model exploded" in m for level, m in _levels_after(h, start)),
+             TIMEOUT, "an ERROR: the model failed")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU fallback")
+def test_device_auto_without_cuda_warns_and_diagnostics_say_cpu(harness):
+    from httm_ros.ros.model_runner import GpuRequiredError, resolve_device
+
+    logged = []
+    assert resolve_device("auto", logged.append).type == "cpu"
+    assert len(logged) == 1 and "CUDA is not available, running on CPU" in logged[0]
+    with pytest.raises(GpuRequiredError, match="require_gpu is true but CUDA is not available"):
+        resolve_device("auto", logged.append, require_gpu=True)
+    h = harness(device="auto")
+    wait_for(lambda: any({kv.key: kv.value for kv in d.values}.get("device") == "cpu" for d in h.diagnostics()),
+             TIMEOUT, "/diagnostics: device cpu")
 
 
 def test_a_lost_stream_is_never_reported_ok(harness, seq):

@@ -46,6 +46,16 @@ def test_missing_checkpoint_is_one_clear_error_and_a_nonzero_exit():
     assert all("Traceback" not in out for out in outputs)
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_require_gpu_without_cuda_is_one_clear_error_and_exit_2():
+    proc = _start("-p", "require_gpu:=true", "-p", "allow_test_weights:=true", "-p", "model_config:=tiny",
+                  script=True)
+    out = proc.communicate(timeout=TIMEOUT)[0]
+    assert proc.returncode == 2, out
+    assert "cannot start: GpuRequiredError: require_gpu is true but CUDA is not available" in out, out
+    assert "Traceback" not in out and sum("[FATAL]" in line or "[ERROR]" in line for line in out.splitlines()) == 1
+
+
 def test_real_tiny_model_in_a_subprocess_with_compressed_input():
     ctx = RosContext(__name__)
     node = _start("-r", "__ns:=/proc", "-p", "allow_test_weights:=true", "-p", "model_config:=tiny",

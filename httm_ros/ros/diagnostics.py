@@ -1,4 +1,10 @@
-"""The node's health on /diagnostics (diagnostic_msgs/DiagnosticArray, one status per period)."""
+"""The node's health on /diagnostics (diagnostic_msgs/DiagnosticArray, one status per period).
+
+Levels: ERROR when a thread stopped or the last window failed (the model raised, e.g. out of
+memory); WARN when not TRACKING, when ``rejected_windows_warn`` windows in a row were rejected, on
+test weights, drops or losses; OK only while tracking with none of these. The ``device`` key says
+where the model runs (``cpu`` after a ``device: auto`` without CUDA).
+"""
 
 from __future__ import annotations
 
@@ -45,6 +51,7 @@ class Diagnostics:
             "last_bad_input": counters.last_bad_input, "frames_rescaled": counters.frames_rescaled,
             "stream_restarts": counters.stream_restarts, "map_points": len(node.rec.map),
             "path_length": len(publisher.path), "test_weights": node.runner.test_weights,
+            "windows_rejected_in_row": counters.windows_rejected_in_row, "device": str(node.runner.device),
             "tracking_state": node.rec.tracking_state.value, "map_segments": core.segments,
             "relocalisations": core.relocalisations, "windows_partial": core.windows_partial,
         }
@@ -102,6 +109,9 @@ class Diagnostics:
         if last is not None and last.alignment_message.startswith("window failed"):
             return DiagnosticStatus.ERROR, last.alignment_message
         notes = _tracking_notes(node.rec, node.counters.frames_received)
+        in_row = node.counters.windows_rejected_in_row
+        if in_row >= node.values.get("rejected_windows_warn", 3):
+            notes.append(f"{in_row} windows rejected in a row")
         if node.runner.test_weights:
             notes.append("TEST WEIGHTS: geometry meaningless")
         if new_drops:

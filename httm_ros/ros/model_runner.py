@@ -145,10 +145,22 @@ class ModelRunner:
         return self.patch_start + (image_hw[0] // patch) * (image_hw[1] // patch)
 
 
-def resolve_device(name: str, log: Callable[[str], None] = LOG.warning) -> torch.device:
-    """The factory's device choice, with its warnings (e.g. no GPU -> CPU) sent to ``log``."""
+class GpuRequiredError(RuntimeError):
+    """``require_gpu`` is set and CUDA is not available."""
+
+
+def resolve_device(name: str, log: Callable[[str], None] = LOG.warning, require_gpu: bool = False) -> torch.device:
+    """The factory's device choice, with its warnings (e.g. no GPU -> CPU, ``auto`` included)
+    sent to ``log``; GpuRequiredError instead of a CPU fallback when ``require_gpu``."""
     from httm_ros.vggt.factory import resolve_device as _resolve
 
+    if require_gpu and not torch.cuda.is_available():
+        raise GpuRequiredError(f"require_gpu is true but CUDA is not available (device {name!r}); "
+                               "start on a machine with a GPU or set require_gpu:=false")
+    if require_gpu and name == "cpu":
+        raise GpuRequiredError("require_gpu is true but device is 'cpu'")
+    if name == "auto" and not torch.cuda.is_available():
+        log("device auto: CUDA is not available, running on CPU (slow); require_gpu:=true makes this an error")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         device = _resolve(name)
@@ -164,11 +176,13 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
     ``core_selects_keyframes=False``: the caller selects keyframes before it pushes frames (the node,
     in its subscription callback); the core takes every pushed frame as a keyframe and
     ``runner.keyframes`` is the selection to run."""
-    device = resolve_device(values["device"], warn)
+    device = resolve_device(values["device"], warn, values.get("require_gpu", False))
     test_weights, patch_start, warmup = False, 5, None
     if predictor is None:
         predictor, test_weights, patch_start = _model_predictor(values, device, warn)
         description = f"VGGT {values['model_config']} on {device}, merge {values['merge_mode']}"
+        if values.get("weights_dtype", "float32") != "float32":
+            description += f", weights {values['weights_dtype']}"
         warmup = warm_up_model(predictor.model, values, warn)
         description += warmup_text(warmup)
     else:
@@ -184,6 +198,20 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
                        test_weights, patch_start, description, warmup, selection)
 
 
+class _InputsInWeightDtype:
+    """``model`` for ``warm_up``: its float32 images cast to the weights' dtype (as ModelPredictor
+    does for the windows), so that bfloat16/float16 weights warm up too."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def __call__(self, images: torch.Tensor, **kwargs):
+        return self.model(images.to(next(self.model.parameters()).dtype), **kwargs)
+
+
 def warm_up_model(model, values: Mapping[str, Any], warn: Callable[[str], None]) -> Optional[dict]:
     """``warmup_forwards`` forwards at the window size (``window_size`` frames, model input of a 4:3
     frame ``image_size`` wide) before the node reports ready: the one-time costs (Triton
@@ -194,7 +222,8 @@ def warm_up_model(model, values: Mapping[str, Any], warn: Callable[[str], None])
         return None
     image_hw = model_input_size(480, 640, "crop", values["image_size"])      # (H, W) of a 4:3 frame
     try:
-        return {"forwards": forwards, **warm_up(model, values["window_size"], image_hw, forwards=forwards)}
+        return {"forwards": forwards, **warm_up(_InputsInWeightDtype(model), values["window_size"], image_hw,
+                                                 forwards=forwards)}
     except Exception as err:  # noqa: BLE001 - the node still starts; its first window is then cold
         _empty_cache()
         warn(f"start-up warm-up failed ({type(err).__name__}: {err}); the first window pays the one-time costs")
@@ -212,6 +241,16 @@ def warmup_text(warmup: Optional[dict]) -> str:
             f"{sum(warmup['seconds']):.2f} s")
 
 
+def weights_dtype(values: Mapping[str, Any], device: torch.device) -> Optional[torch.dtype]:
+    """``weights_dtype`` as a torch dtype (None: float32, as loaded); float16 needs CUDA."""
+    name = values.get("weights_dtype", "float32")
+    if name == "float32":
+        return None
+    if name == "float16" and device.type != "cuda":
+        raise ValueError(f"weights_dtype float16 needs CUDA (device is {device}); on CPU use bfloat16 or float32")
+    return getattr(torch, name)
+
+
 def _model_predictor(values: Mapping[str, Any], device: torch.device, warn: Callable[[str], None]):
     """-> (ModelPredictor, uses test weights, special tokens per frame)."""
     from httm_ros.pipeline import ModelPredictor
@@ -222,14 +261,16 @@ def _model_predictor(values: Mapping[str, Any], device: torch.device, warn: Call
     if test_weights:
         warn("NO CHECKPOINT: allow_test_weights is set, running with deterministic TEST WEIGHTS; the "
              "geometry (depth, poses, points) is MEANINGLESS. " + WEIGHTS_HELP)
+    weights = weights_dtype(values, device)
     logger = logging.getLogger("httm_ros.vggt")
     level = logger.level
     logger.setLevel(logging.ERROR)                       # the factory's own warning: said above
-    try:
-        model = build_model(values["model_config"], checkpoint, values["allow_test_weights"], str(device))
+    try:                                                 # cast weights on the CPU, then to the device
+        model = build_model(values["model_config"], checkpoint, values["allow_test_weights"],
+                            str(device) if weights is None else "cpu")
     finally:
         logger.setLevel(level)
     autocast = None if values["dtype"] == "float32" else values["dtype"]
     model.config = model.config.replace(cuda_autocast_dtype=autocast)
-    predictor = ModelPredictor(model, device=device, merge=merge_config(values))
+    predictor = ModelPredictor(model, device=device, dtype=weights, merge=merge_config(values))
     return predictor, test_weights, model.config.patch_start

@@ -60,6 +60,7 @@ class NodeCounters:
     windows_published: int = 0        # windows whose outputs were published
     windows_failed: int = 0           # windows whose model run failed (e.g. out of memory)
     windows_rejected: int = 0         # windows the core rejected (alignment or non-finite output)
+    windows_rejected_in_row: int = 0  # rejected (or failed) since the last accepted window
     worker_errors: int = 0            # unexpected exceptions in the inference thread
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     _recent: "collections.OrderedDict[str, str]" = field(default_factory=collections.OrderedDict,

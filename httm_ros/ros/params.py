@@ -64,6 +64,8 @@ PARAMS: Tuple[Param, ...] = (
     Param("lost_frames_warn_fraction", 0.05, "/diagnostics warns when more than this fraction of "
           "the frames sent since its previous status were lost in transport or are missing "
           "between received stamps.", range=(0.0, 1.0), runtime=True),
+    Param("rejected_windows_warn", 3, "/diagnostics warns when this many windows in a row were "
+          "rejected (alignment, checks or non-finite output) or failed.", range=(1, 100000), runtime=True),
     # --- model -----------------------------------------------------------------------------
     Param("checkpoint", "", "VGGT checkpoint (.safetensors or .pt, e.g. facebook/VGGT-1B "
           "model.safetensors). Required unless allow_test_weights is true."),
@@ -72,9 +74,17 @@ PARAMS: Tuple[Param, ...] = (
     Param("model_config", "1b", "Network size: '1b' (VGGT-1B) or 'tiny' (test network).",
           choices=("1b", "tiny")),
     Param("device", "auto", "Torch device: auto, cpu, cuda or cuda:N. A missing GPU falls back "
-          "to CPU with a warning."),
+          "to CPU with a warning at start-up (auto included); /diagnostics says the device."),
+    Param("require_gpu", False, "Refuse to start without CUDA: one error line and exit status 2 "
+          "instead of the fallback to CPU."),
     Param("dtype", "bfloat16", "Autocast dtype of the aggregator on CUDA (heads stay float32); "
           "ignored on CPU.", choices=("bfloat16", "float16", "float32")),
+    Param("weights_dtype", "float32", "Dtype the model's weights are cast to at load (on the CPU, "
+          "before they go to the device): bfloat16 or float16 halve the weight memory (VGGT-1B: "
+          "about 5 GB -> 2.5 GB) and the images are fed in the same dtype; outputs stay float32. "
+          "On CPU only float32 and bfloat16 are allowed (float16 refuses to start). Measured "
+          "difference of bfloat16 weights vs float32: docs/ROS.md 'Weights dtype'.",
+          choices=("float32", "bfloat16", "float16")),
     Param("image_size", 518, "Model input width in pixels (multiple of 14); frames are resized "
           "keeping their aspect ratio (height rounded to a multiple of 14, no crop).",
           range=(14, 4088), step=14),
@@ -144,7 +154,8 @@ PARAMS: Tuple[Param, ...] = (
     # --- outputs ---------------------------------------------------------------------------
     *(Param(f"publish_{name}", True, f"Publish {name} (can be switched at run time).", runtime=True)
       for name in _OUTPUTS),
-    Param("map_publish_every", 1, "Publish ~/map every N windows.", range=(1, 10000), runtime=True),
+    Param("map_publish_every", 1, "Publish ~/map (the whole voxel map) every N accepted windows; "
+          "~/publish_map publishes it on demand, ~/reset publishes an empty one.", range=(1, 10000), runtime=True),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.05, 3600.0)),
     # --- shutdown (docs/ROS.md "Shutdown") ----------------------------------------------------
     Param("flush_on_shutdown", False, "On SIGINT/SIGTERM: false drops the queued frames and the "

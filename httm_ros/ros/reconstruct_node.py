@@ -29,7 +29,8 @@ Publishes (stamped with the source images' stamps)
     /diagnostics        diagnostic_msgs/DiagnosticArray, node health every diagnostics_period
 Services
     ~/flush   std_srvs/Trigger: run the queued keyframes as a last window (end of a bag)
-    ~/reset   std_srvs/Trigger: flush, then start a new map and path
+    ~/reset   std_srvs/Trigger: flush, then start a new map and path (empty ~/map and ~/path published)
+    ~/publish_map  std_srvs/Trigger: publish the whole ~/map now (besides every map_publish_every windows)
 
 The world frame's origin is the first accepted window's first camera (VGGT convention), its unit
 the first window's arbitrary scale: depth and points are metres only up to that scale.
@@ -81,7 +82,7 @@ from .model_runner import build_model_runner
 from .node_counters import NodeCounters, NodeTimings, StampGaps
 from .stop_signals import StopRequest, StopSignals
 from .tf_publisher import make_tf_publisher
-from .window_publisher import RESTART, WindowJob, WindowPublisher
+from .window_publisher import MapJob, WindowJob, WindowPublisher
 from .window_stats import merge_outliers, window_stats, window_summary
 
 NODE_NAME = "reconstruct_node"
@@ -128,6 +129,7 @@ class ReconstructNode(Node):
         self._window_decode_ms = 0.0
         self._window_queue_ms = 0.0
         self._last_frame_received = 0.0
+        self._last_stamp = codec.sec_to_stamp(0.0)             # of the last frame taken (world headers)
         self._requests = services.StreamRequests()
         self._frames_taken = 0
         self._filter_update = None
@@ -265,13 +267,21 @@ class ReconstructNode(Node):
     def _serve_requests(self) -> None:
         """Flush/reset requests whose earlier frames have all been processed (or dropped)."""
         for what in self._requests.due(self._frames_taken, self.queue):
+            if what == "publish_map":
+                self._put_job(MapJob(self.rec.map.points(), self._world_header()))
+                continue
             self._publish_results(self.rec.flush())
             if what == "reset":
                 self._restart("reset requested")
 
+    def _world_header(self):
+        """Header in the world frame, stamped with the last frame the inference thread took."""
+        return codec.make_header(self._last_stamp, self.values["world_frame"])
+
     def _restart(self, why: str) -> None:
         self.rec.reset()
-        self._put_job(RESTART)                                 # the publisher clears the path in order
+        self._accepted_since_map = 0
+        self._put_job(MapJob.new_map(self._world_header(), self.values))   # in order after the last window
         self.counters.stream_restarts += 1
         self.get_logger().warning(f"new map and path: {why}")
 
@@ -283,6 +293,7 @@ class ReconstructNode(Node):
             self._stamps.add(frame.stamp_sec, frame.stamp)
             self._window_decode_ms += frame.decode_ms
             self._last_frame_received = frame.received
+            self._last_stamp = frame.stamp
             keyframes = self.rec.counters.keyframes
             results = self.rec.push(rgb, frame.stamp_sec)
         except Exception as err:
@@ -335,6 +346,7 @@ class ReconstructNode(Node):
         error = result.stats.get("error")
         self.counters.windows_failed += bool(error)
         outputs = None
+        self.counters.windows_rejected_in_row = 0 if result.accepted else self.counters.windows_rejected_in_row + 1
         if result.accepted:
             outputs = host_copies(result, values, self._map_snapshot(values))
         else:

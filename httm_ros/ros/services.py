@@ -1,7 +1,8 @@
-"""The node's services ``~/flush`` and ``~/reset`` (std_srvs/Trigger).
+"""The node's services ``~/flush``, ``~/reset`` and ``~/publish_map`` (std_srvs/Trigger).
 
 A request is answered at once and served by the inference thread once every frame received
-before it was processed or dropped (a flushed window must not lose queued keyframes).
+before it was processed or dropped (a flushed window must not lose queued keyframes; the map
+published on request holds every keyframe received before it that made it into the map).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Iterator
 
 from std_srvs.srv import Trigger
 
-REQUESTS = ("flush", "reset")
+REQUESTS = ("flush", "reset", "publish_map")
 
 
 class StreamRequests:
@@ -35,7 +36,7 @@ class StreamRequests:
 
 
 def advertise(node, requests: StreamRequests, queue) -> None:
-    """Create ``~/flush`` and ``~/reset`` on ``node``; they queue into ``requests``."""
+    """Create the services of REQUESTS on ``node``; they queue into ``requests``."""
     def callback(what: str):
         def serve(request, response):
             requests.add(what, queue.received)

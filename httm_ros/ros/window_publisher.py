@@ -1,9 +1,10 @@
 """The node's publisher thread: one window's messages built and published, in order.
 
 The inference thread hands over a :class:`WindowJob` (host copies and the stats snapshot: nothing
-here touches the GPU or the core's state) or ``RESTART`` (a new map: the path starts again); the
-publisher thread converts the copies into messages (:mod:`.messages`) and publishes them, stats
-last with the time the others took.
+here touches the GPU or the core's state) or a :class:`MapJob` (~/map on its own: the whole map on
+request (~/publish_map), or, for a new map (~/reset, a restart), an empty ~/map and ~/path that
+replace the latched old ones); the publisher thread converts the copies into messages
+(:mod:`.messages`) and publishes them, stats last with the time the others took.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import collections
 import queue
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
 
@@ -23,7 +25,24 @@ from . import codec
 from .messages import WindowOutputs, window_messages
 from .node_counters import NodeCounters, NodeTimings
 
-RESTART = "restart"                     # job: a new map and path start here
+
+
+@dataclass
+class MapJob:
+    """~/map outside a window: ``points`` (xyz float32 [N, 3], rgb uint8 [N, 3]; None: no ~/map)
+    stamped ``header`` (world frame). ``restart``: a new map starts here: the path is cleared and,
+    with ``publish_path``, published empty (late joiners of the latched topics see the new map)."""
+
+    points: Optional[Tuple[np.ndarray, np.ndarray]]
+    header: Any                          # std_msgs/Header
+    restart: bool = False
+    publish_path: bool = True
+
+    @classmethod
+    def new_map(cls, header, values: Dict[str, Any]) -> "MapJob":
+        """The job of a new map: an empty ~/map (when ``publish_map``) and an empty ~/path."""
+        empty = (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+        return cls(empty if values["publish_map"] else None, header, True, values["publish_path"])
 
 
 @dataclass
@@ -60,8 +79,8 @@ class WindowPublisher:
             if job is None:
                 return
             try:
-                if job == RESTART:
-                    self.path.clear()
+                if isinstance(job, MapJob):
+                    self.publish_map(job)
                 else:
                     self.publish(job)
             except Exception as err:  # noqa: BLE001 - the node must survive anything per window
@@ -88,6 +107,16 @@ class WindowPublisher:
         self.history.append({**job.summary, "decode_ms": timings.decode_ms, "queue_ms": timings.queue_ms,
                              "host_copy_ms": timings.host_copy_ms, "convert_ms": timings.convert_ms,
                              "publish_calls_ms": timings.publish_calls_ms, "latency_ms": timings.latency_ms})
+
+    def publish_map(self, job: MapJob) -> None:
+        """A MapJob: the path restarted (published empty) and/or ~/map."""
+        self._publish_call_ms = 0.0
+        if job.restart:
+            self.path.clear()
+            if job.publish_path:
+                self._send("path", Path(header=job.header, poses=[]))
+        if job.points is not None:
+            self._send("map", codec.pointcloud2_xyzrgb(*job.points, job.header))
 
     def _publish_messages(self, msgs, stamp, values) -> None:
         for topic in ("depth", "depth_confidence", "camera_info"):
