@@ -69,6 +69,7 @@ class GtsamBackend:
         self.poses: Dict[int, np.ndarray] = {}
         self.version = 0
         self.update_s: List[float] = []
+        self._windows: List[Between] = []             # window factors in iSAM2 (worker thread only)
         self._jobs: "queue.Queue" = queue.Queue()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="pose_graph", daemon=True)
@@ -112,26 +113,33 @@ class GtsamBackend:
             new.add(self._factor(f))
             if isinstance(f, Between) and f.kind == "loop":
                 loops.append((new.size() - 1, f))
+            elif isinstance(f, Between):
+                self._windows.append(f)
         result = self.isam.update(new, init)
-        for _ in range(self.config_iterations if loops else 0):      # relinearise: a loop moves a lot
+        if not loops:                                  # O(new keys): the windows' own poses, nothing to correct
+            with self._lock:
+                for k in values:
+                    self.poses[k] = from_gtsam(self.isam.calculateEstimateSimilarity3(k))
+                self.version += 1
+            self.update_s.append(time.perf_counter() - t0)
+            return
+        for _ in range(self.config_iterations):       # relinearise: a loop moves a lot
             self.isam.update()
         estimate = self.isam.calculateEstimate()
         indices = list(result.getNewFactorsIndices())
-        bad = [(indices[i], f, why) for i, f in loops if (why := self._verdict(graph, f, estimate))]
+        bad = [(indices[i], f, why) for i, f in loops if (why := self._verdict(f, estimate))]
         if bad:
             self.isam.update(gtsam.NonlinearFactorGraph(), gtsam.Values(), [b[0] for b in bad])
             for _, f, why in bad:
                 graph.reject(why)
                 graph.betweens.remove(f)
-        accepted = len(loops) - len(bad)
         with self._lock:
             if bad:                                    # keep the pre-loop poses; only add the new keys
-                fresh = self.isam.calculateEstimate()
                 for k in values:
-                    self.poses[k] = from_gtsam(fresh.atSimilarity3(k))
+                    self.poses[k] = from_gtsam(self.isam.calculateEstimateSimilarity3(k))
             else:
-                self.poses = {k: from_gtsam(estimate.atSimilarity3(k)) for k in graph.initial if estimate.exists(k)}
-            graph.loops_accepted += accepted
+                self.poses = {k: from_gtsam(estimate.atSimilarity3(k)) for k in estimate.keys()}
+            graph.loops_accepted += len(loops) - len(bad)
             self.version += 1
         self.update_s.append(time.perf_counter() - t0)
 
@@ -145,12 +153,12 @@ class GtsamBackend:
 
     config_iterations = 10
 
-    def _verdict(self, graph: PoseGraph, loop: Between, values) -> str:
+    def _verdict(self, loop: Between, values) -> str:
         """'' when the optimised graph agrees with the loop, else the rejection reason."""
         cfg = self.config
         if self._chi2(loop, values) > cfg.max_loop_chi2:
             return f"loop residual after optimisation: chi2 > max_loop_chi2={cfg.max_loop_chi2:g}"
-        worst = max((self._chi2(f, values) for f in graph.betweens if f.kind == "window"), default=0.0)
+        worst = max((self._chi2(f, values) for f in self._windows), default=0.0)
         if worst > cfg.max_window_chi2:
             return f"bends a window constraint: chi2 > max_window_chi2={cfg.max_window_chi2:g}"
         return ""

@@ -1,0 +1,137 @@
+"""httm-bench loops: loop closure with the GTSAM pose graph, on the CPU with the oracle.
+
+Writes bench/results/loops/loops_oracle.json (provenance by :mod:`httm_ros.provenance`):
+
+* ``stream``: per drift (PerturbedOracle ``drift_deg``: every relative pose of a window followed by
+  that rotation) on a two-lap "walk" sequence (the camera comes back to the same views): the
+  anchored stream with and without loop closure: ATE (Sim(3)-aligned RMSE, m and % of the path),
+  final drift, loops accepted / rejected by reason, optimisation time per update (worker thread),
+  map rebuild time per applied correction, the stream's wall time; and a sequence without a loop
+  (less than one lap): the same, to show no increase;
+* ``scale``: the pose graph alone (no images): a chain of ``--scale-keyframes`` keyframes on a circle
+  with drift, submitted 5 at a time (like windows) with a loop every ``--loop-every`` keyframes:
+  update time (mean / p95 / max per 1000 keyframes) and the process's resident memory.
+
+    python -m httm_ros.bench loops
+    python -m httm_ros.bench loops --drifts 0.3 0.5 --scale-keyframes 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import torch
+
+from ..provenance import environment, write_json
+from ..synthetic import demo_sequence
+from ..synthetic.oracle import PerturbedOracle
+from .streaming import HEIGHT, WIDTH, run_stream, stream_config, trajectory_metrics
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "loops"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, default=920, help="frames of the two-lap sequence (one lap ~460)")
+    p.add_argument("--drifts", type=float, nargs="+", default=[0.3, 0.5, 1.0], help="oracle drift_deg values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale-keyframes", type=int, default=10000, help="keyframes of the graph-only scale run (0: skip)")
+    p.add_argument("--loop-every", type=int, default=200, help="scale run: a loop every n keyframes")
+    p.add_argument("--out", type=Path, default=RESULTS)
+
+
+def stream_row(seq, drift: float, seed: int, loops: bool) -> dict:
+    from ..pipeline.pose_graph import LoopClosureConfig
+    cfg = stream_config("anchored", 8, 3)
+    cfg.loop_closure = LoopClosureConfig(enabled=loops)
+    rec, _, wall = run_stream(seq, PerturbedOracle(seq, drift_deg=drift, seed=seed), cfg)
+    row = {"loop_closure": loops, "drift_deg": drift, "wall_s": wall, **trajectory_metrics(seq, rec.trajectory)}
+    if rec.loops is not None:
+        t0 = time.perf_counter()
+        rec.loops.wait()
+        row["wait_after_stream_s"] = time.perf_counter() - t0
+        rec.loops.apply(rec)
+        row.update(trajectory_metrics(seq, rec.trajectory), **rec.loops.summary())
+        rec.loops.close()
+    return row
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return math.nan
+
+
+def scale_run(n: int, loop_every: int) -> dict:
+    """The graph alone: n keyframes on a 3 m circle (50 per lap), 0.3 deg drift per step, loops to lap 1."""
+    from ..pipeline.gtsam_backend import GtsamBackend
+    from ..pipeline.pose_graph import LoopClosureConfig, PoseGraph, sim3, sim3_inverse, window_sigmas
+    cfg = LoopClosureConfig(enabled=True)
+    per_lap = 50
+
+    def gt(k):
+        t = 2 * math.pi * k / per_lap
+        c, s = math.cos(t), math.sin(t)
+        return sim3(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]), [3 * c, 3 * s, 0.0])
+
+    drift = sim3(np.array([[math.cos(0.005), -math.sin(0.005), 0], [math.sin(0.005), math.cos(0.005), 0], [0, 0, 1]]),
+                 np.zeros(3))
+    g, backend = PoseGraph(), GtsamBackend(cfg)
+    rss0, pose = rss_mib(), gt(0)
+    g.add_keyframe(0, pose)
+    pending, factors, rows = [0], [g.priors[0]], []
+    for k in range(1, n):
+        rel = sim3_inverse(gt(k - 1)) @ gt(k) @ drift
+        pose = pose @ rel
+        g.add_keyframe(k, pose)
+        pending.append(k)
+        factors.append(g.add_between(k - 1, k, rel, window_sigmas(cfg, 0.0)))
+        if k % loop_every == 0:
+            factors.append(g.add_between(k % per_lap, k, sim3_inverse(gt(k % per_lap)) @ gt(k),
+                                         window_sigmas(cfg, 0.0, "loop"), "loop"))
+        if len(pending) >= 5:
+            backend.submit(g, pending, factors)
+            pending, factors = [], []
+        if (k + 1) % 1000 == 0:
+            backend.wait(600)
+            upd = np.array(backend.update_s)
+            rows.append({"keyframes": k + 1, "updates": len(upd), "update_s_mean_last": float(upd[-200:].mean()),
+                         "update_s_p95_last": float(np.percentile(upd[-200:], 95)), "update_s_max": float(upd.max()),
+                         "rss_mib": rss_mib(), "rss_growth_mib": rss_mib() - rss0,
+                         "loops_accepted": g.loops_accepted, "loops_rejected": dict(g.rejected)})
+            print(f"scale: {k + 1} keyframes, update {1e3 * rows[-1]['update_s_mean_last']:.1f} ms mean "
+                  f"(last 200), max {1e3 * rows[-1]['update_s_max']:.0f} ms, RSS +{rows[-1]['rss_growth_mib']:.0f} MiB")
+    backend.close()
+    return {"keyframes": n, "loop_every": loop_every, "rows": rows}
+
+
+def run(args, argv: List[str]) -> int:
+    out = {"environment": environment(torch.device("cpu"), ["loops"] + list(argv)),
+           "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
+           "stream": [], "no_loop": [], "scale": None,
+           "not_measured": ["trained model (not available in this session)", "the ROS node (not wired yet)"]}
+    path = args.out / "loops_oracle.json"
+    seq = demo_sequence(num_frames=args.frames, width=WIDTH, height=HEIGHT, seed=args.seed, speed=0.03,
+                        trajectory="walk")
+    for drift in args.drifts:
+        for loops in (False, True):
+            row = stream_row(seq, drift, args.seed, loops)
+            out["stream"].append(row)
+            print(f"drift {drift} deg, loops {'on ' if loops else 'off'}: ATE {row.get('ate_pct', math.nan):.3f} %, "
+                  f"accepted loops {row.get('loops_accepted', '-')}, rejected {row.get('loops_rejected', '-')}")
+            write_json(path, out)
+    short = demo_sequence(num_frames=300, width=WIDTH, height=HEIGHT, seed=args.seed + 1, speed=0.03, trajectory="walk")
+    for loops in (False, True):
+        out["no_loop"].append(stream_row(short, args.drifts[0], args.seed, loops))
+        write_json(path, out)
+    if args.scale_keyframes:
+        out["scale"] = scale_run(args.scale_keyframes, args.loop_every)
+        write_json(path, out)
+    print(f"wrote {path}")
+    return 0
+
