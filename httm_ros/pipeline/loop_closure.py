@@ -53,6 +53,11 @@ class LoopCloser:
         self._last_attempt = -10 ** 9
 
     @property
+    def corrections(self) -> int:
+        """Corrections applied so far (store, trajectory, map): republish ~/path and the map when it grows."""
+        return len(self.map_rebuild_s)
+
+    @property
     def active(self) -> bool:
         return self.backend is not None
 
