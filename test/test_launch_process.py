@@ -94,7 +94,7 @@ def test_installed_node_with_the_launch_plan_replayed_bag_and_flush(tmp_path):
         wait_for(lambda: col.count("stats") >= 1, TIMEOUT, "the first window (4 keyframes)")
         first = col.messages["stats"][0]
         assert (first.num_keyframes, first.image_width, first.image_height, first.merge_mode) == (4, 56, 42, "httm")
-        assert first.header.stamp == codec.sec_to_stamp(T0 + 0.3) and first.header.frame_id == "map"
+        assert first.header.stamp == codec.sec_to_stamp(T0 + 0.3) and first.header.frame_id == "vggt_map"
         assert first.alignment_accepted, first.alignment_message          # finite test-weight cameras
         wait_for(lambda: col.count("diagnostics") >= 1 and int(_diag(col)["frames_received"]) == FRAMES
                  and int(_diag(col)["queue_depth"]) == 0, TIMEOUT, "all frames taken")

@@ -33,7 +33,10 @@ def outputs(tmp_path_factory):
 
 
 def test_plyfile_reads_the_map(outputs):
+    from httm_ros.ros.messages import to_world_points
+
     xyz, rgb = outputs.rec.map.points()                                 # [N, 3] float32, [N, 3] uint8
+    xyz = to_world_points(xyz)                                          # map.ply is in the REP-103 world
     vertex = plyfile.PlyData.read(str(outputs.out / "map.ply"))["vertex"]
     assert len(xyz) > 1000 and vertex.count == len(xyz)
     assert np.array_equal(np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1), xyz.astype(np.float32))
@@ -74,6 +77,9 @@ def test_mcap_ros2_decodes_every_message(outputs):
         "/tf": "tf2_msgs/msg/TFMessage"}
     xyz, rgb = _cloud_xyzrgb(last["/reconstruct_node/map"][1])            # the final map (every window accepted)
     ours_xyz, ours_rgb = outputs.rec.map.points()
+    from httm_ros.ros.messages import to_world_points
+
+    ours_xyz = to_world_points(ours_xyz)                           # published in the REP-103 world
     assert np.array_equal(xyz, ours_xyz) and np.array_equal(rgb, ours_rgb)
     stats = last["/reconstruct_node/stats"][1]
     assert stats.alignment_accepted and stats.map_points == len(ours_xyz)

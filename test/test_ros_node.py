@@ -120,25 +120,25 @@ def test_every_output_with_types_frames_stamps_and_sizes(harness):
         assert {(x.header.stamp.sec, x.header.stamp.nanosec) for x in m[topic]} == sent, topic
     for img in m["depth"] + m["depth_confidence"]:
         assert (img.encoding, img.height, img.width, img.step, img.header.frame_id) == ("32FC1", H, W, 4 * W,
-                                                                                        "camera_optical_frame")
+                                                                                        "cam")
     depth = codec.image_to_float(m["depth"][0])
     assert np.isfinite(depth).mean() > 0.9 and np.nanmin(depth) > 0
     info = m["camera_info"][0]
-    assert (info.width, info.height, info.header.frame_id) == (W, H, "camera_optical_frame")
+    assert (info.width, info.height, info.header.frame_id) == (W, H, "cam")
     assert info.k[0] > 0 and info.k[8] == 1.0
-    assert all(p.header.frame_id == "map" for p in m["pose"])
+    assert all(p.header.frame_id == "vggt_map" for p in m["pose"])
     assert [len(p.poses) for p in m["path"][:3]] == [6, 10, 14]            # path grows by keyframes
-    assert m["path"][-1].header.frame_id == "map"
+    assert m["path"][-1].header.frame_id == "vggt_map"
     first = m["pose"][0].pose
     assert (first.position.x, first.position.y, first.position.z) == pytest.approx((0, 0, 0), abs=1e-6)
     cloud = m["points"][-1]
-    assert cloud.header.frame_id == "map" and cloud.header.stamp == _stamp(13)
+    assert cloud.header.frame_id == "vggt_map" and cloud.header.stamp == _stamp(13)
     xyz, rgb = codec.decode_pointcloud2_xyzrgb(cloud)
     assert len(xyz) == cloud.width > 100 and np.isfinite(xyz).all() and rgb.std() > 0
     stats = m["stats"]
     assert [s.window_index for s in stats[:3]] == [0, 1, 2]
     s = stats[2]
-    assert s.header.frame_id == "map" and s.header.stamp == _stamp(13)
+    assert s.header.frame_id == "vggt_map" and s.header.stamp == _stamp(13)
     assert (s.num_keyframes, s.num_overlap_keyframes, s.image_width, s.image_height) == (6, 2, W, H)
     assert s.alignment_accepted and s.frames_received == 14 and s.keyframes_total == 14
     assert [x.tracking_state for x in stats[:3]] == ["TRACKING"] * 3 and s.map_segment == 0
@@ -193,7 +193,7 @@ def test_map_every_n_windows_on_demand_and_cleared_by_reset(harness):
     assert h.call("publish_map").success
     wait_for(lambda: h.col.count("map") >= 1, TIMEOUT, "~/map on demand")
     assert len(codec.decode_pointcloud2_xyzrgb(h.col.last("map"))[0]) == points
-    assert h.col.last("map").header.stamp == _stamp(5) and h.col.last("map").header.frame_id == "map"
+    assert h.col.last("map").header.stamp == _stamp(5) and h.col.last("map").header.frame_id == "vggt_map"
     for i in range(6, 10):
         h.send(i)
     wait_for(lambda: h.col.count("map") >= 2, TIMEOUT, "~/map with window 1 (the 2nd)")

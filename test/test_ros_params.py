@@ -46,7 +46,10 @@ def test_table_is_complete_and_documented():
     ("window_overlap", 1, r"window_overlap must be in \[2, 1023\], got 1"),
     ("httm_q_outlier", 0.95, "httm_q_outlier must not exceed httm_q_merge"),
     ("merge_layers", "0,x", "merge_layers"),
-    ("camera_frame", "map", "world_frame and camera_frame must differ"),
+    ("camera_frame", "vggt_map", "world_frame and camera_frame must differ"),
+    ("tf_mode", "map", "tf_mode must be one of camera, odom, none"),
+    ("tf_child_frame", "/cam_vggt", "without a leading '/'"),
+    ("odom_frame", "", "non-empty frame id"),
     ("image_size", 4102, r"image_size must be in \[14, 4088\]"),
 ])
 def test_invalid_values_are_rejected_with_reason(name, value, reason):
@@ -124,11 +127,13 @@ def test_window_overlap_range_starts_at_the_alignment_minimum():
     assert params.BY_NAME["window_size"].range[0] == AlignConfig().min_overlap_frames + 1
 
 
-@pytest.mark.parametrize("rule", params.RULES, ids=lambda r: r.names[0])
+@pytest.mark.parametrize("rule", params.RULES, ids=lambda r: "-".join(r.names[:2]))
 def test_cross_rules_are_reported_in_words_with_the_values(rule):
-    broken = {"window_overlap": {"window_overlap": 30, "window_size": 30},
-              "merge_mode": {"httm_q_outlier": 0.5, "httm_q_merge": 0.4},
-              "world_frame": {"world_frame": "cam", "camera_frame": "cam"}}[rule.names[0]]
+    broken = {"window_size": {"window_overlap": 30, "window_size": 30},
+              "httm_q_outlier": {"httm_q_outlier": 0.5, "httm_q_merge": 0.4},
+              "camera_frame": {"world_frame": "cam", "camera_frame": "cam"},
+              "odom_frame": {"world_frame": "odom", "tf_mode": "odom"},
+              "tf_child_frame": {"world_frame": "cam_vggt", "tf_child_frame": "cam_vggt"}}[rule.names[1]]
     values = {**params.defaults(), **broken}
     errors = params.validate(values)
     assert errors == [rule.check(values)]

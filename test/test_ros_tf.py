@@ -53,7 +53,7 @@ def _pose_of(t: TransformStamped):
 def test_node_tf_chain_equals_pose_with_frames_and_stamps(ros):
     seq = demo_sequence(num_frames=FRAMES, width=W, height=H, seed=0, speed=0.05)
     values = dict(image_size=W, window_size=6, window_overlap=2, keyframe_policy="every", qos_reliability="reliable",
-                  qos_depth=100, device="cpu", world_frame="odom", camera_frame="cam_optical")
+                  qos_depth=100, device="cpu", world_frame="odom", camera_frame="cam_optical", tf_child_frame="cam_vggt_test")
     node = ros.add(ReconstructNode(predictor=OraclePredictor(seq, seed=1), context=ros.context, namespace="/tf_test",
                                    parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
     try:
@@ -71,7 +71,7 @@ def test_node_tf_chain_equals_pose_with_frames_and_stamps(ros):
         transforms = [t for m in tf for t in m.transforms]
         poses = col.messages["pose"]
         assert len(transforms) == len(poses) == FRAMES
-        assert {(t.header.frame_id, t.child_frame_id) for t in transforms} == {("odom", "cam_optical")}
+        assert {(t.header.frame_id, t.child_frame_id) for t in transforms} == {("odom", "cam_vggt_test")}
         assert [t.header.stamp for t in transforms] == [p.header.stamp for p in poses] == list(map(_stamp, range(FRAMES)))
         for t, p in zip(transforms, poses):
             position, orientation = _pose_of(t)
@@ -80,6 +80,36 @@ def test_node_tf_chain_equals_pose_with_frames_and_stamps(ros):
                                    p.pose.orientation.w)
     finally:
         node.shutdown()
+
+
+def test_tf_mode_none_publishes_no_tf_and_odom_needs_tf2_ros(ros):
+    seq = demo_sequence(num_frames=6, width=W, height=H, seed=0, speed=0.05)
+    values = dict(image_size=W, window_size=6, window_overlap=2, keyframe_policy="every", qos_reliability="reliable",
+                  qos_depth=100, device="cpu", tf_mode="none")
+    node = ros.add(ReconstructNode(predictor=OraclePredictor(seq, seed=1), context=ros.context, namespace="/tf_none",
+                                   parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
+    try:
+        col = ros.add(make_collector(ros.context, "/tf_none/reconstruct_node", name="tf_none_col", diagnostics=False))
+        feeder = ros.add(Node("tf_none_feeder", context=ros.context))
+        tf = []
+        feeder.create_subscription(TFMessage, "/tf", lambda m: tf.extend(m.transforms), DYNAMIC_QOS)
+        pub = feeder.create_publisher(Image, "/tf_none/image", 100)
+        wait_matched(pub)
+        wait_for(lambda: col.matched("pose"), TIMEOUT, "~/pose matched")
+        for i in range(6):
+            pub.publish(codec.rgb_to_image(seq.images[i], codec.make_header(_stamp(i), "")))
+        wait_for(lambda: col.count("pose") >= 6 and col.count("depth") >= 6, TIMEOUT, "a pose per keyframe")
+        assert node.window_publisher.tf is None
+        assert not [t for t in tf if t.header.frame_id == "vggt_map"]
+        assert {m.header.frame_id for m in col.messages["depth"]} == {"camera_optical_frame"}   # empty header
+    finally:
+        node.shutdown()
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="tf_mode odom needs tf2_ros"):
+            ReconstructNode(predictor=OraclePredictor(seq, seed=1), context=ros.context, namespace="/tf_odom",
+                            parameter_overrides=[Parameter("device", value="cpu"), Parameter("tf_mode", value="odom")])
 
 
 def test_static_frames_are_latched_and_kept_per_child_frame(ros):

@@ -12,13 +12,52 @@ benchmark time the conversions on a machine without DDS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from . import codec
+
+# The world frame is REP-103 (x forward, y left, z up). Gravity is unknown, so by convention the
+# first camera's forward axis (optical +z) is world +x and its down axis (optical +y) is world -z:
+# world = WORLD_FROM_OPTICAL @ (the core's world, which is the first camera's optical frame).
+WORLD_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0],
+                               [-1.0, 0.0, 0.0],
+                               [0.0, -1.0, 0.0]])
+_WORLD_FROM_OPTICAL_4 = np.eye(4)
+_WORLD_FROM_OPTICAL_4[:3, :3] = WORLD_FROM_OPTICAL
+
+# odom_T_camera(stamp, camera_frame) -> float64 [4, 4] or None when TF has no such transform
+OdomLookup = Callable[[Any, str], Optional[np.ndarray]]
+
+
+def to_world_points(xyz: np.ndarray) -> np.ndarray:
+    """Points of the core's world (first optical frame), float32 [N, 3] -> REP-103 world [N, 3]."""
+    return (xyz @ WORLD_FROM_OPTICAL.T.astype(xyz.dtype)).astype(xyz.dtype, copy=False)
+
+
+def to_world_poses(cam_to_world: np.ndarray) -> np.ndarray:
+    """Camera (optical) -> core world float64 [K, 4, 4] -> camera -> REP-103 world [K, 4, 4]."""
+    return _WORLD_FROM_OPTICAL_4 @ cam_to_world
+
+
+def world_to_odom(world_T_camera: np.ndarray, odom_T_camera: np.ndarray) -> np.ndarray:
+    """world -> odom [4, 4] such that world -> odom -> camera (the robot's TF) = world -> camera:
+    world_T_odom = world_T_camera @ inv(odom_T_camera)."""
+    return world_T_camera @ np.linalg.inv(odom_T_camera)
+
+
+def camera_frame_of(values: Mapping[str, Any], input_frame: str) -> str:
+    """Frame of depth / confidence / camera_info: the input image's, else ``camera_frame``."""
+    return input_frame or values["camera_frame"]
+
+
+def tf_child_frame(values: Mapping[str, Any], input_frame: str) -> str:
+    """TF child of ``tf_mode`` camera: ``tf_child_frame``, else ``<input frame>_vggt`` (a frame of
+    our own, never one with another parent), else ``camera_vggt``."""
+    return values["tf_child_frame"] or f"{input_frame or 'camera'}_vggt"
 
 
 @dataclass
@@ -71,14 +110,18 @@ class WindowMessages:
 
 
 def window_messages(outputs: WindowOutputs, stamps: Sequence[Any], values: Mapping[str, Any],
-                    with_tf: bool = False) -> WindowMessages:
+                    with_tf: bool = False, input_frame: str = "",
+                    odom_lookup: Optional[OdomLookup] = None) -> WindowMessages:
     """Messages from host copies: per new keyframe depth, confidence, camera info, pose (always:
-    the path needs it) and TF when ``with_tf``; the window's cloud and the map cloud when copied.
-    ``stamps``: builtin_interfaces/Time per keyframe of the window; ``values``: node parameters."""
+    the path needs it) and TF when ``with_tf`` (by ``tf_mode``; ``odom`` needs ``odom_lookup``);
+    the window's cloud and the map cloud when copied. Everything in the world frame is rotated to
+    REP-103 (``WORLD_FROM_OPTICAL``). ``stamps``: builtin_interfaces/Time per keyframe of the
+    window; ``values``: node parameters; ``input_frame``: the input images' header frame_id."""
     msgs = WindowMessages()
-    world, camera = values["world_frame"], values["camera_frame"]
+    world, camera = values["world_frame"], camera_frame_of(values, input_frame)
     height, width = outputs.image_hw
-    poses = codec.poses_from_matrices(outputs.cam_to_world)
+    world_T_camera = to_world_poses(outputs.cam_to_world)            # [K', 4, 4]
+    poses = codec.poses_from_matrices(world_T_camera)
     for i, k in enumerate(outputs.keyframes):
         cam = codec.make_header(stamps[k], camera)
         if outputs.depth is not None:
@@ -90,9 +133,30 @@ def window_messages(outputs: WindowOutputs, stamps: Sequence[Any], values: Mappi
             msgs.camera_info.append(codec.camera_info(outputs.intrinsics[i], width, height, cam))
         msgs.pose.append(PoseStamped(header=codec.make_header(stamps[k], world), pose=poses[i]))
         if with_tf:
-            msgs.tf.append(codec.transform_from_pose(poses[i], codec.make_header(stamps[k], world), camera))
+            msgs.tf.extend(_transforms(world_T_camera[i], poses[i], codec.make_header(stamps[k], world),
+                                       values, input_frame, odom_lookup))
     if outputs.points is not None:
-        msgs.points = codec.pointcloud2_xyzrgb(*outputs.points, codec.make_header(stamps[-1], world))
+        msgs.points = world_cloud(outputs.points, codec.make_header(stamps[-1], world))
     if outputs.map is not None:
-        msgs.map = codec.pointcloud2_xyzrgb(*outputs.map, codec.make_header(stamps[-1], world))
+        msgs.map = world_cloud(outputs.map, codec.make_header(stamps[-1], world))
     return msgs
+
+
+def world_cloud(points: Tuple[np.ndarray, np.ndarray], header) -> PointCloud2:
+    """A cloud of the core's world (xyz float32 [N, 3], rgb uint8 [N, 3]) in the REP-103 world."""
+    return codec.pointcloud2_xyzrgb(to_world_points(points[0]), points[1], header)
+
+
+def _transforms(world_T_camera: np.ndarray, pose, header, values: Mapping[str, Any], input_frame: str,
+                odom_lookup: Optional[OdomLookup]) -> List[TransformStamped]:
+    """The /tf of one keyframe by ``tf_mode``: camera: world -> our own camera frame; odom: world
+    -> odom_frame from the robot's odom -> camera at the keyframe's stamp (none when TF lacks it)."""
+    if values["tf_mode"] == "camera":
+        return [codec.transform_from_pose(pose, header, tf_child_frame(values, input_frame))]
+    if values["tf_mode"] != "odom" or odom_lookup is None:
+        return []
+    odom_T_camera = odom_lookup(header.stamp, camera_frame_of(values, input_frame))
+    if odom_T_camera is None:
+        return []
+    world_T_odom = codec.poses_from_matrices(world_to_odom(world_T_camera, odom_T_camera)[None])[0]
+    return [codec.transform_from_pose(world_T_odom, header, values["odom_frame"])]

@@ -146,11 +146,21 @@ PARAMS: Tuple[Param, ...] = (
     Param("map_overflow", "coarsen", "Beyond map_max_points: 'coarsen' doubles the voxel size, "
           "'evict_oldest' forgets the voxels updated longest ago.", choices=("coarsen", "evict_oldest")),
     # --- frames ----------------------------------------------------------------------------
-    Param("world_frame", "map", "Frame id of clouds, poses, path and stats (REP 105); its origin is "
-          "the first keyframe's camera.", runtime=True),
+    Param("world_frame", "vggt_map", "Frame id of clouds, poses, path and stats: REP 103 (x forward, "
+          "y left, z up by convention: the first keyframe's camera forward is +x, its down is -z); "
+          "its origin is the first keyframe's camera. Not 'map': that is a SLAM stack's.", runtime=True),
     Param("camera_frame", "camera_optical_frame", "Frame id of depth, confidence and camera_info "
-          "(optical: x right, y down, z forward) and the TF child frame. Use a name that has no "
-          "other TF parent.", runtime=True),
+          "(optical: x right, y down, z forward) when the input image's header has no frame_id "
+          "(otherwise the header's frame_id is used).", runtime=True),
+    Param("tf_mode", "camera", "/tf: 'camera' publishes world_frame -> tf_child_frame (a frame of our "
+          "own); 'odom' publishes world_frame -> odom_frame from the robot's odom -> camera transform "
+          "at each keyframe's stamp (needs tf2_ros); 'none' publishes no /tf.",
+          choices=("camera", "odom", "none")),
+    Param("tf_child_frame", "", "Child frame of tf_mode camera; empty = the input header's frame_id "
+          "+ '_vggt' ('camera_vggt' when the header has none). Never a frame that has another parent.",
+          runtime=True),
+    Param("odom_frame", "odom", "The robot's odometry frame, child of world_frame in tf_mode odom.",
+          runtime=True),
     # --- outputs ---------------------------------------------------------------------------
     *(Param(f"publish_{name}", True, f"Publish {name} (can be switched at run time).", runtime=True)
       for name in _OUTPUTS),
@@ -207,9 +217,11 @@ def check_value(param: Param, value: Any) -> Optional[str]:
         return f"{param.name} must be in [{param.range[0]}, {param.range[1]}], got {value!r}"
     if param.step and (value - param.range[0]) % param.step:
         return f"{param.name} must be a multiple of {param.step} in [{param.range[0]}, {param.range[1]}], got {value}"
+    if param.name == "tf_child_frame" and value.startswith("/"):
+        return f"tf_child_frame must be a frame id without a leading '/' (or empty); got {value!r}"
     if param.name == "device" and not _DEVICE_RE.match(value):
         return f"device must be auto, cpu, cuda or cuda:N; got {value!r}"
-    if param.name in ("world_frame", "camera_frame") and (not value or value.startswith("/")):
+    if param.name in ("world_frame", "camera_frame", "odom_frame") and (not value or value.startswith("/")):
         return f"{param.name} must be a non-empty frame id without a leading '/'; got {value!r}"
     return None
 
@@ -238,6 +250,12 @@ RULES: Tuple[Rule, ...] = (
          lambda v: v["merge_mode"] != "httm" or v["httm_q_outlier"] <= v["httm_q_merge"]),
     Rule("world_frame and camera_frame must differ: the camera pose is the transform between them",
          ("world_frame", "camera_frame"), lambda v: v["world_frame"] != v["camera_frame"]),
+    Rule("with tf_mode odom, world_frame and odom_frame must differ: /tf is the transform between them",
+         ("world_frame", "odom_frame", "tf_mode"),
+         lambda v: v["tf_mode"] != "odom" or v["world_frame"] != v["odom_frame"]),
+    Rule("with tf_mode camera, world_frame and tf_child_frame must differ: /tf is the transform between them",
+         ("world_frame", "tf_child_frame", "tf_mode"),
+         lambda v: v["tf_mode"] != "camera" or v["world_frame"] != v["tf_child_frame"]),
 )
 
 

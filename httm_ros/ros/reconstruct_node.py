@@ -19,12 +19,13 @@ Publishes (stamped with the source images' stamps)
     ~/points            PointCloud2 x y z rgb, the latest window's new points    world_frame
     ~/map               PointCloud2, voxel map (transient local: late joiners)   world_frame
     ~/depth             Image 32FC1 per new keyframe, up-to-scale world units,
-                        NaN invalid                                              camera_frame
-    ~/depth_confidence  Image 32FC1 per new keyframe (VGGT confidence, >= 1)     camera_frame
-    ~/camera_info       CameraInfo per new keyframe at the model's resolution    camera_frame
+                        NaN invalid                                  input frame_id or camera_frame
+    ~/depth_confidence  Image 32FC1 per new keyframe (VGGT confidence, >= 1)     input frame_id or camera_frame
+    ~/camera_info       CameraInfo per new keyframe at the model's resolution    input frame_id or camera_frame
     ~/pose              PoseStamped per new keyframe (camera -> world)           world_frame
     ~/path              nav_msgs/Path of all keyframes (transient local)         world_frame
-    /tf                 world_frame -> camera_frame per new keyframe (tf2_ros, else tf2_msgs: tf_publisher)
+    /tf                 per new keyframe by tf_mode: camera: world_frame -> tf_child_frame (default
+                        <input frame_id>_vggt); odom: world_frame -> odom_frame; none (docs/ROS.md)
     ~/stats             httm_ros/WindowStats per window (also rejected / failed ones)
     /diagnostics        diagnostic_msgs/DiagnosticArray, node health every diagnostics_period
 Services
@@ -81,7 +82,7 @@ from .messages import host_copies
 from .model_runner import build_model_runner
 from .node_counters import NodeCounters, NodeTimings, StampGaps
 from .stop_signals import StopRequest, StopSignals
-from .tf_publisher import make_tf_publisher
+from .tf_publisher import make_odom_lookup, make_tf_publisher
 from .window_publisher import MapJob, WindowJob, WindowPublisher
 from .window_stats import merge_outliers, window_stats, window_summary
 
@@ -117,6 +118,7 @@ class ReconstructNode(Node):
     def _start(self, predictor) -> None:
         log = self.get_logger()
         self.values: Dict[str, Any] = params.declare_all(self)
+        odom_lookup = make_odom_lookup(self) if self.values["tf_mode"] == "odom" else None   # refused without tf2_ros
         self.runner = build_model_runner(self.values, predictor, warn=log.warning, error=log.error,
                                          core_selects_keyframes=False)
         self.rec = self.runner.reconstructor
@@ -130,6 +132,7 @@ class ReconstructNode(Node):
         self._window_queue_ms = 0.0
         self._last_frame_received = 0.0
         self._last_stamp = codec.sec_to_stamp(0.0)             # of the last frame taken (world headers)
+        self._input_frame = ""                                 # the input images' header frame_id
         self._requests = services.StreamRequests()
         self._frames_taken = 0
         self._filter_update = None
@@ -139,8 +142,8 @@ class ReconstructNode(Node):
         self._discard = threading.Event()      # stopping without flush: windows are not handed over
         self._jobs: "queue.Queue" = queue.Queue(maxsize=2)     # windows waiting for the publisher
         self._make_publishers()
-        self.window_publisher = WindowPublisher(self.pub, make_tf_publisher(self), self.counters,
-                                                self.history, log.error)
+        tf = make_tf_publisher(self) if self.values["tf_mode"] != "none" else None
+        self.window_publisher = WindowPublisher(self.pub, tf, self.counters, self.history, log.error, odom_lookup)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._sub = self._make_subscription()
         services.advertise(self, self._requests, self.queue)
@@ -192,6 +195,7 @@ class ReconstructNode(Node):
         never waits for inference."""
         t0 = time.perf_counter()
         stamp = msg.header.stamp
+        self._input_frame = msg.header.frame_id
         self.counters.frames_estimated_missing += self._gaps.add(codec.stamp_to_sec(stamp))
         try:
             rgb = codec.decode_any(msg, self._limits)
@@ -363,7 +367,7 @@ class ReconstructNode(Node):
                              device=self.runner.device)
         timings.host_copy_ms = 1e3 * (time.perf_counter() - t0)
         return WindowJob(outputs, stamps, values, stats, timings, self._last_frame_received,
-                         window_summary(result, len(self.rec.map)))
+                         window_summary(result, len(self.rec.map)), self._input_frame)
 
     def _map_snapshot(self, values):
         """The map's points when ~/map is due with this window, else None."""

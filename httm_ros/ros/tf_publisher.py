@@ -78,3 +78,37 @@ def make_tf_publisher(node) -> Optional[object]:
     node.get_logger().warning("neither tf2_ros nor tf2_msgs is importable: /tf is NOT published "
                               "(the same poses are on ~/pose and ~/path)")
     return None
+
+
+def make_odom_lookup(node, timeout_s: float = 0.05):
+    """tf_mode odom: a callable (stamp, camera_frame) -> odom_T_camera float64 [4, 4] or None (not
+    in TF at that stamp, logged), with a tf2_ros Buffer and TransformListener on ``node``.
+    Raises RuntimeError (one line) where tf2_ros is not importable."""
+    try:
+        import tf2_ros
+    except ImportError:
+        raise RuntimeError("tf_mode odom needs tf2_ros (a ROS 2 install) to look up the robot's "
+                           "odom -> camera transform; it is not importable here: use tf_mode camera or none") from None
+    import numpy as np
+    from rclpy.duration import Duration
+    from rclpy.time import Time
+
+    from httm_ros.geometry import quat_to_rotmat
+
+    buffer = tf2_ros.Buffer()
+    node._tf_listener = tf2_ros.TransformListener(buffer, node)        # kept alive with the node
+    odom = node.values["odom_frame"]
+
+    def lookup(stamp, camera_frame: str):
+        try:
+            t = buffer.lookup_transform(node.values["odom_frame"] or odom, camera_frame, Time.from_msg(stamp),
+                                        timeout=Duration(seconds=timeout_s)).transform
+        except tf2_ros.TransformException as err:
+            node.get_logger().warning(f"tf_mode odom: no /tf this keyframe: {err}", throttle_duration_sec=5.0)
+            return None
+        out = np.eye(4)
+        out[:3, :3] = quat_to_rotmat(np.array([t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w]))
+        out[:3, 3] = (t.translation.x, t.translation.y, t.translation.z)
+        return out
+
+    return lookup

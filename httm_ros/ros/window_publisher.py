@@ -22,7 +22,7 @@ from nav_msgs.msg import Path
 from httm_ros.msg import WindowStats
 
 from . import codec
-from .messages import WindowOutputs, window_messages
+from .messages import OdomLookup, WindowOutputs, window_messages, world_cloud
 from .node_counters import NodeCounters, NodeTimings
 
 
@@ -56,6 +56,7 @@ class WindowJob:
     timings: NodeTimings
     received: float                      # perf_counter() when its last keyframe arrived
     summary: dict                        # window_stats.window_summary
+    input_frame: str = ""                # the input images' header frame_id
 
 
 class WindowPublisher:
@@ -63,8 +64,9 @@ class WindowPublisher:
     tf_publisher or None); keeps the path, the last stats and ``history``."""
 
     def __init__(self, pub: Dict[str, Any], tf, counters: NodeCounters, history: "collections.deque",
-                 log_error: Callable[[str], None]) -> None:
+                 log_error: Callable[[str], None], odom_lookup: Optional[OdomLookup] = None) -> None:
         self.pub, self.tf, self.counters, self.history = pub, tf, counters, history
+        self.odom_lookup = odom_lookup    # tf_mode odom: the robot's odom -> camera from TF
         self.log_error = log_error
         self.path: List[PoseStamped] = []
         self.closed = False               # shutdown ran out of time: publish nothing more
@@ -94,7 +96,8 @@ class WindowPublisher:
         if job.outputs is not None:
             t0 = time.perf_counter()
             msgs = window_messages(job.outputs, job.stamps, values,
-                                   with_tf=self.tf is not None and values["publish_tf"])
+                                   with_tf=self.tf is not None and values["publish_tf"],
+                                   input_frame=job.input_frame, odom_lookup=self.odom_lookup)
             self._publish_messages(msgs, job.stamps[-1], values)
             timings.convert_ms = 1e3 * (time.perf_counter() - t0) - self._publish_call_ms
         timings.publish_calls_ms = self._publish_call_ms
@@ -116,7 +119,7 @@ class WindowPublisher:
             if job.publish_path:
                 self._send("path", Path(header=job.header, poses=[]))
         if job.points is not None:
-            self._send("map", codec.pointcloud2_xyzrgb(*job.points, job.header))
+            self._send("map", world_cloud(job.points, job.header))
 
     def _publish_messages(self, msgs, stamp, values) -> None:
         for topic in ("depth", "depth_confidence", "camera_info"):

@@ -9,7 +9,8 @@ into DIR:
 - ``bag/``: an MCAP rosbag2 with the node's output topics (/reconstruct_node/points, map, depth,
   depth_confidence, camera_info, pose, path, stats and /tf), made by the node's own message
   conversion (httm_ros.ros.messages / codec / window_stats), so it replays into RViz like a live run;
-- ``map.ply`` (coloured voxel map), ``trajectory.tum`` (keyframe camera-to-world poses),
+- ``map.ply`` (coloured voxel map), ``trajectory.tum`` (keyframe camera-to-world poses), both in
+  the world frame of the bag's messages (REP 103, docs/ROS.md "Frames and TF"),
   ``report.json`` (parameters, per-window statistics, timings).
 
 Everything is written under a temporary name and renamed to DIR when the run succeeds; an
@@ -120,6 +121,17 @@ def output_topics(node: str = NODE_NAME) -> Dict[str, str]:
 
 def _ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def save_world_files(rec, out_dir: Path) -> None:
+    """map.ply and trajectory.tum in the published world frame (REP 103, like ~/map and ~/path)."""
+    from httm_ros.io.ply import save_ply
+    from httm_ros.io.tum import save_tum
+    from httm_ros.ros.messages import to_world_points, to_world_poses
+
+    xyz, rgb = rec.map.points()                                              # [N, 3] each
+    save_ply(out_dir / "map.ply", to_world_points(xyz), rgb)
+    save_tum(out_dir / "trajectory.tum", rec.trajectory.stamps, to_world_poses(rec.trajectory.cam_to_world()))
 
 
 def write_window(out: OutputBag, result, runner, state: RunState, stamps, counters, queue) -> None:
@@ -239,8 +251,7 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
             _log_window(result, state)
         out.commit()
         bag_counts = dict(out.counts)
-    rec.map.save_ply(out_dir / "map.ply")
-    rec.trajectory.save_tum(out_dir / "trajectory.tum")
+    save_world_files(rec, out_dir)
     return {"summary": summarize(state.stats), "bag": str(bag), "topic": topic.name, "input_type": topic.input_type,
             "frames_bad_input": counters.frames_bad_input, "frames_rescaled": counters.frames_rescaled,
             "wall_s": round(run_timer.lap("run"), 2), "output_messages": bag_counts}

@@ -71,7 +71,7 @@ class TestReplayedBag(unittest.TestCase):
             col = ctx.add(make_collector(ctx.context, "/reconstruct_node", diagnostics=False))
             wait_for(lambda: col.count("stats") >= 2, TIMEOUT, "the bag's window and the flushed last one")
             first, last = col.messages["stats"][:2]
-            self.assertEqual((first.num_keyframes, first.header.stamp, first.header.frame_id), (4, STAMPS[3], "map"))
+            self.assertEqual((first.num_keyframes, first.header.stamp, first.header.frame_id), (4, STAMPS[3], "vggt_map"))
             self.assertEqual((last.num_keyframes, last.num_overlap_keyframes), (3, 2))
             wait_for(lambda: col.count("map") >= 1 and col.count("pose") >= 4, 30.0,
                      f"~/map and ~/pose ({ {t: len(m) for t, m in col.messages.items()} })")

@@ -48,7 +48,7 @@ TINY = """/**:
     diagnostics_period: 0.2
 """
 os.environ.update(ros_env(__name__))        # the node (a child process) and this test: one domain
-CAMERA_TOPICS = ("depth", "depth_confidence", "camera_info")     # in camera_frame; the rest in world_frame
+CAMERA_TOPICS = ("depth", "depth_confidence", "camera_info")     # in the input frame_id; the rest in world_frame
 RVIZ_TYPES = {     # RViz display class -> the message type it subscribes to (rviz_default_plugins); None: no topic
     "rviz_default_plugins/Grid": None, "rviz_default_plugins/TF": "tf2_msgs/msg/TFMessage",
     "rviz_default_plugins/PointCloud2": "sensor_msgs/msg/PointCloud2", "rviz_default_plugins/Path": "nav_msgs/msg/Path",
@@ -122,12 +122,12 @@ class TestFramesInOutputsOut(unittest.TestCase):
     def test_stats_of_the_window(self):
         stats = self.col.messages["stats"][0]
         self.assertEqual((stats.num_keyframes, stats.image_width, stats.merge_mode), (FRAMES, 56, "httm"))
-        self.assertEqual((stats.header.frame_id, stats.header.stamp), ("map", self.stamps[-1]))
+        self.assertEqual((stats.header.frame_id, stats.header.stamp), ("vggt_map", self.stamps[-1]))
 
     def test_every_output_has_its_frame_id_and_the_input_stamps(self):
         for topic in OUTPUTS:
             msgs = self.col.messages[topic]
-            frame = "camera_optical_frame" if topic in CAMERA_TOPICS else "map"
+            frame = "cam" if topic in CAMERA_TOPICS else "vggt_map"
             self.assertTrue(all(m.header.frame_id == frame for m in msgs), topic)
             self.assertTrue(all(m.header.stamp in self.stamps for m in msgs), topic)
         self.assertEqual([p.header.stamp for p in self.col.messages["pose"][:FRAMES]], self.stamps)
@@ -136,7 +136,7 @@ class TestFramesInOutputsOut(unittest.TestCase):
     def test_tf_chain_equals_pose(self):
         transforms = [t for m in self.tf for t in m.transforms][:FRAMES]
         for t, pose in zip(transforms, self.col.messages["pose"][:FRAMES]):
-            self.assertEqual((t.header.frame_id, t.child_frame_id), ("map", "camera_optical_frame"))
+            self.assertEqual((t.header.frame_id, t.child_frame_id), ("vggt_map", "cam_vggt"))
             self.assertEqual(t.header.stamp, pose.header.stamp)
             tr, p = t.transform, pose.pose
             self.assertEqual((tr.translation.x, tr.translation.y, tr.translation.z),
