@@ -77,10 +77,11 @@ def test_path_to_matrices_round_trip():
 
 def test_preview_draws_points_trajectory_and_frames():
     rng = np.random.default_rng(0)
-    xyz = rng.normal(size=(5000, 3)) * [1.0, 0.3, 1.0] + [0, 0, 3]
+    xyz = rng.normal(size=(5000, 3)) * [1.0, 1.0, 0.3] + [3, 0, 0]       # REP-103 world: 3 m ahead
     rgb = np.tile(np.array([[0, 200, 255]], np.uint8), (5000, 1))
     cams = np.tile(np.eye(4), (4, 1, 1))
-    cams[:, 0, 3] = np.linspace(0, 1, 4)
+    cams[:, :3, :3] = preview.OPTICAL_FROM_WORLD.T                        # optical camera axes in the world
+    cams[:, 1, 3] = -np.linspace(0, 1, 4)                                # moving to the right
     thumbs = [("input frame 0", np.zeros((30, 40, 3), np.uint8))]
     img = preview.render_preview(xyz, rgb, cams, thumbs, "title", ["line"], "WARNING")
     arr = np.asarray(img)

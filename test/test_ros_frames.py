@@ -43,3 +43,9 @@ def test_frames_of_the_outputs():
     assert messages.tf_child_frame(values, "cam_optical") == "cam_optical_vggt"
     assert messages.tf_child_frame(values, "") == "camera_vggt"
     assert messages.tf_child_frame({**values, "tf_child_frame": "mine"}, "cam_optical") == "mine"
+
+
+def test_the_demo_preview_undoes_the_same_rotation():
+    from httm_ros.tools.demo import preview
+
+    assert preview.OPTICAL_FROM_WORLD == pytest.approx(messages.WORLD_FROM_OPTICAL.T)

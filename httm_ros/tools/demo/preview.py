@@ -7,8 +7,9 @@ Layout: a title band (what was run, the numbers, a red warning for test weights)
 above and behind the first camera, and a strip of input frames. Points are splatted 2x2 pixels
 with a z-buffer (nearest wins); the trajectory is drawn as an orange line through the keyframe
 camera centres, each camera as a small arrow along its viewing direction (green: first, red: last).
-World coordinates are the node's: the first window's frame, optical axes (x right, y down,
-z forward); with a real model its origin is the first keyframe's camera.
+Input coordinates are the node's published world frame (REP 103: x the first camera's forward,
+y its left, z its up; docs/ROS.md "Frames and TF"); the views draw them in the first camera's
+optical axes (x right, y down, z forward); with a real model the origin is the first keyframe's camera.
 """
 
 from __future__ import annotations
@@ -159,20 +160,36 @@ def _thumbnail_strip(thumbnails: Sequence[Tuple[str, np.ndarray]], width: int, h
     return strip
 
 
+# The node publishes in the REP-103 world (x forward, y left, z up: docs/ROS.md "Frames and TF");
+# the views below draw in the first camera's optical axes (x right, y down, z forward):
+# optical = OPTICAL_FROM_WORLD @ world (= httm_ros.ros.messages.WORLD_FROM_OPTICAL transposed).
+OPTICAL_FROM_WORLD = np.array([[0.0, -1.0, 0.0],
+                               [0.0, 0.0, -1.0],
+                               [1.0, 0.0, 0.0]])
+
+
+def _to_optical(xyz: np.ndarray, cam_to_world: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """World points [N, 3] and poses [K, 4, 4] -> the same in the first camera's optical axes."""
+    rot = np.eye(4)
+    rot[:3, :3] = OPTICAL_FROM_WORLD
+    return xyz @ OPTICAL_FROM_WORLD.T, rot @ cam_to_world
+
+
 def render_preview(xyz: np.ndarray, rgb: np.ndarray, cam_to_world: np.ndarray,
                    thumbnails: Sequence[Tuple[str, np.ndarray]] = (), title: str = "",
                    lines: Sequence[str] = (), warning: Optional[str] = None) -> Image.Image:
-    """The whole preview image (see the module docstring)."""
-    xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
+    """The whole preview image (see the module docstring) of a map and poses in the published
+    REP-103 world frame."""
+    xyz, cam_to_world = _to_optical(np.asarray(xyz, np.float64).reshape(-1, 3),
+                                    np.asarray(cam_to_world, np.float64).reshape(-1, 4, 4))
     rgb = np.asarray(rgb, np.uint8).reshape(-1, 3)
-    cam_to_world = np.asarray(cam_to_world, np.float64).reshape(-1, 4, 4)
     finite = np.isfinite(xyz).all(1)
     xyz, rgb = xyz[finite], rgb[finite]
     lo, hi = _robust_bounds(xyz, cam_to_world[:, :3, 3])
     arrow = 0.06 * float((hi - lo).max())
     half = WIDTH // 2 - 6
     top = render_view(TopDown(lo, hi, half, PANEL_H), xyz, rgb, cam_to_world,
-                      "top-down (world x right, z up)", arrow)
+                      "top-down (first camera right -> right, forward -> up)", arrow)
     persp = render_view(Perspective(lo, hi, half, PANEL_H), xyz, rgb, cam_to_world,
                         "perspective (above and behind the first camera)", arrow)
     header_h = 34 + 20 * len(lines) + (26 if warning else 0)
