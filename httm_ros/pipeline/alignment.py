@@ -239,18 +239,27 @@ def _verdict(rep: AlignmentReport, cfg: AlignConfig) -> str:
     """'' when every check passes, else the first failed check."""
     if not (math.isfinite(rep.scale) and np.all(np.isfinite(rep.rotation)) and np.all(np.isfinite(rep.translation))):
         return "non-finite transform"
-    lo, hi = cfg.scale_range
-    if not lo <= rep.scale <= hi:
-        return f"implausible scale {rep.scale:.3g} outside scale_range [{lo:g}, {hi:g}]"
+    if (why := scale_verdict(rep.scale, cfg)):
+        return why
     if rep.inlier_fraction < cfg.min_inlier_fraction:
         return (f"inconsistent window: inlier fraction {rep.inlier_fraction:.2f} < min_inlier_fraction="
                 f"{cfg.min_inlier_fraction}")
     if not rep.residual_rel <= cfg.max_residual:
         return f"inconsistent window: residual {rep.residual_rel:.3f} of depth > max_residual={cfg.max_residual}"
+    return camera_verdict(rep, cfg, "overlap cameras disagree")
+
+
+def scale_verdict(scale: float, cfg: AlignConfig) -> str:
+    """'' when ``scale`` lies in ``cfg.scale_range``, else the reason."""
+    lo, hi = cfg.scale_range
+    return "" if lo <= scale <= hi else f"implausible scale {scale:.3g} outside scale_range [{lo:g}, {hi:g}]"
+
+
+def camera_verdict(rep: AlignmentReport, cfg: AlignConfig, what: str) -> str:
+    """'' when the known cameras agree with their aligned poses (rotation, centre), else the reason
+    starting with ``what`` (e.g. "overlap cameras disagree")."""
     if not rep.rotation_error_deg <= cfg.max_rotation_deg:
-        return (f"overlap cameras disagree: rotation error {rep.rotation_error_deg:.1f} deg > "
-                f"max_rotation_deg={cfg.max_rotation_deg}")
+        return f"{what}: rotation error {rep.rotation_error_deg:.1f} deg > max_rotation_deg={cfg.max_rotation_deg}"
     if not rep.center_error_rel <= cfg.max_center_error:
-        return (f"overlap cameras disagree: centre error {rep.center_error_rel:.3f} of depth > "
-                f"max_center_error={cfg.max_center_error}")
+        return f"{what}: centre error {rep.center_error_rel:.3f} of depth > max_center_error={cfg.max_center_error}"
     return ""

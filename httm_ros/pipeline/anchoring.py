@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .alignment import AlignmentReport, FrameGeometry, camera_errors
+from .alignment import AlignmentReport, FrameGeometry, camera_errors, camera_verdict, scale_verdict
 from .stream_config import AlignConfig, TrackingConfig
 
 
@@ -77,19 +77,12 @@ def _baseline_log_scale(local_poses: torch.Tensor, world_poses: torch.Tensor, me
 def _anchored_verdict(rep: AlignmentReport, align: AlignConfig, tracking: TrackingConfig) -> str:
     if not (math.isfinite(rep.scale) and rep.scale > 0):
         return "non-finite anchor scale"
-    lo, hi = align.scale_range
-    if not lo <= rep.scale <= hi:
-        return f"implausible scale {rep.scale:.3g} outside scale_range [{lo:g}, {hi:g}]"
+    if (why := scale_verdict(rep.scale, align)):
+        return why
     if rep.inlier_fraction < tracking.min_depth_agreement:
         return (f"anchor/context depth disagrees with the map: {rep.inlier_fraction:.2f} of the pixels within "
                 f"{tracking.anchor_scale_inlier} (log) < min_depth_agreement={tracking.min_depth_agreement}")
-    if not rep.rotation_error_deg <= align.max_rotation_deg:
-        return (f"context cameras disagree with the map: rotation error {rep.rotation_error_deg:.1f} deg > "
-                f"max_rotation_deg={align.max_rotation_deg}")
-    if not rep.center_error_rel <= align.max_center_error:
-        return (f"context cameras disagree with the map: centre error {rep.center_error_rel:.3f} of depth > "
-                f"max_center_error={align.max_center_error}")
-    return ""
+    return camera_verdict(rep, align, "context cameras disagree with the map")
 
 
 # ---------------------------------------------------------------------------- new keyframes
