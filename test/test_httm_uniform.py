@@ -2,19 +2,17 @@
 references here, and, where the FastVGGT checkout is present (.peers/FastVGGT, not in CI), the
 same outputs as FastVGGT's own code on the same weights and inputs."""
 
-import contextlib
 import math
 import sys
 import types
 from pathlib import Path
-from types import SimpleNamespace
-from unittest import mock
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from httm_ros.bench.peers import cpu_shim
 from httm_ros.httm import UniformMergeConfig, patch, uniform_attention
 from httm_ros.httm.uniform import (block_metric, build_uniform_partition, cell_destinations, keys_metric,
                                    uniform_matching)
@@ -251,32 +249,6 @@ def import_peer():
     return vggt
 
 
-class _Fp32CpuTorch:
-    """``torch`` as FastVGGT's aggregator sees it here: bf16 casts are fp32, CUDA calls no-ops."""
-
-    bfloat16 = torch.float32
-    cuda = SimpleNamespace(synchronize=lambda *a, **k: None, empty_cache=lambda *a, **k: None)
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def zeros(*size, device=None, **kwargs):
-        return torch.zeros(*size, device="cpu" if device == "cuda" else device, **kwargs)
-
-
-@contextlib.contextmanager
-def peer_fp32_cpu(peer):
-    agg = peer.models.aggregator
-    original = agg.PositionGetter.__call__
-
-    def positions(self, batch, height, width, device=None):
-        return original(self, batch, height, width, device=torch.device("cpu"))
-
-    with mock.patch.object(agg, "torch", _Fp32CpuTorch()), mock.patch.object(agg.PositionGetter, "__call__", positions):
-        yield
-
-
 def video(frames, h, w, seed=0):
     """[S, 3, h, w] smooth frames of a slow pan."""
     g = torch.Generator().manual_seed(seed)
@@ -336,7 +308,7 @@ def test_vggt_1b_uniform_equals_fastvggt(capsys):
     tokens = []
     agg.register_forward_hook(lambda mod, args, out: tokens.append(out[0][-1]))  # block 23's
     with torch.no_grad():
-        with peer_fp32_cpu(peer):
+        with cpu_shim(torch.device("cpu"), bf16_as_fp32=True):        # the peer's bf16 casts as fp32
             want = theirs(images)
             agg.merging = None
             want_dense = theirs(images)

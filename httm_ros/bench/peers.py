@@ -69,9 +69,14 @@ def build_fastvggt(path: Path, device: torch.device, image_hw, merging: Optional
 
 class _TorchOnCpu:
     """``torch`` as the peer's aggregator sees it on a CPU: ``device="cuda"`` -> CPU, and
-    ``torch.cuda.synchronize`` / ``empty_cache`` do nothing."""
+    ``torch.cuda.synchronize`` / ``empty_cache`` do nothing; with ``bf16_as_fp32`` its bf16 casts
+    are fp32 (parity tests against our fp32 model)."""
 
     cuda = SimpleNamespace(synchronize=lambda *a, **k: None, empty_cache=lambda *a, **k: None)
+
+    def __init__(self, bf16_as_fp32: bool = False) -> None:
+        if bf16_as_fp32:
+            self.bfloat16 = torch.float32
 
     def __getattr__(self, name):
         return getattr(torch, name)
@@ -82,9 +87,9 @@ class _TorchOnCpu:
 
 
 @contextlib.contextmanager
-def cpu_shim(device: torch.device):
+def cpu_shim(device: torch.device, bf16_as_fp32: bool = False):
     """On a CPU: the peer's aggregator runs with ``_TorchOnCpu`` and its positions follow the
-    CPU (smoke runs only; nothing changes on CUDA)."""
+    CPU (smoke runs and parity tests; nothing changes on CUDA)."""
     if device.type == "cuda":
         yield
         return
@@ -95,7 +100,7 @@ def cpu_shim(device: torch.device):
     def positions(self, batch, height, width, device=None):
         return original(self, batch, height, width, device=torch.device("cpu"))
 
-    with mock.patch.object(agg, "torch", _TorchOnCpu()), \
+    with mock.patch.object(agg, "torch", _TorchOnCpu(bf16_as_fp32)), \
             mock.patch.object(agg.PositionGetter, "__call__", positions):
         yield
 
