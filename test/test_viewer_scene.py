@@ -63,6 +63,8 @@ def test_tracking_state_and_stats_text():
     assert "| latency total [ms] | 123.5 |" in text and "| latency model [ms] | 10168 |" in text
     assert "| frames received | 12 |" in text
     assert "| stats messages | 3 |" in text
+    text = stats_markdown({"alignment_accepted": False, "tracking_state": "LOST", "map_segment": 1}, 4)
+    assert "| tracking state | LOST |" in text and "| map segment | 1 |" in text
 
 
 def test_adapter_decodes_messages_into_the_scene(viewer):

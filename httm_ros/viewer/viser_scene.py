@@ -20,7 +20,7 @@ _STATS_ROWS = (                   # (WindowStats field, label) shown in the GUI
     ("map_points", "map points"), ("frames_received", "frames received"),
     ("keyframes_total", "keyframes total"), ("queue_depth", "queue depth"),
     ("frames_dropped_queue_full", "dropped (queue full)"), ("frames_dropped_bad_input", "dropped (bad input)"),
-    ("windows_failed", "windows failed"),
+    ("windows_failed", "windows failed"), ("tracking_state", "tracking state"), ("map_segment", "map segment"),
 )
 
 
