@@ -2,6 +2,8 @@
 
 import logging
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -82,11 +84,19 @@ def test_graph_loop_halves_ate_and_a_wrong_loop_is_rejected(tmp_path):
 
 
 def test_without_gtsam_one_log_line_and_same_api(monkeypatch, caplog):
-    monkeypatch.setattr(gtsam_backend, "gtsam", None)
+    monkeypatch.setitem(sys.modules, "gtsam", None)          # `import gtsam` raises ImportError
+    assert not gtsam_backend.available()
     with caplog.at_level(logging.WARNING):
         loops = LoopCloser(LoopClosureConfig(enabled=True))
-    assert not loops.active and "gtsam is not installed" in caplog.text
+    assert not loops.active and caplog.text.count("gtsam is not installed") == 1
     assert loops.summary()["loops_accepted"] == 0
+
+
+def test_gtsam_not_imported_by_the_core_or_the_node_modules():
+    code = ("import sys, httm_ros.pipeline.stream, httm_ros.pipeline.loop_closure, httm_ros.ros.params, "
+            "httm_ros.ros.core_config; print('gtsam' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------------------- the stream, oracle with drift

@@ -27,19 +27,30 @@ from .pose_graph import Between, LoopClosureConfig, PoseGraph, Prior, sim3, sim3
 
 LOG = logging.getLogger(__name__)
 
-try:
-    import gtsam
-except ImportError:                                   # pragma: no cover - depends on the environment
-    gtsam = None
+
+def _gtsam():
+    """The gtsam module, imported on first use (never at import time: the node starts without it), or None."""
+    try:
+        import gtsam
+    except ImportError:
+        return None
+    return gtsam
 
 
 def available() -> bool:
-    return gtsam is not None
+    return _gtsam() is not None
+
+
+def _require():
+    gtsam = _gtsam()
+    if gtsam is None:
+        raise ImportError("gtsam is not installed (pip install gtsam==4.3.0)")
+    return gtsam
 
 
 def make_backend(config: LoopClosureConfig) -> Optional["GtsamBackend"]:
     """A started backend, or None with one clear log line when gtsam is missing."""
-    if gtsam is None:
+    if not available():
         LOG.warning("loop closure requested but gtsam is not installed (pip install gtsam==4.3.0): "
                     "running without a pose graph")
         return None
@@ -48,7 +59,7 @@ def make_backend(config: LoopClosureConfig) -> Optional["GtsamBackend"]:
 
 def to_gtsam(t: np.ndarray) -> "gtsam.Similarity3":
     """[4,4] (sR | t) -> gtsam.Similarity3 (acts as s(R p + t'), so t' = t / s)."""
-    s = sim3_scale(t)
+    gtsam, s = _require(), sim3_scale(t)
     return gtsam.Similarity3(gtsam.Rot3(t[:3, :3] / s), np.asarray(t[:3, 3] / s, np.float64), s)
 
 
@@ -63,6 +74,7 @@ class GtsamBackend:
 
     def __init__(self, config: LoopClosureConfig) -> None:
         self.config = config
+        gtsam = _require()
         params = gtsam.ISAM2Params()
         params.setRelinearizeThreshold(0.01)
         self.isam = gtsam.ISAM2(params)
@@ -103,7 +115,7 @@ class GtsamBackend:
                 self._jobs.task_done()
 
     def _run(self, graph: PoseGraph, values: Dict[int, np.ndarray], factors: List) -> None:
-        t0 = time.perf_counter()
+        t0, gtsam = time.perf_counter(), _require()
         new = gtsam.NonlinearFactorGraph()
         init = gtsam.Values()
         for k, pose in values.items():
@@ -144,6 +156,7 @@ class GtsamBackend:
         self.update_s.append(time.perf_counter() - t0)
 
     def _factor(self, f):
+        gtsam = _require()
         if isinstance(f, Prior):
             return gtsam.PriorFactorSimilarity3(f.key, to_gtsam(f.pose), gtsam.noiseModel.Diagonal.Sigmas(f.sigmas))
         base = gtsam.noiseModel.Diagonal.Sigmas(f.sigmas)
@@ -165,6 +178,7 @@ class GtsamBackend:
 
     @staticmethod
     def _chi2(f: Between, values) -> float:
+        gtsam = _require()
         plain = gtsam.BetweenFactorSimilarity3(f.a, f.b, to_gtsam(f.relative), gtsam.noiseModel.Unit.Create(7))
         err = np.asarray(plain.unwhitenedError(values)) / f.sigmas
         return float(err @ err)
