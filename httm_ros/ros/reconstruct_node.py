@@ -47,6 +47,7 @@ the streaming core).
 from __future__ import annotations
 
 import collections
+import gc
 import math
 import os
 import queue
@@ -104,20 +105,27 @@ def input_qos(values: Dict[str, Any]) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
-class ReconstructNode(Node):
-    """The node. ``predictor`` (optional) replaces the model, e.g. an OraclePredictor in tests."""
+class ReconstructBody:
+    """The node's body, shared by :class:`ReconstructNode` (plain rclpy Node) and the managed
+    variant (:mod:`.lifecycle_node`): a mixin placed before the rclpy base class. Its stages:
+    ``_configure`` (parameters, model, publishers, services), ``_activate`` (subscription,
+    threads, diagnostics timer), ``shutdown``/``_deactivate`` (the one stop path: intake stops,
+    queue flushed or dropped, threads joined) and ``_release`` (what ``_configure`` created goes).
+    Hooks for the base: ``_declare_parameters`` and ``_output_publisher``."""
 
-    def __init__(self, predictor=None, **node_kwargs) -> None:
-        super().__init__(NODE_NAME, **node_kwargs)
-        try:
-            self._start(predictor)
-        except BaseException:        # a start-up error, or a stop signal (StopRequest) in the model build
-            self._abandon_start()
-            raise
+    def _declare_parameters(self) -> Dict[str, Any]:
+        """The validated parameter values (declared here; raises ParameterError)."""
+        return params.declare_all(self)
 
-    def _start(self, predictor) -> None:
+    def _output_publisher(self, msg_type, topic: str, qos: QoSProfile):
+        """One output publisher (a lifecycle publisher in the managed variant)."""
+        return self.create_publisher(msg_type, topic, qos)
+
+    def _configure(self, predictor) -> None:
+        """Parameters, the model and the core, publishers, services: everything but the intake."""
         log = self.get_logger()
-        self.values: Dict[str, Any] = params.declare_all(self)
+        self._entities_before = self._entities()
+        self.values: Dict[str, Any] = self._declare_parameters()
         odom_lookup = make_odom_lookup(self) if self.values["tf_mode"] == "odom" else None   # refused without tf2_ros
         self.runner = build_model_runner(self.values, predictor, warn=log.warning, error=log.error,
                                          core_selects_keyframes=False)
@@ -136,41 +144,46 @@ class ReconstructNode(Node):
         self._requests = services.StreamRequests()
         self._frames_taken = 0
         self._filter_update = None
+        self._make_publishers()
+        tf = make_tf_publisher(self) if self.values["tf_mode"] != "none" else None
+        self.window_publisher = WindowPublisher(self.pub, tf, self.counters, self.history, log.error, odom_lookup)
+        self._set_parameters_callback = self._on_set_parameters
+        self.add_on_set_parameters_callback(self._set_parameters_callback)
+        services.advertise(self, self._requests, self.queue)
+        self._diagnostics = Diagnostics(self)
+
+    def _activate(self) -> None:
+        """Intake and work: the subscription, the inference and publisher threads, diagnostics."""
         self._stopping = threading.Event()     # shutdown() began
         self._stop = threading.Event()         # the inference thread ends (now, or once drained)
         self._drain = threading.Event()        # flush_on_shutdown: the queue, then a last window
         self._discard = threading.Event()      # stopping without flush: windows are not handed over
         self._jobs: "queue.Queue" = queue.Queue(maxsize=2)     # windows waiting for the publisher
-        self._make_publishers()
-        tf = make_tf_publisher(self) if self.values["tf_mode"] != "none" else None
-        self.window_publisher = WindowPublisher(self.pub, tf, self.counters, self.history, log.error, odom_lookup)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.window_publisher.closed = False
         self._sub = self._make_subscription()
-        services.advertise(self, self._requests, self.queue)
-        self._diagnostics = Diagnostics(self)
         self._diag_timer = self.create_timer(self.values["diagnostics_period"], self._publish_diagnostics)
         self._publish_thread = threading.Thread(target=self.window_publisher.run, args=(self._jobs,),
                                                 name="reconstruct_publisher", daemon=True)
         self._publish_thread.start()
         self._worker = threading.Thread(target=self._run, name="reconstruct_worker", daemon=True)
         self._worker.start()
-        log.info(f"ready: {self.runner.description}; subscribed to {self._sub.topic_name} "
-                 f"({self.values['qos_reliability']}, depth {self.values['qos_depth']}), windows of "
-                 f"{self.values['window_size']} keyframes (overlap {self.values['window_overlap']})")
+        self.get_logger().info(f"ready: {self.runner.description}; subscribed to {self._sub.topic_name} "
+                               f"({self.values['qos_reliability']}, depth {self.values['qos_depth']}), windows of "
+                               f"{self.values['window_size']} keyframes (overlap {self.values['window_overlap']})")
 
     # ------------------------------------------------------------------ set-up
     def _make_publishers(self) -> None:
         kf = _qos(_PER_KEYFRAME_DEPTH)
         self.pub = {
-            "points": self.create_publisher(PointCloud2, "~/points", _qos(2)),
-            "map": self.create_publisher(PointCloud2, "~/map", _qos(1, latched=True)),
-            "depth": self.create_publisher(Image, "~/depth", kf),
-            "depth_confidence": self.create_publisher(Image, "~/depth_confidence", kf),
-            "camera_info": self.create_publisher(CameraInfo, "~/camera_info", kf),
-            "pose": self.create_publisher(PoseStamped, "~/pose", kf),
-            "path": self.create_publisher(Path, "~/path", _qos(1, latched=True)),
-            "stats": self.create_publisher(WindowStats, "~/stats", _qos(10)),
-            "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", _qos(10)),
+            "points": self._output_publisher(PointCloud2, "~/points", _qos(2)),
+            "map": self._output_publisher(PointCloud2, "~/map", _qos(1, latched=True)),
+            "depth": self._output_publisher(Image, "~/depth", kf),
+            "depth_confidence": self._output_publisher(Image, "~/depth_confidence", kf),
+            "camera_info": self._output_publisher(CameraInfo, "~/camera_info", kf),
+            "pose": self._output_publisher(PoseStamped, "~/pose", kf),
+            "path": self._output_publisher(Path, "~/path", _qos(1, latched=True)),
+            "stats": self._output_publisher(WindowStats, "~/stats", _qos(10)),
+            "diagnostics": self._output_publisher(DiagnosticArray, "/diagnostics", _qos(10)),
         }
 
     def _make_subscription(self):
@@ -385,6 +398,12 @@ class ReconstructNode(Node):
         window in flight is discarded. The threads are joined within ``timeout`` seconds (default
         shutdown_timeout) and the outputs acknowledged by reliable subscribers. Returns True when
         both threads ended. Idempotent; the node is destroyed by the caller."""
+        return self._deactivate(flush, timeout, final=True)
+
+    def _deactivate(self, flush: Optional[bool] = None, timeout: Optional[float] = None,
+                    final: bool = False) -> bool:
+        """``shutdown``'s stop; not ``final`` (a lifecycle deactivate) the queue stays open, so
+        that ``_activate`` can start again."""
         if self._stopping.is_set():
             return not self._threads_running()
         self._stopping.set()
@@ -392,7 +411,7 @@ class ReconstructNode(Node):
         timeout = self.values["shutdown_timeout"] if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self._stop_intake()
-        self._stop_worker(flush, timeout, deadline)
+        self._stop_worker(flush, timeout, deadline, close_queue=final)
         self._put_job(None, deadline)                          # after the worker's last window
         self._publish_thread.join(max(0.0, deadline - time.monotonic()))
         if self._publish_thread.is_alive():
@@ -405,9 +424,10 @@ class ReconstructNode(Node):
     def _stop_intake(self) -> None:
         """No more frames or diagnostics: the subscription and the timer go."""
         self._diag_timer.cancel()
+        self.destroy_timer(self._diag_timer)
         self.destroy_subscription(self._sub)
 
-    def _stop_worker(self, flush: bool, timeout: float, deadline: float) -> None:
+    def _stop_worker(self, flush: bool, timeout: float, deadline: float, close_queue: bool = True) -> None:
         log = self.get_logger()
         if flush:
             log.info(f"flush_on_shutdown: running the {len(self.queue)} queued frames and the last "
@@ -418,7 +438,8 @@ class ReconstructNode(Node):
             self._stop.set()
             dropped = self.queue.discard("shutdown")
             log.info(f"dropped at shutdown: {dropped} queued frames, window in flight discarded")
-        self.queue.close()
+        if close_queue:                                        # else the worker sees the events within 0.05 s
+            self.queue.close()
         self._worker.join(max(0.0, deadline - time.monotonic()))
         if self._worker.is_alive():
             self._discard.set()
@@ -448,6 +469,28 @@ class ReconstructNode(Node):
         return any(t is not None and t.is_alive() for t in (getattr(self, "_worker", None),
                                                              getattr(self, "_publish_thread", None)))
 
+    def _entities(self) -> Dict[str, set]:
+        """The node's DDS entities and timers now (those the rclpy base created stay at _release)."""
+        return {"publishers": set(self.publishers), "subscriptions": set(self.subscriptions),
+                "services": set(self.services), "timers": set(self.timers)}
+
+    def _release(self) -> None:
+        """Undo ``_configure`` after a stop: its publishers, services, subscriptions (TF) and
+        timers, the parameter callback, and the model with the core (memory returned)."""
+        before = getattr(self, "_entities_before", None)
+        if before is None:
+            return
+        for kind, entities in self._entities().items():
+            for entity in entities - before[kind]:
+                getattr(self, f"destroy_{kind[:-1]}")(entity)
+        if getattr(self, "_set_parameters_callback", None) is not None:
+            self.remove_on_set_parameters_callback(self._set_parameters_callback)
+        self._set_parameters_callback = None
+        self._entities_before = None
+        self.runner = self.rec = self.selector = self.window_publisher = self._diagnostics = None
+        self.pub = {}
+        gc.collect()
+
     def _abandon_start(self) -> None:
         """A start that failed or was stopped (StopRequest): the threads, if they started, and every
         DDS entity created so far go, so nothing is left behind (/dev/shm included)."""
@@ -456,6 +499,19 @@ class ReconstructNode(Node):
         elif getattr(self, "_publish_thread", None) is not None:
             self._jobs.put(None)
         self.destroy_node()
+
+
+class ReconstructNode(ReconstructBody, Node):
+    """The node. ``predictor`` (optional) replaces the model, e.g. an OraclePredictor in tests."""
+
+    def __init__(self, predictor=None, **node_kwargs) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        try:
+            self._configure(predictor)
+            self._activate()
+        except BaseException:        # a start-up error, or a stop signal (StopRequest) in the model build
+            self._abandon_start()
+            raise
 
 
 SPIN_PERIOD = 0.1        # s: the main loop sees a stop signal within this
