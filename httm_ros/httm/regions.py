@@ -82,11 +82,29 @@ def round_half_up(x: Tensor) -> Tensor:
     return torch.floor(x + 0.5).long()
 
 
+def shard_groups(layout, n_t: int) -> Tensor:
+    """Sizes of the temporal groups of ``layout``'s frames [ng]: ``balanced_chunks`` of the whole
+    sequence, restricted to the layout's frames when it is a shard of a longer one (a sharded
+    forward); a shard must start and end on group boundaries."""
+    total, offset = layout.sequence_frames, layout.frame_offset
+    group = balanced_chunks(total, n_t)
+    if total == layout.frames:
+        return group
+    ends = group.cumsum(0)
+    first = int(torch.searchsorted(ends, offset, right=True))
+    last = int(torch.searchsorted(ends, offset + layout.frames, right=False))
+    starts_ok = offset == 0 or int(ends[first - 1]) == offset
+    if not starts_ok or last >= len(ends) or int(ends[last]) != offset + layout.frames:
+        raise ValueError(f"frames [{offset}, {offset + layout.frames}) of {total} do not fall on the "
+                         f"temporal groups of n_t={n_t} (ends {ends.tolist()})")
+    return group[first:last + 1]
+
+
 def _region_grid(layout, n_s: int, n_t: int):
     """Slots of all regions on a padded (frame, position) grid: tensors [nblk, T, C]."""
     h, w = layout.grid
     chunk = balanced_chunks(h * w, n_s)                                   # [nc]
-    group = balanced_chunks(layout.frames, n_t)                           # [ng]
+    group = shard_groups(layout, n_t)                                     # [ng]
     c_start, g_start = chunk.cumsum(0) - chunk, group.cumsum(0) - group
     t = torch.arange(int(group.max()))[None, :, None]                     # [1, T, 1]
     j = torch.arange(int(chunk.max()))[None, None, :]                     # [1, 1, C]
@@ -130,7 +148,8 @@ def build_region_layout(layout, spatial_block: int, temporal_frames: int, merge_
     """
     valid, token, frame, t, j = _region_grid(layout, spatial_block, temporal_frames)
     nblk = valid.shape[0]
-    anchor = valid & (frame == 0) if anchor_first_frame else torch.zeros_like(valid)
+    first = -layout.frame_offset                                          # local index of frame 0
+    anchor = valid & (frame == first) if anchor_first_frame else torch.zeros_like(valid)
     n = valid.flatten(1).sum(1)                                           # [nblk]
     n_anchor = anchor.flatten(1).sum(1)
     kept = n - round_half_up(merge_ratio * n.double())

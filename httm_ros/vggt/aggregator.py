@@ -15,11 +15,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def first_and_rest(tokens: Tensor, batch: int, frames: int) -> Tensor:
+def first_and_rest(tokens: Tensor, batch: int, frames: int, has_first: bool = True) -> Tensor:
     """Per-frame special tokens: [1, 2, X, C] -> [batch*frames, X, C].
 
-    Entry 0 goes to the first frame of each sequence, entry 1 to every other frame.
+    Entry 0 goes to the first frame of each sequence, entry 1 to every other frame (to all of
+    them when ``has_first`` is False: a shard of the sequence that does not start at frame 0).
     """
+    if not has_first:
+        return tokens[:, 1:].expand(batch, frames, *tokens.shape[2:]).reshape(batch * frames, *tokens.shape[2:])
     first = tokens[:, :1].expand(batch, 1, *tokens.shape[2:])
     rest = tokens[:, 1:].expand(batch, frames - 1, *tokens.shape[2:])
     return torch.cat((first, rest), dim=1).reshape(batch * frames, *tokens.shape[2:])
@@ -48,22 +51,26 @@ class Aggregator(nn.Module):
     def default_keep(self) -> tuple:
         return tuple(sorted(set(self.cfg.dpt_layers) | {self.cfg.depth - 1}))
 
-    def _embed(self, images: Tensor) -> Tensor:
+    def _embed(self, images: Tensor, has_first: bool = True) -> Tensor:
         """images [B, S, 3, H, W] in [0, 1] -> tokens [B*S, P, C]."""
         b, s, c, height, width = images.shape
         mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 1, 3, 1, 1)
         images = (images - mean) / std
         patches = self.patch_embed(images.reshape(b * s, c, height, width))      # [B*S, h*w, C]
-        camera = first_and_rest(self.camera_token, b, s)                          # [B*S, 1, C]
-        registers = first_and_rest(self.register_token, b, s)                     # [B*S, R, C]
+        camera = first_and_rest(self.camera_token, b, s, has_first)               # [B*S, 1, C]
+        registers = first_and_rest(self.register_token, b, s, has_first)          # [B*S, R, C]
         return torch.cat((camera, registers, patches), dim=1)
 
-    def forward(self, images: Tensor, keep_layers: Optional[Iterable[int]] = None) -> Dict[int, Tensor]:
+    def forward(self, images: Tensor, keep_layers: Optional[Iterable[int]] = None,
+                frame_offset: int = 0, total_frames: Optional[int] = None) -> Dict[int, Tensor]:
         """images [B, S, 3, H, W] in [0, 1] -> {block index: [B, S, P, 2C]} for ``keep_layers``.
 
         Output i is cat(frame-block-i output, global-block-i output). ``keep_layers`` defaults to
         the DPT layers and the last block; negative indices count from the end.
+        ``frame_offset``/``total_frames``: the images are frames [offset, offset + S) of a longer
+        sequence (a sharded forward, ``httm_ros.distributed``; its global attention hook sees
+        the other frames); the defaults are the whole sequence.
         """
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"expected images [B, S, 3, H, W], got {tuple(images.shape)}")
@@ -73,10 +80,10 @@ class Aggregator(nn.Module):
             raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {p}")
         keep = self._resolve_keep(keep_layers)
         grid = (height // p, width // p)
-        tokens = self._embed(images)                                              # [B*S, P, C]
+        tokens = self._embed(images, has_first=frame_offset == 0)                 # [B*S, P, C]
         n_tok, dim = tokens.shape[1], tokens.shape[2]
         frame_layout = TokenLayout(1, n_tok, self.patch_start, grid)
-        global_layout = TokenLayout(s, n_tok, self.patch_start, grid)
+        global_layout = TokenLayout(s, n_tok, self.patch_start, grid, frame_offset, total_frames)
         pos = grid_positions(*grid, self.patch_start, device=images.device)       # [P, 2]
         frame_pos = pos.expand(b * s, -1, -1)                                     # [B*S, P, 2]
         global_pos = pos.repeat(s, 1).expand(b, -1, -1)                           # [B, S*P, 2]

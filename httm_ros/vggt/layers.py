@@ -24,12 +24,18 @@ class TokenLayout:
     The sequence is ``frames`` consecutive frames of ``tokens_per_frame`` tokens each;
     inside a frame, ``patch_start`` special tokens (camera + registers) come first, then the
     ``grid = (h, w)`` patch tokens in row-major order. Frame attention sees ``frames=1``.
+
+    A sharded forward (``httm_ros.distributed``) runs frames ``[frame_offset, frame_offset +
+    frames)`` of a sequence of ``total_frames`` (None: this layout is the whole sequence) on
+    one process; merging uses them to place its temporal regions and first-frame anchors.
     """
 
     frames: int
     tokens_per_frame: int
     patch_start: int
     grid: Tuple[int, int]
+    frame_offset: int = 0
+    total_frames: Optional[int] = None
 
     def __post_init__(self) -> None:
         h, w = self.grid
@@ -38,6 +44,14 @@ class TokenLayout:
                 f"TokenLayout: tokens_per_frame={self.tokens_per_frame} != patch_start "
                 f"{self.patch_start} + {h}*{w}"
             )
+        if self.frame_offset < 0 or self.frame_offset + self.frames > self.sequence_frames:
+            raise ValueError(f"TokenLayout: frames [{self.frame_offset}, {self.frame_offset + self.frames}) "
+                             f"outside a sequence of {self.sequence_frames}")
+
+    @property
+    def sequence_frames(self) -> int:
+        """Frames of the whole sequence this layout is a part of."""
+        return self.frames if self.total_frames is None else self.total_frames
 
     @property
     def num_tokens(self) -> int:
