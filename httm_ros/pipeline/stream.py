@@ -44,9 +44,11 @@ from .alignment import AlignmentReport, FrameGeometry, align_overlap
 from .anchoring import anchored_alignment, check_new_frames
 from .keyframe_store import KeyframeStore, StoredKeyframe, global_descriptor, make_stored, visible_fraction
 from .keyframe_trajectory import Trajectory
+from .input_mapping import input_mapping
 from .keyframes import KeyframeSelector
 from .loop_closure import LoopCloser
 from .map import GlobalMap
+from .metric_scale import MetricReport, MetricScale, window_scale
 from .predictor import Predictor
 from .stream_config import StreamConfig
 from .tracking import Tracker, TrackingState
@@ -72,6 +74,8 @@ class Keyframe:
     depth: Optional[torch.Tensor] = None            # [H,W] world units
     conf: Optional[torch.Tensor] = None             # [H,W]
     points: Optional[torch.Tensor] = None           # [P,3] world sample points (map keyframes)
+    given_intrinsics: Optional[torch.Tensor] = None  # [3,3] float32 at the model input (push(intrinsics=))
+    sensor_depth: Optional[torch.Tensor] = None     # [H,W] float32 metres at the model input, NaN = none
 
     def descriptor(self, config) -> torch.Tensor:
         """Global descriptor [D] of the image (see :mod:`.keyframe_store`)."""
@@ -100,7 +104,10 @@ class WindowResult:
     the map segment it belongs to; dropped: [(frame_id, reason)] of new keyframes the checks removed
     (the tensors above hold only the kept ones); relocalisation: the window was anchored on a
     retrieved keyframe while LOST. In anchored mode the first ``num_overlap`` keyframes are the
-    anchor and the context keyframes of the map.
+    anchor and the context keyframes of the map. focal_predicted / focal_given: mean fx (model
+    pixels) of the new keyframes as predicted / as given to ``push`` (NaN: none given);
+    given_intrinsics: new keyframes whose given K replaced the predicted one (``intrinsics`` then
+    holds the given K). metric: the metric scale after this window (accepted windows).
     """
 
     index: int
@@ -122,6 +129,10 @@ class WindowResult:
     segment: int = 0
     dropped: List[Tuple[int, str]] = field(default_factory=list)
     relocalisation: bool = False
+    focal_predicted: float = math.nan
+    focal_given: float = math.nan
+    given_intrinsics: int = 0
+    metric: Optional[MetricReport] = None
 
     @property
     def accepted(self) -> bool:
@@ -192,6 +203,7 @@ class StreamingReconstructor:
         self._anchor: List[Keyframe] = []            # chained: last O keyframes of the last accepted window
         self._num_overlap = 0                        # leading anchor keyframes in _pending
         self._reloc_attempts = 0
+        self.metric = MetricScale(self.config.metric)   # metres per world unit, from sensor depth
         if getattr(self, "loops", None) is not None:
             self.loops.close()
         self.loops: Optional[LoopCloser] = None         # pose graph (StreamConfig.loop_closure, anchored mode)
@@ -233,10 +245,16 @@ class StreamingReconstructor:
         return paths
 
     # ------------------------------------------------------------------ input
-    def push(self, frame: Union[np.ndarray, torch.Tensor], stamp: Optional[float] = None) -> List[WindowResult]:
+    def push(self, frame: Union[np.ndarray, torch.Tensor], stamp: Optional[float] = None,
+             intrinsics: Optional[np.ndarray] = None, depth: Optional[np.ndarray] = None) -> List[WindowResult]:
         """Feed one RGB frame uint8 [H,W,3]; returns the windows it completed (0 or 1).
 
-        stamp: seconds (default: the frame's index in the stream).
+        stamp: seconds (default: the frame's index in the stream). intrinsics: the frame's pinhole
+        K [3,3] (pixels of this frame, no distortion; e.g. from a camera_info): it replaces the
+        predicted K of this keyframe for alignment, checks and unprojection. depth: sensor depth
+        [H,W] in metres aligned with the frame (0 / NaN = no reading): the metric scale
+        (``self.metric``, :mod:`.metric_scale`). Both are mapped to the model input exactly as
+        the image is (:mod:`.input_mapping`).
         """
         frame = self._check_frame(frame)
         fid = self.counters.frames_received
@@ -247,6 +265,7 @@ class StreamingReconstructor:
         timer = StageTimer(mode="wall")
         image = self._prepare(frame)
         kf = Keyframe(fid, float(fid if stamp is None else stamp), image, timer.lap("preprocess"))
+        self._side_inputs(kf, tuple(frame.shape[:2]), intrinsics, depth)
         self._pending.append(kf)
         self.counters.keyframes += 1
         if len(self._pending) - self._num_overlap >= self._new_per_window():
@@ -265,6 +284,19 @@ class StreamingReconstructor:
         if self.anchored:
             return cfg.size if not self.world_defined else cfg.stride
         return cfg.size - self._num_overlap
+
+    def _side_inputs(self, kf: Keyframe, src_hw: Tuple[int, int], intrinsics, depth) -> None:
+        """Given K and sensor depth of a keyframe, mapped from the frame to the model input."""
+        if intrinsics is None and depth is None:
+            return
+        mapping = input_mapping(src_hw, self.model_hw, self.config.image_width)
+        if intrinsics is not None:
+            k = np.asarray(intrinsics, dtype=np.float64).reshape(3, 3)
+            if not (np.isfinite(k).all() and k[0, 0] > 0 and k[1, 1] > 0):
+                raise ValueError(f"intrinsics must be a finite pinhole K with fx, fy > 0, got {k.tolist()}")
+            kf.given_intrinsics = torch.as_tensor(mapping.intrinsics(k), dtype=torch.float32)
+        if depth is not None:
+            kf.sensor_depth = torch.as_tensor(mapping.resample(np.asarray(depth, dtype=np.float32)))
 
     @staticmethod
     def _check_frame(frame) -> torch.Tensor:
@@ -346,12 +378,16 @@ class StreamingReconstructor:
         pred.check(K, H, W)
         cam_to_window = invert_rigid(pred.extrinsics.to(self.device, torch.float64))  # [K,4,4]
         intr = pred.intrinsics.to(self.device, torch.float32)
+        focal_predicted = float(intr[n_ov:, 0, 0].mean()) if K > n_ov else math.nan
+        intr, given = self._given_intrinsics(kfs, n_ov, intr)
         depth = pred.depth.to(self.device, torch.float32)
         conf = pred.depth_conf.to(self.device, torch.float32)
         report = self._align(cam_to_window, intr, depth, conf, n_ov)
         timings["align"] = timer.lap("align")
         result = WindowResult(index, ids, stamps, n_ov, (H, W), report, cam_to_window, intr, depth, conf,
-                              stats=dict(pred.stats), segment=self.segments[-1].index, relocalisation=reloc)
+                              stats=dict(pred.stats), segment=self.segments[-1].index, relocalisation=reloc,
+                              focal_predicted=focal_predicted, given_intrinsics=len(given),
+                              focal_given=float(intr[given, 0, 0].mean()) if given else math.nan)
         if report.accepted:
             self._place(result)
             self._check_new(result, images, reloc)
@@ -374,6 +410,21 @@ class StreamingReconstructor:
         result.tracking_state = self.tracker.state.value
         self.last_result = result
         return result
+
+    def _given_intrinsics(self, kfs: List[Keyframe], n_ov: int, intr: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
+        """intr [K,3,3] with the given K of every keyframe that has one; when any new keyframe has
+        one, the known (overlap) keyframes keep the K they were placed with. Returns (intr, indices
+        of the new keyframes with a given K)."""
+        given = [k for k in range(n_ov, len(kfs)) if kfs[k].given_intrinsics is not None]
+        if not given:
+            return intr, []
+        intr = intr.clone()
+        for k, kf in enumerate(kfs):
+            known = kf.intrinsics if k < n_ov else None
+            chosen = kf.given_intrinsics if kf.given_intrinsics is not None else known
+            if chosen is not None:
+                intr[k] = chosen.to(intr.device, intr.dtype)
+        return intr, given
 
     def _align(self, cam_to_window, intr, depth, conf, n_ov: int) -> AlignmentReport:
         """Checked window -> world similarity (identity for the window that defines the world)."""
@@ -461,6 +512,7 @@ class StreamingReconstructor:
         timings["map_update"] = timer.lap("map_update")
         self.trajectory.append(result.frame_ids[new], result.stamps[new], result.cam_to_world[new].cpu().numpy())
         self.counters.windows_accepted += 1
+        result.metric = self._metric_update(result, new)
         first = max(0, result.num_keyframes - self.config.window.overlap)
         for k in range(first if not self.anchored else n_ov, result.num_keyframes):   # copies: never pin the window
             kf = self._pending[k]
@@ -473,6 +525,17 @@ class StreamingReconstructor:
                 self.store.add(make_stored(kf.frame_id, kf.stamp, seg, kf.image, kf.depth, kf.conf,
                                            kf.cam_to_world, kf.intrinsics, self.config.store))
         self._anchor = self._pending[first:]
+
+    def _metric_update(self, result: WindowResult, new: slice) -> MetricReport:
+        """The window's metric scale from the sensor depth of its new keyframes (world-unit depth
+        vs metres), smoothed into ``self.metric``."""
+        ks = [k for k in range(new.start, new.stop) if self._pending[k].sensor_depth is not None]
+        estimate = None
+        if ks:
+            sensor = torch.stack([self._pending[k].sensor_depth for k in ks]).numpy()      # [n,H,W] m
+            estimate = window_scale(result.depth[ks].cpu().numpy(), result.conf[ks].cpu().numpy(), sensor,
+                                    self.config.metric)
+        return MetricReport(estimate, self.metric.update(estimate), len(ks))
 
     def _filter(self, depth: torch.Tensor, conf: torch.Tensor) -> Tuple[torch.Tensor, int]:
         """Keep mask [n,h,w] on the stride grid: valid depth, conf >= threshold and >= percentile."""
@@ -519,6 +582,7 @@ class StreamingReconstructor:
         index = self.segments[-1].index + 1
         self.segments.append(MapSegment(index, GlobalMap(self.config.map, device=self.device), Trajectory()))
         self.counters.segments += 1
+        self.metric.reset()                                  # a new world frame, a new scale
         self._anchor = []
 
     def _next_pending(self, result: WindowResult) -> None:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
+from .metric_scale import MetricScaleConfig
 from .pose_graph import LoopClosureConfig
 
 
@@ -269,6 +270,7 @@ class StreamConfig:
     they come and must have both sides multiples of 14. device: "cpu",
     "cuda", "cuda:N" or "auto" (where frames, post-processing and by default the map live).
     sync_timing: synchronise CUDA around stage timers (exact per-stage times, tiny cost).
+    metric: the metric scale from sensor depth given to ``push`` (:mod:`.metric_scale`).
     """
 
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
@@ -279,6 +281,7 @@ class StreamConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
+    metric: MetricScaleConfig = field(default_factory=MetricScaleConfig)
     image_width: Optional[int] = 518
     device: str = "cpu"
     sync_timing: bool = True
@@ -287,7 +290,7 @@ class StreamConfig:
         for name, cls in (("keyframes", KeyframeConfig), ("window", WindowConfig), ("filter", FilterConfig),
                           ("align", AlignConfig), ("map", MapConfig),
                           ("tracking", TrackingConfig), ("store", StoreConfig),
-                          ("loop_closure", LoopClosureConfig)):
+                          ("loop_closure", LoopClosureConfig), ("metric", MetricScaleConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"StreamConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         if self.image_width is not None:
