@@ -3,6 +3,7 @@
     ros2 launch httm_ros reconstruct.launch.py image_topic:=/camera/image_raw checkpoint:=/path/model.safetensors
     ros2 launch httm_ros reconstruct.launch.py rviz:=true bag:=/path/to/bag checkpoint:=...
     ros2 launch httm_ros reconstruct.launch.py viewer:=true bag:=/path/to/bag ...   # browser: http://127.0.0.1:8080
+    ros2 launch httm_ros reconstruct.launch.py lifecycle:=true    # the managed (lifecycle) variant
     ros2 launch httm_ros reconstruct.launch.py --show-args        # every argument, with its default
 
 What the arguments mean and how they become node parameters and remappings is computed by
@@ -10,6 +11,10 @@ httm_ros.tools.launch_plan (pure Python, shared with the tests and the demo); th
 that LaunchPlan into launch actions:
 - the node, with the params file(s), the overrides and the remapping of ``image`` /
   ``image/compressed`` to the camera topic; the launch ends when the node exits;
+- with lifecycle:=true the node is reconstruct_lifecycle_node as a launch_ros LifecycleNode (same
+  name and topics); with autostart:=true (default) the launch emits its configure transition once
+  the process runs and activate once configure succeeded; autostart:=false leaves both to a Nav2
+  lifecycle_manager or a ~/change_state call (docs/ROS.md "Lifecycle node");
 - RViz with config/reconstruct.rviz when rviz:=true;
 - httm-view (the browser viewer) on the node's topics when viewer:=true (viewer_host, viewer_port);
 - with bag:=PATH: once the node logs that it is ready (model loaded), ``ros2 bag play PATH --clock``
@@ -23,10 +28,13 @@ that LaunchPlan into launch actions:
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, LogInfo, OpaqueFunction,
                             RegisterEventHandler, TimerAction)
-from launch.event_handlers import OnProcessExit, OnProcessIO
-from launch.events import Shutdown
+from launch.event_handlers import OnProcessExit, OnProcessIO, OnProcessStart
+from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 from launch_ros.parameter_descriptions import ParameterValue
 
 from httm_ros.tools import launch_plan
@@ -70,16 +78,38 @@ def _typed(parameters):
             if isinstance(p, dict) else p for p in parameters]
 
 
+def _node(plan):
+    """The node action: reconstruct_node, or its lifecycle variant with lifecycle:=true."""
+    kwargs = dict(package=launch_plan.PACKAGE, executable=plan.executable, name=launch_plan.NODE_NAME,
+                  output="screen", emulate_tty=True, parameters=_typed(plan.node_parameters()),
+                  remappings=plan.remappings, arguments=["--ros-args", "--log-level", plan.log_level])
+    return LifecycleNode(namespace="", **kwargs) if plan.lifecycle else Node(**kwargs)
+
+
+def _autostart(node):
+    """configure once the process runs, activate once configure succeeded (a FAILURE stays
+    unconfigured: the node logged why)."""
+
+    def change(transition_id):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
+
+    return [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, start_state="configuring",
+                                                   goal_state="inactive",
+                                                   entities=[change(Transition.TRANSITION_ACTIVATE)])),
+            RegisterEventHandler(OnProcessStart(target_action=node,
+                                                on_start=[change(Transition.TRANSITION_CONFIGURE)]))]
+
+
 def _launch_setup(context, *args, **kwargs):
     """Evaluate the arguments and build the actions (httm_ros.tools.launch_plan)."""
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_plan.ARGUMENTS}
     plan = launch_plan.resolve_launch_arguments(values)
     launch_plan.check_files(plan)
-    node = Node(package=launch_plan.PACKAGE, executable=launch_plan.NODE_NAME, name=launch_plan.NODE_NAME,
-                output="screen", emulate_tty=True, parameters=_typed(plan.node_parameters()),
-                remappings=plan.remappings, arguments=["--ros-args", "--log-level", plan.log_level])
+    node = _node(plan)
     actions = [RegisterEventHandler(OnProcessExit(        # handlers first, then the processes they watch
         target_action=node, on_exit=_node_exited))]
+    if plan.lifecycle and plan.autostart:
+        actions += _autostart(node)
     if plan.bag_command:
         actions += _bag_actions(plan, node)
     actions.append(node)

@@ -145,3 +145,15 @@ def test_bag_without_rosbags_needs_an_image_topic(monkeypatch, tmp_path):
         resolve_launch_arguments({"bag": str(tmp_path)}, SHARE)
     p = resolve_launch_arguments({"bag": str(tmp_path), "image_topic": "/cam/image_raw/compressed"}, SHARE)
     assert p.input_type == "compressed" and p.use_sim_time and p.bag_command[:4] == ["ros2", "bag", "play", str(tmp_path)]
+
+
+def test_lifecycle_selects_the_managed_executable_and_autostart():
+    plain = resolve_launch_arguments({}, SHARE)
+    assert (plain.lifecycle, plain.executable) == (False, launch_plan.NODE_NAME)
+    managed = resolve_launch_arguments({"lifecycle": "true"}, SHARE)
+    assert (managed.lifecycle, managed.autostart, managed.executable) == (True, True, "reconstruct_lifecycle_node")
+    assert managed.node_parameters() == plain.node_parameters() and managed.remappings == plain.remappings
+    assert not resolve_launch_arguments({"lifecycle": "true", "autostart": "false"}, SHARE).autostart
+    with pytest.raises(LaunchArgumentError, match="autostart:='later' must be true or false"):
+        resolve_launch_arguments({"lifecycle": "true", "autostart": "later"}, SHARE)
+    assert (ROOT / "bin" / managed.executable).is_file()       # installed to lib/httm_ros like reconstruct_node

@@ -13,6 +13,7 @@
 - :mod:`.tf_publisher`: /tf and /tf_static (tf2_ros when present, else tf2_msgs directly);
   :mod:`.stop_signals`: one path for SIGINT/SIGTERM;
 - :mod:`.reconstruct_node`: the ``reconstruct_node`` executable (the wiring of the above).
+- :mod:`.lifecycle_node`: ``reconstruct_lifecycle_node``, the same node as a managed (lifecycle) node.
 
 DDS session helpers for the tools, benchmarks and tests: :mod:`httm_ros.tools.local_dds`.
 

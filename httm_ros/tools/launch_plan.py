@@ -25,6 +25,7 @@ from .bag_io import choose_topic
 from .params_yaml import yaml_value
 
 NODE_NAME = "reconstruct_node"
+LIFECYCLE_EXECUTABLE = "reconstruct_lifecycle_node"     # the managed variant, same node name
 PACKAGE = "httm_ros"
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
 INPUT_TYPES = ("auto", "raw", "compressed")
@@ -68,6 +69,11 @@ ARGUMENTS: Tuple[Argument, ...] = (
     Argument("bag_rate", "1.0", "Playback rate of bag:= (1.0 = recorded speed)."),
     Argument("bag_delay", "1.0", "Seconds between the node being ready and the bag starting (DDS discovery)."),
     Argument("log_level", "info", "Node log level: " + ", ".join(LOG_LEVELS) + "."),
+    Argument("lifecycle", "false", f"true: start the managed (lifecycle) variant {LIFECYCLE_EXECUTABLE} "
+             "(same node name, topics and parameters), which starts unconfigured."),
+    Argument("autostart", "true", "With lifecycle:=true: true makes the launch configure and then activate "
+             "the node; false leaves the transitions to a Nav2 lifecycle_manager or a ChangeState call. "
+             "Without lifecycle:=true it has no effect."),
 )
 BY_NAME = {a.name: a for a in ARGUMENTS}
 
@@ -94,6 +100,13 @@ class LaunchPlan:
     bag_replay_command: Optional[List[str]] = None   # the same playback with httm-replay
     bag_delay: float = 1.0
     flush_command: List[str] = field(default_factory=list)
+    lifecycle: bool = False                          # the managed variant (launch_ros LifecycleNode)
+    autostart: bool = True                           # lifecycle: configure + activate from the launch
+
+    @property
+    def executable(self) -> str:
+        """The executable in lib/httm_ros that the launch starts."""
+        return LIFECYCLE_EXECUTABLE if self.lifecycle else NODE_NAME
 
     def node_parameters(self) -> List[Any]:
         """``parameters=`` of launch_ros' Node: the files, then the overrides (a dict)."""
@@ -222,7 +235,9 @@ def resolve_launch_arguments(values: Mapping[str, str], share_dir: Optional[str]
     if level not in LOG_LEVELS:
         raise LaunchArgumentError(f"launch argument log_level:={level!r} must be one of {', '.join(LOG_LEVELS)}")
     result = LaunchPlan(files, _overrides(values, kind, sim_time), _remappings(topic, kind), topic, kind,
-                        sim_time, level, flush_command=flush_command())
+                        sim_time, level, flush_command=flush_command(),
+                        lifecycle=_bool("lifecycle", values["lifecycle"]),
+                        autostart=_bool("autostart", values["autostart"]))
     if _bool("rviz", values["rviz"]):
         config = values["rviz_config"].strip() or str(share / "config" / "reconstruct.rviz")
         result.rviz_command = ["-d", config]
@@ -290,15 +305,15 @@ def share_directory() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def installed_executable() -> Optional[Path]:
-    """lib/httm_ros/reconstruct_node of the sourced install (what ``Node(package=..., executable=...)``
-    runs), or None when the package is not installed."""
+def installed_executable(name: str = NODE_NAME) -> Optional[Path]:
+    """lib/httm_ros/<name> (default reconstruct_node) of the sourced install (what
+    ``Node(package=..., executable=...)`` runs), or None when the package is not installed."""
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_prefix
     except ImportError:
         return None
     try:
-        exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / NODE_NAME
+        exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / name
     except PackageNotFoundError:
         return None
     return exe if exe.is_file() and os.access(exe, os.X_OK) else None
