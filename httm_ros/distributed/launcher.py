@@ -117,18 +117,19 @@ def init_from_env(device: str = "cuda", timeout_s: float = DEFAULT_TIMEOUT_S) ->
 
 
 def run_rank(fn: Callable, ctx: RankContext, args: Sequence) -> Any:
-    """``fn(ctx, *args)``; on an error: report it, and if another rank failed first, raise
-    ``PeerFailure`` naming it (the root cause) instead of this rank's collective error."""
+    """``fn(ctx, *args)``. On an error: if another rank reported a failure first, raise
+    ``PeerFailure`` naming it (the root cause) instead of this rank's collective error; else
+    this rank is the root cause: report it for the others and re-raise."""
     try:
         return fn(ctx, *args)
     except BaseException as exc:
-        mine = f"rank {ctx.rank}: {type(exc).__name__}: {exc}"
         others = ctx.failures()
-        ctx.report_failure(mine)
-        if others and not isinstance(exc, PeerFailure):
-            raise PeerFailure(f"rank {ctx.rank} stopped because {others[0]} (here: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
-        raise
+        if not others:
+            ctx.report_failure(f"rank {ctx.rank}: {type(exc).__name__}: {exc}")
+            raise
+        here = (str(exc).splitlines() or [""])[0][:200]
+        raise PeerFailure(f"rank {ctx.rank} stopped because {others[0]} "
+                          f"(here: {type(exc).__name__}: {here})") from exc
 
 
 def _worker(rank: int, world: int, port: int, device: str, timeout_s: float, threads: int,
