@@ -65,8 +65,11 @@ def _bag_actions(plan, node):
 
 
 def _node_exited(event, context):
-    """End the launch with the node; a failed start (the node logged why) makes it fail too."""
-    if event.returncode not in (0, None) and not context.is_shutdown:
+    """End the launch with the node; a failed start (the node logged why) makes it fail too. No
+    second Shutdown while one runs: launch_ros's ROS adapter (lifecycle:=true) refuses a second stop."""
+    if context.is_shutdown:
+        return None
+    if event.returncode not in (0, None):
         raise RuntimeError(f"reconstruct_node exited with status {event.returncode}")
     return [EmitEvent(event=Shutdown(reason="reconstruct_node exited"))]
 
