@@ -457,15 +457,20 @@ def decode_pointcloud2_xyzrgb(msg: PointCloud2) -> Tuple[np.ndarray, np.ndarray]
 
 
 # ----------------------------------------------------------------------------- camera, poses
-def camera_info(intrinsics: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
+def camera_info(intrinsics: np.ndarray, width: int, height: int, header: Header,
+                roi: Optional[Tuple[int, int, int, int]] = None) -> CameraInfo:
     """Pinhole intrinsics [3, 3] at an image of ``width`` x ``height`` -> CameraInfo (no
-    distortion, identity rectification, P = [K | 0])."""
+    distortion, identity rectification, P = [K | 0]). ``roi``: (x_offset, y_offset, width,
+    height) written to ``roi`` as is (the node's convention: the source region, docs/ROS.md)."""
     k = np.asarray(intrinsics, dtype=np.float64).reshape(3, 3)
     proj = np.zeros((3, 4))
     proj[:, :3] = k
-    return CameraInfo(header=header, width=int(width), height=int(height),
-                      distortion_model="plumb_bob", d=[0.0] * 5, k=k.reshape(-1).tolist(),
-                      r=np.eye(3).reshape(-1).tolist(), p=proj.reshape(-1).tolist())
+    msg = CameraInfo(header=header, width=int(width), height=int(height),
+                     distortion_model="plumb_bob", d=[0.0] * 5, k=k.reshape(-1).tolist(),
+                     r=np.eye(3).reshape(-1).tolist(), p=proj.reshape(-1).tolist())
+    if roi is not None:
+        msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height = (int(v) for v in roi)
+    return msg
 
 
 def _rotations_and_translations(matrices: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

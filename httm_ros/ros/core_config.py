@@ -10,6 +10,7 @@ from typing import Any, Dict, Mapping
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.httm.arguments import parse_layers
 from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig
+from httm_ros.pipeline.metric_scale import MetricScaleConfig
 from httm_ros.pipeline.stream import model_input_size
 
 
@@ -49,7 +50,15 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
         filter=filter_config(values),
         map=MapConfig(voxel_size=voxel if voxel > 0 else None, voxel_size_rel=values["voxel_size_rel"],
                       max_points=values["map_max_points"], overflow=values["map_overflow"]),
-        image_width=values["image_size"], device=device)
+        metric=metric_config(values), image_width=values["image_size"], device=device)
+
+
+def metric_config(values: Mapping[str, Any]) -> MetricScaleConfig:
+    """The metric scale estimator (metric mode, use_depth)."""
+    return MetricScaleConfig(conf_quantile=values["metric_conf_quantile"], min_depth=values["metric_min_depth"],
+                             max_depth=values["metric_max_depth"], mad_k=values["metric_mad_k"],
+                             min_pixels=values["metric_min_pixels"], smoothing=values["metric_smoothing"],
+                             ema_alpha=values["metric_ema_alpha"], median_windows=values["metric_median_windows"])
 
 
 def config_errors(values: Mapping[str, Any]) -> list:

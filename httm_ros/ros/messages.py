@@ -67,6 +67,9 @@ class WindowOutputs:
     depth / conf float32 [K', H, W] (as predicted; None when not published), intrinsics
     float64 [K', 3, 3], cam_to_world float64 [K', 4, 4], points / map: (xyz float32 [N, 3],
     rgb uint8 [N, 3]) or None. ``keyframes``: indices of the new keyframes in the window.
+    Lengths (depth, translations, points) are multiplied by ``scale`` (metres per world unit in
+    metric mode, else 1). ``source_regions`` int [K', 4]: each keyframe's source region
+    (x_offset, y_offset, width, height; ~/camera_info's roi) or None (zero roi).
     """
 
     keyframes: range
@@ -77,23 +80,50 @@ class WindowOutputs:
     conf: Optional[np.ndarray] = None
     points: Optional[Tuple[np.ndarray, np.ndarray]] = None
     map: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    scale: float = 1.0
+    source_regions: Optional[np.ndarray] = None
 
 
 def host_copies(result, values: Mapping[str, Any],
-                map_points: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> WindowOutputs:
+                map_points: Optional[Tuple[np.ndarray, np.ndarray]] = None, scale: float = 1.0,
+                source_regions: Optional[np.ndarray] = None) -> WindowOutputs:
     """Copy what the messages of an accepted ``result`` need to host memory (one transfer per
-    array, nothing else: masking and packing happen in ``window_messages``)."""
+    array, nothing else: masking and packing happen in ``window_messages``). ``scale``: metres
+    per world unit applied to every length (metric mode; 1 = world units)."""
     new = range(result.num_overlap, result.num_keyframes)
     sl = slice(new.start, new.stop)
+    cam_to_world = result.cam_to_world[sl].double().cpu().numpy()          # [K', 4, 4]; may be the core's
+    if scale != 1.0:
+        cam_to_world = cam_to_world.copy()
+        cam_to_world[:, :3, 3] *= scale
     out = WindowOutputs(new, tuple(result.image_hw), result.intrinsics[sl].double().cpu().numpy(),
-                        result.cam_to_world[sl].double().cpu().numpy(), map=map_points)
+                        cam_to_world, map=scaled_cloud(map_points, scale), scale=scale,
+                        source_regions=source_regions)
     if values["publish_depth"]:
         out.depth = result.depth[sl].float().cpu().numpy()
+        if scale != 1.0:
+            out.depth = out.depth * np.float32(scale)                          # not in place: the core's
     if values["publish_depth_confidence"]:
         out.conf = result.conf[sl].float().cpu().numpy()
     if values["publish_points"]:
-        out.points = result.points_numpy()
+        out.points = scaled_cloud(result.points_numpy(), scale)
     return out
+
+
+def scaled_cloud(points: Optional[Tuple[np.ndarray, np.ndarray]], scale: float):
+    """(xyz float32 [N, 3] x scale, rgb uint8 [N, 3]); None stays None."""
+    if points is None or scale == 1.0:
+        return points
+    return points[0] * np.float32(scale), points[1]
+
+
+def source_region_roi(mapping, enabled: bool = True) -> Tuple[int, int, int, int]:
+    """~/camera_info's roi for a keyframe made by ``mapping`` (pipeline.input_mapping.InputMapping):
+    the source region it shows, (x_offset, y_offset, width, height) in source pixels, rounded to
+    whole pixels (exact unless a portrait frame was cropped); zeros when not ``enabled``."""
+    if not enabled:
+        return 0, 0, 0, 0
+    return tuple(int(round(v)) for v in mapping.source_region())
 
 
 @dataclass
@@ -130,7 +160,8 @@ def window_messages(outputs: WindowOutputs, stamps: Sequence[Any], values: Mappi
         if outputs.conf is not None:
             msgs.depth_confidence.append(codec.float_image(outputs.conf[i], cam))
         if values["publish_camera_info"]:
-            msgs.camera_info.append(codec.camera_info(outputs.intrinsics[i], width, height, cam))
+            roi = None if outputs.source_regions is None else outputs.source_regions[i]
+            msgs.camera_info.append(codec.camera_info(outputs.intrinsics[i], width, height, cam, roi))
         msgs.pose.append(PoseStamped(header=codec.make_header(stamps[k], world), pose=poses[i]))
         if with_tf:
             msgs.tf.extend(_transforms(world_T_camera[i], poses[i], codec.make_header(stamps[k], world),

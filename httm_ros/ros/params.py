@@ -161,6 +161,41 @@ PARAMS: Tuple[Param, ...] = (
           runtime=True),
     Param("odom_frame", "odom", "The robot's odometry frame, child of world_frame in tf_mode odom.",
           runtime=True),
+    # --- side inputs: camera_info and metric depth (docs/ROS.md "camera_info and metric scale") ---
+    Param("use_camera_info", False, "Subscribe to 'camera_info' (sensor_msgs/CameraInfo, relative, "
+          "remap it): the K of the camera_info paired with a keyframe, mapped to the model input, "
+          "replaces the predicted intrinsics. Distorted camera_info (non-zero D) is refused and "
+          "counted (distorted_camera_info): feed rectified images."),
+    Param("use_depth", False, "Subscribe to 'depth/image' (sensor_msgs/Image 16UC1 mm or 32FC1 m, "
+          "aligned to the colour image, relative, remap it): metric mode; a robust scale from sensor "
+          "vs predicted depth makes depth, points, map, pose, path and /tf metres."),
+    Param("side_input_sync", "exact", "Pairing of camera_info / depth with a keyframe: 'exact' = the "
+          "message within side_input_tolerance of the image stamp, else none; 'latest' = that, else "
+          "the latest received.", choices=("exact", "latest"), runtime=True),
+    Param("side_input_tolerance", 0.001, "Seconds between the image stamp and a side message's "
+          "stamp that still count as the same stamp.", range=(0.0, 10.0), runtime=True),
+    Param("side_input_wait", 0.1, "Seconds the inference thread waits for a side message of a "
+          "keyframe's stamp that has not arrived yet.", range=(0.0, 5.0), runtime=True),
+    Param("side_input_buffer", 64, "Side messages kept per topic for pairing (the newest).",
+          range=(1, 10000)),
+    Param("camera_info_roi", True, "~/camera_info's roi = the source image region the model input "
+          "shows (x_offset, y_offset, width, height in source pixels); false = zero roi (for "
+          "image_geometry consumers of cropped, portrait inputs: it shifts cx, cy by a roi offset).",
+          runtime=True),
+    Param("metric_smoothing", "ema", "Metric scale over windows: 'ema' (exponential moving average "
+          "of log scale, weight metric_ema_alpha) or 'median' (running median of the last "
+          "metric_median_windows window scales).", choices=("ema", "median")),
+    Param("metric_ema_alpha", 0.3, "Weight of a new window's scale in the 'ema' smoothing.",
+          range=(0.001, 1.0)),
+    Param("metric_median_windows", 9, "Window scales in the 'median' smoothing.", range=(1, 1000)),
+    Param("metric_conf_quantile", 0.5, "Metric scale: only pixels whose confidence is at or above "
+          "this quantile of the window's confidences.", range=(0.0, 0.99)),
+    Param("metric_min_depth", 0.1, "Sensor depth below this (metres) is not used.", range=(0.0, 1.0)),
+    Param("metric_max_depth", 20.0, "Sensor depth above this (metres) is not used.", range=(1.5, 1000.0)),
+    Param("metric_mad_k", 3.0, "Ratios further than this many robust sigmas (1.4826 MAD) from their "
+          "median are outliers.", range=(0.5, 100.0)),
+    Param("metric_min_pixels", 200, "A window needs this many valid pixels for a scale estimate.",
+          range=(1, 100_000_000)),
     # --- outputs ---------------------------------------------------------------------------
     *(Param(f"publish_{name}", True, f"Publish {name} (can be switched at run time).", runtime=True)
       for name in _OUTPUTS),

@@ -15,13 +15,18 @@ reported on ~/stats and /diagnostics and the stream goes on.
 Subscribes (relative names, remap as usual)
     image             sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, *16)  input_type=raw
     image/compressed  sensor_msgs/CompressedImage (jpeg, png)                   input_type=compressed
+    camera_info       sensor_msgs/CameraInfo of the images (rectified: D zero)  use_camera_info=true
+                      paired by stamp; its K, mapped to the model input, replaces the predicted one
+    depth/image       sensor_msgs/Image 16UC1 (mm) or 32FC1 (m), aligned to the images,
+                      paired by stamp: metric mode (outputs in metres)          use_depth=true
 Publishes (stamped with the source images' stamps)
     ~/points            PointCloud2 x y z rgb, the latest window's new points    world_frame
     ~/map               PointCloud2, voxel map (transient local: late joiners)   world_frame
-    ~/depth             Image 32FC1 per new keyframe, up-to-scale world units,
+    ~/depth             Image 32FC1 per new keyframe, world units (metres in metric mode),
                         NaN invalid                                  input frame_id or camera_frame
     ~/depth_confidence  Image 32FC1 per new keyframe (VGGT confidence, >= 1)     input frame_id or camera_frame
-    ~/camera_info       CameraInfo per new keyframe at the model's resolution    input frame_id or camera_frame
+    ~/camera_info       CameraInfo per new keyframe at the model's resolution,   input frame_id or camera_frame
+                        roi = the source region shown (docs/ROS.md "camera_info and metric scale")
     ~/pose              PoseStamped per new keyframe (camera -> world)           world_frame
     ~/path              nav_msgs/Path of all keyframes (transient local)         world_frame
     /tf                 per new keyframe by tf_mode: camera: world_frame -> tf_child_frame (default
@@ -34,7 +39,8 @@ Services
     ~/publish_map  std_srvs/Trigger: publish the whole ~/map now (besides every map_publish_every windows)
 
 The world frame's origin is the first accepted window's first camera (VGGT convention), its unit
-the first window's arbitrary scale: depth and points are metres only up to that scale.
+the first window's arbitrary scale: depth and points are metres only up to that scale, unless
+use_depth (metric mode) scales every length to metres once a scale is known (~/stats: metric).
 Parameters: see :mod:`httm_ros.ros.params` (one table, with descriptions and ranges).
 Large clouds between processes on one host: use config/fastdds_shm.xml (see that file).
 
@@ -79,9 +85,10 @@ from . import codec, params, services
 from .core_config import filter_config, input_limits
 from .diagnostics import Diagnostics
 from .frame_queue import Frame, FrameQueue
-from .messages import host_copies
+from .messages import host_copies, scaled_cloud, source_region_roi
 from .model_runner import build_model_runner
 from .node_counters import NodeCounters, NodeTimings, StampGaps
+from .side_inputs import SideInputs
 from .stop_signals import StopRequest, StopSignals
 from .tf_publisher import make_odom_lookup, make_tf_publisher
 from .window_publisher import MapJob, WindowJob, WindowPublisher
@@ -144,6 +151,7 @@ class ReconstructBody:
         self._requests = services.StreamRequests()
         self._frames_taken = 0
         self._filter_update = None
+        self.side = SideInputs(self.values)                    # camera_info / depth, paired by stamp
         self._make_publishers()
         tf = make_tf_publisher(self) if self.values["tf_mode"] != "none" else None
         self.window_publisher = WindowPublisher(self.pub, tf, self.counters, self.history, log.error, odom_lookup)
@@ -161,6 +169,7 @@ class ReconstructBody:
         self._jobs: "queue.Queue" = queue.Queue(maxsize=2)     # windows waiting for the publisher
         self.window_publisher.closed = False
         self._sub = self._make_subscription()
+        self._side_subs = self._make_side_subscriptions()
         self._diag_timer = self.create_timer(self.values["diagnostics_period"], self._publish_diagnostics)
         self._publish_thread = threading.Thread(target=self.window_publisher.run, args=(self._jobs,),
                                                 name="reconstruct_publisher", daemon=True)
@@ -197,6 +206,25 @@ class ReconstructBody:
             return self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos,
                                             event_callbacks=events)
         return self.create_subscription(Image, "image", self._on_image, qos, event_callbacks=events)
+
+    def _make_side_subscriptions(self) -> list:
+        """camera_info (use_camera_info) and depth/image (use_depth), same QoS as the images."""
+        topics = {"camera_info": (CameraInfo, "camera_info"), "depth": (Image, "depth/image")}
+        return [self.create_subscription(topics[kind][0], topics[kind][1],
+                                         lambda msg, kind=kind: self._on_side_input(kind, msg), input_qos(self.values))
+                for kind in self.side.buffers]
+
+    def _on_side_input(self, kind: str, msg) -> None:
+        error = self.side.add(kind, msg)
+        if error is not None:
+            self._warn_side(error)
+
+    def _warn_side(self, err) -> None:
+        """A refused side message (counted in ~/stats side_input_counts); warn every 5 s per reason."""
+        now = time.monotonic()
+        if now - self._warned.get(err.reason, -math.inf) >= 5.0:
+            self._warned[err.reason] = now
+            self.get_logger().warning(f"refused a side input ({err.reason}): {err}")
 
     def threads_alive(self) -> bool:
         """True while both the inference and the publisher thread run."""
@@ -285,7 +313,8 @@ class ReconstructBody:
         """Flush/reset requests whose earlier frames have all been processed (or dropped)."""
         for what in self._requests.due(self._frames_taken, self.queue):
             if what == "publish_map":
-                self._put_job(MapJob(self.rec.map.points(), self._world_header()))
+                self._put_job(MapJob(scaled_cloud(self.rec.map.points(), self._metric_scale() or 1.0),
+                                     self._world_header()))
                 continue
             self._publish_results(self.rec.flush())
             if what == "reset":
@@ -312,7 +341,10 @@ class ReconstructBody:
             self._last_frame_received = frame.received
             self._last_stamp = frame.stamp
             keyframes = self.rec.counters.keyframes
-            results = self.rec.push(rgb, frame.stamp_sec)
+            k, depth, refused = self.side.pair(frame.stamp_sec, frame.rgb.shape[:2], rgb.shape[:2], self.values)
+            if refused is not None:
+                self._warn_side(refused)
+            results = self.rec.push(rgb, frame.stamp_sec, intrinsics=k, depth=depth)
         except Exception as err:
             self.counters.finish("inference_error", f"{type(err).__name__}: {err}")
             raise
@@ -364,8 +396,10 @@ class ReconstructBody:
         self.counters.windows_failed += bool(error)
         outputs = None
         self.counters.windows_rejected_in_row = 0 if result.accepted else self.counters.windows_rejected_in_row + 1
+        scale = self._metric_scale()
         if result.accepted:
-            outputs = host_copies(result, values, self._map_snapshot(values))
+            outputs = host_copies(result, values, self._map_snapshot(values), scale or 1.0,
+                                  self._source_regions(result, values))
         else:
             self.counters.windows_rejected += 1
             self.get_logger().warning(f"window {result.index} rejected, not added to the map: "
@@ -377,10 +411,23 @@ class ReconstructBody:
                              counters=self.counters, timings=timings, core_counters=self.rec.counters,
                              queue=self.queue, map_points=len(self.rec.map),
                              outliers=merge_outliers(getattr(self.runner.predictor, "model", None)),
-                             device=self.runner.device)
+                             device=self.runner.device, metric_scale=scale or math.nan,
+                             side_counts=self.side.counters.snapshot())
         timings.host_copy_ms = 1e3 * (time.perf_counter() - t0)
         return WindowJob(outputs, stamps, values, stats, timings, self._last_frame_received,
                          window_summary(result, len(self.rec.map)), self._input_frame)
+
+    def _metric_scale(self) -> Optional[float]:
+        """Metres per world unit in metric mode (use_depth) once known, else None (world units)."""
+        return self.rec.metric.scale if self.values["use_depth"] else None
+
+    def _source_regions(self, result, values) -> Optional[np.ndarray]:
+        """~/camera_info roi per new keyframe [K', 4] (None: unknown source sizes, zero roi)."""
+        maps = self.side.source_mappings(result.stamps[result.num_overlap:], result.image_hw,
+                                         self.rec.config.image_width)
+        if any(m is None for m in maps):
+            return None
+        return np.array([source_region_roi(m, values["camera_info_roi"]) for m in maps], dtype=np.int64)
 
     def _map_snapshot(self, values):
         """The map's points when ~/map is due with this window, else None."""
@@ -426,6 +473,8 @@ class ReconstructBody:
         self._diag_timer.cancel()
         self.destroy_timer(self._diag_timer)
         self.destroy_subscription(self._sub)
+        for sub in self._side_subs:
+            self.destroy_subscription(sub)
 
     def _stop_worker(self, flush: bool, timeout: float, deadline: float, close_queue: bool = True) -> None:
         log = self.get_logger()

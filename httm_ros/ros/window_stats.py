@@ -33,9 +33,12 @@ def gpu_memory_mb(device: torch.device) -> tuple:
 
 
 def window_stats(result, header, *, tokens_per_frame: int, counters: NodeCounters, timings: NodeTimings,
-                 core_counters, queue, map_points: int, outliers: int, device: torch.device) -> WindowStats:
+                 core_counters, queue, map_points: int, outliers: int, device: torch.device,
+                 metric_scale: float = math.nan, side_counts: Optional[dict] = None) -> WindowStats:
     """Fill WindowStats for ``result`` (a pipeline WindowResult); ``header`` is the world frame at
-    the window's last keyframe stamp. Latencies in ms; preprocess = node decode + the core's resize."""
+    the window's last keyframe stamp. Latencies in ms; preprocess = node decode + the core's resize.
+    ``metric_scale``: metres per world unit applied to the outputs (NaN: world units);
+    ``side_counts``: the side-input counters (side_inputs.SideCounters.snapshot)."""
     msg = WindowStats(header=header)
     msg.window_index = int(result.index)
     msg.num_keyframes = int(result.num_keyframes)
@@ -46,6 +49,7 @@ def window_stats(result, header, *, tokens_per_frame: int, counters: NodeCounter
     _merge_fields(msg, result.stats, outliers)
     _latency_fields(msg, result.timings, result.stats, timings)
     _alignment_fields(msg, result)
+    _side_input_fields(msg, result, metric_scale, side_counts or {})
     msg.map_points = int(map_points)
     msg.keyframes_total = int(core_counters.keyframes)
     msg.queue_depth = len(queue)
@@ -105,6 +109,23 @@ def _alignment_fields(msg: WindowStats, result) -> None:
     error = result.stats.get("error")
     msg.alignment_message = "" if rep.accepted else (f"window failed: {error}" if error else rep.reason)
     msg.tracking_state, msg.map_segment = result.tracking_state, int(result.segment)
+
+
+def _side_input_fields(msg: WindowStats, result, metric_scale: float, side_counts: dict) -> None:
+    """Predicted vs given focal length, the metric scale (applied, this window's), side counters."""
+    msg.focal_predicted_px = float(getattr(result, "focal_predicted", math.nan))
+    msg.focal_given_px = float(getattr(result, "focal_given", math.nan))
+    msg.keyframes_with_camera_info = int(getattr(result, "given_intrinsics", 0))
+    msg.metric = bool(math.isfinite(metric_scale))
+    msg.metric_scale = float(metric_scale)
+    report = getattr(result, "metric", None)
+    estimate = report.window if report is not None else None
+    msg.metric_scale_window = estimate.scale if estimate is not None else math.nan
+    msg.metric_scale_spread = estimate.spread if estimate is not None else math.nan
+    msg.metric_pixels = estimate.pixels if estimate is not None else 0
+    msg.keyframes_with_depth = report.sensor_frames if report is not None else 0
+    msg.side_input_counts_names = list(side_counts)
+    msg.side_input_counts = [int(v) for v in side_counts.values()]
 
 
 def window_summary(result, map_points: int) -> dict:
