@@ -4,7 +4,6 @@ over real DDS: a pixel round-trips source -> model -> source through our camera_
 point unprojected from our depth + camera_info projects with the source camera_info onto the
 same source pixel."""
 
-import itertools
 import os
 import threading
 import time
@@ -170,92 +169,22 @@ def test_side_inputs_count_refusals_size_mismatch_and_follow_a_rescale():
 
 
 # ----------------------------------------------------------------------------- the node over DDS
-if os.environ.get("HTTM_ROS_INSTALLED") == "1":
-    from rclpy.node import Node  # noqa: E402
-    from rclpy.parameter import Parameter  # noqa: E402
-
-    from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
-    from httm_ros.synthetic import demo_sequence  # noqa: E402
-    from httm_ros.synthetic.oracle import OraclePredictor  # noqa: E402
-    from httm_ros.tools.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
-
-W, H = 112, 84                 # the oracle's (model input) size; the camera sends twice that
-TIMEOUT = 30.0
-_names = (f"c{i}" for i in itertools.count())
 needs_ros = pytest.mark.skipif(os.environ.get("HTTM_ROS_INSTALLED") != "1",
                                reason="needs the colcon-built messages (run via scripts/test)")
-
-
-def _stamp(i: int) -> Time:
-    return Time(sec=1_700_000_000 + i, nanosec=5_000)
-
-
-def up2(a):
-    """The 'camera' image: the sequence frame at twice its size (pixel replication)."""
-    return np.repeat(np.repeat(a, 2, 0), 2, 1)
-
-
-def source_k(seq, fx_error=1.0):
-    """The 224x168 camera's K: the sequence's K mapped to twice the size (pixel centres)."""
-    k = seq.intrinsics[0].astype(np.float64)
-    return _k(2 * k[0, 0] * fx_error, 2 * k[1, 1] * fx_error, 2 * k[0, 2] + 0.5, 2 * k[1, 2] + 0.5)
-
-
-class RgbdHarness:
-    """A node in its own namespace fed 224x168 images with optional camera_info / depth."""
-
-    def __init__(self, ros, seq, **overrides):
-        self.ns = "/" + next(_names)
-        values = dict(image_size=W, window_size=6, window_overlap=2, keyframe_policy="every",
-                      qos_reliability="reliable", qos_depth=100, device="cpu", diagnostics_period=0.2)
-        values.update(overrides)
-        self.oracle = OraclePredictor(seq, seed=1)
-        self.node = ros.add(ReconstructNode(
-            predictor=self.oracle, context=ros.context, namespace=self.ns,
-            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
-        self.col = ros.add(make_collector(ros.context, f"{self.ns}/reconstruct_node", name=f"col{self.ns[1:]}"))
-        self.pub = {"image": ros.feeder.create_publisher(Image, f"{self.ns}/image", 100),
-                    "camera_info": ros.feeder.create_publisher(CameraInfo, f"{self.ns}/camera_info", 100),
-                    "depth": ros.feeder.create_publisher(Image, f"{self.ns}/depth/image", 100)}
-        self.seq = seq
-        wait_matched(self.pub["image"])
-        for kind in self.node.side.buffers:
-            wait_matched(self.pub[kind])
-        for publisher in self.node.pub.values():
-            wait_matched(publisher, 1, TIMEOUT)
-
-    def send(self, i, info=None, depth=None):
-        """Side messages first (a driver's order varies; the node waits side_input_wait anyway)."""
-        side = self.node.side.counters
-        before = sum(v for k, v in side.snapshot().items() if k.startswith("received."))
-        sent = 0
-        for kind, msg in (("camera_info", info), ("depth", depth)):
-            if msg is not None:
-                msg.header.stamp = _stamp(i)
-                self.pub[kind].publish(msg)
-                sent += 1
-        wait_for(lambda: sum(v for k, v in side.snapshot().items() if k.startswith("received.")) >= before + sent,
-                 TIMEOUT, f"side inputs of frame {i}")
-        n = self.node.counters.frames_received
-        self.pub["image"].publish(codec.rgb_to_image(up2(self.seq.images[i]), codec.make_header(_stamp(i), "cam")))
-        wait_for(lambda: self.node.counters.frames_received > n, TIMEOUT, f"frame {i}")
-
-    def close(self):
-        self.node.shutdown()
+if os.environ.get("HTTM_ROS_INSTALLED") == "1":
+    from rgbd_harness import H, TIMEOUT, W, RgbdHarness, rgbd_ros, source_k  # noqa: E402
+    from httm_ros.tools.local_dds import wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def seq():
-    from httm_ros.synthetic import demo_sequence as make
-    return make(num_frames=14, width=W, height=H, seed=0, speed=0.05)
+    from httm_ros.synthetic import demo_sequence
+    return demo_sequence(num_frames=14, width=112, height=84, seed=0, speed=0.05)
 
 
 @pytest.fixture(scope="module")
 def ros():
-    ctx = RosContext(__name__)
-    ctx.feeder = ctx.add(Node("feeder", context=ctx.context))
-    yield ctx
-    ctx.close()
+    yield from rgbd_ros(__name__)
 
 
 @needs_ros
