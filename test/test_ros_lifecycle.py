@@ -5,7 +5,9 @@ The node runs with an OraclePredictor (as in test_ros_node.py); every wait is on
 counter or service answer, with a deadline.
 """
 
+import gc
 import itertools
+import weakref
 
 import pytest
 
@@ -136,9 +138,12 @@ def test_transitions_over_the_lifecycle_services(ros, seq):
 
     # deactivate + cleanup: everything of configure goes (publishers, services, the model)
     assert m.transition(Transition.TRANSITION_DEACTIVATE)
+    runner, core = weakref.ref(m.node.runner), weakref.ref(m.node.rec)
     assert m.transition(Transition.TRANSITION_CLEANUP)
     assert m.state() == "unconfigured"
     assert m.node.runner is None and m.node.rec is None and m.node.pub == {}
+    gc.collect()
+    assert runner() is None and core() is None                 # nothing else holds the model or the map
     assert not any(s.srv_name.endswith("/flush") for s in m.node.services)
     wait_for(lambda: not col.matched("stats"), TIMEOUT, "the outputs gone after cleanup")
 

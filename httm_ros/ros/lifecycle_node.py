@@ -29,6 +29,7 @@ import sys
 from typing import Any, Dict
 
 import rclpy
+import torch
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
@@ -90,6 +91,10 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._threads_running():           # a deactivate ran out of shutdown_timeout mid-window
+            self.get_logger().error("activate refused: the inference thread of the last activation is "
+                                    "still running its window; try again once it ended")
+            return FAILURE
         super().on_activate(state)                                  # publishers on before any window
         try:
             self._activate()
@@ -108,6 +113,8 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()              # the released weights go back to the device
         self.get_logger().info("cleaned up: model and outputs released")
         return super().on_cleanup(state)
 
