@@ -47,7 +47,8 @@ Large clouds between processes on one host: use config/fastdds_shm.xml (see that
 This module is the wiring (parameters, subscription, publishers, threads); the work is in
 :mod:`.messages` and :mod:`.window_stats` (what is published), :mod:`.window_publisher` (the
 publisher thread), :mod:`.diagnostics`, :mod:`.services` and :mod:`.model_runner` (the model and
-the streaming core).
+the streaming core). The managed (lifecycle) variant with the same body (:class:`ReconstructBody`):
+:mod:`.lifecycle_node`.
 """
 
 from __future__ import annotations
