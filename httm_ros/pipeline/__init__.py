@@ -9,7 +9,9 @@ Modules, in data-flow order: stream_config (dataclasses), keyframes (KeyframeSel
 (Predictor protocol, WindowPrediction, ModelPredictor), alignment (weighted Umeyama + IRLS,
 checked; chained mode), anchoring (anchored mode: anchor pose + robust scale; checks on new
 keyframes), keyframe_store (bounded, descriptors), tracking (TrackingState), map (GlobalMap),
-keyframe_trajectory (Trajectory), stream (StreamingReconstructor; docs/STREAMING.md).
+keyframe_trajectory (Trajectory), stream (StreamingReconstructor; docs/STREAMING.md); beside the
+frames: input_mapping (source frame -> model input, for given intrinsics and sensor depth) and
+metric_scale (metres per world unit from sensor depth; docs/ROS.md "camera_info and metric scale").
 Geometry is :mod:`httm_ros.geometry`, file formats :mod:`httm_ros.io`, the ground-truth predictor
 :mod:`httm_ros.synthetic.oracle`, metrics :mod:`httm_ros.eval.metrics`, the post-processing
 benchmark :mod:`httm_ros.bench.postprocess`.
