@@ -62,8 +62,8 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
         """Every parameter's value now (unchecked)."""
         return {p.name: params.coerce(p, self.get_parameter(p.name).value) for p in params.PARAMS}
 
-    def _declare_parameters(self) -> Dict[str, Any]:
-        """The declared values, checked now (they may have been set since the last configure)."""
+    def _checked_parameters(self) -> Dict[str, Any]:
+        """The values declared at construction, checked now (they may have been set since)."""
         values = self.current_values()
         errors = params.validate(values)
         if errors:
@@ -96,11 +96,12 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
                                     "still running its window; try again once it ended")
             return FAILURE
         super().on_activate(state)                                  # publishers on before any window
+        worker = getattr(self, "_worker", None)
         try:
             self._activate()
         except Exception as err:  # noqa: BLE001
             self.get_logger().error(f"activate failed: {type(err).__name__}: {err}")
-            if getattr(self, "_worker", None) is not None:
+            if getattr(self, "_worker", None) is not worker:         # this activation started it
                 self._deactivate(flush=False)
             super().on_deactivate(state)
             return FAILURE

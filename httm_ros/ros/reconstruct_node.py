@@ -119,10 +119,10 @@ class ReconstructBody:
     ``_configure`` (parameters, model, publishers, services), ``_activate`` (subscription,
     threads, diagnostics timer), ``shutdown``/``_deactivate`` (the one stop path: intake stops,
     queue flushed or dropped, threads joined) and ``_release`` (what ``_configure`` created goes).
-    Hooks for the base: ``_declare_parameters`` and ``_output_publisher``."""
+    Hooks for the base: ``_checked_parameters`` and ``_output_publisher``."""
 
-    def _declare_parameters(self) -> Dict[str, Any]:
-        """The validated parameter values (declared here; raises ParameterError)."""
+    def _checked_parameters(self) -> Dict[str, Any]:
+        """The validated parameter values, declared now (raises ParameterError)."""
         return params.declare_all(self)
 
     def _output_publisher(self, msg_type, topic: str, qos: QoSProfile):
@@ -133,7 +133,7 @@ class ReconstructBody:
         """Parameters, the model and the core, publishers, services: everything but the intake."""
         log = self.get_logger()
         self._entities_before = self._entities()
-        self.values: Dict[str, Any] = self._declare_parameters()
+        self.values: Dict[str, Any] = self._checked_parameters()
         odom_lookup = make_odom_lookup(self) if self.values["tf_mode"] == "odom" else None   # refused without tf2_ros
         self.runner = build_model_runner(self.values, predictor, warn=log.warning, error=log.error,
                                          core_selects_keyframes=False)
