@@ -97,10 +97,16 @@ def _device(kind: str, local_rank: int) -> torch.device:
 
 
 def _init_group(rank: int, world: int, device: torch.device, store, timeout_s: float) -> RankContext:
+    """Default group (NCCL on CUDA, gloo on CPU) + a gloo group for CPU tensors. ``store`` None:
+    torchrun's environment (env://); the failure reports then use the group's own store."""
     timeout = datetime.timedelta(seconds=timeout_s)
     backend = "nccl" if device.type == "cuda" else "gloo"
     extra = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend, rank=rank, world_size=world, store=store, timeout=timeout, **extra)
+    if store is None:
+        dist.init_process_group(backend, timeout=timeout, **extra)
+        store = dist.distributed_c10d._get_default_store()
+    else:
+        dist.init_process_group(backend, rank=rank, world_size=world, store=store, timeout=timeout, **extra)
     cpu_group = dist.new_group(backend="gloo", timeout=timeout) if backend == "nccl" else None
     return RankContext(rank, world, device, cpu_group, store, timeout_s)
 
@@ -110,10 +116,7 @@ def init_from_env(device: str = "cuda", timeout_s: float = DEFAULT_TIMEOUT_S) ->
     set_nccl_env()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     dev = _device(device, int(os.environ.get("LOCAL_RANK", rank)))
-    host = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"  # else torchrun's agent
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                          is_master=host, timeout=datetime.timedelta(seconds=timeout_s))
-    return _init_group(rank, world, dev, dist.PrefixStore("httm", store), timeout_s)
+    return _init_group(rank, world, dev, None, timeout_s)
 
 
 def run_rank(fn: Callable, ctx: RankContext, args: Sequence) -> Any:

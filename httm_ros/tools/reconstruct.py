@@ -6,6 +6,10 @@ Without IMAGE_FOLDER it reconstructs the built-in synthetic demo sequence. All f
 the model in one forward pass (no windows: for streams use the ROS node or the pipeline). Writes
 DIR/points.ply (coloured, confidence-filtered points from depth + cameras), DIR/trajectory.tum
 (camera-to-world, TUM format) and DIR/report.json (frames, resolution, device, timings, merging).
+
+Several GPUs (docs/DISTRIBUTED.md): ``--gpus N`` spawns N processes (NCCL, rank r on cuda:r)
+that split the frames and run one consistent forward; ``--gpus N --device cpu`` runs N CPU
+processes (gloo). Under torchrun: ``torchrun --nproc-per-node N -m httm_ros.distributed ARGS``.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
-from httm_ros.httm import add_merge_arguments, merge_config_from_args
-from httm_ros.pipeline import ModelPredictor
+from httm_ros.distributed import (OUTLIER_MODES, GatherLog, RankContext, gather_outputs, init_from_env, launch,
+                                  run_rank, shard_frames, sharded_forward)
+from httm_ros.httm import HTTMConfig, add_merge_arguments, merge_config_from_args
+from httm_ros.pipeline import ModelPredictor, WindowPrediction
 from httm_ros.geometry import invert_rigid, unproject_depth
 from httm_ros.io.images import load_image_folder
 from httm_ros.io.ply import save_ply
@@ -31,6 +40,7 @@ from httm_ros.synthetic import demo_sequence
 from httm_ros.timing import StageTimer
 from httm_ros.vggt import CheckpointError
 from httm_ros.vggt.factory import CONFIG_NAMES, WEIGHTS_HELP, build_model, resolve_device
+from httm_ros.vggt.pose_encoding import pose_encoding_to_extrinsics_intrinsics
 from httm_ros.vggt.preprocess import preprocess_images
 
 LOG = logging.getLogger("httm_ros.reconstruct")
@@ -56,6 +66,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="drop points below this percentile of depth confidence, 0-100 (default: %(default)s)")
     p.add_argument("--max-points", type=int, default=2_000_000, help="random subsample above this (default: %(default)s)")
     add_merge_arguments(p)
+    p.add_argument("--gpus", type=int, help="split the frames over N processes: N GPUs (NCCL), or N CPU "
+                   "processes (gloo) with --device cpu (default: one process)")
+    p.add_argument("--outliers", choices=OUTLIER_MODES, default="global",
+                   help="with --gpus and HTTM: outlier budget over all ranks (as one process) or per rank "
+                        "(default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="with --gpus: seconds a collective may wait before the run fails (default: %(default)s)")
     args = p.parse_args(argv)
     _validate(p, args)
     return args
@@ -74,6 +91,15 @@ def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--max-points must be >= 1")
     if args.input and not Path(args.input).is_dir():
         p.error(f"input folder {args.input!r} does not exist")
+    if args.gpus is not None:
+        if args.gpus < 1:
+            p.error("--gpus must be >= 1")
+        if args.merge == "uniform":
+            p.error("--gpus supports --merge httm or none (the uniform baseline matches over all frames)")
+        if args.device not in ("auto", "cuda", "cpu"):
+            p.error("with --gpus, --device is auto, cuda (rank r on cuda:r) or cpu (N gloo processes)")
+        if args.timeout <= 0:
+            p.error("--timeout must be > 0")
 
 
 def load_frames(args: argparse.Namespace) -> tuple[np.ndarray, str]:
@@ -88,6 +114,8 @@ def load_frames(args: argparse.Namespace) -> tuple[np.ndarray, str]:
 
 def reconstruct(args: argparse.Namespace) -> dict:
     """Run the whole job; returns the report (also written to OUT/report.json)."""
+    if args.gpus is not None:
+        return launch(reconstruct_rank, args.gpus, distributed_device(args), args=(args,), timeout_s=args.timeout)[0]
     timer = StageTimer(mode="wall")
     frames, source = load_frames(args)
     images = preprocess_images(list(frames), mode=args.preprocess, target_size=args.size)  # [S,3,H,W]
@@ -123,7 +151,69 @@ def colored_points(pred, images: torch.Tensor, percentile: float, max_points: in
     return xyz.astype(np.float32), rgb
 
 
-def write_outputs(args, source, images, pred, xyz, rgb, cam_to_world, timings, device) -> dict:
+def distributed_device(args: argparse.Namespace) -> str:
+    """"cuda" or "cpu" for ``--gpus``; auto without CUDA is an error (say --device cpu)."""
+    if args.device == "auto":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--gpus N needs CUDA; for N CPU processes (gloo) pass --device cpu")
+        return "cuda"
+    return args.device
+
+
+def reconstruct_rank(ctx: RankContext, args: argparse.Namespace) -> Optional[dict]:
+    """One rank of ``--gpus N``: its frames through ``sharded_forward``; rank 0 gathers the
+    outputs (on the CPU) and writes them. -> the report on rank 0, None elsewhere."""
+    timer = StageTimer(mode="wall")
+    frames, source = load_frames(args)
+    merge = merge_config_from_args(args)
+    shard = shard_frames(len(frames), ctx.world, merge.temporal_frames if isinstance(merge, HTTMConfig) else None)
+    shard = shard[ctx.rank]
+    images = preprocess_images(list(frames[shard.start:shard.stop]), mode=args.preprocess,
+                               target_size=args.size)                    # [S_r, 3, H, W]
+    timer.lap("load_s")
+    model = build_model(args.config, args.weights, args.allow_test_weights, str(ctx.device))
+    timer.lap("model_build_s")
+    log = GatherLog()
+    dist.barrier(ctx.cpu_group)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = sharded_forward(model, images.to(ctx.device), shard, merge, ("camera", "depth"), args.outliers,
+                              ctx.group, log)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    rank_stats = {"rank": ctx.rank, "frames": [shard.start, shard.stop], "model_s": time.perf_counter() - start,
+                  "all_gather": log.totals(),
+                  "peak_memory_gib": torch.cuda.max_memory_allocated(ctx.device) / 2 ** 30
+                  if ctx.device.type == "cuda" else None}
+    local = {"pose_enc": out["pose_enc"].float().cpu(), "depth": out["depth"][..., 0].float().cpu(),
+             "depth_conf": out["depth_conf"].float().cpu(), "images": images[None]}
+    full = gather_outputs(local, ctx.cpu_group)                          # [1, S, ...] on every rank
+    ranks = [None] * ctx.world
+    dist.all_gather_object(ranks, rank_stats, group=ctx.cpu_group)
+    timer.lap("model_s")
+    if ctx.rank != 0:
+        return None
+    return _write_gathered(args, source, full, ranks, timer, ctx)
+
+
+def _write_gathered(args, source, full, ranks, timer, ctx: RankContext) -> dict:
+    """Rank 0: points, trajectory and report from the gathered outputs."""
+    all_images = full["images"][0]                                       # [S, 3, H, W]
+    hw = tuple(all_images.shape[-2:])
+    extr, intr = pose_encoding_to_extrinsics_intrinsics(full["pose_enc"][0], image_hw=hw)
+    pred = WindowPrediction(extr, intr, full["depth"][0], full["depth_conf"][0], stats={})
+    pred.check(all_images.shape[0], *hw)
+    xyz, rgb = colored_points(pred, all_images, args.conf_percentile, args.max_points)
+    cam_to_world = invert_rigid(pred.extrinsics).cpu().numpy()
+    timer.lap("points_s")
+    timings = {name: ms / 1e3 for name, ms in timer.times_ms().items()}
+    extra = {"distributed": {"processes": ctx.world, "backend": dist.get_backend(), "outliers": args.outliers,
+                             "ranks": ranks}}
+    return write_outputs(args, source, all_images, pred, xyz, rgb, cam_to_world, timings, ctx.device, extra)
+
+
+def write_outputs(args, source, images, pred, xyz, rgb, cam_to_world, timings, device,
+                  extra: Optional[dict] = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_ply(out / "points.ply", xyz, rgb)
@@ -141,6 +231,7 @@ def write_outputs(args, source, images, pred, xyz, rgb, cam_to_world, timings, d
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "outputs": {"points": str(out / "points.ply"), "trajectory": str(out / "trajectory.tum")},
         "command": " ".join(["httm-reconstruct", *sys.argv[1:]]),
+        **(extra or {}),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
@@ -154,6 +245,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CheckpointError as err:
         print(f"httm-reconstruct: error: {err}", file=sys.stderr)
         return 2
+    except (RuntimeError, ValueError) as err:                            # incl. DistributedError
+        if args.gpus is None:
+            raise
+        print(f"httm-reconstruct: error: {err}", file=sys.stderr)
+        return 1
+    return _summary(args, report)
+
+
+def main_torchrun(argv: Optional[Sequence[str]] = None) -> int:
+    """One rank of ``torchrun --nproc-per-node N -m httm_ros.distributed [httm-reconstruct args]``
+    (--gpus is implied by torchrun's WORLD_SIZE; --device cpu runs gloo)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    args.gpus = int(os.environ["WORLD_SIZE"])
+    ctx = init_from_env(distributed_device(args), args.timeout)
+    try:
+        report = run_rank(reconstruct_rank, ctx, (args,))
+    finally:
+        dist.destroy_process_group()
+    return _summary(args, report) if report is not None else 0
+
+
+def _summary(args: argparse.Namespace, report: dict) -> int:
     if not args.weights:
         LOG.warning("These outputs come from deterministic TEST WEIGHTS: the geometry is meaningless. "
                     "Pass --weights model.safetensors for a real reconstruction.")
