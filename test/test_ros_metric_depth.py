@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 
 pytest.importorskip("rclpy")
 if os.environ.get("HTTM_ROS_INSTALLED") != "1":
@@ -16,6 +17,12 @@ from httm_ros.ros import codec  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.tools.local_dds import wait_for  # noqa: E402
 from rgbd_harness import H, TIMEOUT, W, RgbdHarness, depth_msg, info_msg, rgbd_ros, source_k, up2  # noqa: E402
+
+def diagnostics(node) -> dict:
+    """The node's /diagnostics status right now: its key-values, level and message."""
+    status = node._diagnostics.message(node.get_clock().now().to_msg()).status[0]
+    return {**{kv.key: kv.value for kv in status.values}, "level": status.level, "message": status.message}
+
 
 NOISE, HOLES = 0.02, 0.25          # sensor depth: 2 % relative noise, 25 % holes (0 or NaN)
 
@@ -78,6 +85,9 @@ def test_metric_mode_publishes_depth_points_map_and_poses_in_metres(ros, seq, en
         assert spread(xyz) == pytest.approx(spread(gt), rel=0.1)
         pts, _ = codec.decode_pointcloud2_xyzrgb(h.col.messages["points"][-1])
         assert len(pts) > 100 and spread(pts) < 2 * spread(gt)
+        diag = diagnostics(h.node)                             # /diagnostics: the scale, no metric warning
+        assert float(diag["metric_scale"]) == pytest.approx(truth, rel=0.02)
+        assert "metric mode" not in diag["message"]
     finally:
         h.close()
 
@@ -96,5 +106,8 @@ def test_unsupported_depth_and_missing_depth_leave_world_units(ros, seq):
         world = codec.image_to_float(h.col.messages["depth"][0])          # world units: the oracle's scale
         ratio = np.nanmedian(world / seq.depth[0])
         assert ratio == pytest.approx(h.oracle.calls[0]["scale"], rel=0.03)
+        diag = diagnostics(h.node)                             # metres promised, world units given: WARN
+        assert diag["level"] == DiagnosticStatus.WARN and diag["metric_scale"] == "none yet"
+        assert "metric mode: no scale yet" in diag["message"]
     finally:
         h.close()

@@ -55,6 +55,9 @@ class Diagnostics:
             "tracking_state": node.rec.tracking_state.value, "map_segments": core.segments,
             "relocalisations": core.relocalisations, "windows_partial": core.windows_partial,
         }
+        if node.values.get("use_depth"):
+            scale = node.rec.metric.scale
+            values["metric_scale"] = "none yet" if scale is None else f"{scale:.6g}"
         values.update(self._frame_values())
         stats, timings = publisher.last_stats, publisher.last_timings
         if stats is not None:
@@ -109,6 +112,7 @@ class Diagnostics:
         if last is not None and last.alignment_message.startswith("window failed"):
             return DiagnosticStatus.ERROR, last.alignment_message
         notes = _tracking_notes(node.rec, node.counters.frames_received)
+        notes += _metric_notes(node)
         in_row = node.counters.windows_rejected_in_row
         if in_row >= node.values.get("rejected_windows_warn", 3):
             notes.append(f"{in_row} windows rejected in a row")
@@ -141,6 +145,14 @@ def _tracking_notes(rec, frames_received: int) -> List[str]:
     history = rec.tracker.history
     reason = f": {history[-1].reason}" if history else ""
     return [f"tracking {state.value}{reason}"]
+
+
+def _metric_notes(node) -> List[str]:
+    """use_depth promises metres: a WARN while the outputs are still in world units (no window with
+    enough paired sensor depth yet)."""
+    if not node.values.get("use_depth") or node.rec.metric.scale is not None or not node.rec.counters.windows_accepted:
+        return []
+    return ["metric mode: no scale yet (no window with enough paired depth): outputs in world units"]
 
 
 def _reasons(counts: Dict[str, int]) -> str:
