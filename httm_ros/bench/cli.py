@@ -13,7 +13,8 @@ import logging
 import sys
 from typing import List, Optional
 
-from . import compile_check, e2e, fidelity, latency, layer, loops, node, postprocess, report, streaming, windows
+from . import (compile_check, e2e, fidelity, latency, layer, loops, multi_gpu, node, postprocess, report, streaming,
+               windows)
 
 # name -> (module, help)
 SUBCOMMANDS = {
@@ -26,6 +27,7 @@ SUBCOMMANDS = {
     "node": (node, "reconstruct_node's overhead per window (bench/node.py)"),
     "streaming": (streaming, "streaming core: anchored vs chained windows, tracking states, relocalisation (CPU)"),
     "loops": (loops, "loop closure: pose graph (GTSAM iSAM2) ATE with/without, update time, memory (CPU, oracle)"),
+    "distributed": (multi_gpu, "one forward over N GPUs/processes (httm_ros.distributed): seconds, memory, all-gathers"),
     "compile-check": (compile_check, "compile the Triton kernels for sm_90 and read their resources"),
     "report": (report, "BENCHMARKS.md (+ PNG) from result JSON files"),
 }
