@@ -10,7 +10,10 @@ in GTSAM's tangent order [rot, trans, log-scale] wrapped in a robust kernel, Cau
 runs one iSAM2 update. A job holding a loop constraint is checked after its update: when the
 loop's whitened squared error stays above ``max_loop_chi2`` (the graph cannot agree with it even
 with the kernel), the factor is removed again, the loop is counted in ``graph.rejected`` and the
-published poses stay those from before the loop (the map is not touched).
+published poses stay those from before the loop (the map is not touched). With
+``LoopClosureConfig.batch_resolve`` a loop that fails those gates after iSAM2's relinearisations gets
+a second solve: Levenberg-Marquardt over the whole graph from iSAM2's estimate (iSAM2 stops short
+when a loop exposes a large drift), judged by the same gates; if it passes, iSAM2 is rebuilt on it.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ class GtsamBackend:
         self.version = 0
         self.update_s: List[float] = []
         self._windows: List[Between] = []             # window factors in iSAM2 (worker thread only)
+        self._factors: List = []                       # every record in iSAM2 (worker thread only)
+        self.batch_solves: List[float] = []            # seconds of each batch re-solve (see _batch)
         self._jobs: "queue.Queue" = queue.Queue()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="pose_graph", daemon=True)
@@ -127,6 +132,7 @@ class GtsamBackend:
                 loops.append((new.size() - 1, f))
             elif isinstance(f, Between):
                 self._windows.append(f)
+        self._factors += [f for f in factors if not (isinstance(f, Between) and f.kind == "loop")]
         result = self.isam.update(new, init)
         if not loops:                                  # O(new keys): the windows' own poses, nothing to correct
             with self._lock:
@@ -140,6 +146,14 @@ class GtsamBackend:
         estimate = self.isam.calculateEstimate()
         indices = list(result.getNewFactorsIndices())
         bad = [(indices[i], f, why) for i, f in loops if (why := self._verdict(f, estimate))]
+        batch = False
+        if bad and self.config.batch_resolve:          # iSAM2 may have stopped short of the optimum: a batch solve
+            solved = self._batch([f for _, f in loops], estimate)
+            if solved is not None and not any(self._verdict(f, solved) for _, f in loops):
+                estimate, bad, batch = solved, [], True
+        self._factors += [f for _, f in loops if not any(f is b[1] for b in bad)]
+        if batch:
+            self._rebuild(estimate)
         if bad:
             self.isam.update(gtsam.NonlinearFactorGraph(), gtsam.Values(), [b[0] for b in bad])
             for _, f, why in bad:
@@ -155,6 +169,34 @@ class GtsamBackend:
             self.version += 1
         self.update_s.append(time.perf_counter() - t0)
 
+    def _batch(self, loops: List[Between], estimate):
+        """Levenberg-Marquardt over the whole graph (every record in iSAM2 and ``loops``) from
+        ``estimate``: iSAM2's few relinearisations stop short when a loop exposes a large drift (the
+        chain starts far from the loop: Gauss-Newton steps of a robust kernel are small). Returns the
+        solution, or None if it does not lower the graph's error. The same gates (``_verdict``) decide."""
+        gtsam, t0 = _require(), time.perf_counter()
+        full = gtsam.NonlinearFactorGraph()
+        for f in self._factors + loops:
+            full.add(self._factor(f))
+        params = gtsam.LevenbergMarquardtParams()
+        params.setMaxIterations(self.config_batch_iterations)
+        solved = gtsam.LevenbergMarquardtOptimizer(full, estimate, params).optimize()
+        self.batch_solves.append(time.perf_counter() - t0)
+        if not full.error(solved) < full.error(estimate):
+            return None
+        return solved
+
+    def _rebuild(self, estimate) -> None:
+        """A fresh iSAM2 over every record in it, linearised at ``estimate`` (after an accepted batch solve)."""
+        gtsam = _require()
+        params = gtsam.ISAM2Params()
+        params.setRelinearizeThreshold(0.01)
+        self.isam = gtsam.ISAM2(params)
+        full = gtsam.NonlinearFactorGraph()
+        for f in self._factors:
+            full.add(self._factor(f))
+        self.isam.update(full, estimate)
+
     def _factor(self, f):
         gtsam = _require()
         if isinstance(f, Prior):
@@ -165,6 +207,7 @@ class GtsamBackend:
         return gtsam.BetweenFactorSimilarity3(f.a, f.b, to_gtsam(f.relative), gtsam.noiseModel.Robust.Create(kernel, base))
 
     config_iterations = 10
+    config_batch_iterations = 100
 
     def _verdict(self, loop: Between, values) -> str:
         """'' when the optimised graph agrees with the loop, else the rejection reason."""

@@ -38,6 +38,10 @@ class LoopClosureConfig:
     max_window_chi2 (the loop bends the graph more than the windows allow), the loop is rejected and
     removed (the map keeps its pre-loop poses). A window constraint's sigmas grow with the keyframe's
     position after the anchor (errors of a window compound along it) and with its alignment residual.
+    batch_resolve: a loop that fails those gates after iSAM2's relinearisations gets a batch
+    Levenberg-Marquardt solve of the whole graph, judged by the same gates (docs/STREAMING.md: it
+    closes loops after a large drift, and it also lets a wrong loop through when a drift within the
+    window sigmas could explain it: then only the verification window protects). Off by default.
     """
 
     enabled: bool = False
@@ -54,6 +58,7 @@ class LoopClosureConfig:
     kernel_k: float = 3.0
     max_loop_chi2: float = 25.0
     max_window_chi2: float = 50.0
+    batch_resolve: bool = False
 
     def __post_init__(self) -> None:
         if self.kernel not in ("cauchy", "huber"):
