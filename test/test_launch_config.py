@@ -2,6 +2,7 @@
 
 import pathlib
 
+import numpy as np
 import pytest
 import yaml
 
@@ -157,3 +158,112 @@ def test_lifecycle_selects_the_managed_executable_and_autostart():
     with pytest.raises(LaunchArgumentError, match="autostart:='later' must be true or false"):
         resolve_launch_arguments({"lifecycle": "true", "autostart": "later"}, SHARE)
     assert (ROOT / "bin" / managed.executable).is_file()       # installed to lib/httm_ros like reconstruct_node
+
+
+# ----------------------------------------------------------------------------- RGB-D: camera_info and depth
+def _rgbd_bag(path, depth_type="sensor_msgs/msg/Image"):
+    """A bag (written with rosbags' own serializer: no rclpy) with a colour image, its camera_info
+    and a depth topic (of ``depth_type``), one message each."""
+    from httm_ros.tools.bag_io import OutputBag
+
+    with OutputBag(path) as out:
+        store = out.store
+        header = store.types["std_msgs/msg/Header"](stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+                                                   frame_id="cam")
+        image = store.types["sensor_msgs/msg/Image"](header=header, height=1, width=1, encoding="rgb8",
+                                                     is_bigendian=0, step=3, data=np.zeros(3, np.uint8))
+        info = store.types["sensor_msgs/msg/CameraInfo"]
+        roi = store.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        info = info(header=header, height=1, width=1, distortion_model="", d=np.zeros(0), k=np.eye(3).ravel(),
+                    r=np.eye(3).ravel(), p=np.zeros(12), binning_x=0, binning_y=0, roi=roi)
+        compressed = store.types["sensor_msgs/msg/CompressedImage"](header=header, format="16UC1; compressedDepth",
+                                                                    data=np.zeros(4, np.uint8))
+        for topic, msgtype, msg in (("/cam/color/image_raw", "sensor_msgs/msg/Image", image),
+                                    ("/cam/color/camera_info", "sensor_msgs/msg/CameraInfo", info),
+                                    ("/cam/depth/image_raw", depth_type,
+                                     image if depth_type.endswith("/Image") else compressed)):
+            out.write_raw(topic, msgtype, 1_000_000_000, bytes(store.serialize_cdr(msg, msgtype)))
+        out.commit()
+    return str(path)
+
+
+RGBD = {"camera_info_topic": "/cam/color/camera_info", "depth_topic": "/cam/depth/image_raw"}
+
+
+def test_camera_info_and_depth_topics_remap_and_switch_the_side_inputs_on():
+    p = resolve_launch_arguments({"image_topic": "/cam/color/image_raw", **RGBD}, SHARE)
+    assert p.remappings == [("image", "/cam/color/image_raw"), ("camera_info", "/cam/color/camera_info"),
+                            ("depth/image", "/cam/depth/image_raw")]
+    assert p.overrides == {"input_type": "raw", "use_sim_time": False, "use_camera_info": True, "use_depth": True}
+    assert (p.camera_info_topic, p.depth_topic) == ("/cam/color/camera_info", "/cam/depth/image_raw")
+    args = p.ros_args()
+    assert "use_camera_info:=true" in args and "use_depth:=true" in args
+    assert args[-8:-2] == ["-r", "image:=/cam/color/image_raw", "-r", "camera_info:=/cam/color/camera_info",
+                           "-r", "depth/image:=/cam/depth/image_raw"]
+    only_info = resolve_launch_arguments({"camera_info_topic": "/cam/color/camera_info"}, SHARE)
+    assert only_info.remappings == [("image", "/camera/image_raw"), ("camera_info", "/cam/color/camera_info")]
+    assert "use_depth" not in only_info.overrides and only_info.overrides["use_camera_info"] is True
+    compressed = resolve_launch_arguments({"image_topic": "/cam/color/image_raw/compressed", **RGBD}, SHARE)
+    assert compressed.remappings[0] == ("image/compressed", "/cam/color/image_raw/compressed")
+    assert compressed.remappings[1:] == p.remappings[1:]
+
+
+def test_bag_plays_the_image_camera_info_and_depth_topics(tmp_path):
+    pytest.importorskip("rosbags")
+    import sys
+
+    bag = _rgbd_bag(tmp_path / "rgbd")
+    # the depth topic is no candidate for the image topic: the bag's colour image is chosen alone
+    p = resolve_launch_arguments({"bag": bag, "camera_info_topic": "cam/color/camera_info",
+                                  "depth_topic": "/cam/depth/image_raw", "bag_rate": "0.5"}, SHARE)
+    assert (p.image_topic, p.input_type, p.use_sim_time) == ("/cam/color/image_raw", "raw", True)
+    assert p.camera_info_topic == "/cam/color/camera_info"              # as the bag names it
+    assert p.bag_command == ["ros2", "bag", "play", bag, "--clock", "--rate", "0.5", "--topics",
+                             "/cam/color/image_raw", "/cam/color/camera_info", "/cam/depth/image_raw"]
+    assert p.bag_replay_command == [sys.executable, "-m", "httm_ros.tools.replay", bag, "--rate", "0.5",
+                                    "--topic", "/cam/color/image_raw", "--topic", "/cam/color/camera_info",
+                                    "--topic", "/cam/depth/image_raw", "--wait-for-subscribers", "1"]
+    assert p.overrides["use_camera_info"] and p.overrides["use_depth"]
+    assert ("depth/image", "/cam/depth/image_raw") in p.remappings
+    plain = resolve_launch_arguments({"bag": bag, "image_topic": "/cam/color/image_raw"}, SHARE)
+    assert plain.bag_command[-2:] == ["--topics", "/cam/color/image_raw"]      # as before: the image only
+    assert plain.bag_replay_command[-4:] == ["--topic", "/cam/color/image_raw", "--wait-for-subscribers", "1"]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"depth_topic": "/cam/depth/image_raw/compressedDepth"}, "depth_topic:=/cam/depth/image_raw/compressedDepth "
+                                                              "is a compressed image_transport topic"),
+    ({"depth_topic": "/cam/depth/image_raw/compressed"}, "is a compressed image_transport topic"),
+    ({"depth_topic": "/cam/x", "camera_info_topic": "/cam/x"}, "are the same topic /cam/x"),
+    ({"depth_topic": "/camera/image_raw"}, "the image topic /camera/image_raw is also"),
+])
+def test_bad_side_topics_are_named(values, message):
+    with pytest.raises(LaunchArgumentError, match=message):
+        resolve_launch_arguments(values, SHARE)
+
+
+def test_side_topics_must_be_in_the_bag_with_their_types(tmp_path):
+    pytest.importorskip("rosbags")
+    bag = _rgbd_bag(tmp_path / "rgbd")
+    with pytest.raises(LaunchArgumentError, match=r"depth_topic:=/cam/depth/nope: .*no topic /cam/depth/nope; "
+                                                  r"sensor_msgs/msg/Image topics: /cam/color/image_raw \(sensor_msgs"
+                                                  r"/msg/Image\), /cam/depth/image_raw \(sensor_msgs/msg/Image\)"):
+        resolve_launch_arguments({"bag": bag, "depth_topic": "/cam/depth/nope"}, SHARE)
+    with pytest.raises(LaunchArgumentError, match="camera_info_topic:=/cam/depth/image_raw: .*topic "
+                                                  "/cam/depth/image_raw is sensor_msgs/msg/Image, not "
+                                                  "sensor_msgs/msg/CameraInfo"):
+        resolve_launch_arguments({"bag": bag, "image_topic": "/cam/color/image_raw",
+                                  "camera_info_topic": "/cam/depth/image_raw"}, SHARE)
+    packed = _rgbd_bag(tmp_path / "packed", depth_type="sensor_msgs/msg/CompressedImage")
+    with pytest.raises(LaunchArgumentError, match="depth_topic:=/cam/depth/image_raw: .*is "
+                                                  "sensor_msgs/msg/CompressedImage, not sensor_msgs/msg/Image"):
+        resolve_launch_arguments({"bag": packed, "image_topic": "/cam/color/image_raw",
+                                  "depth_topic": "/cam/depth/image_raw"}, SHARE)
+
+
+def test_side_topics_without_rosbags_are_passed_on_unchecked(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rosbags", None)
+    p = resolve_launch_arguments({"bag": str(tmp_path), "image_topic": "/cam/image_raw", **RGBD}, SHARE)
+    assert p.bag_command[-4:] == ["--topics", "/cam/image_raw", "/cam/color/camera_info", "/cam/depth/image_raw"]

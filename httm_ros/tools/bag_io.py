@@ -2,8 +2,9 @@
 
 Reading: :func:`image_topics` lists a bag's camera topics (sensor_msgs/Image or CompressedImage),
 :func:`choose_topic` picks one (the only one, or the one asked for, with a clear error otherwise),
-:func:`read_messages` yields its serialized messages (CDR bytes, exactly what rclpy publishes and
-``rclpy.serialization.deserialize_message`` reads). Every failure - a missing path, something
+:func:`find_topic` finds a topic of any type, :func:`read_messages` yields one topic's serialized
+messages (CDR bytes, exactly what rclpy publishes and ``rclpy.serialization.deserialize_message``
+reads) and :func:`read_topics` several topics' in recorded (bag time) order. Every failure - a missing path, something
 that is not a bag, a truncated or corrupt file - is a :class:`BagError` naming the bag and the
 problem.
 
@@ -29,12 +30,17 @@ class BagError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ImageTopic:
-    """A camera topic of a bag: name, message type, message count and the node's input_type."""
+class BagTopic:
+    """A topic of a bag: name, message type ('pkg/msg/Name') and message count."""
 
     name: str
     msgtype: str
     count: int
+
+
+@dataclass(frozen=True)
+class ImageTopic(BagTopic):
+    """A camera topic of a bag (Image or CompressedImage), with the node's input_type."""
 
     @property
     def input_type(self) -> str:
@@ -80,9 +86,30 @@ def all_topics(path: PathLike) -> Dict[str, str]:
         reader.close()
 
 
-def choose_topic(path: PathLike, wanted: Optional[str] = None) -> ImageTopic:
-    """The image topic to use: ``wanted`` (must be an image topic of the bag) or the only one."""
-    topics = image_topics(path)
+def find_topic(path: PathLike, wanted: str, msgtype: Optional[str] = None) -> BagTopic:
+    """The bag's topic ``wanted`` (the leading '/' optional), of any type, or of ``msgtype`` when
+    given; BagError naming the bag's topics (of that type) otherwise. Image topics come back as
+    ImageTopic."""
+    reader = open_reader(path)
+    try:
+        topics = {name: (info.msgtype, int(info.msgcount)) for name, info in reader.topics.items()}
+    finally:
+        reader.close()
+    listed = ", ".join(f"{n} ({t})" for n, (t, _) in sorted(topics.items()) if msgtype in (None, t))
+    name = wanted if wanted in topics else "/" + wanted.lstrip("/")
+    if name not in topics:
+        raise BagError(f"{path}: no topic {wanted}; {msgtype or 'its'} topics: {listed or 'none'}")
+    kind, count = topics[name]
+    if msgtype is not None and kind != msgtype:
+        raise BagError(f"{path}: topic {name} is {kind}, not {msgtype}; {msgtype} topics: {listed or 'none'}")
+    return (ImageTopic if kind in IMAGE_TYPES else BagTopic)(name, kind, count)
+
+
+def choose_topic(path: PathLike, wanted: Optional[str] = None, exclude: Sequence[str] = ()) -> ImageTopic:
+    """The image topic to use: ``wanted`` (must be an image topic of the bag) or the only one
+    (not counting the topics of ``exclude``, e.g. a depth image topic)."""
+    skip = {"/" + name.lstrip("/") for name in exclude}
+    topics = [t for t in image_topics(path) if t.name not in skip]
     names = ", ".join(f"{t.name} ({t.msgtype.rsplit('/', 1)[-1]}, {t.count} messages)" for t in topics)
     if wanted:
         for topic in topics:
@@ -105,24 +132,34 @@ def read_messages(path: PathLike, topic: str, start_offset: float = 0.0) -> Iter
     """(bag time in ns, serialized message) of ``topic`` in time order, from ``start_offset``
     seconds after the bag's first message. A bag that breaks while reading raises BagError
     saying how many messages were read."""
+    for stamp, _, data in read_topics(path, (topic,), start_offset):
+        yield stamp, data
+
+
+def read_topics(path: PathLike, topics: Sequence[str],
+                start_offset: float = 0.0) -> Iterator[Tuple[int, str, bytes]]:
+    """(bag time in ns, topic, serialized message) of every topic of ``topics`` in recorded (bag
+    time) order, from ``start_offset`` seconds after the bag's first message. BagError for a topic
+    the bag lacks, or a bag that breaks while reading (saying how many messages were read)."""
     reader = open_reader(path)
     count = 0
     try:
-        connections = [c for c in reader.connections if c.topic == topic]
-        if not connections:
-            raise BagError(f"{path}: no topic {topic}")
+        connections = [c for c in reader.connections if c.topic in topics]
+        missing = sorted(set(topics) - {c.topic for c in connections})
+        if missing:
+            raise BagError(f"{path}: no topic {', '.join(missing)}")
         start = reader.start_time + int(round(start_offset * 1e9))
         messages = reader.messages(connections=connections, start=start)
         while True:
             try:
-                _, stamp, data = next(messages)
+                connection, stamp, data = next(messages)
             except StopIteration:
                 break
             except Exception as err:  # noqa: BLE001 - truncated chunk, bad CRC, sqlite error, ...
-                raise BagError(f"{path}: unreadable or truncated after {count} messages of {topic} "
+                raise BagError(f"{path}: unreadable or truncated after {count} messages of {', '.join(topics)} "
                                f"({type(err).__name__}: {err})") from None
             count += 1
-            yield int(stamp), bytes(data)
+            yield int(stamp), connection.topic, bytes(data)
     finally:
         reader.close()
 

@@ -19,9 +19,9 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .bag_io import choose_topic
+from .bag_io import BagError, choose_topic, find_topic
 from .params_yaml import yaml_value
 
 NODE_NAME = "reconstruct_node"
@@ -51,6 +51,13 @@ ARGUMENTS: Tuple[Argument, ...] = (
              f"{DEFAULT_IMAGE_TOPIC}."),
     Argument("input_type", "auto", "raw (sensor_msgs/Image), compressed (CompressedImage) or auto: "
              "the bag topic's type with bag:=, else compressed when image_topic ends in /compressed."),
+    Argument("camera_info_topic", "", "sensor_msgs/CameraInfo topic of the images (rectified: D all zero), "
+             "e.g. /camera/color/camera_info: the node's camera_info is remapped to it and use_camera_info "
+             "set true; with bag:= it must be in the bag and is played too. Empty: none."),
+    Argument("depth_topic", "", "Aligned depth image topic (sensor_msgs/Image 16UC1 mm or 32FC1 m; not "
+             "compressed), e.g. /camera/aligned_depth_to_color/image_raw: the node's depth/image is "
+             "remapped to it and use_depth set true (metric mode); with bag:= it must be in the bag and "
+             "is played too. Empty: none."),
     Argument("checkpoint", "", "VGGT checkpoint (.safetensors or .pt); empty: the params file's value."),
     Argument("allow_test_weights", "", "true: run without a checkpoint on deterministic test weights "
              "(meaningless geometry; demos and tests); empty: the params file's value."),
@@ -99,6 +106,8 @@ class LaunchPlan:
     bag_command: Optional[List[str]] = None          # ros2 bag play ... (a ROS install)
     bag_replay_command: Optional[List[str]] = None   # the same playback with httm-replay
     bag_delay: float = 1.0
+    camera_info_topic: Optional[str] = None          # camera_info_topic:= (remapped, played with bag:=)
+    depth_topic: Optional[str] = None                # depth_topic:= (remapped, played with bag:=)
     flush_command: List[str] = field(default_factory=list)
     lifecycle: bool = False                          # the managed variant (launch_ros LifecycleNode)
     autostart: bool = True                           # lifecycle: configure + activate from the launch
@@ -176,37 +185,78 @@ def compressed_topic(topic: str) -> str:
     return topic if topic.rstrip("/").endswith("/compressed") else topic.rstrip("/") + "/compressed"
 
 
-def _input(values: Dict[str, str], bag: Optional[str]) -> Tuple[str, str]:
-    """(image topic, input type) from image_topic, input_type and the bag."""
+def _rosbags_available() -> bool:
+    try:
+        import rosbags  # noqa: F401 - reads the bag's topics
+    except ImportError:
+        return False
+    return True
+
+
+def _input(values: Dict[str, str], bag: Optional[str], side: Dict[str, str]) -> Tuple[str, str]:
+    """(image topic, input type) from image_topic, input_type and the bag (whose depth topic,
+    ``side``'s, is not a candidate camera topic)."""
     wanted, kind = values["image_topic"].strip(), values["input_type"].strip().lower()
     if kind not in INPUT_TYPES:
         raise LaunchArgumentError(f"launch argument input_type:={kind!r} must be one of {', '.join(INPUT_TYPES)}")
     if bag:
-        try:
-            import rosbags  # noqa: F401 - reads the bag's topics
-        except ImportError:
-            if not wanted:
-                raise LaunchArgumentError("bag:= without image_topic:= needs the rosbags library to find "
-                                          "the bag's image topic (pip install rosbags), or pass image_topic:=")
-        else:
-            topic = choose_topic(bag, wanted or None)
+        if _rosbags_available():
+            topic = choose_topic(bag, wanted or None, exclude=list(side.values()))
             return topic.name, topic.input_type if kind == "auto" else kind
+        if not wanted:
+            raise LaunchArgumentError("bag:= without image_topic:= needs the rosbags library to find "
+                                      "the bag's image topic (pip install rosbags), or pass image_topic:=")
     topic = wanted or DEFAULT_IMAGE_TOPIC
     if kind == "auto":
         kind = "compressed" if topic.rstrip("/").endswith("/compressed") else "raw"
     return topic, kind
 
 
-def _remappings(topic: str, kind: str) -> List[Tuple[str, str]]:
-    """The node subscribes to ``image`` or ``image/compressed``; remap that to ``topic``."""
-    if kind == "compressed":
-        return [("image/compressed", compressed_topic(topic))]
-    return [("image", topic)]
+# launch argument -> (the node's relative topic, the parameter it sets, the message type)
+SIDE_TOPICS = {"camera_info_topic": ("camera_info", "use_camera_info", "sensor_msgs/msg/CameraInfo"),
+               "depth_topic": ("depth/image", "use_depth", "sensor_msgs/msg/Image")}
+COMPRESSED_SUFFIXES = ("compressed", "compressedDepth", "theora", "zstd")     # image_transport plugins
 
 
-def _overrides(values: Dict[str, str], kind: str, sim_time: bool) -> Dict[str, Any]:
+def _side_topics(values: Dict[str, str], bag: Optional[str]) -> Dict[str, str]:
+    """camera_info_topic / depth_topic -> topic, for those given; checked (a compressed depth topic
+    is refused; with bag:= each must be in the bag with its type)."""
+    out = {}
+    for name, (_, _, msgtype) in SIDE_TOPICS.items():
+        topic = values[name].strip()
+        if not topic:
+            continue
+        if name == "depth_topic" and topic.rstrip("/").rsplit("/", 1)[-1] in COMPRESSED_SUFFIXES:
+            raise LaunchArgumentError(f"launch argument depth_topic:={topic} is a compressed image_transport "
+                                      "topic; the node takes raw depth (sensor_msgs/Image 16UC1 or 32FC1): "
+                                      "pass the raw topic (e.g. .../image_raw)")
+        out[name] = _side_in_bag(name, topic, msgtype, bag) if bag and _rosbags_available() else topic
+    if len(set(out.values())) < len(out):
+        raise LaunchArgumentError(f"launch arguments camera_info_topic and depth_topic are the same topic "
+                                  f"{out['depth_topic']}")
+    return out
+
+
+def _side_in_bag(name: str, topic: str, msgtype: str, bag: str) -> str:
+    """``topic`` as the bag names it; LaunchArgumentError when the bag has no such topic of ``msgtype``."""
+    try:
+        return find_topic(bag, topic, msgtype).name
+    except BagError as err:
+        raise LaunchArgumentError(f"launch argument {name}:={topic}: {err}") from None
+
+
+def _remappings(topic: str, kind: str, side: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
+    """The node subscribes to ``image`` or ``image/compressed``; remap that to ``topic``, and
+    ``camera_info`` / ``depth/image`` to the ``side`` topics given."""
+    out = [("image/compressed", compressed_topic(topic))] if kind == "compressed" else [("image", topic)]
+    return out + [(SIDE_TOPICS[name][0], target) for name, target in (side or {}).items()]
+
+
+def _overrides(values: Dict[str, str], kind: str, sim_time: bool,
+               side: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Parameters set by launch arguments (only those given; the params files keep the rest)."""
     out: Dict[str, Any] = {"input_type": kind, "use_sim_time": sim_time}
+    out.update({SIDE_TOPICS[name][1]: True for name in side or {}})
     if values["checkpoint"].strip():
         out["checkpoint"] = str(Path(values["checkpoint"].strip()).expanduser())
     if values["allow_test_weights"].strip():
@@ -224,7 +274,10 @@ def resolve_launch_arguments(values: Mapping[str, str], share_dir: Optional[str]
     bag = values["bag"].strip() or None
     if bag:
         bag = str(Path(bag).expanduser().resolve())
-    topic, kind = _input(values, bag)
+    side = _side_topics(values, bag)
+    topic, kind = _input(values, bag, side)
+    if topic in side.values():
+        raise LaunchArgumentError(f"launch arguments: the image topic {topic} is also camera_info_topic or depth_topic")
     sim = values["use_sim_time"].strip().lower()
     sim_time = bool(bag) if sim == "auto" else _bool("use_sim_time", sim)
     files = [_existing_file("params_file", values["params_file"]) if values["params_file"].strip()
@@ -234,8 +287,9 @@ def resolve_launch_arguments(values: Mapping[str, str], share_dir: Optional[str]
     level = values["log_level"].strip().lower()
     if level not in LOG_LEVELS:
         raise LaunchArgumentError(f"launch argument log_level:={level!r} must be one of {', '.join(LOG_LEVELS)}")
-    result = LaunchPlan(files, _overrides(values, kind, sim_time), _remappings(topic, kind), topic, kind,
-                        sim_time, level, flush_command=flush_command(),
+    result = LaunchPlan(files, _overrides(values, kind, sim_time, side), _remappings(topic, kind, side), topic,
+                        kind, sim_time, level, flush_command=flush_command(),
+                        camera_info_topic=side.get("camera_info_topic"), depth_topic=side.get("depth_topic"),
                         lifecycle=_bool("lifecycle", values["lifecycle"]),
                         autostart=_bool("autostart", values["autostart"]))
     if _bool("rviz", values["rviz"]):
@@ -246,18 +300,21 @@ def resolve_launch_arguments(values: Mapping[str, str], share_dir: Optional[str]
     if bag:
         rate = _positive("bag_rate", values["bag_rate"])
         result.bag_delay = _positive("bag_delay", values["bag_delay"], allow_zero=True)
-        result.bag_command, result.bag_replay_command = bag_commands(bag, topic, rate)
+        result.bag_command, result.bag_replay_command = bag_commands(bag, topic, rate, list(side.values()))
     return result
 
 
-def bag_commands(bag: str, topic: str, rate: float) -> Tuple[List[str], List[str]]:
+def bag_commands(bag: str, topic: str, rate: float, side: Sequence[str] = ()) -> Tuple[List[str], List[str]]:
     """The bag player, one description for both: ``ros2 bag play`` (C++ rosbag2, a ROS install) and
-    httm-replay (rosbags + rclpy, everywhere): ``topic`` of ``bag`` at ``rate`` with /clock from
-    the bag time; the node's ~/flush (:func:`flush_command`) follows when the player exits."""
-    ros2_bag = ["ros2", "bag", "play", bag, "--clock", "--rate", f"{rate:g}", "--topics", topic]
-    replay = [sys.executable, "-m", "httm_ros.tools.replay", bag, "--rate", f"{rate:g}", "--topic", topic,
-              "--wait-for-subscribers", "1"]       # frames sent before discovery would be lost
-    return ros2_bag, replay
+    httm-replay (rosbags + rclpy, everywhere): ``topic`` and the ``side`` topics (camera_info,
+    depth) of ``bag`` in recorded order at ``rate`` with /clock from the bag time; the node's
+    ~/flush (:func:`flush_command`) follows when the player exits."""
+    topics = [topic, *side]
+    ros2_bag = ["ros2", "bag", "play", bag, "--clock", "--rate", f"{rate:g}", "--topics", *topics]
+    replay = [sys.executable, "-m", "httm_ros.tools.replay", bag, "--rate", f"{rate:g}"]
+    for name in topics:
+        replay += ["--topic", name]
+    return ros2_bag, replay + ["--wait-for-subscribers", "1"]     # frames sent before discovery would be lost
 
 
 def viewer_command(host: str, port: int, node: str = "/" + NODE_NAME) -> List[str]:
