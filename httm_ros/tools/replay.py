@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .bag_io import BagError, BagTopic, choose_topic, find_topic, read_topics
 
@@ -328,13 +328,26 @@ def _per_topic(player: Player) -> str:
     return " (" + ", ".join(f"{t.output}: {t.sent}" for t in player.tracks.values()) + ")"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from rclpy.utilities import remove_ros_args
+def split_ros_args(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(our arguments, the ``--ros-args ... [--]`` sections). Not rclpy's remove_ros_args: it
+    also takes a bare ``SRC:=DST`` (the old remap syntax) away from ``--remap SRC:=DST``."""
+    ours: List[str] = []
+    ros: List[str] = []
+    inside = False
+    for arg in argv:
+        if arg == "--ros-args":
+            inside = True
+            ros.append(arg)
+        elif inside and arg == "--":
+            inside = False
+        else:
+            (ros if inside else ours).append(arg)
+    return ours, ros
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ros_args = argv[argv.index("--ros-args"):] if "--ros-args" in argv else []
-    args = parse_args(remove_ros_args(["httm-replay", *argv])[1:])
-    return run(args, ros_args)
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ours, ros_args = split_ros_args(list(sys.argv[1:] if argv is None else argv))
+    return run(parse_args(ours), ros_args)
 
 
 if __name__ == "__main__":
