@@ -4,6 +4,7 @@ Tiny model (``VGGTConfig.preset("tiny")``, deterministic test weights), 56x70 fr
 patches), HTTM regions scaled down (n_s = 8, n_t = 2). Every launch runs dense and both HTTM
 outlier modes in one set of processes; rank 0 returns the gathered outputs.
 
+The CUDA case (2 GPUs, NCCL; skipped without them) compares against one process on cuda:0.
 Tolerances: dense sharded vs dense one-process: |diff| <= 1e-5 + 1e-4 |ref| (float32; the
 attention sums run in another order). HTTM: the merging itself moves the outputs by
 err_merge = ||httm_1p - dense_1p|| / ||dense_1p|| (~5e-2 pose, ~6e-3 depth here); the sharded
@@ -29,22 +30,24 @@ MERGE = HTTMConfig(spatial_block=8, temporal_frames=2)
 MODES = {"dense": (None, "global"), "httm_global": (MERGE, "global"), "httm_rank": (MERGE, "rank")}
 
 
-def tiny_case(frames: int):
-    model = build_model(VGGTConfig.preset("tiny"), allow_test_weights=True, device="cpu")
+def tiny_case(frames: int, device: str = "cpu"):
+    """Tiny model (fp32 also on CUDA, no TF32) and frames [S, 3, 56, 70] on ``device``."""
+    torch.backends.cudnn.allow_tf32 = False
+    model = build_model(VGGTConfig.preset("tiny", cuda_autocast_dtype=None), allow_test_weights=True, device="cpu")
     images = torch.rand(frames, 3, 56, 70, generator=torch.Generator().manual_seed(frames))
-    return model, images
+    return model.to(device), images.to(device)
 
 
 def forward_rank(ctx, frames: int):
-    """Rank function: every mode's gathered outputs (+ the gathered K/V bytes per mode)."""
-    model, images = tiny_case(frames)
+    """Rank function: every mode's gathered outputs on the CPU (+ the gathered K/V bytes per mode)."""
+    model, images = tiny_case(frames, str(ctx.device))
     result = {}
     for name, (merge, outliers) in MODES.items():
         shard = shard_frames(frames, ctx.world, MERGE.temporal_frames)[ctx.rank]
         log = GatherLog()
         with torch.inference_mode():
             out = sharded_forward(model, images[shard.start:shard.stop], shard, merge, HEADS, outliers, log=log)
-            full = gather_outputs(out)
+            full = {k: v.cpu() for k, v in gather_outputs(out).items()}
         kv_bytes = sum(r["bytes_sent"] for r in log.per_layer() if r["name"] in ("kv", "merged_kv"))
         result[name] = {"outputs": full, "kv_bytes": kv_bytes, "frames": shard.frames}
     return result
@@ -52,19 +55,19 @@ def forward_rank(ctx, frames: int):
 
 @pytest.fixture(scope="module")
 def one_process():
-    """(dense, HTTM) outputs of the one-process forward, per frame count."""
+    """(dense, HTTM) outputs of the one-process forward (on the CPU), per frame count and device."""
     cache = {}
 
-    def get(frames: int):
-        if frames not in cache:
-            model, images = tiny_case(frames)
+    def get(frames: int, device: str = "cpu"):
+        if (frames, device) not in cache:
+            model, images = tiny_case(frames, device)
             with torch.inference_mode():
                 dense = model(images, heads=HEADS)
                 patch(model, MERGE)
                 httm = model(images, heads=HEADS)
                 patch(model, None)
-            cache[frames] = (dense, httm)
-        return cache[frames]
+            cache[frames, device] = ({k: v.cpu() for k, v in dense.items()}, {k: v.cpu() for k, v in httm.items()})
+        return cache[frames, device]
     return get
 
 
@@ -72,10 +75,13 @@ def rel(a, b) -> float:
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("world,frames", [(2, 7), (4, 9)])
-def test_sharded_forward_matches_one_process(one_process, world, frames):
-    dense, httm = one_process(frames)
-    ranks = launch(forward_rank, world, "cpu", args=(frames,), timeout_s=120)
+@pytest.mark.parametrize("world,frames,device", [
+    (2, 7, "cpu"), (4, 9, "cpu"),
+    pytest.param(2, 7, "cuda", marks=pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (NCCL)")),
+])
+def test_sharded_forward_matches_one_process(one_process, world, frames, device):
+    dense, httm = one_process(frames, device if device == "cpu" else "cuda:0")
+    ranks = launch(forward_rank, world, device, args=(frames,), timeout_s=120)
     got = ranks[0]
     assert len({r["dense"]["frames"] for r in ranks}) > 1                 # ragged split
     for key in OUTPUTS:
