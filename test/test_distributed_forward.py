@@ -55,7 +55,7 @@ def forward_rank(ctx, frames: int):
 
 @pytest.fixture(scope="module")
 def one_process():
-    """(dense, HTTM) outputs of the one-process forward (on the CPU), per frame count and device."""
+    """(dense, HTTM) outputs of the one-process forward on ``device`` (returned on the CPU)."""
     cache = {}
 
     def get(frames: int, device: str = "cpu"):
