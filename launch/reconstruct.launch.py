@@ -3,6 +3,8 @@
     ros2 launch httm_ros reconstruct.launch.py image_topic:=/camera/image_raw checkpoint:=/path/model.safetensors
     ros2 launch httm_ros reconstruct.launch.py rviz:=true bag:=/path/to/bag checkpoint:=...
     ros2 launch httm_ros reconstruct.launch.py viewer:=true bag:=/path/to/bag ...   # browser: http://127.0.0.1:8080
+    ros2 launch httm_ros reconstruct.launch.py image_topic:=/camera/color/image_raw \
+        camera_info_topic:=/camera/color/camera_info depth_topic:=/camera/aligned_depth_to_color/image_raw
     ros2 launch httm_ros reconstruct.launch.py lifecycle:=true    # the managed (lifecycle) variant
     ros2 launch httm_ros reconstruct.launch.py --show-args        # every argument, with its default
 
@@ -10,7 +12,9 @@ What the arguments mean and how they become node parameters and remappings is co
 httm_ros.tools.launch_plan (pure Python, shared with the tests and the demo); this file only turns
 that LaunchPlan into launch actions:
 - the node, with the params file(s), the overrides and the remapping of ``image`` /
-  ``image/compressed`` to the camera topic; the launch ends when the node exits;
+  ``image/compressed`` to the camera topic, and of ``camera_info`` / ``depth/image`` to
+  camera_info_topic / depth_topic when given (which also set use_camera_info / use_depth true);
+  the launch ends when the node exits;
 - with lifecycle:=true the node is reconstruct_lifecycle_node as a launch_ros LifecycleNode (same
   name and topics); with autostart:=true (default) the launch emits its configure transition once
   the process runs and activate once configure succeeded; autostart:=false leaves both to a Nav2
@@ -18,7 +22,8 @@ that LaunchPlan into launch actions:
 - RViz with config/reconstruct.rviz when rviz:=true;
 - httm-view (the browser viewer) on the node's topics when viewer:=true (viewer_host, viewer_port);
 - with bag:=PATH: once the node logs that it is ready (model loaded), ``ros2 bag play PATH --clock``
-  of the image topic (use_sim_time is set on the node), then the node's ~/flush when the bag ends.
+  of the image topic, and of camera_info_topic / depth_topic when given (use_sim_time is set on
+  the node), then the node's ~/flush when the bag ends.
   Where ``ros2 bag`` is missing (no ROS install) httm-replay plays it the same way (/clock, rate),
   and the log says so;
 - a launch argument error (or checkpoint:= naming no file) ends the launch with one error line and
