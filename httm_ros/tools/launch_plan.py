@@ -245,18 +245,17 @@ def _side_in_bag(name: str, topic: str, msgtype: str, bag: str) -> str:
         raise LaunchArgumentError(f"launch argument {name}:={topic}: {err}") from None
 
 
-def _remappings(topic: str, kind: str, side: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
+def _remappings(topic: str, kind: str, side: Dict[str, str]) -> List[Tuple[str, str]]:
     """The node subscribes to ``image`` or ``image/compressed``; remap that to ``topic``, and
     ``camera_info`` / ``depth/image`` to the ``side`` topics given."""
     out = [("image/compressed", compressed_topic(topic))] if kind == "compressed" else [("image", topic)]
-    return out + [(SIDE_TOPICS[name][0], target) for name, target in (side or {}).items()]
+    return out + [(SIDE_TOPICS[name][0], target) for name, target in side.items()]
 
 
-def _overrides(values: Dict[str, str], kind: str, sim_time: bool,
-               side: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+def _overrides(values: Dict[str, str], kind: str, sim_time: bool, side: Dict[str, str]) -> Dict[str, Any]:
     """Parameters set by launch arguments (only those given; the params files keep the rest)."""
     out: Dict[str, Any] = {"input_type": kind, "use_sim_time": sim_time}
-    out.update({SIDE_TOPICS[name][1]: True for name in side or {}})
+    out.update({SIDE_TOPICS[name][1]: True for name in side})
     if values["checkpoint"].strip():
         out["checkpoint"] = str(Path(values["checkpoint"].strip()).expanduser())
     if values["allow_test_weights"].strip():
