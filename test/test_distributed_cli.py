@@ -46,3 +46,11 @@ def test_gpus_argument_checks(capsys):
         with pytest.raises(SystemExit):
             parse_args([*COMMON[:-2], *bad])
     assert "--gpus" in capsys.readouterr().err
+
+
+def test_module_entry_outside_torchrun_says_how_to_start_it(capsys, monkeypatch):
+    from httm_ros.tools.reconstruct import main_torchrun
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main_torchrun(COMMON) == 2
+    assert "torchrun" in capsys.readouterr().err

@@ -258,6 +258,11 @@ def main_torchrun(argv: Optional[Sequence[str]] = None) -> int:
     (--gpus is implied by torchrun's WORLD_SIZE; --device cpu runs gloo)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if "WORLD_SIZE" not in os.environ:
+        print("python -m httm_ros.distributed: not started by torchrun (no WORLD_SIZE); run "
+              "`torchrun --nproc-per-node N -m httm_ros.distributed ...` or `httm-reconstruct --gpus N`",
+              file=sys.stderr)
+        return 2
     args.gpus = int(os.environ["WORLD_SIZE"])
     ctx = init_from_env(distributed_device(args), args.timeout)
     try:
