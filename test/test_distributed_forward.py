@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from httm_ros.distributed import GatherLog, launch, shard_frames, sharded_forward, gather_outputs
+from httm_ros.distributed.collectives import RowCounts
 from httm_ros.httm import HTTMConfig, patch
 from httm_ros.httm.regions import build_region_layout, shard_groups
 from httm_ros.vggt.config import VGGTConfig
@@ -134,3 +135,21 @@ def test_shard_regions_are_the_whole_sequence_regions():
         part = build_region_layout(TokenLayout(s.frames, per_frame, ps, grid, s.start, total), 5, 2, 0.7, 1.0, True)
         seen += regions(part, s.start * per_frame)
     assert seen == full
+
+
+def row_counts_rank(ctx):
+    """Rank function: counts found once, reused, and a changed count is an error."""
+    counts = RowCounts()
+    first = counts.get("kv", 3 + ctx.rank, ctx.device)
+    assert counts.get("kv", 3 + ctx.rank, ctx.device) == first
+    try:
+        counts.get("kv", 99, ctx.device)
+    except RuntimeError as err:
+        return first, str(err)
+    return first, None
+
+
+def test_row_counts_are_gathered_once_per_forward():
+    ranks = launch(row_counts_rank, 2, "cpu", timeout_s=60)
+    assert [r[0] for r in ranks] == [[3, 4], [3, 4]]
+    assert all("99 rows on this rank" in r[1] for r in ranks)

@@ -76,6 +76,24 @@ def gather_lengths(n: int, device: torch.device, group=None) -> List[int]:
     return [int(t) for t in torch.cat(out).tolist()]
 
 
+class RowCounts:
+    """Every rank's row count per collective name, all-gathered on first use and reused after: in
+    one forward every global layer has the same layout, so the counts of layer 0 hold for all
+    (one small all-gather and host sync per forward instead of per layer). One per forward."""
+
+    def __init__(self, group=None) -> None:
+        self.group = group
+        self.counts: Dict[str, List[int]] = {}
+
+    def get(self, name: str, n: int, device: torch.device) -> List[int]:
+        if name not in self.counts:
+            self.counts[name] = gather_lengths(n, device, self.group)
+        mine = self.counts[name][dist.get_rank(self.group)]
+        if mine != n:
+            raise RuntimeError(f"{name}: {n} rows on this rank, {mine} in an earlier layer of this forward")
+        return self.counts[name]
+
+
 class PendingGather:
     """An all-gather in flight (``all_gather_rows(..., async_op=True)``); ``wait()`` -> the rows."""
 

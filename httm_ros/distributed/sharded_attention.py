@@ -31,7 +31,7 @@ from httm_ros.httm.regions import RegionLayout, outlier_budget, region_layouts, 
 from httm_ros.httm.settings import HTTMConfig
 from httm_ros.vggt.layers import sdpa
 
-from .collectives import GatherLog, all_gather_rows
+from .collectives import GatherLog, RowCounts, all_gather_rows
 
 OUTLIER_MODES = ("global", "rank")
 
@@ -39,11 +39,14 @@ OUTLIER_MODES = ("global", "rank")
 class ShardedDenseCore:
     """Dense global attention of this rank's queries over all ranks' keys and values."""
 
-    def __init__(self, layer: int, group=None, log: Optional[GatherLog] = None) -> None:
+    def __init__(self, layer: int, group=None, log: Optional[GatherLog] = None,
+                 counts: Optional[RowCounts] = None) -> None:
         self.layer, self.group, self.log = layer, group, log
+        self.counts = counts if counts is not None else RowCounts(group)
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layout) -> Tensor:
-        kv = all_gather_rows(torch.stack((k, v)), 3, self.group, self.log, self.layer, "kv")  # [2, B, H, N, d]
+        rows = self.counts.get("kv", k.shape[2], k.device)
+        kv = all_gather_rows(torch.stack((k, v)), 3, self.group, self.log, self.layer, "kv", rows)  # [2, B, H, N, d]
         return sdpa(q, kv[0], kv[1])                                       # [B, H, N_r, d]
 
 
@@ -51,22 +54,25 @@ class ShardedHTTMCore:
     """HTTM over a sharded sequence (see the module doc); records go to ``stats`` when given."""
 
     def __init__(self, config: HTTMConfig, layer: int, outliers: str = "global", group=None,
-                 log: Optional[GatherLog] = None, stats: Optional[MergeStats] = None) -> None:
+                 log: Optional[GatherLog] = None, stats: Optional[MergeStats] = None,
+                 counts: Optional[RowCounts] = None) -> None:
         if outliers not in OUTLIER_MODES:
             raise ValueError(f"outliers must be one of {OUTLIER_MODES}, got {outliers!r}")
         self.config, self.layer, self.outliers = config, layer, outliers
         self.group, self.log, self.stats = group, log, stats
+        self.counts = counts if counts is not None else RowCounts(group)
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layout) -> Tensor:
         cfg = self.config
         regions_q, regions_kv = region_layouts(layout, cfg, q.device)
         kv_matching = match_keys(k, regions_kv, cfg.tile_elements)
         kv_m = torch.stack((kv_matching.merge(k), kv_matching.merge(v)))  # [2, B, H, Mk_r, d]
-        pending_kv = all_gather_rows(kv_m, 3, self.group, self.log, self.layer, "merged_kv", async_op=True)
+        rows = self.counts.get("merged_kv", kv_m.shape[3], k.device)
+        pending_kv = all_gather_rows(kv_m, 3, self.group, self.log, self.layer, "merged_kv", rows, async_op=True)
         pending_sizes = None
         if cfg.proportional_attention:
             pending_sizes = all_gather_rows(kv_matching.sizes, 2, self.group, self.log, self.layer,
-                                            "kv_sizes", async_op=True)
+                                            "kv_sizes", rows, async_op=True)
         q_m, q_matching, info = self._merge_queries(q, regions_q, layout)  # [B, H, Mq_r, d]
         kv_all = pending_kv.wait()                                         # [2, B, H, Mk, d]
         bias = size_bias(pending_sizes.wait(), q.dtype) if pending_sizes is not None else None

@@ -20,7 +20,7 @@ from httm_ros.httm.records import MergeStats
 from httm_ros.httm.settings import HTTMConfig
 from httm_ros.vggt.model import HEAD_NAMES
 
-from .collectives import GatherLog, all_gather_rows
+from .collectives import GatherLog, RowCounts, all_gather_rows
 from .sharded_attention import ShardedDenseCore, ShardedHTTMCore
 from .shards import FrameShard
 
@@ -29,18 +29,20 @@ from .shards import FrameShard
 def sharded_attention(model: nn.Module, merge: Optional[HTTMConfig], outliers: str = "global", group=None,
                       log: Optional[GatherLog] = None, stats: Optional[MergeStats] = None) -> Iterator[None]:
     """Install the sharded cores in every global attention (HTTM in ``merge.layers``, dense
-    elsewhere) for the duration of the block; the model's own cores come back after it."""
+    elsewhere) for the duration of the block; the model's own cores come back after it. One
+    forward per installation: the ranks' row counts found in its first layer are reused."""
     if merge is not None and not isinstance(merge, HTTMConfig):
         raise TypeError(f"a sharded forward supports HTTMConfig or None (dense), got {type(merge).__name__}")
     attns = global_attentions(model)
     saved = [attn.core for attn in attns]
     layers = set(range(len(attns)) if merge is None or merge.layers is None else merge.layers)
+    counts = RowCounts(group)                                             # row counts: once per forward
     try:
         for i, attn in enumerate(attns):
             if merge is not None and i in layers:
-                attn.core = ShardedHTTMCore(merge, i, outliers, group, log, stats)
+                attn.core = ShardedHTTMCore(merge, i, outliers, group, log, stats, counts)
             else:
-                attn.core = ShardedDenseCore(i, group, log)
+                attn.core = ShardedDenseCore(i, group, log, counts)
         yield
     finally:
         for attn, core in zip(attns, saved):
