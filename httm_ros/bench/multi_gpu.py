@@ -9,8 +9,9 @@ Random weights (``workload.build_model``, the same seed on every rank), the pann
 untimed warm-up forward, a timed forward (all ranks synchronised before and after; all-gathers
 unsynchronised, so overlap counts), then a profiled forward whose all-gathers are timed with
 device syncs (the per-layer all-gather seconds). The 1-process rows use the same sharded path
-(all-gathers to itself), so efficiency compares like with like. HTTM merges with the torch
-reference steps (the Triton kernels are not wired into the sharded core).
+(all-gathers to itself), so efficiency compares like with like. HTTM runs ``--impl`` (auto: the
+Triton kernels on CUDA with the merged K/V gathered between merge and attention; torch: the
+reference steps, the all-gather overlapping the query merge).
 
 The JSON is rewritten after every row; rows already in ``--out`` are skipped (resume), so a run
 can be split over several commands.
@@ -57,6 +58,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--config", choices=("1b", "tiny", "synth"), default="1b")
     s.add_argument("--image-size", type=int, nargs=2, default=[HEIGHT, WIDTH], metavar=("H", "W"))
     s.add_argument("--outliers", choices=OUTLIER_MODES, default="global")
+    s.add_argument("--impl", choices=("auto", "torch"), default="auto", help="HTTM implementation (default: auto)")
     s.add_argument("--no-profile", action="store_true", help="skip the profiled forward (per-layer seconds)")
     s.add_argument("--timeout", type=float, default=900.0, help="collective timeout, s (default: %(default)s)")
     s.add_argument("--fidelity", action="store_true",
@@ -65,7 +67,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 def bench_rank(ctx, row: Dict) -> Dict:
     """One rank of one row: warm-up, timed and profiled forwards -> this rank's measurements."""
-    merge = merge_config(row["mode"], impl="torch")
+    merge = merge_config(row["mode"], impl=row["impl"])
     shard = shard_frames(row["frames"], ctx.world, merge.temporal_frames if merge else None)[ctx.rank]
     model = build_model(ctx.device, row["config"])
     h, w = row["image_hw"]
@@ -103,7 +105,7 @@ def bench_rank(ctx, row: Dict) -> Dict:
 
 def run_row(args: argparse.Namespace, gpus: int, frames: int, mode: str) -> Dict:
     row = {"gpus": gpus, "frames": frames, "mode": mode, "config": args.config, "image_hw": list(args.image_size),
-           "outliers": args.outliers, "profile": not args.no_profile, "device_kind": args.device}
+           "outliers": args.outliers, "impl": args.impl, "profile": not args.no_profile, "device_kind": args.device}
     start = time.time()
     try:
         ranks = launch(bench_rank, gpus, args.device, args=(row,), timeout_s=args.timeout)

@@ -13,7 +13,12 @@ layout says which frames of the sequence they are).
   top-budget deviations, all pick the same global top-k and keep their share) or ``"rank"``
   (each rank picks ``q_outlier`` of its own tokens).
 
-The merging steps are the torch reference (``httm.merge``); the Triton kernels are not wired in.
+Implementations: with ``HTTMConfig.impl`` resolving to "triton" (CUDA, batch 1) the Triton fast
+path runs (``httm_attention_fast`` with this rank's ``KVExchange``: the merged K/V are gathered
+between their merge and the attention, after the query merge, so nothing overlaps them there);
+otherwise the torch reference steps (``httm.merge``) with the all-gather overlapping the query
+merge. There is no fallback from failed kernels to the torch path here: a rank that changed path
+alone would issue its collectives in another order, so a kernel failure fails the forward.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from httm_ros.httm.merge import (Matching, assignment, deviation, group_sizes, g
                                  match_regions, means, remove_outliers, select_outliers, size_bias)
 from httm_ros.httm.records import MergeRecord, MergeStats
 from httm_ros.httm.regions import RegionLayout, outlier_budget, region_layouts, reorder
+from httm_ros.httm.kernels.fast import httm_attention_fast
+from httm_ros.httm.kernels.triton_env import resolve_impl
 from httm_ros.httm.settings import HTTMConfig
 from httm_ros.vggt.layers import sdpa
 
@@ -63,6 +70,16 @@ class ShardedHTTMCore:
         self.counts = counts if counts is not None else RowCounts(group)
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layout) -> Tensor:
+        if q.shape[0] == 1 and resolve_impl(self.config.impl, q.device) == "triton":
+            o, record = httm_attention_fast(q, k, v, layout, self.config, self.layer, shard=KVExchange(self, layout))
+            record.impl = "triton-sharded"
+            if self.stats is not None:
+                self.stats.add(record)
+            return o
+        return self._call_torch(q, k, v, layout)
+
+    def _call_torch(self, q: Tensor, k: Tensor, v: Tensor, layout) -> Tensor:
+        """The torch reference steps; the merged K/V all-gather overlaps the query merge."""
         cfg = self.config
         regions_q, regions_kv = region_layouts(layout, cfg, q.device)
         kv_matching = match_keys(k, regions_kv, cfg.tile_elements)
@@ -101,14 +118,39 @@ class ShardedHTTMCore:
 
     def _select(self, dev: Tensor, heads: int, layout):
         """Outliers of this rank: dev [B, H, N_r] -> (flat index [B, k], valid [B, k])."""
-        if self.outliers == "rank":
-            return select_outliers(dev, outlier_budget(self.config.q_outlier, heads,
-                                                       layout.frames * layout.patches_per_frame))
-        budget = outlier_budget(self.config.q_outlier, heads, layout.sequence_frames * layout.patches_per_frame)
-        share = global_share(dev, budget, self.group, self.log, self.layer)     # [B]
+        share = self.outlier_counts(dev, heads, layout)                     # [B]
         index, valid = select_outliers(dev, int(share.max()))
         ranked = torch.arange(index.shape[1], device=dev.device)[None, :]
         return index, valid & (ranked < share[:, None])
+
+    def outlier_counts(self, dev: Tensor, heads: int, layout) -> Tensor:
+        """How many outliers this rank picks: dev [B, H, N_r] -> [B] long (see the module doc)."""
+        if self.outliers == "rank":
+            budget = outlier_budget(self.config.q_outlier, heads, layout.frames * layout.patches_per_frame)
+            return torch.full((dev.shape[0],), budget, dtype=torch.long, device=dev.device)
+        budget = outlier_budget(self.config.q_outlier, heads, layout.sequence_frames * layout.patches_per_frame)
+        return global_share(dev, budget, self.group, self.log, self.layer)
+
+
+class KVExchange:
+    """What the Triton fast path (``httm_attention_fast(..., shard=)``) asks of a sharded forward:
+    this rank's outlier count and every rank's merged keys/values."""
+
+    def __init__(self, core: ShardedHTTMCore, layout) -> None:
+        self.core, self.layout = core, layout
+
+    def outlier_count(self, dev: Tensor, heads: int) -> int:
+        """dev [1, H*N_r] -> this rank's outliers."""
+        return int(self.core.outlier_counts(dev.view(dev.shape[0], heads, -1), heads, self.layout)[0])
+
+    def exchange_kv(self, k_m: Tensor, v_m: Tensor, sizes: Tensor):
+        """k_m, v_m [B, H, Mk_r, d], sizes [B, H, Mk_r] -> the same over all ranks' rows."""
+        c = self.core
+        rows = c.counts.get("merged_kv", k_m.shape[2], k_m.device)
+        kv = all_gather_rows(torch.stack((k_m, v_m)), 3, c.group, c.log, c.layer, "merged_kv", rows)
+        if c.config.proportional_attention:
+            sizes = all_gather_rows(sizes, sizes.dim() - 1, c.group, c.log, c.layer, "kv_sizes", rows)
+        return kv[0], kv[1], sizes
 
 
 def global_share(dev: Tensor, budget: int, group=None, log: Optional[GatherLog] = None, layer: int = -1) -> Tensor:

@@ -90,12 +90,15 @@ def match(x: Tensor, kt: KernelTables, regions: RegionLayout, want_assign: bool)
 
 def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Tensor], layout,
                         config: HTTMConfig, layer: int = -1, profile: Optional[bool] = None,
-                        owned: Optional[list] = None):
+                        owned: Optional[list] = None, shard=None):
     """q, k, v [B, H, N, d] -> (o [B, H, N, d] (a view of [B, N, H, d] memory), MergeRecord).
 
     ``owned``: [q, k, v] handed over instead (q, k, v None); its entries are set to None as soon
     as each input is merged, so that (with no other reference left) its memory is freed before
     the attention: q after the query merge, k and v after the key/value merge.
+    ``shard``: the exchange of a sharded forward (``httm_ros.distributed``, batch 1), with
+    ``outlier_count(dev [1, H*N], heads) -> int`` (this rank's outliers) and
+    ``exchange_kv(k_m, v_m, sizes) -> (k_m, v_m, sizes)`` (every rank's merged keys/values).
     """
     if owned is not None:
         q, k, v = owned
@@ -118,7 +121,10 @@ def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Te
     timer.lap("aggregate_q")
     dev = k_ops.deviation(q, assign, sums, counts, kq.num_special)          # [BH, N]
     timer.lap("outliers_dev")
-    budget = outlier_budget(config.q_outlier, h, regions_q.num_patch)
+    if shard is None:
+        budget = outlier_budget(config.q_outlier, h, regions_q.num_patch)
+    else:
+        budget = shard.outlier_count(dev.view(b, h * n), h)
     mask = topk_mask(dev.view(b, h * n), budget).view(b * h, n)
     del dev
     pos, per_head = positions(mask)                                        # [BH, N], [BH]
@@ -137,6 +143,8 @@ def httm_attention_fast(q: Optional[Tensor], k: Optional[Tensor], v: Optional[Te
     k_m, v_m, sizes = _tuned("aggregate", k, kkv, group_k, y=v, mean=True)  # [B, H, Mk, d]
     del group_k
     k, v = _release(owned, 1), _release(owned, 2)
+    if shard is not None:
+        k_m, v_m, sizes = shard.exchange_kv(k_m, v_m, sizes)               # [B, H, Mk (all ranks), d]
     bias = size_bias(sizes, dtype) if config.proportional_attention else None
     timer.lap("merge_kv")
 
