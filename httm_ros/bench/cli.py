@@ -14,7 +14,7 @@ import sys
 from typing import List, Optional
 
 from . import (compile_check, e2e, fidelity, latency, layer, loops, multi_gpu, node, postprocess, report, streaming,
-               windows)
+               weights_dtype, windows)
 
 # name -> (module, help)
 SUBCOMMANDS = {
@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "streaming": (streaming, "streaming core: anchored vs chained windows, tracking states, relocalisation (CPU)"),
     "loops": (loops, "loop closure: pose graph (GTSAM iSAM2) ATE with/without, update time, memory (CPU, oracle)"),
     "distributed": (multi_gpu, "one forward over N GPUs/processes (httm_ros.distributed): seconds, memory, all-gathers"),
+    "dtype": (weights_dtype, "VGGT-1B with bfloat16/float16 weights vs float32 on the golden data: errors, memory"),
     "compile-check": (compile_check, "compile the Triton kernels for sm_90 and read their resources"),
     "report": (report, "BENCHMARKS.md (+ PNG) from result JSON files"),
 }
