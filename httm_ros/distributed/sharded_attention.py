@@ -29,12 +29,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from httm_ros.httm.kernels.fast import httm_attention_fast
+from httm_ros.httm.kernels.triton_env import resolve_impl
 from httm_ros.httm.merge import (Matching, assignment, deviation, group_sizes, group_sums, match_keys,
                                  match_regions, means, remove_outliers, select_outliers, size_bias)
 from httm_ros.httm.records import MergeRecord, MergeStats
 from httm_ros.httm.regions import RegionLayout, outlier_budget, region_layouts, reorder
-from httm_ros.httm.kernels.fast import httm_attention_fast
-from httm_ros.httm.kernels.triton_env import resolve_impl
 from httm_ros.httm.settings import HTTMConfig
 from httm_ros.vggt.layers import sdpa
 

@@ -10,7 +10,7 @@ head on the whole sequence, then keeps its own frames' pose encodings.
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Iterator, Optional, Sequence, Union
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
