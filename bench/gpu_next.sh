@@ -6,7 +6,8 @@
 #   PART=2 bash bench/gpu_next.sh   # e2e 100/300/1000 frames: httm flash vs cudnn, dense 100/300,
 #                                   # uniform (FastVGGT-faithful) vs the FastVGGT code at 100/300
 #   PART=3 bash bench/gpu_next.sh   # issue 16's window-size table: K in 16..128, anchored layout,
-#                                   # dense and httm, new keyframes per second of model time
+#                                   # dense and httm, new keyframes per second of model time; issue
+#                                   # 17's weights dtype (bf16, fp16 vs fp32 on the golden data)
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -97,7 +98,13 @@ case "$PART" in
         windows "peer_$F" 50 --frames "$F" --new 0 --windows 4 --modes "${PEER_ARGS[@]}"
     done ;;
 3)  e2e window_size --frames "${KS[@]}" --modes dense httm --overlap "$OVL"
-    e2e window_size_bf16 --frames "${KS[@]}" --modes dense httm --overlap "$OVL" --weights-dtype "$BF16" ;;
+    e2e window_size_bf16 --frames "${KS[@]}" --modes dense httm --overlap "$OVL" --weights-dtype "$BF16"
+    # issue 17: VGGT-1B golden weights in bf16 / fp16 vs fp32 on the GPU (the CPU has bf16 only)
+    if [ "$SMOKE" = 0 ] && [ "$(left)" -gt 60 ]; then
+        timeout "$(left)" $PY -m httm_ros.bench dtype --device cuda --dtypes bfloat16 float16 \
+            --out "$OUT/dtype_gpu.json" > "$LOGS/dtype.log" 2>&1
+        echo "[gpu_next] dtype: rc=$?"; tail -3 "$LOGS/dtype.log"
+    fi ;;
 *)  echo "PART must be 1, 2 or 3" >&2; exit 2 ;;
 esac
 
