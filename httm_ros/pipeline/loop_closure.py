@@ -241,12 +241,13 @@ class LoopCloser:
         if self.active:
             self.backend.wait()
 
-    def save(self, folder) -> List[str]:
-        """keyframes_before.tum, keyframes_after.tum, pose_graph.g2o in ``folder``."""
+    def save(self, folder, world=None) -> List[str]:
+        """keyframes_before.tum, keyframes_after.tum, pose_graph.g2o in ``folder``; ``world`` [4,4]: a
+        rigid change of world frame for the poses (the ROS side passes REP-103's)."""
         from pathlib import Path
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        return [str(self.graph.save_tum(out / "keyframes_before.tum", "initial")),
-                str(self.graph.save_tum(out / "keyframes_after.tum", "current")),
-                str(self.graph.save_g2o(out / "pose_graph.g2o"))]
+        return [str(self.graph.save_tum(out / "keyframes_before.tum", "initial", world)),
+                str(self.graph.save_tum(out / "keyframes_after.tum", "current", world)),
+                str(self.graph.save_g2o(out / "pose_graph.g2o", world=world))]
 

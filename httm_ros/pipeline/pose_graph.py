@@ -20,7 +20,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
@@ -120,23 +120,25 @@ class PoseGraph:
         return sorted(self.initial)
 
     # ------------------------------------------------------------------ export
-    def save_tum(self, path: Union[str, Path], which: str = "current") -> Path:
-        """Keyframe poses (``which`` = "initial" or "current") as TUM lines: stamp tx ty tz qx qy qz qw."""
+    def save_tum(self, path: Union[str, Path], which: str = "current", world: Optional[np.ndarray] = None) -> Path:
+        """Keyframe poses (``which`` = "initial" or "current") as TUM lines: stamp tx ty tz qx qy qz qw;
+        ``world`` [4,4]: a rigid change of world frame applied to every pose (e.g. REP-103)."""
         poses = self.initial if which == "initial" else self.current
         lines = []
         for k in self.keys():
-            t, q = _t_quat(poses[k])
+            t, q = _t_quat(_in_world(world, poses[k]))
             lines.append(f"{self.stamps[k]:.6f} " + " ".join(f"{v:.9g}" for v in (*t, *q)))
         out = Path(path)
         out.write_text("\n".join(lines) + "\n")
         return out
 
-    def save_g2o(self, path: Union[str, Path], which: str = "initial") -> Path:
-        """The graph as g2o text: VERTEX_SE3:QUAT per keyframe, EDGE_SE3:QUAT per constraint (scale in t)."""
+    def save_g2o(self, path: Union[str, Path], which: str = "initial", world: Optional[np.ndarray] = None) -> Path:
+        """The graph as g2o text: VERTEX_SE3:QUAT per keyframe, EDGE_SE3:QUAT per constraint (scale in t);
+        ``world`` as in :meth:`save_tum` (vertices only: the edges are relative)."""
         poses = self.initial if which == "initial" else self.current
         lines = []
         for k in self.keys():
-            t, q = _t_quat(poses[k])
+            t, q = _t_quat(_in_world(world, poses[k]))
             lines.append(f"VERTEX_SE3:QUAT {k} " + " ".join(f"{v:.9g}" for v in (*t, *q)))
         for f in self.betweens:
             t, q = _t_quat(f.relative)
@@ -146,6 +148,10 @@ class PoseGraph:
         out = Path(path)
         out.write_text("\n".join(lines) + "\n")
         return out
+
+
+def _in_world(world: Optional[np.ndarray], pose: np.ndarray) -> np.ndarray:
+    return pose if world is None else world @ pose
 
 
 def sim3(rotation: np.ndarray, translation: np.ndarray, scale: float = 1.0) -> np.ndarray:
