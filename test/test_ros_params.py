@@ -133,7 +133,8 @@ def test_cross_rules_are_reported_in_words_with_the_values(rule):
               "httm_q_outlier": {"httm_q_outlier": 0.5, "httm_q_merge": 0.4},
               "camera_frame": {"world_frame": "cam", "camera_frame": "cam"},
               "odom_frame": {"world_frame": "odom", "tf_mode": "odom"},
-              "tf_child_frame": {"world_frame": "cam_vggt", "tf_child_frame": "cam_vggt"}}[rule.names[1]]
+              "tf_child_frame": {"world_frame": "cam_vggt", "tf_child_frame": "cam_vggt"},
+              "window_mode": {"loop_closure": True}}[rule.names[1]]
     values = {**params.defaults(), **broken}
     errors = params.validate(values)
     assert errors == [rule.check(values)]

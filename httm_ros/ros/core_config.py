@@ -11,6 +11,7 @@ from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.httm.arguments import parse_layers
 from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig
 from httm_ros.pipeline.metric_scale import MetricScaleConfig
+from httm_ros.pipeline.pose_graph import LoopClosureConfig
 from httm_ros.pipeline.stream import model_input_size
 
 
@@ -46,11 +47,20 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
     voxel = values["voxel_size"]
     return StreamConfig(
         keyframes=keyframes,
-        window=WindowConfig(size=values["window_size"], overlap=values["window_overlap"]),
+        window=WindowConfig(size=values["window_size"], overlap=values["window_overlap"], mode=values["window_mode"]),
         filter=filter_config(values),
         map=MapConfig(voxel_size=voxel if voxel > 0 else None, voxel_size_rel=values["voxel_size_rel"],
                       max_points=values["map_max_points"], overflow=values["map_overflow"]),
-        metric=metric_config(values), image_width=values["image_size"], device=device)
+        metric=metric_config(values), image_width=values["image_size"], device=device,
+        loop_closure=loop_closure_config(values))
+
+
+def loop_closure_config(values: Mapping[str, Any]) -> LoopClosureConfig:
+    """The pose graph's knobs (docs/STREAMING.md "Loop closure"); the rest keep their defaults."""
+    return LoopClosureConfig(enabled=values["loop_closure"], min_gap=values["loop_min_gap"],
+                             min_similarity=values["loop_min_similarity"],
+                             window_sigma_rot_deg=values["loop_window_sigma_rot_deg"],
+                             kernel=values["loop_kernel"], batch_resolve=values["loop_batch_resolve"])
 
 
 def metric_config(values: Mapping[str, Any]) -> MetricScaleConfig:

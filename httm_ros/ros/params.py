@@ -112,6 +112,31 @@ PARAMS: Tuple[Param, ...] = (
     Param("keyframe_min_motion", 0.03, "Mean image motion since the last keyframe, as a fraction "
           "of the image width, that makes a keyframe.", range=(0.0, 1.0)),
     Param("keyframe_max_gap", 15, "A keyframe is forced after this many frames.", range=(1, 100000)),
+    Param("window_mode", "chained", "'chained': each window is aligned on the overlap of the previous "
+          "one; 'anchored': on an anchor keyframe of the map and context keyframes chosen by "
+          "covisibility (keyframe store, tracking state, relocalisation; docs/STREAMING.md). "
+          "loop_closure needs anchored.", choices=("chained", "anchored")),
+    # --- loop closure (docs/STREAMING.md "Loop closure", docs/ROS.md "Loop closure") --------------
+    Param("loop_closure", False, "Pose graph over keyframes (GTSAM iSAM2 on its own thread) with "
+          "loops from retrieval verified by a window; after a correction ~/path and ~/map are "
+          "republished. Needs window_mode anchored. Without gtsam installed the node logs one "
+          "line and runs without it."),
+    Param("loop_min_gap", 40, "Keyframes between a loop's two ends (closer ones are ordinary "
+          "tracking).", range=(2, 1_000_000)),
+    Param("loop_min_similarity", 0.8, "Descriptor cosine similarity of a retrieval hit before it is "
+          "verified by a window.", range=(0.0, 1.0)),
+    Param("loop_window_sigma_rot_deg", 1.0, "Rotation sigma (degrees) of a window constraint at "
+          "alignment residual 0, per keyframe after the anchor: the drift the graph expects of the "
+          "model. Too small for the model's drift and true loops are rejected (docs/STREAMING.md, "
+          "the 1.0 deg case).", range=(0.01, 90.0)),
+    Param("loop_kernel", "huber", "Robust kernel on every between-factor.", choices=("huber", "cauchy")),
+    Param("loop_batch_resolve", False, "A loop that fails the graph's gates after iSAM2 gets a "
+          "batch Levenberg-Marquardt solve of the whole graph (same gates): closes loops after a "
+          "large drift; a wrong loop that such a drift could explain then passes the graph "
+          "(only its verification window protects)."),
+    Param("loop_export_dir", "", "With loop_closure: at shutdown write keyframes_before.tum, "
+          "keyframes_after.tum (keyframe poses before / after optimisation, REP-103 world) and "
+          "pose_graph.g2o into this folder; empty = no export."),
     # --- merging ---------------------------------------------------------------------------
     Param("merge_mode", "httm", "Token merging in global attention: none, uniform (FastVGGT-style "
           "baseline) or httm (head-wise temporal merging).", choices=MERGE_MODES),
@@ -277,6 +302,8 @@ class Rule:
 
 
 RULES: Tuple[Rule, ...] = (
+    Rule("loop_closure needs window_mode anchored: loops are verified and corrected through the keyframe store",
+         ("loop_closure", "window_mode"), lambda v: not v["loop_closure"] or v["window_mode"] == "anchored"),
     Rule("window_overlap must be smaller than window_size: each window shares window_overlap "
          "keyframes with the previous one and adds window_size - window_overlap new ones",
          ("window_overlap", "window_size"), lambda v: v["window_overlap"] < v["window_size"]),

@@ -86,6 +86,7 @@ from . import codec, params, services
 from .core_config import filter_config, input_limits
 from .diagnostics import Diagnostics
 from .frame_queue import Frame, FrameQueue
+from .loop_outputs import LoopOutputs, core_values
 from .messages import host_copies, scaled_cloud, source_region_roi
 from .model_runner import build_model_runner
 from .node_counters import NodeCounters, NodeTimings, StampGaps
@@ -135,8 +136,8 @@ class ReconstructBody:
         self._entities_before = self._entities()
         self.values: Dict[str, Any] = self._checked_parameters()
         odom_lookup = make_odom_lookup(self) if self.values["tf_mode"] == "odom" else None   # refused without tf2_ros
-        self.runner = build_model_runner(self.values, predictor, warn=log.warning, error=log.error,
-                                         core_selects_keyframes=False)
+        self.runner = build_model_runner(core_values(self.values, log.warning), predictor, warn=log.warning,
+                                         error=log.error, core_selects_keyframes=False)
         self.rec = self.runner.reconstructor
         self.selector = KeyframeSelector(self.runner.keyframes)      # in the callback, before the queue
         self.counters = NodeCounters()
@@ -152,6 +153,7 @@ class ReconstructBody:
         self._requests = services.StreamRequests()
         self._frames_taken = 0
         self._filter_update = None
+        self.loop_outputs = LoopOutputs()                      # corrections republished, exports
         self.side = SideInputs(self.values)                    # camera_info / depth, paired by stamp
         self._make_publishers()
         tf = make_tf_publisher(self) if self.values["tf_mode"] != "none" else None
@@ -399,7 +401,9 @@ class ReconstructBody:
         self.counters.windows_rejected_in_row = 0 if result.accepted else self.counters.windows_rejected_in_row + 1
         scale = self._metric_scale()
         if result.accepted:
-            outputs = host_copies(result, values, self._map_snapshot(values), scale or 1.0,
+            corrected = self.loop_outputs.corrected_path(self.rec, self._stamps.get, scale or 1.0,
+                                                         self.get_logger().info)
+            outputs = host_copies(result, values, self._map_snapshot(values, corrected is not None), scale or 1.0,
                                   self._source_regions(result, values))
         else:
             self.counters.windows_rejected += 1
@@ -413,10 +417,11 @@ class ReconstructBody:
                              queue=self.queue, map_points=len(self.rec.map),
                              outliers=merge_outliers(getattr(self.runner.predictor, "model", None)),
                              device=self.runner.device, metric_scale=scale or math.nan,
-                             side_counts=self.side.counters.snapshot())
+                             side_counts=self.side.counters.snapshot(), loops=self.rec.loops)
         timings.host_copy_ms = 1e3 * (time.perf_counter() - t0)
         return WindowJob(outputs, stamps, values, stats, timings, self._last_frame_received,
-                         window_summary(result, len(self.rec.map)), self._input_frame)
+                         window_summary(result, len(self.rec.map)), self._input_frame,
+                         corrected if result.accepted else None)
 
     def _metric_scale(self) -> Optional[float]:
         """Metres per world unit in metric mode (use_depth) once known, else None (world units)."""
@@ -430,10 +435,10 @@ class ReconstructBody:
             return None
         return np.array([source_region_roi(m, values["camera_info_roi"]) for m in maps], dtype=np.int64)
 
-    def _map_snapshot(self, values):
-        """The map's points when ~/map is due with this window, else None."""
+    def _map_snapshot(self, values, force: bool = False):
+        """The map's points when ~/map is due with this window (or ``force``: rebuilt), else None."""
         self._accepted_since_map += 1
-        if not values["publish_map"] or self._accepted_since_map < values["map_publish_every"]:
+        if not values["publish_map"] or (self._accepted_since_map < values["map_publish_every"] and not force):
             return None
         self._accepted_since_map = 0
         return self.rec.map.points()
@@ -446,7 +451,11 @@ class ReconstructBody:
         window in flight is discarded. The threads are joined within ``timeout`` seconds (default
         shutdown_timeout) and the outputs acknowledged by reliable subscribers. Returns True when
         both threads ended. Idempotent; the node is destroyed by the caller."""
-        return self._deactivate(flush, timeout, final=True)
+        finished = self._deactivate(flush, timeout, final=True)
+        if finished:                                           # the core is idle: loop closure exports
+            for path in self.loop_outputs.export(self.rec, self.values["loop_export_dir"]):
+                self.get_logger().info(f"loop closure export: {path}")
+        return finished
 
     def _deactivate(self, flush: Optional[bool] = None, timeout: Optional[float] = None,
                     final: bool = False) -> bool:

@@ -22,7 +22,7 @@ from nav_msgs.msg import Path
 from httm_ros.msg import WindowStats
 
 from . import codec
-from .messages import OdomLookup, WindowOutputs, window_messages, world_cloud
+from .messages import OdomLookup, WindowOutputs, to_world_poses, window_messages, world_cloud
 from .node_counters import NodeCounters, NodeTimings
 
 
@@ -57,6 +57,16 @@ class WindowJob:
     received: float                      # perf_counter() when its last keyframe arrived
     summary: dict                        # window_stats.window_summary
     input_frame: str = ""                # the input images' header frame_id
+    corrected_path: Optional[Tuple[List[Any], np.ndarray]] = None
+    """After a pose-graph correction: (stamps, cam_to_world [N, 4, 4] float64, core world) of every
+    keyframe of the path, this window's included; replaces the published path (docs/ROS.md "Loop closure")."""
+
+
+def corrected_poses(stamps: List[Any], cam_to_world: np.ndarray, world_frame: str) -> List[PoseStamped]:
+    """The path after a pose-graph correction: one PoseStamped per keyframe (core world [N, 4, 4]
+    -> REP-103 world, as every other pose)."""
+    poses = codec.poses_from_matrices(to_world_poses(cam_to_world))
+    return [PoseStamped(header=codec.make_header(t, world_frame), pose=p) for t, p in zip(stamps, poses)]
 
 
 class WindowPublisher:
@@ -98,7 +108,7 @@ class WindowPublisher:
             msgs = window_messages(job.outputs, job.stamps, values,
                                    with_tf=self.tf is not None and values["publish_tf"],
                                    input_frame=job.input_frame, odom_lookup=self.odom_lookup)
-            self._publish_messages(msgs, job.stamps[-1], values)
+            self._publish_messages(msgs, job.stamps[-1], values, job.corrected_path)
             timings.convert_ms = 1e3 * (time.perf_counter() - t0) - self._publish_call_ms
         timings.publish_calls_ms = self._publish_call_ms
         timings.latency_ms = 1e3 * (time.perf_counter() - job.received)
@@ -121,11 +131,14 @@ class WindowPublisher:
         if job.points is not None:
             self._send("map", world_cloud(job.points, job.header))
 
-    def _publish_messages(self, msgs, stamp, values) -> None:
+    def _publish_messages(self, msgs, stamp, values, corrected_path=None) -> None:
         for topic in ("depth", "depth_confidence", "camera_info"):
             for msg in getattr(msgs, topic):
                 self._send(topic, msg)
-        self.path.extend(msgs.pose)
+        if corrected_path is not None:
+            self.path = corrected_poses(*corrected_path, values["world_frame"])
+        else:
+            self.path.extend(msgs.pose)
         if values["publish_pose"]:
             for msg in msgs.pose:
                 self._send("pose", msg)

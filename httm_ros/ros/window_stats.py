@@ -34,11 +34,12 @@ def gpu_memory_mb(device: torch.device) -> tuple:
 
 def window_stats(result, header, *, tokens_per_frame: int, counters: NodeCounters, timings: NodeTimings,
                  core_counters, queue, map_points: int, outliers: int, device: torch.device,
-                 metric_scale: float = math.nan, side_counts: Optional[dict] = None) -> WindowStats:
+                 metric_scale: float = math.nan, side_counts: Optional[dict] = None, loops=None) -> WindowStats:
     """Fill WindowStats for ``result`` (a pipeline WindowResult); ``header`` is the world frame at
     the window's last keyframe stamp. Latencies in ms; preprocess = node decode + the core's resize.
     ``metric_scale``: metres per world unit applied to the outputs (NaN: world units);
-    ``side_counts``: the side-input counters (side_inputs.SideCounters.snapshot)."""
+    ``side_counts``: the side-input counters (side_inputs.SideCounters.snapshot); ``loops``: the
+    core's LoopCloser (``rec.loops``) or None."""
     msg = WindowStats(header=header)
     msg.window_index = int(result.index)
     msg.num_keyframes = int(result.num_keyframes)
@@ -50,6 +51,7 @@ def window_stats(result, header, *, tokens_per_frame: int, counters: NodeCounter
     _latency_fields(msg, result.timings, result.stats, timings)
     _alignment_fields(msg, result)
     _side_input_fields(msg, result, metric_scale, side_counts or {})
+    _loop_fields(msg, loops)
     msg.map_points = int(map_points)
     msg.keyframes_total = int(core_counters.keyframes)
     msg.queue_depth = len(queue)
@@ -58,6 +60,15 @@ def window_stats(result, header, *, tokens_per_frame: int, counters: NodeCounter
     msg.windows_failed = counters.windows_failed
     msg.gpu_memory_allocated_mb, msg.gpu_memory_peak_mb = gpu_memory_mb(device)
     return msg
+
+
+def _loop_fields(msg: WindowStats, loops) -> None:
+    """Loops accepted / rejected (all reasons) and corrections applied so far (0 without loop closure)."""
+    if loops is None or not loops.active:
+        return
+    msg.loop_closures = int(loops.graph.loops_accepted)
+    msg.loops_rejected = int(sum(loops.graph.rejected.values()))
+    msg.pose_graph_corrections = int(loops.corrections)
 
 
 def _frame_fields(msg: WindowStats, counters: NodeCounters) -> None:
