@@ -44,20 +44,75 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=RESULTS)
 
 
-def stream_row(seq, drift: float, seed: int, loops: bool) -> dict:
+# the graph's knobs per row: "default" (LoopClosureConfig()) or "large_drift" (window sigmas that admit
+# ~1 deg per keyframe pair and the batch re-solve: docs/STREAMING.md "The 1.0 deg case")
+KNOBS = {"default": {}, "large_drift": {"window_sigma_rot_deg": 3.0, "batch_resolve": True}}
+
+
+def stream_row(seq, drift: float, seed: int, loops: bool, knobs: str = "default", wrong_loop: bool = False) -> dict:
+    """One stream; with ``wrong_loop`` a false loop (keyframe 10 claimed to be where the middle one is)
+    is injected after it: rejected? map and trajectory unchanged?"""
     from ..pipeline.pose_graph import LoopClosureConfig
     cfg = stream_config("anchored", 8, 3)
-    cfg.loop_closure = LoopClosureConfig(enabled=loops)
+    cfg.loop_closure = LoopClosureConfig(enabled=loops, **KNOBS[knobs])
     rec, _, wall = run_stream(seq, PerturbedOracle(seq, drift_deg=drift, seed=seed), cfg)
-    row = {"loop_closure": loops, "drift_deg": drift, "wall_s": wall, **trajectory_metrics(seq, rec.trajectory)}
+    row = {"loop_closure": loops, "knobs": knobs if loops else None, "drift_deg": drift, "wall_s": wall,
+           **trajectory_metrics(seq, rec.trajectory)}
     if rec.loops is not None:
         t0 = time.perf_counter()
         rec.loops.wait()
         row["wait_after_stream_s"] = time.perf_counter() - t0
         rec.loops.apply(rec)
         row.update(trajectory_metrics(seq, rec.trajectory), **rec.loops.summary())
+        row["batch_solves"] = len(rec.loops.backend.batch_solves)
+        row["batch_solve_s_max"] = max(rec.loops.backend.batch_solves, default=math.nan)
+        if wrong_loop:
+            row["wrong_loop"] = inject_wrong_loop(rec)
         rec.loops.close()
     return row
+
+
+def inject_wrong_loop(rec) -> dict:
+    """A false loop that passed verification (keyframe 10 -> the middle keyframe, identity): the result."""
+    g = rec.loops.graph
+    keys, rejected = g.keys(), dict(g.rejected)
+    xyz, poses = rec.map.points()[0].copy(), rec.trajectory.cam_to_world().copy()
+    rec.loops.add_loop(keys[10], keys[len(keys) // 2], np.eye(4))
+    rec.loops.wait()
+    applied = rec.loops.apply(rec)
+    reasons = {k: v - rejected.get(k, 0) for k, v in g.rejected.items() if v != rejected.get(k, 0)}
+    return {"loop": [keys[10], keys[len(keys) // 2]], "rejected": bool(reasons) and not applied, "reasons": reasons,
+            "map_unchanged": bool(np.array_equal(rec.map.points()[0], xyz)),
+            "trajectory_unchanged": bool(np.array_equal(rec.trajectory.cam_to_world(), poses))}
+
+
+def graph_wrong_loop(knobs: str) -> dict:
+    """The graph alone (test_pipeline_loops): a 120-keyframe chain, two laps of a 3 m circle, 0.5 deg
+    drift per step; a false loop keyframe 30 -> 100 (identity). Rejected?"""
+    from ..pipeline.gtsam_backend import GtsamBackend
+    from ..pipeline.pose_graph import LoopClosureConfig, PoseGraph, sim3, sim3_inverse, window_sigmas
+    cfg = LoopClosureConfig(enabled=True, **KNOBS[knobs])
+
+    def rot(a):
+        return np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.0]])
+
+    th = np.linspace(0, 4 * math.pi, 120, endpoint=False)
+    gt = [sim3(rot(t), [3 * math.cos(t), 3 * math.sin(t), 0.0]) for t in th]
+    g, backend = PoseGraph(), GtsamBackend(cfg)
+    pose = gt[0]
+    g.add_keyframe(0, pose)
+    factors = [g.priors[0]]
+    for k in range(1, len(gt)):
+        rel = sim3_inverse(gt[k - 1]) @ gt[k] @ sim3(rot(math.radians(0.5)), np.zeros(3))
+        pose = pose @ rel
+        g.add_keyframe(k, pose)
+        factors.append(g.add_between(k - 1, k, rel, window_sigmas(cfg, 0.0)))
+    backend.submit(g, g.keys(), factors)
+    backend.wait()
+    backend.submit(g, [], [g.add_between(30, 100, np.eye(4), window_sigmas(cfg, 0.0, "loop"), "loop")])
+    backend.wait()
+    backend.close()
+    return {"knobs": knobs, "rejected": g.loops_accepted == 0, "reasons": dict(g.rejected)}
 
 
 def rss_mib() -> float:
@@ -113,21 +168,27 @@ def scale_run(n: int, loop_every: int) -> dict:
 def run(args, argv: List[str]) -> int:
     out = {"environment": environment(torch.device("cpu"), ["loops"] + list(argv)),
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
-           "stream": [], "no_loop": [], "scale": None,
-           "not_measured": ["trained model (not available in this session)", "the ROS node (not wired yet)"]}
+           "knobs": KNOBS, "stream": [], "no_loop": [], "graph_wrong_loop": [], "scale": None,
+           "not_measured": ["trained model (not available in this session)",
+                            "the ROS node (wired; test/test_ros_loop_closure.py, not benchmarked)"]}
     path = args.out / "loops_oracle.json"
     seq = demo_sequence(num_frames=args.frames, width=WIDTH, height=HEIGHT, seed=args.seed, speed=0.03,
                         trajectory="walk")
     for drift in args.drifts:
-        for loops in (False, True):
-            row = stream_row(seq, drift, args.seed, loops)
+        for loops, knobs in ((False, "default"), (True, "default"), (True, "large_drift")):
+            row = stream_row(seq, drift, args.seed, loops, knobs, wrong_loop=loops)
             out["stream"].append(row)
-            print(f"drift {drift} deg, loops {'on ' if loops else 'off'}: ATE {row.get('ate_pct', math.nan):.3f} %, "
-                  f"accepted loops {row.get('loops_accepted', '-')}, rejected {row.get('loops_rejected', '-')}")
+            print(f"drift {drift} deg, loops {knobs if loops else 'off'}: ATE {row.get('ate_pct', math.nan):.3f} %, "
+                  f"accepted loops {row.get('loops_accepted', '-')}, rejected {row.get('loops_rejected', '-')}, "
+                  f"wrong loop {row.get('wrong_loop', '-')}")
             write_json(path, out)
     short = demo_sequence(num_frames=300, width=WIDTH, height=HEIGHT, seed=args.seed + 1, speed=0.03, trajectory="walk")
-    for loops in (False, True):
-        out["no_loop"].append(stream_row(short, args.drifts[0], args.seed, loops))
+    for loops, knobs in ((False, "default"), (True, "default"), (True, "large_drift")):
+        out["no_loop"].append(stream_row(short, args.drifts[0], args.seed, loops, knobs))
+        write_json(path, out)
+    for knobs in KNOBS:
+        out["graph_wrong_loop"].append(graph_wrong_loop(knobs))
+        print(f"graph-only wrong loop ({knobs}): {out['graph_wrong_loop'][-1]}")
         write_json(path, out)
     if args.scale_keyframes:
         out["scale"] = scale_run(args.scale_keyframes, args.loop_every)
