@@ -8,7 +8,7 @@ Writes bench/results/loops/loops_oracle.json (provenance by :mod:`httm_ros.prove
   final drift, loops accepted / rejected by reason, optimisation time per update (worker thread),
   map rebuild time per applied correction, the stream's wall time; and a sequence without a loop
   (less than one lap): the same, to show no increase;
-* ``scale``: the pose graph alone (no images): a chain of ``--scale-keyframes`` keyframes on a circle
+* ``scale`` (and ``scale_large_drift``, the "large_drift" knobs: batch solves included): the pose graph alone (no images): a chain of ``--scale-keyframes`` keyframes on a circle
   with drift, submitted 5 at a time (like windows) with a loop every ``--loop-every`` keyframes:
   update time (mean / p95 / max per 1000 keyframes) and the process's resident memory.
 
@@ -122,11 +122,11 @@ def rss_mib() -> float:
     return math.nan
 
 
-def scale_run(n: int, loop_every: int) -> dict:
+def scale_run(n: int, loop_every: int, knobs: str = "default") -> dict:
     """The graph alone: n keyframes on a 3 m circle (50 per lap), 0.3 deg drift per step, loops to lap 1."""
     from ..pipeline.gtsam_backend import GtsamBackend
     from ..pipeline.pose_graph import LoopClosureConfig, PoseGraph, sim3, sim3_inverse, window_sigmas
-    cfg = LoopClosureConfig(enabled=True)
+    cfg = LoopClosureConfig(enabled=True, **KNOBS[knobs])
     per_lap = 50
 
     def gt(k):
@@ -158,11 +158,13 @@ def scale_run(n: int, loop_every: int) -> dict:
             rows.append({"keyframes": k + 1, "updates": len(upd), "update_s_mean_last": float(upd[-200:].mean()),
                          "update_s_p95_last": float(np.percentile(upd[-200:], 95)), "update_s_max": float(upd.max()),
                          "rss_mib": rss_mib(), "rss_growth_mib": rss_mib() - rss0,
-                         "loops_accepted": g.loops_accepted, "loops_rejected": dict(g.rejected)})
-            print(f"scale: {k + 1} keyframes, update {1e3 * rows[-1]['update_s_mean_last']:.1f} ms mean "
+                         "loops_accepted": g.loops_accepted, "loops_rejected": dict(g.rejected),
+                         "batch_solves": len(backend.batch_solves),
+                         "batch_solve_s_max": max(backend.batch_solves, default=math.nan)})
+            print(f"scale ({knobs}): {k + 1} keyframes, update {1e3 * rows[-1]['update_s_mean_last']:.1f} ms mean "
                   f"(last 200), max {1e3 * rows[-1]['update_s_max']:.0f} ms, RSS +{rows[-1]['rss_growth_mib']:.0f} MiB")
     backend.close()
-    return {"keyframes": n, "loop_every": loop_every, "rows": rows}
+    return {"keyframes": n, "loop_every": loop_every, "knobs": knobs, "rows": rows}
 
 
 def run(args, argv: List[str]) -> int:
@@ -192,6 +194,8 @@ def run(args, argv: List[str]) -> int:
         write_json(path, out)
     if args.scale_keyframes:
         out["scale"] = scale_run(args.scale_keyframes, args.loop_every)
+        write_json(path, out)
+        out["scale_large_drift"] = scale_run(args.scale_keyframes, args.loop_every, "large_drift")
         write_json(path, out)
     print(f"wrote {path}")
     return 0
