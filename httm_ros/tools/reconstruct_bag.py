@@ -162,7 +162,8 @@ def write_window(out: OutputBag, result, runner, state: RunState, stamps, counte
     stats = window_stats(result, codec.make_header(stamps[-1], values["world_frame"]),
                          tokens_per_frame=runner.tokens_per_frame(result.image_hw), counters=counters,
                          timings=timings, core_counters=rec.counters, queue=queue, map_points=len(rec.map),
-                         outliers=merge_outliers(getattr(runner.predictor, "model", None)), device=runner.device)
+                         outliers=merge_outliers(getattr(runner.predictor, "model", None)), device=runner.device,
+                         loops=rec.loops)
     state.stats.append(stats)
     if values["publish_stats"]:
         out.write_message(state.topics["stats"], stats, _ns(stamps[-1]))
@@ -211,6 +212,7 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
     from httm_ros.ros.codec import StampBook
     from httm_ros.ros.core_config import input_limits
     from httm_ros.ros.frame_queue import FrameQueue
+    from httm_ros.ros.loop_outputs import LoopOutputs
     from httm_ros.ros.node_counters import NodeCounters
     from httm_ros.vggt.preprocess import resize_rgb
 
@@ -251,10 +253,14 @@ def run_bag(bag, topic_name: Optional[str], values: Dict[str, Any], out_dir: Pat
             _log_window(result, state)
         out.commit()
         bag_counts = dict(out.counts)
+    loop_files = LoopOutputs().export(rec, str(out_dir))    # the last correction applied first: then the world files
     save_world_files(rec, out_dir)
-    return {"summary": summarize(state.stats), "bag": str(bag), "topic": topic.name, "input_type": topic.input_type,
-            "frames_bad_input": counters.frames_bad_input, "frames_rescaled": counters.frames_rescaled,
-            "wall_s": round(run_timer.lap("run"), 2), "output_messages": bag_counts}
+    report = {"summary": summarize(state.stats), "bag": str(bag), "topic": topic.name, "input_type": topic.input_type,
+              "frames_bad_input": counters.frames_bad_input, "frames_rescaled": counters.frames_rescaled,
+              "wall_s": round(run_timer.lap("run"), 2), "output_messages": bag_counts}
+    if loop_files:                                          # keyframes_before/after.tum, pose_graph.g2o
+        report["loop_closure"] = {**rec.loops.summary(), "files": [Path(f).name for f in loop_files]}
+    return report
 
 
 def _log_window(result, state: RunState) -> None:
