@@ -132,7 +132,8 @@ def test_loops_in_the_node_republish_a_corrected_path_and_map_and_export(ros, tw
     assert node.shutdown()
     from evo.tools import file_interface
     gtsam = pytest.importorskip("gtsam")
-    traj = {w: file_interface.read_tum_trajectory_file(str(tmp_path / f"keyframes_{w}.tum")) for w in ("before", "after")}
+    traj = {w: file_interface.read_tum_trajectory_file(str(tmp_path / f"keyframes_{w}.tum"))
+            for w in ("before", "after")}
     keys = node.rec.loops.graph.keys()
     assert traj["before"].num_poses == traj["after"].num_poses == len(keys)
     assert not np.allclose(traj["before"].positions_xyz, traj["after"].positions_xyz)

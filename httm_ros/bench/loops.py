@@ -7,8 +7,12 @@ Writes bench/results/loops/loops_oracle.json (provenance by :mod:`httm_ros.prove
   anchored stream with and without loop closure: ATE (Sim(3)-aligned RMSE, m and % of the path),
   final drift, loops accepted / rejected by reason, optimisation time per update (worker thread),
   map rebuild time per applied correction, the stream's wall time; and a sequence without a loop
-  (less than one lap): the same, to show no increase;
-* ``scale`` (and ``scale_large_drift``, the "large_drift" knobs: batch solves included): the pose graph alone (no images): a chain of ``--scale-keyframes`` keyframes on a circle
+  (less than one lap): the same, to show no increase; each with the ``default`` and the
+  ``large_drift`` knobs (``KNOBS``), and after every loop-closure stream a wrong loop injected
+  (``wrong_loop``: rejected? map and trajectory unchanged?);
+* ``graph_wrong_loop``: the graph-only wrong loop of test_pipeline_loops.py per knob set;
+* ``scale`` (and ``scale_large_drift``, the "large_drift" knobs: batch solves included): the pose graph
+  alone (no images): a chain of ``--scale-keyframes`` keyframes on a circle
   with drift, submitted 5 at a time (like windows) with a loop every ``--loop-every`` keyframes:
   update time (mean / p95 / max per 1000 keyframes) and the process's resident memory.
 

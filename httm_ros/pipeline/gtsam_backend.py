@@ -204,7 +204,8 @@ class GtsamBackend:
         base = gtsam.noiseModel.Diagonal.Sigmas(f.sigmas)
         est = gtsam.noiseModel.mEstimator
         kernel = (est.Cauchy if self.config.kernel == "cauchy" else est.Huber).Create(self.config.kernel_k)
-        return gtsam.BetweenFactorSimilarity3(f.a, f.b, to_gtsam(f.relative), gtsam.noiseModel.Robust.Create(kernel, base))
+        robust = gtsam.noiseModel.Robust.Create(kernel, base)
+        return gtsam.BetweenFactorSimilarity3(f.a, f.b, to_gtsam(f.relative), robust)
 
     config_iterations = 10
     config_batch_iterations = 100
