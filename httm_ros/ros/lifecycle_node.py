@@ -24,20 +24,16 @@ at every configure. SIGINT/SIGTERM: the shutdown transition from the current sta
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, Dict
 
-import rclpy
 import torch
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
-from rclpy.signals import SignalHandlerOptions
 
 from . import params
-from .reconstruct_node import NODE_NAME, SPIN_PERIOD, ReconstructBody
-from .stop_signals import StopRequest, StopSignals
+from .node_main import NodeEntry, run
+from .reconstruct_node import NODE_NAME, ReconstructBody
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -140,51 +136,25 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
             self.finished = self._deactivate()
 
 
+def _shutdown_transition(node: ReconstructLifecycleNode) -> bool:
+    """The stop of the managed node: the shutdown transition from the current state (unless it
+    ran already); True when the threads ended."""
+    if not node.finalized:
+        node.trigger_shutdown()
+    return node.finished
+
+
+ENTRY = NodeEntry(name=NODE_NAME, node_class=ReconstructLifecycleNode, stop=_shutdown_transition,
+                  abandon=ReconstructLifecycleNode._abandon_start,
+                  values=ReconstructLifecycleNode.current_values,
+                  waiting_line="unconfigured: waiting for the configure transition (~/change_state)")
+
+
 def main(args=None) -> int:
     """Entry point of ``reconstruct_lifecycle_node``: starts unconfigured; exit 0 after
-    SIGINT/SIGTERM (the shutdown transition first), 2 when the node cannot be created."""
-    signals = StopSignals().install()
-    log = rclpy.logging.get_logger(NODE_NAME)
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        node = ReconstructLifecycleNode()
-    except StopRequest as stop:
-        log.info(f"stop requested ({stop}) during start-up: exiting")
-        rclpy.try_shutdown()
-        return 0
-    except Exception as err:  # noqa: BLE001 - one clear line for every start-up failure
-        log.fatal(f"cannot start: {type(err).__name__}: {err}")
-        rclpy.try_shutdown()
-        return 2
-    signals.node_up()              # a signal during configure (model loading) is served once it ends
-    for warning in params.ignored_overrides(sys.argv if args is None else args, node.get_name(),
-                                            node.current_values()):
-        node.get_logger().warning(warning)
-    node.get_logger().info("unconfigured: waiting for the configure transition (~/change_state)")
-    if not _spin_until_stopped(node, signals):
-        sys.stdout.flush()         # a thread is still in a model forward: no interpreter teardown under it
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
-
-
-def _spin_until_stopped(node: ReconstructLifecycleNode, signals: StopSignals) -> bool:
-    """Spin until a stop signal, then the shutdown transition; True when the threads ended."""
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while not signals.requested.is_set():
-            executor.spin_once(timeout_sec=SPIN_PERIOD)
-    except ExternalShutdownException:
-        pass
-    finally:
-        node.get_logger().info(f"stop requested ({signals.signal_name or 'context shut down'}): stopping")
-        if not node.finalized:
-            node.trigger_shutdown()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return node.finished
+    SIGINT/SIGTERM (the shutdown transition first), 2 when the node cannot be created. A signal
+    during configure (model loading) is served once the transition ends."""
+    return run(ENTRY, args)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,6 @@ from __future__ import annotations
 import collections
 import gc
 import math
-import os
 import queue
 import sys
 import threading
@@ -64,17 +63,14 @@ import time
 from typing import Any, Dict, Optional
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from httm_ros.msg import WindowStats
@@ -90,8 +86,8 @@ from .loop_outputs import LoopOutputs, core_values
 from .messages import host_copies, scaled_cloud, source_region_roi
 from .model_runner import build_model_runner
 from .node_counters import NodeCounters, NodeTimings, StampGaps
+from .node_main import NodeEntry, run
 from .side_inputs import SideInputs
-from .stop_signals import StopRequest, StopSignals
 from .tf_publisher import make_odom_lookup, make_tf_publisher
 from .window_publisher import MapJob, WindowJob, WindowPublisher
 from .window_stats import merge_outliers, window_stats, window_summary
@@ -573,56 +569,14 @@ class ReconstructNode(ReconstructBody, Node):
             raise
 
 
-SPIN_PERIOD = 0.1        # s: the main loop sees a stop signal within this
+ENTRY = NodeEntry(name=NODE_NAME, node_class=ReconstructNode, stop=ReconstructNode.shutdown,
+                  abandon=ReconstructNode._abandon_start, values=lambda node: node.values)
 
 
 def main(args=None) -> int:
     """Entry point of the ``reconstruct_node`` executable; returns the exit status: 0 after a
     SIGINT/SIGTERM at any moment (docs/ROS.md "Shutdown"), 2 when the node cannot start."""
-    signals = StopSignals().install()
-    log = rclpy.logging.get_logger(NODE_NAME)
-    node = None
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        node = ReconstructNode()
-        signals.node_up()
-    except StopRequest as stop:
-        log.info(f"stop requested ({stop}) during start-up: exiting")
-        if node is not None:                                   # the signal came right after the build
-            node.shutdown(flush=False, timeout=1.0)
-            node.destroy_node()
-        rclpy.try_shutdown()
-        return 0
-    except Exception as err:  # noqa: BLE001 - one clear line for every start-up failure
-        log.fatal(f"cannot start: {type(err).__name__}: {err}")
-        rclpy.try_shutdown()
-        return 2
-    for warning in params.ignored_overrides(sys.argv if args is None else args, node.get_name(), node.values):
-        node.get_logger().warning(warning)
-    finished = _spin_until_stopped(node, signals)
-    if not finished:                       # a thread is still in a model forward: no interpreter
-        sys.stdout.flush()                 # teardown under it
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
-
-
-def _spin_until_stopped(node: ReconstructNode, signals: StopSignals) -> bool:
-    """Spin until a stop signal, then the one shutdown path; True when the threads ended."""
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while not signals.requested.is_set():
-            executor.spin_once(timeout_sec=SPIN_PERIOD)
-    except ExternalShutdownException:
-        pass
-    finally:
-        node.get_logger().info(f"stop requested ({signals.signal_name or 'context shut down'}): stopping")
-        finished = node.shutdown()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return finished
+    return run(ENTRY, args)
 
 
 if __name__ == "__main__":
