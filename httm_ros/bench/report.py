@@ -6,7 +6,10 @@ a file is "not measured yet". Later files win over earlier ones for the same (mo
 
 The first line of BENCHMARKS.md records the exact command. Sections: the node's regime (issue 14,
 ``httm-bench windows`` files), long sequences (issue 4: e2e and layer files), GPU tests, the
-streaming core, the node, the fidelity proxy, the notes, provenance.
+streaming core, the node, the fidelity proxy; then one section per kind of the issue-15..19 files,
+recognised by their fields (``extra_kind``): the trained small model (model card, training log),
+streaming v2 and window sizes (issue 16), weights dtype, loop closure, several processes; every
+one is there without its file and says what is not measured; the notes, provenance.
 
 Pieces: ``results`` (reading the files), ``markdown_tables``, ``targets`` (and anchors), ``plot``.
 """
@@ -14,12 +17,14 @@ Pieces: ``results`` (reading the files), ``markdown_tables``, ``targets`` (and a
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import shlex
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .plot import plot
-from .results import NOT_YET, load, load_side
+from .results import NOT_YET, load, load_side, ratio
 from .markdown_tables import (breakdown_table, fidelity_table, latency_table, layer_table, memory_table, node_table,
                      pipeline_table, warm_table, windows_table)
 from .targets import WINDOW_FIRST_OVER_P50, WINDOW_P99_OVER_P50, limits, targets, window_targets
@@ -58,20 +63,540 @@ def windows_section(results: List) -> List[str]:
     ]
 
 
+# ----------------------------------------------------------------------- issues 15-19: one section per kind
+# Issue 17's stated tolerance for bfloat16 weights (docs/ROS.md "Weights dtype"): relative L2 error vs float32
+DTYPE_TOLERANCE = {"pose_enc": 3e-2, "depth": 1e-2, "depth_conf": 1e-2}
+LOOP_ATE_RATIO = 0.5             # issue 18: ATE with loops <= 50% of ATE without
+NO_LOOP_SLACK = 1e-3             # issue 18: "no increase" without a loop, up to 0.1 % (float noise)
+KF_RATE_TARGET = 1.5             # issue 16: new keyframes/s >= 1.5x the dense 24/8 configuration
+DEFAULT_WINDOW = (24, 8)         # the node's window_size / window_overlap (config/reconstruct.yaml)
+STREAM_ACCEPTED_PCT, STREAM_ATE_PCT = 95.0, 5.0      # issue 15: streaming on held-out sequences
+DISTRIBUTED_GPU_ROWS = [(g, f) for f in (1000, 2000, 4000) for g in (1, 2, 4)]      # issue 19's GPU table
+KINDS = ("model_card", "train_log", "streaming", "window_size", "dtype", "loops", "distributed_fidelity",
+         "distributed")
+
+
+def extra_kind(data: Dict) -> Optional[str]:
+    """The issue-15..19 result a JSON file holds, recognised by its fields (None: another kind)."""
+    kind = data.get("kind")
+    if kind in ("distributed", "distributed_fidelity"):
+        return kind
+    if kind == "e2e" and any(r.get("layout") for r in data.get("rows", [])):
+        return "window_size"                              # httm-bench e2e --overlap O (anchored windows)
+    checks = (("streaming", ("compare", "config")), ("loops", ("stream", "knobs")), ("dtype", ("dtypes", "float32")),
+              ("model_card", ("heldout", "training")), ("train_log", ("entries", "meta")))
+    return next((name for name, keys in checks if not kind and all(k in data for k in keys)), None)
+
+
+def load_extra(files: Sequence[Path]) -> Dict[str, List[Dict]]:
+    """-> {kind: [results, each with its "file" name]} for the kinds of ``KINDS``."""
+    out: Dict[str, List[Dict]] = {k: [] for k in KINDS}
+    for path in (Path(f) for f in files if Path(f).is_file()):
+        data = json.loads(path.read_text())
+        kind = extra_kind(data)
+        if kind:
+            out[kind].append({**data, "file": path.name})
+    return out
+
+
+def env_of(res: Dict) -> Dict:
+    """A result's provenance: ``env`` / ``environment``, or a model card's training record."""
+    if res.get("env") or res.get("environment"):
+        return res.get("env") or res.get("environment")
+    train = res.get("training") or (res.get("meta") or {}).get("training") or {}
+    return {"commit": train.get("commit"), "device": train.get("device"), "command": train.get("command")}
+
+
+def source(res: Dict) -> str:
+    env = env_of(res)
+    return (f"Source: `{res['file']}`: `{env.get('command')}` at commit {str(env.get('commit'))[:7]} on "
+            f"{env.get('device')}" + (f", {env['date_utc']}" if env.get("date_utc") else "") + ".")
+
+
+def num(x, fmt: str = "{:.3f}") -> str:
+    """A number from a file, or "-" where the file has none (NaN included)."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def verdict(ok: Optional[bool], detail: str = "") -> str:
+    return NOT_YET if ok is None else ("met" if ok else "MISSED") + (f" ({detail})" if detail else "")
+
+
+def target_rows(rows: List[Tuple[str, str, str]]) -> List[str]:
+    return ["| target | measured | verdict |", "|---|---|---|", *[f"| {a} | {b} | {c} |" for a, b, c in rows], ""]
+
+
+def missing(text: str) -> List[str]:
+    return [f"{NOT_YET}: {text}", ""]
+
+
+def states(seq: List[str]) -> str:
+    """State sequence, a repeated LOST -> ... cycle written once with its count."""
+    head, rest = seq[:2], seq[2:]
+    groups = [tuple(rest[i:i + 3]) for i in range(0, len(rest), 3)]
+    if len(groups) > 1 and len(rest) % 3 == 0 and len(set(groups)) == 1:
+        return " -> ".join(head) + f" -> ({' -> '.join(groups[0])}) x{len(groups)}"
+    return " -> ".join(seq)
+
+
+# ------------------------------------------------------------------------------------- issue 15
+def training_section(cards: List[Dict], logs: List[Dict], streams: List[Dict]) -> List[str]:
+    lines = ["## The small model trained here: httm-vggt-synth (issue 15)", ""]
+    if not cards:
+        lines += missing("no model card (`httm-train` writes httm-vggt-synth.json beside the weights)")
+    for card in cards:
+        lines += training_card(card)
+    for log in logs:
+        entries = log.get("entries", [])
+        lines += [f"Training log `{log['file']}`: {len(entries)} entries, steps "
+                  f"{num(entries[0].get('step') if entries else None, '{}')} to "
+                  f"{num(entries[-1].get('step') if entries else None, '{}')}, loss "
+                  f"{num(entries[0].get('loss') if entries else None)} -> "
+                  f"{num(entries[-1].get('loss') if entries else None)}.", ""]
+    checkpoint = [s for s in streams if (s.get("config") or {}).get("predictor") == "checkpoint"]
+    t = [(f"{name} {want}", num(got), verdict(ok)) for name, want, got, ok in heldout_targets(cards)]
+    t += streaming_model_targets(checkpoint)
+    t.append(("accuracy cost of merging on trained attention (dense vs uniform vs HTTM)",
+              NOT_YET, f"{NOT_YET} (no result file: needs the trained model's eval with merging)"))
+    return lines + ["Targets (issue 15; held-out set, `httm-eval`, dense):", ""] + target_rows(t)
+
+
+def training_card(card: Dict) -> List[str]:
+    train, held = card.get("training") or {}, card.get("heldout") or {}
+    loss = train.get("loss") or {}
+    lines = [f"{card.get('name')}: {card.get('parameters')} parameters, {card.get('dtype')} weights, input "
+             f"{card.get('image_hw')}. {card.get('statement', '')}",
+             "",
+             f"Training: `{train.get('command')}` at commit {train.get('commit')} on {train.get('device')}: "
+             f"{train.get('steps')} steps of a {train.get('schedule_steps')}-step schedule "
+             f"({'complete' if train.get('complete') else 'not complete'}), {train.get('seen_frames')} frames seen, "
+             f"{num(train.get('elapsed_s'), '{:.0f}')} s, renderer {num(train.get('renderer_frames_per_s'), '{:.0f}')} "
+             f"frames/s. Held-out: {held.get('split')}, {held.get('frames')} frames per clip ({card['file']}).",
+             "",
+             "| loss | first | last | min |", "|---|---|---|---|"]
+    lines += [f"| {k} | {num(v.get('first'), '{:.4f}')} | {num(v.get('last'), '{:.4f}')} | {num(v.get('min'), '{:.4f}')} |"
+              for k, v in loss.items()]
+    lines += ["", "| held-out clip (seed) | path | hfov deg | AbsRel | delta<1.25 | rot. error median deg | ATE % |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {c.get('scene_seed')} | {c.get('kind')} | {num(c.get('hfov_deg'), '{:.1f}')} | {num(c.get('abs_rel'))} "
+              f"| {num(c.get('delta_1_25'))} | {num(c.get('rot_err_median_deg'), '{:.2f}')} | "
+              f"{num(c.get('ate_percent'), '{:.2f}')} |" for c in held.get("clips", [])]
+    return lines + [""]
+
+
+def heldout_targets(cards: List[Dict]):
+    """(metric, target text, measured, met?) from a model card's held-out summary and targets."""
+    names = {"abs_rel": "depth AbsRel", "delta_1_25": "depth delta<1.25", "rot_err_median_deg":
+             "relative rotation error median (deg)", "ate_percent": "ATE (% of trajectory, Sim(3))"}
+    card = cards[-1] if cards else {}
+    held = card.get("heldout") or {}
+    wanted = held.get("targets") or {"abs_rel": "<= 0.08", "delta_1_25": ">= 0.93", "rot_err_median_deg": "<= 2.0",
+                                     "ate_percent": "<= 3.0"}
+    for key, want in wanted.items():
+        got = (held.get("summary") or {}).get(key)
+        op, bound = want.split()
+        ok = None if got is None else (got <= float(bound) if op == "<=" else got >= float(bound))
+        yield names.get(key, key), want, got, ok
+
+
+def streaming_model_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
+    """Issue 15's streaming targets from ``httm-bench streaming --predictor checkpoint`` files."""
+    rows = [r for res in results for r in res.get("compare", []) if r.get("frames") == 300]
+    if not rows:
+        why = f"{NOT_YET} (no `httm-bench streaming --predictor checkpoint` file)"
+        return [(f"streaming, 300 frames: windows accepted >= {STREAM_ACCEPTED_PCT:.0f} %", NOT_YET, why),
+                (f"streaming, 300 frames: ATE <= {STREAM_ATE_PCT:.0f} % of the trajectory", NOT_YET, why)]
+    out = []
+    for r in rows:
+        acc = 100.0 * r["accepted"] / r["windows"] if r.get("windows") else None
+        out.append((f"streaming, 300 frames, {r['mode']}: windows accepted >= {STREAM_ACCEPTED_PCT:.0f} %",
+                    num(acc, "{:.1f} %"), verdict(None if acc is None else acc >= STREAM_ACCEPTED_PCT)))
+        out.append((f"streaming, 300 frames, {r['mode']}: ATE <= {STREAM_ATE_PCT:.0f} %", num(r.get("ate_pct"), "{:.3f} %"),
+                    verdict(None if r.get("ate_pct") is None else r["ate_pct"] <= STREAM_ATE_PCT)))
+    return out
+
+
+# ------------------------------------------------------------------------------------- issue 16
+def streaming_section(results: List[Dict]) -> List[str]:
+    lines = ["## Streaming core v2: anchored vs chained windows, tracking, relocalisation (issue 16)", ""]
+    if not results:
+        lines += missing("no `httm-bench streaming` file (bench/results/streaming/)")
+    for res in results:
+        lines += streaming_tables(res)
+    checked = [s for s in results if (s.get("config") or {}).get("predictor") == "checkpoint"]
+    t = [t for res in results for t in streaming_targets(res)]
+    if not checked:
+        t.append(("trained model, held-out 300/1000 frames: anchored ATE <= chained ATE, within issue 15's targets",
+                  NOT_YET, f"{NOT_YET} (needs `--predictor checkpoint` with the trained model)"))
+    return lines + ["Targets (issue 16, \"Done means\"):", ""] + target_rows(t)
+
+
+def streaming_tables(res: Dict) -> List[str]:
+    cfg = res.get("config") or {}
+    f = lambda r, k, fmt="{:.3f}": num(r.get(k), fmt)                    # noqa: E731
+    lines = [f"Setup: predictor `{cfg.get('predictor')}`" + (f" ({cfg['checkpoint']})" if cfg.get("checkpoint") else
+             f" (noise {cfg.get('noise')}, every {cfg.get('corrupt_every')}th model call corrupted)")
+             + f", K={cfg.get('window')} / O={cfg.get('overlap')}, seed {cfg.get('seed')}; ATE = Sim(3)-aligned "
+             "RMSE of the keyframe centres over the path length, final drift = the last keyframe's error with the "
+             "Sim(3) of the first 10 %, scale drift = |log| ratio of the last and first 10 %'s scales "
+             "(docs/STREAMING.md). " + source(res), "",
+             "| frames | mode | ATE % | final drift % | scale drift | accepted / windows | partial | rejected | "
+             "keyframes dropped | relocalisations | states | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.get('frames')} | {r.get('mode')} | {f(r, 'ate_pct')} | {f(r, 'final_drift_pct')} | "
+              f"{f(r, 'scale_drift', '{:.4f}')} | {r.get('accepted')} / {r.get('windows')} | {r.get('partial')} | "
+              f"{r.get('rejected')} | {r.get('keyframes_dropped')} | {r.get('relocalisations')} | "
+              f"{states(r.get('states', []))} | {f(r, 'wall_s', '{:.1f}')} |" for r in res.get("compare", [])]
+    lines += ["", "| scenario | mode | frames | states | segments (keyframes) | other-room keyframes per segment | "
+              "ATE segment 0 % |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.get('scenario')} | {r.get('mode')} | {r.get('frames')} | {states(r.get('states', []))} | "
+              f"{len(r.get('segments', []))} ({', '.join(str(s.get('keyframes')) for s in r.get('segments', []))}) | "
+              f"{', '.join(str(s.get('other_room_keyframes')) for s in r.get('segments', []))} | {f(r, 'ate_pct')} |"
+              for r in res.get("failure", [])]
+    if not res.get("failure"):
+        lines += missing("the another-room scenarios (run without `--no-failure`)")
+    return lines + [""]
+
+
+def streaming_targets(res: Dict) -> List[Tuple[str, str, str]]:
+    """Anchored ATE <= chained ATE per length; the another-room scenarios' state sequences."""
+    pred = (res.get("config") or {}).get("predictor")
+    by = {(r.get("frames"), r.get("mode")): r for r in res.get("compare", [])}
+    out = []
+    for frames in sorted({f for f, _ in by}):
+        a, c = by.get((frames, "anchored")), by.get((frames, "chained"))
+        ok = None if not (a and c) else a["ate_pct"] <= c["ate_pct"]
+        got = f"{a['ate_pct']:.3f} vs {c['ate_pct']:.3f} %" if a and c else NOT_YET
+        out.append((f"anchored ATE <= chained ATE @{frames} frames ({pred})", got, verdict(ok)))
+    for r in res.get("failure", []):
+        segs = r.get("segments", [])
+        clean = bool(segs) and segs[0].get("other_room_keyframes") == 0
+        if r.get("scenario") == "back_after_3s":
+            ok = r.get("states", [])[:4] == ["INITIALISING", "TRACKING", "LOST", "RELOCALISED"] and len(segs) == 1 and clean
+            out.append((f"3 s of another room: TRACKING -> LOST -> RELOCALISED, one map, no other-room keyframe "
+                        f"({r.get('mode')}, {pred})", f"{states(r.get('states', []))}; {len(segs)} segment(s)", verdict(ok)))
+        elif r.get("scenario") == "never_back":
+            ok = "NEW_SEGMENT" in r.get("states", []) and len(segs) > 1 and clean
+            out.append((f"never back: NEW_SEGMENT, the other room kept apart ({r.get('mode')}, {pred})",
+                        f"{states(r.get('states', []))}; {len(segs)} segment(s)", verdict(ok)))
+    return out
+
+
+def window_size_section(results: List[Dict]) -> List[str]:
+    lines = ["## Window sizes where HTTM pays (issue 16)", ""]
+    if not results:
+        lines += missing("no window-size file (`httm-bench e2e --overlap 8 --frames 16 24 32 48 64 96 128`)")
+    t = []
+    for res in results:
+        lines += window_size_table(res)
+        t += window_size_targets(res)
+    if not any(res.get("config") == "1b" for res in results):
+        t.append((f"VGGT-1B at 518x392 on the H200: >= {KF_RATE_TARGET}x the new keyframes/s of dense "
+                  f"{DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]}", NOT_YET, f"{NOT_YET} (GPU run: `PART=3 bash bench/gpu_next.sh`)"))
+    t.append(("at equal or better ATE on the held-out sequences", NOT_YET, f"{NOT_YET} (needs the trained model)"))
+    return lines + ["Targets (issue 16):", ""] + target_rows(t)
+
+
+def window_size_rows(res: Dict) -> Dict[Tuple[str, int], Dict]:
+    return {(r["mode"], r["frames"]): r for r in res.get("rows", []) if r.get("seconds")}
+
+
+def window_size_table(res: Dict) -> List[str]:
+    rows = window_size_rows(res)
+    first = next(iter(res.get("rows", [])), {})
+    lines = [f"Setup: one forward of a window of K keyframes, {first.get('layout')} layout (overlap "
+             f"{res.get('overlap')} known keyframes, K - {res.get('overlap')} new), config `{res.get('config')}` "
+             f"({res.get('weights_dtype')} weights), {first.get('image_hw')} images, median of "
+             f"{first.get('repeats')} (min in brackets); new keyframes per second of model time = new / median. "
+             + source(res), "",
+             "| K (new) | dense s (min) | dense new kf/s | HTTM s (min) | HTTM new kf/s | HTTM / dense | HTTM kept Q / KV |",
+             "|---|---|---|---|---|---|---|"]
+    for k in sorted({f for _, f in rows}):
+        d, h = rows.get(("dense", k)), rows.get(("httm", k))
+        cells = [f"{num(r['seconds'])} ({num(min(r.get('runs_s') or [r['seconds']]))}) | {num(r.get('new_keyframes_per_s'), '{:.2f}')}"
+                 if r else f"{NOT_YET} | {NOT_YET}" for r in (d, h)]
+        speed = f"{h['new_keyframes_per_s'] / d['new_keyframes_per_s']:.2f}x" if d and h else NOT_YET
+        merge = (h or {}).get("merge") or {}
+        lines.append(f"| {k} ({k - (res.get('overlap') or 0)}) | {cells[0]} | {cells[1]} | {speed} | "
+                     f"{num(merge.get('kept_q'), '{:.2f}')} / {num(merge.get('kept_kv'), '{:.2f}')} |")
+    return lines + [""]
+
+
+def window_size_targets(res: Dict) -> List[Tuple[str, str, str]]:
+    """The default window (HTTM, 24/8) and the best row against dense 24/8, in new keyframes/s."""
+    rows = window_size_rows(res)
+    base = rows.get(("dense", DEFAULT_WINDOW[0]))
+    where = f"{res.get('config')}, {device_short(res)}"
+    name = f">= {KF_RATE_TARGET}x the new keyframes/s of dense {DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]}"
+    if base is None or res.get("overlap") != DEFAULT_WINDOW[1]:
+        return [(f"{name} ({where})", NOT_YET, f"{NOT_YET} (no dense {DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]} row)")]
+    rate = lambda r: r["new_keyframes_per_s"] / base["new_keyframes_per_s"]      # noqa: E731
+    out = []
+    default = rows.get(("httm", DEFAULT_WINDOW[0]))
+    if default:
+        out.append((f"{name}: the default (HTTM, K={DEFAULT_WINDOW[0]}) ({where})", f"{rate(default):.2f}x",
+                    verdict(rate(default) >= KF_RATE_TARGET)))
+    (mode, k), best = max(rows.items(), key=lambda kv: kv[1]["new_keyframes_per_s"])
+    out.append((f"{name}: the best measured row ({mode}, K={k}) ({where})", f"{rate(best):.2f}x",
+                verdict(rate(best) >= KF_RATE_TARGET)))
+    return out
+
+
+def device_short(res: Dict) -> str:
+    return str(env_of(res).get("device") or "?").split(" (")[0]
+
+
+# ------------------------------------------------------------------------------------- issue 17
+def dtype_section(results: List[Dict]) -> List[str]:
+    lines = ["## Weights dtype: bfloat16 / float16 weights against float32 (issue 17)", ""]
+    if not results:
+        lines += missing("no `httm-bench dtype` file (bench/results/dtype/)")
+    t = []
+    for res in results:
+        lines += dtype_table(res)
+        t += dtype_targets(res)
+    measured = {(name, device_short(res).startswith("CPU")) for res in results for name in res.get("dtypes") or {}}
+    if not any(not cpu for _, cpu in measured):
+        t.append(("bfloat16 and float16 weights on the GPU: half the memory, errors within the tolerance", NOT_YET,
+                  f"{NOT_YET} (needs CUDA: `httm-bench dtype --device cuda --dtypes bfloat16 float16`)"))
+    return lines + ["Targets (issue 17: half the memory at the same outputs within the stated tolerance, "
+                    "docs/ROS.md: relative L2 error < 3e-2 pose encoding, < 1e-2 depth and confidence):", ""] + target_rows(t)
+
+
+def dtype_table(res: Dict) -> List[str]:
+    ref = res.get("float32") or {}
+    lines = [f"Setup: {res.get('model')}, images {res.get('images')}, reference {res.get('reference')}; weights cast "
+             "the node's way, aggregator autocast off; relative L2 error |got - ref| / |ref|. " + source(res), "",
+             "| weights | weight MiB | vs float32 | forward s | pose encoding | depth | depth confidence |",
+             "|---|---|---|---|---|---|---|"]
+    pub = ref.get("vs_public_code") or {}
+    if ref:
+        lines.append(f"| float32 (vs the public code's golden arrays) | {num(ref.get('weight_bytes', 0) / 2**20, '{:.0f}')} "
+                     f"| 1.00 | {num(ref.get('forward_s'), '{:.2f}')} | "
+                     + " | ".join(num(pub.get(k), "{:.1e}") for k in DTYPE_TOLERANCE) + " |")
+    for name, row in (res.get("dtypes") or {}).items():
+        err = row.get("rel_error_vs_float32") or {}
+        lines.append(f"| {name} | {num(row.get('weight_bytes', 0) / 2**20, '{:.0f}')} | {num(row.get('weight_ratio'), '{:.2f}')} "
+                     f"| {num(row.get('forward_s'), '{:.2f}')} | " + " | ".join(num(err.get(k), "{:.1e}") for k in DTYPE_TOLERANCE) + " |")
+    if not res.get("dtypes"):
+        lines += ["", f"{NOT_YET}: no reduced-precision row in this file"]
+    return lines + [""]
+
+
+def dtype_targets(res: Dict) -> List[Tuple[str, str, str]]:
+    out, where = [], device_short(res)
+    for name, row in (res.get("dtypes") or {}).items():
+        ratio_ = row.get("weight_ratio")
+        out.append((f"{name} weights: half the memory of float32 ({where})", num(ratio_, "{:.2f}x"),
+                    verdict(None if ratio_ is None else ratio_ <= 0.5 + 1e-6)))
+        err = row.get("rel_error_vs_float32") or {}
+        for k, tol in DTYPE_TOLERANCE.items():
+            out.append((f"{name} weights: {k} relative error < {tol:.0e} ({where})", num(err.get(k), "{:.1e}"),
+                        verdict(None if err.get(k) is None else err[k] < tol)))
+    return out
+
+
+# ------------------------------------------------------------------------------------- issue 18
+def loops_section(results: List[Dict]) -> List[str]:
+    lines = ["## Loop closure: GTSAM pose graph (issue 18)", ""]
+    if not results:
+        lines += missing("no `httm-bench loops` file (bench/results/loops/)")
+    t = []
+    for res in results:
+        lines += loops_tables(res) + loops_scale_table(res)
+        t += loops_targets(res)
+        t += [(n, NOT_YET, f"{NOT_YET} (listed as not measured in {res['file']})") for n in res.get("not_measured", [])]
+    return lines + ["Targets (issue 18):", ""] + target_rows(t)
+
+
+def loops_tables(res: Dict) -> List[str]:
+    cfg = res.get("config") or {}
+    knobs = "; ".join(f"`{k}` = {v or 'LoopClosureConfig()'}" for k, v in (res.get("knobs") or {}).items())
+    lines = [f"Setup: anchored stream with the drifting oracle (`drift_deg` per keyframe pair) on a two-lap sequence "
+             f"of {cfg.get('frames')} frames and on a shorter one without a loop, seed {cfg.get('seed')}; knobs: {knobs}. "
+             "After each loop-closure stream a wrong loop is injected. " + source(res), "",
+             "| sequence | drift deg | knobs | ATE off % | ATE on % | on / off | loops accepted / rejected | "
+             "update ms mean / max | batch solves | map rebuild ms | wrong loop |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for seq, rows in (("loop", res.get("stream", [])), ("no loop", res.get("no_loop", []))):
+        off = {r.get("drift_deg"): r for r in rows if not r.get("loop_closure")}
+        for r in (r for r in rows if r.get("loop_closure")):
+            base = off.get(r.get("drift_deg"), {})
+            lines.append(f"| {seq} | {r.get('drift_deg')} | {r.get('knobs')} | {num(base.get('ate_pct'))} | "
+                         f"{num(r.get('ate_pct'))} | {num(ratio(r.get('ate_pct'), base.get('ate_pct')), '{:.2f}')} | "
+                         f"{r.get('loops_accepted')} / {rejected(r.get('loops_rejected'))} | "
+                         f"{num(ms(r.get('update_s_mean')), '{:.1f}')} / {num(ms(r.get('update_s_max')), '{:.1f}')} | "
+                         f"{r.get('batch_solves')} | {num(ms(r.get('map_rebuild_s_mean')), '{:.0f}')} | {wrong_loop(r)} |")
+    lines += ["", "| graph-only wrong loop: knobs | rejected | reasons |", "|---|---|---|"]
+    lines += [f"| {g.get('knobs')} | {g.get('rejected')} | {rejected(g.get('reasons'))} |" for g in res.get("graph_wrong_loop", [])]
+    return lines + [""]
+
+
+def loops_scale_table(res: Dict) -> List[str]:
+    runs = [res[k] for k in ("scale", "scale_large_drift") if res.get(k)]
+    if not runs:
+        return missing("the 10k-keyframe graph run (`--scale-keyframes`)")
+    lines = ["Pose graph alone (no images, oracle drift, 5 keyframes per update, a loop every "
+             f"{runs[0].get('loop_every')} keyframes), on the solver thread: update time over the last 200 updates, "
+             "process resident memory.", "",
+             "| knobs | keyframes | updates | update ms mean / p95 | max ms | RSS MiB (growth) | loops accepted / rejected "
+             "| batch solves (max ms) |", "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        lines += [f"| {run.get('knobs')} | {r.get('keyframes')} | {r.get('updates')} | "
+                  f"{num(ms(r.get('update_s_mean_last')), '{:.1f}')} / {num(ms(r.get('update_s_p95_last')), '{:.1f}')} | "
+                  f"{num(ms(r.get('update_s_max')), '{:.0f}')} | {num(r.get('rss_mib'), '{:.0f}')} "
+                  f"(+{num(r.get('rss_growth_mib'), '{:.0f}')}) | {r.get('loops_accepted')} / "
+                  f"{sum((r.get('loops_rejected') or {}).values())} | {r.get('batch_solves')} "
+                  f"({num(ms(r.get('batch_solve_s_max')), '{:.0f}')}) |" for r in run.get("rows", [])]
+    return lines + [""]
+
+
+def loops_targets(res: Dict) -> List[Tuple[str, str, str]]:
+    out = []
+    for seq, rows in (("loop", res.get("stream", [])), ("no loop", res.get("no_loop", []))):
+        off = {r.get("drift_deg"): r.get("ate_pct") for r in rows if not r.get("loop_closure")}
+        for r in (r for r in rows if r.get("loop_closure")):
+            on, base = r.get("ate_pct"), off.get(r.get("drift_deg"))
+            got = f"{num(on)} vs {num(base)} %"
+            if seq == "loop":
+                out.append((f"ATE with loops <= {LOOP_ATE_RATIO:.0%} of ATE without @{r.get('drift_deg')} deg ({r.get('knobs')})",
+                            got, verdict(None if on is None or base is None else on <= LOOP_ATE_RATIO * base)))
+            else:
+                out.append((f"no increase without a loop @{r.get('drift_deg')} deg ({r.get('knobs')}, within 0.1 %)", got,
+                            verdict(None if on is None or base is None else on <= base * (1 + NO_LOOP_SLACK))))
+            if "wrong_loop" in r:
+                w = r["wrong_loop"]
+                out.append((f"wrong loop injected into the stream: rejected, map unchanged @{r.get('drift_deg')} deg "
+                            f"({r.get('knobs')})", wrong_loop(r),
+                            verdict(bool(w.get("rejected") and w.get("map_unchanged") and w.get("trajectory_unchanged")))))
+    for g in res.get("graph_wrong_loop", []):
+        out.append((f"graph-only wrong loop rejected ({g.get('knobs')})", "rejected" if g.get("rejected") else "accepted",
+                    verdict(bool(g.get("rejected")))))
+    for key in ("scale", "scale_large_drift"):
+        last = (res.get(key) or {}).get("rows", [{}])[-1]
+        if last:
+            out.append((f"optimisation per update at {last.get('keyframes')} keyframes ({res[key].get('knobs')}): off the "
+                        "inference thread", f"{num(ms(last.get('update_s_mean_last')), '{:.1f}')} ms mean, "
+                        f"{num(ms(last.get('update_s_max')), '{:.0f}')} ms max, RSS +{num(last.get('rss_growth_mib'), '{:.0f}')} MiB",
+                        "measured (runs on the solver thread; no numeric target)"))
+    return out
+
+
+def ms(seconds) -> Optional[float]:
+    return None if seconds is None else 1000.0 * seconds
+
+
+def rejected(reasons: Optional[Dict]) -> str:
+    reasons = reasons or {}
+    return str(sum(reasons.values())) + "".join(f" ({k}: {v})" for k, v in reasons.items())
+
+
+def wrong_loop(row: Dict) -> str:
+    w = row.get("wrong_loop")
+    if not w:
+        return "-"
+    return ("rejected" if w.get("rejected") else "ACCEPTED") + (", map unchanged" if w.get("map_unchanged") else ", map changed")
+
+
+# ------------------------------------------------------------------------------------- issue 19
+def distributed_section(fidelity: List[Dict], timing: List[Dict]) -> List[str]:
+    lines = ["## Beyond one GPU: torch.distributed (issue 19)", ""]
+    if not fidelity:
+        lines += missing("no `httm-bench distributed --fidelity` file")
+    t = []
+    for res in fidelity:
+        lines += distributed_fidelity_table(res)
+        t += distributed_fidelity_targets(res)
+    for res in timing:
+        lines += distributed_timing_table(res)
+    done = {(r.get("gpus"), r.get("frames")) for res in timing for r in res.get("rows", [])
+            if r.get("mode") == "httm" and r.get("seconds") is not None}
+    todo = [f"{f} frames on {g} GPU(s)" for g, f in DISTRIBUTED_GPU_ROWS if (g, f) not in done]
+    t.append(("GPU: 1000 / 2000 / 4000 frames on 1 / 2 / 4 GPUs (HTTM): seconds, peak memory, all-gathers, efficiency",
+              f"{len(DISTRIBUTED_GPU_ROWS) - len(todo)} of {len(DISTRIBUTED_GPU_ROWS)} rows",
+              "measured" if not todo else f"{NOT_YET}: "
+              + ("no GPU row" if len(todo) == len(DISTRIBUTED_GPU_ROWS) else ", ".join(todo))
+              + " (needs a machine with 2-4 GPUs; docs/DISTRIBUTED.md \"GPU run\")"))
+    return lines + ["Targets (issue 19):", ""] + target_rows(t)
+
+
+def distributed_fidelity_table(res: Dict) -> List[str]:
+    m = res.get("merge") or {}
+    keys = ("pose_enc", "depth", "depth_conf")
+    pct = lambda d: " / ".join(num(100 * (d or {}).get(k, math.nan), "{:.3g}%") for k in keys)    # noqa: E731
+    lines = [f"Setup: {res.get('model')}, {res.get('image_hw')} images, regions n_s = {m.get('spatial_block')}, n_t = "
+             f"{m.get('temporal_frames')}, Q merge {m.get('q_merge')} (outliers {m.get('q_outlier')}), KV merge "
+             f"{m.get('kv_merge')}; relative L2 error of the sharded HTTM outputs against the one-process HTTM outputs "
+             "as a share of the merging's own error (one-process HTTM against dense), per outlier budget. " + source(res), "",
+             "| frames | processes | merging vs dense: pose / depth / conf | `global` budget: share of merging error | "
+             "`rank` budget: share of merging error |", "|---|---|---|---|---|"]
+    lines += [f"| {r.get('frames')} | {r.get('processes')} | "
+              + " / ".join(num((r.get('merging_vs_dense') or {}).get(k), '{:.2g}') for k in keys)
+              + f" | {pct(r.get('global_share_of_merging'))} | {pct(r.get('rank_share_of_merging'))} |"
+              for r in res.get("rows", [])]
+    return lines + [""]
+
+
+def distributed_fidelity_targets(res: Dict) -> List[Tuple[str, str, str]]:
+    """HTTM sharded within the merging's own tolerance (share < 1) with the default budget; which
+    budget keeps the outputs closer to one process."""
+    rows = res.get("rows", [])
+    if not rows:
+        return [("HTTM over N processes within the merging's own error", NOT_YET, NOT_YET)]
+    worst = lambda r, b: max((r.get(f"{b}_share_of_merging") or {"?": math.inf}).values())    # noqa: E731
+    top = max(worst(r, "global") for r in rows)
+    closer = sum(worst(r, "global") < worst(r, "rank") for r in rows)
+    return [("HTTM over 2-4 processes within the merging's own error (`global` budget, every output and row)",
+             f"worst {100 * top:.3g}% of the merging error", verdict(top < 1.0)),
+            ("outlier budget that keeps the outputs closer to one process (measure and document)",
+             f"`global` closer in {closer} of {len(rows)} (frames, processes) rows", "measured")]
+
+
+def distributed_timing_table(res: Dict) -> List[str]:
+    lines = [f"Timing: {source(res)}", "",
+             "| GPUs | frames | mode | seconds | speed-up | efficiency | peak GiB (max rank) | all-gather MB per rank | error |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.get('gpus')} | {r.get('frames')} | {r.get('mode')} | {num(r.get('seconds'), '{:.2f}')} | "
+              f"{num(r.get('speedup'), '{:.2f}x')} | {num(r.get('efficiency'), '{:.2f}')} | "
+              f"{num(r.get('peak_memory_gib_max'), '{:.1f}')} | {num(megabytes(r.get('all_gather_bytes_per_rank')), '{:.0f}')} | "
+              f"{(r.get('error') or '-').splitlines()[0][:80]} |" for r in res.get("rows", [])]
+    return lines + [""]
+
+
+def megabytes(nbytes) -> Optional[float]:
+    return None if nbytes is None else nbytes / 1e6
+
+
+def extra_sections(extra: Dict[str, List[Dict]]) -> List[str]:
+    """The issue-15..19 sections, every one present (a missing file says what is not measured)."""
+    return [*training_section(extra["model_card"], extra["train_log"], extra["streaming"]),
+            *streaming_section(extra["streaming"]), *window_size_section(extra["window_size"]),
+            *dtype_section(extra["dtype"]), *loops_section(extra["loops"]),
+            *distributed_section(extra["distributed_fidelity"], extra["distributed"])]
+
+
+def extra_provenance(extra: Dict[str, List[Dict]]) -> List[Dict]:
+    """Provenance rows of the issue-15..19 files (same columns as ``results.load``'s)."""
+    return [{"file": res["file"], "kind": kind, **env_of(res)} for kind in KINDS for res in extra[kind]]
+
+
 def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optional[Path] = None,
                  command: Optional[str] = None) -> str:
     rows, layer, envs, tests = load(files)
     side = load_side(files)
+    extra = load_extra(files)
+    mine = extra_provenance(extra)
+    envs = [e for e in envs if e["file"] not in {m["file"] for m in mine}] + mine
     pipe, node = side["pipeline"], side["node"]
     plotted = plot(rows, png) if png is not None else None
     t = targets(rows, layer)
     command = command or "python -m httm_ros.bench report " + " ".join(str(Path(f)) for f in files)
     lines = [
-        "# Benchmarks: VGGT-1B dense vs uniform merging vs HTTM (issues 4 and 14)",
+        "# Benchmarks: VGGT-1B dense vs uniform merging vs HTTM (issues 4 and 14); streaming, loops, "
+        "window sizes, weights dtype, several processes (issues 15-19)",
         "",
         "Generated by `" + command + "` from the JSON files only; a cell without a measurement says *"
         + NOT_YET + "*. The GPU numbers come from NVIDIA H100 80GB machines (device and provenance "
-        "columns); none from an H200.",
+        "columns); none from an H200. The sections of issues 15-19 name their device with each file "
+        "(most ran on this project's 2-core CPU machine).",
         "",
         *windows_section(side["windows"]),
         "## Long sequences (issue 4; H100 history)",
@@ -163,6 +688,7 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
                   f"`{fid.get('command')}` at {str(fid.get('git_commit'))[:7]} on {fid.get('device')} ({fid['file']}). "
                   "Random (golden) weights: this measures how far each merge moves attention, not "
                   "reconstruction accuracy.", "", fidelity_table(fid), ""]
+    lines += extra_sections(extra)
     if notes is not None and Path(notes).is_file():
         lines += [Path(notes).read_text().rstrip(), ""]
     if plotted:
