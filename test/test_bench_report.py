@@ -346,6 +346,9 @@ def test_report_window_size_section(tmp_path):
     assert default.endswith("| 2.00x | met |") and "(synth, CPU test)" in default
     assert "| ws.json | window_size | abc1234def |" in text and "ignored" not in text   # not an issue-4 e2e file
     assert "not measured yet (needs the trained model)" in text
+    one_b = _json(tmp_path, "ws1b.json", {"kind": "e2e", "config": "1b", "overlap": 8, "env": CPU_ENV, "rows": [
+        {**_ws_row(m, 100, 1.0), "image_hw": [392, 518], "tokens": 104100} for m in ("dense", "httm")]})
+    assert "| 100 | 104100 | not measured yet | not measured yet | not measured yet |" in report.build_report([one_b])
     no_base = _json(tmp_path, "ws2.json", {"kind": "e2e", "config": "synth", "overlap": 8, "env": CPU_ENV,
                                            "rows": [_ws_row("httm", 32, 0.4)]})
     assert "(no dense 24/8 row)" in report.build_report([no_base])

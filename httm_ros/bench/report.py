@@ -88,15 +88,18 @@ def extra_kind(data: Dict) -> Optional[str]:
     return next((name for name, keys in checks if not kind and all(k in data for k in keys)), None)
 
 
-def load_extra(files: Sequence[Path]) -> Dict[str, List[Dict]]:
-    """-> {kind: [results, each with its "file" name]} for the kinds of ``KINDS``."""
+def load_extra(files: Sequence[Path]) -> Tuple[Dict[str, List[Dict]], List[Path]]:
+    """-> ({kind: [results, each with its "file" name]} for the kinds of ``KINDS``, the other files)."""
     out: Dict[str, List[Dict]] = {k: [] for k in KINDS}
+    others = []
     for path in (Path(f) for f in files if Path(f).is_file()):
         data = json.loads(path.read_text())
         kind = extra_kind(data)
         if kind:
             out[kind].append({**data, "file": path.name})
-    return out
+        else:
+            others.append(path)
+    return out, others
 
 
 def env_of(res: Dict) -> Dict:
@@ -610,11 +613,10 @@ def extra_provenance(extra: Dict[str, List[Dict]]) -> List[Dict]:
 
 def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optional[Path] = None,
                  command: Optional[str] = None) -> str:
+    extra, files = load_extra(files)              # an issue-15..19 file (window sizes: e2e) stays out of the rest
     rows, layer, envs, tests = load(files)
     side = load_side(files)
-    extra = load_extra(files)
-    mine = extra_provenance(extra)
-    envs = [e for e in envs if e["file"] not in {m["file"] for m in mine}] + mine
+    envs = envs + extra_provenance(extra)
     pipe, node = side["pipeline"], side["node"]
     plotted = plot(rows, png) if png is not None else None
     t = targets(rows, layer)
