@@ -121,8 +121,8 @@ def num(x, fmt: str = "{:.3f}") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
 
 
-def verdict(ok: Optional[bool], detail: str = "") -> str:
-    return NOT_YET if ok is None else ("met" if ok else "MISSED") + (f" ({detail})" if detail else "")
+def verdict(ok: Optional[bool]) -> str:
+    return NOT_YET if ok is None else ("met" if ok else "MISSED")
 
 
 def md_row(*cells) -> str:
