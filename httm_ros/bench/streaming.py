@@ -168,21 +168,3 @@ def run(args, argv: List[str]) -> int:
     print(f"wrote {path}")
     return 0
 
-
-def tables(data: dict) -> str:
-    """Markdown tables of a streaming JSON (docs/STREAMING.md)."""
-    f = lambda row, k, fmt: format(row[k], fmt) if k in row else "-"      # noqa: E731
-    lines = ["| frames | mode | ATE (% of path) | final drift (%) | scale drift (abs log) | accepted / windows "
-             "| partial | keyframes dropped | states |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in data.get("compare", []):
-        lines.append(f"| {r['frames']} | {r['mode']} | {f(r, 'ate_pct', '.3f')} | {f(r, 'final_drift_pct', '.3f')} | "
-                     f"{f(r, 'scale_drift', '.4f')} | {r['accepted']} / {r['windows']} | {r['partial']} | "
-                     f"{r['keyframes_dropped']} | {' -> '.join(r['states'])} |")
-    lines += ["", "| scenario | mode | states | segments (keyframes) | other-room keyframes in the map | ATE seg. 0 (%) |",
-              "|---|---|---|---|---|---|"]
-    for r in data.get("failure", []):
-        segs = ", ".join(str(s["keyframes"]) for s in r["segments"])
-        other = ", ".join(str(s["other_room_keyframes"]) for s in r["segments"])
-        lines.append(f"| {r['scenario']} | {r['mode']} | {' -> '.join(r['states'])} | {len(r['segments'])} ({segs}) "
-                     f"| {other} | {f(r, 'ate_pct', '.3f')} |")
-    return "\n".join(lines)
