@@ -9,9 +9,6 @@ the "ready: " line the launch file waits for, ~/flush of the last window, SIGINT
 """
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -24,40 +21,21 @@ if os.environ.get("HTTM_ROS_INSTALLED") != "1":
 from rclpy.node import Node  # noqa: E402
 
 from httm_ros.tools import launch_plan  # noqa: E402
-from httm_ros.tools.bag_io import OutputBag  # noqa: E402
 from httm_ros.tools.replay import Player, call_flush  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.tools.local_dds import RosContext, make_collector, ros_env, wait_for  # noqa: E402
-from httm_ros.synthetic import demo_sequence  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, make_collector, wait_for  # noqa: E402
+from launch_helpers import (camera_sequence, interrupt, process_env, start_installed_node,  # noqa: E402
+                            tiny_params_file, write_camera_bag)
 
 TIMEOUT = 60.0
 FRAMES = 5
 T0 = 100.0
-TINY = """/**:
-  ros__parameters:
-    model_config: "tiny"
-    image_size: 56
-    window_size: 4
-    window_overlap: 2
-    keyframe_policy: "every"
-    qos_reliability: "reliable"
-    qos_depth: 20
-    diagnostics_period: 0.1
-"""
 
 
 def _bag(path):
     """FRAMES frames on two topics: raw and (what the test chooses) JPEG-compressed."""
-    seq = demo_sequence(num_frames=FRAMES, width=112, height=84, seed=0)
-    with OutputBag(path) as out:
-        for i in range(FRAMES):
-            stamp = codec.sec_to_stamp(T0 + 0.1 * i)
-            ns = int(round((T0 + 0.1 * i) * 1e9))
-            header = codec.make_header(stamp, "camera")
-            out.write_message("/cam/image_raw", codec.rgb_to_image(seq.images[i], header), ns)
-            out.write_message("/cam/image_raw/compressed", codec.rgb_to_compressed(seq.images[i], header), ns)
-        out.commit()
-    return path
+    return write_camera_bag(path, camera_sequence(FRAMES), T0, image="/cam/image_raw",
+                            compressed="/cam/image_raw/compressed")
 
 
 def test_node_name_matches_the_node():
@@ -68,19 +46,14 @@ def test_node_name_matches_the_node():
 
 def test_installed_node_with_the_launch_plan_replayed_bag_and_flush(tmp_path):
     bag = _bag(tmp_path / "bag")
-    extra = tmp_path / "tiny.yaml"
-    extra.write_text(TINY)
+    extra = tiny_params_file(tmp_path / "tiny.yaml", diagnostics_period=0.1)
     plan = launch_plan.resolve_launch_arguments({"bag": str(bag), "image_topic": "/cam/image_raw/compressed",
                                                  "device": "cpu", "allow_test_weights": "true",
                                                  "extra_params_file": str(extra)})
     assert plan.input_type == "compressed" and plan.use_sim_time
     assert plan.remappings == [("image/compressed", "/cam/image_raw/compressed")]
-    exe = launch_plan.installed_executable()
-    assert exe is not None, "reconstruct_node is not installed in the sourced workspace"
-    env = {**os.environ, **ros_env(__name__), "PYTHONUNBUFFERED": "1"}
     ctx = RosContext(__name__)
-    proc = subprocess.Popen([sys.executable, str(exe), *plan.ros_args()], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = start_installed_node(plan, process_env(__name__))
     stop = threading.Event()
     try:
         col = ctx.add(make_collector(ctx.context, "/reconstruct_node"))
@@ -110,8 +83,7 @@ def test_installed_node_with_the_launch_plan_replayed_bag_and_flush(tmp_path):
         assert all(T0 <= s < T0 + 600 for s in stamps), f"diagnostics not on the bag's clock: {stamps}"
     finally:
         stop.set()
-        proc.send_signal(signal.SIGINT)
-        out = proc.communicate(timeout=TIMEOUT)[0]
+        out = interrupt(proc, TIMEOUT)
         ctx.close()
     assert proc.returncode == 0, out
     assert launch_args_ready_line(out) and "subscribed to /cam/image_raw/compressed" in out

@@ -14,9 +14,7 @@ docs/ROS.md states ("camera_info and metric scale").
 """
 
 import os
-import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,39 +24,25 @@ pytest.importorskip("rosbags")
 if os.environ.get("HTTM_ROS_INSTALLED") != "1":
     pytest.skip("needs the colcon-built package (run via scripts/test)", allow_module_level=True)
 
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.tools import launch_plan  # noqa: E402
-from httm_ros.tools.bag_io import OutputBag  # noqa: E402
-from httm_ros.tools.local_dds import RosContext, make_collector, ros_env, wait_for  # noqa: E402
+from httm_ros.tools.local_dds import RosContext, make_collector, wait_for  # noqa: E402
+from launch_helpers import (H, W, camera_sequence, interrupt, process_env, start_installed_node,  # noqa: E402
+                            tiny_params_file, write_camera_bag)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 90.0
 FRAMES = 4                     # one window
-W, H = 112, 84                 # the camera; the model input is 56x42
-T0 = 300.0
+T0 = 300.0                     # the camera is W x H = 112 x 84; the model input is 56x42
 TOPICS = {"image_topic": "/cam/color/image_raw", "camera_info_topic": "/cam/color/camera_info",
           "depth_topic": "/cam/aligned_depth_to_color/image_raw"}
 TOLERANCE_SCALE, TOLERANCE_DEPTH = 0.02, 0.03          # docs/ROS.md
 NOISE, HOLES = 0.02, 0.25
-TINY = """/**:
-  ros__parameters:
-    model_config: "tiny"
-    image_size: 56
-    window_size: 4
-    window_overlap: 2
-    keyframe_policy: "every"
-    qos_reliability: "reliable"
-    qos_depth: 20
-    side_input_wait: 2.0
-"""
 
 
 @pytest.fixture(scope="module")
 def seq():
-    return demo_sequence(num_frames=FRAMES, width=W, height=H, seed=0)
+    return camera_sequence(FRAMES)
 
 
 def _stamp(i: int) -> float:
@@ -68,20 +52,10 @@ def _stamp(i: int) -> float:
 def _bag(path, seq, depth_mm=None):
     """Per frame: camera_info, then (with ``depth_mm``) the 16UC1 depth, then the image, 1 us apart
     in bag time, all three with the frame's header stamp."""
-    with OutputBag(path) as out:
-        for i in range(FRAMES):
-            header = codec.make_header(codec.sec_to_stamp(_stamp(i)), "cam_color_optical_frame")
-            ns = int(round(_stamp(i) * 1e9))
-            info = CameraInfo(header=header, width=W, height=H, distortion_model="plumb_bob", d=[0.0] * 5,
-                              k=seq.intrinsics[i].astype(float).reshape(-1).tolist())
-            out.write_message(TOPICS["camera_info_topic"], info, ns - 2000)
-            if depth_mm is not None:
-                depth = Image(header=header, height=H, width=W, encoding="16UC1", is_bigendian=0, step=2 * W,
-                              data=np.ascontiguousarray(depth_mm[i]).tobytes())
-                out.write_message(TOPICS["depth_topic"], depth, ns - 1000)
-            out.write_message(TOPICS["image_topic"], codec.rgb_to_image(seq.images[i], header), ns)
-        out.commit()
-    return str(path)
+    return str(write_camera_bag(path, seq, T0, 0.2, "cam_color_optical_frame", image=TOPICS["image_topic"],
+                                camera_info=TOPICS["camera_info_topic"],
+                                depth=TOPICS["depth_topic"] if depth_mm is not None else None,
+                                depth_frames=depth_mm))
 
 
 def _sensor_depth_mm(metric: np.ndarray, rng) -> np.ndarray:
@@ -95,12 +69,9 @@ def _sensor_depth_mm(metric: np.ndarray, rng) -> np.ndarray:
 def _run(name, plan, frames_wanted=FRAMES):
     """The installed node with ``plan``'s ros-args, fed by ``plan``'s httm-replay command; returns
     (first ~/stats, {frame: ~/depth [42, 56] float32}, the node's output). SIGINT exits 0."""
-    exe = launch_plan.installed_executable()
-    assert exe is not None, "reconstruct_node is not installed in the sourced workspace"
-    env = {**os.environ, **ros_env(name), "PYTHONUNBUFFERED": "1"}
+    env = process_env(name)
     ctx = RosContext(name)
-    node = subprocess.Popen([sys.executable, str(exe), *plan.ros_args()], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    node = start_installed_node(plan, env)
     try:
         col = ctx.add(make_collector(ctx.context, "/" + launch_plan.NODE_NAME))
         wait_for(lambda: col.matched("stats") and col.matched("depth"), TIMEOUT, "the node's ~/stats and ~/depth")
@@ -112,8 +83,7 @@ def _run(name, plan, frames_wanted=FRAMES):
                  for m in col.messages["depth"]}
         stats = col.messages["stats"][0]
     finally:
-        node.send_signal(signal.SIGINT)
-        out = node.communicate(timeout=TIMEOUT)[0]
+        out = interrupt(node, TIMEOUT)
         ctx.close()
     assert node.returncode == 0, out
     return stats, depth, replay.stdout
@@ -124,8 +94,7 @@ def _counts(stats) -> dict:
 
 
 def test_rgbd_bag_through_the_launch_plan_gives_metric_depth(tmp_path, seq):
-    extra = tmp_path / "tiny.yaml"
-    extra.write_text(TINY)
+    extra = tiny_params_file(tmp_path / "tiny.yaml", side_input_wait=2.0)
     common = {"device": "cpu", "allow_test_weights": "true", "extra_params_file": str(extra), "bag_rate": "2"}
     # run 1: image + camera_info (no depth topic in the bag yet): the network's depth in world units
     plain = _bag(tmp_path / "plain", seq)

@@ -5,57 +5,33 @@ screenshot's 3D view is not blank. SIGINT at the end stops every process with st
 
 import os
 import pathlib
+import sys
 import tempfile
 import time
 import unittest
 import urllib.request
 
-import launch
-import launch_testing.actions
-import launch_testing.asserts
+import launch_testing
 import numpy as np
 import pytest
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 
-from httm_ros.ros import codec
 from httm_ros.tools.local_dds import ros_env, wait_for
-from httm_ros.synthetic import demo_sequence
-from httm_ros.tools.bag_io import OutputBag
 from httm_ros.viewer.screenshot import find_chromium, scene_pixels, write_screenshot
 from httm_ros.viewer.server import free_port
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))      # test/: the shared helpers
+from launch_helpers import camera_sequence, write_camera_bag  # noqa: E402
+from reconstruct_launch import clean_exit_output, tiny_reconstruct_launch  # noqa: E402
 
 TIMEOUT = 40.0
 FRAMES = 5
 T0 = 300.0
 TOPIC = "/cam/image_raw"
 MIN_SCENE_PIXELS = 2000
-TINY = """/**:
-  ros__parameters:
-    model_config: "tiny"
-    image_size: 56
-    window_size: 4
-    window_overlap: 2
-    keyframe_policy: "every"
-    qos_reliability: "reliable"
-    qos_depth: 20
-"""
 os.environ.update(ros_env(__name__))
 PORT = free_port()
 URL = f"http://127.0.0.1:{PORT}"
 FOLDER = pathlib.Path(tempfile.mkdtemp(prefix="httm-viewer-launch-"))
-
-
-def _bag(folder: pathlib.Path) -> pathlib.Path:
-    seq = demo_sequence(num_frames=FRAMES, width=112, height=84, seed=0)
-    with OutputBag(folder / "bag") as out:
-        for i in range(FRAMES):
-            stamp = codec.sec_to_stamp(T0 + 0.1 * i)
-            out.write_message(TOPIC, codec.rgb_to_image(seq.images[i], codec.make_header(stamp, "camera")),
-                              int(round((T0 + 0.1 * i) * 1e9)))
-        out.commit()
-    return folder / "bag"
 
 
 def page_answers() -> bool:
@@ -96,14 +72,8 @@ def viewer_map_points(timeout: float = 5.0) -> int:
 
 @pytest.mark.launch_test
 def generate_test_description():
-    (FOLDER / "tiny.yaml").write_text(TINY)
-    launch_file = pathlib.Path(get_package_share_directory("httm_ros")) / "launch" / "reconstruct.launch.py"
-    include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(launch_file)),
-        launch_arguments={"bag": str(_bag(FOLDER)), "bag_rate": "2",
-                          "extra_params_file": str(FOLDER / "tiny.yaml"), "allow_test_weights": "true",
-                          "device": "cpu", "viewer": "true", "viewer_port": str(PORT)}.items())
-    return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
+    bag = write_camera_bag(FOLDER / "bag", camera_sequence(FRAMES), T0, image=TOPIC)
+    return tiny_reconstruct_launch(FOLDER, bag=str(bag), bag_rate="2", viewer="true", viewer_port=str(PORT))
 
 
 class TestViewerOnTheLaunchedNode(unittest.TestCase):
@@ -129,7 +99,5 @@ class TestViewerOnTheLaunchedNode(unittest.TestCase):
 @launch_testing.post_shutdown_test()
 class TestCleanShutdown(unittest.TestCase):
     def test_node_viewer_and_player_exit_0_without_traceback(self, proc_info, proc_output):
-        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0])
-        text = "".join(o.text.decode(errors="replace") for o in proc_output)
+        text = clean_exit_output(self, proc_info, proc_output)
         self.assertIn("httm-view: subscribed to /reconstruct_node/map", text)
-        self.assertNotIn("Traceback", text)
