@@ -6,7 +6,6 @@ The inference thread is held inside a window (a gated oracle) while a burst arri
 drops are exact too: queue_size 2, a burst of 10 -> 8 dropped (drop_oldest), 2 waiting, 1 in flight.
 """
 
-import itertools
 import threading
 
 import numpy as np
@@ -16,19 +15,19 @@ pytest.importorskip("rclpy")
 if __import__("os").environ.get("HTTM_ROS_INSTALLED") != "1":
     pytest.skip("needs the colcon-built messages (run via scripts/test)", allow_module_level=True)
 
-from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.tools.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import wait_for, wait_matched  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
-from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.synthetic.oracle import OraclePredictor  # noqa: E402
 
-W, H = 112, 84
-TIMEOUT = 30.0
-_names = (f"acc{i}" for i in itertools.count())
+import node_fixtures  # noqa: E402
+from node_fixtures import (ORACLE_VALUES, TIMEOUT, attach, call_trigger, namespaces, node_statuses,  # noqa: E402
+                           start_node)
+
+ros, seq = node_fixtures.ros, node_fixtures.seq       # the module's fixtures
+_names = namespaces("acc")
 
 
 class GatedOracle(OraclePredictor):
@@ -45,35 +44,15 @@ class GatedOracle(OraclePredictor):
         return super().predict(images, frame_ids)
 
 
-@pytest.fixture(scope="module")
-def seq():
-    return demo_sequence(num_frames=24, width=W, height=H, seed=0, speed=0.05)
-
-
-@pytest.fixture(scope="module")
-def ros():
-    ctx = RosContext(__name__)
-    ctx.feeder = ctx.add(Node("feeder", context=ctx.context))
-    yield ctx
-    ctx.close()
-
-
 class Feed:
     """One node, a collector of its outputs and a publisher; message k is stamped 0.1 k s."""
 
     def __init__(self, ros, seq, predictor, **overrides):
-        self.ns = "/" + next(_names)
-        values = dict(image_size=W, window_size=6, window_overlap=2, keyframe_policy="every",
-                      qos_reliability="reliable", qos_depth=100, device="cpu", diagnostics_period=0.1,
-                      queue_size=2)
-        values.update(overrides)
-        self.node = ros.add(ReconstructNode(
-            predictor=predictor, context=ros.context, namespace=self.ns,
-            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
-        self.col = ros.add(make_collector(ros.context, f"{self.ns}/reconstruct_node", name=f"col{self.ns[1:]}"))
-        self.pub = ros.feeder.create_publisher(Image, f"{self.ns}/image", 100)
+        self.ns = next(_names)
+        self.node = start_node(ros, ReconstructNode, self.ns, predictor,
+                               {**ORACLE_VALUES, "diagnostics_period": 0.1, "queue_size": 2, **overrides})
+        self.col, self.pub = attach(ros, self.ns)
         self.seq, self.ros, self.sent = seq, ros, 0
-        wait_matched(self.pub)
         wait_matched(self.node.pub["stats"], 1, TIMEOUT)
 
     def header(self):
@@ -96,8 +75,7 @@ class Feed:
             wait_for(lambda: self.node.counters.frames_received > before, TIMEOUT, f"message {self.sent}")
 
     def diagnostics(self):
-        name = f"{self.ns}/reconstruct_node: reconstruction"
-        return [s for a in list(self.col.messages["diagnostics"]) for s in a.status if s.name == name]
+        return node_statuses(self.col, self.ns)
 
 
 def _balanced(s) -> bool:
@@ -162,13 +140,7 @@ def test_good_bad_and_burst_input_all_accounted_exactly(ros, seq):
 
 
 def _call(f, service):
-    from std_srvs.srv import Trigger
-
-    client = f.ros.feeder.create_client(Trigger, f"{f.ns}/reconstruct_node/{service}")
-    assert client.wait_for_service(TIMEOUT)
-    future = client.call_async(Trigger.Request())
-    wait_for(future.done, TIMEOUT, f"~/{service}")
-    return future.result().success
+    return call_trigger(f.ros, f.ns, service).success
 
 
 def _diag_matches(f, expected, received) -> bool:

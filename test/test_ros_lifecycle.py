@@ -6,7 +6,6 @@ counter or service answer, with a deadline.
 """
 
 import gc
-import itertools
 import weakref
 
 import pytest
@@ -17,50 +16,33 @@ if __import__("os").environ.get("HTTM_ROS_INSTALLED") != "1":
     pytest.skip("needs the colcon-built messages (run via scripts/test)", allow_module_level=True)
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.msg import WindowStats  # noqa: E402
 from httm_ros.ros import codec  # noqa: E402
 from httm_ros.ros.lifecycle_node import ReconstructLifecycleNode  # noqa: E402
-from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.synthetic.oracle import OraclePredictor  # noqa: E402
-from httm_ros.tools.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import make_collector, wait_for, wait_matched  # noqa: E402
 
-W, H = 112, 84
-TIMEOUT = 30.0
+import node_fixtures  # noqa: E402
+from node_fixtures import ORACLE_VALUES, TIMEOUT, attach, namespaces, start_node  # noqa: E402
+
+ros, seq = node_fixtures.ros, node_fixtures.seq       # the module's fixtures
 PROBE = 999_999                     # a window index no real window has
-_names = (f"lc{i}" for i in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def seq():
-    return demo_sequence(num_frames=24, width=W, height=H, seed=0, speed=0.05)
-
-
-@pytest.fixture(scope="module")
-def ros():
-    ctx = RosContext(__name__)
-    ctx.feeder = ctx.add(Node("feeder", context=ctx.context))
-    yield ctx
-    ctx.close()
+_names = namespaces("lc")
 
 
 class Managed:
     """A lifecycle node in its own namespace, driven over its lifecycle services."""
 
     def __init__(self, ros, seq, **overrides):
-        self.ns = "/" + next(_names)
+        self.ns = next(_names)
         self.fqn = f"{self.ns}/reconstruct_node"
-        values = dict(image_size=W, window_size=6, window_overlap=2, keyframe_policy="every",
-                      qos_reliability="reliable", qos_depth=100, device="cpu", diagnostics_period=0.2)
-        values.update(overrides)
-        self.node = ros.add(ReconstructLifecycleNode(
-            predictor=OraclePredictor(seq, seed=1), context=ros.context, namespace=self.ns,
-            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
+        self.node = start_node(ros, ReconstructLifecycleNode, self.ns, OraclePredictor(seq, seed=1),
+                               {**ORACLE_VALUES, **overrides})
         self.ros, self.seq = ros, seq
         self.change = ros.feeder.create_client(ChangeState, f"{self.fqn}/change_state")
         self.get = ros.feeder.create_client(GetState, f"{self.fqn}/get_state")
@@ -155,9 +137,7 @@ def test_transitions_over_the_lifecycle_services(ros, seq):
 def test_shutdown_from_active_stops_the_threads(ros, seq):
     m = Managed(ros, seq, flush_on_shutdown=True)
     assert m.transition(Transition.TRANSITION_CONFIGURE) and m.transition(Transition.TRANSITION_ACTIVATE)
-    col = ros.add(make_collector(ros.context, m.fqn, name=f"col{m.ns[1:]}", diagnostics=False))
-    pub = ros.feeder.create_publisher(Image, f"{m.ns}/image", 100)
-    wait_matched(pub)
+    col, pub = attach(ros, m.ns, diagnostics=False)
     wait_for(lambda: col.matched("stats"), TIMEOUT, "~/stats matched")
     _send(m, pub, range(3))                                    # fewer than a window: flushed at the stop
     assert m.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)

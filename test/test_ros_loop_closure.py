@@ -5,7 +5,6 @@ The node runs in-process over real DDS with a PerturbedOracle (ground truth with
 drift per keyframe pair) on a two-lap sequence: the camera comes back, the pose graph closes loops.
 """
 
-import itertools
 import sys
 
 import numpy as np
@@ -17,9 +16,6 @@ if __import__("os").environ.get("HTTM_ROS_INSTALLED") != "1":
     pytest.skip("needs the colcon-built messages (run via scripts/test)", allow_module_level=True)
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.eval.metrics import ate  # noqa: E402
 from httm_ros.ros import codec, params  # noqa: E402
@@ -27,12 +23,16 @@ from httm_ros.ros.loop_outputs import core_values  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.synthetic.oracle import OraclePredictor, PerturbedOracle  # noqa: E402
-from httm_ros.tools.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import wait_for, wait_matched  # noqa: E402
+
+import node_fixtures  # noqa: E402
+from node_fixtures import attach, namespaces, start_node  # noqa: E402
 
 W, H = 56, 42
 TIMEOUT = 60.0
 BASE = 1_700_000_000
-_names = (f"lc{i}" for i in itertools.count())
+ros = node_fixtures.ros                               # the module's fixture
+_names = namespaces("lc")
 LOOPS = dict(image_size=W, window_size=8, window_overlap=3, window_mode="anchored", loop_closure=True,
              qos_reliability="reliable", qos_depth=1000, queue_size=2000, device="cpu")
 
@@ -40,14 +40,6 @@ LOOPS = dict(image_size=W, window_size=8, window_overlap=3, window_mode="anchore
 @pytest.fixture(scope="module")
 def two_laps():
     return demo_sequence(num_frames=920, width=W, height=H, seed=0, speed=0.03, trajectory="walk")
-
-
-@pytest.fixture(scope="module")
-def ros():
-    ctx = RosContext(__name__)
-    ctx.feeder = ctx.add(Node("feeder", context=ctx.context))
-    yield ctx
-    ctx.close()
 
 
 class BySequenceIndex:
@@ -64,12 +56,9 @@ class BySequenceIndex:
 
 
 def _node(ros, predictor, **values):
-    ns = "/" + next(_names)
-    node = ros.add(ReconstructNode(predictor=predictor, context=ros.context, namespace=ns,
-                                   parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
-    col = ros.add(make_collector(ros.context, f"{ns}/reconstruct_node", name=f"col{ns[1:]}", diagnostics=False))
-    pub = ros.feeder.create_publisher(Image, f"{ns}/image", 1000)
-    wait_matched(pub)
+    ns = next(_names)
+    node = start_node(ros, ReconstructNode, ns, predictor, values)
+    col, pub = attach(ros, ns, depth=1000, diagnostics=False)
     for publisher in node.pub.values():
         if publisher.topic_name != "/diagnostics":
             wait_matched(publisher, 1, TIMEOUT)

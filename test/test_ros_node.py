@@ -5,7 +5,6 @@ windows are accepted and every geometric output exists; test_ros_process.py runs
 (tiny) model path in a subprocess. Every wait is on an actual message or counter, with a deadline.
 """
 
-import itertools
 import math
 import time
 
@@ -17,33 +16,21 @@ if __import__("os").environ.get("HTTM_ROS_INSTALLED") != "1":
     pytest.skip("needs the colcon-built messages (run via scripts/test)", allow_module_level=True)
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.tools.local_dds import RosContext, make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import make_collector, wait_for, wait_matched  # noqa: E402
 from httm_ros.ros.params import ParameterError  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
-from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.synthetic.oracle import OraclePredictor  # noqa: E402
 
-W, H = 112, 84
-TIMEOUT = 30.0
-_names = (f"n{i}" for i in itertools.count())
+import node_fixtures  # noqa: E402
+from node_fixtures import (H, ORACLE_VALUES, TIMEOUT, W, attach, call_trigger, namespaces,  # noqa: E402
+                           node_statuses, start_node)
 
-
-@pytest.fixture(scope="module")
-def seq():
-    return demo_sequence(num_frames=24, width=W, height=H, seed=0, speed=0.05)
-
-
-@pytest.fixture(scope="module")
-def ros():
-    ctx = RosContext(__name__)
-    ctx.feeder = ctx.add(Node("feeder", context=ctx.context))
-    yield ctx
-    ctx.close()
+ros, seq = node_fixtures.ros, node_fixtures.seq       # the module's fixtures
+_names = namespaces("n")
 
 
 def _stamp(i: int) -> Time:
@@ -54,33 +41,20 @@ class Harness:
     """One node in its own namespace, a collector of its outputs, and a publisher of frames."""
 
     def __init__(self, ros, seq, predictor=None, **overrides):
-        self.ns = "/" + next(_names)
-        values = dict(image_size=W, window_size=6, window_overlap=2, keyframe_policy="every",
-                      qos_reliability="reliable", qos_depth=100, device="cpu", diagnostics_period=0.2)
-        values.update(overrides)
-        self.node = ros.add(ReconstructNode(
-            predictor=predictor or OraclePredictor(seq, seed=1), context=ros.context, namespace=self.ns,
-            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
-        self.col = ros.add(make_collector(ros.context, f"{self.ns}/reconstruct_node", name=f"col{self.ns[1:]}"))
-        self.pub = ros.feeder.create_publisher(Image, f"{self.ns}/image", 100)
+        self.ns = next(_names)
+        self.node = start_node(ros, ReconstructNode, self.ns, predictor or OraclePredictor(seq, seed=1),
+                               {**ORACLE_VALUES, **overrides})
+        self.col, self.pub = attach(ros, self.ns)
         self.seq, self.ros = seq, ros
-        wait_matched(self.pub)
         for name, publisher in self.node.pub.items():
             wait_matched(publisher, 1, TIMEOUT)
 
     def diagnostics(self):
         """Statuses of this node on /diagnostics (other nodes publish there too)."""
-        name = f"{self.ns}/reconstruct_node: reconstruction"
-        return [s for a in list(self.col.messages["diagnostics"]) for s in a.status if s.name == name]
+        return node_statuses(self.col, self.ns)
 
     def call(self, service: str):
-        from std_srvs.srv import Trigger
-
-        client = self.ros.feeder.create_client(Trigger, f"{self.ns}/reconstruct_node/{service}")
-        assert client.wait_for_service(TIMEOUT)
-        future = client.call_async(Trigger.Request())
-        wait_for(future.done, TIMEOUT, f"~/{service}")
-        return future.result()                              # the client goes with the feeder node
+        return call_trigger(self.ros, self.ns, service)
 
     def send(self, i: int, msg=None, paced: bool = True) -> None:
         msg = msg or codec.rgb_to_image(self.seq.images[i], codec.make_header(_stamp(i), "cam"))
