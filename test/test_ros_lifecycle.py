@@ -134,8 +134,9 @@ def test_transitions_over_the_lifecycle_services(ros, seq):
     assert m.state() == "finalized" and m.node.finalized and m.node.finished
 
 
-def test_shutdown_from_active_stops_the_threads(ros, seq):
-    m = Managed(ros, seq, flush_on_shutdown=True)
+def test_shutdown_from_active_stops_the_threads_and_writes_the_loop_exports(ros, seq, tmp_path):
+    m = Managed(ros, seq, flush_on_shutdown=True, window_mode="anchored", loop_closure=True,
+                loop_export_dir=str(tmp_path))
     assert m.transition(Transition.TRANSITION_CONFIGURE) and m.transition(Transition.TRANSITION_ACTIVATE)
     col, pub = attach(ros, m.ns, diagnostics=False)
     wait_for(lambda: col.matched("stats"), TIMEOUT, "~/stats matched")
@@ -144,6 +145,11 @@ def test_shutdown_from_active_stops_the_threads(ros, seq):
     assert m.state() == "finalized" and m.node.finished and not m.node._threads_running()
     wait_for(lambda: col.count("stats") >= 1, TIMEOUT, "the flushed last window")
     assert col.last("stats").num_keyframes == 3
+    # the pose graph's exports, as the plain node writes them at its stop (3 keyframes, no loop)
+    exported = {p.name: p.read_text().splitlines() for p in tmp_path.iterdir()}
+    assert sorted(exported) == ["keyframes_after.tum", "keyframes_before.tum", "pose_graph.g2o"]
+    assert len(exported["keyframes_before.tum"]) == len(exported["keyframes_after.tum"]) == 3
+    assert sum(line.startswith("VERTEX") for line in exported["pose_graph.g2o"]) == 3
 
 
 def test_configure_failure_stays_unconfigured_and_can_be_configured_again(ros, seq):

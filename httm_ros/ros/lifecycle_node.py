@@ -109,6 +109,7 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._export_if_idle()
         self._release()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()              # the released weights go back to the device
@@ -118,6 +119,7 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """From unconfigured, inactive or active: stop and release what that state holds."""
         self._stop_activity()
+        self._export_if_idle()
         self._release()
         self.finalized = True
         return SUCCESS
@@ -128,6 +130,12 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
         self._stop_activity()
         self._release()
         return SUCCESS
+
+    def _export_if_idle(self) -> None:
+        """Loop closure exports before the core goes (cleanup, shutdown), as the plain node's stop
+        writes them; not while a thread of the last activation still runs a window."""
+        if getattr(self, "rec", None) is not None and not self._threads_running():
+            self._export_loops()
 
     def _stop_activity(self) -> None:
         """The stop path of the plain node (flush_on_shutdown, shutdown_timeout) when active."""

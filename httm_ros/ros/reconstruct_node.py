@@ -449,9 +449,13 @@ class ReconstructBody:
         both threads ended. Idempotent; the node is destroyed by the caller."""
         finished = self._deactivate(flush, timeout, final=True)
         if finished:                                           # the core is idle: loop closure exports
-            for path in self.loop_outputs.export(self.rec, self.values["loop_export_dir"]):
-                self.get_logger().info(f"loop closure export: {path}")
+            self._export_loops()
         return finished
+
+    def _export_loops(self) -> None:
+        """Loop closure exports (``loop_export_dir``; once per core), with the core idle."""
+        for path in self.loop_outputs.export(self.rec, self.values["loop_export_dir"]):
+            self.get_logger().info(f"loop closure export: {path}")
 
     def _deactivate(self, flush: Optional[bool] = None, timeout: Optional[float] = None,
                     final: bool = False) -> bool:
