@@ -108,6 +108,24 @@ def test_camera_info_checks_distortion_binning_and_roi():
     np.testing.assert_allclose(camera_info_k(msg).k, _k(250, 250, 160, 120))
 
 
+def test_rectified_images_take_p_and_ignore_d():
+    """image_proc's image_rect with the driver's camera_info: K and D describe the raw camera, P the
+    rectified image (CameraInfo's convention, image_geometry reads P for rectified images)."""
+    msg = _info_msg(_k(500, 501, 320, 240), 640, 480, d=(0.1, -0.05, 0, 0, 0))
+    msg.p = [480.0, 0.0, 318.0, 0.0, 0.0, 481.0, 236.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    with pytest.raises(SideInputError) as err:
+        camera_info_k(msg)                                                 # raw intrinsics + D: refused
+    assert err.value.reason == "distorted_camera_info" and "camera_info_rectified" in str(err.value)
+    np.testing.assert_allclose(camera_info_k(msg, rectified=True).k, _k(480, 481, 318, 236))
+    msg.p = [0.0] * 12                                                     # a driver without P
+    with pytest.raises(SideInputError) as err:
+        camera_info_k(msg, rectified=True)
+    assert err.value.reason == "bad_camera_info" and "camera_info P" in str(err.value)
+    side = SideInputs({**defaults(), "use_camera_info": True, "camera_info_rectified": True})
+    msg.p = [480.0, 0.0, 318.0, 0.0, 0.0, 481.0, 236.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert side.add("camera_info", msg) is None                           # buffered, not refused
+
+
 def _depth_msg(values, encoding, stamp=Time(sec=1)):
     values = np.ascontiguousarray(values)
     msg = Image(header=Header(stamp=stamp, frame_id="cam"), height=values.shape[0], width=values.shape[1],

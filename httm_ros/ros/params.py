@@ -203,6 +203,10 @@ PARAMS: Tuple[Param, ...] = (
           "keyframe's stamp that has not arrived yet.", range=(0.0, 5.0), runtime=True),
     Param("side_input_buffer", 64, "Side messages kept per topic for pairing (the newest).",
           range=(1, 10000)),
+    Param("camera_info_rectified", False, "The images are rectified (image_proc's image_rect with "
+          "the driver's camera_info): the intrinsics are read from camera_info's P (the rectified "
+          "image's, as image_geometry does) and D is ignored. false: K is used and a non-zero D is "
+          "refused (distorted_camera_info)."),
     Param("camera_info_roi", True, "~/camera_info's roi = the source image region the model input "
           "shows (x_offset, y_offset, width, height in source pixels); false = zero roi (for "
           "image_geometry consumers of cropped, portrait inputs: it shifts cx, cy by a roi offset).",

@@ -14,8 +14,9 @@ Pairings are counted per kind and outcome (``paired.depth.exact``, ``paired.came
 
 * camera_info: K with fx, fy <= 0 or not finite (``bad_camera_info``); a non-zero distortion
   (plumb_bob, rational_polynomial or any other model) is ``distorted_camera_info`` - the node does
-  not undistort (OpenCV is not a dependency): publish rectified images (image_proc) and their
-  camera_info. Binning and ROI of the input camera_info are applied to K as image_geometry does.
+  not undistort (OpenCV is not a dependency): feed rectified images (image_proc's image_rect) and
+  set ``camera_info_rectified``, which reads the rectified image's intrinsics from P and ignores D
+  (the CameraInfo convention). Binning and ROI are applied to K as image_geometry does.
 * depth: ``16UC1`` (millimetres) and ``32FC1`` (metres); any other encoding is
   ``unsupported_depth_encoding``; a short step or data is ``bad_depth``. 0 and non-finite = no reading.
 * a paired message whose size differs from the image's is ``size_mismatch`` (the keyframe goes on
@@ -61,18 +62,21 @@ class CameraK:
     hw: Tuple[int, int]
 
 
-def camera_info_k(msg) -> CameraK:
+def camera_info_k(msg, rectified: bool = False) -> CameraK:
     """sensor_msgs/CameraInfo -> CameraK (binning and ROI applied to K as image_geometry does).
+    ``rectified``: the image is rectified, its intrinsics are P[:, :3] and D does not apply.
     Raises SideInputError (bad_camera_info, distorted_camera_info)."""
-    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    name = "P" if rectified else "K"
+    k = (np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3] if rectified
+         else np.asarray(msg.k, dtype=np.float64).reshape(3, 3))
     if not (np.isfinite(k).all() and k[0, 0] > 0 and k[1, 1] > 0):
-        raise SideInputError(f"camera_info K has fx={k[0, 0]:g}, fy={k[1, 1]:g} (need finite values > 0)",
+        raise SideInputError(f"camera_info {name} has fx={k[0, 0]:g}, fy={k[1, 1]:g} (need finite values > 0)",
                              "bad_camera_info")
     d = np.asarray(msg.d, dtype=np.float64)
-    if d.size and np.any(d != 0):
+    if not rectified and d.size and np.any(d != 0):
         raise SideInputError(f"camera_info has {msg.distortion_model or 'a'} distortion D={np.round(d, 4).tolist()}; "
-                             "the node does not undistort: feed rectified images (image_proc) with their "
-                             "camera_info", "distorted_camera_info")
+                             "the node does not undistort: feed rectified images (image_proc's image_rect) "
+                             "and set camera_info_rectified: true", "distorted_camera_info")
     bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
     roi = msg.roi
     k = k.copy()
@@ -206,6 +210,7 @@ class SideInputs:
     def __init__(self, values, capacity: int = 4096) -> None:
         self.counters = SideCounters()
         self.buffers = {kind: PairingBuffer(values["side_input_buffer"]) for kind, flag in self.KINDS if values[flag]}
+        self.rectified = bool(values["camera_info_rectified"])
         self._sources: "collections.OrderedDict[float, Tuple[int, int]]" = collections.OrderedDict()
         self._capacity = capacity
 
@@ -214,7 +219,7 @@ class SideInputs:
         (counted; the error is returned for the log)."""
         self.counters.receive(kind)
         try:
-            item = camera_info_k(msg) if kind == "camera_info" else depth_metres(msg)
+            item = camera_info_k(msg, self.rectified) if kind == "camera_info" else depth_metres(msg)
         except SideInputError as err:
             self.counters.refuse(err.reason, str(err))
             return err
