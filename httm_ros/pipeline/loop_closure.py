@@ -9,7 +9,9 @@
   >= ``min_similarity``); a verification window [old keyframe, newest keyframe] is run through the
   predictor, its scale fixed on the old keyframe's stored depth (anchored alignment), and the old
   keyframe's map points must agree with the newest keyframe's predicted depth at the loop pose.
-  A verified hit becomes a "loop" between-factor; a failed one is counted with its reason.
+  A verified hit becomes a "loop" between-factor; a failed one is counted with its reason. A loop
+  enters the graph once another verified loop close in time agrees with it (the backend's
+  consistency test; pending until then, ``summary()["loops_pending"]``).
 * the GTSAM backend (:mod:`.gtsam_backend`) optimises on its own thread; ``apply`` (called at the
   start of the next window, on the inference thread) copies a newer estimate into the keyframe
   store (pose, depth scale, sample points), the trajectory, and rebuilds the map from the stored
@@ -232,6 +234,11 @@ class LoopCloser:
                    update_s_max=float(np.max(upd)) if upd else math.nan,
                    map_rebuild_s_mean=float(np.mean(self.map_rebuild_s)) if self.map_rebuild_s else math.nan)
         return out
+
+    def flush(self) -> None:
+        """The end of the stream: loops still waiting for a consistent one are rejected (queued; ``wait``)."""
+        if self.active:
+            self.backend.flush(self.graph)
 
     def close(self) -> None:
         if self.active:

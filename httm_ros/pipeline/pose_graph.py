@@ -39,16 +39,26 @@ class LoopClosureConfig:
     removed (the map keeps its pre-loop poses). A window constraint's sigmas grow with the keyframe's
     position after the anchor (errors of a window compound along it) and with its alignment residual.
     batch_resolve: a loop that fails those gates after iSAM2's relinearisations gets a batch
-    Levenberg-Marquardt solve of the whole graph, judged by the same gates (docs/STREAMING.md: it
-    closes loops after a large drift, and it also lets a wrong loop through when a drift within the
-    window sigmas could explain it: then only the verification window protects). Off by default.
+    Levenberg-Marquardt solve of the whole graph, judged by the same gates (it closes loops after a
+    large drift; alone it also lets a wrong loop through when a drift within the window sigmas
+    could explain it). Loop consistency (docs/STREAMING.md "Loop consistency"; ORB-SLAM's temporal
+    consistency test, checked as a PCM cycle): a loop candidate waits (pending) until
+    ``consistent_loops`` other verified loops whose new ends lie within ``consistency_window``
+    keyframes of its own agree with it: the cycle loop1, chain, loop2^-1, chain has a whitened
+    squared error <= ``consistency_chi2`` (7 dof), with sigmas from both loops' and the chain
+    segments' (per keyframe) sigmas. A pending loop whose new end falls more than
+    ``consistency_window`` keyframes behind the newest keyframe is rejected, with the reason.
+    ``consistent_loops=0``: every loop goes straight to the graph (no consistency test).
+    Defaults (httm-bench loops, docs/STREAMING.md): window sigmas that admit ~1 deg of drift per
+    keyframe pair plus ``batch_resolve`` close loops after large drift; the consistency test (14.07:
+    chi2's 95 % quantile for 7 dof) keeps a wrong loop that such a drift could explain out.
     """
 
     enabled: bool = False
     min_gap: int = 40
     min_similarity: float = 0.8
     cooldown: int = 8
-    window_sigma_rot_deg: float = 1.0
+    window_sigma_rot_deg: float = 3.0
     window_sigma_trans: float = 0.02
     window_sigma_scale: float = 0.01
     loop_sigma_rot_deg: float = 2.0
@@ -58,15 +68,21 @@ class LoopClosureConfig:
     kernel_k: float = 3.0
     max_loop_chi2: float = 25.0
     max_window_chi2: float = 50.0
-    batch_resolve: bool = False
+    batch_resolve: bool = True
+    consistent_loops: int = 1
+    consistency_window: int = 30
+    consistency_chi2: float = 14.07
 
     def __post_init__(self) -> None:
         if self.kernel not in ("cauchy", "huber"):
             raise ValueError(f"LoopClosureConfig.kernel must be 'cauchy' or 'huber', got {self.kernel!r}")
         if not (isinstance(self.min_gap, int) and self.min_gap >= 2):
             raise ValueError(f"LoopClosureConfig.min_gap must be an int >= 2, got {self.min_gap!r}")
+        for name in ("consistent_loops", "consistency_window"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
+                raise ValueError(f"LoopClosureConfig.{name} must be an int >= 0, got {getattr(self, name)!r}")
         for name in ("window_sigma_rot_deg", "window_sigma_trans", "window_sigma_scale", "loop_sigma_rot_deg",
-                     "loop_sigma_trans", "loop_sigma_scale", "kernel_k", "max_loop_chi2", "max_window_chi2"):
+                     "loop_sigma_trans", "loop_sigma_scale", "kernel_k", "max_loop_chi2", "max_window_chi2", "consistency_chi2"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"LoopClosureConfig.{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -98,6 +114,7 @@ class PoseGraph:
     betweens: List[Between] = field(default_factory=list)
     rejected: Counter = field(default_factory=Counter)
     loops_accepted: int = 0
+    pending: List[Between] = field(default_factory=list)               # loops waiting for a consistent one
 
     def add_keyframe(self, key: int, pose: np.ndarray, stamp: float = 0.0) -> bool:
         """A new variable at ``pose`` [4,4]; the first one gets a tight prior. False if known."""
@@ -192,6 +209,39 @@ def _t_quat(t: np.ndarray):
     return t[:3, 3], (x, y, z, w)
 
 
+def sim3_log(t: np.ndarray) -> np.ndarray:
+    """[4,4] Sim(3) -> [7]: rotation vector (rad), translation, log-scale (the sigmas' order)."""
+    s = sim3_scale(t)
+    r = t[:3, :3] / s
+    angle = math.acos(min(1.0, max(-1.0, (np.trace(r) - 1.0) / 2.0)))
+    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    if math.sin(angle) > 1e-6:
+        w = axis * (angle / (2.0 * math.sin(angle)))
+    elif angle < 1.0:                                  # ~identity
+        w = axis / 2.0
+    else:                                              # ~180 deg: the eigenvector of eigenvalue 1
+        vals, vecs = np.linalg.eigh((r + r.T) / 2.0)
+        w = vecs[:, int(np.argmax(vals))] * angle
+    return np.concatenate([w, t[:3, 3], [math.log(s)]])
+
+
+def cycle_chi2(l1: Between, l2: Between, poses: Dict[int, np.ndarray], steps: int,
+               config: LoopClosureConfig) -> float:
+    """Whitened squared error (7 dof) of the cycle a1 -l1-> b1 -chain-> b2 -l2^-1-> a2 -chain-> a1
+    (``poses``: key -> [4,4], the chain's current estimate). It is the identity exactly when both loops
+    imply the same world correction of the drift (PCM's pairwise consistency). Sigmas: both loops',
+    plus ``steps`` window steps (keyframes on the two chain segments) of the config's window sigmas;
+    rotation uncertainty moves the translation by the segments' length (lever arm)."""
+    ta1, tb1, ta2, tb2 = poses[l1.a], poses[l1.b], poses[l2.a], poses[l2.b]
+    cycle = l1.relative @ sim3_inverse(tb1) @ tb2 @ sim3_inverse(l2.relative) @ sim3_inverse(ta2) @ ta1
+    err = sim3_log(cycle)                                                                   # [7]
+    per_step = window_sigmas(config, 0.0) ** 2                                              # [7]
+    var = l1.sigmas ** 2 + l2.sigmas ** 2 + steps * per_step
+    lever = max(np.linalg.norm(ta1[:3, 3] - ta2[:3, 3]), np.linalg.norm(tb1[:3, 3] - tb2[:3, 3])) / sim3_scale(ta1)
+    var[3:6] += var[:3].max() * lever ** 2
+    return float(np.sum(err ** 2 / var))
+
+
 def drift_correction(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """The world-frame Sim(3) that moves a keyframe from ``before`` to ``after`` (apply to its points)."""
     return after @ sim3_inverse(before)
@@ -200,8 +250,9 @@ def drift_correction(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 def loop_summary(graph: PoseGraph) -> dict:
     loops = [f for f in graph.betweens if f.kind == "loop"]
     return {"keyframes": len(graph.initial), "window_constraints": len(graph.betweens) - len(loops),
-            "loops_accepted": graph.loops_accepted, "loops_rejected": dict(graph.rejected)}
+            "loops_accepted": graph.loops_accepted, "loops_pending": len(graph.pending),
+            "loops_rejected": dict(graph.rejected)}
 
 
 __all__ = ["LoopClosureConfig", "Prior", "Between", "PoseGraph", "sim3", "sim3_inverse", "sim3_scale",
-           "window_sigmas", "drift_correction", "loop_summary"]
+           "window_sigmas", "sim3_log", "cycle_chi2", "drift_correction", "loop_summary"]
