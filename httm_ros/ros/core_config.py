@@ -60,7 +60,10 @@ def loop_closure_config(values: Mapping[str, Any]) -> LoopClosureConfig:
     return LoopClosureConfig(enabled=values["loop_closure"], min_gap=values["loop_min_gap"],
                              min_similarity=values["loop_min_similarity"],
                              window_sigma_rot_deg=values["loop_window_sigma_rot_deg"],
-                             kernel=values["loop_kernel"], batch_resolve=values["loop_batch_resolve"])
+                             kernel=values["loop_kernel"], batch_resolve=values["loop_batch_resolve"],
+                             consistent_loops=values["loop_consistent_loops"],
+                             consistency_window=values["loop_consistency_window"],
+                             consistency_chi2=values["loop_consistency_chi2"])
 
 
 def metric_config(values: Mapping[str, Any]) -> MetricScaleConfig:

@@ -125,15 +125,24 @@ PARAMS: Tuple[Param, ...] = (
           "tracking).", range=(2, 1_000_000)),
     Param("loop_min_similarity", 0.8, "Descriptor cosine similarity of a retrieval hit before it is "
           "verified by a window.", range=(0.0, 1.0)),
-    Param("loop_window_sigma_rot_deg", 1.0, "Rotation sigma (degrees) of a window constraint at "
+    Param("loop_window_sigma_rot_deg", 3.0, "Rotation sigma (degrees) of a window constraint at "
           "alignment residual 0, per keyframe after the anchor: the drift the graph expects of the "
           "model. Too small for the model's drift and true loops are rejected (docs/STREAMING.md, "
           "the 1.0 deg case).", range=(0.01, 90.0)),
     Param("loop_kernel", "huber", "Robust kernel on every between-factor.", choices=("huber", "cauchy")),
-    Param("loop_batch_resolve", False, "A loop that fails the graph's gates after iSAM2 gets a "
+    Param("loop_batch_resolve", True, "A loop that fails the graph's gates after iSAM2 gets a "
           "batch Levenberg-Marquardt solve of the whole graph (same gates): closes loops after a "
-          "large drift; a wrong loop that such a drift could explain then passes the graph "
-          "(only its verification window protects)."),
+          "large drift; a wrong loop that such a drift could explain would then pass the graph: "
+          "the loop consistency test (loop_consistent_loops) keeps it out."),
+    Param("loop_consistent_loops", 1, "Loop consistency: a loop waits (pending) until this many other "
+          "verified loops close in time agree with it (both imply the same drift correction); "
+          "0 = no test, every verified loop goes straight to the graph.", range=(0, 100)),
+    Param("loop_consistency_window", 30, "Keyframes of chain (the two loops' old ends plus new ends "
+          "apart) within which two loops are compared; a pending loop whose new keyframe falls "
+          "further behind the newest one is rejected.", range=(1, 1_000_000)),
+    Param("loop_consistency_chi2", 14.07, "Two loops agree when the cycle loop1, chain, loop2^-1, "
+          "chain has a whitened squared error (7 dof, sigmas from the loops and the chain) below "
+          "this (14.07: the 95 % quantile).", range=(0.1, 1000.0)),
     Param("loop_export_dir", "", "With loop_closure: at shutdown write keyframes_before.tum, "
           "keyframes_after.tum (keyframe poses before / after optimisation, REP-103 world) and "
           "pose_graph.g2o into this folder; empty = no export."),
