@@ -202,6 +202,7 @@ class GtsamBackend:
         confirmed = [f for f in list(graph.pending) if self._agreeing(f, partners) >= cfg.consistent_loops]
         for f in confirmed:
             _remove(graph.pending, f)
+            self._disagreed.pop(id(f), None)
             graph.betweens.append(f)
         newest = len(self._order) - 1
         for f in [f for f in graph.pending if newest - self._order.get(f.b, newest) > cfg.consistency_window]:

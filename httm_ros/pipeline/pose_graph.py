@@ -8,8 +8,9 @@ rotation block (s R | t). Constraints:
   world units, log-scale), ``kind`` "window" (an accepted window: anchor -> new keyframe) or "loop"
   (a retrieval hit verified by a window anchored on the old keyframe).
 
-Loop candidates are gated before they reach the solver (:meth:`PoseGraph.check_loop`) and after
-(the backend's residual check); every rejection is counted by reason in ``rejected``.
+Loop candidates wait in ``pending`` until a second loop close in time agrees with them
+(:func:`cycle_chi2`, the backend's consistency test), then face the backend's residual gates;
+every rejection is counted by reason in ``rejected``.
 Export: keyframe poses as TUM lines and the whole graph as g2o text (VERTEX_SE3:QUAT /
 EDGE_SE3:QUAT, the scale folded into the translation: what standard tools read).
 """
@@ -43,11 +44,12 @@ class LoopClosureConfig:
     large drift; alone it also lets a wrong loop through when a drift within the window sigmas
     could explain it). Loop consistency (docs/STREAMING.md "Loop consistency"; ORB-SLAM's temporal
     consistency test, checked as a PCM cycle): a loop candidate waits (pending) until
-    ``consistent_loops`` other verified loops whose new ends lie within ``consistency_window``
-    keyframes of its own agree with it: the cycle loop1, chain, loop2^-1, chain has a whitened
-    squared error <= ``consistency_chi2`` (7 dof), with sigmas from both loops' and the chain
-    segments' (per keyframe) sigmas. A pending loop whose new end falls more than
-    ``consistency_window`` keyframes behind the newest keyframe is rejected, with the reason.
+    ``consistent_loops`` other verified loops close to it in time (at most ``consistency_window``
+    keyframes of chain between their old ends plus between their new ends) agree with it: the
+    cycle loop1, chain, loop2^-1, chain has a whitened squared error <= ``consistency_chi2`` (7 dof),
+    with sigmas from both loops' and the chain segments' (per keyframe) sigmas. A pending loop whose
+    new end falls more than ``consistency_window`` keyframes behind the newest keyframe is rejected,
+    with the reason.
     ``consistent_loops=0``: every loop goes straight to the graph (no consistency test).
     Defaults (httm-bench loops, docs/STREAMING.md): window sigmas that admit ~1 deg of drift per
     keyframe pair plus ``batch_resolve`` close loops after large drift; the consistency test (14.07:
@@ -82,7 +84,8 @@ class LoopClosureConfig:
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
                 raise ValueError(f"LoopClosureConfig.{name} must be an int >= 0, got {getattr(self, name)!r}")
         for name in ("window_sigma_rot_deg", "window_sigma_trans", "window_sigma_scale", "loop_sigma_rot_deg",
-                     "loop_sigma_trans", "loop_sigma_scale", "kernel_k", "max_loop_chi2", "max_window_chi2", "consistency_chi2"):
+                     "loop_sigma_trans", "loop_sigma_scale", "kernel_k", "max_loop_chi2", "max_window_chi2",
+                     "consistency_chi2"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"LoopClosureConfig.{name} must be > 0, got {getattr(self, name)!r}")
 
