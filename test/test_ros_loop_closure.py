@@ -18,9 +18,11 @@ if __import__("os").environ.get("HTTM_ROS_INSTALLED") != "1":
 from builtin_interfaces.msg import Time  # noqa: E402
 
 from httm_ros.eval.metrics import ate  # noqa: E402
+from httm_ros.msg import WindowStats  # noqa: E402
 from httm_ros.ros import codec, params  # noqa: E402
 from httm_ros.ros.loop_outputs import core_values  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
+from httm_ros.ros.window_stats import _loop_fields  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.synthetic.oracle import OraclePredictor, PerturbedOracle  # noqa: E402
 from httm_ros.tools.local_dds import wait_for, wait_matched  # noqa: E402
@@ -117,8 +119,14 @@ def test_loops_in_the_node_republish_a_corrected_path_and_map_and_export(ros, tw
     maps = col.messages["map"]
     got = [(m.header.stamp.sec, m.width) for m in maps]
     assert got and set(got) <= correcting, (got, sorted(correcting))
-    # exports at shutdown: TUM (read by evo) before/after, g2o (read by GTSAM)
+    # ~/stats counts the loops still waiting for a consistent second one
+    msg = WindowStats()
+    _loop_fields(msg, node.rec.loops)
+    assert msg.loops_pending == len(graph.pending)
+    # exports at shutdown: TUM (read by evo) before/after, g2o (read by GTSAM); no later loop can
+    # confirm a pending one, so the stop rejects them first
     assert node.shutdown()
+    assert graph.pending == []
     from evo.tools import file_interface
     gtsam = pytest.importorskip("gtsam")
     traj = {w: file_interface.read_tum_trajectory_file(str(tmp_path / f"keyframes_{w}.tum"))

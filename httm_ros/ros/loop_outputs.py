@@ -51,11 +51,13 @@ class LoopOutputs:
 
     def export(self, rec, folder: str) -> List[str]:
         """``folder`` (loop_export_dir): keyframes_before.tum, keyframes_after.tum (REP-103 world,
-        world units) and pose_graph.g2o, after the last correction; once. [] when off."""
+        world units) and pose_graph.g2o, after the last correction (loops still pending are
+        rejected first: no later loop can confirm them); once. [] when off."""
         loops = getattr(rec, "loops", None)
         if self.exported or loops is None or not loops.active or not folder:
             return []
         self.exported = True
+        loops.flush()                        # the end of the stream: loops still pending are rejected
         loops.wait()
         loops.apply(rec)
         paths = loops.save(folder, world=to_world_poses(np.eye(4)[None])[0])

@@ -63,11 +63,12 @@ def window_stats(result, header, *, tokens_per_frame: int, counters: NodeCounter
 
 
 def _loop_fields(msg: WindowStats, loops) -> None:
-    """Loops accepted / rejected (all reasons) and corrections applied so far (0 without loop closure)."""
+    """Loops accepted / rejected (all reasons) / pending and corrections applied so far (0 without loop closure)."""
     if loops is None or not loops.active:
         return
     msg.loop_closures = int(loops.graph.loops_accepted)
     msg.loops_rejected = int(sum(loops.graph.rejected.values()))
+    msg.loops_pending = len(loops.graph.pending)
     msg.pose_graph_corrections = int(loops.corrections)
 
 
