@@ -107,6 +107,9 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path):
     rate = subprocess.run([sys.executable, "-m", "httm_ros.tools.replay", "x", "--rate", "0"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert rate.returncode == 2 and "--rate must be > 0" in rate.stderr
+    ack = subprocess.run([sys.executable, "-m", "httm_ros.tools.replay", "x", "--ack-timeout", "-1"], env=env,
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert ack.returncode == 2 and "--ack-timeout must be >= 0" in ack.stderr
 
 
 # ----------------------------------------------------------------------------- several topics (RGB-D)
@@ -182,6 +185,7 @@ def test_cli_plays_image_camera_info_and_16uc1_depth_each_on_its_topic_in_stamp_
                                "--wait-for-subscribers", "1", "--wait-timeout", "30"],
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
+        assert "acknowledged" not in proc.stderr                       # every message acked before the exit
         assert ("published 18 messages (/cam/color/image_raw: 6, /cam/color/camera_info: 6, /robot/depth: 6)"
                 in proc.stdout), proc.stdout
         assert "/cam/depth/image_raw (sensor_msgs/msg/Image, 6 messages) -> /robot/depth" in proc.stdout

@@ -154,6 +154,19 @@ class Player:
             self.publish_clock(base + int(elapsed * self.rate * 1e9))
             stop.wait(1.0 / CLOCK_HZ)
 
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """Block until every matched subscriber acknowledged every message published (reliable
+        QoS; best effort returns at once): a player that exits earlier can take the bag's last
+        messages with it. False when ``timeout`` seconds passed first."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout
+        for track in self.tracks.values():
+            left = max(0.0, deadline - time.monotonic())
+            if not track.publisher.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+                return False
+        return True
+
     # ------------------------------------------------------------------ playing
     def wait_for_subscribers(self, count: int, timeout: float, stop: Optional[threading.Event] = None) -> None:
         """Block until ``count`` subscriptions match the publisher of every topic played (frames
@@ -262,6 +275,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="hold the first message until N subscribers matched on every topic played (default: 0)")
     p.add_argument("--wait-timeout", type=float, default=300.0, metavar="S",
                    help="give up waiting for subscribers after S seconds (default: %(default)s)")
+    p.add_argument("--ack-timeout", type=float, default=10.0, metavar="S",
+                   help="after the last message, wait up to S seconds until every subscriber acknowledged "
+                   "it (reliable QoS) before the flush and the exit (default: %(default)s)")
     p.add_argument("--flush", metavar="NODE", help="call NODE/flush when the bag has been played, "
                    "e.g. /reconstruct_node")
     p.add_argument("--linger", type=float, default=0.0, metavar="S",
@@ -271,6 +287,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("--rate must be > 0")
     if args.start_offset < 0 or args.linger < 0:
         p.error("--start-offset and --linger must be >= 0")
+    if args.ack_timeout < 0:
+        p.error("--ack-timeout must be >= 0")
     try:
         args.remap = parse_remaps(args.remap)
     except ValueError as err:
@@ -306,6 +324,9 @@ def run(args: argparse.Namespace, ros_args: Sequence[str] = ()) -> int:
             player.wait_for_subscribers(args.wait_for_subscribers, args.wait_timeout)
         sent = player.play(stop)
         print(f"httm-replay: published {sent} messages{_per_topic(player)}", flush=True)
+        if not player.wait_acknowledged(args.ack_timeout):
+            print(f"httm-replay: warning: not every subscriber acknowledged the last messages within "
+                  f"{args.ack_timeout:g} s (--ack-timeout)", file=sys.stderr, flush=True)
         if args.flush:
             print(f"httm-replay: {args.flush}/flush: {call_flush(node, args.flush)}", flush=True)
         player.hold_clock(stop, args.linger)
