@@ -73,7 +73,8 @@ def test_mcap_and_sqlite3_bags_list_and_read_their_image_topics(tmp_path):
 def test_topic_choice_is_explicit_when_ambiguous(tmp_path):
     bag = _mcap(tmp_path / "m", topics=("/a/image_raw", "/b/image_raw/compressed"))
     with pytest.raises(BagError, match="several image topics: /a/image_raw \\(Image, 4 messages\\), "
-                                       "/b/image_raw/compressed \\(CompressedImage, 4 messages\\); choose one"):
+                                       "/b/image_raw/compressed \\(CompressedImage, 4 messages\\); choose one "
+                                       "\\(--topic / image_topic:=; an aligned depth image topic goes to depth_topic:=\\)"):
         choose_topic(bag)
     assert choose_topic(bag, "/b/image_raw/compressed").input_type == "compressed"
     assert choose_topic(bag, "a/image_raw").name == "/a/image_raw"

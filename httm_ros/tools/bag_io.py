@@ -124,7 +124,8 @@ def choose_topic(path: PathLike, wanted: Optional[str] = None, exclude: Sequence
         raise BagError(f"{path}: no image topics (sensor_msgs/Image or sensor_msgs/CompressedImage); "
                        f"topics: {', '.join(all_topics(path)) or 'none'}")
     if len(topics) > 1:
-        raise BagError(f"{path}: several image topics: {names}; choose one (--topic / image_topic:=)")
+        raise BagError(f"{path}: several image topics: {names}; choose one (--topic / image_topic:=; "
+                       "an aligned depth image topic goes to depth_topic:=)")
     return topics[0]
 
 
