@@ -77,7 +77,7 @@ def generate_test_description():
 
 
 class TestViewerOnTheLaunchedNode(unittest.TestCase):
-    def test_page_map_and_a_screenshot_that_is_not_blank(self):
+    def test_page_map_and_a_screenshot_that_is_not_blank(self, proc_info):
         wait_for(page_answers, TIMEOUT, f"the viewer page at {URL}", interval=0.2)
         counts = []
         try:
@@ -85,6 +85,9 @@ class TestViewerOnTheLaunchedNode(unittest.TestCase):
                      "the node's ~/map in the viewer's scene", interval=0.5)
         finally:
             print(f"viewer at {URL}: /map points seen by a viser client: {counts[-5:]}")
+        # the launch's ~/flush call after the bag ends, before the launch is shut down (a SIGINT
+        # would end `ros2 service call` with exit code 2)
+        proc_info.assertWaitForShutdown(process="flush", timeout=TIMEOUT)
         chromium = find_chromium()
         if chromium is None:
             if os.environ.get("CI") and os.geteuid() == 0:
