@@ -27,9 +27,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..vggt.preprocess import model_input_size, resized_size
-
-PATCH = 14
+from ..vggt.preprocess import PATCH_SIZE, crop_top, model_input_size, resized_size
 
 
 @dataclass(frozen=True)
@@ -102,14 +100,14 @@ def input_mapping(src_hw: Tuple[int, int], model_hw: Tuple[int, int],
     """How a frame of ``src_hw`` becomes the model input ``model_hw`` of a stream at
     ``image_width``: VGGT's crop preprocessing when it gives ``model_hw``, else a plain resize."""
     src_hw, model_hw = (int(src_hw[0]), int(src_hw[1])), (int(model_hw[0]), int(model_hw[1]))
+    plain = InputMapping(src_hw, model_hw, model_hw)
     if image_width is None or src_hw == model_hw:
-        return InputMapping(src_hw, model_hw if src_hw != model_hw else src_hw, model_hw)
+        return plain
     try:
-        crop_hw = model_input_size(src_hw[0], src_hw[1], "crop", image_width, PATCH)
+        crop_hw = model_input_size(src_hw[0], src_hw[1], "crop", image_width, PATCH_SIZE)
     except ValueError:
-        crop_hw = None
+        return plain
     if crop_hw != model_hw:
-        return InputMapping(src_hw, model_hw, model_hw)
-    new_h, new_w = resized_size(src_hw[0], src_hw[1], "crop", image_width, PATCH)
-    top = (new_h - model_hw[0]) // 2 if new_h > image_width else 0
-    return InputMapping(src_hw, (new_h, new_w), model_hw, top=top)
+        return plain
+    new_h, new_w = resized_size(src_hw[0], src_hw[1], "crop", image_width, PATCH_SIZE)
+    return InputMapping(src_hw, (new_h, new_w), model_hw, top=crop_top(new_h, image_width))

@@ -38,6 +38,7 @@ import torch
 
 from ..geometry import invert_rigid, transform_cam_to_world, unproject_depth
 from ..timing import StageTimer
+from ..vggt.preprocess import PATCH_SIZE as PATCH
 from ..vggt.preprocess import model_input_size as vggt_input_size
 from ..vggt.preprocess import model_input_rgb
 from .alignment import AlignmentReport, FrameGeometry, align_overlap
@@ -53,7 +54,6 @@ from .predictor import Predictor
 from .stream_config import StreamConfig
 from .tracking import Tracker, TrackingState
 
-PATCH = 14
 POST_STAGES = ("align", "check", "filter", "unproject", "map_update")   # everything after predict
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 LOG = logging.getLogger("httm_ros.vggt")
 
 ImageLike = Union[np.ndarray, Image.Image]
+PATCH_SIZE = 14                   # VGGT's patch edge in pixels (the default patch_size below)
 
 
 def _check_args(mode: str, target_size: int, patch_size: int) -> None:
@@ -46,6 +47,11 @@ def resized_size(h: int, w: int, mode: str = "crop", target_size: int = 518,
     if new_h == 0 or new_w == 0:
         raise ValueError(f"image {w}x{h} (width x height) is too elongated to resize to a multiple of {patch_size}")
     return new_h, new_w
+
+
+def crop_top(new_h: int, target_size: int) -> int:
+    """Rows above the centre crop of a frame resized to ``new_h`` rows ("crop" mode; 0 when it fits)."""
+    return (new_h - target_size) // 2 if new_h > target_size else 0
 
 
 def model_input_size(h: int, w: int, mode: str = "crop", target_size: int = 518,
@@ -97,7 +103,7 @@ def model_input_rgb(image: ImageLike, mode: str = "crop", target_size: int = 518
     new_h, new_w = resized_size(pil.height, pil.width, mode, target_size, patch_size)
     rgb = resize_rgb(pil, (new_h, new_w))                                   # [new_h, new_w, 3]
     if mode == "crop" and new_h > target_size:
-        top = (new_h - target_size) // 2
+        top = crop_top(new_h, target_size)
         rgb = rgb[top:top + target_size]
     if mode == "pad":
         dh, dw = target_size - new_h, target_size - new_w
