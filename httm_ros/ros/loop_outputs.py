@@ -14,7 +14,7 @@ import numpy as np
 
 from httm_ros.pipeline import gtsam_backend
 
-from .messages import to_world_poses
+from .messages import scaled_poses, to_world_poses
 
 
 def core_values(values: Mapping[str, Any], warn: Callable[[str], None]) -> Mapping[str, Any]:
@@ -42,8 +42,7 @@ class LoopOutputs:
             return None
         self.published = loops.corrections
         traj = rec.trajectory
-        poses = traj.cam_to_world().copy()                                     # [N, 4, 4]
-        poses[:, :3, 3] *= scale
+        poses = scaled_poses(traj.cam_to_world(), scale)                       # [N, 4, 4]
         if log is not None:
             log(f"pose graph: {loops.graph.loops_accepted} loop closures, correction {loops.corrections} "
                 "applied: ~/path and ~/map republished")

@@ -92,10 +92,7 @@ def host_copies(result, values: Mapping[str, Any],
     per world unit applied to every length (metric mode; 1 = world units)."""
     new = range(result.num_overlap, result.num_keyframes)
     sl = slice(new.start, new.stop)
-    cam_to_world = result.cam_to_world[sl].double().cpu().numpy()          # [K', 4, 4]; may be the core's
-    if scale != 1.0:
-        cam_to_world = cam_to_world.copy()
-        cam_to_world[:, :3, 3] *= scale
+    cam_to_world = scaled_poses(result.cam_to_world[sl].double().cpu().numpy(), scale)   # [K', 4, 4]
     out = WindowOutputs(new, tuple(result.image_hw), result.intrinsics[sl].double().cpu().numpy(),
                         cam_to_world, map=scaled_cloud(map_points, scale), scale=scale,
                         source_regions=source_regions)
@@ -107,6 +104,16 @@ def host_copies(result, values: Mapping[str, Any],
         out.conf = result.conf[sl].float().cpu().numpy()
     if values["publish_points"]:
         out.points = scaled_cloud(result.points_numpy(), scale)
+    return out
+
+
+def scaled_poses(cam_to_world: np.ndarray, scale: float) -> np.ndarray:
+    """cam_to_world [N, 4, 4] with its translations x ``scale`` (a copy: the input may be the
+    core's own array); unchanged when ``scale`` is 1."""
+    if scale == 1.0:
+        return cam_to_world
+    out = np.array(cam_to_world, copy=True)
+    out[:, :3, 3] *= scale
     return out
 
 
