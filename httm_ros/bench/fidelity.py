@@ -25,8 +25,8 @@ from httm_ros.httm.patch import global_attentions
 from httm_ros.provenance import device_name, git_commit
 
 REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = (REPO / "test" / "data" / "state_dict_manifest.json",
-             REPO.parent / "shared" / "vggt" / "state_dict_manifest.json")
+GOLDEN_DIRS = (REPO / "test" / "data", REPO.parent / "shared" / "vggt")     # the golden manifest and outputs
+MANIFESTS = tuple(folder / "state_dict_manifest.json" for folder in GOLDEN_DIRS)
 
 # Scaled-down merging regions for 8 frames of 9x12 patches: 3 chunks of 36 positions x 2 groups
 # of 4 frames = 6 regions of 144 tokens (the paper: 128 x 30 = 3840 tokens per region).

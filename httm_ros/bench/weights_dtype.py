@@ -28,10 +28,9 @@ from ..pipeline.predictor import ModelPredictor
 from ..provenance import environment, write_json
 from ..vggt import VGGT
 from ..vggt.golden import golden_images, golden_state_dict
+from .fidelity import GOLDEN_DIRS
 from .harness import pick_device
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN_DIRS = (ROOT / "test" / "data", ROOT.parent / "shared" / "vggt")
 OUTPUTS = ("pose_enc", "depth", "depth_conf")     # the golden weights' FoV is 0: compare the encoding
 
 
