@@ -21,7 +21,7 @@ import json
 import math
 import shlex
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .plot import plot
 from .results import NOT_YET, load, load_side, ratio
@@ -145,6 +145,21 @@ def missing(text: str) -> List[str]:
     return [f"{NOT_YET}: {text}", ""]
 
 
+def result_section(title: str, results: List[Dict], missing_text: str,
+                   tables: Callable[[Dict], List[str]], targets: Callable[[Dict], List[Tuple[str, str, str]]],
+                   targets_title: str, open_targets: Sequence[Tuple[str, str, str]] = ()) -> List[str]:
+    """One issue's section: ``title``, per result file its ``tables`` (or ``missing_text`` when
+    there is none), then the targets of every file plus ``open_targets`` under ``targets_title``."""
+    lines = [f"## {title}", ""]
+    if not results:
+        lines += missing(missing_text)
+    rows: List[Tuple[str, str, str]] = []
+    for res in results:
+        lines += tables(res)
+        rows += targets(res)
+    return lines + [targets_title, ""] + target_rows(rows + list(open_targets))
+
+
 def states(seq: List[str]) -> str:
     """State sequence, a repeated LOST -> ... cycle written once with its count."""
     head, rest = seq[:2], seq[2:]
@@ -234,17 +249,13 @@ def streaming_model_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
 
 # ------------------------------------------------------------------------------------- issue 16
 def streaming_section(results: List[Dict]) -> List[str]:
-    lines = ["## Streaming core v2: anchored vs chained windows, tracking, relocalisation (issue 16)", ""]
-    if not results:
-        lines += missing("no `httm-bench streaming` file (bench/results/streaming/)")
-    for res in results:
-        lines += streaming_tables(res)
     checked = [s for s in results if (s.get("config") or {}).get("predictor") == "checkpoint"]
-    t = [t for res in results for t in streaming_targets(res)]
-    if not checked:
-        t.append(("trained model, held-out 300/1000 frames: anchored ATE <= chained ATE, within issue 15's targets",
-                  NOT_YET, f"{NOT_YET} (needs `--predictor checkpoint` with the trained model)"))
-    return lines + ["Targets (issue 16, \"Done means\"):", ""] + target_rows(t)
+    open_targets = [] if checked else [
+        ("trained model, held-out 300/1000 frames: anchored ATE <= chained ATE, within issue 15's targets",
+         NOT_YET, f"{NOT_YET} (needs `--predictor checkpoint` with the trained model)")]
+    return result_section("Streaming core v2: anchored vs chained windows, tracking, relocalisation (issue 16)",
+                          results, "no `httm-bench streaming` file (bench/results/streaming/)", streaming_tables,
+                          streaming_targets, "Targets (issue 16, \"Done means\"):", open_targets)
 
 
 def streaming_tables(res: Dict) -> List[str]:
@@ -299,19 +310,16 @@ def streaming_targets(res: Dict) -> List[Tuple[str, str, str]]:
 
 
 def window_size_section(results: List[Dict]) -> List[str]:
-    lines = ["## Window sizes where HTTM pays (issue 16)", ""]
-    if not results:
-        lines += missing("no window-size file (`httm-bench e2e --overlap 8 --frames 16 24 32 48 64 96 128`)")
-    t = []
-    for res in results:
-        lines += window_size_table(res)
-        t += window_size_targets(res)
+    open_targets = []
     if not any(res.get("config") == "1b" for res in results):
-        t.append((f"VGGT-1B at 518x392 on the H200: >= {KF_RATE_TARGET}x the new keyframes/s of dense "
-                  f"{DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]}", NOT_YET,
-                  f"{NOT_YET} (GPU run: `PART=3 bash bench/gpu_next.sh`)"))
-    t.append(("at equal or better ATE on the held-out sequences", NOT_YET, f"{NOT_YET} (needs the trained model)"))
-    return lines + ["Targets (issue 16):", ""] + target_rows(t)
+        open_targets.append((f"VGGT-1B at 518x392 on the H200: >= {KF_RATE_TARGET}x the new keyframes/s of dense "
+                             f"{DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]}", NOT_YET,
+                             f"{NOT_YET} (GPU run: `PART=3 bash bench/gpu_next.sh`)"))
+    open_targets.append(("at equal or better ATE on the held-out sequences", NOT_YET,
+                         f"{NOT_YET} (needs the trained model)"))
+    return result_section("Window sizes where HTTM pays (issue 16)", results,
+                          "no window-size file (`httm-bench e2e --overlap 8 --frames 16 24 32 48 64 96 128`)",
+                          window_size_table, window_size_targets, "Targets (issue 16):", open_targets)
 
 
 def window_size_rows(res: Dict) -> Dict[Tuple[str, int], Dict]:
@@ -365,20 +373,15 @@ def device_short(res: Dict) -> str:
 
 # ------------------------------------------------------------------------------------- issue 17
 def dtype_section(results: List[Dict]) -> List[str]:
-    lines = ["## Weights dtype: bfloat16 / float16 weights against float32 (issue 17)", ""]
-    if not results:
-        lines += missing("no `httm-bench dtype` file (bench/results/dtype/)")
-    t = []
-    for res in results:
-        lines += dtype_table(res)
-        t += dtype_targets(res)
     measured = {(name, device_short(res).startswith("CPU")) for res in results for name in res.get("dtypes") or {}}
-    if not any(not cpu for _, cpu in measured):
-        t.append(("bfloat16 and float16 weights on the GPU: half the memory, errors within the tolerance", NOT_YET,
-                  f"{NOT_YET} (needs CUDA: `httm-bench dtype --device cuda --dtypes bfloat16 float16`)"))
-    return lines + ["Targets (issue 17: half the memory at the same outputs within the stated tolerance, "
-                    "docs/ROS.md: relative L2 error < 3e-2 pose encoding, < 1e-2 depth and confidence):", ""] \
-        + target_rows(t)
+    open_targets = [] if any(not cpu for _, cpu in measured) else [
+        ("bfloat16 and float16 weights on the GPU: half the memory, errors within the tolerance", NOT_YET,
+         f"{NOT_YET} (needs CUDA: `httm-bench dtype --device cuda --dtypes bfloat16 float16`)")]
+    return result_section("Weights dtype: bfloat16 / float16 weights against float32 (issue 17)", results,
+                          "no `httm-bench dtype` file (bench/results/dtype/)", dtype_table, dtype_targets,
+                          "Targets (issue 17: half the memory at the same outputs within the stated tolerance, "
+                          "docs/ROS.md: relative L2 error < 3e-2 pose encoding, < 1e-2 depth and confidence):",
+                          open_targets)
 
 
 def dtype_table(res: Dict) -> List[str]:
@@ -415,15 +418,12 @@ def dtype_targets(res: Dict) -> List[Tuple[str, str, str]]:
 
 # ------------------------------------------------------------------------------------- issue 18
 def loops_section(results: List[Dict]) -> List[str]:
-    lines = ["## Loop closure: GTSAM pose graph (issue 18)", ""]
-    if not results:
-        lines += missing("no `httm-bench loops` file (bench/results/loops/)")
-    t = []
-    for res in results:
-        lines += loops_tables(res) + loops_scale_table(res)
-        t += loops_targets(res)
-        t += [(n, NOT_YET, f"{NOT_YET} (listed as not measured in {res['file']})") for n in res.get("not_measured", [])]
-    return lines + ["Targets (issue 18):", ""] + target_rows(t)
+    return result_section("Loop closure: GTSAM pose graph (issue 18)", results,
+                          "no `httm-bench loops` file (bench/results/loops/)",
+                          lambda res: loops_tables(res) + loops_scale_table(res),
+                          lambda res: loops_targets(res) + [(n, NOT_YET, f"{NOT_YET} (listed as not measured in "
+                                                             f"{res['file']})") for n in res.get("not_measured", [])],
+                          "Targets (issue 18):")
 
 
 def loops_tables(res: Dict) -> List[str]:
