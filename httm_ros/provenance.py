@@ -43,6 +43,15 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def file_sha256(path) -> str:
+    """sha256 (hex) of one file's bytes: which weights a result was measured with."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def versions() -> Dict[str, Optional[str]]:
     try:
         import triton
@@ -73,11 +82,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def environment(device: torch.device, argv: Optional[List[str]] = None) -> Dict:
+def environment(device: torch.device, argv: Optional[List[str]] = None,
+                program: str = "python -m httm_ros.bench") -> Dict:
     args = sys.argv[1:] if argv is None else argv
     return {
         "commit": git_commit(), "source_sha256": source_hash(), "device": device_name(device),
-        **versions(), "command": "python -m httm_ros.bench " + " ".join(args),
+        **versions(), "command": " ".join([program, *args]),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -68,6 +68,7 @@ def _eval_parser() -> argparse.ArgumentParser:
 
 
 def _eval(argv: List[str]) -> int:
+    from ..provenance import environment, file_sha256
     from ..vggt.checkpoint import checkpoint_image_hw
     from ..vggt.config import SYNTH_IMAGE_HW
     from ..vggt.model import VGGT
@@ -79,6 +80,8 @@ def _eval(argv: List[str]) -> int:
     model = VGGT.from_checkpoint(args.weights, device=device)
     hw = checkpoint_image_hw(args.weights) or SYNTH_IMAGE_HW
     result = evaluate_heldout(model, hw, device, args.n, args.frames)
+    result["environment"] = environment(device, ["eval", *argv], program="httm-train")
+    result["weights"] = {"path": str(args.weights), "sha256": file_sha256(args.weights)}
     text = json.dumps(result, indent=1, default=float)
     if args.out:
         args.out.write_text(text)
