@@ -29,6 +29,31 @@ def test_overfit_one_batch_lowers_the_loss(one_torch_thread):
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
 
 
+def test_correspondence_term_trains_the_aggregator_tokens(one_torch_thread):
+    """--match-weight: the patch tokens of the chosen block come out [B,S,h*w,2C], the term is in
+    the loss, and a few steps on one batch lower it."""
+    from httm_ros.train.losses import first_frame_patch_targets
+
+    torch.manual_seed(0)
+    cfg = VGGTConfig.tiny()
+    model = VGGT(cfg).train()
+    opt = make_optimizer(model, TrainOptions(lr=2e-3, weight_decay=0.0))
+    batch = ClipPool((42, 56), "cpu", seed=3, size=1, reuse=100, clip_frames=4).batch(np.random.default_rng(0), 3, 2)
+    batch["match_target"] = first_frame_patch_targets(batch["points"], batch["intrinsics"], batch["valid"],
+                                                      cfg.patch_size)
+    assert (batch["match_target"][:, 1:] >= 0).any()
+    terms = []
+    for _ in range(15):
+        out = forward_train(model, batch["images"], match_layer=1)
+        assert out["match_tokens"].shape == (2, 3, (42 // cfg.patch_size) * (56 // cfg.patch_size), 2 * cfg.embed_dim)
+        parts = training_loss(out, batch, match_weight=1.0)
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+        terms.append(parts["match"].item())
+    assert np.mean(terms[-3:]) < 0.8 * np.mean(terms[:3]), terms
+
+
 def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
     code = ("import sys; from httm_ros.train.train_cli import main; main(['--smoke', '--out', sys.argv[1]]); "
             "assert not [m for m in sys.modules if m.startswith('rclpy')], 'training imported rclpy'")

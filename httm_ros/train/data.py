@@ -117,7 +117,7 @@ def normalise_ground_truth(depth: torch.Tensor, cam_to_world: torch.Tensor, intr
 
     depth [B,S,H,W], cam_to_world [B,S,4,4], intrinsics [B,S,3,3] -> dict depth [B,S,H,W],
     points [B,S,H,W,3] (first-camera frame), pose_enc [B,S,9], extrinsics [B,S,3,4]
-    (camera-from-first), valid [B,S,H,W] bool, scale [B] (metres per unit).
+    (camera-from-first), valid [B,S,H,W] bool, scale [B] (metres per unit), intrinsics (as given).
     """
     first_from_world = invert_rigid(cam_to_world[:, :1])                       # [B,1,4,4]
     rel = first_from_world @ cam_to_world                                      # [B,S,4,4] cam -> first
@@ -130,6 +130,7 @@ def normalise_ground_truth(depth: torch.Tensor, cam_to_world: torch.Tensor, intr
     extr = torch.cat((extr[..., :3], extr[..., 3:] / scale[:, None, None, None]), dim=-1)
     s = scale[:, None, None, None]
     return dict(depth=depth / s, points=pts / s[..., None], extrinsics=extr, valid=valid, scale=scale,
+                intrinsics=intrinsics,
                 pose_enc=extrinsics_intrinsics_to_pose_encoding(extr, intrinsics, image_hw))
 
 

@@ -21,7 +21,7 @@ from ..vggt.config import SYNTH_IMAGE_HW, VGGTConfig
 from ..vggt.model import VGGT
 from .data import CLIP_FRAMES, MAX_FRAMES, ClipPool, frame_count_for_step, measure_renderer
 from .heldout import evaluate_heldout
-from .losses import rotation_error_deg, training_loss
+from .losses import first_frame_patch_targets, rotation_error_deg, training_loss
 from .outputs import loss_summary, plot_curves, write_log, write_model
 from .resume import load_resume, save_resume
 
@@ -43,6 +43,8 @@ class TrainOptions:
     camera_loss: str = "l1"           # "l1" (VGGT's released code) or "huber" (run 1: a constant pose)
     depth_weight: float = 1.0
     point_weight: float = 0.0
+    match_weight: float = 0.0         # correspondence-to-first-frame InfoNCE (losses.correspondence_loss)
+    match_layer: int = 1              # aggregator block whose patch tokens it trains
     seed: int = 0
     device: str = "auto"
     time_budget_s: Optional[float] = None
@@ -101,13 +103,15 @@ def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Op
     return torch.optim.AdamW(groups, lr=opts.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
-def forward_train(model: VGGT, images: torch.Tensor, point_head: bool = False) -> Dict:
-    """images [B,S,3,H,W] -> pose_history (every camera-head iteration), depth [B,S,H,W,1], depth_conf.
+def forward_train(model: VGGT, images: torch.Tensor, point_head: bool = False,
+                  match_layer: Optional[int] = None) -> Dict:
+    """images [B,S,3,H,W] -> pose_history (every camera-head iteration), depth [B,S,H,W,1], depth_conf
+    (and match_tokens [B,S,h*w,2C], the patch tokens of block ``match_layer``, when given).
 
     The aggregator runs under bf16 autocast on CUDA, the heads in fp32 (as in inference).
     """
     cfg = model.config
-    keep = sorted(set(cfg.dpt_layers) | {cfg.depth - 1})
+    keep = sorted(set(cfg.dpt_layers) | {cfg.depth - 1} | ({match_layer} if match_layer is not None else set()))
     cuda = images.device.type == "cuda"
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     with ctx:
@@ -120,6 +124,8 @@ def forward_train(model: VGGT, images: torch.Tensor, point_head: bool = False) -
         out["depth"], out["depth_conf"] = model.depth_head(layers, ps, hw, None)
         if point_head:
             out["world_points"], out["world_points_conf"] = model.point_head(layers, ps, hw, None)
+    if match_layer is not None:
+        out["match_tokens"] = layers[match_layer][:, :, ps:]
     return out
 
 
@@ -211,9 +217,14 @@ def train(opts: TrainOptions) -> Dict:
         lr = lr_at(step, opts, trained_s)
         for group in opt.param_groups:
             group["lr"] = lr
-        pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0)
+        matching = opts.match_weight > 0
+        if matching:
+            batch["match_target"] = first_frame_patch_targets(batch["points"], batch["intrinsics"], batch["valid"],
+                                                              cfg.patch_size)
+        pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0,
+                             match_layer=opts.match_layer if matching else None)
         parts = training_loss(pred, batch, opts.camera_weight, opts.depth_weight, opts.point_weight,
-                              camera_kind=opts.camera_loss)
+                              camera_kind=opts.camera_loss, match_weight=opts.match_weight)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)

@@ -79,8 +79,49 @@ def confidence_loss(pred: Tensor, conf: Tensor, target: Tensor, valid: Tensor,
     return {"total": reg + grad - alpha * log_conf, "reg": reg, "grad": grad, "conf": log_conf}
 
 
+def first_frame_patch_targets(points: Tensor, intrinsics: Tensor, valid: Tensor, patch: int) -> Tensor:
+    """Ground-truth correspondences to the first frame at patch resolution.
+
+    points [B,S,H,W,3] (first-camera coordinates), intrinsics [B,S,3,3], valid [B,S,H,W] ->
+    target [B,S,h*w] (int64): the first-frame patch that sees the 3-D point at the centre pixel of
+    each patch, or -1 (no depth, behind the first camera, or outside its image). Occlusion is
+    not tested (the synthetic rooms are boxes; a wrong target is a rare, soft error).
+    """
+    b, s, height, width, _ = points.shape
+    h, w = height // patch, width // patch
+    rows = torch.arange(h, device=points.device) * patch + patch // 2
+    cols = torch.arange(w, device=points.device) * patch + patch // 2
+    centre = points[:, :, rows][:, :, :, cols]                                  # [B,S,h,w,3]
+    ok = valid[:, :, rows][:, :, :, cols] & (centre[..., 2] > 1e-6)
+    k0 = intrinsics[:, :1, None, None]                                          # [B,1,1,1,3,3]
+    z = centre[..., 2].clamp_min(1e-6)
+    u = k0[..., 0, 0] * centre[..., 0] / z + k0[..., 0, 2]
+    v = k0[..., 1, 1] * centre[..., 1] / z + k0[..., 1, 2]
+    ok = ok & (u >= 0) & (u < w * patch) & (v >= 0) & (v < h * patch)
+    index = (v.clamp(0, h * patch - 1) // patch).long() * w + (u.clamp(0, w * patch - 1) // patch).long()
+    return torch.where(ok, index, torch.full_like(index, -1)).reshape(b, s, h * w)
+
+
+def correspondence_loss(tokens: Tensor, target: Tensor, temperature: float = 0.1) -> Tensor:
+    """InfoNCE of every later frame's patch tokens against the first frame's patch tokens.
+
+    tokens [B,S,N,D] (patch tokens, N = h*w), target [B,S,N] (first-frame patch index or -1) ->
+    mean cross-entropy over the valid (b, s >= 1, n). Teaches the aggregator to match image
+    content across frames, which relative pose needs and which the camera loss alone did not
+    teach a network trained from scratch (httm_ros/weights/README.md, run 2).
+    """
+    f = F.normalize(tokens.float(), dim=-1)
+    logits = torch.einsum("bsnd,bmd->bsnm", f[:, 1:], f[:, 0]) / temperature      # [B,S-1,N,N]
+    tgt = target[:, 1:]
+    ok = tgt >= 0
+    if not bool(ok.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[ok], tgt[ok])
+
+
 def training_loss(out: Dict, gt: Dict, camera_weight: float = 5.0, depth_weight: float = 1.0,
-                  point_weight: float = 0.0, huber_delta: float = 0.1, camera_kind: str = "l1") -> Dict[str, Tensor]:
+                  point_weight: float = 0.0, huber_delta: float = 0.1, camera_kind: str = "l1",
+                  match_weight: float = 0.0) -> Dict[str, Tensor]:
     """Weighted sum of the parts -> dict loss (to minimise) and float-able parts for the log."""
     cam = camera_loss(out["pose_history"], gt["pose_enc"], huber_delta, camera_kind)
     dep = confidence_loss(out["depth"], out["depth_conf"], gt["depth"][..., None], gt["valid"])
@@ -91,5 +132,9 @@ def training_loss(out: Dict, gt: Dict, camera_weight: float = 5.0, depth_weight:
         pts = confidence_loss(out["world_points"], out["world_points_conf"], gt["points"], gt["valid"])
         loss = loss + point_weight * pts["total"]
         parts["points"] = pts["total"]
+    if match_weight > 0:
+        match = correspondence_loss(out["match_tokens"], gt["match_target"])
+        loss = loss + match_weight * match
+        parts["match"] = match
     parts["loss"] = loss
     return parts

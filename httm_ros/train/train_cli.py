@@ -33,6 +33,10 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=d.warmup, help="warmup steps (default %(default)s)")
     p.add_argument("--point-weight", type=float, default=d.point_weight,
                    help="weight of the optional point-map loss (0: point head untrained; default %(default)s)")
+    p.add_argument("--match-weight", type=float, default=d.match_weight,
+                   help="weight of the correspondence-to-first-frame loss on aggregator patch tokens (0: off)")
+    p.add_argument("--match-layer", type=int, default=d.match_layer,
+                   help="aggregator block whose patch tokens the correspondence loss trains (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 (default %(default)s)")
     p.add_argument("--config", default=d.config, help="VGGTConfig preset (default %(default)s)")
@@ -101,6 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         opts = TrainOptions(out=args.out, config=args.config, steps=args.steps, schedule_s=args.schedule_s,
                             batch_frames=args.batch_frames,
                             lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
+                            match_weight=args.match_weight, match_layer=args.match_layer,
                             device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
                             pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
                             clip_frames=args.clip_frames, camera_weight=args.camera_weight, workers=args.workers,
