@@ -6,7 +6,7 @@
 #                  its outputs (resume parts included, so a lost machine loses at most stage B) to $OUT.
 #   STAGE=finish : waits for stage B and copies its outputs to $OUT.
 # Both stages share one learning-rate schedule of $((A_S + B_S)) seconds (httm_ros/weights/README.md).
-# Needs HTTM_GIT_COMMIT (the device copy's .git is stale) and OUT.
+# EXTRA="--match-weight 1" adds options to both stages (run 3). Needs HTTM_GIT_COMMIT (the device copy's .git is stale) and OUT.
 set -u
 : "${HTTM_GIT_COMMIT:?set HTTM_GIT_COMMIT to the commit being run}"
 : "${OUT:?}"
@@ -18,7 +18,7 @@ W=/tmp/run2
 OPTS="--device cuda --seed 0 --batch-frames 256 --lr 4e-4 --warmup 300 --steps 100000
       --schedule-s $((A_S + B_S)) --camera-loss l1 --camera-weight 5 --depth-weight 1
       --curriculum-frames 8 --curriculum-frac 0.25 --clip-frames 48 --pool-size 64 --reuse 8"
-OPTS=$(echo $OPTS)  # one line: it is spliced into the detached bash -c command
+OPTS=$(echo $OPTS ${EXTRA:-})  # one line (EXTRA: more httm-train options, e.g. "--match-weight 1"): it is spliced into the detached bash -c command
 t0=$(date +%s)
 
 wait_for() {  # wait_for RC_FILE LOG: until the stage wrote its exit status or WAIT_S passed
