@@ -12,7 +12,9 @@ ends far below its baseline; one it cannot learn ends at it.
                                                              frame identity)
   square_position    x of a bright square in frame 1       (absolute position)
   square_shift       x shift of a bright square 0 -> 1     (cross-frame displacement)
-  texture_shift      x shift of a textured crop 0 -> 1     (correspondence on rendered texture)
+  texture_shift      x shift of a textured crop 0 -> 1     (correspondence on rendered texture;
+                                                             --match-weight adds the correspondence
+                                                             loss with the exact patch matches)
 
     python bench/train_probes.py --tasks all --steps 400 --out bench/results/train_synth/probes.json
 """
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from httm_ros.provenance import environment, write_json  # noqa: E402
 from httm_ros.train.data import ClipPool  # noqa: E402
 from httm_ros.train.loop import TrainOptions, forward_train, make_optimizer  # noqa: E402
-from httm_ros.train.losses import camera_loss  # noqa: E402
+from httm_ros.train.losses import camera_loss, correspondence_loss  # noqa: E402
 from httm_ros.vggt import VGGT, VGGTConfig  # noqa: E402
 
 H, W = 56, 84          # probe image size (4 x 6 patches of 14)
@@ -48,6 +50,19 @@ def _square(x: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
     for b in range(x.shape[0]):
         out[b, :, 21:35, int(x[b]):int(x[b]) + 14] += 1.0
     return out
+
+
+def shift_matches(k: np.ndarray, patch: int = 14) -> torch.Tensor:
+    """texture_shift's correspondences: frame 1 = frame 0 moved by k [B] px, so frame 1's patch
+    (r, c) sees frame 0's pixel column c*patch + patch/2 + k -> [B,2,h*w] first-frame patch index
+    (frame 0 maps to itself; -1 where the column leaves the image)."""
+    h, w = H // patch, W // patch
+    cols = torch.arange(w) * patch + patch // 2 + torch.from_numpy(k)[:, None]          # [B,w]
+    col0 = torch.where((cols >= 0) & (cols < W), cols // patch, torch.full_like(cols, -1))
+    rows = torch.arange(h)[None, :, None] * w                                            # [1,h,1]
+    moved = torch.where(col0[:, None] >= 0, rows + col0[:, None], torch.full_like(rows + col0[:, None], -1))
+    same = torch.arange(h * w).expand(k.shape[0], -1)
+    return torch.stack((same, moved.reshape(k.shape[0], -1)), 1)
 
 
 def make_pair(task: str, wide: torch.Tensor, rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +86,7 @@ def make_pair(task: str, wide: torch.Tensor, rng: np.random.Generator) -> Tuple[
     if task == "texture_shift":
         k = rng.integers(-SHIFT, SHIFT + 1, size=b)
         moved = torch.stack([wide[i, :, :, SHIFT + k[i]:SHIFT + k[i] + W] for i in range(b)])
+        make_pair.matches = shift_matches(k)
         return torch.stack((base, moved), 1), torch.from_numpy(k).float()
     raise ValueError(f"unknown task {task!r}")
 
@@ -78,7 +94,12 @@ def make_pair(task: str, wide: torch.Tensor, rng: np.random.Generator) -> Tuple[
 TASKS = ("brightness", "brightness_first", "brightness_diff", "square_position", "square_shift", "texture_shift")
 
 
-def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Callable[[str], None]) -> Dict:
+def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Callable[[str], None],
+             match_weight: float = 0.0) -> Dict:
+    """Train a fresh network on ``task``; match_weight > 0 (texture_shift only) adds the
+    correspondence loss of httm-train --match-weight with the probe's exact correspondences."""
+    if match_weight > 0 and task != "texture_shift":
+        raise ValueError("--match-weight: only texture_shift has correspondences")
     torch.manual_seed(seed)
     model = VGGT(VGGTConfig.preset("synth", img_size=W)).train()
     opt = make_optimizer(model, TrainOptions(lr=lr))
@@ -96,8 +117,10 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
         enc[:, 1, 4] = target / TARGET_SCALE
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 50)
-        out = forward_train(model, images)
+        out = forward_train(model, images, match_layer=1 if match_weight > 0 else None)
         loss = camera_loss(out["pose_history"], enc)["total"]
+        if match_weight > 0:
+            loss = loss + match_weight * correspondence_loss(out["match_tokens"], make_pair.matches)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -109,7 +132,7 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
             curve.append((step + 1, round(float(err), 3), round(float(base), 3)))
             log(f"[probe] {task} step {step + 1} error {err:.2f} baseline {base:.2f} ({time.monotonic() - t0:.0f} s)")
     err, base = np.mean(errs[-100:], axis=0)
-    return {"task": task, "steps": steps, "final_error": float(err), "baseline_error": float(base),
+    return {"task": task, "match_weight": match_weight, "steps": steps, "final_error": float(err), "baseline_error": float(base),
             "error_over_baseline": float(err / base), "curve": curve, "seconds": time.monotonic() - t0}
 
 
@@ -121,14 +144,17 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--match-weight", type=float, default=0.0,
+                   help="add the correspondence loss (texture_shift only), as httm-train --match-weight")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     tasks = TASKS if args.tasks == ["all"] else tuple(args.tasks)
-    results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True))
-               for t in tasks]
+    results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
+                        args.match_weight) for t in tasks]
     write_json(args.out, {"environment": environment(torch.device("cpu"), argv, program="python bench/train_probes.py"),
                           "image_hw": [H, W], "config": "synth", "lr": args.lr, "batch": args.batch,
+                          "match_weight": args.match_weight,
                           "results": results})
     for r in results:
         print(f"{r['task']:18s} error {r['final_error']:.2f} baseline {r['baseline_error']:.2f} "
