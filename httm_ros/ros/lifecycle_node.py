@@ -102,6 +102,7 @@ class ReconstructLifecycleNode(ReconstructBody, LifecycleNode):
             super().on_deactivate(state)
             return FAILURE
         self._active = True
+        self.get_logger().info(self.ready_line())
         return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -155,7 +156,7 @@ def _shutdown_transition(node: ReconstructLifecycleNode) -> bool:
 ENTRY = NodeEntry(name=NODE_NAME, node_class=ReconstructLifecycleNode, stop=_shutdown_transition,
                   abandon=ReconstructLifecycleNode._abandon_start,
                   values=ReconstructLifecycleNode.current_values,
-                  waiting_line="unconfigured: waiting for the configure transition (~/change_state)")
+                  up_line=lambda node: "unconfigured: waiting for the configure transition (~/change_state)")
 
 
 def main(args=None) -> int:

@@ -3,7 +3,7 @@
     rclpy.init without its signal handlers (:mod:`.stop_signals` serves SIGINT/SIGTERM)
     -> build the node: a stop signal meanwhile (StopRequest) -> exit 0; any other error -> one
        ``cannot start: <type>: <reason>`` line (FATAL), exit 2
-    -> log the ignored ``-p`` overrides, spin until a stop signal
+    -> log the ignored ``-p`` overrides, then the node's up line ("ready: ..."); spin until a stop signal
     -> the node's stop (plain: ``shutdown()``; managed: the shutdown transition), destroy, rclpy down
     -> exit 0; ``os._exit(0)`` when a thread is still in a model forward (no interpreter teardown
        under it)
@@ -37,7 +37,10 @@ class NodeEntry:
     stop: Callable[[Any], bool]                 # the stop path; True when the node's threads ended
     abandon: Callable[[Any], None]              # a stop signal right after the build: destroy it
     values: Callable[[Any], Dict[str, Any]]     # the parameter values now (ignored overrides)
-    waiting_line: Optional[str] = None          # logged once up, before spinning
+    # The node's "ready"/"waiting" line, logged once the node is up (a stop signal from then on
+    # stops a running node) and after the override warnings: whoever waits for it (launch files,
+    # tests) may signal at once.
+    up_line: Optional[Callable[[Any], str]] = None
 
 
 def run(entry: NodeEntry, args=None) -> int:
@@ -50,8 +53,8 @@ def run(entry: NodeEntry, args=None) -> int:
     for warning in params.ignored_overrides(sys.argv if args is None else args, node.get_name(),
                                             entry.values(node)):
         node.get_logger().warning(warning)
-    if entry.waiting_line:
-        node.get_logger().info(entry.waiting_line)
+    if entry.up_line:
+        node.get_logger().info(entry.up_line(node))
     if not _spin_until_stopped(node, signals, entry.stop):
         sys.stdout.flush()         # a thread is still in a model forward: no interpreter teardown under it
         sys.stderr.flush()

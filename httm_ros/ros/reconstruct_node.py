@@ -175,9 +175,12 @@ class ReconstructBody:
         self._publish_thread.start()
         self._worker = threading.Thread(target=self._run, name="reconstruct_worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(f"ready: {self.runner.description}; subscribed to {self._sub.topic_name} "
-                               f"({self.values['qos_reliability']}, depth {self.values['qos_depth']}), windows of "
-                               f"{self.values['window_size']} keyframes (overlap {self.values['window_overlap']})")
+
+    def ready_line(self) -> str:
+        """The "ready: ..." line (logged by node_main.run once the node is up)."""
+        return (f"ready: {self.runner.description}; subscribed to {self._sub.topic_name} "
+                f"({self.values['qos_reliability']}, depth {self.values['qos_depth']}), windows of "
+                f"{self.values['window_size']} keyframes (overlap {self.values['window_overlap']})")
 
     # ------------------------------------------------------------------ set-up
     def _make_publishers(self) -> None:
@@ -574,7 +577,8 @@ class ReconstructNode(ReconstructBody, Node):
 
 
 ENTRY = NodeEntry(name=NODE_NAME, node_class=ReconstructNode, stop=ReconstructNode.shutdown,
-                  abandon=ReconstructNode._abandon_start, values=lambda node: node.values)
+                  abandon=ReconstructNode._abandon_start, values=lambda node: node.values,
+                  up_line=ReconstructNode.ready_line)
 
 
 def main(args=None) -> int:
