@@ -1,0 +1,171 @@
+"""Learnability probes for httm-vggt-synth's camera path (issue 15; CPU, minutes).
+
+Training run 2 left the camera head predicting a constant pose. Each probe trains a fresh
+network (the "synth" preset at 84x56 by default) for a few hundred steps on a 2-frame task whose
+target goes into one pose-encoding entry of frame 1 (q_y, through the VGGT camera loss), and
+reports the mean absolute error against the predict-zero baseline. A task the network learns
+ends far below its baseline; one it cannot learn ends at it.
+
+  brightness         frame 1's mean brightness             (per-frame content)
+  brightness_first   frame 0's mean brightness             (reads the other frame)
+  brightness_diff    brightness(frame 1) - brightness(0)   (compares the frames; the sign needs
+                                                             frame identity)
+  square_position    x of a bright square in frame 1       (absolute position)
+  square_shift       x shift of a bright square 0 -> 1     (cross-frame displacement)
+  texture_shift      x shift of a textured crop 0 -> 1     (correspondence on rendered texture;
+                                                             --match-weight adds the correspondence
+                                                             loss with the exact patch matches)
+
+    python bench/train_probes.py --tasks all --steps 400 --out bench/results/train_synth/probes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, "/work/main")
+
+from httm_ros.provenance import environment, write_json  # noqa: E402
+from httm_ros.train.data import ClipPool  # noqa: E402
+from httm_ros.train.loop import TrainOptions, forward_train, make_optimizer  # noqa: E402
+from httm_ros.train.losses import camera_loss, correspondence_loss  # noqa: E402
+from httm_ros.vggt import VGGT, VGGTConfig  # noqa: E402
+
+H, W = 56, 84          # probe image size (4 x 6 patches of 14)
+SHIFT = 42             # texture_shift: |k| <= 42 px (3 patches)
+TARGET_SCALE = 50.0    # target (px or brightness units) / 50 -> pose-encoding entry
+
+
+def _square(x: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """A 14x14 white square at column x [B] (row 21) over 0.3 x background [B,3,H,W]."""
+    out = 0.3 * background.clone()
+    for b in range(x.shape[0]):
+        out[b, :, 21:35, int(x[b]):int(x[b]) + 14] += 1.0
+    return out
+
+
+def shift_matches(k: np.ndarray, patch: int = 14) -> torch.Tensor:
+    """texture_shift's correspondences: frame 1 = frame 0 moved by k [B] px, so frame 1's patch
+    (r, c) sees frame 0's pixel column c*patch + patch/2 + k -> [B,2,h*w] first-frame patch index
+    (frame 0 maps to itself; -1 where the column leaves the image)."""
+    h, w = H // patch, W // patch
+    cols = torch.arange(w) * patch + patch // 2 + torch.from_numpy(k)[:, None]          # [B,w]
+    col0 = torch.where((cols >= 0) & (cols < W), cols // patch, torch.full_like(cols, -1))
+    rows = torch.arange(h)[None, :, None] * w                                            # [1,h,1]
+    moved = torch.where(col0[:, None] >= 0, rows + col0[:, None], torch.full_like(rows + col0[:, None], -1))
+    same = torch.arange(h * w).expand(k.shape[0], -1)
+    return torch.stack((same, moved.reshape(k.shape[0], -1)), 1)
+
+
+def make_pair(task: str, wide: torch.Tensor, rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    """wide [B,3,H,W+2*SHIFT] rendered frames -> (images [B,2,3,H,W], target [B])."""
+    b = wide.shape[0]
+    base = wide[:, :, :, SHIFT:SHIFT + W]
+    other = torch.roll(base, 1, dims=0)                      # another scene's frame
+    if task == "brightness":
+        return torch.stack((other, base), 1), base.mean(dim=(1, 2, 3)) * 100 - 40
+    if task == "brightness_first":
+        return torch.stack((base, other), 1), base.mean(dim=(1, 2, 3)) * 100 - 40
+    if task == "brightness_diff":
+        return torch.stack((base, other), 1), (other.mean(dim=(1, 2, 3)) - base.mean(dim=(1, 2, 3))) * 200
+    if task == "square_position":
+        x = torch.from_numpy(rng.integers(0, W - 14, size=b))
+        return torch.stack((other, _square(x, base)), 1), x.float() - (W - 14) / 2
+    if task == "square_shift":
+        x0 = torch.from_numpy(rng.integers(14, W - 28, size=b))
+        d = torch.from_numpy(rng.integers(-14, 15, size=b))
+        return torch.stack((_square(x0, base), _square(x0 + d, base)), 1), d.float()
+    if task == "texture_shift":
+        k = rng.integers(-SHIFT, SHIFT + 1, size=b)
+        moved = torch.stack([wide[i, :, :, SHIFT + k[i]:SHIFT + k[i] + W] for i in range(b)])
+        make_pair.matches = shift_matches(k)
+        return torch.stack((base, moved), 1), torch.from_numpy(k).float()
+    raise ValueError(f"unknown task {task!r}")
+
+
+TASKS = ("brightness", "brightness_first", "brightness_diff", "square_position", "square_shift", "texture_shift")
+
+
+def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Callable[[str], None],
+             match_weight: float = 0.0) -> Dict:
+    """Train a fresh network on ``task``; match_weight > 0 (texture_shift only) adds the
+    correspondence loss of httm-train --match-weight with the probe's exact correspondences."""
+    if match_weight > 0 and task != "texture_shift":
+        raise ValueError("--match-weight: only texture_shift has correspondences")
+    torch.manual_seed(seed)
+    model = VGGT(VGGTConfig.preset("synth", img_size=W)).train()
+    opt = make_optimizer(model, TrainOptions(lr=lr))
+    pool = ClipPool((H, W + 2 * SHIFT), "cpu", seed=seed, size=16, reuse=8, clip_frames=8)
+    curve: List[Tuple[int, float, float]] = []
+    errs: List[Tuple[float, float]] = []
+    t0 = time.monotonic()
+    for step in range(steps):
+        rng = np.random.default_rng([seed, step, 11])
+        wide = pool.batch(rng, 1, batch)["images"][:, 0]                    # [B,3,H,W+2*SHIFT]
+        g = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
+        noise = sum(F.interpolate(torch.rand(batch, 3, H // s + 1, (W + 2 * SHIFT) // s + 1, generator=g),
+                                  size=(H, W + 2 * SHIFT), mode="bilinear", align_corners=False) / len((2, 4, 8))
+                    for s in (2, 4, 8))
+        wide = noise                                                           # non-periodic texture
+        images, target = make_pair(task, wide, rng)
+        enc = torch.zeros(batch, 2, 9)
+        enc[:, :, 6] = 1.0                                                  # identity quaternion
+        enc[:, :, 7:] = 1.0                                                 # FoV entries
+        enc[:, 1, 4] = target / TARGET_SCALE
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / 50)
+        out = forward_train(model, images, match_layer=1 if match_weight > 0 else None)
+        loss = camera_loss(out["pose_history"], enc)["total"]
+        if match_weight > 0:
+            loss = loss + match_weight * correspondence_loss(out["match_tokens"], make_pair.matches)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        pred = out["pose_history"][-1][:, 1, 4].detach() * TARGET_SCALE
+        errs.append((float((pred - target).abs().mean()), float(target.abs().mean())))
+        if (step + 1) % 50 == 0:
+            err, base = np.mean(errs[-50:], axis=0)
+            curve.append((step + 1, round(float(err), 3), round(float(base), 3)))
+            log(f"[probe] {task} step {step + 1} error {err:.2f} baseline {base:.2f} ({time.monotonic() - t0:.0f} s)")
+    err, base = np.mean(errs[-100:], axis=0)
+    return {"task": task, "match_weight": match_weight, "steps": steps, "final_error": float(err), "baseline_error": float(base),
+            "error_over_baseline": float(err / base), "curve": curve, "seconds": time.monotonic() - t0}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=["all"], help=f"any of {', '.join(TASKS)} or all")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--match-weight", type=float, default=0.0,
+                   help="add the correspondence loss (texture_shift only), as httm-train --match-weight")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    tasks = TASKS if args.tasks == ["all"] else tuple(args.tasks)
+    results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
+                        args.match_weight) for t in tasks]
+    write_json(args.out, {"environment": environment(torch.device("cpu"), argv, program="python bench/train_probes.py"),
+                          "image_hw": [H, W], "config": "synth", "lr": args.lr, "batch": args.batch,
+                          "match_weight": args.match_weight,
+                          "results": results})
+    for r in results:
+        print(f"{r['task']:18s} error {r['final_error']:.2f} baseline {r['baseline_error']:.2f} "
+              f"ratio {r['error_over_baseline']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
