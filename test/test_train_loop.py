@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from httm_ros.train.data import ClipPool
@@ -52,6 +53,8 @@ def test_correspondence_term_trains_the_aggregator_tokens(one_torch_thread):
         opt.step()
         terms.append(parts["match"].item())
     assert np.mean(terms[-3:]) < 0.8 * np.mean(terms[:3]), terms
+    with pytest.raises(ValueError, match="match_layer"):
+        forward_train(model, batch["images"], match_layer=cfg.depth)
 
 
 def test_smoke_run_writes_all_outputs_without_ros(tmp_path):

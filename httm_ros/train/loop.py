@@ -111,6 +111,8 @@ def forward_train(model: VGGT, images: torch.Tensor, point_head: bool = False,
     The aggregator runs under bf16 autocast on CUDA, the heads in fp32 (as in inference).
     """
     cfg = model.config
+    if match_layer is not None and not 0 <= match_layer < cfg.depth:
+        raise ValueError(f"match_layer must be a block index in [0, {cfg.depth - 1}], got {match_layer}")
     keep = sorted(set(cfg.dpt_layers) | {cfg.depth - 1} | ({match_layer} if match_layer is not None else set()))
     cuda = images.device.type == "cuda"
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()

@@ -85,7 +85,7 @@ def first_frame_patch_targets(points: Tensor, intrinsics: Tensor, valid: Tensor,
     points [B,S,H,W,3] (first-camera coordinates), intrinsics [B,S,3,3], valid [B,S,H,W] ->
     target [B,S,h*w] (int64): the first-frame patch that sees the 3-D point at the centre pixel of
     each patch, or -1 (no depth, behind the first camera, or outside its image). Occlusion is
-    not tested (the synthetic rooms are boxes; a wrong target is a rare, soft error).
+    not tested: a point hidden in the first frame still gets the patch it projects into.
     """
     b, s, height, width, _ = points.shape
     h, w = height // patch, width // patch
