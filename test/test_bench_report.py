@@ -445,7 +445,7 @@ def test_report_renders_the_real_result_files():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "bench" / "results"
-    files = {"train_synth/httm-vggt-synth.json": "model_card", "train_synth/train_log.json": "train_log",
+    files = {"train_synth/run2/httm-vggt-synth.json": "model_card", "train_synth/run2/train_log.json": "train_log",
              "streaming/streaming_oracle.json": "streaming", "window_size/cpu_synth.json": "window_size",
              "dtype/cpu_bf16.json": "dtype", "loops/loops_oracle.json": "loops",
              "distributed/fidelity_cpu.json": "distributed_fidelity"}
