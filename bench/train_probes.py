@@ -25,7 +25,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -65,29 +65,30 @@ def shift_matches(k: np.ndarray, patch: int = 14) -> torch.Tensor:
     return torch.stack((same, moved.reshape(k.shape[0], -1)), 1)
 
 
-def make_pair(task: str, wide: torch.Tensor, rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
-    """wide [B,3,H,W+2*SHIFT] rendered frames -> (images [B,2,3,H,W], target [B])."""
+def make_pair(task: str, wide: torch.Tensor,
+              rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """wide [B,3,H,W+2*SHIFT] rendered frames -> (images [B,2,3,H,W], target [B], first-frame patch
+    matches [B,2,h*w] where the task defines them (texture_shift), else None)."""
     b = wide.shape[0]
     base = wide[:, :, :, SHIFT:SHIFT + W]
     other = torch.roll(base, 1, dims=0)                      # another scene's frame
     if task == "brightness":
-        return torch.stack((other, base), 1), base.mean(dim=(1, 2, 3)) * 100 - 40
+        return torch.stack((other, base), 1), base.mean(dim=(1, 2, 3)) * 100 - 40, None
     if task == "brightness_first":
-        return torch.stack((base, other), 1), base.mean(dim=(1, 2, 3)) * 100 - 40
+        return torch.stack((base, other), 1), base.mean(dim=(1, 2, 3)) * 100 - 40, None
     if task == "brightness_diff":
-        return torch.stack((base, other), 1), (other.mean(dim=(1, 2, 3)) - base.mean(dim=(1, 2, 3))) * 200
+        return torch.stack((base, other), 1), (other.mean(dim=(1, 2, 3)) - base.mean(dim=(1, 2, 3))) * 200, None
     if task == "square_position":
         x = torch.from_numpy(rng.integers(0, W - 14, size=b))
-        return torch.stack((other, _square(x, base)), 1), x.float() - (W - 14) / 2
+        return torch.stack((other, _square(x, base)), 1), x.float() - (W - 14) / 2, None
     if task == "square_shift":
         x0 = torch.from_numpy(rng.integers(14, W - 28, size=b))
         d = torch.from_numpy(rng.integers(-14, 15, size=b))
-        return torch.stack((_square(x0, base), _square(x0 + d, base)), 1), d.float()
+        return torch.stack((_square(x0, base), _square(x0 + d, base)), 1), d.float(), None
     if task == "texture_shift":
         k = rng.integers(-SHIFT, SHIFT + 1, size=b)
         moved = torch.stack([wide[i, :, :, SHIFT + k[i]:SHIFT + k[i] + W] for i in range(b)])
-        make_pair.matches = shift_matches(k)
-        return torch.stack((base, moved), 1), torch.from_numpy(k).float()
+        return torch.stack((base, moved), 1), torch.from_numpy(k).float(), shift_matches(k)
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -110,7 +111,7 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
     for step in range(steps):
         rng = np.random.default_rng([seed, step, 11])
         wide = pool.batch(rng, 1, batch)["images"][:, 0]                    # [B,3,H,W+2*SHIFT]
-        images, target = make_pair(task, wide, rng)
+        images, target, matches = make_pair(task, wide, rng)
         enc = torch.zeros(batch, 2, 9)
         enc[:, :, 6] = 1.0                                                  # identity quaternion
         enc[:, :, 7:] = 1.0                                                 # FoV entries
@@ -120,7 +121,7 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
         out = forward_train(model, images, match_layer=1 if match_weight > 0 else None)
         loss = camera_loss(out["pose_history"], enc)["total"]
         if match_weight > 0:
-            loss = loss + match_weight * correspondence_loss(out["match_tokens"], make_pair.matches)
+            loss = loss + match_weight * correspondence_loss(out["match_tokens"], matches)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
