@@ -144,3 +144,27 @@ def test_correspondence_loss_rewards_matching_tokens():
     assert correspondence_loss(matching, target) < 0.1 < correspondence_loss(random, target)
     none = torch.full_like(target, -1)
     assert correspondence_loss(random, none) == 0.0
+
+
+def test_training_frames_agree_with_their_ground_truth_poses():
+    """Frame 0's pixels moved into later frames with the ground-truth depth, intrinsics and poses
+    land on the same colours (the images and the camera targets describe one geometry); without
+    the motion they do not."""
+    from httm_ros.train.data import render_clip, training_clip
+
+    hw = (126, 168)
+    clip = render_clip(None, 8, hw, "cpu", prepared=training_clip(5, 3, 8, hw))
+    images, depth, k, c2w = clip["images"].float(), clip["depth"], clip["intrinsics"][0], clip["cam_to_world"]
+    v, u = torch.meshgrid(torch.arange(hw[0]), torch.arange(hw[1]), indexing="ij")
+    ok = torch.isfinite(depth[0]) & (depth[0] > 0)
+    z = depth[0][ok]
+    pts = torch.stack(((u[ok] - k[0, 2]) / k[0, 0] * z, (v[ok] - k[1, 2]) / k[1, 1] * z, z, torch.ones_like(z)))
+    for j in (1, 3, 7):
+        cam = torch.linalg.inv(c2w[j]) @ c2w[0] @ pts                              # [4, N] in camera j
+        uj, vj = k[0, 0] * cam[0] / cam[2] + k[0, 2], k[1, 1] * cam[1] / cam[2] + k[1, 2]
+        inside = (cam[2] > 0) & (uj >= 0) & (uj <= hw[1] - 1) & (vj >= 0) & (vj <= hw[0] - 1)
+        assert inside.sum() > 0.3 * ok.sum()
+        src = images[0][ok][inside]
+        warped = (src - images[j][vj[inside].round().long(), uj[inside].round().long()]).abs().mean()
+        unwarped = (src - images[j][ok][inside]).abs().mean()
+        assert warped < 0.2 * unwarped, (j, float(warped), float(unwarped))
