@@ -185,7 +185,7 @@ def _run(seq, loops: bool, drift_deg: float = 0.3, **knobs):
     from httm_ros.bench.streaming import run_stream, stream_config
     from httm_ros.synthetic.oracle import PerturbedOracle
     cfg = stream_config("anchored", 8, 3)
-    cfg.loop_closure = LoopClosureConfig(enabled=loops, **knobs)
+    cfg.loop_closure = LoopClosureConfig(enabled=loops, synchronous=True, **knobs)   # independent of load
     rec, _, _ = run_stream(seq, PerturbedOracle(seq, drift_deg=drift_deg, seed=0), cfg)
     if rec.loops is not None:
         rec.loops.flush()                                     # the end of the stream: pending loops rejected

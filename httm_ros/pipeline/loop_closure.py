@@ -93,7 +93,13 @@ class LoopCloser:
         loop = self._try_loop(rec, result)
         if loop is not None:
             factors.append(loop)
-        self.backend.submit(g, new_keys, factors)
+        self._submit(new_keys, factors)
+
+    def _submit(self, new_keys: List[int], factors: list) -> None:
+        """To the solver's thread; with ``synchronous`` the update is done when this returns."""
+        self.backend.submit(self.graph, new_keys, factors)
+        if self.config.synchronous:
+            self.backend.wait()
 
     def _bridge(self, rec, previous: int, first_new: int) -> list:
         """Relocalised after LOST: the last tracked keyframe -> the first new one, measured by a window
@@ -119,7 +125,7 @@ class LoopCloser:
     def add_loop(self, old: int, new: int, relative: np.ndarray) -> None:
         """Inject a loop constraint T_old^-1 T_new (tests: a false match that passed verification)."""
         f = self.graph.add_between(old, new, relative, window_sigmas(self.config, 0.0, "loop"), "loop")
-        self.backend.submit(self.graph, [], [f])
+        self._submit([], [f])
 
     # ------------------------------------------------------------------ loops
     def _try_loop(self, rec, result):

@@ -51,6 +51,9 @@ class LoopClosureConfig:
     new end falls more than ``consistency_window`` keyframes behind the newest keyframe is rejected,
     with the reason.
     ``consistent_loops=0``: every loop goes straight to the graph (no consistency test).
+    ``synchronous``: every graph update finishes before the stream goes on (the solver still runs on
+    its thread). Off in the node, where the update overlaps the next window; on in accuracy tests,
+    whose result must not depend on which window an asynchronous correction reaches.
     Defaults (httm-bench loops, docs/STREAMING.md): window sigmas that admit ~1 deg of drift per
     keyframe pair plus ``batch_resolve`` close loops after large drift; the consistency test (14.07:
     chi2's 95 % quantile for 7 dof) keeps a wrong loop that such a drift could explain out.
@@ -74,6 +77,7 @@ class LoopClosureConfig:
     consistent_loops: int = 1
     consistency_window: int = 30
     consistency_chi2: float = 14.07
+    synchronous: bool = False
 
     def __post_init__(self) -> None:
         if self.kernel not in ("cauchy", "huber"):
