@@ -15,6 +15,13 @@ ends far below its baseline; one it cannot learn ends at it.
   texture_shift      x shift of a textured crop 0 -> 1     (correspondence on rendered texture;
                                                              --match-weight adds the correspondence
                                                              loss with the exact patch matches)
+  texture_sign       the sign of a +-2-patch shift 0 -> 1  (the same, reduced to one bit, with
+                                                             whole-patch copies in both frames)
+
+--model plain-vit trains a generic control instead of the synth VGGT: a pre-norm transformer over
+both frames' patch tokens with learned position and frame embeddings and a read-out token (no RoPE,
+no LayerScale, no camera head), which tells whether a failure is specific to our architecture.
+--device cuda and --time-budget-s run the same probes for longer on the GPU machine.
 
     python bench/train_probes.py --tasks all --steps 400 --out bench/results/train_synth/probes.json
 """
@@ -85,56 +92,96 @@ def make_pair(task: str, wide: torch.Tensor,
         x0 = torch.from_numpy(rng.integers(14, W - 28, size=b))
         d = torch.from_numpy(rng.integers(-14, 15, size=b))
         return torch.stack((_square(x0, base), _square(x0 + d, base)), 1), d.float(), None
-    if task == "texture_shift":
-        k = rng.integers(-SHIFT, SHIFT + 1, size=b)
+    if task in ("texture_shift", "texture_sign"):
+        k = rng.integers(-SHIFT, SHIFT + 1, size=b) if task == "texture_shift" else rng.choice([-28, 28], size=b)
         moved = torch.stack([wide[i, :, :, SHIFT + k[i]:SHIFT + k[i] + W] for i in range(b)])
-        return torch.stack((base, moved), 1), torch.from_numpy(k).float(), shift_matches(k)
+        target = torch.from_numpy(k).float().to(wide.device)
+        return torch.stack((base, moved), 1), target, shift_matches(k).to(wide.device)
     raise ValueError(f"unknown task {task!r}")
 
 
-TASKS = ("brightness", "brightness_first", "brightness_diff", "square_position", "square_shift", "texture_shift")
+TASKS = ("brightness", "brightness_first", "brightness_diff", "square_position", "square_shift", "texture_shift",
+         "texture_sign")
+
+
+class PlainViT(torch.nn.Module):
+    """The generic control: images [B,2,3,H,W] -> one number per pair [B] (target / TARGET_SCALE)."""
+
+    def __init__(self, dim: int = 128, depth: int = 6, heads: int = 4, patch: int = 14) -> None:
+        super().__init__()
+        self.patch, n = patch, (H // patch) * (W // patch)
+        self.embed = torch.nn.Linear(3 * patch * patch, dim)
+        self.pos = torch.nn.Parameter(0.02 * torch.randn(1, 1, n, dim))
+        self.frame = torch.nn.Parameter(0.02 * torch.randn(1, 2, 1, dim))
+        self.readout = torch.nn.Parameter(0.02 * torch.randn(1, 1, dim))
+        layer = torch.nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.blocks = torch.nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.head = torch.nn.Sequential(torch.nn.LayerNorm(dim), torch.nn.Linear(dim, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b, s, c, h, w = images.shape
+        p = self.patch
+        tiles = images.reshape(b, s, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        tokens = self.embed(tiles.reshape(b, s, (h // p) * (w // p), c * p * p)) + self.pos + self.frame
+        x = torch.cat((self.readout.expand(b, -1, -1), tokens.reshape(b, -1, tokens.shape[-1])), 1)
+        return self.head(self.blocks(x)[:, 0])[:, 0]
 
 
 def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Callable[[str], None],
-             match_weight: float = 0.0) -> Dict:
-    """Train a fresh network on ``task``; match_weight > 0 (texture_shift only) adds the
-    correspondence loss of httm-train --match-weight with the probe's exact correspondences."""
-    if match_weight > 0 and task != "texture_shift":
-        raise ValueError("--match-weight: only texture_shift has correspondences")
+             match_weight: float = 0.0, model_name: str = "synth", device: str = "cpu",
+             time_budget_s: Optional[float] = None) -> Dict:
+    """Train a fresh network on ``task`` for ``steps`` (or until ``time_budget_s``); match_weight > 0
+    (texture tasks, synth model only) adds the correspondence loss of httm-train --match-weight with
+    the probe's exact correspondences."""
+    if match_weight > 0 and (not task.startswith("texture") or model_name != "synth"):
+        raise ValueError("--match-weight: only the texture tasks have correspondences, only the synth model uses them")
     torch.manual_seed(seed)
-    model = VGGT(VGGTConfig.preset("synth", img_size=W)).train()
+    dev = torch.device(device)
+    model = (VGGT(VGGTConfig.preset("synth", img_size=W)) if model_name == "synth" else PlainViT()).to(dev).train()
     opt = make_optimizer(model, TrainOptions(lr=lr))
-    pool = ClipPool((H, W + 2 * SHIFT), "cpu", seed=seed, size=16, reuse=8, clip_frames=8)
+    pool = ClipPool((H, W + 2 * SHIFT), dev, seed=seed, size=16, reuse=8, clip_frames=8)
     curve: List[Tuple[int, float, float]] = []
-    errs: List[Tuple[float, float]] = []
+    errs: List[torch.Tensor] = []
     t0 = time.monotonic()
+    step = 0
     for step in range(steps):
+        if time_budget_s is not None and time.monotonic() - t0 > time_budget_s:
+            break
         rng = np.random.default_rng([seed, step, 11])
         wide = pool.batch(rng, 1, batch)["images"][:, 0]                    # [B,3,H,W+2*SHIFT]
         images, target, matches = make_pair(task, wide, rng)
-        enc = torch.zeros(batch, 2, 9)
-        enc[:, :, 6] = 1.0                                                  # identity quaternion
-        enc[:, :, 7:] = 1.0                                                 # FoV entries
-        enc[:, 1, 4] = target / TARGET_SCALE
+        target = target.float().to(dev)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 50)
-        out = forward_train(model, images, match_layer=1 if match_weight > 0 else None)
-        loss = camera_loss(out["pose_history"], enc)["total"]
-        if match_weight > 0:
-            loss = loss + match_weight * correspondence_loss(out["match_tokens"], matches)
+        if model_name == "synth":
+            enc = torch.zeros(batch, 2, 9, device=dev)
+            enc[:, :, 6] = 1.0                                              # identity quaternion
+            enc[:, :, 7:] = 1.0                                             # FoV entries
+            enc[:, 1, 4] = target / TARGET_SCALE
+            out = forward_train(model, images, match_layer=1 if match_weight > 0 else None)
+            loss = camera_loss(out["pose_history"], enc)["total"]
+            if match_weight > 0:
+                loss = loss + match_weight * correspondence_loss(out["match_tokens"], matches)
+            pred = out["pose_history"][-1][:, 1, 4].detach() * TARGET_SCALE
+        else:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                raw = model(images).float()
+            loss = (raw - target / TARGET_SCALE).abs().mean()
+            pred = raw.detach() * TARGET_SCALE
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        pred = out["pose_history"][-1][:, 1, 4].detach() * TARGET_SCALE
-        errs.append((float((pred - target).abs().mean()), float(target.abs().mean())))
+        errs.append(torch.stack(((pred - target).abs().mean(), target.abs().mean())))  # no host sync
         if (step + 1) % 50 == 0:
-            err, base = np.mean(errs[-50:], axis=0)
-            curve.append((step + 1, round(float(err), 3), round(float(base), 3)))
-            log(f"[probe] {task} step {step + 1} error {err:.2f} baseline {base:.2f} ({time.monotonic() - t0:.0f} s)")
-    err, base = np.mean(errs[-100:], axis=0)
-    return {"task": task, "match_weight": match_weight, "steps": steps, "final_error": float(err), "baseline_error": float(base),
-            "error_over_baseline": float(err / base), "curve": curve, "seconds": time.monotonic() - t0}
+            err, base = torch.stack(errs[-50:]).mean(0).tolist()
+            curve.append((step + 1, round(err, 3), round(base, 3)))
+            log(f"[probe] {model_name} {task} step {step + 1} error {err:.2f} baseline {base:.2f} "
+                f"({time.monotonic() - t0:.0f} s)")
+    err, base = torch.stack(errs[-100:]).mean(0).tolist()
+    return {"task": task, "model": model_name, "match_weight": match_weight, "steps": len(errs),
+            "final_error": err, "baseline_error": base, "error_over_baseline": err / base, "curve": curve,
+            "seconds": time.monotonic() - t0}
 
 
 def main(argv=None) -> int:
@@ -147,14 +194,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--match-weight", type=float, default=0.0,
                    help="add the correspondence loss (texture_shift only), as httm-train --match-weight")
+    p.add_argument("--model", choices=("synth", "plain-vit"), default="synth",
+                   help="the synth VGGT (default) or the generic transformer control")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--time-budget-s", type=float, default=None, help="stop each task after this many seconds")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     tasks = TASKS if args.tasks == ["all"] else tuple(args.tasks)
     results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
-                        args.match_weight) for t in tasks]
-    write_json(args.out, {"environment": environment(torch.device("cpu"), argv, program="python bench/train_probes.py"),
-                          "image_hw": [H, W], "config": "synth", "lr": args.lr, "batch": args.batch,
+                        args.match_weight, args.model, args.device, args.time_budget_s) for t in tasks]
+    write_json(args.out, {"environment": environment(torch.device(args.device), argv, program="python bench/train_probes.py"),
+                          "image_hw": [H, W], "config": args.model, "lr": args.lr, "batch": args.batch,
                           "match_weight": args.match_weight,
                           "results": results})
     for r in results:
