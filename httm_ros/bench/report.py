@@ -677,6 +677,13 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
         "",
         warm_table(rows),
         "",
+        "### HTTM's attention kernels: flash (the default) vs cuDNN, one run",
+        "",
+        "Rows of e2e files that name `attention_sdpa` (`httm-bench e2e --attention-sdpa`), the same "
+        "input repeated: `first run` is what a one-shot call pays, `warm` what a repeated shape pays.",
+        "",
+        *sdpa_table(files),
+        "",
         "### Peak memory by part (GiB)",
         "",
         "Peak allocated memory while each part ran (weights, frames and kept block outputs "
@@ -733,6 +740,29 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
     if not envs:
         lines.append(f"| {NOT_YET} | | | | | | | |")
     return "\n".join(lines) + "\n"
+
+
+def sdpa_table(files: Sequence[Path]) -> List[str]:
+    """flash vs cudnn HTTM rows (e2e files run with --attention-sdpa), by frame count."""
+    got = []
+    for path in files:
+        if not Path(path).is_file():
+            continue
+        data = json.loads(Path(path).read_text())
+        if data.get("kind") != "e2e":
+            continue
+        for row in data.get("rows", []):
+            if row.get("mode") == "httm" and row.get("attention_sdpa") and row.get("seconds") is not None:
+                got.append((row["frames"], row["attention_sdpa"], row, Path(path).name, env_of(data)))
+    if not got:
+        return [NOT_YET]
+    out = md_head("frames", "attention_sdpa", "first run s", "warm s", "global attention s (warm)",
+                  "device", "commit", "file")
+    for frames, sdpa, row, name, env in sorted(got, key=lambda g: (g[0], g[1])):
+        out.append(md_row(frames, sdpa, num(row.get("first_run_s")), num(row["seconds"]),
+                          num((row.get("breakdown_s") or {}).get("global_attention")),
+                          env.get("device", "?"), str(env.get("commit", "?"))[:7], name))
+    return out
 
 
 def flash_rows(rows) -> str:

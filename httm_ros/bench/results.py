@@ -127,14 +127,17 @@ def window_sdpa(row: Dict) -> Optional[str]:
 
 
 def window_mode(row: Dict) -> str:
-    """How a windows row is named in the tables."""
+    """How a windows row is named in the tables (ours with weights other than float32 say so)."""
     if row.get("mode") == "fastvggt":
         return "FastVGGT code (its merging, bf16 weights)"
+    weights = row.get("weights_dtype") or "float32"
+    dtype = "" if weights == "float32" else f", {weights} weights"
     if row.get("mode") == "httm":
         extra = {k: v for k, v in (row.get("sets") or {}).items() if k != "attention_sdpa"}
-        name = f"ours HTTM, attention_sdpa={window_sdpa(row)}" + ("" if row.get("sets") else " (default)")
+        name = f"ours HTTM, attention_sdpa={window_sdpa(row)}" + ("" if row.get("sets") else " (default)") + dtype
         return name + "".join(f" [{k}={v}]" for k, v in sorted(extra.items()))
-    return f"ours {row.get('mode')}" + "".join(f" [{k}={v}]" for k, v in sorted((row.get("sets") or {}).items()))
+    return (f"ours {row.get('mode')}{dtype}"
+            + "".join(f" [{k}={v}]" for k, v in sorted((row.get("sets") or {}).items())))
 
 
 def window_rows(results: Sequence[Dict]) -> List[Dict]:
