@@ -94,8 +94,9 @@ def make_pair(task: str, wide: torch.Tensor,
         return torch.stack((_square(x0, base), _square(x0 + d, base)), 1), d.float(), None
     if task in ("texture_shift", "texture_sign"):
         k = rng.integers(-SHIFT, SHIFT + 1, size=b) if task == "texture_shift" else rng.choice([-28, 28], size=b)
-        moved = torch.stack([wide[i, :, :, SHIFT + k[i]:SHIFT + k[i] + W] for i in range(b)])
         target = torch.from_numpy(k).float().to(wide.device)
+        cols = SHIFT + target.long()[:, None] + torch.arange(W, device=wide.device)      # [B,W]
+        moved = torch.gather(wide, 3, cols[:, None, None, :].expand(b, wide.shape[1], H, W))
         return torch.stack((base, moved), 1), target, shift_matches(k).to(wide.device)
     raise ValueError(f"unknown task {task!r}")
 
