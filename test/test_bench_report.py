@@ -412,6 +412,20 @@ def test_report_loops_section(tmp_path):
     assert lines["trained model (not here)"].endswith("| not measured yet (listed as not measured in loops.json) |")
     partial = {k: v for k, v in data.items() if k != "scale"}
     assert "not measured yet: the 10k-keyframe graph run" in report.build_report([_json(tmp_path, "l2.json", partial)])
+    assert "not measured yet: the asynchronous-vs-synchronous runs" in text
+
+
+def test_report_loops_timing_table(tmp_path):
+    timing = [_loop_row(0.5, 0.20, synchronous=True, paced_s=0.0, wall_s=1.0),
+              _loop_row(0.5, 0.30, synchronous=False, paced_s=0.0, wall_s=1.0),
+              _loop_row(0.5, 0.40, synchronous=False, paced_s=0.0, wall_s=3.0),
+              _loop_row(0.5, 0.21, synchronous=False, paced_s=0.05, wall_s=4.0)]
+    data = {"environment": CPU_ENV, "config": {"frames": 920, "seed": 0}, "knobs": {"default": {}},
+            "stream": [], "no_loop": [], "timing": timing}
+    text = report.build_report([_json(tmp_path, "loops.json", data)])
+    assert "| 0.5 | synchronous | 0.0 | 1 | 0.200 | 3 | 1.0 |" in text
+    assert "| 0.5 | asynchronous | 0.0 | 2 | 0.300, 0.400 | 3, 3 | 2.0 |" in text
+    assert "| 0.5 | asynchronous | 0.05 | 1 | 0.210 | 3 | 4.0 |" in text
 
 
 def test_report_distributed_section(tmp_path):

@@ -15,7 +15,13 @@ Writes bench/results/loops/loops_oracle.json (provenance by :mod:`httm_ros.prove
   alone (no images): a chain of ``--scale-keyframes`` keyframes on a circle
   with drift, submitted 5 at a time (like windows) with two loops (8 keyframes apart, so that the
   second confirms the first) every ``--loop-every`` keyframes:
-  update time (mean / p95 / max per 1000 keyframes) and the process's resident memory.
+  update time (mean / p95 / max per 1000 keyframes) and the process's resident memory;
+* ``timing``: whether the asynchronous graph updates (the node's setting) change the result: per
+  drift, the default-knob loop stream with ``LoopClosureConfig.synchronous`` (every update done
+  before the next window), then asynchronous ``--timing-repeats`` times at the oracle's speed
+  (~ms per window: a correction reaches the stream several windows late) and as many times with
+  every model call taking ``--paced-s`` seconds (a stand-in for a GPU model's window time: the
+  solver then finishes before the next window, as in the node).
 
     python -m httm_ros.bench loops
     python -m httm_ros.bench loops --drifts 0.3 0.5 --scale-keyframes 2000
@@ -46,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale-keyframes", type=int, default=10000, help="keyframes of the graph-only scale run (0: skip)")
     p.add_argument("--loop-every", type=int, default=200, help="scale run: a loop every n keyframes")
+    p.add_argument("--timing-repeats", type=int, default=3, help="asynchronous repeats per drift and pace (0: skip)")
+    p.add_argument("--paced-s", type=float, default=0.05, help="model time per window of the paced rows (s)")
     p.add_argument("--out", type=Path, default=RESULTS)
 
 
@@ -55,15 +63,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 KNOBS = {"default": {}, "previous_default": {"window_sigma_rot_deg": 1.0, "batch_resolve": False, "consistent_loops": 0}}
 
 
-def stream_row(seq, drift: float, seed: int, loops: bool, knobs: str = "default", wrong_loop: bool = False) -> dict:
+class Paced:
+    """A predictor whose every window takes at least ``seconds`` (it waits out the rest): the oracle
+    at a GPU model's pace, so that the solver thread's timing relative to the windows is the node's."""
+
+    def __init__(self, predictor, seconds: float) -> None:
+        self.predictor, self.seconds = predictor, seconds
+
+    def predict(self, images: torch.Tensor, frame_ids):
+        t0 = time.perf_counter()
+        out = self.predictor.predict(images, frame_ids)
+        time.sleep(max(0.0, self.seconds - (time.perf_counter() - t0)))
+        return out
+
+
+def stream_row(seq, drift: float, seed: int, loops: bool, knobs: str = "default", wrong_loop: bool = False,
+               synchronous: bool = False, paced_s: float = 0.0) -> dict:
     """One stream; with ``wrong_loop`` a false loop (keyframe 10 claimed to be where the middle one is)
-    is injected after it: rejected? map and trajectory unchanged?"""
+    is injected after it: rejected? map and trajectory unchanged? ``synchronous``: graph updates done
+    before the stream goes on; ``paced_s`` > 0: each window takes that long (:class:`Paced`)."""
     from ..pipeline.pose_graph import LoopClosureConfig
     cfg = stream_config("anchored", 8, 3)
-    cfg.loop_closure = LoopClosureConfig(enabled=loops, **KNOBS[knobs])
-    rec, _, wall = run_stream(seq, PerturbedOracle(seq, drift_deg=drift, seed=seed), cfg)
+    cfg.loop_closure = LoopClosureConfig(enabled=loops, synchronous=synchronous, **KNOBS[knobs])
+    predictor = PerturbedOracle(seq, drift_deg=drift, seed=seed)
+    rec, _, wall = run_stream(seq, Paced(predictor, paced_s) if paced_s > 0 else predictor, cfg)
     row = {"loop_closure": loops, "knobs": knobs if loops else None, "drift_deg": drift, "wall_s": wall,
-           **trajectory_metrics(seq, rec.trajectory)}
+           "synchronous": synchronous, "paced_s": paced_s, **trajectory_metrics(seq, rec.trajectory)}
     if rec.loops is not None:
         t0 = time.perf_counter()
         rec.loops.flush()                              # the end of the stream: pending loops are rejected
@@ -202,6 +227,15 @@ def run(args, argv: List[str]) -> int:
         out["graph_wrong_loop"].append(graph_wrong_loop(knobs))
         print(f"graph-only wrong loop ({knobs}): {out['graph_wrong_loop'][-1]}")
         write_json(path, out)
+    out["timing"] = []
+    for drift in args.drifts if args.timing_repeats else []:
+        runs = [(True, 0.0)] + [(False, 0.0)] * args.timing_repeats + [(False, args.paced_s)] * args.timing_repeats
+        for synchronous, paced in runs:
+            row = stream_row(seq, drift, args.seed, True, "default", synchronous=synchronous, paced_s=paced)
+            out["timing"].append(row)
+            print(f"drift {drift} deg, {'synchronous' if synchronous else 'asynchronous'}, paced {paced} s: "
+                  f"ATE {row.get('ate_pct', math.nan):.3f} %, accepted loops {row.get('loops_accepted')}")
+            write_json(path, out)
     if args.scale_keyframes:
         out["scale"] = scale_run(args.scale_keyframes, args.loop_every)
         write_json(path, out)
