@@ -144,7 +144,6 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
     curve: List[Tuple[int, float, float]] = []
     errs: List[torch.Tensor] = []
     t0 = time.monotonic()
-    step = 0
     for step in range(steps):
         if time_budget_s is not None and time.monotonic() - t0 > time_budget_s:
             break

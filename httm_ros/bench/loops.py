@@ -65,7 +65,8 @@ KNOBS = {"default": {}, "previous_default": {"window_sigma_rot_deg": 1.0, "batch
 
 class Paced:
     """A predictor whose every window takes at least ``seconds`` (it waits out the rest): the oracle
-    at a GPU model's pace, so that the solver thread's timing relative to the windows is the node's."""
+    at a GPU model's pace, so that the solver thread runs against windows that take as long as the
+    node's (a benchmark stand-in; no test relies on it)."""
 
     def __init__(self, predictor, seconds: float) -> None:
         self.predictor, self.seconds = predictor, seconds
