@@ -474,3 +474,20 @@ def test_report_renders_the_real_result_files():
     assert all(lines[k].endswith(("| met |", "| MISSED |")) for k in judged)
     assert "| 128 (120) |" in text and "`global` closer in 6 of 6" in text
     assert any(k.startswith("bfloat16 weights: half the memory") and v.endswith("| met |") for k, v in lines.items())
+
+
+def test_report_flash_vs_cudnn_table(tmp_path):
+    env = {"commit": "abc1234def", "device": "NVIDIA H100 80GB HBM3"}
+    row = lambda sdpa, first, warm: {"mode": "httm", "frames": 100, "tokens": 104100, "image_hw": [392, 518],  # noqa: E731
+                                     "seconds": warm, "first_run_s": first, "attention_sdpa": sdpa,
+                                     "breakdown_s": {"global_attention": warm / 4}}
+    flash = _json(tmp_path, "flash.json", {"kind": "e2e", "config": "1b", "env": env, "rows": [row("flash", 2.0, 1.9)]})
+    cudnn = _json(tmp_path, "cudnn.json", {"kind": "e2e", "config": "1b", "env": env, "rows": [row("cudnn", 6.6, 1.8)]})
+    text = report.build_report([flash, cudnn])
+    assert "| 100 | cudnn | 6.600 | 1.800 | 0.450 | NVIDIA H100 80GB HBM3 | abc1234 | cudnn.json |" in text
+    assert "| 100 | flash | 2.000 | 1.900 | 0.475 | NVIDIA H100 80GB HBM3 | abc1234 | flash.json |" in text
+    assert ("the default is now `flash`, measured against cuDNN at 100 frames in the table "
+            "\"HTTM's attention kernels\" below") in text
+    assert "HTTM's attention kernels: flash (the default) vs cuDNN, one run\n\nRows" in text
+    bare = report.build_report([])
+    assert "whose time at these sizes is not measured yet" in bare

@@ -668,7 +668,7 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
         "How to run: `bash bench/gpu_suite.sh 1` and `2` (see the script); methods: docs/KERNELS.md. "
         "The `HTTM attention` column says which SDPA kernels ran HTTM's grouped attention: rows measured "
         "before `HTTMConfig.attention_sdpa` existed ran cuDNN first, the path `attention_sdpa=\"cudnn\"` "
-        "keeps; the default is now `flash`, " + flash_rows(rows) + ".",
+        "keeps; the default is now `flash`, " + flash_rows(rows, files) + ".",
         "",
         "### Latency and peak memory",
         "",
@@ -764,8 +764,9 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
     return "\n".join(lines) + "\n"
 
 
-def sdpa_table(files: Sequence[Path]) -> List[str]:
-    """flash vs cudnn HTTM rows (e2e files run with --attention-sdpa), by frame count."""
+def sdpa_rows(files: Sequence[Path]) -> List[Tuple[int, str, Dict, str, Dict]]:
+    """(frames, attention_sdpa, row, file name, environment) of every measured HTTM row of the e2e
+    files run with --attention-sdpa, by frame count then kernels."""
     got = []
     for path in files:
         if not Path(path).is_file():
@@ -776,24 +777,36 @@ def sdpa_table(files: Sequence[Path]) -> List[str]:
         for row in data.get("rows", []):
             if row.get("mode") == "httm" and row.get("attention_sdpa") and row.get("seconds") is not None:
                 got.append((row["frames"], row["attention_sdpa"], row, Path(path).name, env_of(data)))
+    return sorted(got, key=lambda g: (g[0], g[1]))
+
+
+def sdpa_table(files: Sequence[Path]) -> List[str]:
+    """flash vs cudnn HTTM rows (e2e files run with --attention-sdpa), by frame count."""
+    got = sdpa_rows(files)
     if not got:
         return [NOT_YET]
     out = md_head("frames", "attention_sdpa", "first run s", "warm s", "global attention s (warm)",
                   "device", "commit", "file")
-    for frames, sdpa, row, name, env in sorted(got, key=lambda g: (g[0], g[1])):
+    for frames, sdpa, row, name, env in got:
         out.append(md_row(frames, sdpa, num(row.get("first_run_s")), num(row["seconds"]),
                           num((row.get("breakdown_s") or {}).get("global_attention")),
                           env.get("device", "?"), str(env.get("commit", "?"))[:7], name))
     return out
 
 
-def flash_rows(rows) -> str:
-    """Which frame counts have an HTTM row with the default (flash) attention."""
+def flash_rows(rows, files: Sequence[Path] = ()) -> str:
+    """Which frame counts have an HTTM row with the default (flash) attention: in the tables above,
+    or else in the flash-vs-cuDNN table (e2e rows that name ``attention_sdpa``)."""
     got = [f for (m, f), r in sorted(rows.items(), key=lambda kv: kv[0][1])
            if m == "httm" and r.get("seconds") is not None
            and (r.get("attention_grouping_last_layer") or {}).get("kernels") == "flash"]
-    return ("measured at " + ", ".join(map(str, got)) + " frames") if got else \
-        "whose time at these sizes is " + NOT_YET
+    if got:
+        return "measured at " + ", ".join(map(str, got)) + " frames"
+    compared = sorted({frames for frames, sdpa, *_ in sdpa_rows(files) if sdpa == "flash"})
+    if compared:
+        return ("measured against cuDNN at " + ", ".join(map(str, compared)) + " frames in the table "
+                "\"HTTM's attention kernels\" below")
+    return "whose time at these sizes is " + NOT_YET
 
 
 def add_arguments(r: argparse.ArgumentParser) -> None:
