@@ -642,6 +642,7 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
     pipe, node = side["pipeline"], side["node"]
     plotted = plot(rows, png) if png is not None else None
     t = targets(rows, layer)
+    sdpa = sdpa_rows(files)                        # the flash / cuDNN e2e rows, read once
     command = command or "python -m httm_ros.bench report " + " ".join(str(Path(f)) for f in files)
     lines = [
         "# Benchmarks: VGGT-1B dense vs uniform merging vs HTTM (issues 4 and 14); streaming, loops, "
@@ -668,7 +669,7 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
         "How to run: `bash bench/gpu_suite.sh 1` and `2` (see the script); methods: docs/KERNELS.md. "
         "The `HTTM attention` column says which SDPA kernels ran HTTM's grouped attention: rows measured "
         "before `HTTMConfig.attention_sdpa` existed ran cuDNN first, the path `attention_sdpa=\"cudnn\"` "
-        "keeps; the default is now `flash`, " + flash_rows(rows, files) + ".",
+        "keeps; the default is now `flash`, " + flash_rows(rows, sdpa) + ".",
         "",
         "### Latency and peak memory",
         "",
@@ -704,7 +705,7 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
         "Rows of e2e files that name `attention_sdpa` (`httm-bench e2e --attention-sdpa`), the same "
         "input repeated: `first run` is what a one-shot call pays, `warm` what a repeated shape pays.",
         "",
-        *sdpa_table(files),
+        *sdpa_table(sdpa),
         "",
         "### Peak memory by part (GiB)",
         "",
@@ -780,9 +781,8 @@ def sdpa_rows(files: Sequence[Path]) -> List[Tuple[int, str, Dict, str, Dict]]:
     return sorted(got, key=lambda g: (g[0], g[1]))
 
 
-def sdpa_table(files: Sequence[Path]) -> List[str]:
-    """flash vs cudnn HTTM rows (e2e files run with --attention-sdpa), by frame count."""
-    got = sdpa_rows(files)
+def sdpa_table(got: Sequence[Tuple[int, str, Dict, str, Dict]]) -> List[str]:
+    """flash vs cudnn HTTM rows (``sdpa_rows``), by frame count."""
     if not got:
         return [NOT_YET]
     out = md_head("frames", "attention_sdpa", "first run s", "warm s", "global attention s (warm)",
@@ -794,15 +794,15 @@ def sdpa_table(files: Sequence[Path]) -> List[str]:
     return out
 
 
-def flash_rows(rows, files: Sequence[Path] = ()) -> str:
+def flash_rows(rows, sdpa: Sequence[Tuple[int, str, Dict, str, Dict]] = ()) -> str:
     """Which frame counts have an HTTM row with the default (flash) attention: in the tables above,
-    or else in the flash-vs-cuDNN table (e2e rows that name ``attention_sdpa``)."""
+    or else in the flash-vs-cuDNN table (``sdpa``: the ``sdpa_rows`` of the report's files)."""
     got = [f for (m, f), r in sorted(rows.items(), key=lambda kv: kv[0][1])
            if m == "httm" and r.get("seconds") is not None
            and (r.get("attention_grouping_last_layer") or {}).get("kernels") == "flash"]
     if got:
         return "measured at " + ", ".join(map(str, got)) + " frames"
-    compared = sorted({frames for frames, sdpa, *_ in sdpa_rows(files) if sdpa == "flash"})
+    compared = sorted({frames for frames, kernels, *_ in sdpa if kernels == "flash"})
     if compared:
         return ("measured against cuDNN at " + ", ".join(map(str, compared)) + " frames in the table "
                 "\"HTTM's attention kernels\" below")
