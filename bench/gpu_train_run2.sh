@@ -29,9 +29,13 @@ wait_for() {  # wait_for RC_FILE LOG: until the stage wrote its exit status or W
     [ -f "$1" ] && echo "stage exit status: $(cat "$1")" || echo "stage still running after ${WAIT_S} s"
 }
 
-copy_out() {  # copy_out DIR LOG
-    cp "$1"/* "$OUT"/ 2>/dev/null
-    cp "$2" "$OUT"/
+finish_stage() {  # finish_stage NAME (a or b): wait for it, print its log's summary, copy its outputs to $OUT
+    local dir="$W/$1" log="$W/$1.log"
+    wait_for "$W/$1.rc" "$log"
+    grep -v '^step' "$log" | tail -n 20
+    grep '^step' "$log" | awk 'NR % 10 == 1' | tail -n 30
+    cp "$dir"/* "$OUT"/ 2>/dev/null
+    cp "$log" "$OUT"/
     ls -la "$OUT"
 }
 
@@ -45,13 +49,7 @@ if [ "$STAGE" = start ]; then
         echo \$? > $W/a.rc
         PYTHONUNBUFFERED=1 python3 -m httm_ros.train --out $W/b --resume $W/a --time-budget-s $B_S $OPTS > $W/b.log 2>&1
         echo \$? > $W/b.rc" > /dev/null 2>&1 < /dev/null &
-    wait_for "$W/a.rc" "$W/a.log"
-    cat "$W/a.log" | grep -v '^step' | tail -n 20
-    grep '^step' "$W/a.log" | awk 'NR % 10 == 1' | tail -n 30
-    copy_out "$W/a" "$W/a.log"
+    finish_stage a
 else
-    wait_for "$W/b.rc" "$W/b.log"
-    cat "$W/b.log" | grep -v '^step' | tail -n 20
-    grep '^step' "$W/b.log" | awk 'NR % 10 == 1' | tail -n 30
-    copy_out "$W/b" "$W/b.log"
+    finish_stage b
 fi
