@@ -8,6 +8,8 @@
 #   PART=3 bash bench/gpu_next.sh   # issue 16's window-size table: K in 16..128, anchored layout,
 #                                   # dense and httm, new keyframes per second of model time; issue
 #                                   # 17's weights dtype (bf16, fp16 vs fp32 on the golden data)
+#   PART=4 bash bench/gpu_next.sh   # the torch.compile lever (--compile-tokenwise) alone: windows
+#                                   # K=24 and e2e 24/100 frames, eager vs compiled; compiled golden parity
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -37,14 +39,14 @@ if [ "$SMOKE" = 1 ]; then
     MODEL=(--config tiny --device cpu --image-size 56 70)
     W24=(--frames 6 --new 4 --windows 3); W64=(--frames 8 --new 6 --windows 2); W128=(--frames 10 --new 8 --windows 2)
     WON=(--frames 7 --new 5 --windows 2)
-    E1=(4 6 8); E2=(4 6); KS=(4 6 8); OVL=2
+    E1=(4 6 8); E2=(4 6); E3=(4 6); KS=(4 6 8); OVL=2
     BF16=float32              # bf16 weights need CUDA autocast (the patch embedding's input is fp32)
 else
     BUDGET_S="${BUDGET_S:-520}"
     MODEL=(--config 1b --device cuda --image-size 392 518)
     W24=(--frames 24 --new 16 --windows 40); W64=(--frames 64 --new 48 --windows 15); W128=(--frames 128 --new 120 --windows 6)
     WON=(--frames 32 --new 24 --windows 30)
-    E1=(100 300 1000); E2=(100 300); KS=(16 24 32 48 64 96 128); OVL=8
+    E1=(100 300 1000); E2=(100 300); E3=(24 100); KS=(16 24 32 48 64 96 128); OVL=8
     BF16=bfloat16
 fi
 T0=$(date +%s); T_END=$(( T0 + BUDGET_S ))
@@ -105,7 +107,18 @@ case "$PART" in
             --out "$OUT/dtype_gpu.json" > "$LOGS/dtype.log" 2>&1
         echo "[gpu_next] dtype: rc=$?"; tail -3 "$LOGS/dtype.log"
     fi ;;
-*)  echo "PART must be 1, 2 or 3" >&2; exit 2 ;;
+4)  # issue 14's fusion lever alone: the blocks' token-wise passes through torch.compile
+    # (--compile-tokenwise), eager and compiled in one call; then its golden parity on the GPU
+    windows k24_eager 45 "${W24[@]}" --modes dense httm
+    windows k24_compiled 90 "${W24[@]}" --modes dense httm --compile-tokenwise
+    if [ "$SMOKE" = 0 ] && [ "$(left)" -gt 60 ]; then
+        timeout "$(( $(left) / 2 ))" $PY -m pytest -q -s -p no:cacheprovider test/test_vggt_compile.py \
+            -k golden_cuda > "$OUT/compile_golden_cuda.txt" 2>&1
+        echo "[gpu_next] compiled golden parity: rc=$?"; grep "relative error\|passed\|failed" "$OUT/compile_golden_cuda.txt"
+    fi
+    e2e e2e_eager --frames "${E3[@]}" --modes dense httm
+    e2e e2e_compiled --frames "${E3[@]}" --modes dense httm --compile-tokenwise ;;
+*)  echo "PART must be 1, 2, 3 or 4" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"

@@ -30,7 +30,8 @@ def pick_device(name: str) -> torch.device:
 def timed_model(args, device: torch.device):
     """(model, seconds it took to build) for ``--config`` / ``--weights-dtype``."""
     start = time.time()
-    model = build_model(device, args.config, getattr(torch, args.weights_dtype))
+    model = build_model(device, args.config, getattr(torch, args.weights_dtype),
+                        compile_tokenwise=getattr(args, "compile_tokenwise", False))
     if device.type == "cuda":
         torch.cuda.synchronize()
     return model, round(time.time() - start, 2)
@@ -41,4 +42,6 @@ def add_model_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--device", default="auto")
     s.add_argument("--config", choices=("1b", "tiny", "synth"), default="1b")
     s.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
+    s.add_argument("--compile-tokenwise", action="store_true",
+                   help="run the blocks' token-wise passes through torch.compile (compiled at each shape's first forward)")
     s.add_argument("--image-size", type=int, nargs=2, default=[392, 518], metavar=("H", "W"))

@@ -131,7 +131,7 @@ def window_mode(row: Dict) -> str:
     if row.get("mode") == "fastvggt":
         return "FastVGGT code (its merging, bf16 weights)"
     weights = row.get("weights_dtype") or "float32"
-    dtype = "" if weights == "float32" else f", {weights} weights"
+    dtype = ("" if weights == "float32" else f", {weights} weights") + (", compiled" if row.get("compile_tokenwise") else "")
     if row.get("mode") == "httm":
         extra = {k: v for k, v in (row.get("sets") or {}).items() if k != "attention_sdpa"}
         name = f"ours HTTM, attention_sdpa={window_sdpa(row)}" + ("" if row.get("sets") else " (default)") + dtype

@@ -138,8 +138,8 @@ def parse_sets(items: List[str]) -> Dict:
     return out
 
 
-def label(mode: str, sets: Dict) -> str:
-    return mode + "".join(f" [{k}={v}]" for k, v in sorted(sets.items()))
+def label(mode: str, sets: Dict, compiled: bool = False) -> str:
+    return mode + "".join(f" [{k}={v}]" for k, v in sorted(sets.items())) + (" compiled" if compiled else "")
 
 
 # ------------------------------------------------------------------ one mode (child process)
@@ -160,10 +160,11 @@ def run_mode(args) -> Dict:
     device = pick_device(args.device)
     row: Dict = {"mode": args.mode, "sets": parse_sets(args.httm_set), "frames": args.frames,
                  "new": args.new, "windows": args.windows, "config": args.config,
-                 "weights_dtype": args.weights_dtype, "image_hw": list(args.image_size)}
-    row["label"] = label(args.mode, row["sets"])
+                 "weights_dtype": args.weights_dtype, "compile_tokenwise": args.compile_tokenwise,
+                 "image_hw": list(args.image_size)}
+    row["label"] = label(args.mode, row["sets"], args.compile_tokenwise)
     start = time.time()
-    model = build_model(device, args.config, getattr(torch, args.weights_dtype))
+    model = build_model(device, args.config, getattr(torch, args.weights_dtype), compile_tokenwise=args.compile_tokenwise)
     sync(device)
     row["model_build_s"] = round(time.time() - start, 2)
     config = merge_config(args.mode)
@@ -248,10 +249,11 @@ def plan(args) -> List[Dict]:
                       "extra": ["--peer", "fastvggt", "--path", str(args.peer_fastvggt)]})
     for mode in args.modes:
         extra = ["--mode", mode, "--config", args.config, "--weights-dtype", args.weights_dtype]
+        extra += ["--compile-tokenwise"] if args.compile_tokenwise else []
         sets = args.httm_set if mode == "httm" else []
         for item in sets:
             extra += ["--httm-set", item]
-        items.append({"label": label(mode, parse_sets(sets)), "module": "httm_ros.bench.windows", "extra": extra})
+        items.append({"label": label(mode, parse_sets(sets), args.compile_tokenwise), "module": "httm_ros.bench.windows", "extra": extra})
     return items
 
 
@@ -333,6 +335,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", nargs="*", choices=MODES, default=["dense", "httm"])
     p.add_argument("--config", choices=("1b", "tiny"), default="1b")
     p.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--compile-tokenwise", action="store_true",
+                   help="ours: the blocks' token-wise passes through torch.compile (compiled in the warm-up)")
     p.add_argument("--httm-set", action="append", default=[], metavar="NAME=VALUE",
                    help="HTTMConfig field for the httm row (repeatable)")
     p.add_argument("--peer-fastvggt", type=Path, default=None,
@@ -347,6 +351,8 @@ def child_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, required=True)
     p.add_argument("--config", choices=("1b", "tiny"), default="1b")
     p.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--compile-tokenwise", action="store_true",
+                   help="ours: the blocks' token-wise passes through torch.compile (compiled in the warm-up)")
     p.add_argument("--httm-set", action="append", default=[])
     return p
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
-from httm_ros.vggt import VGGT, VGGTConfig
+from httm_ros.vggt import VGGT, VGGTConfig, layers
 
 MODES = ("dense", "uniform", "httm")
 HEIGHT, WIDTH = 392, 518                    # 28 x 37 patches + 5 special tokens = 1041 tokens/frame
@@ -35,15 +35,19 @@ def merge_config(mode: str, impl: str = "auto",
 
 
 def build_model(device: torch.device, config: str = "1b", weights_dtype: torch.dtype = torch.float32,
-                seed: int = 0) -> VGGT:
+                seed: int = 0, compile_tokenwise: bool = False) -> VGGT:
     """VGGT (a ``VGGTConfig.preset`` name: 1b, tiny, synth) in eval mode, random weights
     initialised directly on ``device`` (no CPU copy, no golden weights); autocast bf16 on CUDA as
-    in normal use."""
+    in normal use. ``compile_tokenwise``: the blocks' token-wise passes through torch.compile
+    (``httm_ros.vggt.layers.compile_tokenwise``; compiled at the first forward of each shape)."""
     torch.manual_seed(seed)
     cfg = VGGTConfig.preset(config)
     with torch.device(device):
         model = VGGT(cfg)
-    return model.to(dtype=weights_dtype).eval()
+    model = model.to(dtype=weights_dtype).eval()
+    if compile_tokenwise:
+        layers.compile_tokenwise(model)
+    return model
 
 
 def video_frames(frames: int, device: torch.device, height: int = HEIGHT, width: int = WIDTH,

@@ -221,18 +221,24 @@ class Attention(nn.Module):
         self.rope = rope
         self.core: Optional[AttentionCore] = None
 
-    def forward(self, x: Tensor, pos: Optional[Tensor] = None,
-                layout: Optional[TokenLayout] = None) -> Tensor:
-        b, n, c = x.shape                                                  # x [B, N, C]
+    def project(self, x: Tensor, pos: Optional[Tensor] = None,
+                tables: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """x [B, N, C] (already normed) -> q, k, v [B, heads, N, d]: qkv, q/k norm, RoPE (with
+        ``tables`` from ``rope.tables`` if given), q and k cast to v's dtype."""
+        b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                     # each [B, h, N, d]
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None and pos is not None:
-            q, k = self.rope(q, pos), self.rope(k, pos)
-        q, k = q.to(v.dtype), k.to(v.dtype)
-        o = self.attend(q, k, v, layout)
-        o = o.transpose(1, 2).reshape(b, n, c)
-        return self.proj(o)                                                # [B, N, C]
+            tables = self.rope.tables(q, pos) if tables is None else tables
+            q, k = self.rope(q, pos, tables), self.rope(k, pos, tables)
+        return q.to(v.dtype), k.to(v.dtype), v
+
+    def forward(self, x: Tensor, pos: Optional[Tensor] = None,
+                layout: Optional[TokenLayout] = None) -> Tensor:
+        b, n, c = x.shape                                                  # x [B, N, C]
+        o = self.attend(*self.project(x, pos), layout)
+        return self.proj(o.transpose(1, 2).reshape(b, n, c))               # [B, N, C]
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, layout: Optional[TokenLayout]) -> Tensor:
         """q, k, v [B, h, N, d] -> o [B, h, N, d]: the hook, or SDPA (fastest backend first)."""
@@ -252,31 +258,6 @@ class Attention(nn.Module):
         if self.core is None:
             return sdpa(q, k, v)
         return self.core(q, k, v, layout)
-
-    def project_qkv_chunked(self, x: Tensor, norm: nn.Module, pos: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-        """Inference: q, k, v [B, h, N, d] (contiguous, in the qkv output dtype) of ``norm(x)``,
-        computed over token chunks; same per-token arithmetic as ``forward``."""
-        b, n, _ = x.shape
-        q = k = v = None
-        tables = None
-        for bs, ns in row_chunks(b, n, CHUNK_ROWS):
-            part = x[bs, ns]
-            qkv = self.qkv(norm(part)).reshape(part.shape[0], part.shape[1], 3, self.num_heads, self.head_dim)
-            qc, kc, vc = qkv.permute(2, 0, 3, 1, 4).unbind(0)              # each [b', h, n', d]
-            qc, kc = self.q_norm(qc), self.k_norm(kc)
-            if self.rope is not None and pos is not None:
-                if tables is None:
-                    tables = self.rope.tables(qc, pos)
-                p = pos[bs, ns]
-                qc, kc = self.rope(qc, p, tables), self.rope(kc, p, tables)
-            if q is None:
-                q, k, v = (torch.empty(b, self.num_heads, n, self.head_dim, dtype=vc.dtype, device=x.device)
-                           for _ in range(3))
-            q[bs, :, ns] = qc
-            k[bs, :, ns] = kc
-            v[bs, :, ns] = vc
-        return q, k, v
-
 
 class Mlp(nn.Module):
     """fc1 -> GELU (exact) -> fc2."""
@@ -314,31 +295,117 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, layerscale_init)
 
+    #: Run the token-wise passes through ``torch.compile`` (inference only; see ``compile_tokenwise``).
+    compiled: bool = False
+
+    def _pass(self, name: str) -> Callable:
+        """One token-wise pass of this block: the compiled function when ``compiled`` and no
+        autograd graph is recorded, else the eager one (same arithmetic)."""
+        if self.compiled and not torch.is_grad_enabled():
+            return _compiled_pass(name)
+        return _TOKENWISE[name]
+
     def forward(self, x: Tensor, pos: Optional[Tensor] = None,
                 layout: Optional[TokenLayout] = None) -> Tensor:
+        """x [B, N, C], pos [B, N, 2] or None -> [B, N, C]."""
         if chunked_inference(x):
             return self._forward_chunked(x, pos, layout)
-        x = x + self.ls1(self.attn(self.norm1(x), pos=pos, layout=layout))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        q, k, v = self._pass("qkv")(self, x, pos, None)
+        o = self.attn.attend(q, k, v, layout)                              # [B, h, N, d]
+        x = self._pass("attention_residual")(self, x, o.transpose(1, 2))
+        return self._pass("mlp_residual")(self, x)
 
     def _forward_chunked(self, x: Tensor, pos: Optional[Tensor], layout: Optional[TokenLayout]) -> Tensor:
         """Inference on long inputs, x [B, N, C] -> [B, N, C]: the same arithmetic per token, but
         token-wise work runs over chunks of ``CHUNK_ROWS`` rows, so besides x and the output
         only q, k, v and the attention output exist at full size (x is not modified)."""
         b, n, c = x.shape
-        attn = self.attn
-        qkv = list(attn.project_qkv_chunked(x, self.norm1, pos))
-        o = attn.attend_owned(qkv, layout)                                 # [B, h, N, d]; qkv emptied
+        qkv = list(self._project_chunked(x, pos))
+        o = self.attn.attend_owned(qkv, layout)                            # [B, h, N, d]; qkv emptied
         o = o.transpose(1, 2)                                              # [B, N, h, d]
+        residual, mlp = self._pass("attention_residual"), self._pass("mlp_residual")
         y = None
         for bs, ns in row_chunks(b, n, CHUNK_ROWS):
-            oc = o[bs, ns]
-            part = x[bs, ns] + self.ls1(attn.proj(oc.reshape(oc.shape[0], oc.shape[1], c)))
+            part = residual(self, x[bs, ns], o[bs, ns])
             if y is None:
                 y = torch.empty(b, n, c, dtype=part.dtype, device=x.device)
             y[bs, ns] = part
         del o
         for bs, ns in row_chunks(b, n, CHUNK_ROWS):
-            h = y[bs, ns]
-            y[bs, ns] = h + self.ls2(self.mlp(self.norm2(h)))
+            y[bs, ns] = mlp(self, y[bs, ns])
         return y
+
+    def _project_chunked(self, x: Tensor, pos: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """q, k, v [B, h, N, d] (contiguous) of the attention input, computed over token chunks."""
+        b, n, _ = x.shape
+        attn, project = self.attn, self._pass("qkv")
+        q = k = v = None
+        for bs, ns in row_chunks(b, n, CHUNK_ROWS):
+            qc, kc, vc = project(self, x[bs, ns], None if pos is None else pos[bs, ns], None)
+            if q is None:
+                q, k, v = (torch.empty(b, attn.num_heads, n, attn.head_dim, dtype=vc.dtype, device=x.device)
+                           for _ in range(3))
+            q[bs, :, ns] = qc
+            k[bs, :, ns] = kc
+            v[bs, :, ns] = vc
+        return q, k, v
+
+
+# ------------------------------------------------------------- token-wise passes of a block
+#
+# Everything in a block but the attention core: norms, projections, q/k norm, RoPE, LayerScale,
+# residuals, MLP. Written as functions of (block, tensors) so that one ``torch.compile`` of each
+# serves every block of the model (dynamo inlines the module and lifts its parameters to graph
+# inputs): a compile per input shape, not per block.
+
+
+def _qkv_pass(block: Block, x: Tensor, pos: Optional[Tensor],
+              tables: Optional[Tuple[Tensor, Tensor]]) -> Tuple[Tensor, Tensor, Tensor]:
+    """x [B, N, C] -> q, k, v [B, h, N, d] of ``attn(norm1 x)``."""
+    return block.attn.project(block.norm1(x), pos, tables)
+
+
+def _attention_residual_pass(block: Block, x: Tensor, o: Tensor) -> Tensor:
+    """x [B, N, C], attention output o [B, N, h, d] -> x + ls1(proj(o))."""
+    return x + block.ls1(block.attn.proj(o.reshape(x.shape)))
+
+
+def _mlp_residual_pass(block: Block, x: Tensor) -> Tensor:
+    """x [B, N, C] -> x + ls2(mlp(norm2 x))."""
+    return x + block.ls2(block.mlp(block.norm2(x)))
+
+
+_TOKENWISE = {"qkv": _qkv_pass, "attention_residual": _attention_residual_pass, "mlp_residual": _mlp_residual_pass}
+_COMPILED: dict = {}
+_COMPILE_SETTINGS = {"backend": "inductor"}
+
+#: Distinct input shapes one process may compile per pass (frame and global blocks, DINO, the
+#: camera trunk, the chunks of long inputs, a few window sizes); beyond it dynamo runs eager.
+COMPILE_SHAPE_LIMIT = 64
+
+
+def _compiled_pass(name: str) -> Callable:
+    fn = _COMPILED.get(name)
+    if fn is None:
+        import torch._dynamo
+
+        config = torch._dynamo.config
+        limit_name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, limit_name, max(getattr(config, limit_name), COMPILE_SHAPE_LIMIT))
+        fn = _COMPILED[name] = torch.compile(_TOKENWISE[name], dynamic=False, backend=_COMPILE_SETTINGS["backend"])
+    return fn
+
+
+def compile_tokenwise(model: nn.Module, enabled: bool = True, backend: Optional[str] = None) -> int:
+    """Run the token-wise passes of every ``Block`` in ``model`` through ``torch.compile`` at
+    inference (fused norms, RoPE, LayerScale and residuals; the attention core, HTTM's merging
+    included, stays eager). Shapes compile on first use (the node's warm-up forward pays it).
+    ``backend``: torch.compile's (default inductor; tests use "aot_eager"). Returns the number
+    of blocks switched."""
+    if backend is not None and backend != _COMPILE_SETTINGS["backend"]:
+        _COMPILE_SETTINGS["backend"] = backend
+        _COMPILED.clear()
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    for block in blocks:
+        block.compiled = enabled
+    return len(blocks)

@@ -1,0 +1,129 @@
+"""The blocks' token-wise passes through torch.compile (``httm_ros.vggt.layers.compile_tokenwise``):
+the same outputs as eager, one compile per input shape shared by every block, eager for training.
+
+CPU: the "aot_eager" backend checks dynamo's tracing of our passes quickly; one test runs the real
+inductor backend (C++ code generation, ~30 s on 2 cores). The CUDA test (marker ``gpu``) checks the
+compiled VGGT-1B against the public implementation's golden outputs, fp32 and bf16 autocast.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from httm_ros.httm import HTTMConfig, patch
+from httm_ros.vggt import VGGT, VGGTConfig, layers
+from httm_ros.vggt.golden import golden_images, golden_state_dict
+
+DATA = Path(__file__).parent / "data"
+KEYS = ("pose_enc", "depth", "depth_conf", "world_points")
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+    layers.compile_tokenwise(torch.nn.Module(), backend="inductor")        # restore the default backend
+
+
+def _tiny(seed: int = 0) -> VGGT:
+    torch.manual_seed(seed)
+    return VGGT(VGGTConfig.preset("tiny")).eval()
+
+
+def _images(frames: int = 3, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, frames, 3, 56, 70, generator=g)                      # tiny: 4 x 5 patches
+
+
+def _run(model, images):
+    with torch.inference_mode():
+        return model(images)
+
+
+def _assert_close(got, ref, atol=1e-5):
+    for key in KEYS:
+        diff = (got[key] - ref[key]).abs().max().item()
+        assert diff <= atol, f"{key}: max |compiled - eager| = {diff:.3e}"
+
+
+def test_compiled_matches_eager_with_one_compile_per_shape():
+    model, images = _tiny(), _images()
+    ref = _run(model, images)
+    switched = layers.compile_tokenwise(model, backend="aot_eager")
+    assert switched == len([m for m in model.modules() if isinstance(m, layers.Block)]) > 8
+    _assert_close(_run(model, images), ref)
+    graphs = counters["stats"]["unique_graphs"]
+    # four input shapes (DINO, frame and global blocks, camera trunk) x three passes, however
+    # many blocks share them
+    assert 0 < graphs <= 12, graphs
+    _run(model, images)
+    assert counters["stats"]["unique_graphs"] == graphs                        # no recompiles
+
+
+def test_compiled_chunked_path_and_merging(monkeypatch):
+    """Long inputs take the chunked path (token chunks through the same compiled passes), and
+    HTTM's merging core stays eager between them."""
+    model, images = _tiny(), _images(frames=4)
+    patch(model, HTTMConfig(impl="torch"))
+    monkeypatch.setattr(layers, "CHUNK_ROWS", 50)                            # global blocks: 4 x 26 tokens
+    ref = _run(model, images)
+    layers.compile_tokenwise(model, backend="aot_eager")
+    _assert_close(_run(model, images), ref)
+    assert counters["stats"]["unique_graphs"] > 0
+
+
+def test_training_stays_eager():
+    model, images = _tiny(), _images()
+    layers.compile_tokenwise(model, backend="aot_eager")
+    model.train()
+    out = model(images)
+    out["depth"].mean().backward()
+    assert counters["stats"]["unique_graphs"] == 0
+    assert model.aggregator.global_blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_switch_off_restores_eager():
+    model, images = _tiny(), _images()
+    layers.compile_tokenwise(model, backend="aot_eager")
+    assert layers.compile_tokenwise(model, enabled=False) > 0
+    _run(model, images)
+    assert counters["stats"]["unique_graphs"] == 0
+
+
+@pytest.mark.slow
+def test_inductor_on_cpu():
+    """The default backend: inductor's generated C++ kernels, outputs as eager."""
+    model, images = _tiny(), _images()
+    ref = _run(model, images)
+    layers.compile_tokenwise(model)
+    _assert_close(_run(model, images), ref, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_golden_cuda_compiled(monkeypatch):
+    """Compiled VGGT-1B (inductor, Triton kernels) against the public code's outputs: fp32 (TF32
+    off) within the CPU tolerance, bf16 autocast within the eager bf16 bound of test_vggt_golden."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    reference = dict(np.load(DATA / "golden_vggt1b.npz"))
+    with torch.device("meta"):
+        model = VGGT()
+    model.load_state_dict(golden_state_dict(DATA / "state_dict_manifest.json"), assign=True, strict=True)
+    model = model.eval().cuda()
+    layers.compile_tokenwise(model)
+    images = golden_images().cuda()
+    for autocast, tol in ((None, 1e-4), ("bfloat16", 2e-2)):
+        model.config = model.config.replace(cuda_autocast_dtype=autocast)
+        got = _run(model, images)
+        for key in KEYS:
+            g, r = got[key][0].float().cpu().numpy(), reference[key]
+            rel = np.linalg.norm(g - r) / np.linalg.norm(r)
+            print(f"compiled golden {autocast or 'float32'} {key}: relative error {rel:.3e}")
+            assert rel < tol, (autocast, key, rel)
