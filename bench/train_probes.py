@@ -130,15 +130,23 @@ class PlainViT(torch.nn.Module):
 
 def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Callable[[str], None],
              match_weight: float = 0.0, model_name: str = "synth", device: str = "cpu",
-             time_budget_s: Optional[float] = None) -> Dict:
+             time_budget_s: Optional[float] = None, readout: str = "camera-head",
+             layerscale_init: Optional[float] = None) -> Dict:
     """Train a fresh network on ``task`` for ``steps`` (or until ``time_budget_s``); match_weight > 0
     (texture tasks, synth model only) adds the correspondence loss of httm-train --match-weight with
-    the probe's exact correspondences."""
+    the probe's exact correspondences. Synth ablations: ``readout`` "camera-head" (the VGGT camera
+    loss over the whole pose encoding), "camera-entry" (the camera head, loss on the target entry
+    only) or "linear" (a linear read-out of frame 1's last-block camera token, loss on the target
+    only, as the plain ViT); ``layerscale_init`` overrides the preset's."""
     if match_weight > 0 and (not task.startswith("texture") or model_name != "synth"):
         raise ValueError("--match-weight: only the texture tasks have correspondences, only the synth model uses them")
     torch.manual_seed(seed)
     dev = torch.device(device)
-    model = (VGGT(VGGTConfig.preset("synth", img_size=W)) if model_name == "synth" else PlainViT()).to(dev).train()
+    changes = {} if layerscale_init is None else {"layerscale_init": layerscale_init}
+    model = (VGGT(VGGTConfig.preset("synth", img_size=W, **changes)) if model_name == "synth" else PlainViT())
+    if model_name == "synth" and readout == "linear":
+        model.probe_readout = torch.nn.Linear(2 * model.config.embed_dim, 1)
+    model = model.to(dev).train()
     opt = make_optimizer(model, TrainOptions(lr=lr))
     pool = ClipPool((H, W + 2 * SHIFT), dev, seed=seed, size=16, reuse=8, clip_frames=8)
     curve: List[Tuple[int, float, float]] = []
@@ -153,13 +161,23 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
         target = target.float().to(dev)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 50)
-        if model_name == "synth":
+        if model_name == "synth" and readout == "linear":
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                last = model.config.depth - 1
+                tokens = model.aggregator(images, keep_layers=[last])[last][:, 1, 0]      # [B, 2C]
+            raw = model.probe_readout(tokens.float())[:, 0]
+            loss = (raw - target / TARGET_SCALE).abs().mean()
+            pred = raw.detach() * TARGET_SCALE
+        elif model_name == "synth":
             enc = torch.zeros(batch, 2, 9, device=dev)
             enc[:, :, 6] = 1.0                                              # identity quaternion
             enc[:, :, 7:] = 1.0                                             # FoV entries
             enc[:, 1, 4] = target / TARGET_SCALE
             out = forward_train(model, images, match_layer=1 if match_weight > 0 else None)
-            loss = camera_loss(out["pose_history"], enc)["total"]
+            if readout == "camera-entry":
+                loss = torch.stack([(h[:, 1, 4] - enc[:, 1, 4]).abs().mean() for h in out["pose_history"]]).mean()
+            else:
+                loss = camera_loss(out["pose_history"], enc)["total"]
             if match_weight > 0:
                 loss = loss + match_weight * correspondence_loss(out["match_tokens"], matches)
             pred = out["pose_history"][-1][:, 1, 4].detach() * TARGET_SCALE
@@ -179,7 +197,8 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
             log(f"[probe] {model_name} {task} step {step + 1} error {err:.2f} baseline {base:.2f} "
                 f"({time.monotonic() - t0:.0f} s)")
     err, base = torch.stack(errs[-100:]).mean(0).tolist()
-    return {"task": task, "model": model_name, "match_weight": match_weight, "steps": len(errs),
+    return {"task": task, "model": model_name, "match_weight": match_weight, "readout": readout,
+            "layerscale_init": layerscale_init, "steps": len(errs),
             "final_error": err, "baseline_error": base, "error_over_baseline": err / base, "curve": curve,
             "seconds": time.monotonic() - t0}
 
@@ -196,6 +215,10 @@ def main(argv=None) -> int:
                    help="add the correspondence loss (texture_shift only), as httm-train --match-weight")
     p.add_argument("--model", choices=("synth", "plain-vit"), default="synth",
                    help="the synth VGGT (default) or the generic transformer control")
+    p.add_argument("--readout", choices=("camera-head", "camera-entry", "linear"), default="camera-head",
+                   help="synth: the camera head with the VGGT camera loss, the camera head with the loss on the "
+                        "target entry only, or a linear read-out of the last camera token")
+    p.add_argument("--layerscale-init", type=float, default=None, help="synth: override the preset's LayerScale init")
     p.add_argument("--device", default="cpu")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop each task after this many seconds")
     p.add_argument("--out", type=Path, required=True)
@@ -203,10 +226,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     tasks = TASKS if args.tasks == ["all"] else tuple(args.tasks)
     results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
-                        args.match_weight, args.model, args.device, args.time_budget_s) for t in tasks]
+                        args.match_weight, args.model, args.device, args.time_budget_s, args.readout,
+                        args.layerscale_init) for t in tasks]
     write_json(args.out, {"environment": environment(torch.device(args.device), argv, program="python bench/train_probes.py"),
                           "image_hw": [H, W], "config": args.model, "lr": args.lr, "batch": args.batch,
-                          "match_weight": args.match_weight,
+                          "match_weight": args.match_weight, "readout": args.readout,
+                          "layerscale_init": args.layerscale_init,
                           "results": results})
     for r in results:
         print(f"{r['task']:18s} error {r['final_error']:.2f} baseline {r['baseline_error']:.2f} "
