@@ -204,7 +204,7 @@ def test_report_windows_section_and_verdicts(tmp_path):
     assert "| 20 of 99 | 7.10 | NVIDIA H100 80GB HBM3 | 59d08c2 | k24_cudnn.json |" in text
     assert "| ours dense | 64 (48) | 33 of 100 (cut by the time limit) |" in text
     assert lines["HTTM p50 >= 1.2x faster than dense p50 @24 frames"].endswith(
-        "| 1.25x (0.400 vs 0.500 s) | met (+4% of target) |")
+        "| 1.25x (0.400 vs 0.500 s: ours HTTM, attention_sdpa=flash (default) vs ours dense) | met (+4% of target) |")
     assert "MISSED (-11% of target)" in lines["HTTM p50 >= 1.5x faster than dense p50 @64 frames"]  # 1.33x
     assert lines["HTTM p50 below the FastVGGT code's p50 @24 frames"].endswith("| 1.15x (0.400 vs 0.460 s) | met |")
     assert lines["p99 <= 1.3x p50: ours HTTM, attention_sdpa=cudnn @24 frames"].endswith("| MISSED |")
@@ -491,3 +491,29 @@ def test_report_flash_vs_cudnn_table(tmp_path):
     assert "HTTM's attention kernels: flash (the default) vs cuDNN, one run\n\nRows" in text
     bare = report.build_report([])
     assert "whose time at these sizes is not measured yet" in bare
+
+
+def test_report_compile_lever_section(tmp_path):
+    """e2e files that record --compile-tokenwise go to their own section: every row, and the speed-up
+    where one commit on one device measured a (mode, frames, attention) eager and compiled."""
+    env = {"commit": "91468b2abc", "device": "NVIDIA H100 80GB HBM3", "date_utc": "2026-12-06T03:40:00Z"}
+
+    def e2e(name, compiled, rows):
+        return _json(tmp_path, name, {"kind": "e2e", "config": "1b", "env": env, "compile_tokenwise": compiled,
+                                      "attention_sdpa": None, "rows": rows})
+
+    def row(mode, frames, seconds, other):
+        return {**_row(mode, frames, seconds, 7.1, ga=0.1), "first_run_s": seconds + 1,
+                "breakdown_s": {"global_attention": 0.1, "aggregator_other": other}}
+
+    eager = e2e("eager.json", False, [row("dense", 24, 0.478, 0.227), row("httm", 24, 0.412, 0.227)])
+    compiled = e2e("compiled.json", True, [row("dense", 24, 0.343, 0.096), row("httm", 24, 0.279, 0.100),
+                                           row("httm", 100, 1.281, 0.449)])
+    assert report.extra_kind(json.loads(compiled.read_text())) == "compile"
+    text = report.build_report([eager, compiled])
+    assert "| httm | 24 | flash | yes | 1.279 | 0.279 | - | 0.100 | 0.100 | - | 7.10 |" in text
+    assert "| httm | 24 | flash | 0.412 | 0.279 | 1.48x | 0.227 -> 0.100 |" in text
+    assert "| dense | 24 | sdpa | 0.478 | 0.343 | 1.39x | 0.227 -> 0.096 |" in text
+    assert "| httm | 100 | flash | 1.281" not in text.split("| eager s |")[1]      # no eager row: no speed-up
+    assert "| 24 | httm |" not in text.split("## Long sequences")[1].split("##")[0]  # kept out of issue 4's tables
+    assert "torch.compile (issue 14's fusion lever" in report.build_report([])

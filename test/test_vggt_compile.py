@@ -27,7 +27,7 @@ def fresh_dynamo():
     counters.clear()
     yield
     torch._dynamo.reset()
-    layers.compile_tokenwise(torch.nn.Module(), backend="inductor")        # restore the default backend
+    layers.set_compile_backend("inductor")                                 # the default
 
 
 def _tiny(seed: int = 0) -> VGGT:
@@ -54,7 +54,8 @@ def _assert_close(got, ref, atol=1e-5):
 def test_compiled_matches_eager_with_one_compile_per_shape():
     model, images = _tiny(), _images()
     ref = _run(model, images)
-    switched = layers.compile_tokenwise(model, backend="aot_eager")
+    layers.set_compile_backend("aot_eager")
+    switched = layers.compile_tokenwise(model)
     assert switched == len([m for m in model.modules() if isinstance(m, layers.Block)]) > 8
     _assert_close(_run(model, images), ref)
     graphs = counters["stats"]["unique_graphs"]
@@ -72,14 +73,16 @@ def test_compiled_chunked_path_and_merging(monkeypatch):
     patch(model, HTTMConfig(impl="torch"))
     monkeypatch.setattr(layers, "CHUNK_ROWS", 50)                            # global blocks: 4 x 26 tokens
     ref = _run(model, images)
-    layers.compile_tokenwise(model, backend="aot_eager")
+    layers.set_compile_backend("aot_eager")
+    layers.compile_tokenwise(model)
     _assert_close(_run(model, images), ref)
     assert counters["stats"]["unique_graphs"] > 0
 
 
 def test_training_stays_eager():
     model, images = _tiny(), _images()
-    layers.compile_tokenwise(model, backend="aot_eager")
+    layers.set_compile_backend("aot_eager")
+    layers.compile_tokenwise(model)
     model.train()
     out = model(images)
     out["depth"].mean().backward()
@@ -87,9 +90,19 @@ def test_training_stays_eager():
     assert model.aggregator.global_blocks[0].attn.qkv.weight.grad is not None
 
 
+def test_eager_context_skips_the_compile():
+    model, images = _tiny(), _images()
+    layers.set_compile_backend("aot_eager")
+    layers.compile_tokenwise(model)
+    with layers.eager_tokenwise():
+        _run(model, images)
+    assert counters["stats"]["unique_graphs"] == 0
+
+
 def test_switch_off_restores_eager():
     model, images = _tiny(), _images()
-    layers.compile_tokenwise(model, backend="aot_eager")
+    layers.set_compile_backend("aot_eager")
+    layers.compile_tokenwise(model)
     assert layers.compile_tokenwise(model, enabled=False) > 0
     _run(model, images)
     assert counters["stats"]["unique_graphs"] == 0
@@ -127,3 +140,24 @@ def test_golden_cuda_compiled(monkeypatch):
             rel = np.linalg.norm(g - r) / np.linalg.norm(r)
             print(f"compiled golden {autocast or 'float32'} {key}: relative error {rel:.3e}")
             assert rel < tol, (autocast, key, rel)
+
+
+def test_predictor_compiles_only_its_window_size():
+    """ModelPredictor(compile_frames=K): K-frame windows compiled, a shorter (last) window eager
+    (no compile in the middle of a stream); predictions as eager."""
+    from httm_ros.pipeline import ModelPredictor
+
+    images = _images(frames=4)[0]
+    eager = ModelPredictor(_tiny(), compile_frames=None)
+    ref_full, ref_short = eager.predict(images, range(4)), eager.predict(images[:3], range(3))
+    layers.set_compile_backend("aot_eager")
+    pred = ModelPredictor(_tiny(), compile_frames=4)
+    full = pred.predict(images, range(4))
+    graphs = counters["stats"]["unique_graphs"]
+    assert full.stats["compiled"] and graphs > 0
+    short = pred.predict(images[:3], range(3))
+    assert not short.stats["compiled"] and counters["stats"]["unique_graphs"] == graphs
+    for got, ref in ((full, ref_full), (short, ref_short)):
+        assert torch.allclose(got.depth, ref.depth, atol=1e-5) and torch.allclose(got.extrinsics, ref.extrinsics, atol=1e-5)
+    with pytest.raises(ValueError, match="compile_frames"):
+        ModelPredictor(_tiny(), compile_frames=0)

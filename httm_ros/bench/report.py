@@ -73,7 +73,7 @@ DEFAULT_WINDOW = (24, 8)         # the node's window_size / window_overlap (conf
 STREAM_ACCEPTED_PCT, STREAM_ATE_PCT = 95.0, 5.0      # issue 15: streaming on held-out sequences
 DISTRIBUTED_GPU_ROWS = [(g, f) for f in (1000, 2000, 4000) for g in (1, 2, 4)]      # issue 19's GPU table
 KINDS = ("model_card", "train_log", "streaming", "window_size", "dtype", "loops", "distributed_fidelity",
-         "distributed")
+         "distributed", "compile")
 
 
 def extra_kind(data: Dict) -> Optional[str]:
@@ -83,6 +83,8 @@ def extra_kind(data: Dict) -> Optional[str]:
         return kind
     if kind == "e2e" and any(r.get("layout") for r in data.get("rows", [])):
         return "window_size"                              # httm-bench e2e --overlap O (anchored windows)
+    if kind == "e2e" and "compile_tokenwise" in data:
+        return "compile"                                  # eager vs --compile-tokenwise, one call
     checks = (("streaming", ("compare", "config")), ("loops", ("stream", "knobs")), ("dtype", ("dtypes", "float32")),
               ("model_card", ("heldout", "training")), ("train_log", ("entries", "meta")))
     return next((name for name, keys in checks if not kind and all(k in data for k in keys)), None)
@@ -622,10 +624,59 @@ def megabytes(nbytes) -> Optional[float]:
 
 def extra_sections(extra: Dict[str, List[Dict]]) -> List[str]:
     """The issue-15..19 sections, every one present (a missing file says what is not measured)."""
-    return [*training_section(extra["model_card"], extra["train_log"], extra["streaming"]),
+    return [*compile_section(extra["compile"]),
+            *training_section(extra["model_card"], extra["train_log"], extra["streaming"]),
             *streaming_section(extra["streaming"]), *window_size_section(extra["window_size"]),
             *dtype_section(extra["dtype"]), *loops_section(extra["loops"]),
             *distributed_section(extra["distributed_fidelity"], extra["distributed"])]
+
+
+def compile_section(results: List[Dict]) -> List[str]:
+    """Issue 14's fusion lever: e2e files of one call, eager and ``--compile-tokenwise``."""
+    rows = [(res, r) for res in results for r in res.get("rows", []) if r.get("seconds") is not None]
+    out = ["## The token-wise passes through torch.compile (issue 14's fusion lever, measured alone)", "",
+           "`httm-bench e2e --compile-tokenwise` runs every block's norms, qkv, q/k norm + RoPE, LayerScale, "
+           "residuals and MLP through `torch.compile` (inductor; `httm_ros.vggt.layers.compile_tokenwise`), "
+           "the attention cores eager; the same input repeated, one untimed forward at the row's size "
+           "first (`first run`, which includes the compile for a new shape), the breakdown of the last "
+           "repeat. Eager and compiled rows of one commit on one device ran in one device call. The "
+           "node's regime with the lever is in the windows table above (rows marked `compiled`).", ""]
+    if not rows:
+        return out + [NOT_YET, ""]
+    out += md_head("mode", "frames", "attention", "compiled", "first run s", "warm s", "dino",
+                   "global attention", "aggregator_other", "heads_and_host", "peak GiB", "device", "commit", "file")
+    for res, r in sorted(rows, key=lambda x: (x[1]["frames"], x[1]["mode"], compile_sdpa(*x), bool(x[0].get("compile_tokenwise")))):
+        b, env = r.get("breakdown_s") or {}, env_of(res)
+        out.append(md_row(r["mode"], r["frames"], compile_sdpa(res, r), "yes" if res.get("compile_tokenwise") else "no",
+                          num(r.get("first_run_s")), num(r["seconds"]), num(b.get("dino")), num(b.get("global_attention")),
+                          num(b.get("aggregator_other")), num(b.get("heads_and_host")), num(r.get("peak_gib"), "{:.2f}"),
+                          env.get("device", "?"), str(env.get("commit", "?"))[:7], res["file"]))
+    return out + ["", *compile_lever_table(rows), ""]
+
+
+def compile_sdpa(res: Dict, row: Dict) -> str:
+    """Attention kernels of an e2e row: HTTM's ``attention_sdpa`` (its file's or HTTMConfig's default
+    flash), "sdpa" for dense."""
+    if row.get("mode") != "httm":
+        return "sdpa"
+    return row.get("attention_sdpa") or res.get("attention_sdpa") or "flash"
+
+
+def compile_lever_table(rows: List[Tuple[Dict, Dict]]) -> List[str]:
+    """Compiled over eager for each (mode, frames, attention) measured both ways on one commit and device."""
+    by_key: Dict[Tuple, Dict[bool, Dict]] = {}
+    for res, r in rows:
+        env = env_of(res)
+        key = (r["mode"], r["frames"], compile_sdpa(res, r), env.get("commit"), env.get("device"))
+        by_key.setdefault(key, {})[bool(res.get("compile_tokenwise"))] = r
+    out = md_head("mode", "frames", "attention", "eager s", "compiled s", "speed-up", "aggregator_other eager -> compiled s")
+    for (mode, frames, sdpa, *_), got in sorted(by_key.items(), key=lambda kv: kv[0][:3]):
+        if len(got) == 2:
+            e, c = got[False], got[True]
+            other = [(x.get("breakdown_s") or {}).get("aggregator_other") for x in (e, c)]
+            out.append(md_row(mode, frames, sdpa, num(e["seconds"]), num(c["seconds"]),
+                              num(ratio(e["seconds"], c["seconds"]), "{:.2f}x"), " -> ".join(num(x) for x in other)))
+    return out if len(out) > 2 else [NOT_YET]
 
 
 def extra_provenance(extra: Dict[str, List[Dict]]) -> List[Dict]:

@@ -12,12 +12,14 @@ A predictor turns the keyframes of one window into VGGT-style geometry::
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
 from ..timing import StageTimer
+from ..vggt.layers import compile_tokenwise, eager_tokenwise
 from ..vggt.pose_encoding import pose_encoding_to_extrinsics_intrinsics
 
 
@@ -57,12 +59,16 @@ class ModelPredictor:
     dtype; otherwise parameters and images are cast to it (the model's own CUDA autocast of the
     aggregator still applies). merge: an ``HTTMConfig`` / ``UniformMergeConfig`` installed with
     ``httm_ros.httm.patch`` (None = dense attention, also restored on a previously patched model).
+    compile_frames: windows of this many frames run the blocks' token-wise passes through
+    torch.compile (``httm_ros.vggt.layers.compile_tokenwise``; the first such window, or the node's
+    warm-up, pays the compile); windows of other sizes (a stream's last, shorter one) run eager, so
+    a shape never seen cannot stall the stream with a compile. None: eager always.
     ``stats`` of each prediction: ``model_s`` (synchronised wall time of the forward pass),
-    ``merge`` (``MergeStats.summary()``, {} when dense), ``merge_mode``.
+    ``merge`` (``MergeStats.summary()``, {} when dense), ``merge_mode``, ``compiled``.
     """
 
     def __init__(self, model: torch.nn.Module, device="cpu", dtype: Optional[torch.dtype] = None,
-                 merge=None) -> None:
+                 merge=None, compile_frames: Optional[int] = None) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = model.to(device=self.device, dtype=dtype).eval()
@@ -70,6 +76,10 @@ class ModelPredictor:
         from ..httm import patch                                   # installs (or removes) merging
         self._merge_stats = patch(self.model, merge)
         self.merge_mode = {"HTTMConfig": "httm", "UniformMergeConfig": "uniform"}.get(type(merge).__name__, "none")
+        if compile_frames is not None and compile_frames < 1:
+            raise ValueError(f"compile_frames must be a frame count >= 1 or None, got {compile_frames}")
+        self.compile_frames = compile_frames
+        compile_tokenwise(self.model, enabled=compile_frames is not None)
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, frame_ids: Sequence[int]) -> WindowPrediction:
@@ -79,14 +89,16 @@ class ModelPredictor:
         S, _, H, W = images.shape
         x = images.to(device=self.device, dtype=self.dtype or next(self.model.parameters()).dtype)
         self._merge_stats.clear()
+        compiled = self.compile_frames == S
         timer = StageTimer(self.device, "wall_sync")                # CUDA synchronised around the forward
-        out = self.model(x, heads=("camera", "depth"))
+        with contextlib.nullcontext() if compiled else eager_tokenwise():
+            out = self.model(x, heads=("camera", "depth"))
         model_s = timer.lap("model")
         extr, intr = pose_encoding_to_extrinsics_intrinsics(out["pose_enc"][0].float(), image_hw=(H, W))
         pred = WindowPrediction(extr.float(), intr.float(), out["depth"][0, ..., 0].float(),
                                 out["depth_conf"][0].float(),
                                 stats={"model_s": model_s, "merge_mode": self.merge_mode,
                                        "merge": self._merge_stats.summary() if self.merge is not None else {},
-                                       "frames": int(S), "image_hw": [int(H), int(W)]})
+                                       "frames": int(S), "image_hw": [int(H), int(W)], "compiled": compiled})
         pred.check(S, H, W)
         return pred

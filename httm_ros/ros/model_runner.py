@@ -183,6 +183,8 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
         description = f"VGGT {values['model_config']} on {device}, merge {values['merge_mode']}"
         if values.get("weights_dtype", "float32") != "float32":
             description += f", weights {values['weights_dtype']}"
+        if predictor.compile_frames is not None:
+            description += f", token-wise passes compiled for {predictor.compile_frames}-frame windows"
         warmup = warm_up_model(predictor.model, values, warn)
         description += warmup_text(warmup)
     else:
@@ -251,6 +253,12 @@ def weights_dtype(values: Mapping[str, Any], device: torch.device) -> Optional[t
     return getattr(torch, name)
 
 
+def compile_enabled(values: Mapping[str, Any], device: torch.device) -> bool:
+    """``compile_tokenwise``: on, off, or auto (on with CUDA)."""
+    choice = values.get("compile_tokenwise", "auto")
+    return choice == "on" or (choice == "auto" and device.type == "cuda")
+
+
 def _model_predictor(values: Mapping[str, Any], device: torch.device, warn: Callable[[str], None]):
     """-> (ModelPredictor, uses test weights, special tokens per frame)."""
     from httm_ros.pipeline import ModelPredictor
@@ -272,5 +280,6 @@ def _model_predictor(values: Mapping[str, Any], device: torch.device, warn: Call
         logger.setLevel(level)
     autocast = None if values["dtype"] == "float32" else values["dtype"]
     model.config = model.config.replace(cuda_autocast_dtype=autocast)
-    predictor = ModelPredictor(model, device=device, dtype=weights, merge=merge_config(values))
+    predictor = ModelPredictor(model, device=device, dtype=weights, merge=merge_config(values),
+                               compile_frames=values["window_size"] if compile_enabled(values, device) else None)
     return predictor, test_weights, model.config.patch_start

@@ -7,6 +7,7 @@ follow the official VGGT state dict so that its checkpoint loads unchanged.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 from dataclasses import dataclass
@@ -301,7 +302,7 @@ class Block(nn.Module):
     def _pass(self, name: str) -> Callable:
         """One token-wise pass of this block: the compiled function when ``compiled`` and no
         autograd graph is recorded, else the eager one (same arithmetic)."""
-        if self.compiled and not torch.is_grad_enabled():
+        if self.compiled and not torch.is_grad_enabled() and not _FORCE_EAGER.get():
             return _compiled_pass(name)
         return _TOKENWISE[name]
 
@@ -378,6 +379,7 @@ def _mlp_residual_pass(block: Block, x: Tensor) -> Tensor:
 _TOKENWISE = {"qkv": _qkv_pass, "attention_residual": _attention_residual_pass, "mlp_residual": _mlp_residual_pass}
 _COMPILED: dict = {}
 _COMPILE_SETTINGS = {"backend": "inductor"}
+_FORCE_EAGER = contextvars.ContextVar("httm_tokenwise_eager", default=False)
 
 #: Distinct input shapes one process may compile per pass (frame and global blocks, DINO, the
 #: camera trunk, the chunks of long inputs, a few window sizes); beyond it dynamo runs eager.
@@ -396,16 +398,31 @@ def _compiled_pass(name: str) -> Callable:
     return fn
 
 
-def compile_tokenwise(model: nn.Module, enabled: bool = True, backend: Optional[str] = None) -> int:
+def compile_tokenwise(model: nn.Module, enabled: bool = True) -> int:
     """Run the token-wise passes of every ``Block`` in ``model`` through ``torch.compile`` at
     inference (fused norms, RoPE, LayerScale and residuals; the attention core, HTTM's merging
-    included, stays eager). Shapes compile on first use (the node's warm-up forward pays it).
-    ``backend``: torch.compile's (default inductor; tests use "aot_eager"). Returns the number
-    of blocks switched."""
-    if backend is not None and backend != _COMPILE_SETTINGS["backend"]:
-        _COMPILE_SETTINGS["backend"] = backend
-        _COMPILED.clear()
+    included, stays eager). Each new input shape compiles on first use (seconds on a GPU: the
+    node's warm-up forward pays it; ``eager_tokenwise`` keeps other shapes eager). Returns the
+    number of blocks switched."""
     blocks = [m for m in model.modules() if isinstance(m, Block)]
     for block in blocks:
         block.compiled = enabled
     return len(blocks)
+
+
+def set_compile_backend(backend: str = "inductor") -> None:
+    """torch.compile backend of the token-wise passes (inductor; tests use "aot_eager")."""
+    if backend != _COMPILE_SETTINGS["backend"]:
+        _COMPILE_SETTINGS["backend"] = backend
+        _COMPILED.clear()
+
+
+@contextlib.contextmanager
+def eager_tokenwise() -> Iterator[None]:
+    """Inside: compiled blocks run their eager passes (a shape that was not warmed up must not
+    stall a stream with a compile)."""
+    token = _FORCE_EAGER.set(True)
+    try:
+        yield
+    finally:
+        _FORCE_EAGER.reset(token)
