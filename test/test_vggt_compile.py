@@ -161,3 +161,20 @@ def test_predictor_compiles_only_its_window_size():
         assert torch.allclose(got.depth, ref.depth, atol=1e-5) and torch.allclose(got.extrinsics, ref.extrinsics, atol=1e-5)
     with pytest.raises(ValueError, match="compile_frames"):
         ModelPredictor(_tiny(), compile_frames=0)
+
+
+def test_a_failing_compile_falls_back_to_eager(caplog):
+    """A backend that cannot compile (here: one that raises) costs one warning, not the forward."""
+    def broken(gm, example_inputs):
+        raise RuntimeError("no C compiler")
+
+    model, images = _tiny(), _images()
+    ref = _run(model, images)
+    layers.set_compile_backend(broken)
+    layers.compile_tokenwise(model)
+    with caplog.at_level("WARNING", logger="httm_ros.vggt"):
+        got = _run(model, images)
+        _run(model, images)
+    _assert_close(got, ref)
+    assert "no C compiler" in (layers.compile_failure() or "")
+    assert sum("torch.compile of the token-wise passes failed" in r.message for r in caplog.records) == 1

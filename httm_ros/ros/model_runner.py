@@ -20,6 +20,7 @@ import torch
 
 from httm_ros.httm import warm_up
 from httm_ros.pipeline import KeyframeConfig, StreamingReconstructor, WindowPrediction
+from httm_ros.vggt.layers import compile_failure
 from httm_ros.vggt.preprocess import model_input_size
 
 from .core_config import merge_config, stream_config
@@ -187,6 +188,8 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
             description += f", token-wise passes compiled for {predictor.compile_frames}-frame windows"
         warmup = warm_up_model(predictor.model, values, warn)
         description += warmup_text(warmup)
+        if predictor.compile_frames is not None and compile_failure():
+            description += f" (compile failed, token-wise passes eager: {compile_failure()})"
     else:
         description = f"injected {type(predictor).__name__} on {device}"
     if values.get("debug_window_delay", 0.0) > 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -302,7 +303,8 @@ class Block(nn.Module):
     def _pass(self, name: str) -> Callable:
         """One token-wise pass of this block: the compiled function when ``compiled`` and no
         autograd graph is recorded, else the eager one (same arithmetic)."""
-        if self.compiled and not torch.is_grad_enabled() and not _FORCE_EAGER.get():
+        if self.compiled and not torch.is_grad_enabled() and not _FORCE_EAGER.get() \
+                and _COMPILE_SETTINGS["failed"] is None:
             return _compiled_pass(name)
         return _TOKENWISE[name]
 
@@ -378,7 +380,7 @@ def _mlp_residual_pass(block: Block, x: Tensor) -> Tensor:
 
 _TOKENWISE = {"qkv": _qkv_pass, "attention_residual": _attention_residual_pass, "mlp_residual": _mlp_residual_pass}
 _COMPILED: dict = {}
-_COMPILE_SETTINGS = {"backend": "inductor"}
+_COMPILE_SETTINGS: dict = {"backend": "inductor", "failed": None}
 _FORCE_EAGER = contextvars.ContextVar("httm_tokenwise_eager", default=False)
 
 #: Distinct input shapes one process may compile per pass (frame and global blocks, DINO, the
@@ -394,8 +396,28 @@ def _compiled_pass(name: str) -> Callable:
         config = torch._dynamo.config
         limit_name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, limit_name, max(getattr(config, limit_name), COMPILE_SHAPE_LIMIT))
-        fn = _COMPILED[name] = torch.compile(_TOKENWISE[name], dynamic=False, backend=_COMPILE_SETTINGS["backend"])
+        compiled = torch.compile(_TOKENWISE[name], dynamic=False, backend=_COMPILE_SETTINGS["backend"])
+        fn = _COMPILED[name] = functools.partial(_guarded, compiled, _TOKENWISE[name])
     return fn
+
+
+def _guarded(compiled: Callable, eager: Callable, *args):
+    """The compiled pass; if compiling fails (no C compiler, a backend error; not out of memory),
+    one warning, this pass runs eager and every later one too (``compile_failure``)."""
+    try:
+        return compiled(*args)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:                                             # noqa: BLE001 (any backend error)
+        _COMPILE_SETTINGS["failed"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        LOG.warning("torch.compile of the token-wise passes failed (%s); running them eager from now on",
+                    _COMPILE_SETTINGS["failed"])
+        return eager(*args)
+
+
+def compile_failure() -> Optional[str]:
+    """Why the compiled token-wise passes were given up in this process (None: they were not)."""
+    return _COMPILE_SETTINGS["failed"]
 
 
 def compile_tokenwise(model: nn.Module, enabled: bool = True) -> int:
@@ -415,6 +437,7 @@ def set_compile_backend(backend: str = "inductor") -> None:
     if backend != _COMPILE_SETTINGS["backend"]:
         _COMPILE_SETTINGS["backend"] = backend
         _COMPILED.clear()
+    _COMPILE_SETTINGS["failed"] = None
 
 
 @contextlib.contextmanager
