@@ -45,3 +45,27 @@ def test_match_weight_needs_a_texture_task_and_the_synth_model():
         probes.run_task("brightness", 1, 1e-3, 2, 0, print, match_weight=1.0)
     with pytest.raises(ValueError, match="correspondences"):
         probes.run_task("texture_sign", 1, 1e-3, 2, 0, print, match_weight=1.0, model_name="plain-vit")
+
+
+@pytest.mark.parametrize("readout,layerscale", [("linear", 1.0), ("camera-entry", None)])
+def test_synth_ablations_train_and_say_what_they_ran(readout, layerscale):
+    """--readout / --layerscale-init: the synth VGGT trains through the chosen read-out and loss."""
+    res = probes.run_task("texture_sign", steps=2, lr=1e-3, batch=2, seed=0, log=lambda m: None,
+                          readout=readout, layerscale_init=layerscale)
+    assert res["steps"] == 2 and res["readout"] == readout and res["layerscale_init"] == layerscale
+    assert np.isfinite(res["final_error"])
+
+
+def test_gpu_probes_script_smoke(tmp_path):
+    """bench/gpu_probes.sh --smoke: the six variants run on the CPU and the table names each."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(tmp_path), "PROBE_S": "2", "PYTHON": __import__("sys").executable}
+    out = subprocess.run(["bash", str(ROOT / "bench/gpu_probes.sh"), "--smoke"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    names = ("plainvit", "synth_head", "synth_head_ls1", "synth_entry", "synth_linear", "synth_linear_ls1")
+    for name in names:
+        assert (tmp_path / f"probe_{name}.json").is_file(), name
+        assert f"probe_{name}.json" in out.stdout
