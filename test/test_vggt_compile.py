@@ -178,3 +178,12 @@ def test_a_failing_compile_falls_back_to_eager(caplog):
     _assert_close(got, ref)
     assert "no C compiler" in (layers.compile_failure() or "")
     assert sum("torch.compile of the token-wise passes failed" in r.message for r in caplog.records) == 1
+
+
+def test_bfloat16_weights_compiled_as_eager():
+    """The onboard preset's bf16 weights through the compiled passes: the same outputs as eager bf16."""
+    model, images = _tiny().to(torch.bfloat16), _images().to(torch.bfloat16)
+    ref = _run(model, images)
+    layers.set_compile_backend("aot_eager")
+    layers.compile_tokenwise(model)
+    _assert_close(_run(model, images), ref, atol=0.0)
