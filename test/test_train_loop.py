@@ -58,7 +58,7 @@ def test_correspondence_term_trains_the_aggregator_tokens(one_torch_thread):
 
 
 def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
-    code = ("import sys; from httm_ros.train.train_cli import main; main(['--smoke', '--out', sys.argv[1]]); "
+    code = ("import sys; from httm_ros.train.train_cli import main; main(['--smoke', '--layerscale-init', '1.0', '--out', sys.argv[1]]); "
             "assert not [m for m in sys.modules if m.startswith('rclpy')], 'training imported rclpy'")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=240)
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -71,4 +71,7 @@ def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
     assert set(card["heldout"]["baselines"]) >= {"abs_rel_constant_depth", "rot_err_median_deg_identity"}
     log = json.loads((tmp_path / "train_log.json").read_text())["entries"]
     assert [e["step"] for e in log] == [1, 2, 3, 4] and all("rot_err_deg" in e for e in log)
-    assert VGGT.from_checkpoint(tmp_path / "httm-vggt-synth.safetensors").config == VGGTConfig.tiny()
+    model = VGGT.from_checkpoint(tmp_path / "httm-vggt-synth.safetensors")
+    assert model.config == VGGTConfig.tiny(layerscale_init=1.0)                    # --layerscale-init travels
+    gamma = model.aggregator.frame_blocks[0].ls1.gamma
+    assert abs(float(gamma.float().mean()) - 1.0) < 0.05                           # 4 steps from 1.0, not 0.01

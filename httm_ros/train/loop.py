@@ -30,6 +30,7 @@ from .resume import load_resume, save_resume
 class TrainOptions:
     out: Path = Path("httm_train_out")
     config: str = "synth"
+    layerscale_init: Optional[float] = None   # overrides the preset's (VGGT's 0.01 stalls relative pose from scratch)
     image_hw: Tuple[int, int] = SYNTH_IMAGE_HW
     steps: int = 4000                 # total steps of the schedule (across resumed calls)
     schedule_s: Optional[float] = None  # if set: cosine over this many seconds of training instead
@@ -180,7 +181,8 @@ def train(opts: TrainOptions) -> Dict:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     state = load_resume(opts.resume) if opts.resume else None
-    cfg = VGGTConfig.from_dict(state["config"]) if state else VGGTConfig.preset(opts.config)
+    changes = {} if opts.layerscale_init is None else {"layerscale_init": opts.layerscale_init}
+    cfg = VGGTConfig.from_dict(state["config"]) if state else VGGTConfig.preset(opts.config, **changes)
     model = VGGT(cfg).to(device).train()
     opt = make_optimizer(model, opts)
     step, seen, log, before = 0, 0, [], 0.0

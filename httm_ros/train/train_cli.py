@@ -40,6 +40,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 (default %(default)s)")
     p.add_argument("--config", default=d.config, help="VGGTConfig preset (default %(default)s)")
+    p.add_argument("--layerscale-init", type=float, default=d.layerscale_init,
+                   help="LayerScale init of the aggregator blocks (default: the preset's, VGGT's 0.01; "
+                        "bench/NOTES.md: 1.0 lets a from-scratch network learn relative displacement)")
     p.add_argument("--pool-size", type=int, default=d.pool_size, help="rendered clips kept (default %(default)s)")
     p.add_argument("--reuse", type=int, default=d.reuse,
                    help="window-frames served per rendered frame before its clip is replaced (default %(default)s)")
@@ -100,9 +103,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _train_parser().parse_args(argv)
     if args.smoke:
         opts = smoke_options(args.out, resume=args.resume, seed=args.seed, time_budget_s=args.time_budget_s,
-                             argv=["httm-train"] + argv)
+                             layerscale_init=args.layerscale_init, argv=["httm-train"] + argv)
     else:
-        opts = TrainOptions(out=args.out, config=args.config, steps=args.steps, schedule_s=args.schedule_s,
+        opts = TrainOptions(out=args.out, config=args.config, layerscale_init=args.layerscale_init,
+                            steps=args.steps, schedule_s=args.schedule_s,
                             batch_frames=args.batch_frames,
                             lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
                             match_weight=args.match_weight, match_layer=args.match_layer,
