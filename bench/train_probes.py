@@ -131,18 +131,19 @@ class PlainViT(torch.nn.Module):
 def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Callable[[str], None],
              match_weight: float = 0.0, model_name: str = "synth", device: str = "cpu",
              time_budget_s: Optional[float] = None, readout: str = "camera-head",
-             layerscale_init: Optional[float] = None) -> Dict:
+             layerscale_init: Optional[float] = None, synth_set: Optional[Dict] = None) -> Dict:
     """Train a fresh network on ``task`` for ``steps`` (or until ``time_budget_s``); match_weight > 0
     (texture tasks, synth model only) adds the correspondence loss of httm-train --match-weight with
     the probe's exact correspondences. Synth ablations: ``readout`` "camera-head" (the VGGT camera
     loss over the whole pose encoding), "camera-entry" (the camera head, loss on the target entry
     only) or "linear" (a linear read-out of frame 1's last-block camera token, loss on the target
-    only, as the plain ViT); ``layerscale_init`` overrides the preset's."""
+    only, as the plain ViT); ``layerscale_init`` and ``synth_set`` (VGGTConfig fields) override the
+    preset's."""
     if match_weight > 0 and (not task.startswith("texture") or model_name != "synth"):
         raise ValueError("--match-weight: only the texture tasks have correspondences, only the synth model uses them")
     torch.manual_seed(seed)
     dev = torch.device(device)
-    changes = {} if layerscale_init is None else {"layerscale_init": layerscale_init}
+    changes = {**(synth_set or {}), **({} if layerscale_init is None else {"layerscale_init": layerscale_init})}
     model = (VGGT(VGGTConfig.preset("synth", img_size=W, **changes)) if model_name == "synth" else PlainViT())
     if model_name == "synth" and readout == "linear":
         model.probe_readout = torch.nn.Linear(2 * model.config.embed_dim, 1)
@@ -198,7 +199,7 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
                 f"({time.monotonic() - t0:.0f} s)")
     err, base = torch.stack(errs[-100:]).mean(0).tolist()
     return {"task": task, "model": model_name, "match_weight": match_weight, "readout": readout,
-            "layerscale_init": layerscale_init, "steps": len(errs),
+            "layerscale_init": layerscale_init, "synth_set": synth_set or {}, "steps": len(errs),
             "final_error": err, "baseline_error": base, "error_over_baseline": err / base, "curve": curve,
             "seconds": time.monotonic() - t0}
 
@@ -219,19 +220,22 @@ def main(argv=None) -> int:
                    help="synth: the camera head with the VGGT camera loss, the camera head with the loss on the "
                         "target entry only, or a linear read-out of the last camera token")
     p.add_argument("--layerscale-init", type=float, default=None, help="synth: override the preset's LayerScale init")
+    p.add_argument("--synth-set", action="append", default=[], metavar="NAME=INT",
+                   help="synth: a VGGTConfig integer field, e.g. camera_iterations=1 (repeatable)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop each task after this many seconds")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     tasks = TASKS if args.tasks == ["all"] else tuple(args.tasks)
+    synth_set = {k: int(v) for k, v in (item.split("=", 1) for item in args.synth_set)}
     results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
                         args.match_weight, args.model, args.device, args.time_budget_s, args.readout,
-                        args.layerscale_init) for t in tasks]
+                        args.layerscale_init, synth_set) for t in tasks]
     write_json(args.out, {"environment": environment(torch.device(args.device), argv, program="python bench/train_probes.py"),
                           "image_hw": [H, W], "config": args.model, "lr": args.lr, "batch": args.batch,
                           "match_weight": args.match_weight, "readout": args.readout,
-                          "layerscale_init": args.layerscale_init,
+                          "layerscale_init": args.layerscale_init, "synth_set": synth_set,
                           "results": results})
     for r in results:
         print(f"{r['task']:18s} error {r['final_error']:.2f} baseline {r['baseline_error']:.2f} "
