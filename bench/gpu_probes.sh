@@ -7,9 +7,11 @@
 #   HTTM_GIT_COMMIT=$(git rev-parse HEAD) OUT=$OUT bash bench/gpu_probes.sh        # PROBE_S=240 each
 #   bash bench/gpu_probes.sh --smoke                                               # CPU, 20 s each
 #
-# Variants: readout linear (a linear read-out of frame 1's last camera token, loss on the target
-# only) vs the camera head with the loss on the target entry vs the full VGGT camera loss; the
-# preset's LayerScale init (0.01) vs 1.0. Writes one JSON per variant to $OUT and prints a table.
+# Variants (session 7's CPU probes: LayerScale 1.0 in the aggregator lets the linear read-out learn,
+# VGGT's 0.01 does not; through the camera head it had not learned in 1000 steps): the camera head
+# with VGGT's camera loss at LayerScale 0.01 and 1.0, with one refinement iteration instead of 4,
+# with the loss on the target entry only, and the linear read-out of frame 1's last camera token.
+# Writes one JSON per variant to $OUT and prints a table.
 set -u
 cd "$(dirname "$0")/.."
 SMOKE=0; [ "${1:-}" = "--smoke" ] && SMOKE=1
@@ -29,8 +31,8 @@ run() {  # NAME ARGS...
 run plainvit --model plain-vit
 run synth_head --model synth
 run synth_head_ls1 --model synth --layerscale-init 1.0
-run synth_entry --model synth --readout camera-entry
-run synth_linear --model synth --readout linear
+run synth_head1_ls1 --model synth --layerscale-init 1.0 --synth-set camera_iterations=1
+run synth_entry_ls1 --model synth --readout camera-entry --layerscale-init 1.0
 run synth_linear_ls1 --model synth --readout linear --layerscale-init 1.0
 wait
 for f in "$OUT"/probe_*.json; do

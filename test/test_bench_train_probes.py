@@ -65,7 +65,7 @@ def test_gpu_probes_script_smoke(tmp_path):
     out = subprocess.run(["bash", str(ROOT / "bench/gpu_probes.sh"), "--smoke"], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    names = ("plainvit", "synth_head", "synth_head_ls1", "synth_entry", "synth_linear", "synth_linear_ls1")
+    names = ("plainvit", "synth_head", "synth_head_ls1", "synth_head1_ls1", "synth_entry_ls1", "synth_linear_ls1")
     for name in names:
         assert (tmp_path / f"probe_{name}.json").is_file(), name
         assert f"probe_{name}.json" in out.stdout
