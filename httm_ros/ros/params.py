@@ -87,8 +87,9 @@ PARAMS: Tuple[Param, ...] = (
           choices=("float32", "bfloat16", "float16")),
     Param("compile_tokenwise", "auto", "Run the blocks' token-wise passes (norms, projections, "
           "RoPE, LayerScale, residuals, MLP) through torch.compile for windows of window_size "
-          "frames; the warm-up forward pays the compile (seconds on a GPU, cached on disk), other "
-          "window sizes run eager. Measured on an H100, VGGT-1B 24-frame windows: HTTM p50 0.411 -> "
+          "frames; the warm-up forward (4:3 frames) pays the compile (seconds on a GPU, cached on "
+          "disk); a camera of another aspect ratio pays it once in its first window; other window "
+          "sizes run eager. Measured on an H100, VGGT-1B 24-frame windows: HTTM p50 0.411 -> "
           "0.271 s (docs/ROS.md 'Compiled token-wise passes'). 'auto': on with CUDA, off on CPU.",
           choices=("auto", "on", "off")),
     Param("image_size", 518, "Model input width in pixels (multiple of 14); frames are resized "
