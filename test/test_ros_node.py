@@ -45,6 +45,10 @@ class Harness:
         self.node = start_node(ros, ReconstructNode, self.ns, predictor or OraclePredictor(seq, seed=1),
                                {**ORACLE_VALUES, **overrides})
         self.col, self.pub = attach(ros, self.ns)
+        # attach waits until the publisher sees the node's subscription; DDS matches the two sides
+        # separately, and a frame sent before the node's reader has matched this writer is lost
+        # (volatile QoS). A clean-clone CI run lost frame 0 that way once (30 s timeout).
+        wait_for(lambda: self.node._sub.get_publisher_count() >= 1, TIMEOUT, "the node's image reader matched")
         self.seq, self.ros = seq, ros
         for name, publisher in self.node.pub.items():
             wait_matched(publisher, 1, TIMEOUT)
