@@ -12,3 +12,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """A clean torch.compile state for a test of the compiled token-wise passes: dynamo's caches and
+    counters reset, and the passes' default backend (inductor) restored afterwards."""
+    from torch._dynamo.utils import counters
+
+    from httm_ros.vggt import layers
+
+    torch._dynamo.reset()
+    counters.clear()
+    yield counters
+    torch._dynamo.reset()
+    layers.set_compile_backend("inductor")

@@ -17,13 +17,8 @@ def _values(**kw):
 
 
 @pytest.fixture
-def fast_backend():
-    torch._dynamo.reset()
-    counters.clear()
+def fast_backend(fresh_dynamo):
     layers.set_compile_backend("aot_eager")                  # dynamo's tracing without C++ code generation
-    yield
-    layers.set_compile_backend("inductor")
-    torch._dynamo.reset()
 
 
 def test_auto_means_cuda_and_the_choices_are_checked():

@@ -22,12 +22,8 @@ KEYS = ("pose_enc", "depth", "depth_conf", "world_points")
 
 
 @pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
-    layers.set_compile_backend("inductor")                                 # the default
+def _fresh(fresh_dynamo):
+    """conftest's ``fresh_dynamo`` around every test of this module."""
 
 
 def _tiny(seed: int = 0) -> VGGT:

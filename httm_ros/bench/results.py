@@ -127,16 +127,16 @@ def window_sdpa(row: Dict) -> Optional[str]:
 
 
 def window_mode(row: Dict) -> str:
-    """How a windows row is named in the tables (ours with weights other than float32 say so)."""
+    """How a windows row is named in the tables (ours with weights other than float32, or compiled, say so)."""
     if row.get("mode") == "fastvggt":
         return "FastVGGT code (its merging, bf16 weights)"
     weights = row.get("weights_dtype") or "float32"
-    dtype = ("" if weights == "float32" else f", {weights} weights") + (", compiled" if row.get("compile_tokenwise") else "")
+    variant = ("" if weights == "float32" else f", {weights} weights") + (", compiled" if row.get("compile_tokenwise") else "")
     if row.get("mode") == "httm":
         extra = {k: v for k, v in (row.get("sets") or {}).items() if k != "attention_sdpa"}
-        name = f"ours HTTM, attention_sdpa={window_sdpa(row)}" + ("" if row.get("sets") else " (default)") + dtype
+        name = f"ours HTTM, attention_sdpa={window_sdpa(row)}" + ("" if row.get("sets") else " (default)") + variant
         return name + "".join(f" [{k}={v}]" for k, v in sorted(extra.items()))
-    return (f"ours {row.get('mode')}{dtype}"
+    return (f"ours {row.get('mode')}{variant}"
             + "".join(f" [{k}={v}]" for k, v in sorted((row.get("sets") or {}).items())))
 
 

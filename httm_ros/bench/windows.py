@@ -329,14 +329,19 @@ def window_arguments(p: argparse.ArgumentParser) -> None:
                    help="epoch seconds: windows that would end after it are not run (row says truncated)")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``httm-bench windows`` (the parent)."""
-    window_arguments(p)
-    p.add_argument("--modes", nargs="*", choices=MODES, default=["dense", "httm"])
+def model_arguments(p: argparse.ArgumentParser) -> None:
+    """Our model's options, the same in the parent and in each mode's child."""
     p.add_argument("--config", choices=("1b", "tiny"), default="1b")
     p.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--compile-tokenwise", action="store_true",
                    help="ours: the blocks' token-wise passes through torch.compile (compiled in the warm-up)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``httm-bench windows`` (the parent)."""
+    window_arguments(p)
+    p.add_argument("--modes", nargs="*", choices=MODES, default=["dense", "httm"])
+    model_arguments(p)
     p.add_argument("--httm-set", action="append", default=[], metavar="NAME=VALUE",
                    help="HTTMConfig field for the httm row (repeatable)")
     p.add_argument("--peer-fastvggt", type=Path, default=None,
@@ -349,10 +354,7 @@ def child_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m httm_ros.bench.windows", description="one mode's windows")
     window_arguments(p)
     p.add_argument("--mode", choices=MODES, required=True)
-    p.add_argument("--config", choices=("1b", "tiny"), default="1b")
-    p.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--compile-tokenwise", action="store_true",
-                   help="ours: the blocks' token-wise passes through torch.compile (compiled in the warm-up)")
+    model_arguments(p)
     p.add_argument("--httm-set", action="append", default=[])
     return p
 

@@ -188,8 +188,9 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
             description += f", token-wise passes compiled for {predictor.compile_frames}-frame windows"
         warmup = warm_up_model(predictor.model, values, warn)
         description += warmup_text(warmup)
-        if predictor.compile_frames is not None and compile_failure():
-            description += f" (compile failed, token-wise passes eager: {compile_failure()})"
+        failure = compile_failure() if predictor.compile_frames is not None else None
+        if failure:
+            description += f" (compile failed, token-wise passes eager: {failure})"
     else:
         description = f"injected {type(predictor).__name__} on {device}"
     if values.get("debug_window_delay", 0.0) > 0:

@@ -171,7 +171,7 @@ class RotaryEmbedding2D(nn.Module):
         return x * c + self._rotate_half(x) * s
 
     def tables(self, x: Tensor, pos: Tensor) -> Tuple[Tensor, Tensor]:
-        """cos/sin tables for every position in ``pos`` in x's dtype (reusable across chunks)."""
+        """cos/sin tables for every position in ``pos`` in x's dtype (shared by q and k)."""
         bound = self.position_bound if self.position_bound is not None else int(pos.max()) + 1
         return self._tables(x.shape[-1] // 2, bound, x.device, x.dtype)
 
@@ -223,16 +223,15 @@ class Attention(nn.Module):
         self.rope = rope
         self.core: Optional[AttentionCore] = None
 
-    def project(self, x: Tensor, pos: Optional[Tensor] = None,
-                tables: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor]:
-        """x [B, N, C] (already normed) -> q, k, v [B, heads, N, d]: qkv, q/k norm, RoPE (with
-        ``tables`` from ``rope.tables`` if given), q and k cast to v's dtype."""
+    def project(self, x: Tensor, pos: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """x [B, N, C] (already normed) -> q, k, v [B, heads, N, d]: qkv, q/k norm, RoPE (one
+        cos/sin table for q and k), q and k cast to v's dtype."""
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                     # each [B, h, N, d]
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None and pos is not None:
-            tables = self.rope.tables(q, pos) if tables is None else tables
+            tables = self.rope.tables(q, pos)
             q, k = self.rope(q, pos, tables), self.rope(k, pos, tables)
         return q.to(v.dtype), k.to(v.dtype), v
 
@@ -313,7 +312,7 @@ class Block(nn.Module):
         """x [B, N, C], pos [B, N, 2] or None -> [B, N, C]."""
         if chunked_inference(x):
             return self._forward_chunked(x, pos, layout)
-        q, k, v = self._pass("qkv")(self, x, pos, None)
+        q, k, v = self._pass("qkv")(self, x, pos)
         o = self.attn.attend(q, k, v, layout)                              # [B, h, N, d]
         x = self._pass("attention_residual")(self, x, o.transpose(1, 2))
         return self._pass("mlp_residual")(self, x)
@@ -344,7 +343,7 @@ class Block(nn.Module):
         attn, project = self.attn, self._pass("qkv")
         q = k = v = None
         for bs, ns in row_chunks(b, n, CHUNK_ROWS):
-            qc, kc, vc = project(self, x[bs, ns], None if pos is None else pos[bs, ns], None)
+            qc, kc, vc = project(self, x[bs, ns], None if pos is None else pos[bs, ns])
             if q is None:
                 q, k, v = (torch.empty(b, attn.num_heads, n, attn.head_dim, dtype=vc.dtype, device=x.device)
                            for _ in range(3))
@@ -362,10 +361,9 @@ class Block(nn.Module):
 # inputs): a compile per input shape, not per block.
 
 
-def _qkv_pass(block: Block, x: Tensor, pos: Optional[Tensor],
-              tables: Optional[Tuple[Tensor, Tensor]]) -> Tuple[Tensor, Tensor, Tensor]:
+def _qkv_pass(block: Block, x: Tensor, pos: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """x [B, N, C] -> q, k, v [B, h, N, d] of ``attn(norm1 x)``."""
-    return block.attn.project(block.norm1(x), pos, tables)
+    return block.attn.project(block.norm1(x), pos)
 
 
 def _attention_residual_pass(block: Block, x: Tensor, o: Tensor) -> Tensor:
