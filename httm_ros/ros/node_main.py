@@ -24,6 +24,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from . import params
 from .stop_signals import StopRequest, StopSignals
+from .spinning import Spinner
 
 SPIN_PERIOD = 0.1        # s: the main loop sees a stop signal within this
 
@@ -89,8 +90,7 @@ def _spin_until_stopped(node, signals: StopSignals, stop: Callable[[Any], bool])
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while not signals.requested.is_set():
-            executor.spin_once(timeout_sec=SPIN_PERIOD)
+        Spinner(executor).spin_until(signals.requested.is_set, SPIN_PERIOD)
     except ExternalShutdownException:
         pass
     finally:

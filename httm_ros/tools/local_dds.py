@@ -62,6 +62,8 @@ class RosContext:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
 
+        from ..ros.spinning import Spinner
+
         env = ros_env(name)
         if domain is not None:
             env["ROS_DOMAIN_ID"] = str(domain)
@@ -71,6 +73,8 @@ class RosContext:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=self.domain_id)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.spinner = Spinner(self.executor)            # survives rclpy's destroy race (ros/spinning.py)
+        self.spin_error: Optional[BaseException] = None
         self.nodes: List = []
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -79,12 +83,17 @@ class RosContext:
         from rclpy.executors import ExternalShutdownException
 
         try:
-            self.executor.spin()
+            self.spinner.spin_until()
         except ExternalShutdownException:
             pass
+        except BaseException as err:                # a callback raised: said by the next add()
+            self.spin_error = err
+            raise
 
     def add(self, node):
         """Spin ``node`` until ``close`` (which destroys it after the executor has stopped)."""
+        if not self._thread.is_alive() and not self.spinner.stopped.is_set():
+            raise RuntimeError(f"the executor of this context stopped spinning: {self.spin_error!r}")
         self.executor.add_node(node)
         self.nodes.append(node)
         return node
@@ -92,7 +101,7 @@ class RosContext:
     def close(self) -> None:
         import rclpy
 
-        self.executor.shutdown()
+        self.spinner.shutdown()
         self._thread.join(5.0)                      # spinning stopped: handles are free to go
         for node in self.nodes:
             node.destroy_node()

@@ -69,6 +69,7 @@ def _serve_live(args, stop: threading.Event) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
+    from ..ros.spinning import Spinner
     from .live_feed import subscribe
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)      # our handlers: exit 0
@@ -76,7 +77,8 @@ def _serve_live(args, stop: threading.Event) -> int:
     node = rclpy.create_node("httm_view")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, name="httm-view-spin", daemon=True)
+    spinning = Spinner(executor)
+    spinner = threading.Thread(target=spinning.spin_until, name="httm-view-spin", daemon=True)
     try:
         topics = subscribe(node, feed, args.node)
         spinner.start()
@@ -85,7 +87,7 @@ def _serve_live(args, stop: threading.Event) -> int:
         while not stop.wait(0.5):
             pass
     finally:
-        executor.shutdown(timeout_sec=2.0)
+        spinning.shutdown(timeout_sec=2.0)
         if spinner.is_alive():          # out of rclpy before the node goes (else: abort at exit)
             spinner.join(5.0)
         node.destroy_node()
