@@ -219,7 +219,8 @@ def main(argv=None) -> int:
     p.add_argument("--readout", choices=("camera-head", "camera-entry", "linear"), default="camera-head",
                    help="synth: the camera head with the VGGT camera loss, the camera head with the loss on the "
                         "target entry only, or a linear read-out of the last camera token")
-    p.add_argument("--layerscale-init", type=float, default=None, help="synth: override the preset's LayerScale init")
+    p.add_argument("--layerscale-init", type=float, default=None,
+                   help="synth: override the preset's LayerScale init (aggregator and camera trunk)")
     p.add_argument("--synth-set", action="append", default=[], metavar="NAME=INT",
                    help="synth: a VGGTConfig integer field, e.g. camera_iterations=1 (repeatable)")
     p.add_argument("--device", default="cpu")

@@ -41,8 +41,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 (default %(default)s)")
     p.add_argument("--config", default=d.config, help="VGGTConfig preset (default %(default)s)")
     p.add_argument("--layerscale-init", type=float, default=d.layerscale_init,
-                   help="LayerScale init of the aggregator blocks (default: the preset's, VGGT's 0.01; "
-                        "bench/NOTES.md: 1.0 lets a from-scratch network learn relative displacement)")
+                   help="LayerScale init of the aggregator and camera-trunk blocks (default: the preset's, "
+                        "VGGT's 0.01; bench/NOTES.md: 1.0 lets a from-scratch network learn relative displacement)")
     p.add_argument("--pool-size", type=int, default=d.pool_size, help="rendered clips kept (default %(default)s)")
     p.add_argument("--reuse", type=int, default=d.reuse,
                    help="window-frames served per rendered frame before its clip is replaced (default %(default)s)")

@@ -15,7 +15,8 @@ class VGGTConfig:
 
     Aggregator
         embed_dim, depth (frame/global block pairs), num_heads, mlp_ratio,
-        layerscale_init, rope_frequency (base of the 2D RoPE).
+        layerscale_init (also the camera head's trunk blocks', as in VGGT), rope_frequency (base of
+        the 2D RoPE).
     Patch embedding (DINOv2 ViT with registers; shares ``embed_dim``)
         patch_size, img_size (the square size ``pos_embed`` was trained at),
         dino_depth, dino_num_heads, dino_mlp_ratio, num_register_tokens
