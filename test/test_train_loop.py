@@ -75,3 +75,28 @@ def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
     assert model.config == VGGTConfig.tiny(layerscale_init=1.0)                    # --layerscale-init travels
     gamma = model.aggregator.frame_blocks[0].ls1.gamma
     assert abs(float(gamma.float().mean()) - 1.0) < 0.05                           # 4 steps from 1.0, not 0.01
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--heldout", "0"], "--heldout must be >= 1, got 0"),
+    (["--lr", "-1", "--curriculum-frac", "2"], "--lr must be > 0, got -1.0; --curriculum-frac must be <= 1"),
+    (["--batch-frames", "1"], "--batch-frames must be >= 2"),
+    (["--curriculum-frames", "30"], "--curriculum-frames must be in 2..24, got 30"),
+    (["--layerscale-init", "0"], "--layerscale-init must be > 0"),
+])
+def test_out_of_range_options_are_refused_before_anything_runs(tmp_path, capsys, argv, named):
+    from httm_ros.train.train_cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path / "run")] + argv)
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()                 # refused before training made its folder
+
+
+def test_eval_refuses_an_empty_held_out_set(capsys):
+    from httm_ros.train.train_cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--weights", "unused.safetensors", "--n", "0"])
+    assert stop.value.code == 2 and "--n must be >= 1" in capsys.readouterr().err

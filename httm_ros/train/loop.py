@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import torch
 from ..provenance import git_commit
 from ..vggt.config import SYNTH_IMAGE_HW, VGGTConfig
 from ..vggt.model import VGGT
-from .data import CLIP_FRAMES, MAX_FRAMES, ClipPool, frame_count_for_step, measure_renderer
+from .data import CLIP_FRAMES, MAX_FRAMES, MIN_FRAMES, ClipPool, frame_count_for_step, measure_renderer
 from .heldout import evaluate_heldout
 from .losses import first_frame_patch_targets, rotation_error_deg, training_loss
 from .outputs import loss_summary, plot_curves, write_log, write_model
@@ -61,6 +61,36 @@ class TrainOptions:
     heldout: int = 8
     heldout_frames: int = 16
     argv: list = field(default_factory=lambda: list(sys.argv))
+
+    def __post_init__(self) -> None:
+        errors = option_errors(self)
+        if errors:
+            raise ValueError("invalid training options: " + "; ".join(errors))
+
+
+_AT_LEAST = {"steps": 1, "batch_frames": MIN_FRAMES, "warmup": 0, "pool_size": 1, "reuse": 1,
+             "clip_frames": MIN_FRAMES, "workers": -1, "log_every": 1, "heldout": 1, "heldout_frames": MIN_FRAMES,
+             "weight_decay": 0.0, "camera_weight": 0.0, "depth_weight": 0.0, "point_weight": 0.0,
+             "match_weight": 0.0, "curriculum_frac": 0.0, "min_lr_ratio": 0.0}
+_POSITIVE = ("lr", "clip_grad", "print_every_s", "time_budget_s", "schedule_s", "layerscale_init")
+
+
+def option_errors(opts: "TrainOptions") -> List[str]:
+    """What is out of range in ``opts`` (one message per option, named as the CLI names it)."""
+    def name(key: str) -> str:
+        return "--" + key.replace("_", "-")
+
+    errors = [f"{name(k)} must be >= {low}, got {getattr(opts, k)}" for k, low in _AT_LEAST.items()
+              if getattr(opts, k) < low]
+    errors += [f"{name(k)} must be > 0, got {getattr(opts, k)}" for k in _POSITIVE
+               if getattr(opts, k) is not None and not getattr(opts, k) > 0]
+    errors += [f"{name(k)} must be <= 1, got {getattr(opts, k)}" for k in ("curriculum_frac", "min_lr_ratio")
+               if getattr(opts, k) > 1]
+    if not MIN_FRAMES <= opts.curriculum_frames <= MAX_FRAMES:
+        errors.append(f"--curriculum-frames must be in {MIN_FRAMES}..{MAX_FRAMES}, got {opts.curriculum_frames}")
+    if opts.camera_loss not in ("l1", "huber"):
+        errors.append(f"--camera-loss must be l1 or huber, got {opts.camera_loss!r}")
+    return errors
 
 
 def smoke_options(out: Path, **changes) -> TrainOptions:

@@ -82,7 +82,10 @@ def _eval(argv: List[str]) -> int:
     from .heldout import evaluate_heldout
     from .loop import _resolve_device
 
-    args = _eval_parser().parse_args(argv)
+    parser = _eval_parser()
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.frames < 2:
+        parser.error(f"--n must be >= 1 and --frames >= 2, got {args.n} and {args.frames}")
     device = _resolve_device(args.device)
     model = VGGT.from_checkpoint(args.weights, device=device)
     hw = checkpoint_image_hw(args.weights) or SYNTH_IMAGE_HW
@@ -100,24 +103,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "eval":
         return _eval(argv[1:])
-    args = _train_parser().parse_args(argv)
-    if args.smoke:
-        opts = smoke_options(args.out, resume=args.resume, seed=args.seed, time_budget_s=args.time_budget_s,
-                             layerscale_init=args.layerscale_init, argv=["httm-train"] + argv)
-    else:
-        opts = TrainOptions(out=args.out, config=args.config, layerscale_init=args.layerscale_init,
-                            steps=args.steps, schedule_s=args.schedule_s,
-                            batch_frames=args.batch_frames,
-                            lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
-                            match_weight=args.match_weight, match_layer=args.match_layer,
-                            device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
-                            pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
-                            clip_frames=args.clip_frames, camera_weight=args.camera_weight, workers=args.workers,
-                            camera_loss=args.camera_loss, depth_weight=args.depth_weight,
-                            curriculum_frames=args.curriculum_frames, curriculum_frac=args.curriculum_frac,
-                            argv=["httm-train"] + argv)
+    parser = _train_parser()
+    args = parser.parse_args(argv)
+    try:
+        opts = _options(args, argv)
+    except ValueError as err:
+        parser.error(str(err))                 # exit status 2, the usage and the message
     train(opts)
     return 0
+
+
+def _options(args, argv: List[str]):
+    """TrainOptions of the parsed ``args`` (ValueError naming the options out of range)."""
+    if args.smoke:
+        return smoke_options(args.out, resume=args.resume, seed=args.seed, time_budget_s=args.time_budget_s,
+                             layerscale_init=args.layerscale_init, argv=["httm-train"] + argv)
+    return TrainOptions(out=args.out, config=args.config, layerscale_init=args.layerscale_init,
+                        steps=args.steps, schedule_s=args.schedule_s,
+                        batch_frames=args.batch_frames,
+                        lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
+                        match_weight=args.match_weight, match_layer=args.match_layer,
+                        device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
+                        pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
+                        clip_frames=args.clip_frames, camera_weight=args.camera_weight, workers=args.workers,
+                        camera_loss=args.camera_loss, depth_weight=args.depth_weight,
+                        curriculum_frames=args.curriculum_frames, curriculum_frac=args.curriculum_frac,
+                        argv=["httm-train"] + argv)
 
 
 if __name__ == "__main__":
