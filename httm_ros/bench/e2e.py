@@ -212,7 +212,7 @@ def run(args, argv: List[str]) -> int:
     device = pick_device(args.device)
     result: Dict = {"kind": "e2e", "env": environment(device, argv), "config": args.config,
                     "weights_dtype": args.weights_dtype, "attention_sdpa": args.attention_sdpa,
-                    "compile_tokenwise": args.compile_tokenwise,
+                    "compile_tokenwise": args.compile_tokenwise, "dpt_dtype": args.dpt_dtype,
                     "overlap": args.overlap, "rows": [], "complete": False}
     if args.overlap is not None and min(args.frames) <= args.overlap:
         raise SystemExit(f"--overlap {args.overlap} needs every --frames above it")

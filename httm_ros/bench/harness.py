@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .workload import build_model
+from .workload import DPT_DTYPES, build_model
 
 
 def start_time() -> float:
@@ -31,7 +31,8 @@ def timed_model(args, device: torch.device):
     """(model, seconds it took to build) for ``--config`` / ``--weights-dtype``."""
     start = time.time()
     model = build_model(device, args.config, getattr(torch, args.weights_dtype),
-                        compile_tokenwise=getattr(args, "compile_tokenwise", False))
+                        compile_tokenwise=getattr(args, "compile_tokenwise", False),
+                        dpt_dtype=getattr(args, "dpt_dtype", "float32"))
     if device.type == "cuda":
         torch.cuda.synchronize()
     return model, round(time.time() - start, 2)
@@ -44,4 +45,6 @@ def add_model_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
     s.add_argument("--compile-tokenwise", action="store_true",
                    help="run the blocks' token-wise passes through torch.compile (compiled at each shape's first forward)")
+    s.add_argument("--dpt-dtype", choices=DPT_DTYPES, default="float32",
+                   help="the DPT heads on CUDA: float32 (VGGT) or bfloat16 (autocast, channels-last)")
     s.add_argument("--image-size", type=int, nargs=2, default=[392, 518], metavar=("H", "W"))

@@ -35,7 +35,7 @@ import torch
 from httm_ros.httm import patch, warm_up
 
 from ..provenance import environment, write_json
-from .workload import MODES, build_model, merge_config, video_frames
+from .workload import DPT_DTYPES, MODES, build_model, merge_config, video_frames
 
 HEADS = ("camera", "depth")
 SPIKE = 1.3                                           # a window above SPIKE x p50 counts as a spike
@@ -161,10 +161,11 @@ def run_mode(args) -> Dict:
     row: Dict = {"mode": args.mode, "sets": parse_sets(args.httm_set), "frames": args.frames,
                  "new": args.new, "windows": args.windows, "config": args.config,
                  "weights_dtype": args.weights_dtype, "compile_tokenwise": args.compile_tokenwise,
-                 "image_hw": list(args.image_size)}
+                 "dpt_dtype": args.dpt_dtype, "image_hw": list(args.image_size)}
     row["label"] = label(args.mode, row["sets"], args.compile_tokenwise)
     start = time.time()
-    model = build_model(device, args.config, getattr(torch, args.weights_dtype), compile_tokenwise=args.compile_tokenwise)
+    model = build_model(device, args.config, getattr(torch, args.weights_dtype), compile_tokenwise=args.compile_tokenwise,
+                        dpt_dtype=args.dpt_dtype)
     sync(device)
     row["model_build_s"] = round(time.time() - start, 2)
     config = merge_config(args.mode)
@@ -248,7 +249,8 @@ def plan(args) -> List[Dict]:
         items.append({"label": "FastVGGT code", "module": "httm_ros.bench.peers",
                       "extra": ["--peer", "fastvggt", "--path", str(args.peer_fastvggt)]})
     for mode in args.modes:
-        extra = ["--mode", mode, "--config", args.config, "--weights-dtype", args.weights_dtype]
+        extra = ["--mode", mode, "--config", args.config, "--weights-dtype", args.weights_dtype,
+                 "--dpt-dtype", args.dpt_dtype]
         extra += ["--compile-tokenwise"] if args.compile_tokenwise else []
         sets = args.httm_set if mode == "httm" else []
         for item in sets:
@@ -335,6 +337,8 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--compile-tokenwise", action="store_true",
                    help="ours: the blocks' token-wise passes through torch.compile (compiled in the warm-up)")
+    p.add_argument("--dpt-dtype", choices=DPT_DTYPES, default="float32",
+                   help="ours: the DPT heads on CUDA in float32 (VGGT) or bfloat16 (autocast, channels-last)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.vggt import VGGT, VGGTConfig, layers
 
 MODES = ("dense", "uniform", "httm")
+DPT_DTYPES = ("float32", "bfloat16")     # --dpt-dtype: the DPT heads on CUDA (VGGTConfig.dpt_cuda_dtype)
 HEIGHT, WIDTH = 392, 518                    # 28 x 37 patches + 5 special tokens = 1041 tokens/frame
 TOKENS_PER_FRAME = 1041
 
@@ -35,13 +36,14 @@ def merge_config(mode: str, impl: str = "auto",
 
 
 def build_model(device: torch.device, config: str = "1b", weights_dtype: torch.dtype = torch.float32,
-                seed: int = 0, compile_tokenwise: bool = False) -> VGGT:
+                seed: int = 0, compile_tokenwise: bool = False, dpt_dtype: str = "float32") -> VGGT:
     """VGGT (a ``VGGTConfig.preset`` name: 1b, tiny, synth) in eval mode, random weights
     initialised directly on ``device`` (no CPU copy, no golden weights); autocast bf16 on CUDA as
     in normal use. ``compile_tokenwise``: the blocks' token-wise passes through torch.compile
-    (``httm_ros.vggt.layers.compile_tokenwise``; compiled at the first forward of each shape)."""
+    (``httm_ros.vggt.layers.compile_tokenwise``; compiled at the first forward of each shape).
+    ``dpt_dtype`` other than float32: the DPT heads on CUDA in that dtype (``VGGTConfig.dpt_cuda_dtype``)."""
     torch.manual_seed(seed)
-    cfg = VGGTConfig.preset(config)
+    cfg = VGGTConfig.preset(config, dpt_cuda_dtype=None if dpt_dtype == "float32" else dpt_dtype)
     with torch.device(device):
         model = VGGT(cfg)
     model = model.to(dtype=weights_dtype).eval()

@@ -29,7 +29,10 @@ class VGGTConfig:
         (frames per head pass; None = all frames at once).
     Runtime
         cuda_autocast_dtype: dtype of the aggregator's autocast on CUDA
-        ("bfloat16", "float16" or None for fp32). Heads always run with autocast off.
+        ("bfloat16", "float16" or None for fp32). The camera head always runs in fp32.
+        dpt_cuda_dtype: the DPT heads on CUDA: None (fp32, as VGGT) or "bfloat16"/"float16"
+        (autocast, channels-last convolutions, activations in fp32; issue 14's lever, measured
+        against fp32 in BENCHMARKS.md before it is used anywhere by default).
     """
 
     img_size: int = 518
@@ -58,6 +61,7 @@ class VGGTConfig:
     dpt_chunk_size: Optional[int] = 8
 
     cuda_autocast_dtype: Optional[str] = "bfloat16"
+    dpt_cuda_dtype: Optional[str] = None
 
     def __post_init__(self) -> None:
         # Normalise sequences to tuples so the frozen dataclass stays hashable.
@@ -98,9 +102,9 @@ class VGGTConfig:
             raise ValueError(f"dpt_features must be even (half feeds output_conv1), got {self.dpt_features}")
         if self.dpt_chunk_size is not None and (not isinstance(self.dpt_chunk_size, int) or self.dpt_chunk_size <= 0):
             raise ValueError(f"dpt_chunk_size must be a positive int or None, got {self.dpt_chunk_size!r}")
-        if self.cuda_autocast_dtype not in _AUTOCAST_DTYPES:
-            raise ValueError(
-                f"cuda_autocast_dtype must be one of {_AUTOCAST_DTYPES}, got {self.cuda_autocast_dtype!r}")
+        for name in ("cuda_autocast_dtype", "dpt_cuda_dtype"):
+            if getattr(self, name) not in _AUTOCAST_DTYPES:
+                raise ValueError(f"{name} must be one of {_AUTOCAST_DTYPES}, got {getattr(self, name)!r}")
 
     @staticmethod
     def _check_heads(name: str, dim: int, heads: int, rope: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -166,12 +167,20 @@ class DPTHead(nn.Module):
             nn.Conv2d(features // 2, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, out_dim, 1))
 
     def forward(self, layer_tokens: dict, patch_start: int, image_hw: Tuple[int, int],
-                chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor]:
-        """layer_tokens {i: [B, S, P, C]} -> (values [B, S, H, W, out-1], conf [B, S, H, W])."""
+                chunk_size: Optional[int] = None,
+                low_precision: Optional[torch.dtype] = None) -> Tuple[Tensor, Tensor]:
+        """layer_tokens {i: [B, S, P, C]} -> (values [B, S, H, W, out-1], conf [B, S, H, W]), fp32.
+
+        ``low_precision`` (bf16/fp16): the convolutions under autocast in channels-last layout,
+        the output activations in fp32; None: fp32 throughout (VGGT)."""
         s = layer_tokens[self.layers[0]].shape[1]
         step = s if chunk_size is None or chunk_size >= s else chunk_size
-        parts = [self._run(layer_tokens, patch_start, image_hw, i, min(i + step, s))
-                 for i in range(0, s, step)]
+        low = low_precision is not None
+        autocast = (torch.autocast(layer_tokens[self.layers[0]].device.type, dtype=low_precision) if low
+                    else contextlib.nullcontext())
+        with autocast:
+            parts = [self._run(layer_tokens, patch_start, image_hw, i, min(i + step, s), low)
+                     for i in range(0, s, step)]
         if len(parts) == 1:
             return parts[0]
         return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)
@@ -179,10 +188,13 @@ class DPTHead(nn.Module):
     def _pos(self, x: Tensor, aspect: float) -> Tensor:
         return x + 0.1 * sincos_embedding_2d(x.shape[-2], x.shape[-1], x.shape[1], aspect, x.dtype, x.device)
 
-    def _features(self, tokens: Tensor, idx: int, grid: Tuple[int, int], aspect: float) -> Tensor:
+    def _features(self, tokens: Tensor, idx: int, grid: Tuple[int, int], aspect: float,
+                  channels_last: bool = False) -> Tensor:
         """tokens [N, h*w, C] -> feature map of layer ``idx`` [N, out_channels[idx], h', w']."""
         x = self.norm(tokens.to(self.norm.weight.dtype))
         x = x.permute(0, 2, 1).reshape(x.shape[0], x.shape[-1], *grid)
+        if channels_last:                     # [N, h*w, C] is channels-last already: no copy
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self._pos(self.projects[idx](x), aspect)
         return self.resize_layers[idx](x)
 
@@ -196,7 +208,7 @@ class DPTHead(nn.Module):
         return sc.output_conv1(x)
 
     def _run(self, layer_tokens: dict, patch_start: int, image_hw: Tuple[int, int],
-             start: int, stop: int) -> Tuple[Tensor, Tensor]:
+             start: int, stop: int, channels_last: bool = False) -> Tuple[Tensor, Tensor]:
         height, width = image_hw
         grid = (height // self.patch_size, width // self.patch_size)
         aspect = width / height
@@ -204,11 +216,11 @@ class DPTHead(nn.Module):
         for idx, layer in enumerate(self.layers):
             t = layer_tokens[layer][:, start:stop, patch_start:]                # [B, s, h*w, C]
             b, s = t.shape[:2]
-            feats.append(self._features(t.reshape(b * s, -1, t.shape[-1]), idx, grid, aspect))
+            feats.append(self._features(t.reshape(b * s, -1, t.shape[-1]), idx, grid, aspect, channels_last))
         x = self._fuse(feats)
         x = resize_bilinear(x, (grid[0] * self.patch_size, grid[1] * self.patch_size))
         x = self.scratch.output_conv2(self._pos(x, aspect))                    # [b*s, out, H, W]
-        x = x.permute(0, 2, 3, 1)
+        x = x.float().permute(0, 2, 3, 1)
         values, conf = x[..., :-1], x[..., -1]
         if self.activation == "exp":
             values = torch.exp(values)

@@ -95,10 +95,11 @@ class VGGT(nn.Module):
                 cam = layers[cfg.depth - 1][:, :, 0]                               # [B, S, 2C]
                 cam = cam.to(self.camera_head.token_norm.weight.dtype)
                 out["pose_enc"] = self.camera_head(cam)[-1]
+            low = getattr(torch, cfg.dpt_cuda_dtype) if cfg.dpt_cuda_dtype and device_type == "cuda" else None
             if "depth" in heads:
-                depth, conf = self.depth_head(layers, ps, image_hw, cfg.dpt_chunk_size)
+                depth, conf = self.depth_head(layers, ps, image_hw, cfg.dpt_chunk_size, low)
                 out["depth"], out["depth_conf"] = depth, conf
             if "point" in heads:
-                pts, conf = self.point_head(layers, ps, image_hw, cfg.dpt_chunk_size)
+                pts, conf = self.point_head(layers, ps, image_hw, cfg.dpt_chunk_size, low)
                 out["world_points"], out["world_points_conf"] = pts, conf
         return out

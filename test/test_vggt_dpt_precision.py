@@ -1,0 +1,90 @@
+"""The DPT heads in low precision (``VGGTConfig.dpt_cuda_dtype``, issue 14's lever): channels-last
+layout changes no number, bf16 autocast stays close to fp32 and returns fp32, the CPU path and the
+default are VGGT's fp32. The CUDA test (marker ``gpu``) checks VGGT-1B with bf16 heads against the
+public implementation's golden outputs; its timing is ``httm-bench e2e --dpt-dtype bfloat16``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from httm_ros.vggt import VGGT, VGGTConfig
+from httm_ros.vggt.golden import golden_images, golden_state_dict
+
+DATA = Path(__file__).parent / "data"
+
+
+def _tiny_layers(frames: int = 3):
+    """(tiny VGGT, its aggregator's DPT layers {i: [1, S, P, 2C]}, image (H, W))."""
+    torch.manual_seed(0)
+    model = VGGT(VGGTConfig.preset("tiny")).eval()
+    images = torch.rand(1, frames, 3, 56, 70, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        layers = model.aggregator(images, keep_layers=sorted(model.config.dpt_layers))
+    return model, layers, (56, 70)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_channels_last_layout_changes_no_number():
+    model, layers, hw = _tiny_layers()
+    head, ps = model.depth_head, model.aggregator.patch_start
+    with torch.inference_mode():
+        ref = head(layers, ps, hw)
+        got = head._run(layers, ps, hw, 0, 3, channels_last=True)
+    for g, r in zip(got, ref):
+        assert torch.allclose(g, r, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_heads_stay_close_to_fp32_and_return_fp32():
+    model, layers, hw = _tiny_layers()
+    ps = model.aggregator.patch_start
+    with torch.inference_mode():
+        for head in (model.depth_head, model.point_head):
+            ref = head(layers, ps, hw, chunk_size=2)
+            got = head(layers, ps, hw, chunk_size=2, low_precision=torch.bfloat16)
+            for g, r in zip(got, ref):
+                assert g.dtype == torch.float32 and g.shape == r.shape and torch.isfinite(g).all()
+                assert 0 < _rel(g, r) < 2e-2, _rel(g, r)           # bf16 did run, and stays close
+
+
+def test_dpt_dtype_is_cuda_only_and_checked():
+    model, _, _ = _tiny_layers()
+    images = torch.rand(1, 2, 3, 56, 70)
+    with torch.inference_mode():
+        ref = model(images, heads=("depth",))
+        model.config = model.config.replace(dpt_cuda_dtype="bfloat16")
+        got = model(images, heads=("depth",))
+    assert torch.equal(got["depth"], ref["depth"])                  # CPU: fp32 heads, as VGGT
+    assert VGGTConfig().dpt_cuda_dtype is None
+    with pytest.raises(ValueError, match="dpt_cuda_dtype must be one of"):
+        VGGTConfig.preset("tiny", dpt_cuda_dtype="int8")
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_golden_cuda_bf16_heads(monkeypatch):
+    """VGGT-1B, aggregator in fp32 or bf16 autocast, DPT heads in bf16 channels-last: within the
+    eager bf16 bound of test_vggt_golden against the public code's outputs."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    reference = dict(np.load(DATA / "golden_vggt1b.npz"))
+    with torch.device("meta"):
+        model = VGGT()
+    model.load_state_dict(golden_state_dict(DATA / "state_dict_manifest.json"), assign=True, strict=True)
+    model = model.eval().cuda()
+    images = golden_images().cuda()
+    for autocast in (None, "bfloat16"):
+        model.config = model.config.replace(cuda_autocast_dtype=autocast, dpt_cuda_dtype="bfloat16")
+        with torch.inference_mode():
+            got = model(images)
+        for key in ("depth", "depth_conf", "world_points"):
+            g, r = got[key][0].float().cpu().numpy(), reference[key]
+            rel = np.linalg.norm(g - r) / np.linalg.norm(r)
+            print(f"golden, aggregator {autocast or 'float32'}, DPT bfloat16: {key} relative error {rel:.3e}")
+            assert rel < 2e-2, (autocast, key, rel)
