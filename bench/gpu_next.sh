@@ -10,6 +10,8 @@
 #                                   # 17's weights dtype (bf16, fp16 vs fp32 on the golden data)
 #   PART=4 bash bench/gpu_next.sh   # the torch.compile lever (--compile-tokenwise) alone: windows
 #                                   # K=24 and e2e 24/100 frames, eager vs compiled; compiled golden parity
+#   PART=5 bash bench/gpu_next.sh   # the DPT heads in bf16 (--dpt-dtype) alone, on top of the compiled
+#                                   # passes with cuDNN attention: golden parity, e2e 24/100/1000, windows K=24
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -26,7 +28,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1, 2 or 3}"
+PART="${PART:?set PART=1..5}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -39,14 +41,14 @@ if [ "$SMOKE" = 1 ]; then
     MODEL=(--config tiny --device cpu --image-size 56 70)
     W24=(--frames 6 --new 4 --windows 3); W64=(--frames 8 --new 6 --windows 2); W128=(--frames 10 --new 8 --windows 2)
     WON=(--frames 7 --new 5 --windows 2)
-    E1=(4 6 8); E2=(4 6); E3=(4 6); KS=(4 6 8); OVL=2
+    E1=(4 6 8); E2=(4 6); E3=(4 6); E5=(4 6 8); KS=(4 6 8); OVL=2
     BF16=float32              # bf16 weights need CUDA autocast (the patch embedding's input is fp32)
 else
     BUDGET_S="${BUDGET_S:-520}"
     MODEL=(--config 1b --device cuda --image-size 392 518)
     W24=(--frames 24 --new 16 --windows 40); W64=(--frames 64 --new 48 --windows 15); W128=(--frames 128 --new 120 --windows 6)
     WON=(--frames 32 --new 24 --windows 30)
-    E1=(100 300 1000); E2=(100 300); E3=(24 100); KS=(16 24 32 48 64 96 128); OVL=8
+    E1=(100 300 1000); E2=(100 300); E3=(24 100); E5=(24 100 1000); KS=(16 24 32 48 64 96 128); OVL=8
     BF16=bfloat16
 fi
 T0=$(date +%s); T_END=$(( T0 + BUDGET_S ))
@@ -118,7 +120,18 @@ case "$PART" in
     fi
     e2e e2e_eager --frames "${E3[@]}" --modes dense httm
     e2e e2e_compiled --frames "${E3[@]}" --modes dense httm --compile-tokenwise ;;
-*)  echo "PART must be 1, 2, 3 or 4" >&2; exit 2 ;;
+5)  # issue 14's heads lever alone (DPT heads bf16, channels-last), both rows compiled with cuDNN
+    # attention (the fastest 1000-frame setting of session 7); its golden parity first
+    if [ "$SMOKE" = 0 ] && [ "$(left)" -gt 60 ]; then
+        timeout 120 $PY -m pytest -q -s -p no:cacheprovider test/test_vggt_dpt_precision.py \
+            -k golden_cuda > "$OUT/dpt_golden_cuda.txt" 2>&1
+        echo "[gpu_next] DPT bf16 golden parity: rc=$?"; grep "relative error\|passed\|failed" "$OUT/dpt_golden_cuda.txt"
+    fi
+    e2e e2e_dpt_float32 --frames "${E5[@]}" --modes httm --attention-sdpa cudnn --compile-tokenwise
+    e2e e2e_dpt_bfloat16 --frames "${E5[@]}" --modes httm --attention-sdpa cudnn --compile-tokenwise --dpt-dtype bfloat16
+    windows k24_dpt_float32 45 "${W24[@]}" --modes dense httm --compile-tokenwise
+    windows k24_dpt_bfloat16 100 "${W24[@]}" --modes dense httm --compile-tokenwise --dpt-dtype bfloat16 ;;
+*)  echo "PART must be 1, 2, 3, 4 or 5" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"

@@ -511,9 +511,29 @@ def test_report_compile_lever_section(tmp_path):
                                            row("httm", 100, 1.281, 0.449)])
     assert report.extra_kind(json.loads(compiled.read_text())) == "compile"
     text = report.build_report([eager, compiled])
-    assert "| httm | 24 | flash | yes | 1.279 | 0.279 | - | 0.100 | 0.100 | - | 7.10 |" in text
+    assert "| httm | 24 | flash | yes | float32 | 1.279 | 0.279 | - | 0.100 | 0.100 | - | 7.10 |" in text
     assert "| httm | 24 | flash | 0.412 | 0.279 | 1.48x | 0.227 -> 0.100 |" in text
     assert "| dense | 24 | sdpa | 0.478 | 0.343 | 1.39x | 0.227 -> 0.096 |" in text
     assert "| httm | 100 | flash | 1.281" not in text.split("| eager s |")[1]      # no eager row: no speed-up
     assert "| 24 | httm |" not in text.split("## Long sequences")[1].split("##")[0]  # kept out of issue 4's tables
     assert "torch.compile (issue 14's fusion lever" in report.build_report([])
+    assert "| DPT float32 s |" not in text                        # no file has bf16 heads: no table
+
+
+def test_report_pairs_the_dpt_heads_lever_at_equal_compile_setting(tmp_path):
+    """--dpt-dtype bfloat16 files are paired with float32-heads files of the same compile setting,
+    commit and device; the compile lever is paired at equal DPT dtype."""
+    env = {"commit": "abcdef0123", "device": "NVIDIA H200", "date_utc": "2026-12-07T03:40:00Z"}
+
+    def e2e(name, compiled, dpt, seconds, heads):
+        row = {**_row("httm", 100, seconds, 8.6, ga=0.4), "attention_sdpa": "cudnn", "first_run_s": seconds + 1,
+               "breakdown_s": {"aggregator_other": 0.45, "heads_and_host": heads}}
+        return _json(tmp_path, name, {"kind": "e2e", "config": "1b", "env": env, "compile_tokenwise": compiled,
+                                      "dpt_dtype": dpt, "attention_sdpa": "cudnn", "rows": [row]})
+
+    files = [e2e("c32.json", True, "float32", 1.20, 0.195), e2e("c16.json", True, "bfloat16", 1.10, 0.090),
+             e2e("e32.json", False, "float32", 1.80, 0.196)]
+    text = report.build_report(files)
+    assert "| httm | 100 | cudnn | 1.200 | 1.100 | 1.09x | 0.195 -> 0.090 |" in text     # DPT lever, compiled
+    assert "| httm | 100 | cudnn | 1.800 | 1.200 | 1.50x | 0.450 -> 0.450 |" in text     # compile lever, fp32 heads
+    assert "| httm | 100 | cudnn | yes | bfloat16 |" in text

@@ -632,7 +632,8 @@ def extra_sections(extra: Dict[str, List[Dict]]) -> List[str]:
 
 
 def compile_section(results: List[Dict]) -> List[str]:
-    """Issue 14's fusion lever: e2e files of one call, eager and ``--compile-tokenwise``."""
+    """Issue 14's levers, each measured alone: e2e files of one call, eager and
+    ``--compile-tokenwise``, or the DPT heads in float32 and ``--dpt-dtype bfloat16``."""
     rows = [(res, r) for res in results for r in res.get("rows", []) if r.get("seconds") is not None]
     out = ["## The token-wise passes through torch.compile (issue 14's fusion lever, measured alone)", "",
            "`httm-bench e2e --compile-tokenwise` runs every block's norms, qkv, q/k norm + RoPE, LayerScale, "
@@ -640,18 +641,30 @@ def compile_section(results: List[Dict]) -> List[str]:
            "the attention cores eager; the same input repeated, one untimed forward at the row's size "
            "first (`first run`, which includes the compile for a new shape), the breakdown of the last "
            "repeat. Eager and compiled rows of one commit on one device ran in one device call. The "
-           "node's regime with the lever is in the windows table above (rows marked `compiled`).", ""]
+           "node's regime with the lever is in the windows table above (rows marked `compiled`). "
+           "`--dpt-dtype bfloat16` (the heads lever: the DPT heads under bf16 autocast, channels-last; "
+           "`VGGTConfig.dpt_cuda_dtype`) is paired the same way with float32 heads.", ""]
     if not rows:
         return out + [NOT_YET, ""]
-    out += md_head("mode", "frames", "attention", "compiled", "first run s", "warm s", "dino",
+    out += md_head("mode", "frames", "attention", "compiled", "DPT heads", "first run s", "warm s", "dino",
                    "global attention", "aggregator_other", "heads_and_host", "peak GiB", "device", "commit", "file")
-    for res, r in sorted(rows, key=lambda x: (x[1]["frames"], x[1]["mode"], compile_sdpa(*x), bool(x[0].get("compile_tokenwise")))):
+    for res, r in sorted(rows, key=lambda x: (x[1]["frames"], x[1]["mode"], compile_sdpa(*x), _compiled(x[0]), _dpt(x[0]))):
         b, env = r.get("breakdown_s") or {}, env_of(res)
-        out.append(md_row(r["mode"], r["frames"], compile_sdpa(res, r), "yes" if res.get("compile_tokenwise") else "no",
+        out.append(md_row(r["mode"], r["frames"], compile_sdpa(res, r), "yes" if _compiled(res) else "no", _dpt(res),
                           num(r.get("first_run_s")), num(r["seconds"]), num(b.get("dino")), num(b.get("global_attention")),
                           num(b.get("aggregator_other")), num(b.get("heads_and_host")), num(r.get("peak_gib"), "{:.2f}"),
                           env.get("device", "?"), str(env.get("commit", "?"))[:7], res["file"]))
-    return out + ["", *compile_lever_table(rows), ""]
+    compiled = lever_table(rows, _compiled, _dpt, ("eager", "compiled"), "aggregator_other")
+    dpt = lever_table(rows, lambda res: _dpt(res) != "float32", _compiled, ("DPT float32", "DPT bf16"), "heads_and_host")
+    return out + ["", *compiled, ""] + ([*dpt, ""] if dpt != [NOT_YET] else [])
+
+
+def _compiled(res: Dict) -> bool:
+    return bool(res.get("compile_tokenwise"))
+
+
+def _dpt(res: Dict) -> str:
+    return res.get("dpt_dtype") or "float32"
 
 
 def compile_sdpa(res: Dict, row: Dict) -> str:
@@ -662,20 +675,23 @@ def compile_sdpa(res: Dict, row: Dict) -> str:
     return row.get("attention_sdpa") or res.get("attention_sdpa") or "flash"
 
 
-def compile_lever_table(rows: List[Tuple[Dict, Dict]]) -> List[str]:
-    """Compiled over eager for each (mode, frames, attention) measured both ways on one commit and device."""
+def lever_table(rows: List[Tuple[Dict, Dict]], lever: Callable[[Dict], bool], other: Callable[[Dict], object],
+                names: Tuple[str, str], part: str) -> List[str]:
+    """With the lever over without it, for each (mode, frames, attention, the other lever's setting)
+    measured both ways on one commit and device; ``part``: the breakdown entry it acts on."""
     by_key: Dict[Tuple, Dict[bool, Dict]] = {}
     for res, r in rows:
         env = env_of(res)
-        key = (r["mode"], r["frames"], compile_sdpa(res, r), env.get("commit"), env.get("device"))
-        by_key.setdefault(key, {})[bool(res.get("compile_tokenwise"))] = r
-    out = md_head("mode", "frames", "attention", "eager s", "compiled s", "speed-up", "aggregator_other eager -> compiled s")
-    for (mode, frames, sdpa, *_), got in sorted(by_key.items(), key=lambda kv: kv[0][:3]):
+        key = (r["mode"], r["frames"], compile_sdpa(res, r), str(other(res)), env.get("commit"), env.get("device"))
+        by_key.setdefault(key, {})[lever(res)] = r
+    out = md_head("mode", "frames", "attention", f"{names[0]} s", f"{names[1]} s", "speed-up",
+                  f"{part} {names[0]} -> {names[1]} s")
+    for (mode, frames, sdpa, *_), got in sorted(by_key.items(), key=lambda kv: kv[0][:4]):
         if len(got) == 2:
             e, c = got[False], got[True]
-            other = [(x.get("breakdown_s") or {}).get("aggregator_other") for x in (e, c)]
+            parts = [(x.get("breakdown_s") or {}).get(part) for x in (e, c)]
             out.append(md_row(mode, frames, sdpa, num(e["seconds"]), num(c["seconds"]),
-                              num(ratio(e["seconds"], c["seconds"]), "{:.2f}x"), " -> ".join(num(x) for x in other)))
+                              num(ratio(e["seconds"], c["seconds"]), "{:.2f}x"), " -> ".join(num(x) for x in parts)))
     return out if len(out) > 2 else [NOT_YET]
 
 
