@@ -52,13 +52,21 @@ def start_node(ros, node_class, ns: str, predictor, values: Dict[str, Any]):
                               parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
 
 
-def attach(ros, ns: str, depth: int = 100, diagnostics: bool = True) -> Tuple[Any, Any]:
+def attach(ros, ns: str, depth: int = 100, diagnostics: bool = True, node=None) -> Tuple[Any, Any]:
     """(a collector of the node's outputs, a publisher of its ``image`` with history ``depth``,
-    matched with the node's subscription)."""
+    matched with the node's subscription). With the running ``node``: also until its image reader
+    has matched this writer and each of its outputs has matched the collector. DDS matches the two
+    sides separately, and a frame or output sent before its reader matched is lost (volatile QoS):
+    a clean-clone CI run lost frame 0 that way once."""
     col = ros.add(make_collector(ros.context, f"{ns}/reconstruct_node", name=f"col{ns[1:]}",
                                  diagnostics=diagnostics))
     pub = ros.feeder.create_publisher(Image, f"{ns}/image", depth)
     wait_matched(pub)
+    if node is not None:
+        wait_for(lambda: node._sub.get_publisher_count() >= 1, TIMEOUT, "the node's image reader matched")
+        for publisher in node.pub.values():
+            if diagnostics or publisher.topic_name != "/diagnostics":
+                wait_matched(publisher, 1, TIMEOUT)
     return col, pub
 
 

@@ -18,7 +18,7 @@ if __import__("os").environ.get("HTTM_ROS_INSTALLED") != "1":
 from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.tools.local_dds import wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import wait_for  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
 from httm_ros.synthetic.oracle import OraclePredictor  # noqa: E402
 
@@ -51,9 +51,8 @@ class Feed:
         self.ns = next(_names)
         self.node = start_node(ros, ReconstructNode, self.ns, predictor,
                                {**ORACLE_VALUES, "diagnostics_period": 0.1, "queue_size": 2, **overrides})
-        self.col, self.pub = attach(ros, self.ns)
+        self.col, self.pub = attach(ros, self.ns, node=self.node)
         self.seq, self.ros, self.sent = seq, ros, 0
-        wait_matched(self.node.pub["stats"], 1, TIMEOUT)
 
     def header(self):
         return codec.make_header(codec.sec_to_stamp(1000.0 + 0.1 * self.sent), "cam")

@@ -138,8 +138,7 @@ def test_shutdown_from_active_stops_the_threads_and_writes_the_loop_exports(ros,
     m = Managed(ros, seq, flush_on_shutdown=True, window_mode="anchored", loop_closure=True,
                 loop_export_dir=str(tmp_path))
     assert m.transition(Transition.TRANSITION_CONFIGURE) and m.transition(Transition.TRANSITION_ACTIVATE)
-    col, pub = attach(ros, m.ns, diagnostics=False)
-    wait_for(lambda: col.matched("stats"), TIMEOUT, "~/stats matched")
+    col, pub = attach(ros, m.ns, diagnostics=False, node=m.node)
     _send(m, pub, range(3))                                    # fewer than a window: flushed at the stop
     assert m.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
     assert m.state() == "finalized" and m.node.finished and not m.node._threads_running()

@@ -25,7 +25,7 @@ from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
 from httm_ros.ros.window_stats import _loop_fields  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.synthetic.oracle import OraclePredictor, PerturbedOracle  # noqa: E402
-from httm_ros.tools.local_dds import wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import wait_for  # noqa: E402
 
 import node_fixtures  # noqa: E402
 from node_fixtures import attach, namespaces, start_node  # noqa: E402
@@ -60,10 +60,7 @@ class BySequenceIndex:
 def _node(ros, predictor, **values):
     ns = next(_names)
     node = start_node(ros, ReconstructNode, ns, predictor, values)
-    col, pub = attach(ros, ns, depth=1000, diagnostics=False)
-    for publisher in node.pub.values():
-        if publisher.topic_name != "/diagnostics":
-            wait_matched(publisher, 1, TIMEOUT)
+    col, pub = attach(ros, ns, depth=1000, diagnostics=False, node=node)
     return node, col, pub
 
 

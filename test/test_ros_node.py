@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from httm_ros.ros import codec  # noqa: E402
-from httm_ros.tools.local_dds import make_collector, wait_for, wait_matched  # noqa: E402
+from httm_ros.tools.local_dds import make_collector, wait_for  # noqa: E402
 from httm_ros.ros.params import ParameterError  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
 from httm_ros.synthetic.oracle import OraclePredictor  # noqa: E402
@@ -44,14 +44,8 @@ class Harness:
         self.ns = next(_names)
         self.node = start_node(ros, ReconstructNode, self.ns, predictor or OraclePredictor(seq, seed=1),
                                {**ORACLE_VALUES, **overrides})
-        self.col, self.pub = attach(ros, self.ns)
-        # attach waits until the publisher sees the node's subscription; DDS matches the two sides
-        # separately, and a frame sent before the node's reader has matched this writer is lost
-        # (volatile QoS). A clean-clone CI run lost frame 0 that way once (30 s timeout).
-        wait_for(lambda: self.node._sub.get_publisher_count() >= 1, TIMEOUT, "the node's image reader matched")
+        self.col, self.pub = attach(ros, self.ns, node=self.node)
         self.seq, self.ros = seq, ros
-        for name, publisher in self.node.pub.items():
-            wait_matched(publisher, 1, TIMEOUT)
 
     def diagnostics(self):
         """Statuses of this node on /diagnostics (other nodes publish there too)."""
