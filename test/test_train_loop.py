@@ -71,10 +71,11 @@ def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
     assert set(card["heldout"]["baselines"]) >= {"abs_rel_constant_depth", "rot_err_median_deg_identity"}
     log = json.loads((tmp_path / "train_log.json").read_text())["entries"]
     assert [e["step"] for e in log] == [1, 2, 3, 4] and all("rot_err_deg" in e for e in log)
+    assert all(0 < e["rot_identity_deg"] < 180 for e in log)                       # the no-rotation bar
     model = VGGT.from_checkpoint(tmp_path / "httm-vggt-synth.safetensors")
     assert model.config == VGGTConfig.tiny(layerscale_init=1.0)                    # --layerscale-init travels
-    gamma = model.aggregator.frame_blocks[0].ls1.gamma
-    assert abs(float(gamma.float().mean()) - 1.0) < 0.05                           # 4 steps from 1.0, not 0.01
+    for block in (model.aggregator.frame_blocks[0], model.camera_head.trunk[0]):   # the camera trunk too
+        assert abs(float(block.ls1.gamma.float().mean()) - 1.0) < 0.05             # 4 steps from 1.0, not 0.01
 
 
 @pytest.mark.parametrize("argv, named", [

@@ -21,7 +21,7 @@ from ..vggt.config import SYNTH_IMAGE_HW, VGGTConfig
 from ..vggt.model import VGGT
 from .data import CLIP_FRAMES, MAX_FRAMES, MIN_FRAMES, ClipPool, frame_count_for_step, measure_renderer
 from .heldout import evaluate_heldout
-from .losses import first_frame_patch_targets, rotation_error_deg, training_loss
+from .losses import first_frame_patch_targets, identity_rotation_error_deg, rotation_error_deg, training_loss
 from .outputs import loss_summary, plot_curves, write_log, write_model
 from .resume import load_resume, save_resume
 
@@ -199,6 +199,16 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _rotation_since(log: List[Dict], start: int) -> str:
+    """" rot E deg (identity I)": the mean training rotation error of the entries logged since
+    ``start`` beside a rotation-free prediction's on the same windows ("" if none)."""
+    recent = [e for e in log[start:] if "rot_identity_deg" in e]
+    if not recent:
+        return ""
+    return (f" rot {np.mean([e['rot_err_deg'] for e in recent]):.1f} deg "
+            f"(identity {np.mean([e['rot_identity_deg'] for e in recent]):.1f})")
+
+
 def train(opts: TrainOptions) -> Dict:
     """Run (or continue) training; writes the outputs in opts.out and returns the model card's
     training section plus the held-out metrics."""
@@ -235,7 +245,7 @@ def train(opts: TrainOptions) -> Dict:
     pool = ClipPool(opts.image_hw, device, opts.seed, opts.pool_size, opts.reuse, opts.clip_frames,
                     clips_made=state["clips_made"] if state else 0, workers=workers)
     step_times, last_print, stopped = [], time.monotonic(), "steps"
-    since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds}         # since the last print
+    since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds, "log_len": len(log)}   # since the last print
     reserve = 15.0 + 2.0 * opts.heldout                          # seconds kept for saving + held-out eval
     while step < opts.steps:
         elapsed = time.monotonic() - t_start
@@ -269,6 +279,7 @@ def train(opts: TrainOptions) -> Dict:
         if step % opts.log_every == 0 or step == opts.steps:
             entry = {k: float(v.detach()) for k, v in parts.items()}
             entry["rot_err_deg"] = float(rotation_error_deg(pred["pose_history"][-1].detach(), batch["pose_enc"]))
+            entry["rot_identity_deg"] = float(identity_rotation_error_deg(batch["pose_enc"]))
             dt = time.monotonic() - t0
             entry.update(step=step, lr=lr, frames=frames, grad_norm=float(gnorm), frames_per_s=n_frames / dt,
                          steps_per_s=(len(step_times[-9:]) + 1) / (sum(step_times[-9:]) + dt),   # last 10 steps
@@ -282,13 +293,13 @@ def train(opts: TrainOptions) -> Dict:
         if time.monotonic() - last_print >= opts.print_every_s or step == 1:
             span = time.monotonic() - last_print
             last_print = time.monotonic()
-            rot = f" rot {log[-1]['rot_err_deg']:.1f} deg" if log and "rot_err_deg" in log[-1] else ""
+            rot = _rotation_since(log, since["log_len"])
             loss, cam, dep = (float(parts[k].detach()) for k in ("loss", "camera", "depth"))
             _print(f"step {step}/{opts.steps} loss {loss:.4f} camera {cam:.4f} depth {dep:.4f}{rot} lr {lr:.2e} | "
                    f"last {span:.0f}s: {since['steps'] / span:.2f} steps/s, {since['frames'] / span:.0f} frames/s, "
                    f"render host {100 * (pool.render_seconds - since['render_s']) / span:.0f}% | "
                    f"elapsed {time.monotonic() - t_start:.0f}s")
-            since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds}
+            since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds, "log_len": len(log)}
     pool.close()
     elapsed = before + time.monotonic() - t_start
     _print(f"stopped at step {step} ({stopped}); saving")

@@ -55,6 +55,14 @@ def rotation_error_deg(pred: Tensor, target: Tensor) -> Tensor:
     return torch.rad2deg(2 * torch.acos(cos)).mean()
 
 
+def identity_rotation_error_deg(target: Tensor) -> Tensor:
+    """``rotation_error_deg`` of a network that predicts no rotation ([B,S,9] targets): the bar a
+    camera head has to get under to have learned anything about rotation."""
+    identity = torch.zeros_like(target)
+    identity[..., 6] = 1.0
+    return rotation_error_deg(identity, target)
+
+
 def _grad_error(err: Tensor, conf: Tensor, valid: Tensor) -> Tensor:
     """Sum of conf-weighted |finite differences| of err [N,H,W,C] where both pixels are valid."""
     total = err.new_zeros(())

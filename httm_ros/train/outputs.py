@@ -61,9 +61,11 @@ def plot_curves(path: Path, log: List[Dict]) -> Optional[Path]:
     axes[2].plot(steps, [e["lr"] for e in log])
     axes[2].set_title("learning rate")
     axes[2].set_xlabel("step")
-    rot = [(e["step"], e["rot_err_deg"]) for e in log if "rot_err_deg" in e]
-    if rot:
-        axes[3].plot(*zip(*rot), lw=0.8)
+    for key, label in (("rot_err_deg", "network"), ("rot_identity_deg", "no rotation")):
+        rot = [(e["step"], e[key]) for e in log if key in e]
+        if rot:
+            axes[3].plot(*zip(*rot), lw=0.8, label=label)
+    axes[3].legend()
     axes[3].set_title("training batch: mean camera rotation error (deg)")
     axes[3].set_xlabel("step")
     fig.tight_layout()
