@@ -15,7 +15,7 @@ from torch._dynamo.utils import counters
 
 from httm_ros.httm import HTTMConfig, patch
 from httm_ros.vggt import VGGT, VGGTConfig, layers
-from httm_ros.vggt.golden import golden_images, golden_state_dict
+from httm_ros.vggt.golden import golden_images, golden_vggt1b
 
 DATA = Path(__file__).parent / "data"
 KEYS = ("pose_enc", "depth", "depth_conf", "world_points")
@@ -122,10 +122,7 @@ def test_golden_cuda_compiled(monkeypatch):
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     reference = dict(np.load(DATA / "golden_vggt1b.npz"))
-    with torch.device("meta"):
-        model = VGGT()
-    model.load_state_dict(golden_state_dict(DATA / "state_dict_manifest.json"), assign=True, strict=True)
-    model = model.eval().cuda()
+    model = golden_vggt1b(DATA / "state_dict_manifest.json").cuda()
     layers.compile_tokenwise(model)
     images = golden_images().cuda()
     for autocast, tol in ((None, 1e-4), ("bfloat16", 2e-2)):

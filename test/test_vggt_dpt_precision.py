@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from httm_ros.vggt import VGGT, VGGTConfig
-from httm_ros.vggt.golden import golden_images, golden_state_dict
+from httm_ros.vggt.golden import golden_images, golden_vggt1b
 
 DATA = Path(__file__).parent / "data"
 
@@ -74,10 +74,7 @@ def test_golden_cuda_bf16_heads(monkeypatch):
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     reference = dict(np.load(DATA / "golden_vggt1b.npz"))
-    with torch.device("meta"):
-        model = VGGT()
-    model.load_state_dict(golden_state_dict(DATA / "state_dict_manifest.json"), assign=True, strict=True)
-    model = model.eval().cuda()
+    model = golden_vggt1b(DATA / "state_dict_manifest.json").cuda()
     images = golden_images().cuda()
     for autocast in (None, "bfloat16"):
         model.config = model.config.replace(cuda_autocast_dtype=autocast, dpt_cuda_dtype="bfloat16")

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from httm_ros.vggt import VGGT
-from httm_ros.vggt.golden import golden_images, golden_state_dict
+from httm_ros.vggt.golden import golden_images, golden_vggt1b
 
 DATA = Path(__file__).parent / "data"
 TOLERANCE = 1e-4  # relative L2 error; the same maths reaches ~1e-6
@@ -23,10 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def _golden_model():
-    with torch.device("meta"):
-        model = VGGT()
-    model.load_state_dict(golden_state_dict(DATA / "state_dict_manifest.json"), assign=True, strict=True)
-    return model.eval()
+    return golden_vggt1b(DATA / "state_dict_manifest.json")
 
 
 def _run(model, images):

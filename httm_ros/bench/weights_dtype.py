@@ -27,7 +27,7 @@ import torch
 from ..pipeline.predictor import ModelPredictor
 from ..provenance import environment, write_json
 from ..vggt import VGGT
-from ..vggt.golden import golden_images, golden_state_dict
+from ..vggt.golden import golden_images, golden_vggt1b
 from .fidelity import GOLDEN_DIRS
 from .harness import pick_device
 
@@ -45,11 +45,9 @@ def golden_dir(given: str) -> Path:
 
 def golden_model(folder: Path) -> VGGT:
     """VGGT-1B with the golden weights, float32 on the CPU, autocast off."""
-    with torch.device("meta"):
-        model = VGGT()
-    model.load_state_dict(golden_state_dict(folder / "state_dict_manifest.json"), assign=True, strict=True)
+    model = golden_vggt1b(folder / "state_dict_manifest.json")
     model.config = model.config.replace(cuda_autocast_dtype=None)
-    return model.eval()
+    return model
 
 
 def rel_error(got: torch.Tensor, ref: torch.Tensor) -> float:

@@ -54,6 +54,17 @@ def golden_state_dict(manifest_path_or_dict, include_track_head: bool = False) -
     return out
 
 
+def golden_vggt1b(manifest_path: Union[str, Path]):
+    """VGGT-1B (the default ``VGGTConfig``) with the golden weights of ``manifest_path``, fp32 on
+    the CPU, in eval mode; built on the meta device, so no random initialisation runs first."""
+    from .model import VGGT
+
+    with torch.device("meta"):
+        model = VGGT()
+    model.load_state_dict(golden_state_dict(manifest_path), assign=True, strict=True)
+    return model.eval()
+
+
 def golden_images(frames: int = 3, height: int = 126, width: int = 168) -> torch.Tensor:
     """Smooth synthetic frames [frames, 3, height, width] in [0, 1], computed in torch fp32."""
     y = torch.linspace(0, 1, height)[:, None]
