@@ -169,10 +169,11 @@ class DPTHead(nn.Module):
     def forward(self, layer_tokens: dict, patch_start: int, image_hw: Tuple[int, int],
                 chunk_size: Optional[int] = None,
                 low_precision: Optional[torch.dtype] = None) -> Tuple[Tensor, Tensor]:
-        """layer_tokens {i: [B, S, P, C]} -> (values [B, S, H, W, out-1], conf [B, S, H, W]), fp32.
+        """layer_tokens {i: [B, S, P, C]} -> (values [B, S, H, W, out-1], conf [B, S, H, W]) in the
+        weights' dtype.
 
         ``low_precision`` (bf16/fp16): the convolutions under autocast in channels-last layout,
-        the output activations in fp32; None: fp32 throughout (VGGT)."""
+        the output activations and outputs in fp32; None: the weights' dtype throughout (VGGT)."""
         s = layer_tokens[self.layers[0]].shape[1]
         step = s if chunk_size is None or chunk_size >= s else chunk_size
         low = low_precision is not None
@@ -220,7 +221,7 @@ class DPTHead(nn.Module):
         x = self._fuse(feats)
         x = resize_bilinear(x, (grid[0] * self.patch_size, grid[1] * self.patch_size))
         x = self.scratch.output_conv2(self._pos(x, aspect))                    # [b*s, out, H, W]
-        x = x.float().permute(0, 2, 3, 1)
+        x = (x.float() if channels_last else x).permute(0, 2, 3, 1)           # autocast's bf16: back to fp32
         values, conf = x[..., :-1], x[..., -1]
         if self.activation == "exp":
             values = torch.exp(values)
