@@ -131,14 +131,15 @@ class PlainViT(torch.nn.Module):
 def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Callable[[str], None],
              match_weight: float = 0.0, model_name: str = "synth", device: str = "cpu",
              time_budget_s: Optional[float] = None, readout: str = "camera-head",
-             layerscale_init: Optional[float] = None, synth_set: Optional[Dict] = None) -> Dict:
+             layerscale_init: Optional[float] = None, synth_set: Optional[Dict] = None,
+             camera_loss_kind: str = "l1") -> Dict:
     """Train a fresh network on ``task`` for ``steps`` (or until ``time_budget_s``); match_weight > 0
     (texture tasks, synth model only) adds the correspondence loss of httm-train --match-weight with
     the probe's exact correspondences. Synth ablations: ``readout`` "camera-head" (the VGGT camera
     loss over the whole pose encoding), "camera-entry" (the camera head, loss on the target entry
     only) or "linear" (a linear read-out of frame 1's last-block camera token, loss on the target
     only, as the plain ViT); ``layerscale_init`` and ``synth_set`` (VGGTConfig fields) override the
-    preset's."""
+    preset's; ``camera_loss_kind`` the camera-head read-out's loss (httm-train --camera-loss)."""
     if match_weight > 0 and (not task.startswith("texture") or model_name != "synth"):
         raise ValueError("--match-weight: only the texture tasks have correspondences, only the synth model uses them")
     torch.manual_seed(seed)
@@ -178,7 +179,7 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
             if readout == "camera-entry":
                 loss = torch.stack([(h[:, 1, 4] - enc[:, 1, 4]).abs().mean() for h in out["pose_history"]]).mean()
             else:
-                loss = camera_loss(out["pose_history"], enc)["total"]
+                loss = camera_loss(out["pose_history"], enc, kind=camera_loss_kind)["total"]
             if match_weight > 0:
                 loss = loss + match_weight * correspondence_loss(out["match_tokens"], matches)
             pred = out["pose_history"][-1][:, 1, 4].detach() * TARGET_SCALE
@@ -199,7 +200,8 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
                 f"({time.monotonic() - t0:.0f} s)")
     err, base = torch.stack(errs[-100:]).mean(0).tolist()
     return {"task": task, "model": model_name, "match_weight": match_weight, "readout": readout,
-            "layerscale_init": layerscale_init, "synth_set": synth_set or {}, "steps": len(errs),
+            "layerscale_init": layerscale_init, "synth_set": synth_set or {}, "camera_loss": camera_loss_kind,
+            "steps": len(errs),
             "final_error": err, "baseline_error": base, "error_over_baseline": err / base, "curve": curve,
             "seconds": time.monotonic() - t0}
 
@@ -221,6 +223,8 @@ def main(argv=None) -> int:
                         "target entry only, or a linear read-out of the last camera token")
     p.add_argument("--layerscale-init", type=float, default=None,
                    help="synth: override the preset's LayerScale init (aggregator and camera trunk)")
+    p.add_argument("--camera-loss", choices=("l1", "huber"), default="l1",
+                   help="synth, --readout camera-head: the camera loss over the pose encoding (as httm-train)")
     p.add_argument("--synth-set", action="append", default=[], metavar="NAME=INT",
                    help="synth: a VGGTConfig integer field, e.g. camera_iterations=1 (repeatable)")
     p.add_argument("--device", default="cpu")
@@ -232,12 +236,12 @@ def main(argv=None) -> int:
     synth_set = {k: int(v) for k, v in (item.split("=", 1) for item in args.synth_set)}
     results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
                         args.match_weight, args.model, args.device, args.time_budget_s, args.readout,
-                        args.layerscale_init, synth_set) for t in tasks]
+                        args.layerscale_init, synth_set, args.camera_loss) for t in tasks]
     write_json(args.out, {"environment": environment(torch.device(args.device), argv, program="python bench/train_probes.py"),
                           "image_hw": [H, W], "config": args.model, "lr": args.lr, "batch": args.batch,
                           "match_weight": args.match_weight, "readout": args.readout,
                           "layerscale_init": args.layerscale_init, "synth_set": synth_set,
-                          "results": results})
+                          "camera_loss": args.camera_loss, "results": results})
     for r in results:
         print(f"{r['task']:18s} error {r['final_error']:.2f} baseline {r['baseline_error']:.2f} "
               f"ratio {r['error_over_baseline']:.2f}")
