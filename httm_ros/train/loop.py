@@ -42,6 +42,7 @@ class TrainOptions:
     clip_grad: float = 1.0
     camera_weight: float = 5.0
     camera_loss: str = "l1"           # "l1" (VGGT's released code) or "huber" (run 1: a constant pose)
+    camera_delta: float = 0.1         # the Huber loss's threshold (camera_loss "huber")
     depth_weight: float = 1.0
     point_weight: float = 0.0
     match_weight: float = 0.0         # correspondence-to-first-frame InfoNCE (losses.correspondence_loss)
@@ -72,7 +73,7 @@ _AT_LEAST = {"steps": 1, "batch_frames": MIN_FRAMES, "warmup": 0, "pool_size": 1
              "clip_frames": MIN_FRAMES, "workers": -1, "log_every": 1, "heldout": 1, "heldout_frames": MIN_FRAMES,
              "weight_decay": 0.0, "camera_weight": 0.0, "depth_weight": 0.0, "point_weight": 0.0,
              "match_weight": 0.0, "curriculum_frac": 0.0, "min_lr_ratio": 0.0}
-_POSITIVE = ("lr", "clip_grad", "print_every_s", "time_budget_s", "schedule_s", "layerscale_init")
+_POSITIVE = ("lr", "clip_grad", "print_every_s", "time_budget_s", "schedule_s", "layerscale_init", "camera_delta")
 
 
 def option_errors(opts: "TrainOptions") -> List[str]:
@@ -268,7 +269,8 @@ def train(opts: TrainOptions) -> Dict:
         pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0,
                              match_layer=opts.match_layer if matching else None)
         parts = training_loss(pred, batch, opts.camera_weight, opts.depth_weight, opts.point_weight,
-                              camera_kind=opts.camera_loss, match_weight=opts.match_weight)
+                              huber_delta=opts.camera_delta, camera_kind=opts.camera_loss,
+                              match_weight=opts.match_weight)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)

@@ -52,7 +52,11 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="processes building scenes and paths ahead of the renderer (-1: 6 on CUDA, 0 on CPU)")
     p.add_argument("--camera-weight", type=float, default=d.camera_weight, help="(default %(default)s)")
     p.add_argument("--camera-loss", choices=("l1", "huber"), default=d.camera_loss,
-                   help="l1 as VGGT's released code (default); huber (delta 0.1) learned a constant pose in run 1")
+                   help="l1 as VGGT's released code (default); huber (--camera-delta) learned a constant pose in "
+                        "run 1 (aggregator LayerScale 0.01); bench/NOTES.md: with LayerScale 1.0 the probe learns "
+                        "through the camera head with huber, not with l1")
+    p.add_argument("--camera-delta", type=float, default=d.camera_delta,
+                   help="threshold of --camera-loss huber (default %(default)s)")
     p.add_argument("--depth-weight", type=float, default=d.depth_weight, help="(default %(default)s)")
     p.add_argument("--curriculum-frames", type=int, default=d.curriculum_frames,
                    help="longest window at the start; grows to 24 over --curriculum-frac of the schedule")
@@ -126,7 +130,7 @@ def _options(args, argv: List[str]):
                         device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
                         pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
                         clip_frames=args.clip_frames, camera_weight=args.camera_weight, workers=args.workers,
-                        camera_loss=args.camera_loss, depth_weight=args.depth_weight,
+                        camera_loss=args.camera_loss, camera_delta=args.camera_delta, depth_weight=args.depth_weight,
                         curriculum_frames=args.curriculum_frames, curriculum_frac=args.curriculum_frac,
                         argv=["httm-train"] + argv)
 
