@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Issue 15's camera-learning ablations on the GPU machine, one device call (~5 min): the shift-sign
 # probe (bench/train_probes.py, texture_sign, batch 64) for the synth VGGT with its parts swapped,
-# all in parallel (the probes are small; the GPU and 16 cores take six at once), next to the
+# all in parallel (the probes are small; the GPU and 16 cores take seven at once), next to the
 # generic ViT that learns the task in this budget (session 7: error/baseline 0.11 at 3400 steps).
 #
 #   HTTM_GIT_COMMIT=$(git rev-parse HEAD) OUT=$OUT bash bench/gpu_probes.sh        # PROBE_S=240 each
 #   bash bench/gpu_probes.sh --smoke                                               # CPU, 20 s each
 #
 # Variants (session 7's CPU probes: LayerScale 1.0 in the aggregator lets the linear read-out learn,
-# VGGT's 0.01 does not; through the camera head it had not learned in 1000 steps): the camera head
-# with VGGT's camera loss at LayerScale 0.01 and 1.0, with one refinement iteration instead of 4,
-# with the loss on the target entry only, and the linear read-out of frame 1's last camera token.
+# VGGT's 0.01 does not; through the camera head with the L1 camera loss it had not learned in 1000
+# steps, with one refinement iteration neither; session 8: with the Huber camera loss it leaves the
+# baseline at ~650 steps): the camera head with the L1 camera loss at LayerScale 0.01 and 1.0, with
+# the Huber loss at 0.01 and 1.0, with the loss on the target entry only, and the linear read-out of
+# frame 1's last camera token.
 # Writes one JSON per variant to $OUT and prints a table.
 set -u
 cd "$(dirname "$0")/.."
@@ -31,7 +33,8 @@ run() {  # NAME ARGS...
 run plainvit --model plain-vit
 run synth_head --model synth
 run synth_head_ls1 --model synth --layerscale-init 1.0
-run synth_head1_ls1 --model synth --layerscale-init 1.0 --synth-set camera_iterations=1
+run synth_head_huber --model synth --camera-loss huber
+run synth_head_ls1_huber --model synth --layerscale-init 1.0 --camera-loss huber
 run synth_entry_ls1 --model synth --readout camera-entry --layerscale-init 1.0
 run synth_linear_ls1 --model synth --readout linear --layerscale-init 1.0
 wait

@@ -57,7 +57,7 @@ def test_synth_ablations_train_and_say_what_they_ran(readout, layerscale):
 
 
 def test_gpu_probes_script_smoke(tmp_path):
-    """bench/gpu_probes.sh --smoke: the six variants run on the CPU and the table names each."""
+    """bench/gpu_probes.sh --smoke: the seven variants run on the CPU and the table names each."""
     import os
     import subprocess
 
@@ -65,7 +65,8 @@ def test_gpu_probes_script_smoke(tmp_path):
     out = subprocess.run(["bash", str(ROOT / "bench/gpu_probes.sh"), "--smoke"], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    names = ("plainvit", "synth_head", "synth_head_ls1", "synth_head1_ls1", "synth_entry_ls1", "synth_linear_ls1")
+    names = ("plainvit", "synth_head", "synth_head_ls1", "synth_head_huber", "synth_head_ls1_huber", "synth_entry_ls1",
+             "synth_linear_ls1")
     for name in names:
         assert (tmp_path / f"probe_{name}.json").is_file(), name
         assert f"probe_{name}.json" in out.stdout
