@@ -65,7 +65,8 @@ def plot_curves(path: Path, log: List[Dict]) -> Optional[Path]:
         rot = [(e["step"], e[key]) for e in log if key in e]
         if rot:
             axes[3].plot(*zip(*rot), lw=0.8, label=label)
-    axes[3].legend()
+    if axes[3].lines:
+        axes[3].legend()
     axes[3].set_title("training batch: mean camera rotation error (deg)")
     axes[3].set_xlabel("step")
     fig.tight_layout()
