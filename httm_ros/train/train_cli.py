@@ -53,8 +53,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-weight", type=float, default=d.camera_weight, help="(default %(default)s)")
     p.add_argument("--camera-loss", choices=("l1", "huber"), default=d.camera_loss,
                    help="l1 as VGGT's released code (default); huber (--camera-delta) learned a constant pose in "
-                        "run 1 (aggregator LayerScale 0.01); bench/NOTES.md: with LayerScale 1.0 the probe learns "
-                        "through the camera head with huber, not with l1")
+                        "run 1 (aggregator LayerScale 0.01); neither taught the camera head the probe of "
+                        "bench/train_probes.py at LayerScale 1.0 (probes/handrun/s8)")
     p.add_argument("--camera-delta", type=float, default=d.camera_delta,
                    help="threshold of --camera-loss huber (default %(default)s)")
     p.add_argument("--depth-weight", type=float, default=d.depth_weight, help="(default %(default)s)")
