@@ -234,10 +234,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     tasks = TASKS if args.tasks == ["all"] else tuple(args.tasks)
     synth_set = {k: int(v) for k, v in (item.split("=", 1) for item in args.synth_set)}
+    env = environment(torch.device(args.device), argv, program="python bench/train_probes.py")   # the commit run
     results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
                         args.match_weight, args.model, args.device, args.time_budget_s, args.readout,
                         args.layerscale_init, synth_set, args.camera_loss) for t in tasks]
-    write_json(args.out, {"environment": environment(torch.device(args.device), argv, program="python bench/train_probes.py"),
+    write_json(args.out, {"environment": env,
                           "image_hw": [H, W], "config": args.model, "lr": args.lr, "batch": args.batch,
                           "match_weight": args.match_weight, "readout": args.readout,
                           "layerscale_init": args.layerscale_init, "synth_set": synth_set,

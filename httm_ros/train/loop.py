@@ -214,6 +214,7 @@ def train(opts: TrainOptions) -> Dict:
     """Run (or continue) training; writes the outputs in opts.out and returns the model card's
     training section plus the held-out metrics."""
     t_start = time.monotonic()
+    commit = git_commit()                    # the code that runs (HEAD may move during a long run)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     device = _resolve_device(opts.device)
@@ -308,7 +309,7 @@ def train(opts: TrainOptions) -> Dict:
     save_resume(_state(model, opt, step, pool, log, opts, device, seen, elapsed), out)
     heldout = evaluate_heldout(model, opts.image_hw, device, opts.heldout, opts.heldout_frames)
     _print("held-out: " + json.dumps(heldout["summary"]) + " met: " + json.dumps(heldout["met"]))
-    training = {"command": " ".join(opts.argv), "commit": git_commit(), "steps": step, "schedule_steps": opts.steps,
+    training = {"command": " ".join(opts.argv), "commit": commit, "steps": step, "schedule_steps": opts.steps,
                 "complete": step >= opts.steps, "seen_frames": seen, "elapsed_s": round(elapsed, 1),
                 "seed": opts.seed, "device": str(device), "renderer_frames_per_s": round(render_fps, 1),
                 "options": _plain_options(opts), "loss": loss_summary(log)}
