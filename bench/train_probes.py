@@ -136,8 +136,9 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
     """Train a fresh network on ``task`` for ``steps`` (or until ``time_budget_s``); match_weight > 0
     (texture tasks, synth model only) adds the correspondence loss of httm-train --match-weight with
     the probe's exact correspondences. Synth ablations: ``readout`` "camera-head" (the VGGT camera
-    loss over the whole pose encoding), "camera-entry" (the camera head, loss on the target entry
-    only) or "linear" (a linear read-out of frame 1's last-block camera token, loss on the target
+    loss over the whole pose encoding), "camera-frame1" (the same loss over frame 1's encoding only,
+    without the first frame's), "camera-entry" (the camera head, loss on the target entry only) or
+    "linear" (a linear read-out of frame 1's last-block camera token, loss on the target
     only, as the plain ViT); ``layerscale_init`` and ``synth_set`` (VGGTConfig fields) override the
     preset's; ``camera_loss_kind`` the camera-head read-out's loss (httm-train --camera-loss)."""
     if match_weight > 0 and (not task.startswith("texture") or model_name != "synth"):
@@ -179,7 +180,9 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
             if readout == "camera-entry":
                 loss = torch.stack([(h[:, 1, 4] - enc[:, 1, 4]).abs().mean() for h in out["pose_history"]]).mean()
             else:
-                loss = camera_loss(out["pose_history"], enc, kind=camera_loss_kind)["total"]
+                frames = slice(1, None) if readout == "camera-frame1" else slice(None)
+                loss = camera_loss([h[:, frames] for h in out["pose_history"]], enc[:, frames],
+                                   kind=camera_loss_kind)["total"]
             if match_weight > 0:
                 loss = loss + match_weight * correspondence_loss(out["match_tokens"], matches)
             pred = out["pose_history"][-1][:, 1, 4].detach() * TARGET_SCALE
@@ -218,9 +221,11 @@ def main(argv=None) -> int:
                    help="add the correspondence loss (texture_shift only), as httm-train --match-weight")
     p.add_argument("--model", choices=("synth", "plain-vit"), default="synth",
                    help="the synth VGGT (default) or the generic transformer control")
-    p.add_argument("--readout", choices=("camera-head", "camera-entry", "linear"), default="camera-head",
-                   help="synth: the camera head with the VGGT camera loss, the camera head with the loss on the "
-                        "target entry only, or a linear read-out of the last camera token")
+    p.add_argument("--readout", choices=("camera-head", "camera-frame1", "camera-entry", "linear"),
+                   default="camera-head",
+                   help="synth: the camera head with the VGGT camera loss (over both frames, or frame 1 only), "
+                        "the camera head with the loss on the target entry only, or a linear read-out of the "
+                        "last camera token")
     p.add_argument("--layerscale-init", type=float, default=None,
                    help="synth: override the preset's LayerScale init (aggregator and camera trunk)")
     p.add_argument("--camera-loss", choices=("l1", "huber"), default="l1",

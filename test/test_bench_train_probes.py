@@ -47,7 +47,7 @@ def test_match_weight_needs_a_texture_task_and_the_synth_model():
         probes.run_task("texture_sign", 1, 1e-3, 2, 0, print, match_weight=1.0, model_name="plain-vit")
 
 
-@pytest.mark.parametrize("readout,layerscale", [("linear", 1.0), ("camera-entry", None)])
+@pytest.mark.parametrize("readout,layerscale", [("linear", 1.0), ("camera-entry", None), ("camera-frame1", 1.0)])
 def test_synth_ablations_train_and_say_what_they_ran(readout, layerscale):
     """--readout / --layerscale-init: the synth VGGT trains through the chosen read-out and loss."""
     res = probes.run_task("texture_sign", steps=2, lr=1e-3, batch=2, seed=0, log=lambda m: None,
