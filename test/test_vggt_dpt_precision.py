@@ -35,7 +35,7 @@ def test_channels_last_layout_changes_no_number():
     head, ps = model.depth_head, model.aggregator.patch_start
     with torch.inference_mode():
         ref = head(layers, ps, hw)
-        got = head._run(layers, ps, hw, 0, 3, channels_last=True)
+        got = head._run(layers, ps, hw, 0, 3, low_precision=True)          # channels-last, no autocast
     for g, r in zip(got, ref):
         assert torch.allclose(g, r, atol=1e-5, rtol=1e-5)
 

@@ -209,7 +209,9 @@ class DPTHead(nn.Module):
         return sc.output_conv1(x)
 
     def _run(self, layer_tokens: dict, patch_start: int, image_hw: Tuple[int, int],
-             start: int, stop: int, channels_last: bool = False) -> Tuple[Tensor, Tensor]:
+             start: int, stop: int, low_precision: bool = False) -> Tuple[Tensor, Tensor]:
+        """Frames start..stop; ``low_precision`` (under the caller's autocast): channels-last
+        feature maps, the output back in fp32 before the activations."""
         height, width = image_hw
         grid = (height // self.patch_size, width // self.patch_size)
         aspect = width / height
@@ -217,11 +219,11 @@ class DPTHead(nn.Module):
         for idx, layer in enumerate(self.layers):
             t = layer_tokens[layer][:, start:stop, patch_start:]                # [B, s, h*w, C]
             b, s = t.shape[:2]
-            feats.append(self._features(t.reshape(b * s, -1, t.shape[-1]), idx, grid, aspect, channels_last))
+            feats.append(self._features(t.reshape(b * s, -1, t.shape[-1]), idx, grid, aspect, low_precision))
         x = self._fuse(feats)
         x = resize_bilinear(x, (grid[0] * self.patch_size, grid[1] * self.patch_size))
         x = self.scratch.output_conv2(self._pos(x, aspect))                    # [b*s, out, H, W]
-        x = (x.float() if channels_last else x).permute(0, 2, 3, 1)           # autocast's bf16: back to fp32
+        x = (x.float() if low_precision else x).permute(0, 2, 3, 1)           # autocast's bf16: back to fp32
         values, conf = x[..., :-1], x[..., -1]
         if self.activation == "exp":
             values = torch.exp(values)
