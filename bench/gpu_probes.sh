@@ -9,8 +9,8 @@
 #
 # Variants (session 7's CPU probes: LayerScale 1.0 in the aggregator lets the linear read-out learn,
 # VGGT's 0.01 does not; through the camera head with the L1 camera loss it had not learned in 1000
-# steps, with one refinement iteration neither; session 8: with the Huber camera loss it leaves the
-# baseline at ~650 steps): the camera head with the L1 camera loss at LayerScale 0.01 and 1.0, with
+# steps, with one refinement iteration neither; session 8: with the Huber camera loss it dipped to
+# 0.91 of the baseline at ~650 steps and returned to 1.00): the camera head with the L1 camera loss at LayerScale 0.01 and 1.0, with
 # the Huber loss at 0.01 and 1.0, with the loss on the target entry only, and the linear read-out of
 # frame 1's last camera token.
 # Writes one JSON per variant to $OUT and prints a table.
