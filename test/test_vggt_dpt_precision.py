@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from httm_ros.ros import params
+from httm_ros.ros.model_runner import build_model_runner
 from httm_ros.vggt import VGGT, VGGTConfig
 from httm_ros.vggt.golden import golden_images, golden_vggt1b
 
@@ -63,6 +65,25 @@ def test_dpt_dtype_is_cuda_only_and_checked():
     assert VGGTConfig().dpt_cuda_dtype is None
     with pytest.raises(ValueError, match="dpt_cuda_dtype must be one of"):
         VGGTConfig.preset("tiny", dpt_cuda_dtype="int8")
+
+
+def test_node_parameter_sets_the_heads_dtype():
+    """The node's ``dpt_dtype`` (default bfloat16) reaches the model's config; on the CPU it changes
+    nothing and the ready line does not mention it; ``float32`` is VGGT's fp32 heads."""
+    values = {**params.defaults(), "allow_test_weights": True, "model_config": "tiny", "device": "cpu",
+              "image_size": 168, "window_size": 3, "window_overlap": 2, "merge_mode": "none",
+              "warmup_forwards": 0}
+    assert values["dpt_dtype"] == "bfloat16"
+    default = build_model_runner(values)
+    fp32 = build_model_runner({**values, "dpt_dtype": "float32"})
+    assert default.predictor.model.config.dpt_cuda_dtype == "bfloat16"
+    assert fp32.predictor.model.config.dpt_cuda_dtype is None
+    assert "DPT heads" not in default.description                  # CPU: the heads run in fp32
+    images = golden_images()                                        # [3, 3, 126, 168]
+    got, ref = (r.predictor.predict(images, [0, 1, 2]) for r in (default, fp32))
+    assert torch.equal(got.depth, ref.depth)
+    assert params.validate({**values, "dpt_dtype": "int8"})         # rejected
+    assert not params.validate({**values, "dpt_dtype": "float16"})
 
 
 @pytest.mark.gpu

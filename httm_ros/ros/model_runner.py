@@ -184,6 +184,8 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
         description = f"VGGT {values['model_config']} on {device}, merge {values['merge_mode']}"
         if values.get("weights_dtype", "float32") != "float32":
             description += f", weights {values['weights_dtype']}"
+        if device.type == "cuda" and predictor.model.config.dpt_cuda_dtype:
+            description += f", DPT heads {predictor.model.config.dpt_cuda_dtype}"
         if predictor.compile_frames is not None:
             description += f", token-wise passes compiled for {predictor.compile_frames}-frame windows"
         warmup = warm_up_model(predictor.model, values, warn)
@@ -283,7 +285,8 @@ def _model_predictor(values: Mapping[str, Any], device: torch.device, warn: Call
     finally:
         logger.setLevel(level)
     autocast = None if values["dtype"] == "float32" else values["dtype"]
-    model.config = model.config.replace(cuda_autocast_dtype=autocast)
+    heads = None if values["dpt_dtype"] == "float32" else values["dpt_dtype"]
+    model.config = model.config.replace(cuda_autocast_dtype=autocast, dpt_cuda_dtype=heads)
     predictor = ModelPredictor(model, device=device, dtype=weights, merge=merge_config(values),
                                compile_frames=values["window_size"] if compile_enabled(values, device) else None)
     return predictor, test_weights, model.config.patch_start

@@ -77,8 +77,14 @@ PARAMS: Tuple[Param, ...] = (
           "to CPU with a warning at start-up (auto included); /diagnostics says the device."),
     Param("require_gpu", False, "Refuse to start without CUDA: one error line and exit status 2 "
           "instead of the fallback to CPU."),
-    Param("dtype", "bfloat16", "Autocast dtype of the aggregator on CUDA (heads stay float32); "
-          "ignored on CPU.", choices=("bfloat16", "float16", "float32")),
+    Param("dtype", "bfloat16", "Autocast dtype of the aggregator on CUDA (the camera head stays "
+          "float32, the DPT heads follow dpt_dtype); ignored on CPU.", choices=("bfloat16", "float16", "float32")),
+    Param("dpt_dtype", "bfloat16", "Dtype of the DPT heads (depth, points) on CUDA: they run under "
+          "autocast with channels-last convolutions, their outputs stay float32; 'float32' is "
+          "VGGT's own fp32 heads; ignored on CPU. Measured on an H100 (VGGT-1B, 24-frame HTTM "
+          "windows, compiled): p50 0.268 -> 0.261 s, depth within 6e-3 of the public code's "
+          "golden output (docs/ROS.md 'DPT heads dtype').",
+          choices=("bfloat16", "float16", "float32")),
     Param("weights_dtype", "float32", "Dtype the model's weights are cast to at load (on the CPU, "
           "before they go to the device): bfloat16 or float16 halve the weight memory (VGGT-1B: "
           "about 5 GB -> 2.5 GB) and the images are fed in the same dtype; outputs stay float32. "
