@@ -132,7 +132,7 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
              match_weight: float = 0.0, model_name: str = "synth", device: str = "cpu",
              time_budget_s: Optional[float] = None, readout: str = "camera-head",
              layerscale_init: Optional[float] = None, synth_set: Optional[Dict] = None,
-             camera_loss_kind: str = "l1") -> Dict:
+             camera_loss_kind: str = "l1", constants: str = "pose") -> Dict:
     """Train a fresh network on ``task`` for ``steps`` (or until ``time_budget_s``); match_weight > 0
     (texture tasks, synth model only) adds the correspondence loss of httm-train --match-weight with
     the probe's exact correspondences. Synth ablations: ``readout`` "camera-head" (the VGGT camera
@@ -140,7 +140,10 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
     without the first frame's), "camera-entry" (the camera head, loss on the target entry only) or
     "linear" (a linear read-out of frame 1's last-block camera token, loss on the target
     only, as the plain ViT); ``layerscale_init`` and ``synth_set`` (VGGTConfig fields) override the
-    preset's; ``camera_loss_kind`` the camera-head read-out's loss (httm-train --camera-loss)."""
+    preset's; ``camera_loss_kind`` the camera-head read-out's loss (httm-train --camera-loss);
+    ``constants`` the pose encoding's entries other than the target: "pose" (an identity rotation,
+    FoV entries 1.0: what a real pose encoding holds) or "zero" (all 0, so that the camera head has
+    no constant offset to fit before the target)."""
     if match_weight > 0 and (not task.startswith("texture") or model_name != "synth"):
         raise ValueError("--match-weight: only the texture tasks have correspondences, only the synth model uses them")
     torch.manual_seed(seed)
@@ -173,8 +176,9 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
             pred = raw.detach() * TARGET_SCALE
         elif model_name == "synth":
             enc = torch.zeros(batch, 2, 9, device=dev)
-            enc[:, :, 6] = 1.0                                              # identity quaternion
-            enc[:, :, 7:] = 1.0                                             # FoV entries
+            if constants == "pose":
+                enc[:, :, 6] = 1.0                                          # identity quaternion
+                enc[:, :, 7:] = 1.0                                         # FoV entries
             enc[:, 1, 4] = target / TARGET_SCALE
             out = forward_train(model, images, match_layer=1 if match_weight > 0 else None)
             if readout == "camera-entry":
@@ -204,7 +208,7 @@ def run_task(task: str, steps: int, lr: float, batch: int, seed: int, log: Calla
     err, base = torch.stack(errs[-100:]).mean(0).tolist()
     return {"task": task, "model": model_name, "match_weight": match_weight, "readout": readout,
             "layerscale_init": layerscale_init, "synth_set": synth_set or {}, "camera_loss": camera_loss_kind,
-            "steps": len(errs),
+            "constants": constants, "steps": len(errs),
             "final_error": err, "baseline_error": base, "error_over_baseline": err / base, "curve": curve,
             "seconds": time.monotonic() - t0}
 
@@ -230,6 +234,9 @@ def main(argv=None) -> int:
                    help="synth: override the preset's LayerScale init (aggregator and camera trunk)")
     p.add_argument("--camera-loss", choices=("l1", "huber"), default="l1",
                    help="synth, --readout camera-head: the camera loss over the pose encoding (as httm-train)")
+    p.add_argument("--constants", choices=("pose", "zero"), default="pose",
+                   help="synth, camera-head read-outs: the other entries' targets, a real pose's constants "
+                        "(identity quaternion, FoV 1) or all zero")
     p.add_argument("--synth-set", action="append", default=[], metavar="NAME=INT",
                    help="synth: a VGGTConfig integer field, e.g. camera_iterations=1 (repeatable)")
     p.add_argument("--device", default="cpu")
@@ -242,12 +249,12 @@ def main(argv=None) -> int:
     env = environment(torch.device(args.device), argv, program="python bench/train_probes.py")   # the commit run
     results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
                         args.match_weight, args.model, args.device, args.time_budget_s, args.readout,
-                        args.layerscale_init, synth_set, args.camera_loss) for t in tasks]
+                        args.layerscale_init, synth_set, args.camera_loss, args.constants) for t in tasks]
     write_json(args.out, {"environment": env,
                           "image_hw": [H, W], "config": args.model, "lr": args.lr, "batch": args.batch,
                           "match_weight": args.match_weight, "readout": args.readout,
                           "layerscale_init": args.layerscale_init, "synth_set": synth_set,
-                          "camera_loss": args.camera_loss, "results": results})
+                          "camera_loss": args.camera_loss, "constants": args.constants, "results": results})
     for r in results:
         print(f"{r['task']:18s} error {r['final_error']:.2f} baseline {r['baseline_error']:.2f} "
               f"ratio {r['error_over_baseline']:.2f}")
