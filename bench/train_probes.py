@@ -237,15 +237,18 @@ def main(argv=None) -> int:
     p.add_argument("--constants", choices=("pose", "zero"), default="pose",
                    help="synth, camera-head read-outs: the other entries' targets, a real pose's constants "
                         "(identity quaternion, FoV 1) or all zero")
-    p.add_argument("--synth-set", action="append", default=[], metavar="NAME=INT",
-                   help="synth: a VGGTConfig integer field, e.g. camera_iterations=1 (repeatable)")
+    p.add_argument("--synth-set", action="append", default=[], metavar="NAME=VALUE",
+                   help="synth: a VGGTConfig integer or true/false field, e.g. camera_iterations=1 or "
+                        "camera_base_pose=true (repeatable)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop each task after this many seconds")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     tasks = TASKS if args.tasks == ["all"] else tuple(args.tasks)
-    synth_set = {k: int(v) for k, v in (item.split("=", 1) for item in args.synth_set)}
+    flags = {"true": True, "false": False}
+    synth_set = {k: flags[v.lower()] if v.lower() in flags else int(v)
+                 for k, v in (item.split("=", 1) for item in args.synth_set)}
     env = environment(torch.device(args.device), argv, program="python bench/train_probes.py")   # the commit run
     results = [run_task(t, args.steps, args.lr, args.batch, args.seed, lambda m: print(m, flush=True),
                         args.match_weight, args.model, args.device, args.time_budget_s, args.readout,

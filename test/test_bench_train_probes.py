@@ -57,7 +57,8 @@ def test_synth_ablations_train_and_say_what_they_ran(readout, layerscale):
 
 
 def test_gpu_probes_script_smoke(tmp_path):
-    """bench/gpu_probes.sh --smoke: the seven variants run on the CPU and the table names each."""
+    """bench/gpu_probes.sh --smoke: the seven variants run on the CPU, the table names each, and
+    their JSON and logs come back in one tar."""
     import os
     import subprocess
 
@@ -67,6 +68,10 @@ def test_gpu_probes_script_smoke(tmp_path):
     assert out.returncode == 0, out.stderr
     names = ("plainvit", "synth_head", "synth_head_ls1", "synth_head_huber", "synth_head_ls1_huber", "synth_entry_ls1",
              "synth_linear_ls1")
+    import tarfile
+    with tarfile.open(tmp_path / "probes.tar") as tar:           # one file back from a device call
+        members = {Path(m).name for m in tar.getnames()}
+    summary = (tmp_path / "probes_summary.txt").read_text()
     for name in names:
-        assert (tmp_path / f"probe_{name}.json").is_file(), name
-        assert f"probe_{name}.json" in out.stdout
+        assert {f"probe_{name}.json", f"probe_{name}.log"} <= members, name
+        assert f"probe_{name}.json" in out.stdout and f"probe_{name}.json" in summary

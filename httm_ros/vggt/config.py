@@ -23,6 +23,10 @@ class VGGTConfig:
         (used both by the DINO backbone and by the aggregator's own register tokens).
     Camera head
         camera_trunk_depth, camera_num_heads, camera_mlp_ratio, camera_iterations.
+        camera_base_pose: False (VGGT) sums the iterations' deltas from zero; True starts the
+        estimate at a base pose encoding (no translation, identity rotation, FoV entries 1.0) and
+        zero-initialises the head's last layer, so a network trained from scratch starts at a
+        valid pose instead of fitting that offset first (httm-train --camera-base-pose).
     DPT heads (depth and point)
         dpt_features, dpt_out_channels (4 values), dpt_layers (4 aggregator block
         indices), dpt_hidden (channels of the last 3x3 conv), dpt_chunk_size
@@ -53,6 +57,7 @@ class VGGTConfig:
     camera_num_heads: int = 16
     camera_mlp_ratio: float = 4.0
     camera_iterations: int = 4
+    camera_base_pose: bool = False
 
     dpt_features: int = 256
     dpt_out_channels: Tuple[int, int, int, int] = (256, 512, 1024, 1024)
@@ -102,6 +107,8 @@ class VGGTConfig:
             raise ValueError(f"dpt_features must be even (half feeds output_conv1), got {self.dpt_features}")
         if self.dpt_chunk_size is not None and (not isinstance(self.dpt_chunk_size, int) or self.dpt_chunk_size <= 0):
             raise ValueError(f"dpt_chunk_size must be a positive int or None, got {self.dpt_chunk_size!r}")
+        if not isinstance(self.camera_base_pose, bool):
+            raise ValueError(f"camera_base_pose must be a bool, got {self.camera_base_pose!r}")
         for name in ("cuda_autocast_dtype", "dpt_cuda_dtype"):
             if getattr(self, name) not in _AUTOCAST_DTYPES:
                 raise ValueError(f"{name} must be one of {_AUTOCAST_DTYPES}, got {getattr(self, name)!r}")

@@ -14,6 +14,7 @@ from .layers import Block, Mlp
 # ------------------------------------------------------------------------ camera head
 
 POSE_DIM = 9  # translation (3), quaternion xyzw (4), fov_h, fov_w
+BASE_POSE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0)  # no motion, identity rotation, FoV 1 rad
 
 
 class CameraHead(nn.Module):
@@ -25,7 +26,7 @@ class CameraHead(nn.Module):
     """
 
     def __init__(self, dim: int, trunk_depth: int, num_heads: int, mlp_ratio: float,
-                 iterations: int, layerscale_init: float = 0.01) -> None:
+                 iterations: int, layerscale_init: float = 0.01, base_pose: bool = False) -> None:
         super().__init__()
         self.iterations = iterations
         self.trunk = nn.Sequential(*[Block(dim, num_heads, mlp_ratio, layerscale_init)
@@ -37,6 +38,13 @@ class CameraHead(nn.Module):
         self.poseLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
         self.adaln_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.pose_branch = Mlp(dim, dim // 2, POSE_DIM)
+        # base_pose: the estimate starts at BASE_POSE and the deltas start at zero (no new
+        # parameter: a checkpoint's state dict is the same either way).
+        self.base_pose = base_pose
+        if base_pose:
+            if not self.pose_branch.fc2.weight.is_meta:
+                nn.init.zeros_(self.pose_branch.fc2.weight)
+                nn.init.zeros_(self.pose_branch.fc2.bias)
 
     @staticmethod
     def activate(raw: Tensor) -> Tensor:
@@ -47,10 +55,10 @@ class CameraHead(nn.Module):
         """camera_tokens [B, S, C] -> list (one per iteration) of pose encodings [B, S, 9]."""
         tokens = self.token_norm(camera_tokens)
         b, s, _ = tokens.shape
-        raw: Optional[Tensor] = None
+        raw: Optional[Tensor] = tokens.new_tensor(BASE_POSE).expand(b, s, -1) if self.base_pose else None
         history = []
-        for _ in range(self.iterations):
-            prev = self.empty_pose_tokens.expand(b, s, -1) if raw is None else raw.detach()
+        for i in range(self.iterations):
+            prev = self.empty_pose_tokens.expand(b, s, -1) if i == 0 else raw.detach()
             shift, scale, gate = self.poseLN_modulation(self.embed_pose(prev)).chunk(3, dim=-1)
             x = gate * (self.adaln_norm(tokens) * (1 + scale) + shift) + tokens
             delta = self.pose_branch(self.trunk_norm(self.trunk(x)))          # [B, S, 9]

@@ -25,7 +25,8 @@ class VGGT(nn.Module):
         self.aggregator = Aggregator(cfg)
         dim = 2 * cfg.embed_dim
         self.camera_head = CameraHead(dim, cfg.camera_trunk_depth, cfg.camera_num_heads,
-                                      cfg.camera_mlp_ratio, cfg.camera_iterations, cfg.layerscale_init)
+                                      cfg.camera_mlp_ratio, cfg.camera_iterations, cfg.layerscale_init,
+                                      cfg.camera_base_pose)
         dpt = dict(patch_size=cfg.patch_size, layers=cfg.dpt_layers, features=cfg.dpt_features,
                    out_channels=cfg.dpt_out_channels, hidden=cfg.dpt_hidden)
         self.point_head = DPTHead(dim, 4, "inv_log", **dpt)
