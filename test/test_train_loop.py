@@ -58,7 +58,7 @@ def test_correspondence_term_trains_the_aggregator_tokens(one_torch_thread):
 
 
 def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
-    code = ("import sys; from httm_ros.train.train_cli import main; main(['--smoke', '--layerscale-init', '1.0', '--out', sys.argv[1]]); "
+    code = ("import sys; from httm_ros.train.train_cli import main; main(['--smoke', '--layerscale-init', '1.0', '--camera-base-pose', '--out', sys.argv[1]]); "
             "assert not [m for m in sys.modules if m.startswith('rclpy')], 'training imported rclpy'")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=240)
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -73,7 +73,7 @@ def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
     assert [e["step"] for e in log] == [1, 2, 3, 4] and all("rot_err_deg" in e for e in log)
     assert all(0 < e["rot_identity_deg"] < 180 for e in log)                       # the no-rotation bar
     model = VGGT.from_checkpoint(tmp_path / "httm-vggt-synth.safetensors")
-    assert model.config == VGGTConfig.tiny(layerscale_init=1.0)                    # --layerscale-init travels
+    assert model.config == VGGTConfig.tiny(layerscale_init=1.0, camera_base_pose=True)   # both options travel
     for block in (model.aggregator.frame_blocks[0], model.camera_head.trunk[0]):   # the camera trunk too
         assert abs(float(block.ls1.gamma.float().mean()) - 1.0) < 0.05             # 4 steps from 1.0, not 0.01
 

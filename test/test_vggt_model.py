@@ -191,3 +191,28 @@ def test_aggregator_sets_the_rope_bound_from_the_grid(tiny):
     with torch.no_grad():
         tiny(images, heads=("camera",))
     assert tiny.aggregator.rope.position_bound == max(28 // 14, 42 // 14) + 1
+
+
+def test_camera_base_pose_starts_at_a_valid_pose_and_travels_in_the_checkpoint(tmp_path):
+    """``camera_base_pose``: a fresh head predicts exactly the base pose (identity rotation, FoV 1)
+    at every iteration, still learns (its last layer gets gradients), and the flag is saved with the
+    weights; the default stays VGGT's (the first delta from zero)."""
+    from httm_ros.vggt.checkpoint import save_checkpoint
+    from httm_ros.vggt.heads import BASE_POSE
+
+    assert VGGTConfig().camera_base_pose is False
+    torch.manual_seed(0)
+    model = VGGT(VGGTConfig.tiny(camera_base_pose=True))
+    tokens = torch.randn(2, 3, 2 * model.config.embed_dim)
+    history = model.camera_head(tokens)
+    assert len(history) == model.config.camera_iterations
+    for pose in history:
+        assert torch.equal(pose, torch.tensor(BASE_POSE).expand(2, 3, -1))
+    history[-1][..., 4].sum().backward()
+    assert model.camera_head.pose_branch.fc2.weight.grad.abs().sum() > 0
+    plain = VGGT(VGGTConfig.tiny())
+    assert not torch.equal(plain.camera_head(tokens)[0], torch.tensor(BASE_POSE).expand(2, 3, -1))
+    save_checkpoint(model, tmp_path / "m.safetensors")
+    assert VGGT.from_checkpoint(tmp_path / "m.safetensors").config.camera_base_pose is True
+    with pytest.raises(ValueError, match="camera_base_pose must be a bool"):
+        VGGTConfig.tiny(camera_base_pose=1)

@@ -31,6 +31,7 @@ class TrainOptions:
     out: Path = Path("httm_train_out")
     config: str = "synth"
     layerscale_init: Optional[float] = None   # overrides the preset's (VGGT's 0.01 stalls relative pose from scratch)
+    camera_base_pose: bool = False    # VGGTConfig.camera_base_pose: the camera head starts at a valid pose
     image_hw: Tuple[int, int] = SYNTH_IMAGE_HW
     steps: int = 4000                 # total steps of the schedule (across resumed calls)
     schedule_s: Optional[float] = None  # if set: cosine over this many seconds of training instead
@@ -224,6 +225,8 @@ def train(opts: TrainOptions) -> Dict:
         torch.backends.cudnn.allow_tf32 = True
     state = load_resume(opts.resume) if opts.resume else None
     changes = {} if opts.layerscale_init is None else {"layerscale_init": opts.layerscale_init}
+    if opts.camera_base_pose:
+        changes["camera_base_pose"] = True
     cfg = VGGTConfig.from_dict(state["config"]) if state else VGGTConfig.preset(opts.config, **changes)
     model = VGGT(cfg).to(device).train()
     opt = make_optimizer(model, opts)

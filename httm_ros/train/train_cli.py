@@ -43,6 +43,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--layerscale-init", type=float, default=d.layerscale_init,
                    help="LayerScale init of the aggregator and camera-trunk blocks (default: the preset's, "
                         "VGGT's 0.01; bench/NOTES.md: 1.0 lets a from-scratch network learn relative displacement)")
+    p.add_argument("--camera-base-pose", action="store_true",
+                   help="the camera head starts at a valid pose (identity rotation, FoV 1) with a zero-initialised "
+                        "last layer instead of VGGT's first delta from zero (VGGTConfig.camera_base_pose)")
     p.add_argument("--pool-size", type=int, default=d.pool_size, help="rendered clips kept (default %(default)s)")
     p.add_argument("--reuse", type=int, default=d.reuse,
                    help="window-frames served per rendered frame before its clip is replaced (default %(default)s)")
@@ -121,8 +124,10 @@ def _options(args, argv: List[str]):
     """TrainOptions of the parsed ``args`` (ValueError naming the options out of range)."""
     if args.smoke:
         return smoke_options(args.out, resume=args.resume, seed=args.seed, time_budget_s=args.time_budget_s,
-                             layerscale_init=args.layerscale_init, argv=["httm-train"] + argv)
+                             layerscale_init=args.layerscale_init, camera_base_pose=args.camera_base_pose,
+                             argv=["httm-train"] + argv)
     return TrainOptions(out=args.out, config=args.config, layerscale_init=args.layerscale_init,
+                        camera_base_pose=args.camera_base_pose,
                         steps=args.steps, schedule_s=args.schedule_s,
                         batch_frames=args.batch_frames,
                         lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
