@@ -13,8 +13,9 @@
 #   PART=5 bash bench/gpu_next.sh   # the DPT heads in bf16 (--dpt-dtype) alone, on top of the compiled
 #                                   # passes with cuDNN attention: golden parity, e2e 24/100/1000, windows K=24
 #   PART=6 bash bench/gpu_next.sh   # bf16 weights on top of the node's GPU setting (compiled passes,
-#                                   # bf16 DPT heads): e2e 24/100/1000 (cuDNN) and windows K=24, fp32 vs
-#                                   # bf16 weights; the FastVGGT code at 1000 frames (issue 14's peer row)
+#                                   # bf16 DPT heads): e2e 24/100/1000 (cuDNN) and windows K=24, fp32 vs bf16 weights
+#   PART=7 bash bench/gpu_next.sh   # 1000 frames: our uniform mode (FastVGGT's algorithm) against the
+#                                   # FastVGGT code, both with bf16 weights, in one call (issue 14's 10% target)
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -31,7 +32,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1..6}"
+PART="${PART:?set PART=1..7}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -134,15 +135,17 @@ case "$PART" in
     e2e e2e_dpt_bfloat16 --frames "${E5[@]}" --modes httm --attention-sdpa cudnn --compile-tokenwise --dpt-dtype bfloat16
     windows k24_dpt_float32 45 "${W24[@]}" --modes dense httm --compile-tokenwise
     windows k24_dpt_bfloat16 100 "${W24[@]}" --modes dense httm --compile-tokenwise --dpt-dtype bfloat16 ;;
-6)  # the weights-dtype lever alone on top of the node's GPU setting (compiled, DPT heads bf16), then
-    # the FastVGGT code at 1000 frames (its own process, the same frames twice: cold and warm)
+6)  # the weights-dtype lever alone on top of the node's GPU setting (compiled, DPT heads bf16)
     e2e e2e_w32 --frames "${E5[@]}" --modes httm --attention-sdpa cudnn --compile-tokenwise --dpt-dtype "$BF16"
     e2e e2e_wbf16 --frames "${E5[@]}" --modes httm --attention-sdpa cudnn --compile-tokenwise --dpt-dtype "$BF16" \
         --weights-dtype "$BF16"
-    windows k24_w32 30 "${W24[@]}" --modes dense httm --compile-tokenwise --dpt-dtype "$BF16"
-    windows k24_wbf16 45 "${W24[@]}" --modes dense httm --compile-tokenwise --dpt-dtype "$BF16" --weights-dtype "$BF16"
+    windows k24_w32 45 "${W24[@]}" --modes dense httm --compile-tokenwise --dpt-dtype "$BF16"
+    windows k24_wbf16 100 "${W24[@]}" --modes dense httm --compile-tokenwise --dpt-dtype "$BF16" --weights-dtype "$BF16" ;;
+7)  # our uniform mode against the FastVGGT code at 1000 frames, both in bf16 weights (its own
+    # setting), eager; the peer in its own process, the same frames twice (cold, then warm)
+    e2e e2e_uniform_1000 --frames "${E5[2]}" --modes uniform --weights-dtype "$BF16"
     windows peer_1000 100 --frames "${E5[2]}" --new 0 --windows 2 --modes "${PEER_ARGS[@]}" ;;
-*)  echo "PART must be 1..6" >&2; exit 2 ;;
+*)  echo "PART must be 1..7" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"

@@ -12,7 +12,11 @@
 # Several chains side by side on the one GPU (run 3): RUNS="l1=--layerscale-init 1.0|huber=--layerscale-init
 # 1.0 --camera-loss huber" (NAME=OPTIONS, separated by |; EXTRA is added to all). Each chain's
 # outputs go to $OUT as one NAME_a.tar / NAME_b.tar (model card, log, curves, weights, the stage's
-# log; no resume parts: a device call returns at most 8 files).
+# log) and, after stage B, its resume state as NAME_resume-0K.pt parts (NAME_resume.pt if small;
+# two chains: 2 tars + 2 x 3 parts, the 8 files a device call returns; KEEP_RESUME=0 leaves them out). To go on in a later session:
+# put one chain's parts, without the NAME_ prefix, in an untracked folder, carry it and pass it as
+# RESUME=folder with STAGE=start (stage A then resumes from it; add a longer --schedule-s in EXTRA,
+# the schedule counts the seconds trained before).
 # Needs HTTM_GIT_COMMIT (the device copy's .git is stale) and OUT.
 set -u
 : "${HTTM_GIT_COMMIT:?set HTTM_GIT_COMMIT to the commit being run}"
@@ -41,7 +45,7 @@ launch() {  # launch DIR OPTIONS...: stage A then stage B of one chain, detached
     rm -rf "$w" && mkdir -p "$w/a" "$w/b"
     # shellcheck disable=SC2086
     setsid nohup bash -c "
-        PYTHONUNBUFFERED=1 python3 -m httm_ros.train --out $w/a --time-budget-s $A_S $* > $w/a.log 2>&1
+        PYTHONUNBUFFERED=1 python3 -m httm_ros.train --out $w/a ${RESUME:+--resume $RESUME} --time-budget-s $A_S $* > $w/a.log 2>&1
         echo \$? > $w/a.rc
         PYTHONUNBUFFERED=1 python3 -m httm_ros.train --out $w/b --resume $w/a --time-budget-s $B_S $* > $w/b.log 2>&1
         echo \$? > $w/b.rc" > /dev/null 2>&1 < /dev/null &
@@ -74,6 +78,9 @@ else                                                          # several chains, 
         summary "$w" "$stage"
         tar -cf "$OUT/${name}_$stage.tar" -C "$w" "$stage.log" \
             $(cd "$w" && ls "$stage"/httm-vggt-synth.* "$stage"/train_log.json "$stage"/train_curves.png 2>/dev/null)
+        if [ "$STAGE" = finish ] && [ "${KEEP_RESUME:-1}" = 1 ]; then   # to go on in a later session
+            for part in "$w/b"/resume*.pt; do [ -f "$part" ] && cp "$part" "$OUT/${name}_$(basename "$part")"; done
+        fi
     done
 fi
 ls -la "$OUT"
