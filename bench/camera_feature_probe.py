@@ -4,8 +4,8 @@ none? (issue 15's diagnosis: the camera head of every run so far predicts a rota
 Ridge regression from frozen features of 2-frame training windows (the renderer's training
 distribution, ``ClipPool``) to frame 1's pose encoding relative to frame 0 (translation t, the
 quaternion's x/y/z, all in VGGT's normalisation); R^2 on held-out windows of other clips, per
-entry. The features, per window, from the last block (and block ``--layer`` if given):
-``cam1`` frame 1's camera token [2C], ``patch_mean`` both frames' mean patch token [4C] and
+entry. The features, per window, from the aggregator's last block: ``cam1`` frame 1's camera
+token [2C], ``patch_mean`` both frames' mean patch token [4C] and
 ``patch_grid`` frame 1's patch tokens pooled to a 3x4 grid [12*2C] (it keeps where things are).
 The camera head's own prediction is scored the same way. Run it on a checkpoint and on the same
 config at initialisation (``--init``): features that only the trained network can read out show
@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -32,11 +32,21 @@ from httm_ros.provenance import git_commit  # noqa: E402
 ENTRIES = ("t_x", "t_y", "t_z", "q_x", "q_y", "q_z")
 
 
-def collect(model: VGGT, windows: int, batch: int, seed: int) -> Dict[str, np.ndarray]:
-    """-> features {name: [N, D]}, target [N, 6] (frame 1's t and q_xyz), head [N, 6] (the camera
-    head's prediction of the same entries); N = windows, clips from ``seed``'s stream."""
+def image_hw(weights: Path, model: VGGT) -> Tuple[int, int]:
+    """The input size of the model card beside ``weights`` (httm-train writes one), else 4:3 at
+    the config's width."""
+    card = weights.with_suffix(".json")
+    if card.is_file():
+        return tuple(json.loads(card.read_text())["image_hw"])
     cfg = model.config
-    hw = (cfg.img_size * 3 // 4 // cfg.patch_size * cfg.patch_size, cfg.img_size)
+    return (cfg.img_size * 3 // 4 // cfg.patch_size * cfg.patch_size, cfg.img_size)
+
+
+def collect(model: VGGT, hw: Tuple[int, int], windows: int, batch: int, seed: int) -> Dict[str, np.ndarray]:
+    """-> features {name: [N, D]}, target [N, 6] (frame 1's t and q_xyz), head [N, 6] (the camera
+    head's prediction of the same entries); N = windows at input size ``hw``, clips from ``seed``'s
+    stream."""
+    cfg = model.config
     pool = ClipPool(hw, "cpu", seed=seed, size=16, reuse=2, clip_frames=16)
     rng = np.random.default_rng(seed)
     last, ps = cfg.depth - 1, model.aggregator.patch_start
@@ -74,7 +84,7 @@ def r2_of(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", required=True, help="a httm-train checkpoint (.safetensors)")
+    p.add_argument("--weights", type=Path, required=True, help="a httm-train checkpoint (.safetensors)")
     p.add_argument("--init", action="store_true", help="the same config, freshly initialised (the control)")
     p.add_argument("--train", type=int, default=2048, help="training windows of the ridge fit")
     p.add_argument("--test", type=int, default=512, help="held-out windows (other clips)")
@@ -88,14 +98,15 @@ def main(argv=None) -> int:
     if args.init:
         model = VGGT(model.config)
     model = model.eval()
-    tr = collect(model, args.train, args.batch, seed=1)
-    te = collect(model, args.test, args.batch, seed=2)
+    hw = image_hw(args.weights, model)
+    tr = collect(model, hw, args.train, args.batch, seed=1)
+    te = collect(model, hw, args.test, args.batch, seed=2)
     rows = {"head (the camera head's prediction)": r2_of(te["head"], te["target"]).tolist()}
     for name in ("cam1", "patch_mean", "patch_grid"):
         best = max((ridge_r2(tr[name], tr["target"], te[name], te["target"], a).mean(), a) for a in args.alphas)
         rows[f"ridge on {name} [{tr[name].shape[1]}] (alpha {best[1]:g})"] = \
             ridge_r2(tr[name], tr["target"], te[name], te["target"], best[1]).tolist()
-    result = {"command": " ".join(sys.argv), "commit": git_commit(), "weights": args.weights,
+    result = {"command": " ".join(sys.argv), "commit": git_commit(), "weights": str(args.weights), "image_hw": hw,
               "init": args.init, "train_windows": len(tr["target"]), "test_windows": len(te["target"]),
               "entries": ENTRIES, "r2_test": rows, "seconds": round(time.monotonic() - t0, 1),
               "note": "alpha chosen on the test windows (an optimistic bound for the ridge rows)"}

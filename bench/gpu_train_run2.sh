@@ -13,10 +13,10 @@
 # 1.0 --camera-loss huber" (NAME=OPTIONS, separated by |; EXTRA is added to all). Each chain's
 # outputs go to $OUT as one NAME_a.tar / NAME_b.tar (model card, log, curves, weights, the stage's
 # log) and, after stage B, its resume state as NAME_resume-0K.pt parts (NAME_resume.pt if small;
-# two chains: 2 tars + 2 x 3 parts, the 8 files a device call returns; KEEP_RESUME=0 leaves them out). To go on in a later session:
-# put one chain's parts, without the NAME_ prefix, in an untracked folder, carry it and pass it as
-# RESUME=folder with STAGE=start (stage A then resumes from it; add a longer --schedule-s in EXTRA,
-# the schedule counts the seconds trained before).
+# two chains: 2 tars + 2 x 3 parts, the 8 files a device call returns; KEEP_RESUME=0 leaves them
+# out). To go on in a later session: put one chain's parts, without the NAME_ prefix, in an
+# untracked folder, carry it and pass it as RESUME=folder with STAGE=start (stage A then resumes
+# from it; add a longer --schedule-s in EXTRA, the schedule counts the seconds trained before).
 # Needs HTTM_GIT_COMMIT (the device copy's .git is stale) and OUT.
 set -u
 : "${HTTM_GIT_COMMIT:?set HTTM_GIT_COMMIT to the commit being run}"

@@ -78,7 +78,8 @@ PARAMS: Tuple[Param, ...] = (
     Param("require_gpu", False, "Refuse to start without CUDA: one error line and exit status 2 "
           "instead of the fallback to CPU."),
     Param("dtype", "bfloat16", "Autocast dtype of the aggregator on CUDA (the camera head stays "
-          "float32, the DPT heads follow dpt_dtype); ignored on CPU.", choices=("bfloat16", "float16", "float32")),
+          "float32, the DPT heads follow dpt_dtype); ignored on CPU.",
+          choices=("bfloat16", "float16", "float32")),
     Param("dpt_dtype", "bfloat16", "Dtype of the DPT heads (depth, points) on CUDA: they run under "
           "autocast with channels-last convolutions, their outputs stay float32; 'float32' is "
           "VGGT's own fp32 heads; ignored on CPU. Measured on an H100 (VGGT-1B, 24-frame HTTM "
