@@ -27,19 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from httm_ros.train.data import ClipPool  # noqa: E402
 from httm_ros.vggt import VGGT  # noqa: E402
+from httm_ros.vggt.checkpoint import checkpoint_image_hw  # noqa: E402
+from httm_ros.vggt.config import SYNTH_IMAGE_HW  # noqa: E402
 from httm_ros.provenance import git_commit  # noqa: E402
 
 ENTRIES = ("t_x", "t_y", "t_z", "q_x", "q_y", "q_z")
-
-
-def image_hw(weights: Path, model: VGGT) -> Tuple[int, int]:
-    """The input size of the model card beside ``weights`` (httm-train writes one), else 4:3 at
-    the config's width."""
-    card = weights.with_suffix(".json")
-    if card.is_file():
-        return tuple(json.loads(card.read_text())["image_hw"])
-    cfg = model.config
-    return (cfg.img_size * 3 // 4 // cfg.patch_size * cfg.patch_size, cfg.img_size)
 
 
 def collect(model: VGGT, hw: Tuple[int, int], windows: int, batch: int, seed: int) -> Dict[str, np.ndarray]:
@@ -50,13 +42,13 @@ def collect(model: VGGT, hw: Tuple[int, int], windows: int, batch: int, seed: in
     pool = ClipPool(hw, "cpu", seed=seed, size=16, reuse=2, clip_frames=16)
     rng = np.random.default_rng(seed)
     last, ps = cfg.depth - 1, model.aggregator.patch_start
+    h, w = hw[0] // cfg.patch_size, hw[1] // cfg.patch_size
     parts: Dict[str, list] = {"cam1": [], "patch_mean": [], "patch_grid": [], "target": [], "head": []}
     with torch.inference_mode():
         for _ in range(windows // batch):
             gt = pool.batch(rng, 2, batch)
             tokens = model.aggregator(gt["images"], keep_layers=[last])[last]          # [B,2,P,2C]
             patches = tokens[:, :, ps:]                                                # [B,2,h*w,2C]
-            h, w = hw[0] // cfg.patch_size, hw[1] // cfg.patch_size
             grid = patches[:, 1].reshape(batch, h, w, -1).permute(0, 3, 1, 2)          # [B,2C,h,w]
             pooled = torch.nn.functional.adaptive_avg_pool2d(grid, (3, 4)).flatten(1)  # [B,12*2C]
             pose = model.camera_head(tokens[:, :, 0])[-1]                              # [B,2,9]
@@ -98,14 +90,14 @@ def main(argv=None) -> int:
     if args.init:
         model = VGGT(model.config)
     model = model.eval()
-    hw = image_hw(args.weights, model)
+    hw = checkpoint_image_hw(args.weights) or SYNTH_IMAGE_HW             # as httm-train eval
     tr = collect(model, hw, args.train, args.batch, seed=1)
     te = collect(model, hw, args.test, args.batch, seed=2)
     rows = {"head (the camera head's prediction)": r2_of(te["head"], te["target"]).tolist()}
     for name in ("cam1", "patch_mean", "patch_grid"):
-        best = max((ridge_r2(tr[name], tr["target"], te[name], te["target"], a).mean(), a) for a in args.alphas)
-        rows[f"ridge on {name} [{tr[name].shape[1]}] (alpha {best[1]:g})"] = \
-            ridge_r2(tr[name], tr["target"], te[name], te["target"], best[1]).tolist()
+        fits = {a: ridge_r2(tr[name], tr["target"], te[name], te["target"], a) for a in args.alphas}
+        best = max(fits, key=lambda a: fits[a].mean())
+        rows[f"ridge on {name} [{tr[name].shape[1]}] (alpha {best:g})"] = fits[best].tolist()
     result = {"command": " ".join(sys.argv), "commit": git_commit(), "weights": str(args.weights), "image_hw": hw,
               "init": args.init, "train_windows": len(tr["target"]), "test_windows": len(te["target"]),
               "entries": ENTRIES, "r2_test": rows, "seconds": round(time.monotonic() - t0, 1),
