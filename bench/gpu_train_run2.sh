@@ -59,15 +59,14 @@ summary() {  # summary DIR STAGE: the stage's log without most step lines
 
 mkdir -p "$ROOT" "$OUT"
 [ "$STAGE" = start ] && { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true; }
+stage=$([ "$STAGE" = start ] && echo a || echo b)
 if [ -z "${RUNS:-}" ]; then                                   # one chain, every file copied
     [ "$STAGE" = start ] && launch "$ROOT" "$OPTS"
-    stage=$([ "$STAGE" = start ] && echo a || echo b)
     wait_for "$ROOT/$stage.rc" "$ROOT/$stage.log"
     summary "$ROOT" "$stage"
     cp "$ROOT/$stage"/* "$ROOT/$stage.log" "$OUT"/ 2>/dev/null
 else                                                          # several chains, one tar each
     IFS='|' read -r -a chains <<< "$RUNS"
-    stage=$([ "$STAGE" = start ] && echo a || echo b)
     if [ "$STAGE" = start ]; then
         for chain in "${chains[@]}"; do launch "$ROOT/${chain%%=*}" "$OPTS ${chain#*=}"; done
     fi

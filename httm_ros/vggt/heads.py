@@ -41,10 +41,9 @@ class CameraHead(nn.Module):
         # base_pose: the estimate starts at BASE_POSE and the deltas start at zero (no new
         # parameter: a checkpoint's state dict is the same either way).
         self.base_pose = base_pose
-        if base_pose:
-            if not self.pose_branch.fc2.weight.is_meta:
-                nn.init.zeros_(self.pose_branch.fc2.weight)
-                nn.init.zeros_(self.pose_branch.fc2.bias)
+        if base_pose and not self.pose_branch.fc2.weight.is_meta:
+            nn.init.zeros_(self.pose_branch.fc2.weight)
+            nn.init.zeros_(self.pose_branch.fc2.bias)
 
     @staticmethod
     def activate(raw: Tensor) -> Tensor:
