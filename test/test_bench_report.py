@@ -511,13 +511,14 @@ def test_report_compile_lever_section(tmp_path):
                                            row("httm", 100, 1.281, 0.449)])
     assert report.extra_kind(json.loads(compiled.read_text())) == "compile"
     text = report.build_report([eager, compiled])
-    assert "| httm | 24 | flash | yes | float32 | 1.279 | 0.279 | - | 0.100 | 0.100 | - | 7.10 |" in text
+    assert "| httm | 24 | flash | yes | float32 | float32 | 1.279 | 0.279 | - | 0.100 | 0.100 | - | 7.10 |" in text
     assert "| httm | 24 | flash | 0.412 | 0.279 | 1.48x | 0.227 -> 0.100 |" in text
     assert "| dense | 24 | sdpa | 0.478 | 0.343 | 1.39x | 0.227 -> 0.096 |" in text
     assert "| httm | 100 | flash | 1.281" not in text.split("| eager s |")[1]      # no eager row: no speed-up
     assert "| 24 | httm |" not in text.split("## Long sequences")[1].split("##")[0]  # kept out of issue 4's tables
-    assert "torch.compile (issue 14's fusion lever" in report.build_report([])
+    assert "## Issue 14's levers, each measured alone" in report.build_report([])
     assert "| DPT float32 s |" not in text                        # no file has bf16 heads: no table
+    assert "| weights float32 s |" not in text
 
 
 def test_report_pairs_the_dpt_heads_lever_at_equal_compile_setting(tmp_path):
@@ -537,3 +538,42 @@ def test_report_pairs_the_dpt_heads_lever_at_equal_compile_setting(tmp_path):
     assert "| httm | 100 | cudnn | 1.200 | 1.100 | 1.09x | 0.195 -> 0.090 |" in text     # DPT lever, compiled
     assert "| httm | 100 | cudnn | 1.800 | 1.200 | 1.50x | 0.450 -> 0.450 |" in text     # compile lever, fp32 heads
     assert "| httm | 100 | cudnn | yes | bfloat16 |" in text
+
+
+def test_report_weights_lever_and_targets_against_the_fastvggt_code(tmp_path):
+    """bf16-weights files pair with float32-weights files of the same compile and DPT settings; the
+    FastVGGT code's one-shot rows (windows files, no new frames) pair with our e2e rows of the same
+    commit and device: uniform within 10% of its time, and at 1000 frames HTTM's speed-up, peak
+    memory share and seconds."""
+    env = {"commit": "167cea1abc", "device": "NVIDIA H100 80GB HBM3", "date_utc": "2026-12-06T12:30:00Z"}
+
+    def e2e(name, weights, rows, compiled=True):
+        return _json(tmp_path, name, {"kind": "e2e", "config": "1b", "env": env, "compile_tokenwise": compiled,
+                                      "dpt_dtype": "bfloat16", "weights_dtype": weights, "attention_sdpa": "cudnn",
+                                      "rows": rows})
+
+    def row(mode, frames, seconds, peak, **kw):
+        return {**_row(mode, frames, seconds, peak, ga=1.0), "first_run_s": seconds + 9, "attention_sdpa": "cudnn",
+                "breakdown_s": {"aggregator_other": seconds / 5}, **kw}
+
+    w32 = e2e("w32.json", "float32", [row("httm", 1000, 27.18, 30.6)])
+    wbf16 = e2e("wbf16.json", "bfloat16", [row("httm", 1000, 26.31, 28.4)])
+    uniform = e2e("u.json", "bfloat16", [row("uniform", 1000, 66.28, 35.1, row_warmup=False)], compiled=False)
+    peer = _windows_file(tmp_path, "peer.json", [_wrow("fastvggt", None, first=66.91, frames=1000, new=0,
+                                                       peak_gib=65.9)], frames=1000, new=0)
+    peer_json = json.loads(peer.read_text())
+    peer_json["env"].update(commit=env["commit"], device=env["device"])
+    peer.write_text(json.dumps(peer_json))
+    text = report.build_report([w32, wbf16, uniform, peer])
+    assert "| httm | 1000 | cudnn | 27.180 | 26.310 | 1.03x | 5.436 -> 5.262 |" in text          # weights lever
+    assert "| 66.280 (cold: no row warm-up) |" in text
+    verdicts = {k: line.rstrip(" |").rsplit("| ", 1)[1] for k, line in _lines(text).items()}
+    assert verdicts["our uniform within 10% of the FastVGGT code's time @1000 frames"] == "met"
+    assert verdicts["HTTM >= 2.6x faster than the FastVGGT code @1000 frames"] == "MISSED"     # 66.91 / 26.31
+    assert verdicts["HTTM peak <= 50% of the FastVGGT code's @1000 frames"] == "met"           # 28.4 / 65.9
+    assert verdicts["HTTM <= 25 s @1000 frames (named for the H200)"] == "MISSED"
+    # another commit's peer row is not paired with these rows
+    peer_json["env"]["commit"] = "0000000"
+    peer.write_text(json.dumps(peer_json))
+    text = report.build_report([w32, wbf16, uniform, peer])
+    assert "| our uniform within 10% of the FastVGGT code's time @1000 frames | not measured yet |" in text

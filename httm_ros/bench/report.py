@@ -27,7 +27,8 @@ from .plot import plot
 from .results import NOT_YET, load, load_side, ratio
 from .markdown_tables import (breakdown_table, fidelity_table, latency_table, layer_table, memory_table, node_table,
                      pipeline_table, warm_table, windows_table)
-from .targets import WINDOW_FIRST_OVER_P50, WINDOW_P99_OVER_P50, limits, targets, window_targets
+from .targets import (WINDOW_FIRST_OVER_P50, WINDOW_P99_OVER_P50, limits, peer_oneshot_targets, targets,
+                      window_targets)
 
 
 def windows_section(results: List) -> List[str]:
@@ -102,6 +103,16 @@ def load_extra(files: Sequence[Path]) -> Tuple[Dict[str, List[Dict]], List[Path]
         else:
             others.append(path)
     return out, others
+
+
+def e2e_results(files: Sequence[Path]) -> List[Dict]:
+    """The ``httm-bench e2e`` files among ``files`` (kind "e2e"), read."""
+    out = []
+    for path in (Path(f) for f in files if Path(f).is_file()):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("kind") == "e2e":
+            out.append({**data, "file": path.name})
+    return out
 
 
 def env_of(res: Dict) -> Dict:
@@ -622,20 +633,24 @@ def megabytes(nbytes) -> Optional[float]:
     return None if nbytes is None else nbytes / 1e6
 
 
-def extra_sections(extra: Dict[str, List[Dict]]) -> List[str]:
-    """The issue-15..19 sections, every one present (a missing file says what is not measured)."""
-    return [*compile_section(extra["compile"]),
+def extra_sections(extra: Dict[str, List[Dict]], windows: Sequence[Dict] = (), e2e: Sequence[Dict] = ()) -> List[str]:
+    """Issue 14's levers (``windows``, ``e2e``: the windows and other e2e files, for the targets against
+    the FastVGGT code's one-shot rows) and the issue-15..19 sections, every one present (a missing
+    file says what is not measured)."""
+    return [*compile_section(extra["compile"], windows, e2e),
             *training_section(extra["model_card"], extra["train_log"], extra["streaming"]),
             *streaming_section(extra["streaming"]), *window_size_section(extra["window_size"]),
             *dtype_section(extra["dtype"]), *loops_section(extra["loops"]),
             *distributed_section(extra["distributed_fidelity"], extra["distributed"])]
 
 
-def compile_section(results: List[Dict]) -> List[str]:
+def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequence[Dict] = ()) -> List[str]:
     """Issue 14's levers, each measured alone: e2e files of one call, eager and
-    ``--compile-tokenwise``, or the DPT heads in float32 and ``--dpt-dtype bfloat16``."""
+    ``--compile-tokenwise``, the DPT heads in float32 and ``--dpt-dtype bfloat16``, float32 and bf16
+    weights; then the targets against the FastVGGT code's one-shot rows among ``windows`` (ours: these
+    files and ``e2e``)."""
     rows = [(res, r) for res in results for r in res.get("rows", []) if r.get("seconds") is not None]
-    out = ["## The token-wise passes through torch.compile (issue 14's fusion lever, measured alone)", "",
+    out = ["## Issue 14's levers, each measured alone: compiled token-wise passes, bf16 DPT heads, bf16 weights", "",
            "`httm-bench e2e --compile-tokenwise` runs every block's norms, qkv, q/k norm + RoPE, LayerScale, "
            "residuals and MLP through `torch.compile` (inductor; `httm_ros.vggt.layers.compile_tokenwise`), "
            "the attention cores eager; the same input repeated, one untimed forward at the row's size "
@@ -643,20 +658,33 @@ def compile_section(results: List[Dict]) -> List[str]:
            "repeat. Eager and compiled rows of one commit on one device ran in one device call. The "
            "node's regime with the lever is in the windows table above (rows marked `compiled`). "
            "`--dpt-dtype bfloat16` (the heads lever: the DPT heads under bf16 autocast, channels-last; "
-           "`VGGTConfig.dpt_cuda_dtype`) is paired the same way with float32 heads.", ""]
+           "`VGGTConfig.dpt_cuda_dtype`) is paired the same way with float32 heads, and `--weights-dtype "
+           "bfloat16` (the weights cast to bf16) with float32 weights.", ""]
     if not rows:
         return out + [NOT_YET, ""]
-    out += md_head("mode", "frames", "attention", "compiled", "DPT heads", "first run s", "warm s", "dino",
-                   "global attention", "aggregator_other", "heads_and_host", "peak GiB", "device", "commit", "file")
-    for res, r in sorted(rows, key=lambda x: (x[1]["frames"], x[1]["mode"], compile_sdpa(*x), _compiled(x[0]), _dpt(x[0]))):
+    out += md_head("mode", "frames", "attention", "compiled", "DPT heads", "weights", "first run s", "warm s",
+                   "dino", "global attention", "aggregator_other", "heads_and_host", "peak GiB", "device", "commit",
+                   "file")
+    for res, r in sorted(rows, key=lambda x: (x[1]["frames"], x[1]["mode"], compile_sdpa(*x), _compiled(x[0]),
+                                              _dpt(x[0]), _weights(x[0]))):
         b, env = r.get("breakdown_s") or {}, env_of(res)
+        warm = num(r["seconds"]) + (" (cold: no row warm-up)" if r.get("row_warmup") is False else "")
         out.append(md_row(r["mode"], r["frames"], compile_sdpa(res, r), "yes" if _compiled(res) else "no", _dpt(res),
-                          num(r.get("first_run_s")), num(r["seconds"]), num(b.get("dino")), num(b.get("global_attention")),
-                          num(b.get("aggregator_other")), num(b.get("heads_and_host")), num(r.get("peak_gib"), "{:.2f}"),
-                          env.get("device", "?"), str(env.get("commit", "?"))[:7], res["file"]))
-    compiled = lever_table(rows, _compiled, _dpt, ("eager", "compiled"), "aggregator_other")
-    dpt = lever_table(rows, lambda res: _dpt(res) != "float32", _compiled, ("DPT float32", "DPT bf16"), "heads_and_host")
-    return out + ["", *compiled, ""] + ([*dpt, ""] if dpt != [NOT_YET] else [])
+                          _weights(res), num(r.get("first_run_s")), warm, num(b.get("dino")),
+                          num(b.get("global_attention")), num(b.get("aggregator_other")), num(b.get("heads_and_host")),
+                          num(r.get("peak_gib"), "{:.2f}"), env.get("device", "?"), str(env.get("commit", "?"))[:7],
+                          res["file"]))
+    compiled = lever_table(rows, _compiled, lambda res: (_dpt(res), _weights(res)), ("eager", "compiled"),
+                           "aggregator_other")
+    dpt = lever_table(rows, lambda res: _dpt(res) != "float32", lambda res: (_compiled(res), _weights(res)),
+                      ("DPT float32", "DPT bf16"), "heads_and_host")
+    weights = lever_table(rows, lambda res: _weights(res) != "float32", lambda res: (_compiled(res), _dpt(res)),
+                          ("weights float32", "weights bf16"), "aggregator_other")
+    peer = ["Against the FastVGGT code on the same frames (its code in its own process in the same device call, "
+            "its warm forward; ours: the fastest row of the mode at that size of the same commit and device):", "",
+            *target_rows(peer_oneshot_targets([*results, *e2e], windows))]
+    return (out + ["", *compiled, ""] + [part for table in (dpt, weights) if table != [NOT_YET] for part in (*table, "")]
+            + peer)
 
 
 def _compiled(res: Dict) -> bool:
@@ -665,6 +693,10 @@ def _compiled(res: Dict) -> bool:
 
 def _dpt(res: Dict) -> str:
     return res.get("dpt_dtype") or "float32"
+
+
+def _weights(res: Dict) -> str:
+    return res.get("weights_dtype") or "float32"
 
 
 def compile_sdpa(res: Dict, row: Dict) -> str:
@@ -817,7 +849,7 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
                   f"`{fid.get('command')}` at {str(fid.get('git_commit'))[:7]} on {fid.get('device')} ({fid['file']}). "
                   "Random (golden) weights: this measures how far each merge moves attention, not "
                   "reconstruction accuracy.", "", fidelity_table(fid), ""]
-    lines += extra_sections(extra)
+    lines += extra_sections(extra, side["windows"], e2e_results(files))
     if notes is not None and Path(notes).is_file():
         lines += [Path(notes).read_text().rstrip(), ""]
     if plotted:

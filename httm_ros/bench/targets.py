@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .results import FRAMES, NOT_YET, cell, ratio, same_run_pair, value, window_mode, window_rows
 
@@ -110,4 +110,50 @@ def window_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
             out.append((f"{label} <= {limit}x p50: {name}",
                         NOT_YET if q is None else f"{q:.2f}x ({x:.3f} vs {p50:.3f} s)",
                         _verdict(None if q is None else q <= limit)))
+    return out
+
+
+# Issue 14, one forward over the same frames (the FastVGGT code in its own process, same device call)
+UNIFORM_OVER_PEER = 1.10            # our uniform mode (FastVGGT's algorithm) within 10% of its code's time
+HTTM_1000_S = 25.0                  # HTTM at 1000 frames (named for the H200)
+HTTM_OVER_PEER_1000 = 2.6           # HTTM >= 2.6x faster than the FastVGGT code at 1000 frames
+HTTM_PEAK_OVER_PEER_1000 = 0.5      # HTTM's peak memory <= 50% of the FastVGGT code's at 1000 frames
+
+
+def peer_oneshot_targets(e2e_results: Sequence[Dict], window_results: Sequence[Dict]) -> List[Tuple[str, str, str]]:
+    """(target, measured, verdict) against the FastVGGT code on the same frames: its windows file
+    with no new frames (``--new 0``; warm time = its first timed forward, after the warm-up) paired
+    with our e2e rows of the same commit and device. Ours: the fastest row of the mode at that size."""
+    out = []
+    peers = [(r, res.get("env", {})) for res in window_results for r in res.get("rows", [])
+             if r.get("mode") == "fastvggt" and r.get("new") == 0 and r.get("first_window_s")]
+    for peer, penv in sorted(peers, key=lambda x: x[0]["frames"]):
+        f, ps = peer["frames"], peer["first_window_s"]
+        ours: Dict[str, Dict] = {}
+        for res in e2e_results:
+            env = res.get("env", {})
+            if (env.get("commit"), env.get("device")) != (penv.get("commit"), penv.get("device")):
+                continue
+            for r in res.get("rows", []):
+                if r.get("frames") == f and r.get("seconds") and (r["mode"] not in ours or r["seconds"] < ours[r["mode"]]["seconds"]):
+                    ours[r["mode"]] = r
+        where = f"{str(penv.get('commit', '?'))[:7]}, {penv.get('device', '?')}"
+        u, h = ours.get("uniform"), ours.get("httm")
+        q = None if u is None else u["seconds"] / ps
+        out.append((f"our uniform within {100 * (UNIFORM_OVER_PEER - 1):.0f}% of the FastVGGT code's time @{f} frames",
+                    NOT_YET if q is None else f"{q:.2f}x ({u['seconds']:.2f} vs {ps:.2f} s; {where})",
+                    _verdict(None if q is None else q <= UNIFORM_OVER_PEER)))
+        if f != 1000:
+            continue
+        sp = None if h is None else ps / h["seconds"]
+        out.append((f"HTTM >= {HTTM_OVER_PEER_1000}x faster than the FastVGGT code @1000 frames",
+                    NOT_YET if sp is None else f"{sp:.2f}x ({h['seconds']:.2f} vs {ps:.2f} s; {where})",
+                    _verdict(None if sp is None else sp >= HTTM_OVER_PEER_1000)))
+        mem = None if h is None or not peer.get("peak_gib") else h["peak_gib"] / peer["peak_gib"]
+        out.append((f"HTTM peak <= {100 * HTTM_PEAK_OVER_PEER_1000:.0f}% of the FastVGGT code's @1000 frames",
+                    NOT_YET if mem is None else f"{100 * mem:.0f}% ({h['peak_gib']:.1f} vs {peer['peak_gib']:.1f} GiB)",
+                    _verdict(None if mem is None else mem <= HTTM_PEAK_OVER_PEER_1000)))
+        out.append((f"HTTM <= {HTTM_1000_S:.0f} s @1000 frames (named for the H200)",
+                    NOT_YET if h is None else f"{h['seconds']:.2f} s on {penv.get('device', '?')}",
+                    _verdict(None if h is None else h["seconds"] <= HTTM_1000_S)))
     return out
