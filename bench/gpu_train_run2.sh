@@ -17,6 +17,8 @@
 # out). To go on in a later session: put one chain's parts, without the NAME_ prefix, in an
 # untracked folder, carry it and pass it as RESUME=folder with STAGE=start (stage A then resumes
 # from it; add a longer --schedule-s in EXTRA, the schedule counts the seconds trained before).
+# INIT=weights.safetensors starts stage A from a trained checkpoint's weights and config instead
+# (httm-train --init-weights: a new optimizer and schedule; carry the file; not with RESUME).
 # Needs HTTM_GIT_COMMIT (the device copy's .git is stale) and OUT.
 set -u
 : "${HTTM_GIT_COMMIT:?set HTTM_GIT_COMMIT to the commit being run}"
@@ -45,7 +47,7 @@ launch() {  # launch DIR OPTIONS...: stage A then stage B of one chain, detached
     rm -rf "$w" && mkdir -p "$w/a" "$w/b"
     # shellcheck disable=SC2086
     setsid nohup bash -c "
-        PYTHONUNBUFFERED=1 python3 -m httm_ros.train --out $w/a ${RESUME:+--resume $RESUME} --time-budget-s $A_S $* > $w/a.log 2>&1
+        PYTHONUNBUFFERED=1 python3 -m httm_ros.train --out $w/a ${RESUME:+--resume $RESUME} ${INIT:+--init-weights $INIT} --time-budget-s $A_S $* > $w/a.log 2>&1
         echo \$? > $w/a.rc
         PYTHONUNBUFFERED=1 python3 -m httm_ros.train --out $w/b --resume $w/a --time-budget-s $B_S $* > $w/b.log 2>&1
         echo \$? > $w/b.rc" > /dev/null 2>&1 < /dev/null &

@@ -1,6 +1,7 @@
 """bench/gpu_train_run2.sh, the script that runs httm-train chains across device calls: two chains
 side by side (RUNS), STAGE=start then STAGE=finish, each chain's outputs in one tar per stage and
-stage B's resume parts beside them, and a chain started from those parts (RESUME). Tiny network on
+stage B's resume parts beside them, a chain started from those parts (RESUME) and one started from
+a trained checkpoint's weights (INIT). Tiny network on
 the CPU, a few seconds per stage."""
 
 import json
@@ -49,3 +50,7 @@ def test_two_chains_start_finish_and_resume(tmp_path):
         (resume / part.name.replace("base_", "")).write_bytes(part.read_bytes())
     _run(tmp_path, tmp_path / "call3", "start", RESUME=str(resume), EXTRA="--camera-base-pose")
     assert "resumed from" in (tmp_path / "chains" / "a.log").read_text()
+    with tarfile.open(second / "plain_b.tar") as tar:
+        tar.extract("b/httm-vggt-synth.safetensors", tmp_path / "trained")
+    _run(tmp_path, tmp_path / "call4", "start", INIT=str(tmp_path / "trained/b/httm-vggt-synth.safetensors"))
+    assert "initialised from" in (tmp_path / "chains" / "a.log").read_text()

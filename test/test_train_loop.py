@@ -78,12 +78,35 @@ def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
         assert abs(float(block.ls1.gamma.float().mean()) - 1.0) < 0.05             # 4 steps from 1.0, not 0.01
 
 
+def test_init_weights_starts_from_a_checkpoint_with_its_config(tmp_path, one_torch_thread):
+    """--init-weights: the network (config included) comes from a checkpoint, the optimizer and the
+    schedule start anew, and the model card names the weights it started from."""
+    from httm_ros.provenance import file_sha256
+    from httm_ros.train.train_cli import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["--smoke", "--layerscale-init", "1.0", "--camera-base-pose", "--out", str(first)]) == 0
+    start = first / "httm-vggt-synth.safetensors"
+    assert main(["--smoke", "--init-weights", str(start), "--seed", "3", "--out", str(second)]) == 0
+    card = json.loads((second / "httm-vggt-synth.json").read_text())
+    assert card["training"]["init_weights"] == {"path": str(start), "sha256": file_sha256(start)}
+    assert card["training"]["steps"] == 4                                   # a new schedule, counted from 0
+    before, after = VGGT.from_checkpoint(start), VGGT.from_checkpoint(second / "httm-vggt-synth.safetensors")
+    assert after.config == before.config == VGGTConfig.tiny(layerscale_init=1.0, camera_base_pose=True)
+    fresh = VGGT(before.config)
+    moved = max((a - b).abs().max().item() for a, b in zip(after.state_dict().values(), before.state_dict().values()))
+    apart = max((a - b).abs().max().item() for a, b in zip(fresh.state_dict().values(), before.state_dict().values()))
+    assert moved < 0.1 < apart                 # 4 small steps from the checkpoint, far from a new init
+
+
 @pytest.mark.parametrize("argv, named", [
     (["--heldout", "0"], "--heldout must be >= 1, got 0"),
     (["--lr", "-1", "--curriculum-frac", "2"], "--lr must be > 0, got -1.0; --curriculum-frac must be <= 1"),
     (["--batch-frames", "1"], "--batch-frames must be >= 2"),
     (["--curriculum-frames", "30"], "--curriculum-frames must be in 2..24, got 30"),
     (["--layerscale-init", "0"], "--layerscale-init must be > 0"),
+    (["--init-weights", "w.safetensors", "--resume", "r.pt"], "--init-weights and --resume exclude each other"),
+    (["--init-weights", "w.safetensors", "--camera-base-pose"], "--init-weights takes the network's config"),
 ])
 def test_out_of_range_options_are_refused_before_anything_runs(tmp_path, capsys, argv, named):
     from httm_ros.train.train_cli import main

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..provenance import git_commit
+from ..provenance import file_sha256, git_commit
 from ..vggt.config import SYNTH_IMAGE_HW, VGGTConfig
 from ..vggt.model import VGGT
 from .data import CLIP_FRAMES, MAX_FRAMES, MIN_FRAMES, ClipPool, frame_count_for_step, measure_renderer
@@ -52,6 +52,7 @@ class TrainOptions:
     device: str = "auto"
     time_budget_s: Optional[float] = None
     resume: Optional[str] = None
+    init_weights: Optional[str] = None  # start from a checkpoint's weights and config (new optimizer and schedule)
     pool_size: int = 48
     reuse: int = 8                    # window-frames served per rendered frame (on average)
     clip_frames: int = CLIP_FRAMES
@@ -90,6 +91,11 @@ def option_errors(opts: "TrainOptions") -> List[str]:
                if getattr(opts, k) > 1]
     if not MIN_FRAMES <= opts.curriculum_frames <= MAX_FRAMES:
         errors.append(f"--curriculum-frames must be in {MIN_FRAMES}..{MAX_FRAMES}, got {opts.curriculum_frames}")
+    if opts.init_weights and opts.resume:
+        errors.append("--init-weights and --resume exclude each other (a resume state has its own weights)")
+    if opts.init_weights and (opts.layerscale_init is not None or opts.camera_base_pose):
+        errors.append("--init-weights takes the network's config from the checkpoint: drop --layerscale-init "
+                      "and --camera-base-pose")
     if opts.camera_loss not in ("l1", "huber"):
         errors.append(f"--camera-loss must be l1 or huber, got {opts.camera_loss!r}")
     return errors
@@ -227,11 +233,19 @@ def train(opts: TrainOptions) -> Dict:
     changes = {} if opts.layerscale_init is None else {"layerscale_init": opts.layerscale_init}
     if opts.camera_base_pose:
         changes["camera_base_pose"] = True
-    cfg = VGGTConfig.from_dict(state["config"]) if state else VGGTConfig.preset(opts.config, **changes)
-    model = VGGT(cfg).to(device).train()
+    init = None
+    if opts.init_weights:
+        model = VGGT.from_checkpoint(opts.init_weights).float().to(device).train()   # its config travels with it
+        cfg = model.config
+        init = {"path": str(opts.init_weights), "sha256": file_sha256(opts.init_weights)}
+        _print(f"initialised from {init['path']} (sha256 {init['sha256'][:16]})")
+    else:
+        cfg = VGGTConfig.from_dict(state["config"]) if state else VGGTConfig.preset(opts.config, **changes)
+        model = VGGT(cfg).to(device).train()
     opt = make_optimizer(model, opts)
     step, seen, log, before = 0, 0, [], 0.0
     if state:
+        init = state.get("init_weights")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, seen, log, before = state["step"], state["seen_frames"], list(state["log"]), state["elapsed_s"]
@@ -309,13 +323,15 @@ def train(opts: TrainOptions) -> Dict:
     pool.close()
     elapsed = before + time.monotonic() - t_start
     _print(f"stopped at step {step} ({stopped}); saving")
-    save_resume(_state(model, opt, step, pool, log, opts, device, seen, elapsed), out)
+    save_resume({**_state(model, opt, step, pool, log, opts, device, seen, elapsed), "init_weights": init}, out)
     heldout = evaluate_heldout(model, opts.image_hw, device, opts.heldout, opts.heldout_frames)
     _print("held-out: " + json.dumps(heldout["summary"]) + " met: " + json.dumps(heldout["met"]))
     training = {"command": " ".join(opts.argv), "commit": commit, "steps": step, "schedule_steps": opts.steps,
                 "complete": step >= opts.steps, "seen_frames": seen, "elapsed_s": round(elapsed, 1),
                 "seed": opts.seed, "device": str(device), "renderer_frames_per_s": round(render_fps, 1),
                 "options": _plain_options(opts), "loss": loss_summary(log)}
+    if init:
+        training["init_weights"] = init           # the steps count from these weights
     write_model(out, model, opts.image_hw, training, heldout)
     write_log(out / "train_log.json", log, {"training": training, "heldout": heldout["summary"]})
     plot_curves(out / "train_curves.png", log)

@@ -48,8 +48,9 @@ def plot_curves(path: Path, log: List[Dict]) -> Optional[Path]:
         return None
     steps = [e["step"] for e in log]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4))
-    for key in ("loss", "camera", "depth"):
-        axes[0].plot(steps, [e[key] for e in log], label=key, lw=0.8)
+    for key in ("loss", "camera", "depth", "points", "match"):          # points / match: when trained
+        if all(key in e for e in log):
+            axes[0].plot(steps, [e[key] for e in log], label=key, lw=0.8)
     for key in ("cam_t", "cam_q", "cam_fov", "depth_reg", "depth_grad"):
         axes[1].plot(steps, [e[key] for e in log], label=key, lw=0.8)
     for ax in axes[:2]:

@@ -24,6 +24,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget-s", type=float, default=None,
                    help="stop, save and evaluate before this many seconds have passed")
     p.add_argument("--resume", default=None, help="resume.pt, a resume-NN.pt part, or the folder holding them")
+    p.add_argument("--init-weights", default=None,
+                   help="start from this checkpoint's weights and config (a trained httm-vggt-synth), with a new "
+                        "optimizer and schedule; excludes --resume, --layerscale-init and --camera-base-pose")
     p.add_argument("--steps", type=int, default=d.steps, help="total steps of the schedule (default %(default)s)")
     p.add_argument("--schedule-s", type=float, default=None,
                    help="cosine learning-rate schedule over this many seconds of training (all calls "
@@ -123,7 +126,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _options(args, argv: List[str]):
     """TrainOptions of the parsed ``args`` (ValueError naming the options out of range)."""
     if args.smoke:
-        return smoke_options(args.out, resume=args.resume, seed=args.seed, time_budget_s=args.time_budget_s,
+        return smoke_options(args.out, resume=args.resume, init_weights=args.init_weights, seed=args.seed,
+                             time_budget_s=args.time_budget_s,
                              layerscale_init=args.layerscale_init, camera_base_pose=args.camera_base_pose,
                              argv=["httm-train"] + argv)
     return TrainOptions(out=args.out, config=args.config, layerscale_init=args.layerscale_init,
@@ -133,7 +137,7 @@ def _options(args, argv: List[str]):
                         lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
                         match_weight=args.match_weight, match_layer=args.match_layer,
                         device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
-                        pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
+                        init_weights=args.init_weights, pool_size=args.pool_size, reuse=args.reuse, heldout=args.heldout,
                         clip_frames=args.clip_frames, camera_weight=args.camera_weight, workers=args.workers,
                         camera_loss=args.camera_loss, camera_delta=args.camera_delta, depth_weight=args.depth_weight,
                         curriculum_frames=args.curriculum_frames, curriculum_frac=args.curriculum_frac,
