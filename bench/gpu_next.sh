@@ -16,6 +16,10 @@
 #                                   # bf16 DPT heads): e2e 24/100/1000 (cuDNN) and windows K=24, fp32 vs bf16 weights
 #   PART=7 bash bench/gpu_next.sh   # 1000 frames: our uniform mode (FastVGGT's algorithm) against the
 #                                   # FastVGGT code, both with bf16 weights, in one call (issue 14's 10% target)
+#   PART=8 bash bench/gpu_next.sh   # issue 14 in one call (meant for the H200 its targets name), the
+#                                   # node's GPU setting (compiled, bf16 DPT heads): windows K=24 and K=64
+#                                   # (dense, httm, the FastVGGT code), e2e httm 24/100/1000 (bf16 weights,
+#                                   # cuDNN), the FastVGGT code at 1000 frames
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -32,7 +36,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1..7}"
+PART="${PART:?set PART=1..8}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -145,7 +149,14 @@ case "$PART" in
     # setting), eager; the peer in its own process, the same frames twice (cold, then warm)
     e2e e2e_uniform_1000 --frames "${E5[2]}" --modes uniform --weights-dtype "$BF16"
     windows peer_1000 100 --frames "${E5[2]}" --new 0 --windows 2 --modes "${PEER_ARGS[@]}" ;;
-*)  echo "PART must be 1..7" >&2; exit 2 ;;
+8)  # issue 14's targets in one call: the node's regime against dense and the FastVGGT code, then the
+    # one-shot rows (our fastest 1000-frame setting; the peer with one warm-up and one timed forward)
+    windows k24_node 30 "${W24[@]}" --modes dense httm --compile-tokenwise --dpt-dtype "$BF16" "${PEER_ARGS[@]}"
+    windows k64_node 40 "${W64[@]}" --modes dense httm --compile-tokenwise --dpt-dtype "$BF16" "${PEER_ARGS[@]}"
+    e2e e2e_node --frames "${E5[@]}" --modes httm --attention-sdpa cudnn --compile-tokenwise --dpt-dtype "$BF16" \
+        --weights-dtype "$BF16"
+    windows peer_1000 100 --frames "${E5[2]}" --new 0 --windows 1 --modes "${PEER_ARGS[@]}" ;;
+*)  echo "PART must be 1..8" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"
