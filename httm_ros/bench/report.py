@@ -23,6 +23,7 @@ import shlex
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from . import roofline
 from .plot import plot
 from .results import NOT_YET, load, load_side, ratio
 from .markdown_tables import (breakdown_table, fidelity_table, latency_table, layer_table, memory_table, node_table,
@@ -660,8 +661,11 @@ def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequ
            "`--dpt-dtype bfloat16` (the heads lever: the DPT heads under bf16 autocast, channels-last; "
            "`VGGTConfig.dpt_cuda_dtype`) is paired the same way with float32 heads, and `--weights-dtype "
            "bfloat16` (the weights cast to bf16) with float32 weights.", ""]
+    peer = ["Against the FastVGGT code on the same frames (its code in its own process in the same device call, "
+            "its warm forward; ours: the fastest row of the mode at that size of the same commit and device):", "",
+            *target_rows(peer_oneshot_targets([*results, *e2e], windows))]
     if not rows:
-        return out + [NOT_YET, ""]
+        return out + [NOT_YET, ""] + peer + roofline_section(results)
     out += md_head("mode", "frames", "attention", "compiled", "DPT heads", "weights", "first run s", "warm s",
                    "dino", "global attention", "aggregator_other", "heads_and_host", "peak GiB", "device", "commit",
                    "file")
@@ -680,11 +684,46 @@ def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequ
                       ("DPT float32", "DPT bf16"), "heads_and_host")
     weights = lever_table(rows, lambda res: _weights(res) != "float32", lambda res: (_compiled(res), _dpt(res)),
                           ("weights float32", "weights bf16"), "aggregator_other")
-    peer = ["Against the FastVGGT code on the same frames (its code in its own process in the same device call, "
-            "its warm forward; ours: the fastest row of the mode at that size of the same commit and device):", "",
-            *target_rows(peer_oneshot_targets([*results, *e2e], windows))]
     return (out + ["", *compiled, ""] + [part for table in (dpt, weights) if table != [NOT_YET] for part in (*table, "")]
-            + peer)
+            + peer + roofline_section(results))
+
+
+def roofline_section(results: Sequence[Dict]) -> List[str]:
+    """Issue 14's "where the time goes" against each part's bound: the fastest HTTM row per frame
+    count among ``results`` (e2e files with a breakdown), next to ``roofline`` bounds at the
+    H200's ceilings."""
+    best: Dict[int, Tuple[Dict, Dict]] = {}
+    for res in results:
+        for r in res.get("rows", []):
+            if r.get("mode") == "httm" and r.get("breakdown_s") and r.get("seconds") and \
+                    (r["frames"] not in best or r["seconds"] < best[r["frames"]][1]["seconds"]):
+                best[r["frames"]] = (res, r)
+    c = roofline.CEILINGS_H200
+    out = ["### Where the time goes against each part's bound (issue 14)", "",
+           f"The fastest HTTM row per frame count above, its parts next to what they need at the H200's measured "
+           f"ceilings (bf16 matmul {c['matmul_tflops']:.0f} TFLOP/s, SDPA {c['sdpa_tflops']:.0f} TFLOP/s, HBM "
+           f"{c['hbm_tbps']} TB/s; `httm_ros.bench.roofline`: FLOP counted on the meta device, attention at the "
+           "row's kept fractions, traffic op by op in bf16, unfused, so an upper estimate of the memory floor). "
+           "bound = max(arithmetic, traffic). The rows ran on the device they name; an H100 has the same "
+           "arithmetic and ~3.35 TB/s (vendor figure, not measured), so its traffic bounds are ~1.3x these. "
+           "Parts over 2x of their bound: reasons in the analysis below (bench/NOTES.md).", ""]
+    if not best:
+        return out + [NOT_YET, ""]
+    out += md_head("frames", "part", "measured s", "matmul TFLOP", "attention TFLOP", "traffic GB", "arithmetic s",
+                   "traffic s", "measured / bound", "within 2x", "device", "file")
+    for frames, (res, r) in sorted(best.items()):
+        merge = r.get("merge") or {}
+        costs = roofline.part_costs(frames, tuple(r.get("image_hw") or (392, 518)), merge.get("kept_q", 1.0),
+                                    merge.get("kept_kv", 1.0))
+        for part, b in roofline.bounds(costs).items():
+            got = r["breakdown_s"].get(part)
+            q = None if got is None else got / b["bound_s"]
+            out.append(md_row(frames, part, num(got), num(costs[part]["matmul_flop"] / 1e12, "{:.1f}"),
+                              num(costs[part]["attention_flop"] / 1e12, "{:.1f}"), num(costs[part]["bytes"] / 1e9, "{:.1f}"),
+                              num(b["arithmetic_s"]), num(b["traffic_s"]), num(q, "{:.2f}x"),
+                              NOT_YET if q is None else ("yes" if q <= 2.0 else "NO"),
+                              env_of(res).get("device", "?"), res["file"]))
+    return out + [""]
 
 
 def _compiled(res: Dict) -> bool:
