@@ -59,3 +59,27 @@ def test_report_puts_each_part_next_to_its_bound(tmp_path):
     assert "| yes |" in by_part["global_attention"]           # 17.5 s against ~16.5 s of attention
     assert "| NO |" in by_part["heads_and_host"]              # 1.6 s against ~0.35 s
     assert "### Where the time goes against each part's bound" in report.build_report([])
+
+
+def test_onboard_estimate_uses_the_same_counts(tmp_path):
+    """bench/onboard_estimate.py (the Orin ESTIMATE) sums roofline's parts: HTTM changes only the
+    global attention's share, and every bound is max(math, memory)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("onboard_estimate",
+                                                  Path(__file__).resolve().parents[1] / "bench/onboard_estimate.py")
+    onboard = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(onboard)
+    c = onboard.count(8, (392, 518))
+    dense, merged = roofline.part_costs(8), roofline.part_costs(8, kept_q=0.2, kept_kv=0.3)
+    assert c["flops_dense"] == int(sum(p["matmul_flop"] + p["attention_flop"] for p in dense.values()))
+    cut = 0.94 * dense["global_attention"]["attention_flop"]
+    assert c["flops_dense"] - c["flops_httm"] == pytest.approx(cut, rel=1e-6)
+    assert c["bytes_httm"] < c["bytes_dense"] and c["params"] > 1e9
+    out = tmp_path / "orin.json"
+    assert onboard.main(["--frames", "8", "--overlap", "2", "--out", str(out)]) == 0
+    for dev in json.loads(out.read_text())["devices"].values():
+        for mode in ("dense", "httm"):
+            e = dev[mode]
+            assert e["seconds_lower_bound"] == max(e["seconds_math"], e["seconds_memory"])
