@@ -20,6 +20,9 @@
 #                                   # node's GPU setting (compiled, bf16 DPT heads): windows K=24 and K=64
 #                                   # (dense, httm, the FastVGGT code), e2e httm 24/100/1000 (bf16 weights,
 #                                   # cuDNN), the FastVGGT code at 1000 frames
+#   PART=9 bash bench/gpu_next.sh   # onboard GPUs without Triton: the PyTorch path (impl=torch) against
+#                                   # the Triton path, windows K=24/64/128, eager, bf16 weights and heads
+#                                   # (issue 14: its peak memory within 1.1x, its time beside it)
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -36,7 +39,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1..8}"
+PART="${PART:?set PART=1..9}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -156,7 +159,18 @@ case "$PART" in
     e2e e2e_node --frames "${E5[@]}" --modes httm --attention-sdpa cudnn --compile-tokenwise --dpt-dtype "$BF16" \
         --weights-dtype "$BF16"
     windows peer_1000 100 --frames "${E5[2]}" --new 0 --windows 1 --modes "${PEER_ARGS[@]}" ;;
-*)  echo "PART must be 1..8" >&2; exit 2 ;;
+9)  # each window size: the Triton path, then the PyTorch path (what runs where Triton is missing),
+    # eager (torch.compile needs Triton on a GPU too), as the onboard preset: bf16 weights and heads
+    n=3
+    for W in "${W24[*]}" "${W64[*]}" "${W128[*]}"; do
+        read -r -a WA <<< "$W"
+        K=${WA[1]}
+        windows "fb_k${K}_triton" $(( 100 / (2 * n) )) "${WA[@]}" --modes httm --weights-dtype "$BF16" --dpt-dtype "$BF16"
+        windows "fb_k${K}_torch" $(( 100 / (2 * n - 1) )) "${WA[@]}" --modes httm --weights-dtype "$BF16" \
+            --dpt-dtype "$BF16" --httm-set impl=torch
+        n=$(( n - 1 ))
+    done ;;
+*)  echo "PART must be 1..9" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"

@@ -577,3 +577,18 @@ def test_report_weights_lever_and_targets_against_the_fastvggt_code(tmp_path):
     peer.write_text(json.dumps(peer_json))
     text = report.build_report([w32, wbf16, uniform, peer])
     assert "| our uniform within 10% of the FastVGGT code's time @1000 frames | not measured yet |" in text
+
+
+def test_report_pairs_the_pytorch_path_with_the_triton_path(tmp_path):
+    """Issue 14's onboard target: a windows row with impl=torch (no Triton) against the Triton row
+    of the same size, setting, commit and device; its peak within 1.1x, its p50 beside it."""
+    triton = _windows_file(tmp_path, "t.json", [_wrow("httm", 0.40, peak_gib=4.0, frames=64)], frames=64)
+    torch_ok = _windows_file(tmp_path, "f.json", [_wrow("httm", 0.55, peak_gib=4.2, frames=64, sets={"impl": "torch"})],
+                             frames=64)
+    torch_big = _windows_file(tmp_path, "g.json", [_wrow("httm", 0.20, peak_gib=9.0, sets={"impl": "torch"}),
+                                                   _wrow("httm", 0.19, peak_gib=7.0)])
+    lines = _lines(report.build_report([triton, torch_ok, torch_big]))
+    ok = next(v for k, v in lines.items() if k.startswith("PyTorch path peak <= 1.1x") and "@64 frames" in k)
+    big = next(v for k, v in lines.items() if k.startswith("PyTorch path peak <= 1.1x") and "@24 frames" in k)
+    assert "1.05x (4.20 vs 4.00 GiB; p50 0.550 vs 0.400 s)" in ok and ok.endswith("| met |")
+    assert "1.29x" in big and big.endswith("| MISSED |")

@@ -16,6 +16,8 @@ OVERHEAD_TARGET_PCT = 10.0
 WINDOW_SPEEDUP_TARGET = {24: 1.2, 64: 1.5}
 WINDOW_P99_OVER_P50 = 1.3
 WINDOW_FIRST_OVER_P50 = 1.5
+# Issue 14, onboard GPUs without Triton: the PyTorch path's peak memory within 1.1x of the Triton path's
+FALLBACK_PEAK_OVER_TRITON = 1.1
 
 
 def targets(rows: Dict, layer: Optional[Dict]) -> List[Tuple[str, str, str]]:
@@ -101,6 +103,7 @@ def window_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
         out.append((f"HTTM p50 below the FastVGGT code's p50 @{frames} frames",
                     NOT_YET if sp is None else f"{sp:.2f}x ({httm['p50_s']:.3f} vs {peer['p50_s']:.3f} s)",
                     _verdict(None if sp is None else sp > 1.0)))
+    out += fallback_targets(results)
     for r in (r for r in window_rows(results) if r.get("mode") == "httm"):
         name, p50 = f"{window_mode(r)} @{r.get('frames')} frames", r.get("p50_s")
         for label, key, limit in (("p99", "p99_s", WINDOW_P99_OVER_P50),
@@ -156,4 +159,29 @@ def peer_oneshot_targets(e2e_results: Sequence[Dict], window_results: Sequence[D
         out.append((f"HTTM <= {HTTM_1000_S:.0f} s @1000 frames (named for the H200)",
                     NOT_YET if h is None else f"{h['seconds']:.2f} s on {penv.get('device', '?')}",
                     _verdict(None if h is None else h["seconds"] <= HTTM_1000_S)))
+    return out
+
+
+def fallback_targets(results: Sequence[Dict]) -> List[Tuple[str, str, str]]:
+    """The PyTorch path (``--httm-set impl=torch``: what runs where Triton is missing) against the
+    Triton path at the same window size and setting, same commit and device (one device call):
+    peak memory within FALLBACK_PEAK_OVER_TRITON, time beside it."""
+    def setting(r: Dict) -> Tuple:
+        sets = {k: v for k, v in (r.get("sets") or {}).items() if k != "impl"}
+        return (r.get("frames"), r["env"].get("commit"), r["env"].get("device"), r.get("weights_dtype"),
+                bool(r.get("compile_tokenwise")), r.get("dpt_dtype", "float32"), tuple(sorted(sets.items())))
+
+    rows = [r for r in window_rows(results) if r.get("mode") == "httm" and not r.get("error") and r.get("peak_gib")]
+    out = []
+    for fallback in (r for r in rows if (r.get("sets") or {}).get("impl") == "torch"):
+        triton = next((r for r in rows if setting(r) == setting(fallback)
+                       and (r.get("sets") or {}).get("impl", "auto") != "torch"), None)
+        if triton is None:
+            continue
+        q = fallback["peak_gib"] / triton["peak_gib"]
+        out.append((f"PyTorch path peak <= {FALLBACK_PEAK_OVER_TRITON}x the Triton path's: {window_mode(triton)} "
+                    f"@{fallback['frames']} frames",
+                    f"{q:.2f}x ({fallback['peak_gib']:.2f} vs {triton['peak_gib']:.2f} GiB; p50 "
+                    f"{fallback.get('p50_s') or float('nan'):.3f} vs {triton.get('p50_s') or float('nan'):.3f} s)",
+                    _verdict(q <= FALLBACK_PEAK_OVER_TRITON)))
     return out
