@@ -684,8 +684,8 @@ def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequ
                       ("DPT float32", "DPT bf16"), "heads_and_host")
     weights = lever_table(rows, lambda res: _weights(res) != "float32", lambda res: (_compiled(res), _dpt(res)),
                           ("weights float32", "weights bf16"), "aggregator_other")
-    return (out + ["", *compiled, ""] + [part for table in (dpt, weights) if table != [NOT_YET] for part in (*table, "")]
-            + peer + roofline_section(results))
+    levers = [part for table in (dpt, weights) if table != [NOT_YET] for part in (*table, "")]
+    return out + ["", *compiled, ""] + levers + peer + roofline_section(results)
 
 
 def roofline_section(results: Sequence[Dict]) -> List[str]:
@@ -719,7 +719,8 @@ def roofline_section(results: Sequence[Dict]) -> List[str]:
             got = r["breakdown_s"].get(part)
             q = None if got is None else got / b["bound_s"]
             out.append(md_row(frames, part, num(got), num(costs[part]["matmul_flop"] / 1e12, "{:.1f}"),
-                              num(costs[part]["attention_flop"] / 1e12, "{:.1f}"), num(costs[part]["bytes"] / 1e9, "{:.1f}"),
+                              num(costs[part]["attention_flop"] / 1e12, "{:.1f}"),
+                              num(costs[part]["bytes"] / 1e9, "{:.1f}"),
                               num(b["arithmetic_s"]), num(b["traffic_s"]), num(q, "{:.2f}x"),
                               NOT_YET if q is None else ("yes" if q <= 2.0 else "NO"),
                               env_of(res).get("device", "?"), res["file"]))

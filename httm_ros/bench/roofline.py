@@ -125,7 +125,8 @@ def part_costs(frames: int, image_hw: Tuple[int, int] = (392, 518), kept_q: floa
                    "bytes": c["elements"] * BYTES_PER_ELEMENT} for part, c in costs.items()}
 
 
-def bounds(costs: Dict[str, Dict[str, float]], ceilings: Dict[str, float] = CEILINGS_H200) -> Dict[str, Dict[str, float]]:
+def bounds(costs: Dict[str, Dict[str, float]],
+           ceilings: Dict[str, float] = CEILINGS_H200) -> Dict[str, Dict[str, float]]:
     """{part: {arithmetic_s, traffic_s, bound_s}} at ``ceilings``."""
     out = {}
     for part, c in costs.items():

@@ -138,7 +138,8 @@ def peer_oneshot_targets(e2e_results: Sequence[Dict], window_results: Sequence[D
             if (env.get("commit"), env.get("device")) != (penv.get("commit"), penv.get("device")):
                 continue
             for r in res.get("rows", []):
-                if r.get("frames") == f and r.get("seconds") and (r["mode"] not in ours or r["seconds"] < ours[r["mode"]]["seconds"]):
+                faster = r["mode"] not in ours or (r.get("seconds") or 0) < ours[r["mode"]]["seconds"]
+                if r.get("frames") == f and r.get("seconds") and faster:
                     ours[r["mode"]] = r
         where = f"{str(penv.get('commit', '?'))[:7]}, {penv.get('device', '?')}"
         u, h = ours.get("uniform"), ours.get("httm")
