@@ -1,7 +1,15 @@
-"""Shared test fixtures."""
+"""Shared test fixtures, and the test session's Triton mode."""
+
+import os
 
 import pytest
 import torch
+
+# Without CUDA the Triton kernels run in Triton's interpreter, which must be chosen before anything
+# imports triton: some test modules import code that imports it (torch's FLOP counter, inductor)
+# while pytest collects them, before test_kernels_ops would set it.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="module")

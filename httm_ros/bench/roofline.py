@@ -27,7 +27,6 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..vggt.config import VGGTConfig
 from ..vggt.model import VGGT
@@ -71,6 +70,8 @@ def _attention_counted_apart(tally: Dict[str, float]):
 
 def _count(fn, *args) -> Dict[str, float]:
     """Run ``fn(*args)`` on meta tensors -> matmul/conv FLOP, attention FLOP, elements moved."""
+    from torch.utils.flop_counter import FlopCounterMode      # imports triton: only when counting
+
     tally = {"attention_flop": 0.0, "attention_elements": 0.0}
     traffic = _Traffic()
     with _attention_counted_apart(tally), FlopCounterMode(display=False) as flops, traffic, torch.no_grad():
