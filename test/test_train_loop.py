@@ -99,6 +99,32 @@ def test_init_weights_starts_from_a_checkpoint_with_its_config(tmp_path, one_tor
     assert moved < 0.1 < apart                 # 4 small steps from the checkpoint, far from a new init
 
 
+def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch, one_torch_thread):
+    """A step that runs out of GPU memory is retried with half the frames per step; the run goes on
+    to its end and the model card records when and how much it cut."""
+    from httm_ros.train import loop
+
+    real, calls = loop.forward_train, []
+
+    def first_call_runs_out(model, images, **kw):
+        calls.append(tuple(images.shape[:2]))
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, images, **kw)
+
+    monkeypatch.setattr(loop, "forward_train", first_call_runs_out)
+    result = loop.train(loop.smoke_options(tmp_path, batch_frames=8))
+    training = result["training"]
+    assert training["steps"] == 4 and training["out_of_memory"] == [
+        {"step": 0, "from_batch_frames": 8, "to_batch_frames": 4}]
+    assert training["options"]["batch_frames"] == 4
+    card = json.loads((tmp_path / "httm-vggt-synth.json").read_text())
+    assert card["training"]["out_of_memory"] == training["out_of_memory"]
+    with pytest.raises(RuntimeError, match="smallest batch"):
+        loop._halve_after_oom(None, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0),
+                              loop.smoke_options(tmp_path, batch_frames=3), 0, torch.device("cpu"), [])
+
+
 @pytest.mark.parametrize("argv, named", [
     (["--heldout", "0"], "--heldout must be >= 1, got 0"),
     (["--lr", "-1", "--curriculum-frac", "2"], "--lr must be > 0, got -1.0; --curriculum-frac must be <= 1"),

@@ -196,6 +196,41 @@ def _state(model, opt, step: int, pool: ClipPool, log, opts: TrainOptions, devic
             "config": model.config.to_dict(), "options": _plain_options(opts)}
 
 
+def _train_step(model: VGGT, opt: torch.optim.Optimizer, batch: Dict, opts: TrainOptions,
+                cfg: VGGTConfig) -> Tuple[Dict, Dict, torch.Tensor]:
+    """One optimiser step on ``batch`` -> (predictions, loss parts, gradient norm before clipping)."""
+    matching = opts.match_weight > 0
+    if matching:
+        batch["match_target"] = first_frame_patch_targets(batch["points"], batch["intrinsics"], batch["valid"],
+                                                          cfg.patch_size)
+    pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0,
+                         match_layer=opts.match_layer if matching else None)
+    parts = training_loss(pred, batch, opts.camera_weight, opts.depth_weight, opts.point_weight,
+                          huber_delta=opts.camera_delta, camera_kind=opts.camera_loss, match_weight=opts.match_weight)
+    opt.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
+    opt.step()
+    return pred, parts, gnorm
+
+
+def _halve_after_oom(model: VGGT, opt: torch.optim.Optimizer, opts: TrainOptions, step: int, device: torch.device,
+                     events: List[Dict]) -> int:
+    """After an out-of-memory error in a step (in the forward or backward, where the memory goes,
+    nothing is applied yet; the optimiser steps last): free what it left, and return half the frames
+    per step (RuntimeError below MIN_FRAMES)."""
+    opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    half = opts.batch_frames // 2
+    if half < MIN_FRAMES:
+        raise RuntimeError(f"out of memory at {opts.batch_frames} frames per step, the smallest batch "
+                           f"({MIN_FRAMES} frames); free the device or use a smaller --config")
+    _print(f"out of memory at {opts.batch_frames} frames per step (step {step}): going on with {half}")
+    events.append({"step": step, "from_batch_frames": opts.batch_frames, "to_batch_frames": half})
+    return half
+
+
 def _plain_options(opts: TrainOptions) -> Dict:
     d = asdict(opts)
     d["out"] = str(d["out"])
@@ -266,6 +301,7 @@ def train(opts: TrainOptions) -> Dict:
     step_times, last_print, stopped = [], time.monotonic(), "steps"
     since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds, "log_len": len(log)}   # since the last print
     reserve = 15.0 + 2.0 * opts.heldout                          # seconds kept for saving + held-out eval
+    oom_events: List[Dict] = []                                 # batch halvings after running out of GPU memory
     while step < opts.steps:
         elapsed = time.monotonic() - t_start
         avg = float(np.mean(step_times[-20:])) if step_times else 0.0
@@ -280,19 +316,15 @@ def train(opts: TrainOptions) -> Dict:
         lr = lr_at(step, opts, trained_s)
         for group in opt.param_groups:
             group["lr"] = lr
-        matching = opts.match_weight > 0
-        if matching:
-            batch["match_target"] = first_frame_patch_targets(batch["points"], batch["intrinsics"], batch["valid"],
-                                                              cfg.patch_size)
-        pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0,
-                             match_layer=opts.match_layer if matching else None)
-        parts = training_loss(pred, batch, opts.camera_weight, opts.depth_weight, opts.point_weight,
-                              huber_delta=opts.camera_delta, camera_kind=opts.camera_loss,
-                              match_weight=opts.match_weight)
-        opt.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
-        opt.step()
+        try:
+            pred, parts, gnorm = _train_step(model, opt, batch, opts, cfg)
+            oom = False
+        except torch.OutOfMemoryError:
+            oom = True                        # handled outside the except: its traceback holds the tensors
+        if oom:
+            batch = None
+            opts.batch_frames = _halve_after_oom(model, opt, opts, step, device, oom_events)
+            continue                          # the same step again (its rng is the step's), half the frames
         step += 1
         n_frames = int(batch["images"].shape[0] * frames)
         seen += n_frames
@@ -332,6 +364,8 @@ def train(opts: TrainOptions) -> Dict:
                 "options": _plain_options(opts), "loss": loss_summary(log)}
     if init:
         training["init_weights"] = init           # the steps count from these weights
+    if oom_events:
+        training["out_of_memory"] = oom_events    # options.batch_frames is the size it ended with
     write_model(out, model, opts.image_hw, training, heldout)
     write_log(out / "train_log.json", log, {"training": training, "heldout": heldout["summary"]})
     plot_curves(out / "train_curves.png", log)
