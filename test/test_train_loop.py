@@ -121,7 +121,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch, one_t
     card = json.loads((tmp_path / "httm-vggt-synth.json").read_text())
     assert card["training"]["out_of_memory"] == training["out_of_memory"]
     with pytest.raises(RuntimeError, match="smallest batch"):
-        loop._halve_after_oom(None, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0),
+        loop._halve_after_oom(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0),
                               loop.smoke_options(tmp_path, batch_frames=3), 0, torch.device("cpu"), [])
 
 

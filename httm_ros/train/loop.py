@@ -214,7 +214,7 @@ def _train_step(model: VGGT, opt: torch.optim.Optimizer, batch: Dict, opts: Trai
     return pred, parts, gnorm
 
 
-def _halve_after_oom(model: VGGT, opt: torch.optim.Optimizer, opts: TrainOptions, step: int, device: torch.device,
+def _halve_after_oom(opt: torch.optim.Optimizer, opts: TrainOptions, step: int, device: torch.device,
                      events: List[Dict]) -> int:
     """After an out-of-memory error in a step (in the forward or backward, where the memory goes,
     nothing is applied yet; the optimiser steps last): free what it left, and return half the frames
@@ -323,7 +323,7 @@ def train(opts: TrainOptions) -> Dict:
             oom = True                        # handled outside the except: its traceback holds the tensors
         if oom:
             batch = None
-            opts.batch_frames = _halve_after_oom(model, opt, opts, step, device, oom_events)
+            opts.batch_frames = _halve_after_oom(opt, opts, step, device, oom_events)
             continue                          # the same step again (its rng is the step's), half the frames
         step += 1
         n_frames = int(batch["images"].shape[0] * frames)
