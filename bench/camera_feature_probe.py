@@ -15,7 +15,6 @@ that the aggregator learned the pose and the read-out did not.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from httm_ros.train.data import ClipPool  # noqa: E402
 from httm_ros.vggt import VGGT  # noqa: E402
 from httm_ros.vggt.checkpoint import checkpoint_image_hw  # noqa: E402
 from httm_ros.vggt.config import SYNTH_IMAGE_HW  # noqa: E402
-from httm_ros.provenance import git_commit  # noqa: E402
+from httm_ros.provenance import environment, write_json  # noqa: E402
 
 ENTRIES = ("t_x", "t_y", "t_z", "q_x", "q_y", "q_z")
 
@@ -98,11 +97,12 @@ def main(argv=None) -> int:
         fits = {a: ridge_r2(tr[name], tr["target"], te[name], te["target"], a) for a in args.alphas}
         best = max(fits, key=lambda a: fits[a].mean())
         rows[f"ridge on {name} [{tr[name].shape[1]}] (alpha {best:g})"] = fits[best].tolist()
-    result = {"command": " ".join(sys.argv), "commit": git_commit(), "weights": str(args.weights), "image_hw": hw,
-              "init": args.init, "train_windows": len(tr["target"]), "test_windows": len(te["target"]),
-              "entries": ENTRIES, "r2_test": rows, "seconds": round(time.monotonic() - t0, 1),
-              "note": "alpha chosen on the test windows (an optimistic bound for the ridge rows)"}
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    env = environment(torch.device("cpu"), argv, program="python bench/camera_feature_probe.py")
+    write_json(Path(args.out), {"environment": env, "weights": str(args.weights), "image_hw": list(hw),
+                                "init": args.init, "train_windows": len(tr["target"]),
+                                "test_windows": len(te["target"]), "entries": ENTRIES, "r2_test": rows,
+                                "seconds": round(time.monotonic() - t0, 1),
+                                "note": "alpha chosen on the test windows (an optimistic bound for the ridge rows)"})
     for k, v in rows.items():
         print(f"{k:55s} " + " ".join(f"{e}={r:+.2f}" for e, r in zip(ENTRIES, v)))
     return 0

@@ -11,7 +11,6 @@ are left out), and the true matches' mean horizontal / vertical displacement in 
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from httm_ros.provenance import git_commit  # noqa: E402
+from httm_ros.provenance import environment, write_json  # noqa: E402
 from httm_ros.train.data import (KIND_WEIGHTS, TRAIN_SEED_BASE, normalise_ground_truth,  # noqa: E402
                                  random_clip_spec, render_clip)
 from httm_ros.train.losses import first_frame_patch_targets  # noqa: E402
@@ -84,11 +83,9 @@ def main(argv=None) -> int:
         p.error(f"--layer must be a block index in [0, {model.config.depth - 1}], got {args.layer}")
     hw = checkpoint_image_hw(args.weights) or SYNTH_IMAGE_HW             # as httm-train eval
     rows = evaluate(model, hw, args.layer, args.clips, args.seed)
-    result = {"command": "python bench/match_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "commit": git_commit(), "weights": args.weights, "layer": args.layer, "image_hw": list(hw),
-              "pairs": [list(x) for x in PAIRS], "rows": rows, "seconds": round(time.time() - t0, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    env = environment(torch.device("cpu"), argv, program="python bench/match_accuracy.py")
+    write_json(args.out, {"environment": env, "weights": args.weights, "layer": args.layer, "image_hw": list(hw),
+                          "pairs": [list(x) for x in PAIRS], "rows": rows, "seconds": round(time.time() - t0, 1)})
     for r in rows:
         print(f"{r['kind']:8s} top-1 {r['top1']:.2f} over {r['patches']} patches, mean |dx| "
               f"{r['mean_abs_dx_patches']:.2f} |dy| {r['mean_abs_dy_patches']:.2f} patches")
