@@ -21,7 +21,7 @@ import json
 import math
 import shlex
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import roofline
 from .plot import plot
@@ -96,8 +96,7 @@ def load_extra(files: Sequence[Path]) -> Tuple[Dict[str, List[Dict]], List[Path]
     """-> ({kind: [results, each with its "file" name]} for the kinds of ``KINDS``, the other files)."""
     out: Dict[str, List[Dict]] = {k: [] for k in KINDS}
     others = []
-    for path in (Path(f) for f in files if Path(f).is_file()):
-        data = json.loads(path.read_text())
+    for path, data in _read_json(files):
         kind = extra_kind(data)
         if kind:
             out[kind].append({**data, "file": path.name})
@@ -106,14 +105,16 @@ def load_extra(files: Sequence[Path]) -> Tuple[Dict[str, List[Dict]], List[Path]
     return out, others
 
 
+def _read_json(files: Sequence[Path]) -> Iterator[Tuple[Path, Dict]]:
+    """(path, parsed JSON) of every existing file among ``files``."""
+    for path in (Path(f) for f in files if Path(f).is_file()):
+        yield path, json.loads(path.read_text())
+
+
 def e2e_results(files: Sequence[Path]) -> List[Dict]:
     """The ``httm-bench e2e`` files among ``files`` (kind "e2e"), read."""
-    out = []
-    for path in (Path(f) for f in files if Path(f).is_file()):
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and data.get("kind") == "e2e":
-            out.append({**data, "file": path.name})
-    return out
+    return [{**data, "file": path.name} for path, data in _read_json(files)
+            if isinstance(data, dict) and data.get("kind") == "e2e"]
 
 
 def env_of(res: Dict) -> Dict:
