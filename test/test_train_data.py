@@ -132,6 +132,34 @@ def test_first_frame_patch_targets_follow_the_ground_truth_geometry():
         assert moved[n] == int(v // patch) * 6 + int(u // patch)
 
 
+def test_first_frame_displacements_land_in_the_matched_patch():
+    """The displacement of a patch points from its centre to the first-frame projection of its
+    centre point: zero for a copy of frame 0, and centre + displacement falls inside the patch that
+    first_frame_patch_targets names for a moved camera; the loss is zero for the truth."""
+    from httm_ros.train.data import render_clip, training_clip
+    from httm_ros.train.losses import displacement_loss, first_frame_displacement_targets, first_frame_patch_targets
+
+    hw, patch = (56, 84), 14
+    clip = render_clip(None, 4, hw, "cpu", prepared=training_clip(5, 3, 4, hw))
+    idx = torch.tensor([0, 0, 2])
+    gt = normalise_ground_truth(clip["depth"][idx][None], clip["cam_to_world"][idx][None],
+                                clip["intrinsics"][idx][None], hw)
+    geometry = (gt["points"], gt["intrinsics"], gt["valid"], patch)
+    disp, ok = first_frame_displacement_targets(*geometry)                   # [1,3,24,2], [1,3,24]
+    index = first_frame_patch_targets(*geometry)
+    assert torch.equal(ok, index >= 0)
+    assert disp[0, :2][ok[0, :2]].abs().max() < 1e-4
+    moved = torch.nonzero(ok[0, 2]).flatten()
+    assert len(moved) >= 12 and disp[0, 2, moved].abs().max() > 0.3
+    for n in moved.tolist():
+        r, c = divmod(n, 6)
+        x, y = c + 0.5 + disp[0, 2, n, 0].item(), r + 0.5 + disp[0, 2, n, 1].item()
+        assert index[0, 2, n] == int(y) * 6 + int(x)
+    assert displacement_loss(disp, disp, ok) == 0.0
+    assert displacement_loss(torch.zeros_like(disp), disp, ok) > 0.1
+    assert displacement_loss(disp, disp, torch.zeros_like(ok)) == 0.0
+
+
 def test_correspondence_loss_rewards_matching_tokens():
     from httm_ros.train.losses import correspondence_loss
 

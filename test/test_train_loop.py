@@ -57,6 +57,39 @@ def test_correspondence_term_trains_the_aggregator_tokens(one_torch_thread):
         forward_train(model, batch["images"], match_layer=cfg.depth)
 
 
+def test_displacement_term_trains_two_channels_of_the_chosen_block(one_torch_thread):
+    """--flow-weight: block ``flow_layer``'s patch tokens give [B,S,h*w,2] (channels FLOW_CHANNELS of
+    the global half), the term and its predict-zero bar are in the parts, and a few steps on one
+    batch bring the term under the bar."""
+    from httm_ros.train.loop import FLOW_CHANNELS
+    from httm_ros.train.losses import first_frame_displacement_targets
+
+    torch.manual_seed(0)
+    cfg = VGGTConfig.tiny()
+    model = VGGT(cfg).train()
+    opt = make_optimizer(model, TrainOptions(lr=2e-3, weight_decay=0.0))
+    batch = ClipPool((42, 56), "cpu", seed=3, size=1, reuse=100, clip_frames=4).batch(np.random.default_rng(0), 3, 2)
+    batch["flow_target"], batch["flow_valid"] = first_frame_displacement_targets(
+        batch["points"], batch["intrinsics"], batch["valid"], cfg.patch_size)
+    assert batch["flow_valid"][:, 1:].any()
+    terms = []
+    for _ in range(20):
+        out = forward_train(model, batch["images"], flow_layer=2)
+        layer = model.aggregator(batch["images"], keep_layers=[2])[2] if not terms else None
+        if layer is not None:                               # the read-out is those channels, nothing else
+            c0 = cfg.embed_dim + FLOW_CHANNELS[0]
+            torch.testing.assert_close(out["flow"], layer[:, :, model.aggregator.patch_start:, c0:c0 + 2])
+        parts = training_loss(out, batch, flow_weight=1.0)
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+        terms.append((parts["flow"].item(), parts["flow_zero"].item()))
+    assert out["flow"].shape == (2, 3, (42 // cfg.patch_size) * (56 // cfg.patch_size), 2)
+    assert np.mean([f for f, _ in terms[-3:]]) < 0.7 * terms[-1][1], terms
+    with pytest.raises(ValueError, match="flow_layer"):
+        forward_train(model, batch["images"], flow_layer=-1)
+
+
 def test_smoke_run_writes_all_outputs_without_ros(tmp_path):
     code = ("import sys; from httm_ros.train.train_cli import main; main(['--smoke', '--layerscale-init', '1.0', '--camera-base-pose', '--out', sys.argv[1]]); "
             "assert not [m for m in sys.modules if m.startswith('rclpy')], 'training imported rclpy'")

@@ -21,7 +21,8 @@ from ..vggt.config import SYNTH_IMAGE_HW, VGGTConfig
 from ..vggt.model import VGGT
 from .data import CLIP_FRAMES, MAX_FRAMES, MIN_FRAMES, ClipPool, frame_count_for_step, measure_renderer
 from .heldout import evaluate_heldout
-from .losses import first_frame_patch_targets, identity_rotation_error_deg, rotation_error_deg, training_loss
+from .losses import (first_frame_displacement_targets, first_frame_patch_targets, identity_rotation_error_deg,
+                     rotation_error_deg, training_loss)
 from .outputs import loss_summary, plot_curves, write_log, write_model
 from .resume import load_resume, save_resume
 
@@ -48,6 +49,8 @@ class TrainOptions:
     point_weight: float = 0.0
     match_weight: float = 0.0         # correspondence-to-first-frame InfoNCE (losses.correspondence_loss)
     match_layer: int = 1              # aggregator block whose patch tokens it trains
+    flow_weight: float = 0.0          # displacement to the first-frame match (losses.displacement_loss)
+    flow_layer: int = 3               # aggregator block whose patch tokens carry it (channels FLOW_CHANNELS)
     seed: int = 0
     device: str = "auto"
     time_budget_s: Optional[float] = None
@@ -71,10 +74,15 @@ class TrainOptions:
             raise ValueError("invalid training options: " + "; ".join(errors))
 
 
+#: Channels of the global-attention half of a block's patch tokens that ``--flow-weight`` asks for
+#: the displacement (x, y) to the first-frame match: a read-out without parameters, so the weights
+#: file and VGGT.from_checkpoint stay as they are.
+FLOW_CHANNELS = (0, 2)
+
 _AT_LEAST = {"steps": 1, "batch_frames": MIN_FRAMES, "warmup": 0, "pool_size": 1, "reuse": 1,
              "clip_frames": MIN_FRAMES, "workers": -1, "log_every": 1, "heldout": 1, "heldout_frames": MIN_FRAMES,
              "weight_decay": 0.0, "camera_weight": 0.0, "depth_weight": 0.0, "point_weight": 0.0,
-             "match_weight": 0.0, "curriculum_frac": 0.0, "min_lr_ratio": 0.0}
+             "match_weight": 0.0, "flow_weight": 0.0, "curriculum_frac": 0.0, "min_lr_ratio": 0.0}
 _POSITIVE = ("lr", "clip_grad", "print_every_s", "time_budget_s", "schedule_s", "layerscale_init", "camera_delta")
 
 
@@ -143,16 +151,21 @@ def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Op
 
 
 def forward_train(model: VGGT, images: torch.Tensor, point_head: bool = False,
-                  match_layer: Optional[int] = None) -> Dict:
+                  match_layer: Optional[int] = None, flow_layer: Optional[int] = None) -> Dict:
     """images [B,S,3,H,W] -> pose_history (every camera-head iteration), depth [B,S,H,W,1], depth_conf
-    (and match_tokens [B,S,h*w,2C], the patch tokens of block ``match_layer``, when given).
+    (and match_tokens [B,S,h*w,2C], the patch tokens of block ``match_layer``; flow [B,S,h*w,2],
+    channels FLOW_CHANNELS of block ``flow_layer``'s patch tokens; each when its block is given).
 
     The aggregator runs under bf16 autocast on CUDA, the heads in fp32 (as in inference).
     """
     cfg = model.config
-    if match_layer is not None and not 0 <= match_layer < cfg.depth:
-        raise ValueError(f"match_layer must be a block index in [0, {cfg.depth - 1}], got {match_layer}")
-    keep = sorted(set(cfg.dpt_layers) | {cfg.depth - 1} | ({match_layer} if match_layer is not None else set()))
+    extra = {}
+    for name, layer in (("match_layer", match_layer), ("flow_layer", flow_layer)):
+        if layer is not None:
+            if not 0 <= layer < cfg.depth:
+                raise ValueError(f"{name} must be a block index in [0, {cfg.depth - 1}], got {layer}")
+            extra[name] = layer
+    keep = sorted(set(cfg.dpt_layers) | {cfg.depth - 1} | set(extra.values()))
     cuda = images.device.type == "cuda"
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     with ctx:
@@ -167,6 +180,8 @@ def forward_train(model: VGGT, images: torch.Tensor, point_head: bool = False,
             out["world_points"], out["world_points_conf"] = model.point_head(layers, ps, hw, None)
     if match_layer is not None:
         out["match_tokens"] = layers[match_layer][:, :, ps:]
+    if flow_layer is not None:
+        out["flow"] = layers[flow_layer][:, :, ps:, cfg.embed_dim + FLOW_CHANNELS[0]:cfg.embed_dim + FLOW_CHANNELS[1]]
     return out
 
 
@@ -199,14 +214,18 @@ def _state(model, opt, step: int, pool: ClipPool, log, opts: TrainOptions, devic
 def _train_step(model: VGGT, opt: torch.optim.Optimizer, batch: Dict, opts: TrainOptions,
                 cfg: VGGTConfig) -> Tuple[Dict, Dict, torch.Tensor]:
     """One optimiser step on ``batch`` -> (predictions, loss parts, gradient norm before clipping)."""
-    matching = opts.match_weight > 0
+    matching, flowing = opts.match_weight > 0, opts.flow_weight > 0
+    geometry = (batch["points"], batch["intrinsics"], batch["valid"], cfg.patch_size)
     if matching:
-        batch["match_target"] = first_frame_patch_targets(batch["points"], batch["intrinsics"], batch["valid"],
-                                                          cfg.patch_size)
+        batch["match_target"] = first_frame_patch_targets(*geometry)
+    if flowing:
+        batch["flow_target"], batch["flow_valid"] = first_frame_displacement_targets(*geometry)
     pred = forward_train(model, batch["images"], point_head=opts.point_weight > 0,
-                         match_layer=opts.match_layer if matching else None)
+                         match_layer=opts.match_layer if matching else None,
+                         flow_layer=opts.flow_layer if flowing else None)
     parts = training_loss(pred, batch, opts.camera_weight, opts.depth_weight, opts.point_weight,
-                          huber_delta=opts.camera_delta, camera_kind=opts.camera_loss, match_weight=opts.match_weight)
+                          huber_delta=opts.camera_delta, camera_kind=opts.camera_loss, match_weight=opts.match_weight,
+                          flow_weight=opts.flow_weight)
     opt.zero_grad(set_to_none=True)
     parts["loss"].backward()
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)

@@ -5,11 +5,14 @@ camera : L1 (or Huber) loss between every camera-head iteration's pose encoding 
 depth  : aleatoric-uncertainty loss  sum conf * |d - d_gt| + conf * |grad(d - d_gt)| - alpha log conf
          over valid pixels (mean), gradients by finite differences along x and y.
 points : the same loss on the point map (optional; weight 0 skips the point head).
+match  : (optional) InfoNCE of later frames' patch tokens against their first-frame match.
+flow   : (optional) L1 of two channels of later frames' patch tokens against their displacement
+         to the first-frame match, in patches (a read-out with no parameters of its own).
 """
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -87,15 +90,14 @@ def confidence_loss(pred: Tensor, conf: Tensor, target: Tensor, valid: Tensor,
     return {"total": reg + grad - alpha * log_conf, "reg": reg, "grad": grad, "conf": log_conf}
 
 
-def first_frame_patch_targets(points: Tensor, intrinsics: Tensor, valid: Tensor, patch: int) -> Tensor:
-    """Ground-truth correspondences to the first frame at patch resolution.
+def _first_frame_projection(points: Tensor, intrinsics: Tensor, valid: Tensor, patch: int):
+    """Where the 3-D point at each patch's centre pixel lands in the first frame.
 
     points [B,S,H,W,3] (first-camera coordinates), intrinsics [B,S,3,3], valid [B,S,H,W] ->
-    target [B,S,h*w] (int64): the first-frame patch that sees the 3-D point at the centre pixel of
-    each patch, or -1 (no depth, behind the first camera, or outside its image). Occlusion is
-    not tested: a point hidden in the first frame still gets the patch it projects into.
+    (u, v, ok), each [B,S,h,w]: first-frame pixel coordinates and whether the point has depth,
+    lies in front of the first camera and inside its image. Occlusion is not tested.
     """
-    b, s, height, width, _ = points.shape
+    height, width = points.shape[2:4]
     h, w = height // patch, width // patch
     rows = torch.arange(h, device=points.device) * patch + patch // 2
     cols = torch.arange(w, device=points.device) * patch + patch // 2
@@ -106,8 +108,53 @@ def first_frame_patch_targets(points: Tensor, intrinsics: Tensor, valid: Tensor,
     u = k0[..., 0, 0] * centre[..., 0] / z + k0[..., 0, 2]
     v = k0[..., 1, 1] * centre[..., 1] / z + k0[..., 1, 2]
     ok = ok & (u >= 0) & (u < w * patch) & (v >= 0) & (v < h * patch)
+    return u, v, ok
+
+
+def first_frame_patch_targets(points: Tensor, intrinsics: Tensor, valid: Tensor, patch: int) -> Tensor:
+    """Ground-truth correspondences to the first frame at patch resolution.
+
+    points [B,S,H,W,3] (first-camera coordinates), intrinsics [B,S,3,3], valid [B,S,H,W] ->
+    target [B,S,h*w] (int64): the first-frame patch that sees the 3-D point at the centre pixel of
+    each patch, or -1 (no depth, behind the first camera, or outside its image). Occlusion is
+    not tested: a point hidden in the first frame still gets the patch it projects into.
+    """
+    b, s, height, width, _ = points.shape
+    h, w = height // patch, width // patch
+    u, v, ok = _first_frame_projection(points, intrinsics, valid, patch)
     index = (v.clamp(0, h * patch - 1) // patch).long() * w + (u.clamp(0, w * patch - 1) // patch).long()
     return torch.where(ok, index, torch.full_like(index, -1)).reshape(b, s, h * w)
+
+
+def first_frame_displacement_targets(points: Tensor, intrinsics: Tensor, valid: Tensor,
+                                     patch: int) -> Tuple[Tensor, Tensor]:
+    """How far each patch's content moved since the first frame, in patches.
+
+    points [B,S,H,W,3] (first-camera coordinates), intrinsics [B,S,3,3], valid [B,S,H,W] ->
+    (displacement [B,S,h*w,2] = (x, y) of the first-frame projection of the patch-centre point
+    minus the patch centre, divided by the patch size; ok [B,S,h*w] as in
+    ``first_frame_patch_targets``). Zero for the first frame itself.
+    """
+    b, s, height, width, _ = points.shape
+    h, w = height // patch, width // patch
+    u, v, ok = _first_frame_projection(points, intrinsics, valid, patch)
+    cy = (torch.arange(h, device=points.device, dtype=u.dtype) * patch + patch // 2)[:, None]
+    cx = (torch.arange(w, device=points.device, dtype=u.dtype) * patch + patch // 2)[None, :]
+    disp = torch.stack(((u - cx) / patch, (v - cy) / patch), dim=-1)             # [B,S,h,w,2]
+    return disp.reshape(b, s, h * w, 2), ok.reshape(b, s, h * w)
+
+
+def displacement_loss(pred: Tensor, target: Tensor, ok: Tensor) -> Tensor:
+    """L1 between predicted and true displacements to the first frame over the later frames.
+
+    pred / target [B,S,N,2] (patches), ok [B,S,N] -> mean over the valid (b, s >= 1, n) and both
+    axes. The dense form of what the camera needs from the matches: a token that found its
+    first-frame match must also say where it is (httm_ros/weights/README.md, run 4).
+    """
+    keep = ok[:, 1:]
+    if not bool(keep.any()):
+        return pred.sum() * 0.0
+    return (pred[:, 1:].float() - target[:, 1:])[keep].abs().mean()
 
 
 def correspondence_loss(tokens: Tensor, target: Tensor, temperature: float = 0.1) -> Tensor:
@@ -129,7 +176,7 @@ def correspondence_loss(tokens: Tensor, target: Tensor, temperature: float = 0.1
 
 def training_loss(out: Dict, gt: Dict, camera_weight: float = 5.0, depth_weight: float = 1.0,
                   point_weight: float = 0.0, huber_delta: float = 0.1, camera_kind: str = "l1",
-                  match_weight: float = 0.0) -> Dict[str, Tensor]:
+                  match_weight: float = 0.0, flow_weight: float = 0.0) -> Dict[str, Tensor]:
     """Weighted sum of the parts -> dict loss (to minimise) and float-able parts for the log."""
     cam = camera_loss(out["pose_history"], gt["pose_enc"], huber_delta, camera_kind)
     dep = confidence_loss(out["depth"], out["depth_conf"], gt["depth"][..., None], gt["valid"])
@@ -144,5 +191,10 @@ def training_loss(out: Dict, gt: Dict, camera_weight: float = 5.0, depth_weight:
         match = correspondence_loss(out["match_tokens"], gt["match_target"])
         loss = loss + match_weight * match
         parts["match"] = match
+    if flow_weight > 0:
+        flow = displacement_loss(out["flow"], gt["flow_target"], gt["flow_valid"])
+        loss = loss + flow_weight * flow
+        parts["flow"] = flow
+        parts["flow_zero"] = displacement_loss(torch.zeros_like(out["flow"]), gt["flow_target"], gt["flow_valid"])
     parts["loss"] = loss
     return parts

@@ -48,7 +48,7 @@ def plot_curves(path: Path, log: List[Dict]) -> Optional[Path]:
         return None
     steps = [e["step"] for e in log]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4))
-    for key in ("loss", "camera", "depth", "points", "match"):          # points / match: when trained
+    for key in ("loss", "camera", "depth", "points", "match", "flow"):  # points / match / flow: when trained
         if all(key in e for e in log):
             axes[0].plot(steps, [e[key] for e in log], label=key, lw=0.8)
     for key in ("cam_t", "cam_q", "cam_fov", "depth_reg", "depth_grad"):

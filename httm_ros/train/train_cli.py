@@ -40,6 +40,11 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="weight of the correspondence-to-first-frame loss on aggregator patch tokens (0: off)")
     p.add_argument("--match-layer", type=int, default=d.match_layer,
                    help="aggregator block whose patch tokens the correspondence loss trains (default %(default)s)")
+    p.add_argument("--flow-weight", type=float, default=d.flow_weight,
+                   help="weight of the loss asking two channels of later frames' patch tokens for their displacement "
+                        "to the first-frame match, in patches (0: off)")
+    p.add_argument("--flow-layer", type=int, default=d.flow_layer,
+                   help="aggregator block whose patch tokens the displacement loss trains (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 (default %(default)s)")
     p.add_argument("--config", default=d.config, help="VGGTConfig preset (default %(default)s)")
@@ -136,6 +141,7 @@ def _options(args, argv: List[str]):
                         batch_frames=args.batch_frames,
                         lr=args.lr, warmup=args.warmup, point_weight=args.point_weight, seed=args.seed,
                         match_weight=args.match_weight, match_layer=args.match_layer,
+                        flow_weight=args.flow_weight, flow_layer=args.flow_layer,
                         device=args.device, time_budget_s=args.time_budget_s, resume=args.resume,
                         init_weights=args.init_weights, pool_size=args.pool_size, reuse=args.reuse,
                         heldout=args.heldout,
