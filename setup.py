@@ -13,6 +13,8 @@ setup(
     license="Apache-2.0 (code); VGGT-1B weights are CC BY-NC 4.0 and not included",
     python_requires=">=3.10",
     packages=find_packages(include=["httm_ros", "httm_ros.*"]),
+    package_data={"httm_ros.weights": ["httm-vggt-synth.safetensors", "httm-vggt-synth.json",
+                                       "train_log.json", "train_curves.png", "README.md"]},
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",
