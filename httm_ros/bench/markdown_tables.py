@@ -173,3 +173,70 @@ def windows_table(results: List[Dict]) -> str:
     if len(lines) == 2:
         lines.append(f"| {NOT_YET} |" + " |" * 13)
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ merging on trained attention (httm-eval merging)
+MERGING_SETTINGS = {"dense": "dense", "uniform": "uniform (FastVGGT)", "httm": "HTTM, paper ratios",
+                    "httm_matched": "HTTM, uniform's budget"}
+# which attention comparison (and side) gives a setting's per-layer error
+_ATTENTION_OF = {"uniform": ("paper_ratios", "uniform_rel_err"), "httm": ("paper_ratios", "httm_rel_err"),
+                 "httm_matched": ("matched_budget", "httm_rel_err")}
+
+
+def merging_attention_error(result: Dict, frames: int, setting: str) -> Optional[float]:
+    """Mean over global layers (and clips) of a setting's attention output error vs dense (dense: 0)."""
+    if setting == "dense":
+        return 0.0
+    comp, key = _ATTENTION_OF.get(setting, (None, None))
+    got = next((a for a in result.get("attention", []) if a.get("frames") == frames and a.get("comparison") == comp),
+               None)
+    return None if got is None else (got.get("mean") or {}).get(key)
+
+
+def merging_offline_table(result: Dict) -> List[str]:
+    """One row per (frames, setting): kept fractions, held-out depth / camera metrics, clouds, attention error."""
+    lines = ["| frames | setting | Q kept | K/V kept | AbsRel ↓ | δ<1.25 ↑ | rot. err. median ° ↓ | ATE % ↓ | "
+             "Acc. m ↓ | Comp. m ↓ | attention rel. err. (mean of layers) ↓ | model s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result.get("offline", []):
+        s = r.get("summary") or {}
+        lines.append(f"| {r.get('frames')} | {MERGING_SETTINGS.get(r.get('setting'), r.get('setting'))} | "
+                     f"{_s(s.get('kept_q'))} | {_s(s.get('kept_kv'))} | {_s(s.get('abs_rel'), '{:.4f}')} | "
+                     f"{_s(s.get('delta_1_25'), '{:.4f}')} | {_s(s.get('rot_err_median_deg'), '{:.2f}')} | "
+                     f"{_s(s.get('ate_percent'), '{:.2f}')} | {_s(s.get('acc'), '{:.4f}')} | "
+                     f"{_s(s.get('comp'), '{:.4f}')} | "
+                     f"{_s(merging_attention_error(result, r.get('frames'), r.get('setting')), '{:.4f}')} | "
+                     f"{_s(s.get('model_s'), '{:.2f}')} |")
+    if len(lines) == 2:
+        lines.append(f"| {NOT_YET} |" + " |" * 11)
+    return lines
+
+
+def merging_layer_table(result: Dict) -> List[str]:
+    """Per global layer: attention output error vs dense of each merging setting (mean over clips)."""
+    lines = ["| frames | layer | uniform (FastVGGT) | HTTM, paper ratios | HTTM, uniform's budget |", "|---|---|---|---|---|"]
+    by = {(a.get("frames"), a.get("comparison")): a for a in result.get("attention", [])}
+    for frames in sorted({f for f, _ in by}):
+        paper, matched = by.get((frames, "paper_ratios")) or {}, by.get((frames, "matched_budget")) or {}
+        for i, row in enumerate(paper.get("layers", [])):
+            m = (matched.get("layers") or [{}] * (i + 1))[i]
+            lines.append(f"| {frames} | {row.get('layer')} | {_s(row.get('uniform_rel_err'), '{:.4f}')} | "
+                         f"{_s(row.get('httm_rel_err'), '{:.4f}')} | {_s(m.get('httm_rel_err'), '{:.4f}')} |")
+    if len(lines) == 2:
+        lines.append(f"| {NOT_YET} |" + " |" * 4)
+    return lines
+
+
+def merging_streaming_table(result: Dict) -> List[str]:
+    """The settings through the streaming pipeline, one row per (clip, setting)."""
+    lines = ["| clip (seed) | frames | setting | Q kept | K/V kept | windows | rejected | keyframes in the trajectory | "
+             "ATE % ↓ | Acc. m ↓ | Comp. m ↓ | model s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result.get("streaming", []):
+        lines.append(f"| {r.get('scene_seed')} | {r.get('frames')} | "
+                     f"{MERGING_SETTINGS.get(r.get('setting'), r.get('setting'))} | {_s(r.get('kept_q'))} | "
+                     f"{_s(r.get('kept_kv'))} | {r.get('windows')} | {r.get('rejected')} | {r.get('keyframes')} | "
+                     f"{_s(r.get('ate_percent'), '{:.2f}')} | {_s(r.get('acc'), '{:.4f}')} | "
+                     f"{_s(r.get('comp'), '{:.4f}')} | {_s(r.get('model_s'), '{:.2f}')} |")
+    if len(lines) == 2:
+        lines.append(f"| {NOT_YET} |" + " |" * 11)
+    return lines

@@ -4,6 +4,8 @@
                   [--layout auto|7scenes|nrgbd|tum|folder] [--streaming] --out DIR
     httm-eval synthetic [--oracle | --weights ...] [--frames 24] --out DIR
     httm-eval fidelity [--model 1b|tiny] --out DIR
+    httm-eval merging [--weights model.safetensors] [--frames 16 32 48] [--clips 8] [--streaming-frames 56]
+                      --out FILE.json
 
 run: keyframes (every --stride-th frame) of a 7-Scenes / Neural RGB-D / TUM RGB-D sequence or a
 generic folder go through the model once per merge mode (all keyframes in one forward pass, as
@@ -14,6 +16,9 @@ DIR/results.json and DIR/results.md (a table like the paper's Table 1).
 synthetic: the same on a rendered sequence with exact ground truth (the oracle predictor by
 default: see that the metrics work without a checkpoint or data).
 fidelity: the HTTM fidelity proxy (per-layer attention error vs dense; HTTM vs uniform merging).
+merging: the accuracy cost of merging on trained attention: a trained checkpoint (default the shipped
+httm-vggt-synth) on the held-out synthetic clips, dense vs uniform vs HTTM at the paper's ratios and
+at the uniform baseline's kept-token budget (depth, cameras, clouds, per-layer attention error).
 Also runs as ``python -m httm_ros.eval``. See docs/EVALUATION.md.
 """
 
@@ -63,7 +68,7 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="httm-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,synthetic,fidelity}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,synthetic,fidelity,merging}")
     run = sub.add_parser("run", help="evaluate on a dataset sequence", description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("dataset", help="sequence folder (7-Scenes seq-XX, Neural RGB-D scene, TUM RGB-D, generic)")
@@ -107,6 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     fid.add_argument("--height", type=int, default=126)
     fid.add_argument("--no-ablations", action="store_true", help="only the main comparisons")
     fid.add_argument("--out", type=Path, default=Path("outputs/eval"), help="(default %(default)s)")
+
+    mer = sub.add_parser("merging", help="accuracy cost of merging on trained attention (held-out synthetic clips)")
+    mer.add_argument("--weights", help="a checkpoint that carries its config (default: the shipped "
+                                       "httm-vggt-synth, httm_ros.weights.synth_weights())")
+    mer.add_argument("--frames", type=int, nargs="+", default=[16, 32, 48],
+                     help="frames per clip, one window each (default %(default)s)")
+    mer.add_argument("--clips", type=int, default=8, help="held-out clips, scene seeds 0..N-1 (default %(default)s)")
+    mer.add_argument("--width", type=int, default=None, help="(default: the model card's image_hw, else 168)")
+    mer.add_argument("--height", type=int, default=None, help="(default: the model card's image_hw, else 126)")
+    mer.add_argument("--streaming-frames", type=int, default=0,
+                     help="also stream clips of this many frames through the pipeline (0 = off; default 0)")
+    mer.add_argument("--streaming-clips", type=int, default=1, help="streamed clips (default %(default)s)")
+    mer.add_argument("--window", type=int, default=24, help="streaming: keyframes per window (default %(default)s)")
+    mer.add_argument("--overlap", type=int, default=8, help="streaming: overlap (default %(default)s)")
+    mer.add_argument("--out", type=Path, default=Path("outputs/eval/merging_trained.json"),
+                     help="result JSON (default %(default)s)")
     return p
 
 
@@ -388,6 +409,37 @@ def cmd_fidelity(args) -> dict:
     return result
 
 
+def cmd_merging(args) -> dict:
+    from ..bench.markdown_tables import merging_offline_table
+    from ..provenance import environment, file_sha256, write_json
+    from ..vggt.checkpoint import checkpoint_image_hw, read_model_card
+    from ..weights import synth_weights
+    from .merging import run_merging_eval
+
+    if min(args.frames) < 2 or args.clips < 1 or args.streaming_frames < 0 or args.streaming_clips < 1:
+        raise UsageError("merging: --frames must be >= 2, --clips and --streaming-clips >= 1, --streaming-frames >= 0")
+    if args.streaming_frames and not 1 <= args.overlap < args.window <= args.streaming_frames:
+        raise UsageError("merging: need 1 <= --overlap < --window <= --streaming-frames")
+    weights = args.weights or synth_weights()
+    if weights is None:
+        raise CheckpointError("merging: no --weights and no shipped httm-vggt-synth weights in httm_ros/weights/")
+    model = build_model("synth", str(weights), device="cpu")
+    hw = checkpoint_image_hw(weights) or (126, 168)
+    height, width = args.height or hw[0], args.width or hw[1]
+    if height % 14 or width % 14:
+        raise UsageError(f"merging: --width / --height must be multiples of 14, got {width}x{height}")
+    result = run_merging_eval(model, args.frames, args.clips, (height, width), args.streaming_frames,
+                              args.streaming_clips, args.window, args.overlap, log=LOG.info)
+    statement = (read_model_card(weights) or {}).get("statement")
+    result.update(weights=Path(weights).name, weights_sha256=file_sha256(weights),
+                  model=f"trained VGGT {Path(weights).stem}" + (f": {statement}" if statement else ""),
+                  environment=environment(torch.device("cpu"), args.argv, program="httm-eval"))
+    write_json(args.out, jsonable(result))
+    print("\n".join(merging_offline_table(result)))
+    print(f"wrote {args.out}")
+    return result
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
@@ -398,6 +450,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "fidelity":
             cmd_fidelity(args)
+            return 0
+        if args.command == "merging":
+            cmd_merging(args)
             return 0
         result = cmd_run(args) if args.command == "run" else cmd_synthetic(args)
     except (CheckpointError, DatasetError, PLYError, UsageError) as err:
