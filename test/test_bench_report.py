@@ -592,3 +592,44 @@ def test_report_pairs_the_pytorch_path_with_the_triton_path(tmp_path):
     big = next(v for k, v in lines.items() if k.startswith("PyTorch path peak <= 1.1x") and "@24 frames" in k)
     assert "1.05x (4.20 vs 4.00 GiB; p50 0.550 vs 0.400 s)" in ok and ok.endswith("| met |")
     assert "1.29x" in big and big.endswith("| MISSED |")
+
+
+def _merging_row(frames, setting, abs_rel, ate, kept=(1.0, 1.0)):
+    summary = {"abs_rel": abs_rel, "delta_1_25": 0.9, "rot_err_median_deg": 2.0, "ate_percent": ate, "acc": 0.03,
+               "comp": 0.5, "kept_q": kept[0], "kept_kv": kept[1], "model_s": 0.5}
+    return {"frames": frames, "setting": setting, "summary": summary,
+            "clips": [{"scene_seed": 0, "abs_rel": abs_rel, "ate_percent": ate},
+                      {"scene_seed": 1, "abs_rel": abs_rel, "ate_percent": ate}]}
+
+
+def test_report_merging_on_trained_attention_section(tmp_path):
+    """httm-eval merging files: the headline accuracy section, above the random-weight proxy."""
+    layers = lambda h, u: [{"layer": i, "httm_rel_err": h, "uniform_rel_err": u} for i in range(2)]  # noqa: E731
+    data = {"kind": "merging_trained", "image_hw": [126, 168], "clips": 2, "frames": [16], "split": "held-out seeds",
+            "model": "trained VGGT x", "weights": "x.safetensors", "eval_options": {"conf_percentile": 50.0},
+            "offline": [_merging_row(16, "dense", 0.05, 4.0), _merging_row(16, "uniform", 0.07, 7.0, (0.4, 0.4)),
+                        _merging_row(16, "httm", 0.08, 6.0, (0.24, 0.33)),
+                        _merging_row(16, "httm_matched", 0.06, 5.0, (0.4, 0.4))],
+            "attention": [{"frames": 16, "comparison": "paper_ratios", "layers": layers(0.25, 0.2),
+                           "mean": {"httm_rel_err": 0.25, "uniform_rel_err": 0.2}},
+                          {"frames": 16, "comparison": "matched_budget", "layers": layers(0.15, 0.2),
+                           "mean": {"httm_rel_err": 0.15, "uniform_rel_err": 0.2}}],
+            "environment": {"commit": "abc1234def", "device": "CPU test", "command": "httm-eval merging --frames 16"}}
+    f = _json(tmp_path, "merging.json", data)
+    assert report.extra_kind(data) == "merging_trained"
+    fid = _json(tmp_path, "fid.json", {"setup": {"model": "golden"}, "comparisons": {}, "command": "x"})
+    text = report.build_report([f, fid])
+    assert text.index("## The accuracy cost of merging on trained attention") < text.index("## Fidelity proxy")
+    assert "| 16 | HTTM, uniform's budget | 0.400 | 0.400 | 0.0600 |" in text
+    assert "| 16 | uniform (FastVGGT) | 0.400 | 0.400 | 0.0700 | 0.9000 | 2.00 | 7.00 | 0.0300 | 0.5000 | 0.2000 |" in text
+    assert "| 16 | 1 | 0.2000 | 0.2500 | 0.1500 |" in text                        # per-layer table
+    findings = [line for line in text.splitlines() if line.startswith("- 16 frames")]
+    assert "better than uniform on 2 of 6 metrics (AbsRel, ATE)" in findings[0]     # the same budget
+    assert "AbsRel +0.0100 vs +0.0200" in findings[0] and "lower AbsRel than uniform on 2 of 2 clips" in findings[0]
+    assert "attention error 0.1500 vs 0.2000" in findings[0]
+    assert "better than uniform on 1 of 6 metrics (ATE)" in findings[1]             # the paper's ratios
+    assert "not measured yet: the streaming pipeline" in text
+    assert "at commit abc1234 on CPU test" in text and "| merging.json | merging_trained |" in text
+    assert _lines(text)["accuracy cost of merging on trained attention (dense vs uniform vs HTTM)"].endswith(
+        "| `merging.json` | measured (section \"The accuracy cost of merging on trained attention\"; no numeric target) |")
+    assert "not measured yet: no `httm-eval merging` file" in report.build_report([])

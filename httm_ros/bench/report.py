@@ -26,8 +26,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 from . import roofline
 from .plot import plot
 from .results import NOT_YET, load, load_side, ratio
-from .markdown_tables import (breakdown_table, fidelity_table, latency_table, layer_table, memory_table, node_table,
-                     pipeline_table, warm_table, windows_table)
+from .markdown_tables import (MERGING_SETTINGS, breakdown_table, fidelity_table, latency_table, layer_table,
+                              memory_table, merging_attention_error, merging_layer_table, merging_offline_table,
+                              merging_streaming_table, node_table, pipeline_table, warm_table, windows_table)
 from .targets import (WINDOW_FIRST_OVER_P50, WINDOW_P99_OVER_P50, limits, peer_oneshot_targets, targets,
                       window_targets)
 
@@ -75,13 +76,13 @@ DEFAULT_WINDOW = (24, 8)         # the node's window_size / window_overlap (conf
 STREAM_ACCEPTED_PCT, STREAM_ATE_PCT = 95.0, 5.0      # issue 15: streaming on held-out sequences
 DISTRIBUTED_GPU_ROWS = [(g, f) for f in (1000, 2000, 4000) for g in (1, 2, 4)]      # issue 19's GPU table
 KINDS = ("model_card", "train_log", "streaming", "window_size", "dtype", "loops", "distributed_fidelity",
-         "distributed", "compile")
+         "distributed", "compile", "merging_trained")
 
 
 def extra_kind(data: Dict) -> Optional[str]:
     """The issue-15..19 result a JSON file holds, recognised by its fields (None: another kind)."""
     kind = data.get("kind")
-    if kind in ("distributed", "distributed_fidelity"):
+    if kind in ("distributed", "distributed_fidelity", "merging_trained"):
         return kind
     if kind == "e2e" and any(r.get("layout") for r in data.get("rows", [])):
         return "window_size"                              # httm-bench e2e --overlap O (anchored windows)
@@ -185,7 +186,8 @@ def states(seq: List[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------- issue 15
-def training_section(cards: List[Dict], logs: List[Dict], streams: List[Dict]) -> List[str]:
+def training_section(cards: List[Dict], logs: List[Dict], streams: List[Dict],
+                     merging: Sequence[Dict] = ()) -> List[str]:
     lines = ["## The small model trained here: httm-vggt-synth (issue 15)", ""]
     if not cards:
         lines += missing("no model card (`httm-train` writes httm-vggt-synth.json beside the weights)")
@@ -203,7 +205,9 @@ def training_section(cards: List[Dict], logs: List[Dict], streams: List[Dict]) -
          for name, want, got, ok in heldout_targets(cards)]
     t += streaming_model_targets(checkpoint)
     t.append(("accuracy cost of merging on trained attention (dense vs uniform vs HTTM)",
-              NOT_YET, f"{NOT_YET} (no result file: needs the trained model's eval with merging)"))
+              ", ".join(f"`{res['file']}`" for res in merging) or NOT_YET,
+              "measured (section \"The accuracy cost of merging on trained attention\"; no numeric target)" if merging
+              else f"{NOT_YET} (no result file: needs the trained model's eval with merging, `httm-eval merging`)"))
     return lines + ["Targets (issue 15; held-out set, `httm-eval`, dense):", ""] + target_rows(t)
 
 
@@ -259,6 +263,96 @@ def streaming_model_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
         out.append((f"streaming, 300 frames, {r['mode']}: ATE <= {STREAM_ATE_PCT:.0f} %",
                     num(r.get("ate_pct"), "{:.3f} %"),
                     verdict(None if r.get("ate_pct") is None else r["ate_pct"] <= STREAM_ATE_PCT)))
+    return out
+
+
+# ------------------------------------------------------------------------------------- issue 15: merging, trained
+# (key, name, +1 higher is better / -1 lower is better) of the held-out summary of ``httm-eval merging``
+MERGING_METRICS = (("abs_rel", "AbsRel", -1), ("delta_1_25", "delta<1.25", 1), ("rot_err_median_deg", "rot. error", -1),
+                   ("ate_percent", "ATE", -1), ("acc", "Acc.", -1), ("comp", "Comp.", -1))
+
+
+def merging_section(results: List[Dict]) -> List[str]:
+    """Issue 15's accuracy cost of merging on trained attention (``httm-eval merging`` files): the
+    headline accuracy evidence, above the random-weight fidelity proxy."""
+    lines = ["## The accuracy cost of merging on trained attention (issue 15): dense vs uniform vs HTTM", ""]
+    if not results:
+        return lines + missing("no `httm-eval merging` file (bench/results/merging_trained/)")
+    for res in results:
+        lines += merging_tables(res)
+    return lines
+
+
+def merging_tables(res: Dict) -> List[str]:
+    opts = res.get("eval_options") or {}
+    stream = res.get("streaming_setup") or {}
+    hw = res.get("image_hw") or ["?", "?"]
+    lines = [f"Setup: {res.get('model')} ({res.get('weights')}, sha256 {str(res.get('weights_sha256'))[:12]}), "
+             f"{hw[1]}x{hw[0]} input, float32 on the CPU; {res.get('clips')} {res.get('split')}, each clip one window "
+             f"of {', '.join(str(f) for f in res.get('frames', []))} frames (one forward over all frames, the paper's "
+             "setting). Settings: dense; uniform = FastVGGT's merging (`UniformMergeConfig()`, its released defaults); "
+             "HTTM at the paper's ratios (`HTTMConfig()`: Q 20 %, K/V 30 % nominal, regions 128 positions x 30 "
+             "frames); HTTM at the uniform baseline's budget (its Q and K/V merge ratios calibrated so that its "
+             "*measured* kept fractions equal the uniform baseline's at that frame count). Q / K/V kept: measured, "
+             "mean over layers, heads and clips. AbsRel / delta<1.25: per-window median scaling; rotation error: "
+             "median over all frame pairs of all clips; ATE: % of the path after Sim(3) (the model card's held-out "
+             f"metrics); Acc. / Comp.: mean nearest-neighbour distances (m) of the confident points (>= the "
+             f"{opts.get('conf_percentile')}th confidence percentile) and the exact rendered depth after Sim(3) + ICP "
+             "(`httm-eval`'s metrics); attention rel. err.: ||merged - dense|| / ||dense|| of each global layer's "
+             "attention output on the same dense input (the fidelity proxy's metric with the trained weights), "
+             "mean over the layers. " + source(res), "",
+             *merging_offline_table(res), "", "What the numbers show:", ""]
+    lines += [f"- {text}" for text in merging_findings(res)]
+    lines += ["", "Per-layer attention error vs dense (mean over the clips):", "", *merging_layer_table(res), ""]
+    if res.get("streaming"):
+        lines += [f"Streaming: the same settings through the sliding-window pipeline (`StreamingReconstructor`, "
+                  f"K={stream.get('window')} / O={stream.get('overlap')}, every frame a keyframe; HTTM's budget "
+                  f"matched on {stream.get('window')}-frame windows) on {stream.get('clips')} clip(s) of "
+                  f"{stream.get('frames')} frames; ATE over the keyframes of the accepted windows, clouds = the "
+                  "stream's voxel map.", "", *merging_streaming_table(res), ""]
+    else:
+        lines += missing("the streaming pipeline (`httm-eval merging --streaming-frames N`)")
+    return lines
+
+
+def merging_findings(res: Dict) -> List[str]:
+    """Plain comparisons of the file's numbers: HTTM against the uniform baseline at the same kept
+    budget and at the paper's ratios, per frame count (better = lower, delta<1.25 higher)."""
+    by = {(r.get("frames"), r.get("setting")): r for r in res.get("offline", [])}
+    out = []
+    for frames in sorted({f for f, _ in by}):
+        dense, uni = by.get((frames, "dense")), by.get((frames, "uniform"))
+        if not (dense and uni):
+            continue
+        for setting, what in (("httm_matched", "at the same kept budget"), ("httm", "at the paper's ratios")):
+            h = by.get((frames, setting))
+            if not h:
+                continue
+            hs, us, ds = h["summary"], uni["summary"], dense["summary"]
+            better = [name for key, name, sign in MERGING_METRICS
+                      if None not in (hs.get(key), us.get(key)) and sign * (hs[key] - us[key]) > 0]
+            clips = [sum(a[key] < b[key] for a, b in zip(h.get("clips", []), uni.get("clips", [])))
+                     for key in ("abs_rel", "ate_percent")]
+            cost = lambda key, s: s.get(key) - ds.get(key) if None not in (s.get(key), ds.get(key)) else None  # noqa: E731
+            err_h, err_u = (merging_attention_error(res, frames, x) for x in (setting, "uniform"))
+            out.append(
+                f"{frames} frames, {MERGING_SETTINGS[setting]} {what} (HTTM keeps {num(hs.get('kept_q'))} of Q / "
+                f"{num(hs.get('kept_kv'))} of K/V, uniform {num(us.get('kept_q'))}): HTTM better than uniform on "
+                f"{len(better)} of {len(MERGING_METRICS)} metrics" + (f" ({', '.join(better)})" if better else "")
+                + f". Cost over dense, HTTM vs uniform: AbsRel {num(cost('abs_rel', hs), '{:+.4f}')} vs "
+                f"{num(cost('abs_rel', us), '{:+.4f}')}, rotation error {num(cost('rot_err_median_deg', hs), '{:+.2f}')} "
+                f"vs {num(cost('rot_err_median_deg', us), '{:+.2f}')} deg, ATE {num(cost('ate_percent', hs), '{:+.2f}')} "
+                f"vs {num(cost('ate_percent', us), '{:+.2f}')} points, Acc. {num(cost('acc', hs), '{:+.4f}')} vs "
+                f"{num(cost('acc', us), '{:+.4f}')} m, Comp. {num(cost('comp', hs), '{:+.4f}')} vs "
+                f"{num(cost('comp', us), '{:+.4f}')} m; lower AbsRel than uniform on {clips[0]} of "
+                f"{len(h.get('clips', []))} clips, lower ATE on {clips[1]}; attention error {num(err_h, '{:.4f}')} vs "
+                f"{num(err_u, '{:.4f}')}.")
+    if out:
+        out.append(f"Scope: {res.get('clips')} held-out synthetic clips, one deterministic run per clip and setting "
+                   "(no repeats, no confidence intervals); a small VGGT trained on synthetic rooms only (not "
+                   "VGGT-1B: the paper measures VGGT-1B at 518 px, 1041 tokens per frame; here "
+                   f"{(res.get('image_hw') or [0, 0])[0] // 14 * ((res.get('image_hw') or [0, 0])[1] // 14)} patches "
+                   "per frame), and model times on a 2-core CPU (not a speed result).")
     return out
 
 
@@ -640,7 +734,7 @@ def extra_sections(extra: Dict[str, List[Dict]], windows: Sequence[Dict] = (), e
     the FastVGGT code's one-shot rows) and the issue-15..19 sections, every one present (a missing
     file says what is not measured)."""
     return [*compile_section(extra["compile"], windows, e2e),
-            *training_section(extra["model_card"], extra["train_log"], extra["streaming"]),
+            *training_section(extra["model_card"], extra["train_log"], extra["streaming"], extra["merging_trained"]),
             *streaming_section(extra["streaming"]), *window_size_section(extra["window_size"]),
             *dtype_section(extra["dtype"]), *loops_section(extra["loops"]),
             *distributed_section(extra["distributed_fidelity"], extra["distributed"])]
@@ -883,13 +977,15 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
                   "the GPU machine; see the notes). The inference thread only makes host copies; "
                   "conversion runs on the publisher thread while the next window is in the model.",
                   "", node_table(node), ""]
+    lines += merging_section(extra["merging_trained"])
     for fid in side["fidelity"]:
-        lines += ["## Fidelity proxy (issues 3 and 8)", "",
+        lines += ["## Fidelity proxy (issues 3 and 8): the second line of evidence", "",
                   f"{fid['setup'].get('model')}; {fid['setup'].get('images')}, {fid['setup'].get('tokens')} tokens; "
                   f"metric: {fid['setup'].get('metric')}; mean over the 24 global layers. "
                   f"`{fid.get('command')}` at {str(fid.get('git_commit'))[:7]} on {fid.get('device')} ({fid['file']}). "
                   "Random (golden) weights: this measures how far each merge moves attention, not "
-                  "reconstruction accuracy.", "", fidelity_table(fid), ""]
+                  "reconstruction accuracy; the headline accuracy evidence is the trained-attention section "
+                  "above.", "", fidelity_table(fid), ""]
     lines += extra_sections(extra, side["windows"], e2e_results(files))
     if notes is not None and Path(notes).is_file():
         lines += [Path(notes).read_text().rstrip(), ""]

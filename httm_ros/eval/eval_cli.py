@@ -4,7 +4,7 @@
                   [--layout auto|7scenes|nrgbd|tum|folder] [--streaming] --out DIR
     httm-eval synthetic [--oracle | --weights ...] [--frames 24] --out DIR
     httm-eval fidelity [--model 1b|tiny] --out DIR
-    httm-eval merging [--weights model.safetensors] [--frames 16 32 48] [--clips 8] [--streaming-frames 56]
+    httm-eval merging [--weights model.safetensors] [--frames 24] [--clips 8] [--streaming-frames 40]
                       --out FILE.json
 
 run: keyframes (every --stride-th frame) of a 7-Scenes / Neural RGB-D / TUM RGB-D sequence or a
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     mer = sub.add_parser("merging", help="accuracy cost of merging on trained attention (held-out synthetic clips)")
     mer.add_argument("--weights", help="a checkpoint that carries its config (default: the shipped "
                                        "httm-vggt-synth, httm_ros.weights.synth_weights())")
-    mer.add_argument("--frames", type=int, nargs="+", default=[16, 32, 48],
+    mer.add_argument("--frames", type=int, nargs="+", default=[24],
                      help="frames per clip, one window each (default %(default)s)")
     mer.add_argument("--clips", type=int, default=8, help="held-out clips, scene seeds 0..N-1 (default %(default)s)")
     mer.add_argument("--width", type=int, default=None, help="(default: the model card's image_hw, else 168)")

@@ -21,7 +21,8 @@ dense input (the fidelity machinery of ``httm_ros.bench.fidelity`` with the trai
 ``--streaming-frames`` adds the settings through the sliding-window pipeline
 (``StreamingReconstructor``) on the first clips.
 
-    httm-eval merging --frames 16 32 48 --out bench/results/merging_trained/cpu_synth.json
+    httm-eval merging --frames 24 --clips 8 --streaming-frames 40 --streaming-clips 1 \
+        --out bench/results/merging_trained/cpu_synth.json
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def summarise(rows: List[Dict]) -> Dict:
 
 
 # ---------------------------------------------------------------------------- the whole run
-def run_merging_eval(model, frames: Sequence[int] = (16, 32, 48), clips: int = 8,
+def run_merging_eval(model, frames: Sequence[int] = (24,), clips: int = 8,
                      image_hw: Tuple[int, int] = (126, 168), streaming_frames: int = 0, streaming_clips: int = 1,
                      window: int = 24, overlap: int = 8, opts: Optional[EvalOptions] = None, log=print) -> Dict:
     """Every setting on ``clips`` held-out clips of each frame count (and streaming when
