@@ -41,7 +41,7 @@ import torch
 from ..provenance import environment, write_json
 from ..synthetic import demo_sequence
 from ..synthetic.oracle import PerturbedOracle
-from .streaming import HEIGHT, WIDTH, run_stream, stream_config, trajectory_metrics
+from .streaming import ORACLE_HW, run_stream, stream_config, trajectory_metrics
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "loops"
 
@@ -210,7 +210,7 @@ def run(args, argv: List[str]) -> int:
            "not_measured": ["trained model (not available in this session)",
                             "the ROS node (wired; test/test_ros_loop_closure.py, not benchmarked)"]}
     path = args.out / "loops_oracle.json"
-    seq = demo_sequence(num_frames=args.frames, width=WIDTH, height=HEIGHT, seed=args.seed, speed=0.03,
+    seq = demo_sequence(num_frames=args.frames, width=ORACLE_HW[1], height=ORACLE_HW[0], seed=args.seed, speed=0.03,
                         trajectory="walk")
     for drift in args.drifts:
         for loops, knobs in ((False, "default"), (True, "default"), (True, "previous_default")):
@@ -220,7 +220,7 @@ def run(args, argv: List[str]) -> int:
                   f"accepted loops {row.get('loops_accepted', '-')}, rejected {row.get('loops_rejected', '-')}, "
                   f"wrong loop {row.get('wrong_loop', '-')}")
             write_json(path, out)
-    short = demo_sequence(num_frames=300, width=WIDTH, height=HEIGHT, seed=args.seed + 1, speed=0.03, trajectory="walk")
+    short = demo_sequence(num_frames=300, width=ORACLE_HW[1], height=ORACLE_HW[0], seed=args.seed + 1, speed=0.03, trajectory="walk")
     for loops, knobs in ((False, "default"), (True, "default"), (True, "previous_default")):
         out["no_loop"].append(stream_row(short, args.drifts[0], args.seed, loops, knobs))
         write_json(path, out)

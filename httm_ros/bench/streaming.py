@@ -21,7 +21,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,9 +31,10 @@ from ..pipeline import AlignConfig, StreamConfig, StreamingReconstructor, Window
 from ..provenance import environment, write_json
 from ..synthetic import demo_sequence
 from ..synthetic.oracle import CORRUPTIONS, OraclePredictor, with_other_room
+from ..synthetic.trajectory import KINDS
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "streaming"
-WIDTH, HEIGHT = 56, 42
+ORACLE_HW = (42, 56)            # (H, W) of the oracle's sequences; a checkpoint's come at its card's image_hw
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,9 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", type=float, default=0.02, help="oracle noise (pose/depth distortion per window)")
     p.add_argument("--corrupt-every", type=int, default=25, help="corrupt every n-th window (0 = never)")
     p.add_argument("--predictor", choices=["oracle", "checkpoint"], default="oracle")
-    p.add_argument("--checkpoint", help="VGGT checkpoint for --predictor checkpoint")
+    p.add_argument("--checkpoint", help="VGGT checkpoint for --predictor checkpoint (default: the shipped "
+                                        "httm-vggt-synth); frames are rendered at its model card's image_hw")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trajectories", nargs="+", default=["orbit"], choices=list(KINDS),
+                   help="camera paths of the compared sequences (default: orbit, the demo's)")
     p.add_argument("--no-failure", action="store_true", help="skip the another-room scenarios")
     p.add_argument("--out", type=Path, default=RESULTS)
 
@@ -57,8 +61,6 @@ def make_predictor(name: str, seq, noise: float, corrupt_every: int, seed: int, 
     if name == "checkpoint":
         from ..pipeline import ModelPredictor
         from ..vggt import VGGT
-        if not checkpoint:
-            raise SystemExit("--predictor checkpoint needs --checkpoint PATH")
         return ModelPredictor(VGGT.from_checkpoint(checkpoint), device=device)
     corrupt = {}
     if corrupt_every:
@@ -125,39 +127,62 @@ def summary(seq, rec, results, wall_s: float) -> dict:
             "wall_s": wall_s, **(segs[0] if segs else {})}
 
 
-def sequence(frames: int, seed: int):
-    return demo_sequence(num_frames=frames, width=WIDTH, height=HEIGHT, seed=seed, speed=0.03)
+def sequence(frames: int, seed: int, hw: Tuple[int, int] = ORACLE_HW, trajectory: str = "orbit"):
+    return demo_sequence(num_frames=frames, width=hw[1], height=hw[0], seed=seed, speed=0.03, trajectory=trajectory)
 
 
-def other_room(seq, seed: int, come_back: bool):
+def other_room(seq, seed: int, come_back: bool, hw: Tuple[int, int] = ORACLE_HW):
     """seq with 3 s (90 frames at 30 fps) of another room inserted after a third of it."""
     start = len(seq) // 3
     count = 90 if come_back else 300
-    other = demo_sequence(num_frames=count, width=WIDTH, height=HEIGHT, seed=seed + 100, speed=0.03)
+    other = demo_sequence(num_frames=count, width=hw[1], height=hw[0], seed=seed + 100, speed=0.03)
     return with_other_room(seq, other, start, count, come_back)
+
+
+def resolve_checkpoint(args) -> Tuple[int, int]:
+    """--predictor checkpoint: the checkpoint (default: the shipped httm-vggt-synth, set on ``args``)
+    and the (H, W) its card names; the oracle: ORACLE_HW."""
+    if args.predictor != "checkpoint":
+        return ORACLE_HW
+    from ..vggt.checkpoint import checkpoint_image_hw
+    from ..weights import synth_weights
+    args.checkpoint = args.checkpoint or (str(synth_weights()) if synth_weights() else None)
+    if not args.checkpoint:
+        raise SystemExit("--predictor checkpoint needs --checkpoint PATH (no shipped httm-vggt-synth found)")
+    hw = checkpoint_image_hw(args.checkpoint)
+    if hw is None:
+        raise SystemExit(f"{args.checkpoint} has no model card with image_hw: its input size is unknown")
+    return hw
+
+
+def _compare(args, out: dict, path: Path, seq, trajectory: str) -> None:
+    """Every mode of ``args.modes`` over one sequence: a row of out["compare"] each (written as it goes)."""
+    for mode in args.modes:
+        pred = make_predictor(args.predictor, seq, args.noise, args.corrupt_every, args.seed, args.checkpoint, args.device)
+        rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device))
+        row = {"frames": len(seq), "trajectory": trajectory, "mode": mode, **summary(seq, rec, results, wall)}
+        out["compare"].append(row)
+        print(f"{len(seq):5d} frames {trajectory:8s} {mode:8s}: ATE {row.get('ate_pct', math.nan):.3f} %, final drift "
+              f"{row.get('final_drift_pct', math.nan):.3f} %, scale drift {row.get('scale_drift', math.nan):.4f}, "
+              f"accepted {row['accepted']}/{row['windows']} ({wall:.1f} s)")
+        write_json(path, out)
 
 
 def run(args, argv: List[str]) -> int:
     out = {"environment": environment(torch.device(args.device), ["streaming"] + list(argv)),
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
            "compare": [], "failure": []}
+    hw = resolve_checkpoint(args)
+    out["config"]["checkpoint"], out["image_hw"] = args.checkpoint, list(hw)
     path = args.out / f"streaming_{args.predictor}.json"
-    for n in args.lengths:
-        seq = sequence(n, args.seed)
-        for mode in args.modes:
-            pred = make_predictor(args.predictor, seq, args.noise, args.corrupt_every, args.seed, args.checkpoint, args.device)
-            rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device))
-            row = {"frames": n, "mode": mode, **summary(seq, rec, results, wall)}
-            out["compare"].append(row)
-            print(f"{n:5d} frames {mode:8s}: ATE {row.get('ate_pct', math.nan):.3f} %, final drift "
-                  f"{row.get('final_drift_pct', math.nan):.3f} %, scale drift {row.get('scale_drift', math.nan):.4f}, "
-                  f"accepted {row['accepted']}/{row['windows']} ({wall:.1f} s)")
-            write_json(path, out)
-    if not args.no_failure and args.predictor == "oracle":
+    for trajectory in args.trajectories:
+        for n in args.lengths:
+            _compare(args, out, path, sequence(n, args.seed, hw, trajectory), trajectory)
+    if not args.no_failure:
         for come_back in (True, False):
-            seq = other_room(sequence(300, args.seed), args.seed, come_back)
+            seq = other_room(sequence(300, args.seed, hw, args.trajectories[0]), args.seed, come_back, hw)
             for mode in args.modes:
-                pred = make_predictor("oracle", seq, args.noise, 0, args.seed, None)
+                pred = make_predictor(args.predictor, seq, args.noise, 0, args.seed, args.checkpoint, args.device)
                 rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device))
                 row = {"scenario": "back_after_3s" if come_back else "never_back", "mode": mode,
                        **summary(seq, rec, results, wall)}
