@@ -50,7 +50,7 @@ def test_table_is_complete_and_documented():
     ("tf_mode", "map", "tf_mode must be one of camera, odom, none"),
     ("tf_child_frame", "/cam_vggt", "without a leading '/'"),
     ("odom_frame", "", "non-empty frame id"),
-    ("image_size", 4102, r"image_size must be in \[14, 4088\]"),
+    ("image_size", 4102, r"image_size must be in \[0, 4088\]"),
 ])
 def test_invalid_values_are_rejected_with_reason(name, value, reason):
     errors = params.validate({**params.defaults(), name: value})
@@ -81,6 +81,33 @@ def test_values_translate_to_core_configs():
     assert merge_config({**values, "merge_mode": "none"}) is None
 
 
+def test_image_size_0_is_the_checkpoint_cards_width(tmp_path):
+    import json
+
+    from httm_ros.ros.core_config import DEFAULT_IMAGE_SIZE, image_width
+    from httm_ros.vggt.checkpoint import checkpoint_image_hw
+    from httm_ros.weights import synth_weights
+
+    values = params.defaults()
+    assert values["image_size"] == 0 and image_width(values) == (DEFAULT_IMAGE_SIZE, "default") == (518, "default")
+    assert image_width({**values, "image_size": 224}) == (224, "image_size")
+    synth = synth_weights()
+    if synth is not None:                                    # the shipped model: card image_hw [126, 168]
+        width, source = image_width({**values, "checkpoint": str(synth)})
+        assert width == checkpoint_image_hw(synth)[1] == 168 and synth.name in source
+        assert stream_config({**values, "checkpoint": str(synth)}).image_width == 168
+        assert image_width({**values, "checkpoint": str(synth), "image_size": 112})[0] == 112
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(b"")
+    assert image_width({**values, "checkpoint": str(weights)})[0] == 518                 # no card
+    (tmp_path / "m.json").write_text(json.dumps({"image_hw": [98, 126]}))
+    assert image_width({**values, "checkpoint": str(weights)})[0] == 126
+    (tmp_path / "m.json").write_text(json.dumps({"image_hw": [98]}))
+    errors = params.validate({**values, "checkpoint": str(weights)})
+    assert any("image_size 0 takes the checkpoint's model card width" in e for e in errors), errors
+    assert params.validate({**values, "checkpoint": str(weights), "image_size": 56}) == []
+
+
 def test_descriptors_carry_ranges_and_read_only():
     desc = params.descriptor(params.BY_NAME["window_size"])
     assert desc.read_only and desc.integer_range[0].from_value == 3
@@ -88,7 +115,7 @@ def test_descriptors_carry_ranges_and_read_only():
     assert not desc.read_only and desc.floating_point_range[0].to_value == pytest.approx(99.9)
     assert "raw" in params.descriptor(params.BY_NAME["input_type"]).additional_constraints
     desc = params.descriptor(params.BY_NAME["image_size"])
-    assert (desc.integer_range[0].from_value, desc.integer_range[0].step) == (14, 14)
+    assert (desc.integer_range[0].from_value, desc.integer_range[0].step) == (0, 14)
     assert all(params.descriptor(p).dynamic_typing for p in params.PARAMS)   # type errors: check_value's
 
 

@@ -1,11 +1,13 @@
 """The node's parameter values -> the streaming core's configuration objects (no rclpy here).
 
 ``params.validate`` uses :func:`config_errors`, so the core's own checks reject bad values.
+``image_size`` 0 is resolved here (:func:`image_width`): the checkpoint model card's width, else 518.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from pathlib import Path
+from typing import Any, Dict, Mapping, Tuple
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.httm.arguments import parse_layers
@@ -13,6 +15,28 @@ from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamCon
 from httm_ros.pipeline.metric_scale import MetricScaleConfig
 from httm_ros.pipeline.pose_graph import LoopClosureConfig
 from httm_ros.pipeline.stream import model_input_size
+
+
+DEFAULT_IMAGE_SIZE = 518       # image_size 0 without a model card that says otherwise: VGGT-1B's width
+
+
+def image_width(values: Mapping[str, Any]) -> Tuple[int, str]:
+    """(model input width, where it comes from) of ``image_size``: a value > 0 as given ("image_size");
+    0: the width of the checkpoint's model card ``image_hw`` ("the model card of <file>"), else
+    DEFAULT_IMAGE_SIZE ("default"). ValueError for a model card whose image_hw is malformed."""
+    if values["image_size"] > 0:
+        return int(values["image_size"]), "image_size"
+    checkpoint = values.get("checkpoint") or ""
+    if checkpoint:
+        from httm_ros.vggt.checkpoint import CheckpointError, checkpoint_image_hw
+
+        try:
+            hw = checkpoint_image_hw(checkpoint)
+        except CheckpointError as err:
+            raise ValueError(f"image_size 0 takes the checkpoint's model card width: {err}") from None
+        if hw is not None:
+            return hw[1], f"the model card of {Path(checkpoint).name}"
+    return DEFAULT_IMAGE_SIZE, "default"
 
 
 def merge_config(values: Mapping[str, Any]):
@@ -51,7 +75,7 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
         filter=filter_config(values),
         map=MapConfig(voxel_size=voxel if voxel > 0 else None, voxel_size_rel=values["voxel_size_rel"],
                       max_points=values["map_max_points"], overflow=values["map_overflow"]),
-        metric=metric_config(values), image_width=values["image_size"], device=device,
+        metric=metric_config(values), image_width=image_width(values)[0], device=device,
         loop_closure=loop_closure_config(values))
 
 

@@ -3,8 +3,9 @@
 ``build_model_runner(values)`` returns a :class:`ModelRunner`: the ``StreamingReconstructor`` the
 node feeds, wrapping a :class:`SafePredictor` around the model (CUDA out-of-memory is caught per
 window). With a model, ``warmup_forwards`` forwards at the window size run before it returns
-(:func:`warm_up_model`), so the node's first window is not the slow one. The parameter ->
-configuration translation is in :mod:`.core_config`.
+(:func:`warm_up_model`), so the node's first window is not the slow one. ``image_size`` 0 becomes
+the checkpoint model card's width (else 518) here, and the description (the node's "ready" line)
+says so. The parameter -> configuration translation is in :mod:`.core_config`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from httm_ros.pipeline import KeyframeConfig, StreamingReconstructor, WindowPred
 from httm_ros.vggt.layers import compile_failure
 from httm_ros.vggt.preprocess import model_input_size
 
-from .core_config import merge_config, stream_config
+from .core_config import image_width, merge_config, stream_config
 
 LOG = logging.getLogger("httm_ros.ros.model_runner")
 
@@ -178,10 +179,14 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
     in its subscription callback); the core takes every pushed frame as a keyframe and
     ``runner.keyframes`` is the selection to run."""
     device = resolve_device(values["device"], warn, values.get("require_gpu", False))
+    width, source = image_width(values)                   # image_size 0: the model card's width, else 518
+    values = {**values, "image_size": width}
     test_weights, patch_start, warmup = False, 5, None
     if predictor is None:
         predictor, test_weights, patch_start = _model_predictor(values, device, warn)
-        description = f"VGGT {values['model_config']} on {device}, merge {values['merge_mode']}"
+        description = f"{_model_name(values)} on {device}, merge {values['merge_mode']}"
+        if source not in ("image_size", "default"):
+            description += f", input {width} px wide (image_size 0: the width of {source})"
         if values.get("weights_dtype", "float32") != "float32":
             description += f", weights {values['weights_dtype']}"
         if device.type == "cuda" and predictor.model.config.dpt_cuda_dtype:
@@ -204,6 +209,19 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
         selection, config = config.keyframes, replace(config, keyframes=replace(config.keyframes, enabled=False))
     return ModelRunner(StreamingReconstructor(safe, config), safe, device,
                        test_weights, patch_start, description, warmup, selection)
+
+
+def _model_name(values: Mapping[str, Any]) -> str:
+    """The checkpoint's model card name (e.g. httm-vggt-synth), else ``VGGT <model_config>``."""
+    from httm_ros.vggt.checkpoint import CheckpointError, read_model_card
+
+    checkpoint = values.get("checkpoint") or ""
+    try:
+        card = read_model_card(checkpoint) if checkpoint else None
+    except CheckpointError:
+        card = None
+    name = card.get("name") if card else None
+    return str(name) if name else f"VGGT {values['model_config']}"
 
 
 class _InputsInWeightDtype:

@@ -71,8 +71,9 @@ PARAMS: Tuple[Param, ...] = (
           "model.safetensors). Required unless allow_test_weights is true."),
     Param("allow_test_weights", False, "Without a checkpoint, run with deterministic test weights "
           "(every stage runs, the geometry is MEANINGLESS). For tests and demos only."),
-    Param("model_config", "1b", "Network size: '1b' (VGGT-1B) or 'tiny' (test network).",
-          choices=("1b", "tiny")),
+    Param("model_config", "1b", "Network size: '1b' (VGGT-1B), 'tiny' (test network) or 'synth' "
+          "(httm-vggt-synth's size); a checkpoint that carries its config is built with that config.",
+          choices=("1b", "tiny", "synth")),
     Param("device", "auto", "Torch device: auto, cpu, cuda or cuda:N. A missing GPU falls back "
           "to CPU with a warning at start-up (auto included); /diagnostics says the device."),
     Param("require_gpu", False, "Refuse to start without CUDA: one error line and exit status 2 "
@@ -99,9 +100,11 @@ PARAMS: Tuple[Param, ...] = (
           "sizes run eager. Measured on an H100, VGGT-1B 24-frame windows: HTTM p50 0.411 -> "
           "0.271 s (docs/ROS.md 'Compiled token-wise passes'). 'auto': on with CUDA, off on CPU.",
           choices=("auto", "on", "off")),
-    Param("image_size", 518, "Model input width in pixels (multiple of 14); frames are resized "
-          "keeping their aspect ratio (height rounded to a multiple of 14, no crop).",
-          range=(14, 4088), step=14),
+    Param("image_size", 0, "Model input width in pixels (multiple of 14); frames are resized "
+          "keeping their aspect ratio (height rounded to a multiple of 14, no crop). 0: the width "
+          "the checkpoint was trained at (its model card's image_hw, e.g. 168 for the shipped "
+          "httm-vggt-synth), else 518 (VGGT-1B's).",
+          range=(0, 4088), step=14),
     Param("size_change_policy", "rescale", "A frame whose size maps to a different model input "
           "than the stream's (another aspect ratio): 'rescale' resizes it to the stream's input "
           "size and the stream goes on; 'restart' finishes the current window and starts a new "
