@@ -48,15 +48,86 @@ def test_node_idle_before_and_after_the_flush():
 def test_settings_by_machine_and_params_file(tmp_path):
     import yaml
 
-    cpu = demo_settings.choose_settings(False, None)
-    assert (cpu.model_config, cpu.device, cpu.checkpoint) == ("tiny", "cpu", None)
-    assert demo_settings.choose_settings(False, "/m.safetensors").model_config == "1b"
-    gpu = demo_settings.choose_settings(True, None)
-    assert (gpu.model_config, gpu.image_size, gpu.device) == ("1b", 518, "cuda")
+    from httm_ros.weights import synth_weights
+
+    synth = synth_weights()
+    assert synth is not None, "the package ships httm_ros/weights/httm-vggt-synth.safetensors"
+    for cuda in (False, True):                                           # the default: the shipped model
+        s = demo_settings.choose_settings(cuda, None, synth)
+        assert (s.model_config, s.checkpoint, s.test_weights) == ("synth", str(synth), False)
+        assert (s.width, s.height, s.image_size, s.device) == (168, 126, 168, "cuda" if cuda else "cpu")
+        assert (s.window_size, s.window_overlap, s.keyframe_policy) == (16, 6, "every")
+        assert "httm-vggt-synth (trained on synthetic rooms only; not VGGT-1B)" in demo_settings.describe(s)
+    cpu = demo_settings.choose_settings(False, None)                     # shipped weights missing / asked for
+    assert (cpu.model_config, cpu.device, cpu.checkpoint, cpu.test_weights) == ("tiny", "cpu", None, True)
+    assert demo_settings.choose_settings(False, "/m.safetensors", synth).model_config == "1b"
+    gpu = demo_settings.choose_settings(True, "/m.safetensors", synth)
+    assert (gpu.model_config, gpu.image_size, gpu.device, gpu.model) == ("1b", 518, "cuda", "VGGT-1B")
+    assert demo_settings.choose_settings(True, None).test_weights
     assert "tiny test network" in demo_settings.describe(cpu) and "VGGT-1B" in demo_settings.describe(gpu)
     path = demo_settings.write_params_file(tmp_path / "p.yaml", demo_settings.node_params(cpu, 60))
     values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
     assert values["model_config"] == "tiny" and values["queue_size"] == 60 and values["qos_reliability"] == "reliable"
+
+
+def test_command_line_picks_the_shipped_model_unless_test_weights_are_asked_for(monkeypatch):
+    from httm_ros.tools.demo import run
+    from httm_ros.weights import synth_weights
+
+    monkeypatch.delenv("WEIGHTS", raising=False)
+    assert run._synth(run.parse_args([])) == synth_weights() is not None
+    assert run._synth(run.parse_args(["--model-config", "synth"])) == synth_weights()
+    assert run._synth(run.parse_args(["--model-config", "tiny"])) is None         # plumbing: test weights
+    assert run._synth(run.parse_args(["--weights", "/m.safetensors"])) is None
+    args = run.parse_args(["--model-config", "tiny"])
+    s = demo_settings.choose_settings(False, None, run._synth(args))
+    demo_settings.apply_overrides(s, args)
+    assert s.test_weights and s.model_config == "tiny" and s.model == "the tiny test network"
+
+
+def test_the_shipped_model_reconstructs_the_demo_sequence():
+    """The demo's node settings with httm-vggt-synth, through the streaming core on 26 frames (two
+    windows): both accepted, the path close to the ground truth (measured: ATE 11.2 %; test weights
+    or a model that ignores the images give a path unrelated to the orbit)."""
+    from httm_ros.ros import params
+    from httm_ros.ros.model_runner import build_model_runner
+    from httm_ros.synthetic import demo_sequence
+    from httm_ros.tools.demo import accuracy
+    from httm_ros.weights import synth_weights
+
+    frames = 26
+    s = demo_settings.choose_settings(False, None, synth_weights())
+    values = {**params.defaults(), **demo_settings.node_params(s, frames), "checkpoint": s.checkpoint,
+              "device": "cpu", "warmup_forwards": 0}
+    runner = build_model_runner(values)
+    assert not runner.test_weights and runner.description.startswith("httm-vggt-synth on cpu")
+    rec = runner.reconstructor
+    seq = demo_sequence(num_frames=frames, width=s.width, height=s.height, seed=0)
+    stamps = accuracy.ground_truth(frames)[2]                            # the demo bag's stamps
+    results = [r for i in range(frames) for r in rec.push(seq.images[i], float(stamps[i]))] + rec.flush()
+    assert [r.accepted for r in results] == [True, True], [r.alignment.reason for r in results]
+    acc = accuracy.demo_accuracy(np.asarray(rec.trajectory.stamps), np.asarray(rec.trajectory.cam_to_world()),
+                                 rec.map.points()[0], frames)
+    assert acc["keyframes"] == frames and acc["ate_percent"] < 20.0, acc
+    assert acc["map_points_measured"] > 1000 and np.isfinite(acc["map_median_m"])
+
+
+def test_ground_truth_is_the_demo_sequences_and_a_perfect_path_scores_zero():
+    from httm_ros.synthetic import demo_sequence
+    from httm_ros.tools.demo import accuracy
+
+    seq = demo_sequence(num_frames=6, width=28, height=21, seed=0)
+    scene, poses, stamps = accuracy.ground_truth(6)
+    np.testing.assert_allclose(poses, seq.cam_to_world)
+    moved = poses.copy()                                                 # another frame and scale
+    moved[:, :3, 3] = 3.0 * poses[:, :3, 3] @ preview.OPTICAL_FROM_WORLD.T + 1.0
+    surface = np.array([[scene.room[0][0], 0.3, 0.7], [0.2, scene.room[1][1], 0.4]])   # on two walls
+    acc = accuracy.demo_accuracy(stamps, moved, 3.0 * surface @ preview.OPTICAL_FROM_WORLD.T + 1.0, 6)
+    assert acc["ate_percent"] < 1e-6 and acc["scale"] == pytest.approx(1 / 3, rel=1e-4)
+    assert acc["map_median_m"] < 1e-6 and "ATE 0.0 %" in accuracy.accuracy_line(acc)
+    assert accuracy.demo_accuracy(stamps[:2], moved[:2], surface, 6) is None
+    with pytest.raises(ValueError, match="stamps"):
+        accuracy.demo_accuracy(stamps + 0.4 / accuracy.FPS, moved, surface, 6)
 
 
 def test_path_to_matrices_round_trip():
@@ -119,6 +190,7 @@ def test_summary_lines():
 def test_verdicts_say_what_the_window_counts_mean():
     base = {"windows": 3, "windows_accepted": 1, "test_weights": True, "node_exit_status": 0}
     assert "as expected" in console.verdict_lines(base)[0]
+    assert "did not align" in console.verdict_lines({**base, "test_weights": False})[0]
     assert "map is empty" in console.verdict_lines({**base, "windows_accepted": 0})[0]
     assert console.verdict_lines({**base, "windows_accepted": 3}) == []
     assert "status -9" in console.verdict_lines({**base, "windows_accepted": 3, "node_exit_status": -9})[0]

@@ -1,6 +1,6 @@
 """httm-demo: the default demo (``scripts/demo``): a synthetic rosbag replayed into reconstruct_node.
 
-    httm-demo [--weights model.safetensors] [--out outputs/demo] [--frames N] [--model-config 1b|tiny]
+    httm-demo [--weights model.safetensors] [--out outputs/demo] [--frames N] [--model-config 1b|tiny|synth]
     python -m httm_ros.tools.demo ...              (the same)
 
 1. renders the built-in synthetic room (httm_ros.synthetic) into a rosbag2 (MCAP, topics
@@ -16,10 +16,15 @@
    chromium; a warning line where that cannot run), ``summary.json``, ``node.log``,
    ``demo_params.yaml``; prints a summary.
 
-Sizes: on a CUDA GPU the full VGGT-1B at 518 px; on a CPU with a checkpoint VGGT-1B at 224 px on a
-few frames (about a minute per window); on a CPU without a checkpoint the tiny test network at
-224 px (well under a minute). Without a checkpoint the model runs on deterministic test weights:
-every stage runs, the geometry is meaningless, and the demo says so.
+What runs: without a checkpoint the shipped httm-vggt-synth (httm_ros.weights.synth_weights(): a
+~5M-parameter network trained on synthetic rooms only, NOT VGGT-1B) on CPU or CUDA, on 120 frames
+rendered at its model card's size (168x126), every frame a keyframe, windows of 16 (overlap 6); the
+summary compares the published path and map with the sequence's ground truth (ATE after Sim(3)
+alignment, map point distances to the true surfaces: :mod:`.accuracy`). With WEIGHTS=/--weights
+(VGGT-1B): VGGT-1B at 518 px on CUDA, at 224 px on a few frames on a CPU (about a minute per
+window). Deterministic test weights only when asked for (``--model-config tiny``: the tiny network,
+a fast plumbing check; ``--model-config 1b`` without weights) or when the shipped weights are
+missing: every stage runs, the geometry is meaningless, and the demo says so.
 
 Modules, in the order the demo uses them:
 
@@ -29,6 +34,7 @@ Modules, in the order the demo uses them:
 - :mod:`.node_process`: the node as a process, waits that fail early when it dies;
 - :mod:`.recorder`: the node's outputs and diagnostics as they arrive, and when it is idle;
 - :mod:`.artifacts`: the files written at the end (bag, PLY, TUM, preview, viewer screenshot, summary.json);
+- :mod:`.accuracy`: the published path and map against the sequence's ground truth;
 - :mod:`.preview`: the PNG preview (map + trajectory + input frames, PIL only);
 - :mod:`.console`: what is printed: progress lines, the final report and its verdicts.
 """

@@ -1,5 +1,6 @@
 """The demo's output files: the recorded outputs as a bag, the last map as PLY, the last path as
-TUM, the PNG preview, the browser viewer's screenshot of the output bag and summary.json."""
+TUM, the PNG preview, the browser viewer's screenshot of the output bag and summary.json (with the
+result's accuracy against the sequence's ground truth: :mod:`.accuracy`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..bag_io import BagError, OutputBag
 from ..run_summary import format_summary
+from .accuracy import accuracy_line, demo_accuracy
 from .console import log, verdict_lines
 from .demo_bag import thumbnails
 from .preview import render_preview
@@ -53,13 +55,15 @@ def write_outputs(out: Path, recorder: Recorder, summary: dict, bag: Path, setti
     save_ply(out / "map.ply", xyz, rgb)                              # xyz [N, 3], rgb [N, 3]
     stamps, mats = path_to_matrices(paths[-1] if paths else None)
     save_tum(out / "trajectory.tum", stamps, mats)
+    summary["accuracy"] = demo_accuracy(stamps, mats, xyz, settings.frames)
     warning = ("NO CHECKPOINT: deterministic TEST WEIGHTS - every stage ran, but the geometry is MEANINGLESS "
-               "(WEIGHTS=model.safetensors scripts/demo for the real model)") if test_weights else None
-    model = "VGGT-1B" if settings.model_config == "1b" else "tiny test network"
+               "(WEIGHTS=model.safetensors scripts/demo for VGGT-1B)") if test_weights else None
     title = (f"httm_ros demo: {summary['frames_received']} synthetic frames replayed from a rosbag into "
-             f"reconstruct_node ({model}, merging {summary['merge_mode']})")
+             f"reconstruct_node (merging {summary['merge_mode']})")
     image = render_preview(xyz, rgb, mats, thumbnails(bag, settings.frames), title,
-                           format_summary(summary)[:2] + verdict_lines(summary), warning)
+                           [f"model: {settings.model}"] + format_summary(summary)[:2]
+                           + [accuracy_line(summary["accuracy"])]
+                           + verdict_lines(summary), warning)
     image.save(out / "preview.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     files = {key: str(out / name) for key, name in FILES}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List
 
 from ..run_summary import format_summary
+from .accuracy import accuracy_line
 
 
 def log(text: str) -> None:
@@ -31,7 +32,10 @@ def verdict_lines(summary: dict) -> List[str]:
 def print_report(out: Path, summary: dict) -> None:
     """The summary table, the verdicts and where the outputs are."""
     print()
-    for line in format_summary(summary) + verdict_lines(summary):
+    lines = format_summary(summary)
+    if "accuracy" in summary:
+        lines.append(accuracy_line(summary["accuracy"]))
+    for line in lines + verdict_lines(summary):
         print("  " + line)
     if summary["test_weights"]:
         print("  NOTE: deterministic TEST WEIGHTS: every stage ran, but the geometry is MEANINGLESS.")

@@ -10,6 +10,10 @@ from typing import Dict, Optional
 from ..params_yaml import yaml_value
 
 
+SYNTH_LABEL = "httm-vggt-synth (trained on synthetic rooms only; not VGGT-1B)"
+SYNTH_FRAMES = 120          # 12 windows of 16 consecutive frames (overlap 6): about a minute on 2 CPU cores
+
+
 @dataclass
 class Settings:
     """What the demo runs: the synthetic sequence, the model and the node's window parameters."""
@@ -25,15 +29,33 @@ class Settings:
     device: str
     checkpoint: Optional[str]
     rate: float
+    model: str = ""             # what a person reads: "httm-vggt-synth (...)", "VGGT-1B", ...
+
+    @property
+    def test_weights(self) -> bool:
+        return self.checkpoint is None
 
 
-def choose_settings(cuda: bool, checkpoint: Optional[str]) -> Settings:
-    """Defaults by machine: the real size on CUDA, small ones on a CPU (see httm_ros.tools.demo)."""
-    if cuda:
-        return Settings(120, 518, 392, "1b", 518, 16, 6, "motion", "cuda", checkpoint, 1.0)
+def choose_settings(cuda: bool, checkpoint: Optional[str], synth: Optional[Path] = None) -> Settings:
+    """Defaults by machine (see httm_ros.tools.demo). ``checkpoint`` (WEIGHTS=): VGGT-1B, the real size
+    on CUDA, 224 px on a CPU. Else ``synth`` (the shipped httm-vggt-synth, ``synth_weights()``): at
+    its model card's size on either; every frame a keyframe (the network was trained on clips of
+    consecutive frames: with motion keyframes the later windows fail the overlap checks). Neither:
+    deterministic test weights (VGGT-1B architecture on CUDA, the tiny network on a CPU)."""
+    device = "cuda" if cuda else "cpu"
     if checkpoint:
-        return Settings(40, 224, 168, "1b", 224, 6, 2, "motion", "cpu", checkpoint, 1.0)
-    return Settings(60, 224, 168, "tiny", 224, 6, 2, "motion", "cpu", None, 1.0)
+        if cuda:
+            return Settings(120, 518, 392, "1b", 518, 16, 6, "motion", "cuda", checkpoint, 1.0, "VGGT-1B")
+        return Settings(40, 224, 168, "1b", 224, 6, 2, "motion", "cpu", checkpoint, 1.0, "VGGT-1B")
+    if synth is not None:
+        from httm_ros.vggt.checkpoint import checkpoint_image_hw
+
+        height, width = checkpoint_image_hw(synth) or (126, 168)
+        return Settings(SYNTH_FRAMES, width, height, "synth", width, 16, 6, "every", device, str(synth), 1.0,
+                        SYNTH_LABEL)
+    if cuda:
+        return Settings(120, 518, 392, "1b", 518, 16, 6, "motion", "cuda", None, 1.0, "VGGT-1B on TEST WEIGHTS")
+    return Settings(60, 224, 168, "tiny", 224, 6, 2, "motion", "cpu", None, 1.0, "the tiny test network")
 
 
 def apply_overrides(s: Settings, args: argparse.Namespace) -> None:
@@ -42,6 +64,8 @@ def apply_overrides(s: Settings, args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None:
             setattr(s, name, value)
+    if args.model_config is not None and s.test_weights:
+        s.model = "the tiny test network" if s.model_config == "tiny" else f"VGGT-{s.model_config} on TEST WEIGHTS"
     if args.size is not None:
         s.width = s.image_size = args.size
         s.height = round(args.size * 0.75 / 14) * 14
@@ -51,13 +75,11 @@ def apply_overrides(s: Settings, args: argparse.Namespace) -> None:
 
 def describe(s: Settings) -> str:
     """One line about what runs and why it is that size."""
-    model = "VGGT-1B" if s.model_config == "1b" else "the tiny test network"
-    text = f"{model} on {s.device} at {s.width}x{s.height}, {s.frames} frames, windows of {s.window_size} " \
-           f"keyframes (overlap {s.window_overlap})"
+    text = f"{s.model} on {s.device} at {s.width}x{s.height}, {s.frames} frames, windows of {s.window_size} " \
+           f"keyframes (overlap {s.window_overlap}, keyframes: {s.keyframe_policy})"
     if s.device == "cpu" and s.model_config == "tiny":
-        text += "; CPU without a checkpoint: small and fast (--model-config 1b for the VGGT-1B architecture, " \
-                "about a minute per window here)"
-    elif s.device == "cpu":
+        text += "; CPU without a checkpoint: small and fast (plumbing only)"
+    elif s.device == "cpu" and s.model_config == "1b":
         text += "; on a CPU VGGT-1B takes about a minute per window"
     return text
 

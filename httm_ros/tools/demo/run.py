@@ -36,11 +36,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from httm_ros.tools.local_dds import RosContext, ros_env
 
     demo_timer = StageTimer(mode="wall")
-    s = choose_settings(torch.cuda.is_available() and args.device != "cpu", args.weights)
+    s = choose_settings(torch.cuda.is_available() and args.device != "cpu", args.weights, _synth(args))
     apply_overrides(s, args)
     log(describe(s))
     log("weights: " + (s.checkpoint or "none -> deterministic TEST WEIGHTS (geometry meaningless; "
-                                        "WEIGHTS=/path/model.safetensors scripts/demo for the real model)"))
+                                        "WEIGHTS=/path/model.safetensors scripts/demo for VGGT-1B)"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in STALE_OUTPUTS:
@@ -62,6 +62,22 @@ def run_demo(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_report(out, summary)
     return 0
+
+
+def _synth(args: argparse.Namespace) -> Optional[Path]:
+    """The shipped httm-vggt-synth, unless --weights or a test-weights --model-config is given; a loud
+    warning when it should run but its file is missing (the demo then runs on test weights)."""
+    from httm_ros.weights import FOLDER, SYNTH_NAME, synth_weights
+
+    if args.weights or args.model_config not in (None, "synth"):
+        return None
+    path = synth_weights()
+    if path is None:
+        log(f"WARNING: the shipped {SYNTH_NAME} weights are missing ({FOLDER / SYNTH_NAME}.safetensors): "
+            "falling back to deterministic TEST WEIGHTS")
+        if args.model_config == "synth":
+            args.model_config = None
+    return path
 
 
 def _launch_plan(s: Settings, bag: Path, params_file: Path) -> LaunchPlan:
@@ -96,9 +112,9 @@ def _drive(ctx, proc, out: Path, bag: Path, s: Settings, launch: LaunchPlan, tim
         stop.set()
         clock.join(2.0)
     summary = summarize(recorder.messages("stats"),
-                        {"frames_published": sent, "settings": asdict(s), "test_weights": s.checkpoint is None,
+                        {"frames_published": sent, "settings": asdict(s), "test_weights": s.test_weights,
                          "bag": str(bag), "node_diagnostics": recorder.snapshot()[0]})
-    summary["outputs"] = write_outputs(out, recorder, summary, bag, s, s.checkpoint is None)
+    summary["outputs"] = write_outputs(out, recorder, summary, bag, s, s.test_weights)
     return summary
 
 
@@ -134,13 +150,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="httm-demo", description=demo_package.__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=os.environ.get("WEIGHTS") or None,
-                   help="VGGT-1B checkpoint (default: $WEIGHTS; none: deterministic test weights)")
+                   help="VGGT-1B checkpoint (default: $WEIGHTS; none: the shipped httm-vggt-synth)")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     p.add_argument("--cache-dir", default=".cache/demo", help="where the demo bag is cached (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--frames", type=int, help="frames of the synthetic sequence")
     p.add_argument("--size", type=int, help="image and model input width (multiple of 14)")
-    p.add_argument("--model-config", choices=("1b", "tiny"), help="network (default: by machine)")
+    p.add_argument("--model-config", choices=("1b", "tiny", "synth"),
+                   help="network (default: synth, the shipped httm-vggt-synth, or 1b with --weights); 1b or "
+                        "tiny without --weights: deterministic test weights (tiny: a fast plumbing check)")
     p.add_argument("--window-size", type=int, help="keyframes per window")
     p.add_argument("--window-overlap", type=int, help="keyframes shared by consecutive windows")
     p.add_argument("--rate", type=float, help="replay rate (default: 1.0, recorded speed)")

@@ -1,0 +1,72 @@
+"""How close the demo's published result is to the synthetic sequence's ground truth.
+
+``demo_accuracy(stamps, cam_to_world, xyz, frames)``: the published path (keyframe stamps [N] in
+bag time, camera-to-world [N, 4, 4] in the node's world) against the true camera centres of the
+demo sequence (httm_ros.synthetic.demo_sequence, rebuilt without rendering: same scene and orbit),
+Sim(3)-aligned on the camera centres (httm_ros.eval.metrics.ate): ATE RMSE as % of the true path
+length; then the map points [M, 3] moved by the same alignment and measured against the scene's
+true surfaces (Scene.distance_to_surface): median and 90th percentile distance.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+FPS = 30.0                       # render_sequence's default frame rate (the demo bag's stamps)
+SPEED = 0.02                     # demo_sequence's default: metres per frame along the orbit
+CAMERA_HEIGHT = 1.4              # render_sequence's default
+MAX_MAP_POINTS = 50_000          # map points measured (an even subsample of the map beyond this)
+
+
+def ground_truth(frames: int, seed: int = 0):
+    """(scene, true camera-to-world [frames, 4, 4], stamps [frames] in bag time) of the demo bag."""
+    from httm_ros.synthetic import make_scene, make_trajectory
+
+    from .demo_bag import BAG_START
+
+    scene = make_scene(seed=seed)
+    poses = make_trajectory(scene, frames, "orbit", SPEED, seed, CAMERA_HEIGHT)
+    return scene, poses, BAG_START + np.arange(frames, dtype=np.float64) / FPS
+
+
+def demo_accuracy(stamps: np.ndarray, cam_to_world: np.ndarray, xyz: np.ndarray, frames: int,
+                  seed: int = 0) -> Optional[dict]:
+    """ATE (% of the path, m) and map distances (m) after Sim(3) alignment; None with fewer than 3
+    published keyframes (no alignment)."""
+    from httm_ros.eval.metrics import ate, transform_points
+
+    from .demo_bag import BAG_START
+
+    stamps = np.asarray(stamps, np.float64)
+    if len(stamps) < 3:
+        return None
+    scene, gt_poses, gt_stamps = ground_truth(frames, seed)
+    index = np.clip(np.round((stamps - BAG_START) * FPS).astype(np.int64), 0, frames - 1)
+    if np.abs(gt_stamps[index] - stamps).max() > 0.25 / FPS:      # bag stamps: exact to the ns
+        raise ValueError("published path stamps do not match the demo bag's frames")
+    err = ate(np.asarray(cam_to_world)[:, :3, 3], gt_poses[index, :3, 3])
+    out = {"keyframes": int(len(stamps)), "ate_percent": round(100.0 * err["rmse_rel"], 2),
+           "ate_rmse_m": round(err["rmse"], 4), "path_length_m": round(err["length"], 3),
+           "scale": round(err["scale"], 4), "map_points_measured": 0}
+    xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
+    xyz = xyz[np.isfinite(xyz).all(1)]
+    if len(xyz):
+        step = max(1, -(-len(xyz) // MAX_MAP_POINTS))
+        dist = scene.distance_to_surface(transform_points(xyz[::step], err["transform"]))
+        out.update(map_points_measured=int(len(dist)), map_median_m=round(float(np.median(dist)), 4),
+                   map_p90_m=round(float(np.percentile(dist, 90)), 4), scene_size_m=round(scene.size, 2))
+    return out
+
+
+def accuracy_line(acc: Optional[dict]) -> str:
+    """One line for the report and the preview."""
+    if not acc:
+        return "accuracy vs ground truth: - (fewer than 3 keyframes in the published path)"
+    text = (f"accuracy vs ground truth (Sim(3)-aligned on {acc['keyframes']} keyframe cameras): ATE "
+            f"{acc['ate_percent']:.1f} % of the {acc['path_length_m']:.2f} m path ({100 * acc['ate_rmse_m']:.1f} cm)")
+    if acc.get("map_points_measured"):
+        text += (f"; map points to the true surfaces: median {100 * acc['map_median_m']:.1f} cm, "
+                 f"p90 {100 * acc['map_p90_m']:.1f} cm (room diagonal {acc['scene_size_m']:.1f} m)")
+    return text
