@@ -598,8 +598,9 @@ def _merging_row(frames, setting, abs_rel, ate, kept=(1.0, 1.0)):
     summary = {"abs_rel": abs_rel, "delta_1_25": 0.9, "rot_err_median_deg": 2.0, "ate_percent": ate, "acc": 0.03,
                "comp": 0.5, "kept_q": kept[0], "kept_kv": kept[1], "model_s": 0.5}
     return {"frames": frames, "setting": setting, "summary": summary,
-            "clips": [{"scene_seed": 0, "abs_rel": abs_rel, "ate_percent": ate},
-                      {"scene_seed": 1, "abs_rel": abs_rel, "ate_percent": ate}]}
+            "clips": [{"scene_seed": 0, "abs_rel": abs_rel, "ate_percent": ate, "acc": 0.03, "comp": 0.5},
+                      {"scene_seed": 1, "abs_rel": abs_rel, "ate_percent": ate, "acc": 0.03, "comp": 0.5},
+                      {"scene_seed": 2, "abs_rel": abs_rel, "ate_percent": ate, "acc": 9.0, "comp": 9.0}]}
 
 
 def test_report_merging_on_trained_attention_section(tmp_path):
@@ -625,10 +626,13 @@ def test_report_merging_on_trained_attention_section(tmp_path):
     assert "| 16 | 1 | 0.2000 | 0.2500 | 0.1500 |" in text                        # per-layer table
     findings = [line for line in text.splitlines() if line.startswith("- 16 frames")]
     assert "better than uniform on 2 of 6 metrics (AbsRel, ATE)" in findings[0]     # the same budget
-    assert "AbsRel +0.0100 vs +0.0200" in findings[0] and "lower AbsRel than uniform on 2 of 2 clips" in findings[0]
+    assert "AbsRel +0.0100 vs +0.0200" in findings[0] and "lower AbsRel than uniform on 3 of 3 clips" in findings[0]
     assert "attention error 0.1500 vs 0.2000" in findings[0]
     assert "better than uniform on 1 of 6 metrics (ATE)" in findings[1]             # the paper's ratios
     assert "not measured yet: the streaming pipeline" in text
+    data["streaming"] = [{"scene_seed": 0, "frames": 40, "setting": "dense", "windows": 2, "rejected": 1, "ate_percent": 4.0}]
+    streamed = report.build_report([_json(tmp_path, "s.json", data)])
+    assert "| 0 | 40 | dense | - | - | 2 | 1 |" in streamed and "(dense 1 of 2): their rows rest on the accepted" in streamed
     assert "at commit abc1234 on CPU test" in text and "| merging.json | merging_trained |" in text
     assert _lines(text)["accuracy cost of merging on trained attention (dense vs uniform vs HTTM)"].endswith(
         "| `merging.json` | measured (section \"The accuracy cost of merging on trained attention\"; no numeric target) |")

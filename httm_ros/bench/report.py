@@ -27,7 +27,8 @@ from . import roofline
 from .plot import plot
 from .results import NOT_YET, load, load_side, ratio
 from .markdown_tables import (MERGING_SETTINGS, breakdown_table, fidelity_table, latency_table, layer_table,
-                              memory_table, merging_attention_error, merging_layer_table, merging_offline_table,
+                              memory_table, merging_attention_error, merging_layer_table, merging_metric,
+                              merging_offline_table,
                               merging_streaming_table, node_table, pipeline_table, warm_table, windows_table)
 from .targets import (WINDOW_FIRST_OVER_P50, WINDOW_P99_OVER_P50, limits, peer_oneshot_targets, targets,
                       window_targets)
@@ -298,7 +299,9 @@ def merging_tables(res: Dict) -> List[str]:
              "median over all frame pairs of all clips; ATE: % of the path after Sim(3) (the model card's held-out "
              f"metrics); Acc. / Comp.: mean nearest-neighbour distances (m) of the confident points (>= the "
              f"{opts.get('conf_percentile')}th confidence percentile) and the exact rendered depth after Sim(3) + ICP "
-             "(`httm-eval`'s metrics); attention rel. err.: ||merged - dense|| / ||dense|| of each global layer's "
+             "(`httm-eval`'s metrics), per clip, then the median over the clips (on some clips the Sim(3) from the "
+             "predicted cameras fails for every setting and the distances reach metres: the per-clip values are in the "
+             "JSON); attention rel. err.: ||merged - dense|| / ||dense|| of each global layer's "
              "attention output on the same dense input (the fidelity proxy's metric with the trained weights), "
              "mean over the layers. " + source(res), "",
              *merging_offline_table(res), "", "What the numbers show:", ""]
@@ -310,6 +313,12 @@ def merging_tables(res: Dict) -> List[str]:
                   f"matched on {stream.get('window')}-frame windows) on {stream.get('clips')} clip(s) of "
                   f"{stream.get('frames')} frames; ATE over the keyframes of the accepted windows, clouds = the "
                   "stream's voxel map.", "", *merging_streaming_table(res), ""]
+        rejected = [r for r in res["streaming"] if r.get("rejected")]
+        if rejected:
+            lines += [f"{len(rejected)} of {len(res['streaming'])} streams had windows rejected by the pipeline's "
+                      "alignment check (" + ", ".join(f"{MERGING_SETTINGS.get(r.get('setting'), r.get('setting'))} "
+                                                      f"{r['rejected']} of {r.get('windows')}" for r in rejected)
+                      + "): their rows rest on the accepted windows only.", ""]
     else:
         lines += missing("the streaming pipeline (`httm-eval merging --streaming-frames N`)")
     return lines
@@ -328,7 +337,8 @@ def merging_findings(res: Dict) -> List[str]:
             h = by.get((frames, setting))
             if not h:
                 continue
-            hs, us, ds = h["summary"], uni["summary"], dense["summary"]
+            keys = [key for key, _, _ in MERGING_METRICS] + ["kept_q", "kept_kv"]
+            hs, us, ds = ({key: merging_metric(r, key) for key in keys} for r in (h, uni, dense))
             better = [name for key, name, sign in MERGING_METRICS
                       if None not in (hs.get(key), us.get(key)) and sign * (hs[key] - us[key]) > 0]
             clips = [sum(a[key] < b[key] for a, b in zip(h.get("clips", []), uni.get("clips", [])))
@@ -336,7 +346,7 @@ def merging_findings(res: Dict) -> List[str]:
             cost = lambda key, s: s.get(key) - ds.get(key) if None not in (s.get(key), ds.get(key)) else None  # noqa: E731
             err_h, err_u = (merging_attention_error(res, frames, x) for x in (setting, "uniform"))
             out.append(
-                f"{frames} frames, {MERGING_SETTINGS[setting]} {what} (HTTM keeps {num(hs.get('kept_q'))} of Q / "
+                f"{frames} frames, {what} (HTTM keeps {num(hs.get('kept_q'))} of Q / "
                 f"{num(hs.get('kept_kv'))} of K/V, uniform {num(us.get('kept_q'))}): HTTM better than uniform on "
                 f"{len(better)} of {len(MERGING_METRICS)} metrics" + (f" ({', '.join(better)})" if better else "")
                 + f". Cost over dense, HTTM vs uniform: AbsRel {num(cost('abs_rel', hs), '{:+.4f}')} vs "
