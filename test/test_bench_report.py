@@ -286,8 +286,8 @@ def test_report_streaming_section_and_verdicts(tmp_path):
                      "scenario": "never_back", "segments": [{"keyframes": 40, "other_room_keyframes": 0}]}])
     text = report.build_report([f])
     lines = _lines(text)
-    assert lines["anchored ATE <= chained ATE @300 frames (oracle)"].endswith("| 0.150 vs 0.300 % | met |")
-    assert lines["anchored ATE <= chained ATE @1000 frames (oracle)"].endswith("| MISSED |")
+    assert lines["anchored ATE <= chained ATE @300 frames, orbit (oracle)"].endswith("| 0.150 vs 0.300 % | met |")
+    assert lines["anchored ATE <= chained ATE @1000 frames, orbit (oracle)"].endswith("| MISSED |")
     assert "INITIALISING -> TRACKING -> (LOST -> RELOCALISED -> TRACKING) x3" in text
     back = next(v for k, v in lines.items() if k.startswith("3 s of another room"))
     never = next(v for k, v in lines.items() if k.startswith("never back"))
@@ -295,7 +295,7 @@ def test_report_streaming_section_and_verdicts(tmp_path):
     assert "needs `--predictor checkpoint`" in text and "at commit abc1234 on CPU test" in text
     assert "| streaming.json | streaming | abc1234def |" in text                 # provenance
     partial = report.build_report([_streaming(tmp_path, [_stream_row(300, "chained", 0.3)], name="p.json")])
-    assert _lines(partial)["anchored ATE <= chained ATE @300 frames (oracle)"].endswith(
+    assert _lines(partial)["anchored ATE <= chained ATE @300 frames, orbit (oracle)"].endswith(
         "| not measured yet | not measured yet |")
     assert "not measured yet: the another-room scenarios" in partial
 
@@ -318,8 +318,15 @@ def test_report_trained_model_section(tmp_path):
     assert lines["depth delta<1.25 >= 0.93"].endswith("| 0.500 | MISSED |")
     ate = lines["ATE (% of trajectory, Sim(3)) <= 3.0"]                     # not in the card's summary
     assert ate.endswith("| not measured yet | not measured yet |")
-    assert lines["streaming, 300 frames, anchored: windows accepted >= 95 %"].endswith("| 95.8 % | met |")
-    assert lines["streaming, 300 frames, anchored: ATE <= 5 %"].endswith("| 6.000 % | MISSED |")
+    where = "streaming, 300 frames, orbit, K=8/O=3, min_motion 0.03, anchored"  # no trajectory / min_motion: old files
+    assert lines[f"{where}: windows accepted >= 95 %"].endswith("| 95.8 % | met |")
+    assert lines[f"{where}: ATE <= 5 %"].endswith("| 6.000 % | MISSED |")
+    node = {**_stream_row(300, "chained", 4.0), "trajectory": "walk"}
+    default = _json(tmp_path, "node_default.json", {"environment": CPU_ENV, "compare": [node], "failure": [], "config": {
+        "predictor": "checkpoint", "window": 24, "overlap": 8, "min_motion": 0.03, "seed": 0}})
+    lines = _lines(report.build_report([card, default]))
+    assert lines["streaming, 300 frames, walk, K=24/O=8, min_motion 0.03 (node default), chained: ATE <= 5 %"].endswith(
+        "| 4.000 % | met |")
     assert "not measured yet" in lines["accuracy cost of merging on trained attention (dense vs uniform vs HTTM)"]
     text = report.build_report([card, log, checkpoint])
     assert "| loss | 1.0000 | 0.5000 | 0.4000 |" in text and "| 0 | walk | - | 0.050 | - | - | - |" in text
@@ -469,7 +476,7 @@ def test_report_renders_the_real_result_files():
     for name, kind in files.items():
         assert f"| {Path(name).name} | {kind} |" in text                       # provenance of every file
     lines = _lines(text)
-    judged = ("anchored ATE <= chained ATE @5000 frames (oracle)", "ATE with loops <= 50% of ATE without @0.3 deg "
+    judged = ("anchored ATE <= chained ATE @5000 frames, orbit (oracle)", "ATE with loops <= 50% of ATE without @0.3 deg "
               "(default)", "depth AbsRel <= 0.08")                        # a verdict, whichever way a rerun goes
     assert all(lines[k].endswith(("| met |", "| MISSED |")) for k in judged)
     assert "| 128 (120) |" in text and "`global` closer in 6 of 6" in text

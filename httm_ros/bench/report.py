@@ -249,19 +249,29 @@ def heldout_targets(cards: List[Dict]):
         yield names.get(key, key), want, got, ok
 
 
+def stream_setting(cfg: Dict) -> str:
+    """'K=24/O=8, min_motion 0.03' of an ``httm-bench streaming`` file's config (min_motion: files
+    from before the option ran at KeyframeConfig's 0.03)."""
+    motion = cfg.get("min_motion", 0.03)
+    return f"K={cfg.get('window')}/O={cfg.get('overlap')}, min_motion {motion:g}" + (
+        " (node default)" if (cfg.get("window"), cfg.get("overlap"), motion) == (*DEFAULT_WINDOW, 0.03) else "")
+
+
 def streaming_model_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
     """Issue 15's streaming targets from ``httm-bench streaming --predictor checkpoint`` files."""
-    rows = [r for res in results for r in res.get("compare", []) if r.get("frames") == 300]
+    rows = [(r, stream_setting(res.get("config") or {})) for res in results for r in res.get("compare", [])
+            if r.get("frames") == 300]
     if not rows:
         why = f"{NOT_YET} (no `httm-bench streaming --predictor checkpoint` file)"
         return [(f"streaming, 300 frames: windows accepted >= {STREAM_ACCEPTED_PCT:.0f} %", NOT_YET, why),
                 (f"streaming, 300 frames: ATE <= {STREAM_ATE_PCT:.0f} % of the trajectory", NOT_YET, why)]
     out = []
-    for r in rows:
+    for r, setting in rows:
+        where = f"streaming, 300 frames, {r.get('trajectory', 'orbit')}, {setting}, {r['mode']}"
         acc = 100.0 * r["accepted"] / r["windows"] if r.get("windows") else None
-        out.append((f"streaming, 300 frames, {r['mode']}: windows accepted >= {STREAM_ACCEPTED_PCT:.0f} %",
+        out.append((f"{where}: windows accepted >= {STREAM_ACCEPTED_PCT:.0f} %",
                     num(acc, "{:.1f} %"), verdict(None if acc is None else acc >= STREAM_ACCEPTED_PCT)))
-        out.append((f"streaming, 300 frames, {r['mode']}: ATE <= {STREAM_ATE_PCT:.0f} %",
+        out.append((f"{where}: ATE <= {STREAM_ATE_PCT:.0f} %",
                     num(r.get("ate_pct"), "{:.3f} %"),
                     verdict(None if r.get("ate_pct") is None else r["ate_pct"] <= STREAM_ATE_PCT)))
     return out
@@ -382,20 +392,22 @@ def streaming_tables(res: Dict) -> List[str]:
     f = lambda r, k, fmt="{:.3f}": num(r.get(k), fmt)                    # noqa: E731
     lines = [f"Setup: predictor `{cfg.get('predictor')}`" + (f" ({cfg['checkpoint']})" if cfg.get("checkpoint") else
              f" (noise {cfg.get('noise')}, every {cfg.get('corrupt_every')}th model call corrupted)")
-             + f", K={cfg.get('window')} / O={cfg.get('overlap')}, seed {cfg.get('seed')}; ATE = Sim(3)-aligned "
+             + f", {stream_setting(cfg)}, seed {cfg.get('seed')}; ATE = Sim(3)-aligned "
              "RMSE of the keyframe centres over the path length, final drift = the last keyframe's error with the "
              "Sim(3) of the first 10 %, scale drift = |log| ratio of the last and first 10 %'s scales "
              "(docs/STREAMING.md). " + source(res), "",
-             *md_head("frames", "mode", "ATE %", "final drift %", "scale drift", "accepted / windows", "partial",
+             *md_head("frames", "path", "mode", "ATE % (segment 0)", "final drift %", "scale drift",
+                      "segments (keyframes)", "accepted / windows", "partial",
                       "rejected", "keyframes dropped", "relocalisations", "states", "wall s")]
-    lines += [f"| {r.get('frames')} | {r.get('mode')} | {f(r, 'ate_pct')} | {f(r, 'final_drift_pct')} | "
-              f"{f(r, 'scale_drift', '{:.4f}')} | {r.get('accepted')} / {r.get('windows')} | {r.get('partial')} | "
+    lines += [f"| {r.get('frames')} | {r.get('trajectory', 'orbit')} | {r.get('mode')} | {f(r, 'ate_pct')} | {f(r, 'final_drift_pct')} | "
+              f"{f(r, 'scale_drift', '{:.4f}')} | {segments(r)} | {r.get('accepted')} / {r.get('windows')} | "
+              f"{r.get('partial')} | "
               f"{r.get('rejected')} | {r.get('keyframes_dropped')} | {r.get('relocalisations')} | "
               f"{states(r.get('states', []))} | {f(r, 'wall_s', '{:.1f}')} |" for r in res.get("compare", [])]
     lines += ["", "| scenario | mode | frames | states | segments (keyframes) | other-room keyframes per segment | "
               "ATE segment 0 % |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.get('scenario')} | {r.get('mode')} | {r.get('frames')} | {states(r.get('states', []))} | "
-              f"{len(r.get('segments', []))} ({', '.join(str(s.get('keyframes')) for s in r.get('segments', []))}) | "
+              f"{segments(r)} | "
               f"{', '.join(str(s.get('other_room_keyframes')) for s in r.get('segments', []))} | {f(r, 'ate_pct')} |"
               for r in res.get("failure", [])]
     if not res.get("failure"):
@@ -403,16 +415,22 @@ def streaming_tables(res: Dict) -> List[str]:
     return lines + [""]
 
 
+def segments(row: Dict) -> str:
+    """'2 (78, 12)': a streaming row's map segments and their keyframes (ATE is segment 0's)."""
+    segs = row.get("segments", [])
+    return f"{len(segs)} ({', '.join(str(s.get('keyframes')) for s in segs)})"
+
+
 def streaming_targets(res: Dict) -> List[Tuple[str, str, str]]:
     """Anchored ATE <= chained ATE per length; the another-room scenarios' state sequences."""
     pred = (res.get("config") or {}).get("predictor")
-    by = {(r.get("frames"), r.get("mode")): r for r in res.get("compare", [])}
+    by = {(r.get("frames"), r.get("trajectory", "orbit"), r.get("mode")): r for r in res.get("compare", [])}
     out = []
-    for frames in sorted({f for f, _ in by}):
-        a, c = by.get((frames, "anchored")), by.get((frames, "chained"))
+    for frames, path in sorted({(f, t) for f, t, _ in by}):
+        a, c = by.get((frames, path, "anchored")), by.get((frames, path, "chained"))
         ok = None if not (a and c) else a["ate_pct"] <= c["ate_pct"]
         got = f"{a['ate_pct']:.3f} vs {c['ate_pct']:.3f} %" if a and c else NOT_YET
-        out.append((f"anchored ATE <= chained ATE @{frames} frames ({pred})", got, verdict(ok)))
+        out.append((f"anchored ATE <= chained ATE @{frames} frames, {path} ({pred})", got, verdict(ok)))
     for r in res.get("failure", []):
         segs = r.get("segments", [])
         clean = bool(segs) and segs[0].get("other_room_keyframes") == 0

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..eval.metrics import ate
-from ..pipeline import AlignConfig, StreamConfig, StreamingReconstructor, WindowConfig
+from ..pipeline import AlignConfig, KeyframeConfig, StreamConfig, StreamingReconstructor, WindowConfig
 from ..provenance import environment, write_json
 from ..synthetic import demo_sequence
 from ..synthetic.oracle import CORRUPTIONS, OraclePredictor, with_other_room
@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", nargs="+", default=["chained", "anchored"], choices=["chained", "anchored"])
     p.add_argument("--window", type=int, default=8, help="keyframes per window (K)")
     p.add_argument("--overlap", type=int, default=3, help="known keyframes per window (O)")
+    p.add_argument("--min-motion", type=float, default=KeyframeConfig().min_motion,
+                   help="image motion (share of the width) that makes a keyframe (default %(default)s)")
     p.add_argument("--noise", type=float, default=0.02, help="oracle noise (pose/depth distortion per window)")
     p.add_argument("--corrupt-every", type=int, default=25, help="corrupt every n-th window (0 = never)")
     p.add_argument("--predictor", choices=["oracle", "checkpoint"], default="oracle")
@@ -69,9 +71,11 @@ def make_predictor(name: str, seq, noise: float, corrupt_every: int, seed: int, 
     return OraclePredictor(seq, noise=noise, seed=seed, corrupt=corrupt)
 
 
-def stream_config(mode: str, window: int, overlap: int, device: str = "cpu") -> StreamConfig:
+def stream_config(mode: str, window: int, overlap: int, device: str = "cpu",
+                  min_motion: Optional[float] = None) -> StreamConfig:
+    keyframes = KeyframeConfig() if min_motion is None else KeyframeConfig(min_motion=min_motion)
     return StreamConfig(window=WindowConfig(window, overlap, mode), align=AlignConfig(min_points=200),
-                        image_width=None, device=device)
+                        keyframes=keyframes, image_width=None, device=device)
 
 
 def run_stream(seq, predictor, config: StreamConfig):
@@ -159,7 +163,7 @@ def _compare(args, out: dict, path: Path, seq, trajectory: str) -> None:
     """Every mode of ``args.modes`` over one sequence: a row of out["compare"] each (written as it goes)."""
     for mode in args.modes:
         pred = make_predictor(args.predictor, seq, args.noise, args.corrupt_every, args.seed, args.checkpoint, args.device)
-        rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device))
+        rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device, args.min_motion))
         row = {"frames": len(seq), "trajectory": trajectory, "mode": mode, **summary(seq, rec, results, wall)}
         out["compare"].append(row)
         print(f"{len(seq):5d} frames {trajectory:8s} {mode:8s}: ATE {row.get('ate_pct', math.nan):.3f} %, final drift "
@@ -183,7 +187,7 @@ def run(args, argv: List[str]) -> int:
             seq = other_room(sequence(300, args.seed, hw, args.trajectories[0]), args.seed, come_back, hw)
             for mode in args.modes:
                 pred = make_predictor(args.predictor, seq, args.noise, 0, args.seed, args.checkpoint, args.device)
-                rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device))
+                rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device, args.min_motion))
                 row = {"scenario": "back_after_3s" if come_back else "never_back", "mode": mode,
                        **summary(seq, rec, results, wall)}
                 out["failure"].append(row)
