@@ -126,6 +126,9 @@ def test_ground_truth_is_the_demo_sequences_and_a_perfect_path_scores_zero():
     assert acc["ate_percent"] < 1e-6 and acc["scale"] == pytest.approx(1 / 3, rel=1e-4)
     assert acc["map_median_m"] < 1e-6 and "ATE 0.0 %" in accuracy.accuracy_line(acc)
     assert accuracy.demo_accuracy(stamps[:2], moved[:2], surface, 6) is None
+    truth = accuracy.true_path_in_world(stamps[::2], moved[::2], 6)          # every frame, in the node's world
+    np.testing.assert_allclose(truth, moved[:, :3, 3], atol=1e-6)
+    assert accuracy.true_path_in_world(stamps[:2], moved[:2], 6) is None
     with pytest.raises(ValueError, match="stamps"):
         accuracy.demo_accuracy(stamps + 0.4 / accuracy.FPS, moved, surface, 6)
 
@@ -159,6 +162,10 @@ def test_preview_draws_points_trajectory_and_frames():
     assert img.width == preview.WIDTH and img.height > preview.PANEL_H
     assert ((arr == [0, 200, 255]).all(-1)).sum() > 1000                  # splatted map points
     assert ((arr == preview.TRAJ).all(-1)).sum() > 50                      # trajectory
+    assert not ((arr == preview.TRUTH).all(-1)).any()
+    truth = cams[:, :3, 3] + [0.0, 0.0, 0.5]                              # the true path, 0.5 m higher
+    drawn = np.asarray(preview.render_preview(xyz, rgb, cams, thumbs, "title", ["line"], None, truth))
+    assert ((drawn == preview.TRUTH).all(-1)).sum() > 50                   # the line and its legend dot
     empty = preview.render_preview(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros((0, 4, 4)))
     assert empty.width == preview.WIDTH
 

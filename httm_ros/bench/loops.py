@@ -204,7 +204,7 @@ def scale_run(n: int, loop_every: int, knobs: str = "default") -> dict:
 
 
 def run(args, argv: List[str]) -> int:
-    out = {"environment": environment(torch.device("cpu"), ["loops"] + list(argv)),
+    out = {"environment": environment(torch.device("cpu"), list(argv)),
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
            "knobs": KNOBS, "stream": [], "no_loop": [], "graph_wrong_loop": [], "scale": None,
            "not_measured": ["trained model (not available in this session)",

@@ -173,7 +173,7 @@ def _compare(args, out: dict, path: Path, seq, trajectory: str) -> None:
 
 
 def run(args, argv: List[str]) -> int:
-    out = {"environment": environment(torch.device(args.device), ["streaming"] + list(argv)),
+    out = {"environment": environment(torch.device(args.device), list(argv)),
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
            "compare": [], "failure": []}
     hw = resolve_checkpoint(args)

@@ -31,11 +31,11 @@ def ground_truth(frames: int, seed: int = 0):
     return scene, poses, BAG_START + np.arange(frames, dtype=np.float64) / FPS
 
 
-def demo_accuracy(stamps: np.ndarray, cam_to_world: np.ndarray, xyz: np.ndarray, frames: int,
-                  seed: int = 0) -> Optional[dict]:
-    """ATE (% of the path, m) and map distances (m) after Sim(3) alignment; None with fewer than 3
-    published keyframes (no alignment)."""
-    from httm_ros.eval.metrics import ate, transform_points
+def _aligned(stamps: np.ndarray, cam_to_world: np.ndarray, frames: int, seed: int):
+    """(scene, true camera-to-world [frames, 4, 4], ATE result with the Sim(3) ``transform`` from the
+    node's world to the true one) of a published path (stamps [N], cam_to_world [N, 4, 4]); None
+    with fewer than 3 keyframes."""
+    from httm_ros.eval.metrics import ate
 
     from .demo_bag import BAG_START
 
@@ -46,7 +46,32 @@ def demo_accuracy(stamps: np.ndarray, cam_to_world: np.ndarray, xyz: np.ndarray,
     index = np.clip(np.round((stamps - BAG_START) * FPS).astype(np.int64), 0, frames - 1)
     if np.abs(gt_stamps[index] - stamps).max() > 0.25 / FPS:      # bag stamps: exact to the ns
         raise ValueError("published path stamps do not match the demo bag's frames")
-    err = ate(np.asarray(cam_to_world)[:, :3, 3], gt_poses[index, :3, 3])
+    return scene, gt_poses, ate(np.asarray(cam_to_world)[:, :3, 3], gt_poses[index, :3, 3])
+
+
+def true_path_in_world(stamps: np.ndarray, cam_to_world: np.ndarray, frames: int, seed: int = 0) -> Optional[np.ndarray]:
+    """The true camera centres of every frame [frames, 3], moved into the node's world by the inverse
+    of the Sim(3) that ``demo_accuracy`` fits (what the preview draws beside the published path);
+    None with fewer than 3 published keyframes."""
+    from httm_ros.eval.metrics import transform_points
+
+    aligned = _aligned(stamps, cam_to_world, frames, seed)
+    if aligned is None:
+        return None
+    _, gt_poses, err = aligned
+    return transform_points(gt_poses[:, :3, 3], np.linalg.inv(np.asarray(err["transform"], np.float64)))
+
+
+def demo_accuracy(stamps: np.ndarray, cam_to_world: np.ndarray, xyz: np.ndarray, frames: int,
+                  seed: int = 0) -> Optional[dict]:
+    """ATE (% of the path, m) and map distances (m) after Sim(3) alignment; None with fewer than 3
+    published keyframes (no alignment)."""
+    from httm_ros.eval.metrics import transform_points
+
+    aligned = _aligned(stamps, cam_to_world, frames, seed)
+    if aligned is None:
+        return None
+    scene, _, err = aligned
     out = {"keyframes": int(len(stamps)), "ate_percent": round(100.0 * err["rmse_rel"], 2),
            "ate_rmse_m": round(err["rmse"], 4), "path_length_m": round(err["length"], 3),
            "scale": round(err["scale"], 4), "map_points_measured": 0}

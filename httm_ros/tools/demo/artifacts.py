@@ -12,7 +12,7 @@ import numpy as np
 
 from ..bag_io import BagError, OutputBag
 from ..run_summary import format_summary
-from .accuracy import accuracy_line, demo_accuracy
+from .accuracy import accuracy_line, demo_accuracy, true_path_in_world
 from .console import log, verdict_lines
 from .demo_bag import thumbnails
 from .preview import render_preview
@@ -63,7 +63,8 @@ def write_outputs(out: Path, recorder: Recorder, summary: dict, bag: Path, setti
     image = render_preview(xyz, rgb, mats, thumbnails(bag, settings.frames), title,
                            [f"model: {settings.model}"] + format_summary(summary)[:2]
                            + [accuracy_line(summary["accuracy"])]
-                           + verdict_lines(summary), warning)
+                           + verdict_lines(summary), warning,
+                           true_path_in_world(stamps, mats, settings.frames) if summary["accuracy"] else None)
     image.save(out / "preview.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     files = {key: str(out / name) for key, name in FILES}

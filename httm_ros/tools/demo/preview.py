@@ -1,12 +1,13 @@
 """A PNG preview of a reconstruction that a person can open: map cloud + trajectory, with PIL only.
 
-    render_preview(xyz, rgb, cam_to_world, thumbnails, title, lines, warning).save("preview.png")
+    render_preview(xyz, rgb, cam_to_world, thumbnails, title, lines, warning, truth).save("preview.png")
 
 Layout: a title band (what was run, the numbers, a red warning for test weights), a top-down view
 (world x to the right, z = the first camera's viewing direction upwards), a perspective view from
 above and behind the first camera, and a strip of input frames. Points are splatted 2x2 pixels
 with a z-buffer (nearest wins); the trajectory is drawn as an orange line through the keyframe
-camera centres, each camera as a small arrow along its viewing direction (green: first, red: last).
+camera centres, each camera as a small arrow along its viewing direction (green: first, red: last);
+with ``truth`` (the demo: the true camera path, Sim(3)-aligned to the published one) a thin cyan line.
 Input coordinates are the node's published world frame (REP 103: x the first camera's forward,
 y its left, z its up; docs/ROS.md "Frames and TF"); the views draw them in the first camera's
 optical axes (x right, y down, z forward); with a real model the origin is the first keyframe's camera.
@@ -25,6 +26,7 @@ BACKGROUND = (250, 250, 250)
 PANEL_BG = (30, 30, 34)
 TRAJ = (255, 160, 0)
 FIRST, LAST = (40, 200, 60), (230, 50, 50)
+TRUTH = (0, 220, 255)                 # the true camera path, Sim(3)-aligned (the demo)
 
 
 def _font(size: int):
@@ -126,9 +128,19 @@ def _draw_trajectory(draw: ImageDraw.ImageDraw, view, cam_to_world: np.ndarray, 
         draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour, outline=(0, 0, 0))
 
 
+def _draw_truth(draw: ImageDraw.ImageDraw, view, truth: np.ndarray) -> None:
+    """The true camera path [T, 3] as a thin line (drawn under the published trajectory)."""
+    if len(truth) < 2:
+        return
+    uv, depth = view.project(truth)
+    ok = np.isfinite(depth)
+    if ok.sum() > 1:
+        draw.line([tuple(p) for p in uv[ok]], fill=TRUTH, width=2)
+
+
 def render_view(view, xyz: np.ndarray, rgb: np.ndarray, cam_to_world: np.ndarray, label: str,
-                arrow: float) -> Image.Image:
-    """One panel: splatted points, trajectory, label."""
+                arrow: float, truth: Optional[np.ndarray] = None) -> Image.Image:
+    """One panel: splatted points, the true path (if given), trajectory, label."""
     canvas = np.empty((view.height, view.width, 3), np.uint8)
     canvas[:] = PANEL_BG
     if len(xyz):
@@ -136,6 +148,8 @@ def render_view(view, xyz: np.ndarray, rgb: np.ndarray, cam_to_world: np.ndarray
         splat(canvas, uv, depth, rgb)
     img = Image.fromarray(canvas)
     draw = ImageDraw.Draw(img)
+    if truth is not None:
+        _draw_truth(draw, view, truth)
     _draw_trajectory(draw, view, cam_to_world, arrow)
     if not len(xyz):
         draw.text((view.width // 2, view.height // 2), "no map points", fill=(220, 220, 220),
@@ -177,11 +191,15 @@ def _to_optical(xyz: np.ndarray, cam_to_world: np.ndarray) -> Tuple[np.ndarray, 
 
 def render_preview(xyz: np.ndarray, rgb: np.ndarray, cam_to_world: np.ndarray,
                    thumbnails: Sequence[Tuple[str, np.ndarray]] = (), title: str = "",
-                   lines: Sequence[str] = (), warning: Optional[str] = None) -> Image.Image:
+                   lines: Sequence[str] = (), warning: Optional[str] = None,
+                   truth: Optional[np.ndarray] = None) -> Image.Image:
     """The whole preview image (see the module docstring) of a map and poses in the published
-    REP-103 world frame."""
+    REP-103 world frame; ``truth`` [T, 3]: the true camera path in that frame (Sim(3)-aligned), drawn
+    as a thin line beside the published one."""
     xyz, cam_to_world = _to_optical(np.asarray(xyz, np.float64).reshape(-1, 3),
                                     np.asarray(cam_to_world, np.float64).reshape(-1, 4, 4))
+    if truth is not None:
+        truth = np.asarray(truth, np.float64).reshape(-1, 3) @ OPTICAL_FROM_WORLD.T
     rgb = np.asarray(rgb, np.uint8).reshape(-1, 3)
     finite = np.isfinite(xyz).all(1)
     xyz, rgb = xyz[finite], rgb[finite]
@@ -189,9 +207,9 @@ def render_preview(xyz: np.ndarray, rgb: np.ndarray, cam_to_world: np.ndarray,
     arrow = 0.06 * float((hi - lo).max())
     half = WIDTH // 2 - 6
     top = render_view(TopDown(lo, hi, half, PANEL_H), xyz, rgb, cam_to_world,
-                      "top-down (first camera right -> right, forward -> up)", arrow)
+                      "top-down (first camera right -> right, forward -> up)", arrow, truth)
     persp = render_view(Perspective(lo, hi, half, PANEL_H), xyz, rgb, cam_to_world,
-                        "perspective (above and behind the first camera)", arrow)
+                        "perspective (above and behind the first camera)", arrow, truth)
     header_h = 34 + 20 * len(lines) + (26 if warning else 0)
     strip_h = 150 if thumbnails else 0
     legend_h = 26
@@ -207,18 +225,18 @@ def render_preview(xyz: np.ndarray, rgb: np.ndarray, cam_to_world: np.ndarray,
         y += 20
     out.paste(top, (4, header_h))
     out.paste(persp, (WIDTH - half - 4, header_h))
-    _legend(draw, header_h + PANEL_H + 5, len(xyz), len(cam_to_world))
+    _legend(draw, header_h + PANEL_H + 5, len(xyz), len(cam_to_world), truth is not None)
     if thumbnails:
         out.paste(_thumbnail_strip(thumbnails, WIDTH, strip_h), (0, header_h + PANEL_H + legend_h))
     return out
 
 
-def _legend(draw: ImageDraw.ImageDraw, y: int, points: int, cameras: int) -> None:
+def _legend(draw: ImageDraw.ImageDraw, y: int, points: int, cameras: int, truth: bool = False) -> None:
     font = _font(14)
     x = 12
     items: List[Tuple[Tuple[int, int, int], str]] = [
         (TRAJ, f"trajectory ({cameras} keyframe cameras, arrows = viewing direction)"),
-        (FIRST, "first camera"), (LAST, "last camera")]
+        (FIRST, "first camera"), (LAST, "last camera")] + ([(TRUTH, "true path (Sim(3)-aligned)")] if truth else [])
     for colour, text in items:
         draw.ellipse([x, y + 3, x + 10, y + 13], fill=colour, outline=(0, 0, 0))
         draw.text((x + 16, y), text, fill=(20, 20, 20), font=font)
