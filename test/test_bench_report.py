@@ -321,6 +321,11 @@ def test_report_trained_model_section(tmp_path):
     where = "streaming, 300 frames, orbit, K=8/O=3, min_motion 0.03, anchored"  # no trajectory / min_motion: old files
     assert lines[f"{where}: windows accepted >= 95 %"].endswith("| 95.8 % | met |")
     assert lines[f"{where}: ATE <= 5 %"].endswith("| 6.000 % | MISSED |")
+    lost = {**_stream_row(300, "chained", 4.0), "accepted": 2, "windows": 5, "keyframes": 40}
+    short = _streaming(tmp_path, [lost], predictor="checkpoint", name="lost.json")
+    row = _lines(report.build_report([card, short]))[
+        "streaming, 300 frames, orbit, K=8/O=3, min_motion 0.03, chained: ATE <= 5 %"]
+    assert row.endswith("| 4.000 % (segment 0 only: 40 keyframes) | MISSED |")     # a low ATE over a lost stream
     node = {**_stream_row(300, "chained", 4.0), "trajectory": "walk"}
     default = _json(tmp_path, "node_default.json", {"environment": CPU_ENV, "compare": [node], "failure": [], "config": {
         "predictor": "checkpoint", "window": 24, "overlap": 8, "min_motion": 0.03, "seed": 0}})
