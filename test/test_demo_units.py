@@ -124,7 +124,7 @@ def test_ground_truth_is_the_demo_sequences_and_a_perfect_path_scores_zero():
     surface = np.array([[scene.room[0][0], 0.3, 0.7], [0.2, scene.room[1][1], 0.4]])   # on two walls
     acc = accuracy.demo_accuracy(stamps, moved, 3.0 * surface @ preview.OPTICAL_FROM_WORLD.T + 1.0, 6)
     assert acc["ate_percent"] < 1e-6 and acc["scale"] == pytest.approx(1 / 3, rel=1e-4)
-    assert acc["map_median_m"] < 1e-6 and "ATE 0.0 %" in accuracy.accuracy_line(acc)
+    assert acc["map_median_m"] < 1e-6 and "ATE 0.0 %" in console.accuracy_line(acc)
     assert accuracy.demo_accuracy(stamps[:2], moved[:2], surface, 6) is None
     truth = accuracy.true_path_in_world(stamps[::2], moved[::2], 6)          # every frame, in the node's world
     np.testing.assert_allclose(truth, moved[:, :3, 3], atol=1e-6)

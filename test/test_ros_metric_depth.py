@@ -57,8 +57,9 @@ def test_metric_mode_publishes_depth_points_map_and_poses_in_metres(ros, seq, en
     try:
         for i in range(14):                                    # windows of 6 (overlap 2): 6 + 4 + 4
             h.send(i, info=info_msg(source_k(seq), 2 * W, 2 * H), depth=sensor_depth(seq, i, rng, encoding))
-        wait_for(lambda: h.col.count("stats") >= 3 and h.col.count("depth") >= 14 and h.col.count("map") >= 3,
-                 TIMEOUT, "3 metric windows")
+        last_pose = lambda: any(m.header.stamp.sec - 1_700_000_000 == 13 for m in h.col.messages["pose"])  # noqa: E731
+        wait_for(lambda: h.col.count("stats") >= 3 and h.col.count("depth") >= 14 and h.col.count("map") >= 3
+                 and last_pose(), TIMEOUT, "3 metric windows and the last keyframe's ~/pose")
         truth = 1.0 / h.oracle.calls[0]["scale"]              # metres per world unit
         assert truth < 0.4                                     # the world is really not in metres
         stats = h.col.messages["stats"][:3]

@@ -83,15 +83,3 @@ def demo_accuracy(stamps: np.ndarray, cam_to_world: np.ndarray, xyz: np.ndarray,
         out.update(map_points_measured=int(len(dist)), map_median_m=round(float(np.median(dist)), 4),
                    map_p90_m=round(float(np.percentile(dist, 90)), 4), scene_size_m=round(scene.size, 2))
     return out
-
-
-def accuracy_line(acc: Optional[dict]) -> str:
-    """One line for the report and the preview."""
-    if not acc:
-        return "accuracy vs ground truth: - (fewer than 3 keyframes in the published path)"
-    text = (f"accuracy vs ground truth (Sim(3)-aligned on {acc['keyframes']} keyframe cameras): ATE "
-            f"{acc['ate_percent']:.1f} % of the {acc['path_length_m']:.2f} m path ({100 * acc['ate_rmse_m']:.1f} cm)")
-    if acc.get("map_points_measured"):
-        text += (f"; map points to the true surfaces: median {100 * acc['map_median_m']:.1f} cm, "
-                 f"p90 {100 * acc['map_p90_m']:.1f} cm (room diagonal {acc['scene_size_m']:.1f} m)")
-    return text

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..bag_io import BagError, OutputBag
 from ..run_summary import format_summary
-from .accuracy import accuracy_line, demo_accuracy, true_path_in_world
-from .console import log, verdict_lines
+from .accuracy import demo_accuracy, true_path_in_world
+from .console import accuracy_line, log, verdict_lines
 from .demo_bag import thumbnails
 from .preview import render_preview
 from .recorder import Recorder

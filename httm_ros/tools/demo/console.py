@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from ..run_summary import format_summary
-from .accuracy import accuracy_line
 
 
 def log(text: str) -> None:
@@ -43,3 +42,15 @@ def print_report(out: Path, summary: dict) -> None:
     for key, path in summary["outputs"].items():
         print(f"    {key:<10} {path}")
     print(f"  open the preview: {summary['outputs']['preview']}")
+
+
+def accuracy_line(acc: Optional[dict]) -> str:
+    """One line for the report and the preview."""
+    if not acc:
+        return "accuracy vs ground truth: - (fewer than 3 keyframes in the published path)"
+    text = (f"accuracy vs ground truth (Sim(3)-aligned on {acc['keyframes']} keyframe cameras): ATE "
+            f"{acc['ate_percent']:.1f} % of the {acc['path_length_m']:.2f} m path ({100 * acc['ate_rmse_m']:.1f} cm)")
+    if acc.get("map_points_measured"):
+        text += (f"; map points to the true surfaces: median {100 * acc['map_median_m']:.1f} cm, "
+                 f"p90 {100 * acc['map_p90_m']:.1f} cm (room diagonal {acc['scene_size_m']:.1f} m)")
+    return text
