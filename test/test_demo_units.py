@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from httm_ros.synthetic.sequence import FPS
 from httm_ros.tools import run_summary
 from httm_ros.tools.demo import artifacts, console, demo_settings, preview, recorder
 
@@ -130,7 +131,7 @@ def test_ground_truth_is_the_demo_sequences_and_a_perfect_path_scores_zero():
     np.testing.assert_allclose(truth, moved[:, :3, 3], atol=1e-6)
     assert accuracy.true_path_in_world(stamps[:2], moved[:2], 6) is None
     with pytest.raises(ValueError, match="stamps"):
-        accuracy.demo_accuracy(stamps + 0.4 / accuracy.FPS, moved, surface, 6)
+        accuracy.demo_accuracy(stamps + 0.4 / FPS, moved, surface, 6)
 
 
 def test_path_to_matrices_round_trip():

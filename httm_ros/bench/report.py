@@ -249,12 +249,31 @@ def heldout_targets(cards: List[Dict]):
         yield names.get(key, key), want, got, ok
 
 
+# What ``httm-bench streaming`` ran before --trajectories / --min-motion existed (the demo's orbit;
+# KeyframeConfig's min_motion, also the node's default keyframe_min_motion): files without them.
+STREAM_PATH, STREAM_MIN_MOTION = "orbit", 0.03
+
+
 def stream_setting(cfg: Dict) -> str:
-    """'K=24/O=8, min_motion 0.03' of an ``httm-bench streaming`` file's config (min_motion: files
-    from before the option ran at KeyframeConfig's 0.03)."""
-    motion = cfg.get("min_motion", 0.03)
-    return f"K={cfg.get('window')}/O={cfg.get('overlap')}, min_motion {motion:g}" + (
-        " (node default)" if (cfg.get("window"), cfg.get("overlap"), motion) == (*DEFAULT_WINDOW, 0.03) else "")
+    """'K=24/O=8, min_motion 0.03' of an ``httm-bench streaming`` file's config."""
+    motion = cfg.get("min_motion", STREAM_MIN_MOTION)
+    node = (cfg.get("window"), cfg.get("overlap"), motion) == (*DEFAULT_WINDOW, STREAM_MIN_MOTION)
+    return f"K={cfg.get('window')}/O={cfg.get('overlap')}, min_motion {motion:g}" + (" (node default)" if node else "")
+
+
+def stream_path(row: Dict) -> str:
+    return row.get("trajectory", STREAM_PATH)
+
+
+def accepted_pct(row: Dict) -> Optional[float]:
+    return 100.0 * row["accepted"] / row["windows"] if row.get("windows") else None
+
+
+def covers(row: Dict) -> bool:
+    """The stream's map covers it (>= STREAM_ACCEPTED_PCT of its windows accepted): only then is its
+    ATE, which is segment 0's, the ATE of the stream."""
+    acc = accepted_pct(row)
+    return acc is not None and acc >= STREAM_ACCEPTED_PCT
 
 
 def streaming_model_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
@@ -267,12 +286,11 @@ def streaming_model_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
                 (f"streaming, 300 frames: ATE <= {STREAM_ATE_PCT:.0f} % of the trajectory", NOT_YET, why)]
     out = []
     for r, setting in rows:
-        where = f"streaming, 300 frames, {r.get('trajectory', 'orbit')}, {setting}, {r['mode']}"
-        acc = 100.0 * r["accepted"] / r["windows"] if r.get("windows") else None
+        where = f"streaming, 300 frames, {stream_path(r)}, {setting}, {r['mode']}"
+        acc = accepted_pct(r)
         out.append((f"{where}: windows accepted >= {STREAM_ACCEPTED_PCT:.0f} %",
                     num(acc, "{:.1f} %"), verdict(None if acc is None else acc >= STREAM_ACCEPTED_PCT)))
-        ate = r.get("ate_pct")                            # segment 0's: counts only when the map covers the stream
-        covered = acc is not None and acc >= STREAM_ACCEPTED_PCT
+        ate, covered = r.get("ate_pct"), covers(r)
         out.append((f"{where}: ATE <= {STREAM_ATE_PCT:.0f} %",
                     num(ate, "{:.3f} %") + ("" if covered or ate is None else
                                            f" (segment 0 only: {r.get('keyframes')} keyframes)"),
@@ -402,7 +420,7 @@ def streaming_tables(res: Dict) -> List[str]:
              *md_head("frames", "path", "mode", "ATE % (segment 0)", "final drift %", "scale drift",
                       "segments (keyframes)", "accepted / windows", "partial",
                       "rejected", "keyframes dropped", "relocalisations", "states", "wall s")]
-    lines += [f"| {r.get('frames')} | {r.get('trajectory', 'orbit')} | {r.get('mode')} | {f(r, 'ate_pct')} | {f(r, 'final_drift_pct')} | "
+    lines += [f"| {r.get('frames')} | {stream_path(r)} | {r.get('mode')} | {f(r, 'ate_pct')} | {f(r, 'final_drift_pct')} | "
               f"{f(r, 'scale_drift', '{:.4f}')} | {segments(r)} | {r.get('accepted')} / {r.get('windows')} | "
               f"{r.get('partial')} | "
               f"{r.get('rejected')} | {r.get('keyframes_dropped')} | {r.get('relocalisations')} | "
@@ -427,7 +445,7 @@ def segments(row: Dict) -> str:
 def streaming_targets(res: Dict) -> List[Tuple[str, str, str]]:
     """Anchored ATE <= chained ATE per length; the another-room scenarios' state sequences."""
     pred = (res.get("config") or {}).get("predictor")
-    by = {(r.get("frames"), r.get("trajectory", "orbit"), r.get("mode")): r for r in res.get("compare", [])}
+    by = {(r.get("frames"), stream_path(r), r.get("mode")): r for r in res.get("compare", [])}
     out = []
     for frames, path in sorted({(f, t) for f, t, _ in by}):
         a, c = by.get((frames, path, "anchored")), by.get((frames, path, "chained"))

@@ -150,7 +150,8 @@ def resolve_checkpoint(args) -> Tuple[int, int]:
         return ORACLE_HW
     from ..vggt.checkpoint import checkpoint_image_hw
     from ..weights import synth_weights
-    args.checkpoint = args.checkpoint or (str(synth_weights()) if synth_weights() else None)
+    shipped = synth_weights()
+    args.checkpoint = args.checkpoint or (str(shipped) if shipped else None)
     if not args.checkpoint:
         raise SystemExit("--predictor checkpoint needs --checkpoint PATH (no shipped httm-vggt-synth found)")
     hw = checkpoint_image_hw(args.checkpoint)
@@ -159,16 +160,21 @@ def resolve_checkpoint(args) -> Tuple[int, int]:
     return hw
 
 
+def _mode_row(args, seq, mode: str, corrupt_every: int) -> dict:
+    """One stream of ``seq`` in window ``mode`` with the predictor and window settings of ``args`` -> its summary."""
+    pred = make_predictor(args.predictor, seq, args.noise, corrupt_every, args.seed, args.checkpoint, args.device)
+    rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device, args.min_motion))
+    return {"mode": mode, **summary(seq, rec, results, wall)}
+
+
 def _compare(args, out: dict, path: Path, seq, trajectory: str) -> None:
     """Every mode of ``args.modes`` over one sequence: a row of out["compare"] each (written as it goes)."""
     for mode in args.modes:
-        pred = make_predictor(args.predictor, seq, args.noise, args.corrupt_every, args.seed, args.checkpoint, args.device)
-        rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device, args.min_motion))
-        row = {"frames": len(seq), "trajectory": trajectory, "mode": mode, **summary(seq, rec, results, wall)}
+        row = {"frames": len(seq), "trajectory": trajectory, **_mode_row(args, seq, mode, args.corrupt_every)}
         out["compare"].append(row)
         print(f"{len(seq):5d} frames {trajectory:8s} {mode:8s}: ATE {row.get('ate_pct', math.nan):.3f} %, final drift "
               f"{row.get('final_drift_pct', math.nan):.3f} %, scale drift {row.get('scale_drift', math.nan):.4f}, "
-              f"accepted {row['accepted']}/{row['windows']} ({wall:.1f} s)")
+              f"accepted {row['accepted']}/{row['windows']} ({row['wall_s']:.1f} s)")
         write_json(path, out)
 
 
@@ -186,10 +192,7 @@ def run(args, argv: List[str]) -> int:
         for come_back in (True, False):
             seq = other_room(sequence(300, args.seed, hw, args.trajectories[0]), args.seed, come_back, hw)
             for mode in args.modes:
-                pred = make_predictor(args.predictor, seq, args.noise, 0, args.seed, args.checkpoint, args.device)
-                rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device, args.min_motion))
-                row = {"scenario": "back_after_3s" if come_back else "never_back", "mode": mode,
-                       **summary(seq, rec, results, wall)}
+                row = {"scenario": "back_after_3s" if come_back else "never_back", **_mode_row(args, seq, mode, 0)}
                 out["failure"].append(row)
                 print(f"{row['scenario']:14s} {mode:8s}: states {' -> '.join(row['states'])}, "
                       f"segments {len(row['segments'])}, ATE seg0 {row.get('ate_pct', math.nan):.3f} %")

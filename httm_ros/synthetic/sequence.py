@@ -126,9 +126,14 @@ class Sequence:
         return cls(images, depth, K, poses, stamps, scene)
 
 
+DEMO_SPEED = 0.02               # metres per frame along the built-in demo's orbit
+FPS = 30.0                      # frame rate of rendered sequences (their timestamps)
+CAMERA_HEIGHT = 1.4             # metres above the floor
+
+
 def render_sequence(scene: Scene, num_frames: int = 100, width: int = 518, height: int = 392,
-                    trajectory: str = "orbit", speed: float = 0.02, fps: float = 30.0,
-                    hfov_deg: float = 65.0, seed: int = 0, camera_height: float = 1.4,
+                    trajectory: str = "orbit", speed: float = DEMO_SPEED, fps: float = FPS,
+                    hfov_deg: float = 65.0, seed: int = 0, camera_height: float = CAMERA_HEIGHT,
                     device: str = "cpu") -> Sequence:
     """Render ``num_frames`` views of ``scene`` along a trajectory (see :mod:`.trajectory`).
 
@@ -155,7 +160,14 @@ def render_sequence(scene: Scene, num_frames: int = 100, width: int = 518, heigh
 
 
 def demo_sequence(num_frames: int = 100, width: int = 518, height: int = 392, seed: int = 0,
-                  trajectory: str = "orbit", speed: float = 0.02, **kwargs) -> Sequence:
+                  trajectory: str = "orbit", speed: float = DEMO_SPEED, **kwargs) -> Sequence:
     """The built-in demo: ``make_scene(seed=seed)`` seen along an orbit at 0.02 m/frame, 30 fps."""
     return render_sequence(make_scene(seed=seed), num_frames, width, height, trajectory, speed,
                            seed=seed, **kwargs)
+
+
+def demo_path(num_frames: int, seed: int = 0):
+    """(scene, camera-to-world [num_frames, 4, 4]) of ``demo_sequence(num_frames, seed=seed)`` at its
+    defaults, without rendering (the demo's ground truth; stamps are ``arange(num_frames) / FPS``)."""
+    scene = make_scene(seed=seed)
+    return scene, make_trajectory(scene, num_frames, "orbit", DEMO_SPEED, seed, CAMERA_HEIGHT)

@@ -159,13 +159,12 @@ def forward_train(model: VGGT, images: torch.Tensor, point_head: bool = False,
     The aggregator runs under bf16 autocast on CUDA, the heads in fp32 (as in inference).
     """
     cfg = model.config
-    extra = {}
-    for name, layer in (("match_layer", match_layer), ("flow_layer", flow_layer)):
-        if layer is not None:
-            if not 0 <= layer < cfg.depth:
-                raise ValueError(f"{name} must be a block index in [0, {cfg.depth - 1}], got {layer}")
-            extra[name] = layer
-    keep = sorted(set(cfg.dpt_layers) | {cfg.depth - 1} | set(extra.values()))
+    asked = {name: layer for name, layer in (("match_layer", match_layer), ("flow_layer", flow_layer))
+             if layer is not None}
+    for name, layer in asked.items():
+        if not 0 <= layer < cfg.depth:
+            raise ValueError(f"{name} must be a block index in [0, {cfg.depth - 1}], got {layer}")
+    keep = sorted(set(cfg.dpt_layers) | {cfg.depth - 1} | set(asked.values()))
     cuda = images.device.type == "cuda"
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     with ctx:

@@ -2,7 +2,7 @@
 
 ``demo_accuracy(stamps, cam_to_world, xyz, frames)``: the published path (keyframe stamps [N] in
 bag time, camera-to-world [N, 4, 4] in the node's world) against the true camera centres of the
-demo sequence (httm_ros.synthetic.demo_sequence, rebuilt without rendering: same scene and orbit),
+demo sequence (httm_ros.synthetic.sequence.demo_path: demo_sequence's scene and orbit, not rendered),
 Sim(3)-aligned on the camera centres (httm_ros.eval.metrics.ate): ATE RMSE as % of the true path
 length; then the map points [M, 3] moved by the same alignment and measured against the scene's
 true surfaces (Scene.distance_to_surface): median and 90th percentile distance.
@@ -14,20 +14,16 @@ from typing import Optional
 
 import numpy as np
 
-FPS = 30.0                       # render_sequence's default frame rate (the demo bag's stamps)
-SPEED = 0.02                     # demo_sequence's default: metres per frame along the orbit
-CAMERA_HEIGHT = 1.4              # render_sequence's default
 MAX_MAP_POINTS = 50_000          # map points measured (an even subsample of the map beyond this)
 
 
 def ground_truth(frames: int, seed: int = 0):
     """(scene, true camera-to-world [frames, 4, 4], stamps [frames] in bag time) of the demo bag."""
-    from httm_ros.synthetic import make_scene, make_trajectory
+    from httm_ros.synthetic.sequence import FPS, demo_path
 
     from .demo_bag import BAG_START
 
-    scene = make_scene(seed=seed)
-    poses = make_trajectory(scene, frames, "orbit", SPEED, seed, CAMERA_HEIGHT)
+    scene, poses = demo_path(frames, seed)
     return scene, poses, BAG_START + np.arange(frames, dtype=np.float64) / FPS
 
 
@@ -36,6 +32,7 @@ def _aligned(stamps: np.ndarray, cam_to_world: np.ndarray, frames: int, seed: in
     node's world to the true one) of a published path (stamps [N], cam_to_world [N, 4, 4]); None
     with fewer than 3 keyframes."""
     from httm_ros.eval.metrics import ate
+    from httm_ros.synthetic.sequence import FPS
 
     from .demo_bag import BAG_START
 
