@@ -288,6 +288,10 @@ def test_report_streaming_section_and_verdicts(tmp_path):
     lines = _lines(text)
     assert lines["anchored ATE <= chained ATE @300 frames, orbit (oracle)"].endswith("| 0.150 vs 0.300 % | met |")
     assert lines["anchored ATE <= chained ATE @1000 frames, orbit (oracle)"].endswith("| MISSED |")
+    lost = _streaming(tmp_path, [{**_stream_row(300, "anchored", 0.1), "accepted": 8, "windows": 22},
+                                 _stream_row(300, "chained", 0.3)], name="lost_anchored.json")
+    assert _lines(report.build_report([lost]))["anchored ATE <= chained ATE @300 frames, orbit (oracle)"].endswith(
+        "| 0.100 vs 0.300 % (anchored: 8 of 22 windows accepted) | MISSED |")   # a low ATE over a lost stream
     assert "INITIALISING -> TRACKING -> (LOST -> RELOCALISED -> TRACKING) x3" in text
     back = next(v for k, v in lines.items() if k.startswith("3 s of another room"))
     never = next(v for k, v in lines.items() if k.startswith("never back"))
