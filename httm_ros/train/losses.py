@@ -90,6 +90,12 @@ def confidence_loss(pred: Tensor, conf: Tensor, target: Tensor, valid: Tensor,
     return {"total": reg + grad - alpha * log_conf, "reg": reg, "grad": grad, "conf": log_conf}
 
 
+def _patch_centres(h: int, w: int, patch: int, device) -> Tuple[Tensor, Tensor]:
+    """Pixel rows [h] and columns [w] of the patch centres (int64)."""
+    return (torch.arange(h, device=device) * patch + patch // 2,
+            torch.arange(w, device=device) * patch + patch // 2)
+
+
 def _first_frame_projection(points: Tensor, intrinsics: Tensor, valid: Tensor, patch: int):
     """Where the 3-D point at each patch's centre pixel lands in the first frame.
 
@@ -99,8 +105,7 @@ def _first_frame_projection(points: Tensor, intrinsics: Tensor, valid: Tensor, p
     """
     height, width = points.shape[2:4]
     h, w = height // patch, width // patch
-    rows = torch.arange(h, device=points.device) * patch + patch // 2
-    cols = torch.arange(w, device=points.device) * patch + patch // 2
+    rows, cols = _patch_centres(h, w, patch, points.device)
     centre = points[:, :, rows][:, :, :, cols]                                  # [B,S,h,w,3]
     ok = valid[:, :, rows][:, :, :, cols] & (centre[..., 2] > 1e-6)
     k0 = intrinsics[:, :1, None, None]                                          # [B,1,1,1,3,3]
@@ -138,9 +143,8 @@ def first_frame_displacement_targets(points: Tensor, intrinsics: Tensor, valid: 
     b, s, height, width, _ = points.shape
     h, w = height // patch, width // patch
     u, v, ok = _first_frame_projection(points, intrinsics, valid, patch)
-    cy = (torch.arange(h, device=points.device, dtype=u.dtype) * patch + patch // 2)[:, None]
-    cx = (torch.arange(w, device=points.device, dtype=u.dtype) * patch + patch // 2)[None, :]
-    disp = torch.stack(((u - cx) / patch, (v - cy) / patch), dim=-1)             # [B,S,h,w,2]
+    rows, cols = _patch_centres(h, w, patch, points.device)
+    disp = torch.stack(((u - cols.to(u.dtype)) / patch, (v - rows.to(u.dtype)[:, None]) / patch), dim=-1)  # [B,S,h,w,2]
     return disp.reshape(b, s, h * w, 2), ok.reshape(b, s, h * w)
 
 
