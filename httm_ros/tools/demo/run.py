@@ -111,9 +111,14 @@ def _drive(ctx, proc, out: Path, bag: Path, s: Settings, launch: LaunchPlan, tim
     finally:
         stop.set()
         clock.join(2.0)
+    import torch
+
+    from httm_ros.provenance import environment
+
     summary = summarize(recorder.messages("stats"),
                         {"frames_published": sent, "settings": asdict(s), "test_weights": s.test_weights,
-                         "bag": str(bag), "node_diagnostics": recorder.snapshot()[0]})
+                         "bag": str(bag), "node_diagnostics": recorder.snapshot()[0],
+                         "environment": environment(torch.device(s.device), program="httm-demo")})
     summary["outputs"] = write_outputs(out, recorder, summary, bag, s, s.test_weights)
     return summary
 
