@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from httm_ros.bench.streaming import other_room, run_stream, sequence, stream_config, trajectory_metrics
-from httm_ros.pipeline import TrackingState, WindowPrediction
+from httm_ros.pipeline import TrackingState, WindowPrediction, apply_profile
 from httm_ros.pipeline.tracking import Tracker
 from httm_ros.synthetic.oracle import OraclePredictor
 
@@ -119,3 +119,31 @@ def test_tracker_transitions_are_checked_and_logged_once(caplog):
     with pytest.raises(RuntimeError, match="LOST -> TRACKING"):
         tr.transition(S.TRACKING, "skips relocalisation", 3, 0.3)
     assert tr.states() == ["INITIALISING", "TRACKING", "LOST"] and tr.history[-1].as_dict()["reason"] == "bad window"
+
+
+def test_last_window_anchors_on_the_last_windows_last_keyframes(seq):
+    """anchor_policy "last_window" (a network whose poses degrade with the baseline): each window's
+    known frames are the last O keyframes of the previous accepted window, the oldest of them the
+    anchor, with the poses the map holds for them; the map stays as good as the chained one's."""
+    cfg = apply_profile(stream_config("anchored", 8, 3), {"tracking": {"anchor_policy": "last_window"}})
+    rec, results, _ = run_stream(seq, OraclePredictor(seq, noise=0.02, seed=0), cfg)
+    assert all(r.accepted for r in results), [r.alignment.reason for r in results]
+    for prev, r in zip(results, results[1:]):
+        assert r.frame_ids[:r.num_overlap] == prev.frame_ids[prev.num_keyframes - 3:prev.num_keyframes]
+    chained, _, _ = run_stream(seq, OraclePredictor(seq, noise=0.02, seed=0), stream_config("chained", 8, 3))
+    ate = {name: trajectory_metrics(seq, r.trajectory)["ate_rmse_m"] for name, r in (("last_window", rec), ("chained", chained))}
+    print(ate)
+    assert ate["last_window"] <= 1.1 * ate["chained"]
+
+
+def test_a_stream_profile_sets_checks_and_refuses_unknown_fields():
+    base = stream_config("anchored", 8, 3)
+    cfg = apply_profile(base, {"align": {"max_residual": 0.1}, "tracking": {"min_confidence": 1.05}})
+    assert cfg.align.max_residual == 0.1 and cfg.tracking.min_confidence == 1.05
+    assert cfg.align.min_points == base.align.min_points and cfg.window == base.window
+    assert apply_profile(base, None) is base
+    for bad, words in (({"window": {"size": 4}}, "sections"), ({"align": {"max_residul": 0.1}}, "max_residul"),
+                       ({"tracking": {"anchor_policy": "oldest"}}, "anchor_policy"),
+                       ({"align": {"max_residual": 2.0}}, "max_residual")):
+        with pytest.raises(ValueError, match=words):
+            apply_profile(base, bad)

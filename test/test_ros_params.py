@@ -108,6 +108,35 @@ def test_image_size_0_is_the_checkpoint_cards_width(tmp_path):
     assert params.validate({**values, "checkpoint": str(weights), "image_size": 56}) == []
 
 
+def test_the_checkpoint_cards_stream_profile_sets_the_checks_unless_switched_off(tmp_path):
+    import json
+
+    from httm_ros.weights import synth_weights
+
+    values = params.defaults()
+    library = stream_config(values)
+    assert values["card_stream_profile"] is True and library.tracking.anchor_policy == "first"
+    synth = synth_weights()
+    if synth is not None:                                    # the shipped card: wider depth tolerances
+        cfg = stream_config({**values, "checkpoint": str(synth)})
+        assert cfg.tracking.anchor_policy == "last_window" and cfg.align.max_residual > library.align.max_residual
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(b"")
+    card = {"image_hw": [98, 126], "stream_profile": {"_why": "notes are skipped", "align": {"max_residual": 0.09},
+                                                      "tracking": {"anchor_policy": "last_window"}}}
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    cfg = stream_config({**values, "checkpoint": str(weights)})
+    assert cfg.align.max_residual == 0.09 and cfg.tracking.anchor_policy == "last_window"
+    assert cfg.align.min_points == library.align.min_points
+    off = stream_config({**values, "checkpoint": str(weights), "card_stream_profile": False})
+    assert off.align == library.align and off.tracking == library.tracking
+    card["stream_profile"]["tracking"] = {"anchor_policy": "oldest"}
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    assert any("anchor_policy" in e for e in params.validate({**values, "checkpoint": str(weights)}))
+    (tmp_path / "m.json").write_text(json.dumps({**card, "stream_profile": [1]}))
+    assert any("card_stream_profile" in e for e in params.validate({**values, "checkpoint": str(weights)}))
+
+
 def test_descriptors_carry_ranges_and_read_only():
     desc = params.descriptor(params.BY_NAME["window_size"])
     assert desc.read_only and desc.integer_range[0].from_value == 3

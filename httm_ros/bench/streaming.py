@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..eval.metrics import ate
-from ..pipeline import AlignConfig, KeyframeConfig, StreamConfig, StreamingReconstructor, WindowConfig
+from ..pipeline import AlignConfig, KeyframeConfig, StreamConfig, StreamingReconstructor, WindowConfig, apply_profile
 from ..provenance import environment, write_json
 from ..synthetic import demo_sequence
 from ..synthetic.oracle import CORRUPTIONS, OraclePredictor, with_other_room
@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trajectories", nargs="+", default=["orbit"], choices=list(KINDS),
                    help="camera paths of the compared sequences (default: orbit, the demo's)")
     p.add_argument("--no-failure", action="store_true", help="skip the another-room scenarios")
+    p.add_argument("--library-checks", action="store_true",
+                   help="--predictor checkpoint: the library's default checks instead of the model card's "
+                        "stream_profile")
     p.add_argument("--out", type=Path, default=RESULTS)
 
 
@@ -72,10 +75,12 @@ def make_predictor(name: str, seq, noise: float, corrupt_every: int, seed: int, 
 
 
 def stream_config(mode: str, window: int, overlap: int, device: str = "cpu",
-                  min_motion: Optional[float] = None) -> StreamConfig:
+                  min_motion: Optional[float] = None, profile: Optional[dict] = None) -> StreamConfig:
+    """The benchmark's stream: windows K/O in ``mode``, frames used at their size; ``profile``: a
+    checkpoint's stream_profile (:func:`~httm_ros.pipeline.apply_profile`)."""
     keyframes = KeyframeConfig() if min_motion is None else KeyframeConfig(min_motion=min_motion)
-    return StreamConfig(window=WindowConfig(window, overlap, mode), align=AlignConfig(min_points=200),
-                        keyframes=keyframes, image_width=None, device=device)
+    return apply_profile(StreamConfig(window=WindowConfig(window, overlap, mode), align=AlignConfig(min_points=200),
+                                      keyframes=keyframes, image_width=None, device=device), profile)
 
 
 def run_stream(seq, predictor, config: StreamConfig):
@@ -160,10 +165,19 @@ def resolve_checkpoint(args) -> Tuple[int, int]:
     return hw
 
 
+def stream_profile(args) -> Optional[dict]:
+    """--predictor checkpoint: its model card's stream_profile unless --library-checks; else None."""
+    if args.predictor != "checkpoint" or getattr(args, "library_checks", False):
+        return None
+    from ..vggt.checkpoint import checkpoint_stream_profile
+    return checkpoint_stream_profile(args.checkpoint)
+
+
 def _mode_row(args, seq, mode: str, corrupt_every: int) -> dict:
     """One stream of ``seq`` in window ``mode`` with the predictor and window settings of ``args`` -> its summary."""
     pred = make_predictor(args.predictor, seq, args.noise, corrupt_every, args.seed, args.checkpoint, args.device)
-    rec, results, wall = run_stream(seq, pred, stream_config(mode, args.window, args.overlap, args.device, args.min_motion))
+    config = stream_config(mode, args.window, args.overlap, args.device, args.min_motion, args.profile)
+    rec, results, wall = run_stream(seq, pred, config)
     return {"mode": mode, **summary(seq, rec, results, wall)}
 
 
@@ -183,7 +197,8 @@ def run(args, argv: List[str]) -> int:
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
            "compare": [], "failure": []}
     hw = resolve_checkpoint(args)
-    out["config"]["checkpoint"], out["image_hw"] = args.checkpoint, list(hw)
+    args.profile = stream_profile(args)
+    out["config"]["checkpoint"], out["image_hw"], out["stream_profile"] = args.checkpoint, list(hw), args.profile
     path = args.out / f"streaming_{args.predictor}.json"
     for trajectory in args.trajectories:
         for n in args.lengths:

@@ -25,7 +25,7 @@ from .map import GlobalMap
 from .predictor import ModelPredictor, Predictor, WindowPrediction
 from .stream import FrameSizeError, MapSegment, StreamCounters, StreamingReconstructor, WindowResult
 from .stream_config import (AlignConfig, FilterConfig, KeyframeConfig, MapConfig, StoreConfig, StreamConfig,
-                            TrackingConfig, WindowConfig)
+                            TrackingConfig, WindowConfig, apply_profile)
 from .tracking import Tracker, TrackingState
 
 __all__ = [
@@ -33,5 +33,5 @@ __all__ = [
     "KeyframeConfig", "KeyframeSelector", "KeyframeStore", "MapConfig", "MapSegment", "ModelPredictor", "Predictor",
     "StoreConfig", "StreamConfig", "StreamCounters", "StreamingReconstructor", "Tracker", "TrackingConfig",
     "TrackingState", "Trajectory", "WindowConfig",
-    "WindowPrediction", "WindowResult", "align_overlap", "robust_similarity", "weighted_umeyama",
+    "WindowPrediction", "WindowResult", "align_overlap", "apply_profile", "robust_similarity", "weighted_umeyama",
 ]

@@ -332,10 +332,14 @@ class StreamingReconstructor:
                 return [], True
             anchor = cands[self._reloc_attempts % len(cands)]
             return self._with_context(anchor, anchor, seg), True
+        if self.config.tracking.anchor_policy == "last_window":
+            last = [self.store[k.frame_id] for k in self._anchor if k.frame_id in self.store]
+            if last:                                 # the last window's last O keyframes, as stored
+                return [Keyframe.from_stored(k, self.device) for k in last], False
         ref = self.store[self.trajectory.frame_ids[-1]]
-        first = self.store.first(seg)
         covis = {k.frame_id: visible_fraction(k.points, ref.cam_to_world, ref.intrinsics, self.model_hw)
                  for k in self.store.keyframes(seg)}
+        first = self.store.first(seg)
         if first is not None and covis[first.frame_id] >= self.config.tracking.min_covisibility:
             anchor = first
         else:

@@ -10,7 +10,7 @@ Units: lengths called "relative" are fractions of the median depth of the overla
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Optional, Tuple
 
 from .metric_scale import MetricScaleConfig
@@ -154,6 +154,7 @@ class AlignConfig:
 
 OVERFLOW_POLICIES = ("coarsen", "evict_oldest")
 WINDOW_MODES = ("chained", "anchored")
+ANCHOR_POLICIES = ("first", "last_window")
 EVICTION_POLICIES = ("thin_oldest", "drop_oldest")
 
 
@@ -166,7 +167,12 @@ class TrackingConfig:
     is below this; min_depth_agreement: share of such pixels needed; the context cameras, once in
     the world, must match their map poses within ``AlignConfig.max_rotation_deg`` /
     ``max_center_error``. min_covisibility: share of a keyframe's sample points that the reference
-    camera sees, for the keyframe to count as covisible (anchor and context choice).
+    camera (the newest keyframe) sees, for the keyframe to count as covisible. anchor_policy
+    "first": the anchor is the map's first keyframe while it is covisible, else the most covisible
+    one; context: half the newest keyframes, half the most covisible. "last_window": the known
+    frames are the last ``overlap`` keyframes of the last accepted window, the oldest of them the
+    anchor: one window placed them, so their map poses agree with each other, and they lie within
+    the baseline a small network handles (httm-vggt-synth; docs/STREAMING.md).
 
     New keyframes (both modes): min_confidence: median depth confidence of a new keyframe below this
     -> dropped (VGGT's floor is 1). max_jump: distance between a new keyframe's centre and its
@@ -189,6 +195,7 @@ class TrackingConfig:
     min_visible_points: int = 32
     anchor_scale_inlier: float = 0.1
     min_covisibility: float = 0.3
+    anchor_policy: str = "first"
     lost_after: int = 1
     relocalise_timeout_s: float = 5.0
     relocalise_candidates: int = 3
@@ -202,6 +209,8 @@ class TrackingConfig:
         _int_in(o, "min_visible_points", self.min_visible_points, 1)
         _float_in(o, "anchor_scale_inlier", self.anchor_scale_inlier, 0.0, 1.0, lo_open=True)
         _float_in(o, "min_covisibility", self.min_covisibility, 0.0, 1.0)
+        if self.anchor_policy not in ANCHOR_POLICIES:
+            raise ValueError(f"TrackingConfig.anchor_policy must be one of {ANCHOR_POLICIES}, got {self.anchor_policy!r}")
         _int_in(o, "lost_after", self.lost_after, 1, 1000)
         _float_in(o, "relocalise_timeout_s", self.relocalise_timeout_s, 0.0, math.inf, hi_open=True)
         _int_in(o, "relocalise_candidates", self.relocalise_candidates, 1, 64)
@@ -302,3 +311,26 @@ class StreamConfig:
                              f"AlignConfig.min_overlap_frames ({self.align.min_overlap_frames})")
         if not isinstance(self.device, str) or not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
             raise ValueError(f"StreamConfig.device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+
+
+PROFILE_SECTIONS = ("align", "tracking")
+
+
+def apply_profile(config: StreamConfig, profile: Optional[dict]) -> StreamConfig:
+    """``config`` with a checkpoint's streaming profile applied: {"align": {field: value},
+    "tracking": {field: value}}, the checks calibrated to that network's accuracy (a model card's
+    ``stream_profile``; :func:`httm_ros.vggt.checkpoint.checkpoint_stream_profile`). None: unchanged.
+    ValueError naming the section or field for anything else (the fields' own checks apply)."""
+    if profile is None:
+        return config
+    if not isinstance(profile, dict) or set(profile) - set(PROFILE_SECTIONS):
+        raise ValueError(f"stream profile must be a dict with sections {PROFILE_SECTIONS}, got {profile!r}")
+    changes = {}
+    for section, values in profile.items():
+        current = getattr(config, section)
+        names = {f.name for f in fields(current)}
+        if not isinstance(values, dict) or set(values) - names:
+            raise ValueError(f"stream profile section {section!r}: unknown fields {sorted(set(values) - names)}"
+                             if isinstance(values, dict) else f"stream profile section {section!r} must be a dict")
+        changes[section] = replace(current, **values)
+    return replace(config, **changes)

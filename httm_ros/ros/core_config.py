@@ -1,7 +1,8 @@
 """The node's parameter values -> the streaming core's configuration objects (no rclpy here).
 
 ``params.validate`` uses :func:`config_errors`, so the core's own checks reject bad values.
-``image_size`` 0 is resolved here (:func:`image_width`): the checkpoint model card's width, else 518.
+``image_size`` 0 is resolved here (:func:`image_width`): the checkpoint model card's width, else 518;
+so is the card's ``stream_profile`` (:func:`stream_profile`, parameter ``card_stream_profile``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.httm.arguments import parse_layers
-from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig
+from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig, apply_profile
 from httm_ros.pipeline.metric_scale import MetricScaleConfig
 from httm_ros.pipeline.pose_graph import LoopClosureConfig
 from httm_ros.pipeline.stream import model_input_size
@@ -69,7 +70,7 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
     keyframes = KeyframeConfig(enabled=values["keyframe_policy"] == "motion",
                                min_motion=values["keyframe_min_motion"], max_gap=values["keyframe_max_gap"])
     voxel = values["voxel_size"]
-    return StreamConfig(
+    config = StreamConfig(
         keyframes=keyframes,
         window=WindowConfig(size=values["window_size"], overlap=values["window_overlap"], mode=values["window_mode"]),
         filter=filter_config(values),
@@ -77,6 +78,21 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
                       max_points=values["map_max_points"], overflow=values["map_overflow"]),
         metric=metric_config(values), image_width=image_width(values)[0], device=device,
         loop_closure=loop_closure_config(values))
+    return apply_profile(config, stream_profile(values))
+
+
+def stream_profile(values: Mapping[str, Any]):
+    """The checkpoint model card's stream_profile when ``card_stream_profile`` is on, else None
+    (ValueError for a malformed card)."""
+    checkpoint = values.get("checkpoint") or ""
+    if not (checkpoint and values.get("card_stream_profile", True)):
+        return None
+    from httm_ros.vggt.checkpoint import CheckpointError, checkpoint_stream_profile
+
+    try:
+        return checkpoint_stream_profile(checkpoint)
+    except CheckpointError as err:
+        raise ValueError(f"card_stream_profile: {err}") from None
 
 
 def loop_closure_config(values: Mapping[str, Any]) -> LoopClosureConfig:

@@ -24,7 +24,7 @@ from httm_ros.pipeline import KeyframeConfig, StreamingReconstructor, WindowPred
 from httm_ros.vggt.layers import compile_failure
 from httm_ros.vggt.preprocess import model_input_size
 
-from .core_config import image_width, merge_config, stream_config
+from .core_config import image_width, merge_config, stream_config, stream_profile
 
 LOG = logging.getLogger("httm_ros.ros.model_runner")
 
@@ -187,6 +187,8 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
         description = f"{_model_name(values)} on {device}, merge {values['merge_mode']}"
         if source not in ("image_size", "default"):
             description += f", input {width} px wide (image_size 0: the width of {source})"
+        if stream_profile(values):
+            description += ", streaming checks from its model card (card_stream_profile)"
         if values.get("weights_dtype", "float32") != "float32":
             description += f", weights {values['weights_dtype']}"
         if device.type == "cuda" and predictor.model.config.dpt_cuda_dtype:

@@ -133,6 +133,10 @@ PARAMS: Tuple[Param, ...] = (
           "one; 'anchored': on an anchor keyframe of the map and context keyframes chosen by "
           "covisibility (keyframe store, tracking state, relocalisation; docs/STREAMING.md). "
           "loop_closure needs anchored.", choices=("chained", "anchored")),
+    Param("card_stream_profile", True, "Apply the checkpoint model card's stream_profile: the "
+          "alignment and tracking checks calibrated to that network's accuracy (httm-vggt-synth: "
+          "wider depth tolerances, anchors within 10 deg; docs/STREAMING.md). false: the library "
+          "defaults, set on VGGT-level accuracy."),
     # --- loop closure (docs/STREAMING.md "Loop closure", docs/ROS.md "Loop closure") --------------
     Param("loop_closure", False, "Pose graph over keyframes (GTSAM iSAM2 on its own thread) with "
           "loops from retrieval verified by a window; after a correction ~/path and ~/map are "

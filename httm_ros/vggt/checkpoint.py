@@ -261,6 +261,18 @@ def read_model_card(weights: Union[str, Path]) -> Optional[dict]:
     return data
 
 
+def checkpoint_stream_profile(weights: Union[str, Path]) -> Optional[dict]:
+    """The model card's ``stream_profile`` (the streaming checks calibrated to this network, for
+    :func:`httm_ros.pipeline.stream_config.apply_profile`); None without a card or a profile."""
+    card = read_model_card(weights)
+    if card is None or "stream_profile" not in card:
+        return None
+    profile = card["stream_profile"]
+    if not isinstance(profile, dict):
+        raise CheckpointError(f"{model_card_path(weights)}: stream_profile must be an object, got {profile!r}")
+    return {k: v for k, v in profile.items() if not k.startswith("_")}
+
+
 def checkpoint_image_hw(weights: Union[str, Path]) -> Optional[Tuple[int, int]]:
     """(H, W) the checkpoint was trained at, from its model card's ``image_hw``; None if unknown."""
     card = read_model_card(weights)
