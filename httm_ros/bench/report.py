@@ -261,6 +261,15 @@ def stream_setting(cfg: Dict) -> str:
     return f"K={cfg.get('window')}/O={cfg.get('overlap')}, min_motion {motion:g}" + (" (node default)" if node else "")
 
 
+def seed_profile(res: Dict) -> str:
+    """', seed 2, card checks' of an ``httm-bench streaming --predictor checkpoint`` file (which held-out
+    scene; whether the checkpoint card's stream_profile set the checks); '' for the oracle's."""
+    cfg = res.get("config") or {}
+    if cfg.get("predictor") != "checkpoint":
+        return ""
+    return f", seed {cfg.get('seed')}, " + ("card checks" if res.get("stream_profile") else "library checks")
+
+
 def stream_path(row: Dict) -> str:
     return row.get("trajectory", STREAM_PATH)
 
@@ -278,8 +287,8 @@ def covers(row: Dict) -> bool:
 
 def streaming_model_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
     """Issue 15's streaming targets from ``httm-bench streaming --predictor checkpoint`` files."""
-    rows = [(r, stream_setting(res.get("config") or {})) for res in results for r in res.get("compare", [])
-            if r.get("frames") == 300]
+    rows = [(r, stream_setting(res.get("config") or {}) + seed_profile(res)) for res in results
+            for r in res.get("compare", []) if r.get("frames") == 300]
     if not rows:
         why = f"{NOT_YET} (no `httm-bench streaming --predictor checkpoint` file)"
         return [(f"streaming, 300 frames: windows accepted >= {STREAM_ACCEPTED_PCT:.0f} %", NOT_YET, why),
@@ -413,7 +422,9 @@ def streaming_tables(res: Dict) -> List[str]:
     f = lambda r, k, fmt="{:.3f}": num(r.get(k), fmt)                    # noqa: E731
     lines = [f"Setup: predictor `{cfg.get('predictor')}`" + (f" ({cfg['checkpoint']})" if cfg.get("checkpoint") else
              f" (noise {cfg.get('noise')}, every {cfg.get('corrupt_every')}th model call corrupted)")
-             + f", {stream_setting(cfg)}, seed {cfg.get('seed')}; ATE = Sim(3)-aligned "
+             + f", {stream_setting(cfg)}, seed {cfg.get('seed')}"
+             + ("; checks from the card's stream_profile " + json.dumps(res["stream_profile"]) if res.get("stream_profile")
+                else "") + "; ATE = Sim(3)-aligned "
              "RMSE of the keyframe centres over the path length, final drift = the last keyframe's error with the "
              "Sim(3) of the first 10 %, scale drift = |log| ratio of the last and first 10 %'s scales "
              "(docs/STREAMING.md). " + source(res), "",
@@ -445,7 +456,7 @@ def segments(row: Dict) -> str:
 def streaming_targets(res: Dict) -> List[Tuple[str, str, str]]:
     """Anchored ATE <= chained ATE per length and path, the anchored stream covered (``covers``); the
     another-room scenarios' state sequences."""
-    pred = (res.get("config") or {}).get("predictor")
+    pred = (res.get("config") or {}).get("predictor") + seed_profile(res)
     by = {(r.get("frames"), stream_path(r), r.get("mode")): r for r in res.get("compare", [])}
     out = []
     for frames, path in sorted({(f, t) for f, t, _ in by}):
