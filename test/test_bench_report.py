@@ -322,20 +322,23 @@ def test_report_trained_model_section(tmp_path):
     assert lines["depth delta<1.25 >= 0.93"].endswith("| 0.500 | MISSED |")
     ate = lines["ATE (% of trajectory, Sim(3)) <= 3.0"]                     # not in the card's summary
     assert ate.endswith("| not measured yet | not measured yet |")
-    where = "streaming, 300 frames, orbit, K=8/O=3, min_motion 0.03, anchored"  # no trajectory / min_motion: old files
+    where = "streaming, 300 frames, orbit, K=8/O=3, min_motion 0.03, seed 0, library checks, anchored"  # old files
     assert lines[f"{where}: windows accepted >= 95 %"].endswith("| 95.8 % | met |")
     assert lines[f"{where}: ATE <= 5 %"].endswith("| 6.000 % | MISSED |")
     lost = {**_stream_row(300, "chained", 4.0), "accepted": 2, "windows": 5, "keyframes": 40}
     short = _streaming(tmp_path, [lost], predictor="checkpoint", name="lost.json")
     row = _lines(report.build_report([card, short]))[
-        "streaming, 300 frames, orbit, K=8/O=3, min_motion 0.03, chained: ATE <= 5 %"]
+        "streaming, 300 frames, orbit, K=8/O=3, min_motion 0.03, seed 0, library checks, chained: ATE <= 5 %"]
     assert row.endswith("| 4.000 % (segment 0 only: 40 keyframes) | MISSED |")     # a low ATE over a lost stream
     node = {**_stream_row(300, "chained", 4.0), "trajectory": "walk"}
     default = _json(tmp_path, "node_default.json", {"environment": CPU_ENV, "compare": [node], "failure": [], "config": {
-        "predictor": "checkpoint", "window": 24, "overlap": 8, "min_motion": 0.03, "seed": 0}})
-    lines = _lines(report.build_report([card, default]))
-    assert lines["streaming, 300 frames, walk, K=24/O=8, min_motion 0.03 (node default), chained: ATE <= 5 %"].endswith(
-        "| 4.000 % | met |")
+        "predictor": "checkpoint", "window": 24, "overlap": 8, "min_motion": 0.03, "seed": 2},
+        "stream_profile": {"align": {"max_residual": 0.1}}})
+    text = report.build_report([card, default])
+    lines = _lines(text)
+    assert lines["streaming, 300 frames, walk, K=24/O=8, min_motion 0.03 (node default), seed 2, card checks, chained: "
+                 "ATE <= 5 %"].endswith("| 4.000 % | met |")
+    assert 'seed 2; checks from the card\'s stream_profile {"align": {"max_residual": 0.1}}' in text
     assert "not measured yet" in lines["accuracy cost of merging on trained attention (dense vs uniform vs HTTM)"]
     text = report.build_report([card, log, checkpoint])
     assert "| loss | 1.0000 | 0.5000 | 0.4000 |" in text and "| 0 | walk | - | 0.050 | - | - | - |" in text
