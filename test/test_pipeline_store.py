@@ -60,6 +60,8 @@ def test_retrieval_and_covisibility():
                               store.config))
     best = store.retrieve(global_descriptor(images[3], 16), 0, 2)
     assert best[0].frame_id == 3 and len(best) == 2
+    alike = store.retrieve(global_descriptor(images[3], 16), 0, 2, min_similarity=0.99)   # random images: only itself
+    assert [k.frame_id for k in alike] == [3]
     kf = store[0]
     assert kf.points.shape[1] == 3 and len(kf.points) > 10
     assert visible_fraction(kf.points, store[1].cam_to_world, K, (42, 56)) > 0.8

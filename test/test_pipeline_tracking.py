@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from httm_ros.bench.streaming import other_room, run_stream, sequence, stream_config, trajectory_metrics
 from httm_ros.pipeline import TrackingState, WindowPrediction, apply_profile
@@ -147,3 +148,35 @@ def test_a_stream_profile_sets_checks_and_refuses_unknown_fields():
                        ({"align": {"max_residual": 2.0}}, "max_residual")):
         with pytest.raises(ValueError, match=words):
             apply_profile(base, bad)
+
+
+def test_new_keyframes_must_look_like_the_frame_they_follow():
+    """min_new_similarity: the first new keyframe whose descriptor similarity to the frame before it
+    is below the bound is dropped with the reason, and every later one of the window after it."""
+    from httm_ros.pipeline import TrackingConfig
+    from httm_ros.pipeline.anchoring import check_new_frames
+
+    n = 4
+    poses = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    K = torch.tensor([[40.0, 0, 28], [0, 40.0, 21], [0, 0, 1]]).repeat(n, 1, 1)
+    depth, conf = torch.full((n, 42, 56), 2.0), torch.full((n, 42, 56), 3.0)
+    cfg = TrackingConfig(min_new_similarity=0.7, depth_check=False)
+    args = ([10, 11, 12, 13], poses, K, depth, conf, None, torch.zeros(0, 3), 2.0, cfg)
+    assert check_new_frames(*args, look_alike=[0.95, 0.9, 0.97, 0.99]) == (4, [])
+    kept, dropped = check_new_frames(*args, look_alike=[0.95, 0.9, 0.45, 0.99])
+    assert kept == 2 and dropped[0][0] == 12 and "similarity 0.45 < min_new_similarity=0.7" in dropped[0][1]
+    assert dropped[1] == (13, "after dropped keyframe 12")
+    assert check_new_frames(*args, look_alike=None) == (4, [])                 # off
+
+
+def test_lost_chained_stream_retries_only_with_look_alike_frames(seq):
+    """relocalise_min_similarity in chained mode: while LOST, a window whose first new keyframe does
+    not look like the overlap is rejected with that reason (another room), never applied."""
+    room = other_room(seq, 0, come_back=False)
+    cfg = apply_profile(stream_config("chained", 8, 3), {"tracking": {"relocalise_min_similarity": 0.9}})
+    rec, results, _ = run_stream(room, OraclePredictor(room, noise=0.02, seed=0), cfg)
+    reasons = [r.alignment.reason for r in results if not r.accepted]
+    assert any("do not look like the overlap" in why for why in reasons), reasons
+    assert "NEW_SEGMENT" in rec.tracker.states()
+    other = np.asarray(room.info["room"])
+    assert not other[rec.segments[0].trajectory.frame_ids].any()            # segment 0: this room only

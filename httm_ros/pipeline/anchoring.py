@@ -116,16 +116,22 @@ def depth_agreement(points: torch.Tensor, cam_to_world: torch.Tensor, intrinsics
 def check_new_frames(frame_ids: Sequence[int], cam_to_world: torch.Tensor, intrinsics: torch.Tensor,
                      depth: torch.Tensor, conf: torch.Tensor, previous: Optional[List[torch.Tensor]],
                      map_points: torch.Tensor, median_depth: float, cfg: TrackingConfig,
-                     require_overlap: bool = False) -> Tuple[int, List[Tuple[int, str]]]:
+                     require_overlap: bool = False,
+                     look_alike: Optional[Sequence[float]] = None) -> Tuple[int, List[Tuple[int, str]]]:
     """Check a window's new keyframes in order (world poses [n,4,4], depth [n,h,w], conf [n,h,w]).
 
     previous: the last two accepted world poses before them (None: no constant-velocity check).
-    require_overlap: the map must be visible in each frame (relocalisation). Returns (frames kept =
+    require_overlap: the map must be visible in each frame (relocalisation). look_alike: per frame,
+    its descriptor similarity to the frame it follows (checked against ``cfg.min_new_similarity``;
+    None: not checked). Returns (frames kept =
     the prefix before the first failure, [(frame_id, reason)] of the dropped ones).
     """
     prev = list(previous) if previous is not None else None
     for k, fid in enumerate(frame_ids):
-        reason = _frame_problem(cam_to_world[k], intrinsics[k], depth[k], conf[k], prev, map_points,
+        reason = "" if look_alike is None or look_alike[k] >= cfg.min_new_similarity else (
+            f"does not look like the frame before it: descriptor similarity {look_alike[k]:.2f} < "
+            f"min_new_similarity={cfg.min_new_similarity}")
+        reason = reason or _frame_problem(cam_to_world[k], intrinsics[k], depth[k], conf[k], prev, map_points,
                                 median_depth, cfg, require_overlap)
         if reason:
             dropped = [(int(fid), reason)] + [(int(f), f"after dropped keyframe {fid}") for f in frame_ids[k + 1:]]
@@ -158,7 +164,7 @@ def _frame_problem(pose, K, depth, conf, prev, map_points, median_depth, cfg: Tr
         if ang > cfg.max_jump_deg:
             return f"pose jump: rotation {ang:.1f} deg from the constant-velocity prediction > max_jump_deg={cfg.max_jump_deg}"
     if cfg.depth_check or require_overlap:
-        seen, share = depth_agreement(map_points, pose, K, depth, 2.0 * cfg.anchor_scale_inlier)
+        seen, share = depth_agreement(map_points, pose, K, depth, cfg.new_depth_tolerance)
         if seen >= cfg.min_visible_points and not share >= cfg.min_depth_agreement:
             return f"depth disagrees with the map: {share:.2f} of {seen} map points agree < {cfg.min_depth_agreement}"
         if require_overlap and seen < cfg.min_visible_points:

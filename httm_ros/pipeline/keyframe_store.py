@@ -125,14 +125,15 @@ class KeyframeStore:
         return self._items.get(self._first.get(segment, -1))
 
     def retrieve(self, descriptor: torch.Tensor, segment: Optional[int], count: int,
-                 exclude: Sequence[int] = ()) -> List[StoredKeyframe]:
-        """The ``count`` keyframes (of ``segment``) most similar to ``descriptor`` [D], best first."""
+                 exclude: Sequence[int] = (), min_similarity: float = -1.0) -> List[StoredKeyframe]:
+        """The ``count`` keyframes (of ``segment``) most similar to ``descriptor`` [D], best first,
+        those with a cosine similarity >= ``min_similarity`` only."""
         pool = [k for k in self.keyframes(segment) if k.frame_id not in set(exclude)]
         if not pool:
             return []
         sims = torch.stack([k.descriptor for k in pool]) @ descriptor.float()           # [n]
         order = torch.argsort(sims, descending=True)[:count].tolist()
-        return [pool[i] for i in order]
+        return [pool[i] for i in order if float(sims[i]) >= min_similarity]
 
     def _over(self) -> bool:
         return len(self._items) > self.config.max_keyframes or self._bytes > self.config.max_bytes

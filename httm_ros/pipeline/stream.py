@@ -327,7 +327,8 @@ class StreamingReconstructor:
         seg = self.segments[-1].index
         if self.tracker.state == TrackingState.LOST:
             cands = self.store.retrieve(self._pending[0].descriptor(self.config.store), seg,
-                                        self.config.tracking.relocalise_candidates)
+                                        self.config.tracking.relocalise_candidates,
+                                        min_similarity=self.config.tracking.relocalise_min_similarity)
             if not cands:
                 return [], True
             anchor = cands[self._reloc_attempts % len(cands)]
@@ -436,10 +437,19 @@ class StreamingReconstructor:
         if not finite or not bool(torch.isfinite(depth).any()):
             return AlignmentReport(False, "non-finite prediction (cameras or all depths)", num_frames=n_ov)
         known = self._pending[:n_ov]
+        floor = self.config.tracking.relocalise_min_similarity
         if not known:
             if self.anchored and self.world_defined:        # LOST with nothing to retrieve
-                return AlignmentReport(False, "relocalisation: no keyframe to retrieve", num_frames=0)
+                return AlignmentReport(False, "relocalisation: no keyframe to retrieve" + (
+                    f" with a descriptor similarity >= relocalise_min_similarity={floor}" if floor > -1 else ""),
+                                       num_frames=0)
             return AlignmentReport(True, "", num_frames=0)                      # defines the world
+        if not self.anchored and self.tracker.state == TrackingState.LOST and floor > -1:
+            best = self._overlap_similarity(n_ov)
+            if best < floor:
+                return AlignmentReport(False, f"relocalisation: the new keyframes do not look like the overlap "
+                                              f"(descriptor similarity {best:.2f} < relocalise_min_similarity={floor})",
+                                       num_frames=n_ov)
         world = FrameGeometry(torch.stack([k.cam_to_world for k in known]),
                               torch.stack([k.intrinsics for k in known]),
                               torch.stack([k.depth for k in known]),
@@ -448,6 +458,12 @@ class StreamingReconstructor:
         if self.anchored:
             return anchored_alignment(local, world, self.config.align, self.config.tracking)
         return align_overlap(local, world, self.config.align)
+
+    def _overlap_similarity(self, n_ov: int) -> float:
+        """Best descriptor similarity of the first new keyframe to the overlap keyframes (chained, LOST)."""
+        cfg = self.config.store
+        query = self._pending[n_ov].descriptor(cfg).float()
+        return max(float(k.descriptor(cfg).float() @ query) for k in self._pending[:n_ov])
 
     def _place(self, result: WindowResult) -> None:
         """World poses and world-unit depths of an aligned window."""
@@ -471,7 +487,8 @@ class StreamingReconstructor:
         new = slice(n_ov, K)
         kept, dropped = check_new_frames(result.frame_ids[new], result.cam_to_world[new], result.intrinsics[new],
                                          result.depth[new], result.conf[new], previous, points, median,
-                                         self.config.tracking, require_overlap=reloc)
+                                         self.config.tracking, require_overlap=reloc,
+                                         look_alike=self._look_alike(n_ov, K))
         result.dropped = dropped
         if not dropped:
             return
@@ -488,6 +505,15 @@ class StreamingReconstructor:
         for name in ("cam_to_window", "intrinsics", "depth", "conf", "cam_to_world"):
             setattr(result, name, getattr(result, name)[:end])
         self._pending = self._pending[:end]
+
+    def _look_alike(self, n_ov: int, K: int) -> Optional[List[float]]:
+        """Per new keyframe, its global-descriptor similarity to the frame it follows in the window:
+        the best known frame for the first, the previous new one after that (None: check off)."""
+        if self.config.tracking.min_new_similarity <= -1:
+            return None
+        desc = [k.descriptor(self.config.store).float() for k in self._pending[:K]]
+        first = max(float(d @ desc[n_ov]) for d in desc[:n_ov])
+        return [first] + [float(desc[k - 1] @ desc[k]) for k in range(n_ov + 1, K)]
 
     def _previous_poses(self) -> Optional[List[torch.Tensor]]:
         """The last two accepted world poses before this window's new keyframes (chained: the overlap's)."""

@@ -179,18 +179,28 @@ class TrackingConfig:
     constant-velocity prediction, relative to the median depth, above which it is dropped (the
     allowance grows by the predicted step); max_jump_deg: the same for the rotation. depth_check:
     map points of the window's known frames projected into the new keyframe must agree with its
-    depth (share >= min_depth_agreement, tested where >= min_visible_points land). The first failed
+    depth within |log ratio| < new_depth_tolerance (share >= min_depth_agreement, tested where >=
+    min_visible_points land; kept apart from anchor_scale_inlier, so that a network's looser
+    known-frame agreement does not let another place's frames in). min_new_similarity: a new
+    keyframe's global descriptor must be at least this similar (cosine) to the frame it follows in
+    the window (the best known frame for the first new one); it depends on the keyframe spacing, so
+    it is for profiles measured at one spacing (-1: off). The first failed
     new keyframe and every later one of the window are dropped; the earlier ones are kept.
 
     lost_after: consecutive failed windows before TRACKING -> LOST (1: at once). relocalise_timeout_s:
     time (stamps) spent LOST before a NEW_SEGMENT starts. relocalise_candidates: keyframes retrieved
     by global descriptor per relocalisation attempt (one model run verifies the best).
+    relocalise_min_similarity: while LOST, a window is tried only with map keyframes whose global
+    descriptor (cosine) is at least this similar to the first new keyframe's: retrieved candidates
+    (anchored) or the overlap (chained); -1: any (verification by the window alone).
     """
 
     min_confidence: float = 1.2
     max_jump: float = 0.5
     max_jump_deg: float = 30.0
     depth_check: bool = True
+    new_depth_tolerance: float = 0.2
+    min_new_similarity: float = -1.0
     min_depth_agreement: float = 0.3
     min_visible_points: int = 32
     anchor_scale_inlier: float = 0.1
@@ -199,6 +209,7 @@ class TrackingConfig:
     lost_after: int = 1
     relocalise_timeout_s: float = 5.0
     relocalise_candidates: int = 3
+    relocalise_min_similarity: float = -1.0
 
     def __post_init__(self) -> None:
         o = "TrackingConfig"
@@ -208,12 +219,15 @@ class TrackingConfig:
         _float_in(o, "min_depth_agreement", self.min_depth_agreement, 0.0, 1.0)
         _int_in(o, "min_visible_points", self.min_visible_points, 1)
         _float_in(o, "anchor_scale_inlier", self.anchor_scale_inlier, 0.0, 1.0, lo_open=True)
+        _float_in(o, "new_depth_tolerance", self.new_depth_tolerance, 0.0, 2.0, lo_open=True)
+        _float_in(o, "min_new_similarity", self.min_new_similarity, -1.0, 1.0)
         _float_in(o, "min_covisibility", self.min_covisibility, 0.0, 1.0)
         if self.anchor_policy not in ANCHOR_POLICIES:
             raise ValueError(f"TrackingConfig.anchor_policy must be one of {ANCHOR_POLICIES}, got {self.anchor_policy!r}")
         _int_in(o, "lost_after", self.lost_after, 1, 1000)
         _float_in(o, "relocalise_timeout_s", self.relocalise_timeout_s, 0.0, math.inf, hi_open=True)
         _int_in(o, "relocalise_candidates", self.relocalise_candidates, 1, 64)
+        _float_in(o, "relocalise_min_similarity", self.relocalise_min_similarity, -1.0, 1.0)
 
 
 @dataclass
@@ -314,6 +328,7 @@ class StreamConfig:
 
 
 PROFILE_SECTIONS = ("align", "tracking")
+PROFILE_NOTES = ("measured_with",)      # node parameter values the profile was measured with (not applied)
 
 
 def apply_profile(config: StreamConfig, profile: Optional[dict]) -> StreamConfig:
@@ -323,10 +338,12 @@ def apply_profile(config: StreamConfig, profile: Optional[dict]) -> StreamConfig
     ValueError naming the section or field for anything else (the fields' own checks apply)."""
     if profile is None:
         return config
-    if not isinstance(profile, dict) or set(profile) - set(PROFILE_SECTIONS):
+    if not isinstance(profile, dict) or set(profile) - set(PROFILE_SECTIONS + PROFILE_NOTES):
         raise ValueError(f"stream profile must be a dict with sections {PROFILE_SECTIONS}, got {profile!r}")
     changes = {}
     for section, values in profile.items():
+        if section in PROFILE_NOTES:
+            continue
         current = getattr(config, section)
         names = {f.name for f in fields(current)}
         if not isinstance(values, dict) or set(values) - names:

@@ -81,6 +81,14 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
     return apply_profile(config, stream_profile(values))
 
 
+def profile_mismatch(values: Mapping[str, Any]) -> list:
+    """'name=value (measured with other)' for each node parameter that differs from the values the
+    checkpoint card's stream_profile was measured with (its ``measured_with``); [] without one."""
+    measured = (stream_profile(values) or {}).get("measured_with") or {}
+    return [f"{name}={values[name]!r} (measured with {want!r})" for name, want in measured.items()
+            if name in values and values[name] != want]
+
+
 def stream_profile(values: Mapping[str, Any]):
     """The checkpoint model card's stream_profile when ``card_stream_profile`` is on, else None
     (ValueError for a malformed card)."""

@@ -24,7 +24,7 @@ from httm_ros.pipeline import KeyframeConfig, StreamingReconstructor, WindowPred
 from httm_ros.vggt.layers import compile_failure
 from httm_ros.vggt.preprocess import model_input_size
 
-from .core_config import image_width, merge_config, stream_config, stream_profile
+from .core_config import image_width, merge_config, profile_mismatch, stream_config, stream_profile
 
 LOG = logging.getLogger("httm_ros.ros.model_runner")
 
@@ -189,6 +189,9 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
             description += f", input {width} px wide (image_size 0: the width of {source})"
         if stream_profile(values):
             description += ", streaming checks from its model card (card_stream_profile)"
+            if mismatch := profile_mismatch(values):
+                warn(f"{_model_name(values)}'s streaming checks were measured with other settings: "
+                     f"{', '.join(mismatch)}; expect dropped keyframes and lost tracking (docs/STREAMING.md)")
         if values.get("weights_dtype", "float32") != "float32":
             description += f", weights {values['weights_dtype']}"
         if device.type == "cuda" and predictor.model.config.dpt_cuda_dtype:

@@ -30,6 +30,7 @@ class Settings:
     checkpoint: Optional[str]
     rate: float
     model: str = ""             # what a person reads: "httm-vggt-synth (...)", "VGGT-1B", ...
+    window_mode: str = "chained"
 
     @property
     def test_weights(self) -> bool:
@@ -40,7 +41,8 @@ def choose_settings(cuda: bool, checkpoint: Optional[str], synth: Optional[Path]
     """Defaults by machine (see httm_ros.tools.demo). ``checkpoint`` (WEIGHTS=): VGGT-1B, the real size
     on CUDA, 224 px on a CPU. Else ``synth`` (the shipped httm-vggt-synth, ``synth_weights()``): at
     its model card's size on either; every frame a keyframe (the network was trained on clips of
-    consecutive frames: with motion keyframes the later windows fail the overlap checks). Neither:
+    consecutive frames: with motion keyframes the later windows fail the overlap checks) and anchored
+    windows, the setting its card's stream_profile was measured with. Neither:
     deterministic test weights (VGGT-1B architecture on CUDA, the tiny network on a CPU)."""
     device = "cuda" if cuda else "cpu"
     if checkpoint:
@@ -52,7 +54,7 @@ def choose_settings(cuda: bool, checkpoint: Optional[str], synth: Optional[Path]
 
         height, width = checkpoint_image_hw(synth) or (126, 168)
         return Settings(SYNTH_FRAMES, width, height, "synth", width, 16, 6, "every", device, str(synth), 1.0,
-                        SYNTH_LABEL)
+                        SYNTH_LABEL, "anchored")
     if cuda:
         return Settings(120, 518, 392, "1b", 518, 16, 6, "motion", "cuda", None, 1.0, "VGGT-1B on TEST WEIGHTS")
     return Settings(60, 224, 168, "tiny", 224, 6, 2, "motion", "cpu", None, 1.0, "the tiny test network")
@@ -76,7 +78,7 @@ def apply_overrides(s: Settings, args: argparse.Namespace) -> None:
 def describe(s: Settings) -> str:
     """One line about what runs and why it is that size."""
     text = f"{s.model} on {s.device} at {s.width}x{s.height}, {s.frames} frames, windows of {s.window_size} " \
-           f"keyframes (overlap {s.window_overlap}, keyframes: {s.keyframe_policy})"
+           f"keyframes ({s.window_mode}, overlap {s.window_overlap}, keyframes: {s.keyframe_policy})"
     if s.device == "cpu" and s.model_config == "tiny":
         text += "; CPU without a checkpoint: small and fast (plumbing only)"
     elif s.device == "cpu" and s.model_config == "1b":
@@ -87,7 +89,7 @@ def describe(s: Settings) -> str:
 def node_params(s: Settings, frames: int) -> Dict[str, object]:
     """The demo's parameters on top of config/reconstruct.yaml (written to demo_params.yaml)."""
     return {"model_config": s.model_config, "image_size": s.image_size, "window_size": s.window_size,
-            "window_overlap": s.window_overlap, "keyframe_policy": s.keyframe_policy,
+            "window_overlap": s.window_overlap, "keyframe_policy": s.keyframe_policy, "window_mode": s.window_mode,
             "qos_reliability": "reliable", "qos_depth": max(10, frames), "queue_size": max(32, frames),
             "diagnostics_period": 0.25}
 
