@@ -456,7 +456,7 @@ def segments(row: Dict) -> str:
 def streaming_targets(res: Dict) -> List[Tuple[str, str, str]]:
     """Anchored ATE <= chained ATE per length and path, the anchored stream covered (``covers``); the
     another-room scenarios' state sequences."""
-    pred = (res.get("config") or {}).get("predictor") + seed_profile(res)
+    pred = f"{(res.get('config') or {}).get('predictor')}{seed_profile(res)}"
     by = {(r.get("frames"), stream_path(r), r.get("mode")): r for r in res.get("compare", [])}
     out = []
     for frames, path in sorted({(f, t) for f, t, _ in by}):
