@@ -135,7 +135,8 @@ PARAMS: Tuple[Param, ...] = (
           "loop_closure needs anchored.", choices=("chained", "anchored")),
     Param("card_stream_profile", True, "Apply the checkpoint model card's stream_profile: the "
           "alignment and tracking checks calibrated to that network's accuracy (httm-vggt-synth: "
-          "wider depth tolerances, anchors within 10 deg; docs/STREAMING.md). false: the library "
+          "wider depth tolerances, anchored windows on the last window's keyframes, appearance checks; "
+          "docs/STREAMING.md). false: the library "
           "defaults, set on VGGT-level accuracy."),
     # --- loop closure (docs/STREAMING.md "Loop closure", docs/ROS.md "Loop closure") --------------
     Param("loop_closure", False, "Pose graph over keyframes (GTSAM iSAM2 on its own thread) with "
