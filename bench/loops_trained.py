@@ -35,6 +35,7 @@ def one_stream(weights: str, seed: int, frames: int, loops: bool, window: int, o
     graph = {}
     if rec.loops is not None:
         rec.loops.flush()                                # the end of the stream: pending loops are rejected
+        rec.loops.wait()                                 # (queued on the solver thread)
         rec.loops.apply(rec)
         graph = rec.loops.summary()
         rec.loops.close()
