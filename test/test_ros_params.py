@@ -120,12 +120,15 @@ def test_the_checkpoint_cards_stream_profile_sets_the_checks_unless_switched_off
     if synth is not None:                                    # the shipped card: wider depth tolerances
         cfg = stream_config({**values, "checkpoint": str(synth)})
         assert cfg.tracking.anchor_policy == "last_window" and cfg.align.max_residual > library.align.max_residual
-        from httm_ros.ros.core_config import profile_mismatch
-        mismatch = profile_mismatch({**values, "checkpoint": str(synth)})         # the node's defaults: 24/8, motion
+        from httm_ros.ros.core_config import profile_mismatch, stream_profile
+        with_synth = {**values, "checkpoint": str(synth)}
+        mismatch = profile_mismatch(with_synth, stream_profile(with_synth))      # the node's defaults: 24/8, motion
         assert any(m.startswith("window_size=24 (measured with 16)") for m in mismatch), mismatch
-        measured = {"window_size": 16, "window_overlap": 6, "keyframe_policy": "every", "window_mode": "anchored"}
-        assert profile_mismatch({**values, "checkpoint": str(synth), **measured}) == []
-        assert profile_mismatch({**values, "checkpoint": str(synth), "card_stream_profile": False}) == []
+        measured = {**with_synth, "window_size": 16, "window_overlap": 6, "keyframe_policy": "every",
+                    "window_mode": "anchored"}
+        assert profile_mismatch(measured, stream_profile(measured)) == []
+        off = {**with_synth, "card_stream_profile": False}
+        assert stream_profile(off) is None and profile_mismatch(off, stream_profile(off)) == []
     weights = tmp_path / "m.safetensors"
     weights.write_bytes(b"")
     card = {"image_hw": [98, 126], "stream_profile": {"_why": "notes are skipped", "align": {"max_residual": 0.09},

@@ -76,10 +76,14 @@ class Keyframe:
     points: Optional[torch.Tensor] = None           # [P,3] world sample points (map keyframes)
     given_intrinsics: Optional[torch.Tensor] = None  # [3,3] float32 at the model input (push(intrinsics=))
     sensor_depth: Optional[torch.Tensor] = None     # [H,W] float32 metres at the model input, NaN = none
+    _descriptor: Optional[Tuple[int, torch.Tensor]] = field(default=None, repr=False, compare=False)
 
     def descriptor(self, config) -> torch.Tensor:
-        """Global descriptor [D] of the image (see :mod:`.keyframe_store`)."""
-        return global_descriptor(self.image, config.descriptor_width)
+        """Global descriptor [D] of the image (see :mod:`.keyframe_store`), computed once per width
+        (retrieval, the relocalisation floor and the new-keyframe check all ask for it)."""
+        if self._descriptor is None or self._descriptor[0] != config.descriptor_width:
+            self._descriptor = (config.descriptor_width, global_descriptor(self.image, config.descriptor_width))
+        return self._descriptor[1]
 
     @classmethod
     def from_stored(cls, kf: StoredKeyframe, device) -> "Keyframe":
@@ -445,7 +449,7 @@ class StreamingReconstructor:
                                        num_frames=0)
             return AlignmentReport(True, "", num_frames=0)                      # defines the world
         if not self.anchored and self.tracker.state == TrackingState.LOST and floor > -1:
-            best = self._overlap_similarity(n_ov)
+            best = self._similarity_to_known(n_ov)
             if best < floor:
                 return AlignmentReport(False, f"relocalisation: the new keyframes do not look like the overlap "
                                               f"(descriptor similarity {best:.2f} < relocalise_min_similarity={floor})",
@@ -459,8 +463,8 @@ class StreamingReconstructor:
             return anchored_alignment(local, world, self.config.align, self.config.tracking)
         return align_overlap(local, world, self.config.align)
 
-    def _overlap_similarity(self, n_ov: int) -> float:
-        """Best descriptor similarity of the first new keyframe to the overlap keyframes (chained, LOST)."""
+    def _similarity_to_known(self, n_ov: int) -> float:
+        """Best descriptor similarity of the window's first new keyframe to its known keyframes."""
         cfg = self.config.store
         query = self._pending[n_ov].descriptor(cfg).float()
         return max(float(k.descriptor(cfg).float() @ query) for k in self._pending[:n_ov])
@@ -511,9 +515,8 @@ class StreamingReconstructor:
         the best known frame for the first, the previous new one after that (None: check off)."""
         if self.config.tracking.min_new_similarity <= -1:
             return None
-        desc = [k.descriptor(self.config.store).float() for k in self._pending[:K]]
-        first = max(float(d @ desc[n_ov]) for d in desc[:n_ov])
-        return [first] + [float(desc[k - 1] @ desc[k]) for k in range(n_ov + 1, K)]
+        desc = [k.descriptor(self.config.store).float() for k in self._pending[n_ov:K]]
+        return [self._similarity_to_known(n_ov)] + [float(a @ b) for a, b in zip(desc, desc[1:])]
 
     def _previous_poses(self) -> Optional[List[torch.Tensor]]:
         """The last two accepted world poses before this window's new keyframes (chained: the overlap's)."""

@@ -8,7 +8,7 @@ so is the card's ``stream_profile`` (:func:`stream_profile`, parameter ``card_st
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.httm.arguments import parse_layers
@@ -81,10 +81,10 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
     return apply_profile(config, stream_profile(values))
 
 
-def profile_mismatch(values: Mapping[str, Any]) -> list:
-    """'name=value (measured with other)' for each node parameter that differs from the values the
-    checkpoint card's stream_profile was measured with (its ``measured_with``); [] without one."""
-    measured = (stream_profile(values) or {}).get("measured_with") or {}
+def profile_mismatch(values: Mapping[str, Any], profile: Optional[dict]) -> list:
+    """'name=value (measured with other)' for each node parameter that differs from the values a
+    stream profile (:func:`stream_profile`) was measured with (its ``measured_with``); [] without."""
+    measured = (profile or {}).get("measured_with") or {}
     return [f"{name}={values[name]!r} (measured with {want!r})" for name, want in measured.items()
             if name in values and values[name] != want]
 

@@ -187,9 +187,9 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
         description = f"{_model_name(values)} on {device}, merge {values['merge_mode']}"
         if source not in ("image_size", "default"):
             description += f", input {width} px wide (image_size 0: the width of {source})"
-        if stream_profile(values):
+        if profile := stream_profile(values):
             description += ", streaming checks from its model card (card_stream_profile)"
-            if mismatch := profile_mismatch(values):
+            if mismatch := profile_mismatch(values, profile):
                 warn(f"{_model_name(values)}'s streaming checks were measured with other settings: "
                      f"{', '.join(mismatch)}; expect dropped keyframes and lost tracking (docs/STREAMING.md)")
         if values.get("weights_dtype", "float32") != "float32":
