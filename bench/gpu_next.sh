@@ -23,6 +23,8 @@
 #   PART=9 bash bench/gpu_next.sh   # onboard GPUs without Triton: the PyTorch path (impl=torch) against
 #                                   # the Triton path, windows K=24/64/128, eager, bf16 weights and heads
 #                                   # (issue 14: its peak memory within 1.1x, its time beside it)
+#   PART=10 bash bench/gpu_next.sh  # issue 16: new keyframes per second in the node's GPU setting (compiled,
+#                                   # bf16 DPT heads): dense 24/8 against HTTM at K/O 24/8, 24/4, 32/6, 48/6, 64/6
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -39,7 +41,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1..9}"
+PART="${PART:?set PART=1..10}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -53,6 +55,7 @@ if [ "$SMOKE" = 1 ]; then
     W24=(--frames 6 --new 4 --windows 3); W64=(--frames 8 --new 6 --windows 2); W128=(--frames 10 --new 8 --windows 2)
     WON=(--frames 7 --new 5 --windows 2)
     E1=(4 6 8); E2=(4 6); E3=(4 6); E5=(4 6 8); KS=(4 6 8); OVL=2
+    KO=("6 4 3" "6 5 3" "8 6 2")          # PART=10: "K new windows"
     BF16=float32              # bf16 weights need CUDA autocast (the patch embedding's input is fp32)
 else
     BUDGET_S="${BUDGET_S:-520}"
@@ -60,6 +63,7 @@ else
     W24=(--frames 24 --new 16 --windows 40); W64=(--frames 64 --new 48 --windows 15); W128=(--frames 128 --new 120 --windows 6)
     WON=(--frames 32 --new 24 --windows 30)
     E1=(100 300 1000); E2=(100 300); E3=(24 100); E5=(24 100 1000); KS=(16 24 32 48 64 96 128); OVL=8
+    KO=("24 16 30" "24 20 30" "32 26 25" "48 42 15" "64 58 12")
     BF16=bfloat16
 fi
 T0=$(date +%s); T_END=$(( T0 + BUDGET_S ))
@@ -170,7 +174,17 @@ case "$PART" in
             --dpt-dtype "$BF16" --httm-set impl=torch
         n=$(( n - 1 ))
     done ;;
-*)  echo "PART must be 1..9" >&2; exit 2 ;;
+10) # issue 16's throughput target: the first "K new" is today's 24/8 (dense and HTTM); the others
+    # HTTM only, each K with fewer known keyframes (K - new); new keyframes/s = new / p50
+    n=${#KO[@]}
+    for ko in "${KO[@]}"; do
+        read -r K NEW NW <<< "$ko"
+        modes=(httm); [ "$n" = "${#KO[@]}" ] && modes=(dense httm)
+        windows "kf_k${K}_new${NEW}" $(( 100 / n )) --frames "$K" --new "$NEW" --windows "$NW" \
+            --modes "${modes[@]}" --compile-tokenwise --dpt-dtype "$BF16"
+        n=$(( n - 1 ))
+    done ;;
+*)  echo "PART must be 1..10" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"
