@@ -39,8 +39,9 @@ def windows_section(results: List) -> List[str]:
     t = window_targets(results)
     measured = sorted({r.get("frames") for res in results for r in res.get("rows", [])})
     missing = [k for k in (24, 64, 128) if k not in measured]
+    devices = " and ".join(sorted({_gpu_name(res) for res in results}))
     return [
-        "## The node's regime: a stream of new windows (issue 14, measured on an NVIDIA H100)",
+        f"## The node's regime: a stream of new windows (issue 14, measured on {devices})",
         "",
         "`httm-bench windows` (`bash bench/gpu_windows.sh`): N consecutive K-frame windows of one "
         "panning video, S new frames per window, so every window brings new content as in the node. "
@@ -50,8 +51,8 @@ def windows_section(results: List) -> List[str]:
         "camera + depth heads, VGGT-1B random weights, 518x392). Ours: fp32 weights, bf16 autocast; "
         "the FastVGGT code as its evaluation scripts build it (bf16 weights, its merging from block 0). "
         "p50/p90/p99/max and the spikes (> 1.3x p50) are over the windows after the first. "
-        "**Device: NVIDIA H100** (the device column). Issue 14's baseline table was measured on an "
-        "**H200**: compare ratios with it, not seconds. "
+        f"**Devices: {devices}** (the device column): compare seconds only between rows of one device "
+        "and commit. Issue 14's baseline table was measured on an **H200**. "
         + (f"Not measured yet: {', '.join(f'{k}-frame' for k in missing)} windows." if missing else ""),
         "",
         windows_table(results),
@@ -65,6 +66,11 @@ def windows_section(results: List) -> List[str]:
         *[f"| {a} | {b} | {c} |" for a, b, c in t],
         "",
     ]
+
+
+def _gpu_name(result: dict) -> str:
+    """'NVIDIA H200' of a result's env device 'NVIDIA H200 (140 GiB, 132 SMs)'."""
+    return str(result.get("env", {}).get("device", "an unnamed device")).split(" (")[0]
 
 
 # ----------------------------------------------------------------------- issues 15-19: one section per kind
