@@ -46,12 +46,16 @@ def test_params_files_and_overrides_in_order(tmp_path):
     values = node_values([a, b], ["window_overlap:=3", 'device:="cpu"'])
     assert (values["window_size"], values["window_overlap"], values["device"]) == (6, 3, "cpu")
     assert values["voxel_size"] == 1.0 and type(values["voxel_size"]) is float
-    assert {k: v for k, v in values.items() if k not in ("window_size", "window_overlap", "device", "voxel_size")} \
-        == {k: v for k, v in params.defaults().items() if k not in ("window_size", "window_overlap", "device", "voxel_size")}
+    given = ("window_size", "window_overlap", "device", "voxel_size")
+    assert {k: v for k, v in values.items() if k not in given} \
+        == {k: v for k, v in params.resolved(params.defaults()).items() if k not in given}
+    assert (values["keyframe_policy"], values["window_mode"]) == ("motion", "chained")   # auto, no model card
     with pytest.raises(ParamsError, match="unknown parameter\\(s\\): windowsize"):
         node_values([], ["windowsize:=3"])
     with pytest.raises(ParamsError, match="window_size must be in"):
-        node_values([], ["window_size:=0"])
+        node_values([], ["window_size:=-1"])
+    with pytest.raises(ParamsError, match="window_size must be 0 .* or at least 3"):
+        node_values([], ["window_size:=2"])
     with pytest.raises(ParamsError, match="expected NAME:=VALUE"):
         node_values([], ["window_size=3"])
 
@@ -107,5 +111,5 @@ def test_bad_bags_and_choices_write_nothing(tmp_path, capsys):
     assert "not a readable rosbag2 bag" in capsys.readouterr().err and not out.exists()
     assert reconstruct_bag.main([str(bag), "--topic", "/cam/image_raw", "--out", str(out), "-p", "window_size:=1",
                                  "--allow-test-weights"]) == 2
-    assert "window_size must be in" in capsys.readouterr().err
+    assert "window_size must be 0 (the model card's value) or at least 3" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["in", "junk.mcap"]

@@ -43,7 +43,9 @@ def test_table_is_complete_and_documented():
     ("conf_percentile", 100.0, r"conf_percentile must be in \[0.0, 99.9\]"),
     ("window_overlap", 24, r"window_overlap must be smaller than window_size: .* \(got window_overlap=24, "
                            r"window_size=24\)"),
-    ("window_overlap", 1, r"window_overlap must be in \[2, 1023\], got 1"),
+    ("window_overlap", 1, r"window_overlap must be 0 \(the model card's value\) or at least 2, got 1"),
+    ("window_size", 2, r"window_size must be 0 \(the model card's value\) or at least 3, got 2"),
+    ("keyframe_policy", "sometimes", "keyframe_policy must be one of auto, motion, every"),
     ("httm_q_outlier", 0.95, "httm_q_outlier must not exceed httm_q_merge"),
     ("merge_layers", "0,x", "merge_layers"),
     ("camera_frame", "vggt_map", "world_frame and camera_frame must differ"),
@@ -65,7 +67,7 @@ def test_runtime_updates_and_read_only():
     current = params.defaults()
     assert params.check_update(current, {"conf_percentile": 10.0, "world_frame": "odom"}) == []
     assert "read-only" in params.check_update(current, {"window_size": 12})[0]
-    assert params.check_update(current, {"window_size": 24}) == []            # unchanged: fine
+    assert params.check_update(current, {"window_size": 0}) == []             # unchanged: fine
     assert "unknown" in params.check_update(current, {"nope": 1})[0]
     assert params.check_update(current, {"conf_percentile": -1.0})
 
@@ -122,13 +124,21 @@ def test_the_checkpoint_cards_stream_profile_sets_the_checks_unless_switched_off
         assert cfg.tracking.anchor_policy == "last_window" and cfg.align.max_residual > library.align.max_residual
         from httm_ros.ros.core_config import profile_mismatch, stream_profile
         with_synth = {**values, "checkpoint": str(synth)}
-        mismatch = profile_mismatch(with_synth, stream_profile(with_synth))      # the node's defaults: 24/8, motion
+        resolved = params.resolved(with_synth)                # windows left at 0/auto: the card's
+        assert {k: resolved[k] for k in ("window_size", "window_overlap", "keyframe_policy", "window_mode")} == \
+            {"window_size": 16, "window_overlap": 6, "keyframe_policy": "every", "window_mode": "anchored"}
+        assert profile_mismatch(resolved, stream_profile(resolved)) == []
+        assert (cfg.window.size, cfg.window.overlap, cfg.window.mode, cfg.keyframes.enabled) == (16, 6, "anchored", False)
+        vggt_windows = {**with_synth, "window_size": 24, "window_overlap": 8, "keyframe_policy": "motion"}
+        mismatch = profile_mismatch(vggt_windows, stream_profile(vggt_windows))   # given explicitly: kept, warned
         assert any(m.startswith("window_size=24 (measured with 16)") for m in mismatch), mismatch
+        assert params.resolved(vggt_windows)["window_size"] == 24 and stream_config(vggt_windows).window.size == 24
         measured = {**with_synth, "window_size": 16, "window_overlap": 6, "keyframe_policy": "every",
                     "window_mode": "anchored"}
         assert profile_mismatch(measured, stream_profile(measured)) == []
         off = {**with_synth, "card_stream_profile": False}
         assert stream_profile(off) is None and profile_mismatch(off, stream_profile(off)) == []
+        assert (stream_config(off).window.size, stream_config(off).window.mode) == (24, "chained")
     weights = tmp_path / "m.safetensors"
     weights.write_bytes(b"")
     card = {"image_hw": [98, 126], "stream_profile": {"_why": "notes are skipped", "align": {"max_residual": 0.09},
@@ -148,7 +158,7 @@ def test_the_checkpoint_cards_stream_profile_sets_the_checks_unless_switched_off
 
 def test_descriptors_carry_ranges_and_read_only():
     desc = params.descriptor(params.BY_NAME["window_size"])
-    assert desc.read_only and desc.integer_range[0].from_value == 3
+    assert desc.read_only and desc.integer_range[0].from_value == 0          # 0: the model card's
     desc = params.descriptor(params.BY_NAME["conf_percentile"])
     assert not desc.read_only and desc.floating_point_range[0].to_value == pytest.approx(99.9)
     assert "raw" in params.descriptor(params.BY_NAME["input_type"]).additional_constraints
@@ -160,10 +170,10 @@ def test_descriptors_carry_ranges_and_read_only():
 # ----------------------------------------------------------------------------- one source of truth
 def _satisfy_rules(values, name):
     """Other parameters moved so that ``name``'s own value is the only thing tested."""
-    if name == "window_overlap":
-        values["window_size"] = min(1024, max(values["window_size"], values["window_overlap"] + 1))
-    if name == "window_size":
-        values["window_overlap"] = min(values["window_overlap"], values["window_size"] - 1)
+    if name == "window_overlap" and values["window_overlap"]:             # 0: the card's / 24/8
+        values["window_size"] = min(1024, max(24, values["window_overlap"] + 1))
+    if name == "window_size" and values["window_size"]:
+        values["window_overlap"] = min(8, values["window_size"] - 1)
     if name == "httm_q_outlier":
         values["httm_q_merge"] = max(values["httm_q_merge"], values["httm_q_outlier"])
     if name == "httm_q_merge":
@@ -188,8 +198,9 @@ def test_declared_ranges_are_what_is_accepted(param):
 def test_window_overlap_range_starts_at_the_alignment_minimum():
     from httm_ros.pipeline.stream_config import AlignConfig
 
-    assert params.BY_NAME["window_overlap"].range[0] == AlignConfig().min_overlap_frames
-    assert params.BY_NAME["window_size"].range[0] == AlignConfig().min_overlap_frames + 1
+    assert params.BY_NAME["window_overlap"].range[0] == params.BY_NAME["window_size"].range[0] == 0   # 0: the card's
+    assert params._EXPLICIT_MIN["window_overlap"] == AlignConfig().min_overlap_frames
+    assert params._EXPLICIT_MIN["window_size"] == AlignConfig().min_overlap_frames + 1
 
 
 @pytest.mark.parametrize("rule", params.RULES, ids=lambda r: "-".join(r.names[:2]))
@@ -200,7 +211,7 @@ def test_cross_rules_are_reported_in_words_with_the_values(rule):
               "odom_frame": {"world_frame": "odom", "tf_mode": "odom"},
               "tf_child_frame": {"world_frame": "cam_vggt", "tf_child_frame": "cam_vggt"},
               "window_mode": {"loop_closure": True}}[rule.names[1]]
-    values = {**params.defaults(), **broken}
+    values = params.resolved({**params.defaults(), **broken})            # rules see the resolved windows
     errors = params.validate(values)
     assert errors == [rule.check(values)]
     assert errors[0].startswith(rule.text) and all(f"{n}={values[n]!r}" in errors[0] for n in rule.names)

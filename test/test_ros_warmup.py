@@ -50,3 +50,24 @@ def test_injected_predictor_has_no_warm_up():
     seq = demo_sequence(num_frames=4, width=56, height=42)
     runner = build_model_runner(_values(), predictor=OraclePredictor(seq))
     assert runner.warmup is None
+
+
+def test_default_windows_come_from_the_model_card():
+    """window_size / window_overlap 0 and keyframe_policy / window_mode auto (the defaults): the shipped
+    network runs the windows its card was measured with, and the ready line says where they come from;
+    without a card (test weights) VGGT-1B's 24/8, motion keyframes, chained."""
+    from httm_ros.weights import synth_weights
+
+    synth = synth_weights()
+    assert synth is not None
+    values = {**params.defaults(), "checkpoint": str(synth), "device": "cpu", "warmup_forwards": 1}
+    runner = build_model_runner(values)
+    cfg = runner.reconstructor.config
+    assert (cfg.window.size, cfg.window.overlap, cfg.window.mode, cfg.keyframes.enabled) == (16, 6, "anchored", False)
+    assert runner.warmup["frames"] == 16
+    assert "windows 16/6 anchored with keyframe_policy every" in runner.description
+    assert "from the model card of httm-vggt-synth.safetensors" in runner.description
+    plain = build_model_runner({**params.defaults(), "allow_test_weights": True, "model_config": "tiny",
+                                "device": "cpu", "image_size": 56, "warmup_forwards": 0})
+    cfg = plain.reconstructor.config
+    assert (cfg.window.size, cfg.window.overlap, cfg.window.mode, cfg.keyframes.enabled) == (24, 8, "chained", True)

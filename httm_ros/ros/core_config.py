@@ -2,7 +2,8 @@
 
 ``params.validate`` uses :func:`config_errors`, so the core's own checks reject bad values.
 ``image_size`` 0 is resolved here (:func:`image_width`): the checkpoint model card's width, else 518;
-so is the card's ``stream_profile`` (:func:`stream_profile`, parameter ``card_stream_profile``).
+so is the card's ``stream_profile`` (:func:`stream_profile`, parameter ``card_stream_profile``), and
+the window settings left at 0 / "auto" take the values it was measured with (:func:`window_settings`).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def filter_config(values: Mapping[str, Any]) -> FilterConfig:
 
 
 def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfig:
-    """Parameter values -> StreamConfig (ValueError naming the field when inconsistent)."""
+    """Parameter values -> StreamConfig (ValueError naming the field when inconsistent); window
+    settings left at 0 / "auto" are resolved here (:func:`window_settings`)."""
+    values = {**values, **window_settings(values)[0]}
     keyframes = KeyframeConfig(enabled=values["keyframe_policy"] == "motion",
                                min_motion=values["keyframe_min_motion"], max_gap=values["keyframe_max_gap"])
     voxel = values["voxel_size"]
@@ -79,6 +82,24 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
         metric=metric_config(values), image_width=image_width(values)[0], device=device,
         loop_closure=loop_closure_config(values))
     return apply_profile(config, stream_profile(values))
+
+
+#: window settings whose 0 / "auto" means: the model card's measured_with, else this fallback
+AUTO_WINDOWS = {"window_size": (0, 24), "window_overlap": (0, 8), "keyframe_policy": ("auto", "motion"),
+                "window_mode": ("auto", "chained")}
+
+
+def window_settings(values: Mapping[str, Any]) -> Tuple[Dict[str, Any], str]:
+    """({name: value} of the window settings left at 0 / "auto", where they come from): the
+    checkpoint model card's stream_profile ``measured_with`` ("the model card of <file>") while
+    ``card_stream_profile`` is on, else ``AUTO_WINDOWS``' fallbacks ("default"); ({}, "") when
+    every one is given. ValueError for a malformed card."""
+    auto = [name for name, (sentinel, _) in AUTO_WINDOWS.items() if values.get(name, sentinel) == sentinel]
+    if not auto:
+        return {}, ""
+    measured = (stream_profile(values) or {}).get("measured_with") or {}
+    source = f"the model card of {Path(values['checkpoint']).name}" if measured else "default"
+    return {name: measured.get(name, AUTO_WINDOWS[name][1]) for name in auto}, source
 
 
 def profile_mismatch(values: Mapping[str, Any], profile: Optional[dict]) -> list:

@@ -118,26 +118,31 @@ PARAMS: Tuple[Param, ...] = (
           "2.5 s at 64 frames once compiled. On a CPU it costs about one window and buys little. "
           "0 = no warm-up.", range=(0, 100)),
     # --- windows and keyframes ----------------------------------------------------------------
-    Param("window_size", 24, "Keyframes per model window (K); at least 3 (2 overlap + 1 new).",
-          range=(3, 1024)),
-    Param("window_overlap", 8, "Keyframes shared with the previous window, used to align it (O < K); "
-          "at least 2, the fewest the alignment accepts (AlignConfig.min_overlap_frames).",
-          range=(2, 1023)),
-    Param("keyframe_policy", "motion", "'motion': a frame becomes a keyframe when the image moved "
-          "by keyframe_min_motion or after keyframe_max_gap frames; 'every': every frame is one.",
-          choices=("motion", "every")),
+    Param("window_size", 0, "Keyframes per model window (K); at least 3 (2 overlap + 1 new). 0: "
+          "the value the checkpoint's model card was measured with (its stream_profile's "
+          "measured_with, e.g. 16 for the shipped httm-vggt-synth, while card_stream_profile is "
+          "true), else 24.", range=(0, 1024)),
+    Param("window_overlap", 0, "Keyframes shared with the previous window, used to align it (O < K); "
+          "at least 2, the fewest the alignment accepts (AlignConfig.min_overlap_frames). 0: the "
+          "model card's value (6 for httm-vggt-synth), else 8.", range=(0, 1023)),
+    Param("keyframe_policy", "auto", "'motion': a frame becomes a keyframe when the image moved "
+          "by keyframe_min_motion or after keyframe_max_gap frames; 'every': every frame is one. "
+          "'auto': the model card's policy ('every' for httm-vggt-synth), else 'motion'.",
+          choices=("auto", "motion", "every")),
     Param("keyframe_min_motion", 0.03, "Mean image motion since the last keyframe, as a fraction "
           "of the image width, that makes a keyframe.", range=(0.0, 1.0)),
     Param("keyframe_max_gap", 15, "A keyframe is forced after this many frames.", range=(1, 100000)),
-    Param("window_mode", "chained", "'chained': each window is aligned on the overlap of the previous "
+    Param("window_mode", "auto", "'chained': each window is aligned on the overlap of the previous "
           "one; 'anchored': on an anchor keyframe of the map and context keyframes chosen by "
           "covisibility (keyframe store, tracking state, relocalisation; docs/STREAMING.md). "
-          "loop_closure needs anchored.", choices=("chained", "anchored")),
+          "loop_closure needs anchored. 'auto': the model card's mode ('anchored' for "
+          "httm-vggt-synth), else 'chained'.", choices=("auto", "chained", "anchored")),
     Param("card_stream_profile", True, "Apply the checkpoint model card's stream_profile: the "
           "alignment and tracking checks calibrated to that network's accuracy (httm-vggt-synth: "
           "wider depth tolerances, anchored windows on the last window's keyframes, appearance checks; "
-          "docs/STREAMING.md). false: the library "
-          "defaults, set on VGGT-level accuracy."),
+          "docs/STREAMING.md), and the window settings it was measured with wherever window_size, "
+          "window_overlap, keyframe_policy or window_mode are left at 0 / 'auto'. false: the library "
+          "defaults, set on VGGT-level accuracy, and windows of 24/8, motion keyframes, chained."),
     # --- loop closure (docs/STREAMING.md "Loop closure", docs/ROS.md "Loop closure") --------------
     Param("loop_closure", False, "Pose graph over keyframes (GTSAM iSAM2 on its own thread) with "
           "loops from retrieval verified by a window; after a correction ~/path and ~/map are "
@@ -278,6 +283,9 @@ PARAMS: Tuple[Param, ...] = (
 
 BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMS}
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+# window_size / window_overlap given explicitly (not 0, the model card's): the smallest windows the
+# alignment accepts (AlignConfig.min_overlap_frames known keyframes plus one new one)
+_EXPLICIT_MIN = {"window_size": 3, "window_overlap": 2}
 
 
 def defaults() -> Dict[str, Any]:
@@ -312,6 +320,9 @@ def check_value(param: Param, value: Any) -> Optional[str]:
         return f"{param.name} must be in [{param.range[0]}, {param.range[1]}], got {value!r}"
     if param.step and (value - param.range[0]) % param.step:
         return f"{param.name} must be a multiple of {param.step} in [{param.range[0]}, {param.range[1]}], got {value}"
+    if param.name in _EXPLICIT_MIN and 0 < value < _EXPLICIT_MIN[param.name]:
+        return (f"{param.name} must be 0 (the model card's value) or at least {_EXPLICIT_MIN[param.name]}, "
+                f"got {value!r}")
     if param.name == "tf_child_frame" and value.startswith("/"):
         return f"tf_child_frame must be a frame id without a leading '/' (or empty); got {value!r}"
     if param.name == "device" and not _DEVICE_RE.match(value):
@@ -337,7 +348,8 @@ class Rule:
 
 
 RULES: Tuple[Rule, ...] = (
-    Rule("loop_closure needs window_mode anchored: loops are verified and corrected through the keyframe store",
+    Rule("loop_closure needs window_mode anchored (window_mode auto is chained unless the model card "
+         "says anchored): loops are verified and corrected through the keyframe store",
          ("loop_closure", "window_mode"), lambda v: not v["loop_closure"] or v["window_mode"] == "anchored"),
     Rule("window_overlap must be smaller than window_size: each window shares window_overlap "
          "keyframes with the previous one and adds window_size - window_overlap new ones",
@@ -363,8 +375,22 @@ def validate(values: Mapping[str, Any]) -> List[str]:
     from .core_config import config_errors          # torch: only when values are checked
 
     errors = [reason for p in PARAMS if (reason := check_value(p, values[p.name])) is not None]
-    errors = errors or [reason for rule in RULES if (reason := rule.check(values)) is not None]
+    if errors:
+        return errors
+    try:
+        values = resolved(values)
+    except ValueError as err:                       # a malformed model card
+        return [str(err)]
+    errors = [reason for rule in RULES if (reason := rule.check(values)) is not None]
     return errors or config_errors({n: coerce(BY_NAME[n], v) if n in BY_NAME else v for n, v in values.items()})
+
+
+def resolved(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """``values`` with the window settings left at 0 / 'auto' replaced by the model card's or the
+    fallback ones (``core_config.window_settings``); ValueError for a malformed card."""
+    from .core_config import window_settings
+
+    return {**values, **window_settings(values)[0]}
 
 
 def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> List[str]:
@@ -416,7 +442,7 @@ def declare_all(node) -> Dict[str, Any]:
     if errors:
         raise ParameterError("invalid parameters: " + "; ".join(errors))
     node.add_pre_set_parameters_callback(_coerce_parameters)
-    return values
+    return resolved(values)
 
 
 def _doubles_from_integers(overrides: Optional[dict]) -> None:

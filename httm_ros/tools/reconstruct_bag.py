@@ -78,7 +78,8 @@ def parse_override(text: str) -> tuple:
 
 
 def node_values(files: Sequence, overrides: Sequence[str]) -> Dict[str, Any]:
-    """All node parameters: defaults, then the files in order, then the overrides; validated."""
+    """All node parameters: defaults, then the files in order, then the overrides; validated, the
+    window settings left at 0 / 'auto' resolved (``params.resolved``)."""
     from httm_ros.ros import params
 
     values = params.defaults()
@@ -97,7 +98,7 @@ def node_values(files: Sequence, overrides: Sequence[str]) -> Dict[str, Any]:
     errors = params.validate(values)
     if errors:
         raise ParamsError("invalid parameters: " + "; ".join(errors))
-    return values
+    return params.resolved(values)                        # window settings 0 / auto: the model card's
 
 
 # ----------------------------------------------------------------------------- the run
