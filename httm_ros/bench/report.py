@@ -82,14 +82,14 @@ KF_RATE_TARGET = 1.5             # issue 16: new keyframes/s >= 1.5x the dense 2
 DEFAULT_WINDOW = (24, 8)         # the node's window_size / window_overlap (config/reconstruct.yaml)
 STREAM_ACCEPTED_PCT, STREAM_ATE_PCT = 95.0, 5.0      # issue 15: streaming on held-out sequences
 DISTRIBUTED_GPU_ROWS = [(g, f) for f in (1000, 2000, 4000) for g in (1, 2, 4)]      # issue 19's GPU table
-KINDS = ("model_card", "train_log", "streaming", "window_size", "dtype", "loops", "distributed_fidelity",
-         "distributed", "compile", "merging_trained")
+KINDS = ("model_card", "train_log", "streaming", "window_size", "window_accuracy", "dtype", "loops",
+         "distributed_fidelity", "distributed", "compile", "merging_trained")
 
 
 def extra_kind(data: Dict) -> Optional[str]:
     """The issue-15..19 result a JSON file holds, recognised by its fields (None: another kind)."""
     kind = data.get("kind")
-    if kind in ("distributed", "distributed_fidelity", "merging_trained"):
+    if kind in ("distributed", "distributed_fidelity", "merging_trained", "window_accuracy"):
         return kind
     if kind == "e2e" and any(r.get("layout") for r in data.get("rows", [])):
         return "window_size"                              # httm-bench e2e --overlap O (anchored windows)
@@ -260,10 +260,20 @@ def heldout_targets(cards: List[Dict]):
 STREAM_PATH, STREAM_MIN_MOTION = "orbit", 0.03
 
 
-def stream_setting(cfg: Dict) -> str:
-    """'K=24/O=8, min_motion 0.03' of an ``httm-bench streaming`` file's config."""
+def stream_setting(cfg: Dict, profile: Optional[Dict] = None, mode: Optional[str] = None) -> str:
+    """'K=24/O=8, min_motion 0.03' of an ``httm-bench streaming`` file's config, '(node default)' when
+    these are the node's windows for it (and ``mode`` its window mode, if given): a checkpoint card's
+    ``measured_with`` (``profile``, the file's stream_profile; the node's 0 / auto window parameters)
+    or else DEFAULT_WINDOW, chained."""
     motion = cfg.get("min_motion", STREAM_MIN_MOTION)
-    node = (cfg.get("window"), cfg.get("overlap"), motion) == (*DEFAULT_WINDOW, STREAM_MIN_MOTION)
+    measured = (profile or {}).get("measured_with") or {}
+    if measured:
+        policy_motion = 0.0 if measured.get("keyframe_policy") == "every" else STREAM_MIN_MOTION
+        default = (measured.get("window_size"), measured.get("window_overlap"), policy_motion)
+        default_mode = measured.get("window_mode", "chained")
+    else:
+        default, default_mode = (*DEFAULT_WINDOW, STREAM_MIN_MOTION), "chained"
+    node = (cfg.get("window"), cfg.get("overlap"), motion) == default and mode in (None, default_mode)
     return f"K={cfg.get('window')}/O={cfg.get('overlap')}, min_motion {motion:g}" + (" (node default)" if node else "")
 
 
@@ -273,7 +283,9 @@ def seed_profile(res: Dict) -> str:
     cfg = res.get("config") or {}
     if cfg.get("predictor") != "checkpoint":
         return ""
-    return f", seed {cfg.get('seed')}, " + ("card checks" if res.get("stream_profile") else "library checks")
+    merge = cfg.get("merge", "none")
+    return (f", seed {cfg.get('seed')}, " + ("card checks" if res.get("stream_profile") else "library checks")
+            + (f", {merge} merging" if merge != "none" else ""))
 
 
 def stream_path(row: Dict) -> str:
@@ -293,7 +305,8 @@ def covers(row: Dict) -> bool:
 
 def streaming_model_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
     """Issue 15's streaming targets from ``httm-bench streaming --predictor checkpoint`` files."""
-    rows = [(r, stream_setting(res.get("config") or {}) + seed_profile(res)) for res in results
+    rows = [(r, stream_setting(res.get("config") or {}, res.get("stream_profile"), r.get("mode")) + seed_profile(res))
+            for res in results
             for r in res.get("compare", []) if r.get("frames") == 300]
     if not rows:
         why = f"{NOT_YET} (no `httm-bench streaming --predictor checkpoint` file)"
@@ -428,7 +441,8 @@ def streaming_tables(res: Dict) -> List[str]:
     f = lambda r, k, fmt="{:.3f}": num(r.get(k), fmt)                    # noqa: E731
     lines = [f"Setup: predictor `{cfg.get('predictor')}`" + (f" ({cfg['checkpoint']})" if cfg.get("checkpoint") else
              f" (noise {cfg.get('noise')}, every {cfg.get('corrupt_every')}th model call corrupted)")
-             + f", {stream_setting(cfg)}, seed {cfg.get('seed')}"
+             + f", {stream_setting(cfg, res.get('stream_profile'))}, seed {cfg.get('seed')}"
+             + (f", {cfg['merge']} merging" if cfg.get("merge", "none") != "none" else "")
              + ("; checks from the card's stream_profile " + json.dumps(res["stream_profile"]) if res.get("stream_profile")
                 else "") + "; ATE = Sim(3)-aligned "
              "RMSE of the keyframe centres over the path length, final drift = the last keyframe's error with the "
@@ -487,17 +501,96 @@ def streaming_targets(res: Dict) -> List[Tuple[str, str, str]]:
     return out
 
 
-def window_size_section(results: List[Dict]) -> List[str]:
+def window_size_section(results: List[Dict], accuracy: Sequence[Dict] = ()) -> List[str]:
     open_targets = []
     if not any(res.get("config") == "1b" for res in results):
         open_targets.append((f"VGGT-1B at 518x392 on the H200: >= {KF_RATE_TARGET}x the new keyframes/s of dense "
                              f"{DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]}", NOT_YET,
                              f"{NOT_YET} (GPU run: `PART=3 bash bench/gpu_next.sh`)"))
-    open_targets.append(("at equal or better ATE on the held-out sequences", NOT_YET,
-                         f"{NOT_YET} (needs the trained model)"))
-    return result_section("Window sizes where HTTM pays (issue 16)", results,
-                          "no window-size file (`httm-bench e2e --overlap 8 --frames 16 24 32 48 64 96 128`)",
-                          window_size_table, window_size_targets, "Targets (issue 16):", open_targets)
+    if accuracy:
+        open_targets += window_accuracy_targets(accuracy)
+    else:
+        open_targets.append(("at equal or better ATE on the held-out sequences", NOT_YET,
+                             f"{NOT_YET} (`python bench/window_accuracy.py`)"))
+    lines = result_section("Window sizes where HTTM pays (issue 16)", results,
+                           "no window-size file (`httm-bench e2e --overlap 8 --frames 16 24 32 48 64 96 128`)",
+                           window_size_table, window_size_targets, "Targets (issue 16):", open_targets)
+    return lines + window_accuracy_table(accuracy) if accuracy else lines
+
+
+def _accuracy_layouts(results: Sequence[Dict]) -> Dict[Tuple, Dict[Tuple, Dict]]:
+    """{(K, O, mode, merge): {(seed, trajectory): row}} over ``bench/window_accuracy.py`` files."""
+    out: Dict[Tuple, Dict[Tuple, Dict]] = {}
+    for res in results:
+        for r in res.get("rows", []):
+            out.setdefault((r["window"], r["overlap"], r["mode"], r["merge"]), {})[(r["seed"], r["trajectory"])] = r
+    return out
+
+
+def _layout_name(key: Tuple) -> str:
+    k, o, mode, merge = key
+    return f"{k}/{o} {mode}, {'dense' if merge == 'none' else merge}"
+
+
+def _mean(xs: Sequence[float]) -> Optional[float]:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def window_accuracy_table(results: Sequence[Dict]) -> List[str]:
+    """Issue 16's accuracy side: every layout over the same held-out streams with the trained model."""
+    layouts = _accuracy_layouts(results)
+    base_key = next(iter(layouts), None)                    # the script's first layout: dense 24/8 chained
+    base = layouts.get(base_key, {})
+    files = ", ".join(f"`{res['file']}`" for res in results)
+    lines = ["### Window sizes with the trained model: accuracy and model time (issue 16)", "",
+             f"`python bench/window_accuracy.py --seeds S` ({files}): the shipped httm-vggt-synth on held-out "
+             "300-frame streams (scenes = seeds, walk and orbit), every frame a keyframe, the card's checks; "
+             "each layout runs the same streams. covered = >= 95% of windows accepted (only then is the ATE the "
+             "stream's); new kf/s = new keyframes per second of the predictor's time in the stream, on "
+             f"{device_short(results[0])} (one thread; two processes side by side). First row: issue 16's "
+             "baseline layout.", "",
+             *md_head("layout (K/O, mode, merging)", "streams covered", "ATE mean (covered)", "ATE max (covered)",
+                      "ATE <= baseline's (streams both cover)", "new kf/s", "vs baseline")]
+    base_rate = _mean([r.get("new_kf_per_model_s") for r in base.values()])
+    for key, rows in layouts.items():
+        cov = {s: r for s, r in rows.items() if covers(r)}
+        both = [s for s in cov if s in base and covers(base[s])]
+        better = sum(cov[s]["ate_pct"] <= base[s]["ate_pct"] for s in both)
+        rate = _mean([r.get("new_kf_per_model_s") for r in rows.values()])
+        lines.append(md_row(_layout_name(key), f"{len(cov)} of {len(rows)}",
+                            num(_mean([r["ate_pct"] for r in cov.values()]), "{:.2f} %"),
+                            num(max((r["ate_pct"] for r in cov.values()), default=None), "{:.2f} %"),
+                            f"{better} of {len(both)}", num(rate, "{:.1f}"),
+                            f"{rate / base_rate:.2f}x" if rate and base_rate else NOT_YET))
+    return lines + [""]
+
+
+def window_accuracy_targets(results: Sequence[Dict]) -> List[Tuple[str, str, str]]:
+    """>= KF_RATE_TARGET x the baseline's new kf/s at equal or better ATE, per anchored layout: its
+    mean rate over the baseline's, and whether it covers every stream the baseline covers with a mean
+    ATE over those streams at most the baseline's (CPU, trained model)."""
+    layouts = _accuracy_layouts(results)
+    keys = list(layouts)
+    if not keys:
+        return []
+    base = layouts[keys[0]]
+    base_rate = _mean([r.get("new_kf_per_model_s") for r in base.values()])
+    shared = [s for s, r in base.items() if covers(r)]
+    base_ate = _mean([base[s]["ate_pct"] for s in shared])
+    out = []
+    for key in keys[1:]:
+        rows = layouts[key]
+        rate = _mean([r.get("new_kf_per_model_s") for r in rows.values()]) / base_rate
+        holds = all(s in rows and covers(rows[s]) for s in shared)
+        ate_here = _mean([rows[s]["ate_pct"] for s in shared if s in rows])
+        ok = rate >= KF_RATE_TARGET and holds and ate_here is not None and ate_here <= base_ate
+        out.append((f">= {KF_RATE_TARGET}x the new keyframes/s of {_layout_name(keys[0])} at equal or better ATE: "
+                    f"{_layout_name(key)} (synth, CPU)",
+                    f"{rate:.2f}x; ATE {num(ate_here, '{:.2f}')} vs {num(base_ate, '{:.2f}')} % on the "
+                    f"{len(shared)} streams the baseline covers" + ("" if holds else ", not all covered"),
+                    verdict(ok)))
+    return out
 
 
 def window_size_rows(res: Dict) -> Dict[Tuple[str, int], Dict]:
@@ -804,7 +897,8 @@ def extra_sections(extra: Dict[str, List[Dict]], windows: Sequence[Dict] = (), e
     file says what is not measured)."""
     return [*compile_section(extra["compile"], windows, e2e),
             *training_section(extra["model_card"], extra["train_log"], extra["streaming"], extra["merging_trained"]),
-            *streaming_section(extra["streaming"]), *window_size_section(extra["window_size"]),
+            *streaming_section(extra["streaming"]),
+            *window_size_section(extra["window_size"], extra["window_accuracy"]),
             *dtype_section(extra["dtype"]), *loops_section(extra["loops"]),
             *distributed_section(extra["distributed_fidelity"], extra["distributed"])]
 

@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictor", choices=["oracle", "checkpoint"], default="oracle")
     p.add_argument("--checkpoint", help="VGGT checkpoint for --predictor checkpoint (default: the shipped "
                                         "httm-vggt-synth); frames are rendered at its model card's image_hw")
+    p.add_argument("--merge", choices=["none", "httm", "uniform"], default="none",
+                   help="--predictor checkpoint: token merging in the model, with the node's default "
+                        "settings for it (merge_mode; default: dense)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trajectories", nargs="+", default=["orbit"], choices=list(KINDS),
@@ -61,12 +64,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def make_predictor(name: str, seq, noise: float, corrupt_every: int, seed: int, checkpoint: Optional[str],
-                   device: str = "cpu"):
-    """The oracle (per-window distortion + corruptions) or a VGGT checkpoint (ModelPredictor)."""
+                   device: str = "cpu", merge: str = "none"):
+    """The oracle (per-window distortion + corruptions) or a VGGT checkpoint (ModelPredictor; ``merge``
+    "httm" / "uniform": merging as the node's merge_mode with its other defaults)."""
     if name == "checkpoint":
         from ..pipeline import ModelPredictor
+        from ..ros.core_config import merge_config
+        from ..ros.params import defaults
         from ..vggt import VGGT
-        return ModelPredictor(VGGT.from_checkpoint(checkpoint), device=device)
+        return ModelPredictor(VGGT.from_checkpoint(checkpoint), device=device,
+                              merge=merge_config({**defaults(), "merge_mode": merge}))
     corrupt = {}
     if corrupt_every:
         corrupt = {i: CORRUPTIONS[(i // corrupt_every) % len(CORRUPTIONS)]
@@ -175,7 +182,8 @@ def stream_profile(args) -> Optional[dict]:
 
 def _mode_row(args, seq, mode: str, corrupt_every: int) -> dict:
     """One stream of ``seq`` in window ``mode`` with the predictor and window settings of ``args`` -> its summary."""
-    pred = make_predictor(args.predictor, seq, args.noise, corrupt_every, args.seed, args.checkpoint, args.device)
+    pred = make_predictor(args.predictor, seq, args.noise, corrupt_every, args.seed, args.checkpoint, args.device,
+                          getattr(args, "merge", "none"))
     config = stream_config(mode, args.window, args.overlap, args.device, args.min_motion, args.profile)
     rec, results, wall = run_stream(seq, pred, config)
     return {"mode": mode, **summary(seq, rec, results, wall)}
