@@ -54,14 +54,15 @@ def test_demo_writes_preview_map_trajectory_bag_and_summary(tmp_path):
     assert summary["image_size"] == [168, 126]                          # the model card's size
     env_rec = summary["environment"]                                    # what produced these numbers
     assert env_rec["command"].startswith("httm-demo --out") and env_rec["device"].startswith("CPU") and env_rec["commit"]
-    # 16 + 10 + 10 keyframes: three windows, all aligned (measured: 3 of 3, ATE 13.2 %, map median 24 cm)
+    # 16 + 10 + 10 keyframes: three windows, all aligned
     assert summary["windows"] == 3 and summary["windows_accepted"] == 3, summary["per_window"]
     assert summary["map_points"] > 1000 and summary["keyframes_in_map"] == 36
     acc = summary["accuracy"]
     assert acc["keyframes"] == 36 and acc["ate_percent"] < 25.0 and acc["map_median_m"] < 0.6, acc
     assert f"ATE {acc['ate_percent']:.1f} %" in run.stdout
-    assert summary["node_exit_status"] == 0 and summary["merge_mode"] == "httm"
-    assert all(0 < w["kept_q"] < 1 for w in summary["per_window"])
+    # the node's merge_mode auto: the card's (measured dense; merging costs this network its windows)
+    assert summary["node_exit_status"] == 0 and summary["merge_mode"] == "none"
+    assert all(w["kept_q"] == 1.0 for w in summary["per_window"])
     xyz, rgb = load_ply(out / "map.ply")
     assert len(xyz) == summary["map_points"] and rgb is not None
     stamps, _ = load_tum(out / "trajectory.tum")

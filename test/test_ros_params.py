@@ -125,16 +125,21 @@ def test_the_checkpoint_cards_stream_profile_sets_the_checks_unless_switched_off
         from httm_ros.ros.core_config import profile_mismatch, stream_profile
         with_synth = {**values, "checkpoint": str(synth)}
         resolved = params.resolved(with_synth)                # windows left at 0/auto: the card's
-        assert {k: resolved[k] for k in ("window_size", "window_overlap", "keyframe_policy", "window_mode")} == \
-            {"window_size": 16, "window_overlap": 6, "keyframe_policy": "every", "window_mode": "anchored"}
+        assert {k: resolved[k] for k in ("window_size", "window_overlap", "keyframe_policy", "window_mode",
+                                         "merge_mode")} == \
+            {"window_size": 16, "window_overlap": 6, "keyframe_policy": "every", "window_mode": "anchored",
+             "merge_mode": "none"}
+        assert merge_config(with_synth) is None and type(merge_config(values)).__name__ == "HTTMConfig"
         assert profile_mismatch(resolved, stream_profile(resolved)) == []
         assert (cfg.window.size, cfg.window.overlap, cfg.window.mode, cfg.keyframes.enabled) == (16, 6, "anchored", False)
-        vggt_windows = {**with_synth, "window_size": 24, "window_overlap": 8, "keyframe_policy": "motion"}
+        vggt_windows = {**with_synth, "window_size": 24, "window_overlap": 8, "keyframe_policy": "motion",
+                        "merge_mode": "httm"}
         mismatch = profile_mismatch(vggt_windows, stream_profile(vggt_windows))   # given explicitly: kept, warned
         assert any(m.startswith("window_size=24 (measured with 16)") for m in mismatch), mismatch
+        assert "merge_mode='httm' (measured with 'none')" in mismatch, mismatch
         assert params.resolved(vggt_windows)["window_size"] == 24 and stream_config(vggt_windows).window.size == 24
         measured = {**with_synth, "window_size": 16, "window_overlap": 6, "keyframe_policy": "every",
-                    "window_mode": "anchored"}
+                    "window_mode": "anchored", "merge_mode": "none"}
         assert profile_mismatch(measured, stream_profile(measured)) == []
         off = {**with_synth, "card_stream_profile": False}
         assert stream_profile(off) is None and profile_mismatch(off, stream_profile(off)) == []

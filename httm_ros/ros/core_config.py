@@ -3,7 +3,7 @@
 ``params.validate`` uses :func:`config_errors`, so the core's own checks reject bad values.
 ``image_size`` 0 is resolved here (:func:`image_width`): the checkpoint model card's width, else 518;
 so is the card's ``stream_profile`` (:func:`stream_profile`, parameter ``card_stream_profile``), and
-the window settings left at 0 / "auto" take the values it was measured with (:func:`window_settings`).
+the window and merging settings left at 0 / "auto" take the values it was measured with (:func:`card_settings`).
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def image_width(values: Mapping[str, Any]) -> Tuple[int, str]:
 
 
 def merge_config(values: Mapping[str, Any]):
-    """Parameter values -> HTTMConfig, UniformMergeConfig or None (ValueError with a reason)."""
-    mode = values["merge_mode"]
+    """Parameter values -> HTTMConfig, UniformMergeConfig or None (ValueError with a reason);
+    merge_mode "auto" is resolved here (:func:`card_settings`)."""
+    mode = values["merge_mode"] if values["merge_mode"] != "auto" else card_settings(values)[0]["merge_mode"]
     if mode == "none":
         return None
     try:
@@ -68,8 +69,8 @@ def filter_config(values: Mapping[str, Any]) -> FilterConfig:
 
 def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfig:
     """Parameter values -> StreamConfig (ValueError naming the field when inconsistent); window
-    settings left at 0 / "auto" are resolved here (:func:`window_settings`)."""
-    values = {**values, **window_settings(values)[0]}
+    settings left at 0 / "auto" are resolved here (:func:`card_settings`)."""
+    values = {**values, **card_settings(values)[0]}
     keyframes = KeyframeConfig(enabled=values["keyframe_policy"] == "motion",
                                min_motion=values["keyframe_min_motion"], max_gap=values["keyframe_max_gap"])
     voxel = values["voxel_size"]
@@ -84,22 +85,22 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
     return apply_profile(config, stream_profile(values))
 
 
-#: window settings whose 0 / "auto" means: the model card's measured_with, else this fallback
-AUTO_WINDOWS = {"window_size": (0, 24), "window_overlap": (0, 8), "keyframe_policy": ("auto", "motion"),
-                "window_mode": ("auto", "chained")}
+#: settings whose 0 / "auto" means: the model card's measured_with, else this fallback (VGGT-1B's)
+CARD_SETTINGS = {"window_size": (0, 24), "window_overlap": (0, 8), "keyframe_policy": ("auto", "motion"),
+                 "window_mode": ("auto", "chained"), "merge_mode": ("auto", "httm")}
 
 
-def window_settings(values: Mapping[str, Any]) -> Tuple[Dict[str, Any], str]:
-    """({name: value} of the window settings left at 0 / "auto", where they come from): the
+def card_settings(values: Mapping[str, Any]) -> Tuple[Dict[str, Any], str]:
+    """({name: value} of the ``CARD_SETTINGS`` left at 0 / "auto", where they come from): the
     checkpoint model card's stream_profile ``measured_with`` ("the model card of <file>") while
-    ``card_stream_profile`` is on, else ``AUTO_WINDOWS``' fallbacks ("default"); ({}, "") when
-    every one is given. ValueError for a malformed card."""
-    auto = [name for name, (sentinel, _) in AUTO_WINDOWS.items() if values.get(name, sentinel) == sentinel]
+    ``card_stream_profile`` is on, else the fallbacks ("default"); ({}, "") when every one is
+    given. ValueError for a malformed card."""
+    auto = [name for name, (sentinel, _) in CARD_SETTINGS.items() if values.get(name, sentinel) == sentinel]
     if not auto:
         return {}, ""
     measured = (stream_profile(values) or {}).get("measured_with") or {}
     source = f"the model card of {Path(values['checkpoint']).name}" if measured else "default"
-    return {name: measured.get(name, AUTO_WINDOWS[name][1]) for name in auto}, source
+    return {name: measured.get(name, CARD_SETTINGS[name][1]) for name in auto}, source
 
 
 def profile_mismatch(values: Mapping[str, Any], profile: Optional[dict]) -> list:

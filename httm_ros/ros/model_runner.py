@@ -24,7 +24,7 @@ from httm_ros.pipeline import KeyframeConfig, StreamingReconstructor, WindowPred
 from httm_ros.vggt.layers import compile_failure
 from httm_ros.vggt.preprocess import model_input_size
 
-from .core_config import image_width, merge_config, profile_mismatch, stream_config, stream_profile, window_settings
+from .core_config import image_width, merge_config, profile_mismatch, stream_config, stream_profile, card_settings
 
 LOG = logging.getLogger("httm_ros.ros.model_runner")
 
@@ -180,8 +180,8 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
     ``runner.keyframes`` is the selection to run."""
     device = resolve_device(values["device"], warn, values.get("require_gpu", False))
     width, source = image_width(values)                   # image_size 0: the model card's width, else 518
-    windows, windows_source = window_settings(values)     # 0 / auto: the model card's windows, else 24/8
-    values = {**values, **windows, "image_size": width}
+    from_card, card_source = card_settings(values)       # 0 / auto: the model card's windows and merging
+    values = {**values, **from_card, "image_size": width}
     test_weights, patch_start, warmup = False, 5, None
     if predictor is None:
         predictor, test_weights, patch_start = _model_predictor(values, device, warn)
@@ -190,10 +190,10 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
             description += f", input {width} px wide (image_size 0: the width of {source})"
         if profile := stream_profile(values):
             description += ", streaming checks from its model card (card_stream_profile)"
-            if windows_source not in ("", "default"):
+            if card_source not in ("", "default"):
                 description += (f", windows {values['window_size']}/{values['window_overlap']} "
                                 f"{values['window_mode']} with keyframe_policy {values['keyframe_policy']} "
-                                f"({', '.join(windows)} left at 0/auto: from {windows_source})")
+                                f"({', '.join(from_card)} left at 0/auto: from {card_source})")
             if mismatch := profile_mismatch(values, profile):
                 warn(f"{_model_name(values)}'s streaming checks were measured with other settings: "
                      f"{', '.join(mismatch)}; expect dropped keyframes and lost tracking (docs/STREAMING.md)")

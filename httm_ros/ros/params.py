@@ -140,9 +140,10 @@ PARAMS: Tuple[Param, ...] = (
     Param("card_stream_profile", True, "Apply the checkpoint model card's stream_profile: the "
           "alignment and tracking checks calibrated to that network's accuracy (httm-vggt-synth: "
           "wider depth tolerances, anchored windows on the last window's keyframes, appearance checks; "
-          "docs/STREAMING.md), and the window settings it was measured with wherever window_size, "
-          "window_overlap, keyframe_policy or window_mode are left at 0 / 'auto'. false: the library "
-          "defaults, set on VGGT-level accuracy, and windows of 24/8, motion keyframes, chained."),
+          "docs/STREAMING.md), and the settings it was measured with wherever window_size, "
+          "window_overlap, keyframe_policy, window_mode or merge_mode are left at 0 / 'auto'. false: "
+          "the library defaults, set on VGGT-level accuracy, and windows of 24/8, motion keyframes, "
+          "chained, httm merging."),
     # --- loop closure (docs/STREAMING.md "Loop closure", docs/ROS.md "Loop closure") --------------
     Param("loop_closure", False, "Pose graph over keyframes (GTSAM iSAM2 on its own thread) with "
           "loops from retrieval verified by a window; after a correction ~/path and ~/map are "
@@ -174,8 +175,10 @@ PARAMS: Tuple[Param, ...] = (
           "keyframes_after.tum (keyframe poses before / after optimisation, REP-103 world) and "
           "pose_graph.g2o into this folder; empty = no export."),
     # --- merging ---------------------------------------------------------------------------
-    Param("merge_mode", "httm", "Token merging in global attention: none, uniform (FastVGGT-style "
-          "baseline) or httm (head-wise temporal merging).", choices=MERGE_MODES),
+    Param("merge_mode", "auto", "Token merging in global attention: none, uniform (FastVGGT-style "
+          "baseline) or httm (head-wise temporal merging). 'auto': the model card's (none for "
+          "httm-vggt-synth, whose windows lose accuracy with merging: docs/STREAMING.md), else httm.",
+          choices=("auto",) + MERGE_MODES),
     Param("merge_layers", "all", "Global blocks to merge in: 'all' or a list such as '0,4-23'."),
     Param("merge_anchor_first_frame", True, "First-frame tokens are destinations, never merged "
           "away (httm and uniform)."),
@@ -386,11 +389,11 @@ def validate(values: Mapping[str, Any]) -> List[str]:
 
 
 def resolved(values: Mapping[str, Any]) -> Dict[str, Any]:
-    """``values`` with the window settings left at 0 / 'auto' replaced by the model card's or the
-    fallback ones (``core_config.window_settings``); ValueError for a malformed card."""
-    from .core_config import window_settings
+    """``values`` with the window and merging settings left at 0 / 'auto' replaced by the model card's
+    or the fallback ones (``core_config.card_settings``); ValueError for a malformed card."""
+    from .core_config import card_settings
 
-    return {**values, **window_settings(values)[0]}
+    return {**values, **card_settings(values)[0]}
 
 
 def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> List[str]:
