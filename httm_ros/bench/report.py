@@ -262,7 +262,7 @@ STREAM_PATH, STREAM_MIN_MOTION = "orbit", 0.03
 
 def stream_setting(cfg: Dict, profile: Optional[Dict] = None, mode: Optional[str] = None) -> str:
     """'K=24/O=8, min_motion 0.03' of an ``httm-bench streaming`` file's config, '(node default)' when
-    these are the node's windows for it (and ``mode`` its window mode, if given): a checkpoint card's
+    these are the node's windows and merging for it (and ``mode`` its window mode, if given): a checkpoint card's
     ``measured_with`` (``profile``, the file's stream_profile; the node's 0 / auto window parameters)
     or else DEFAULT_WINDOW, chained."""
     motion = cfg.get("min_motion", STREAM_MIN_MOTION)
@@ -271,9 +271,10 @@ def stream_setting(cfg: Dict, profile: Optional[Dict] = None, mode: Optional[str
         policy_motion = 0.0 if measured.get("keyframe_policy") == "every" else STREAM_MIN_MOTION
         default = (measured.get("window_size"), measured.get("window_overlap"), policy_motion)
         default_mode = measured.get("window_mode", "chained")
+        same_merge = cfg.get("merge", "none") == measured.get("merge_mode", cfg.get("merge", "none"))
     else:
-        default, default_mode = (*DEFAULT_WINDOW, STREAM_MIN_MOTION), "chained"
-    node = (cfg.get("window"), cfg.get("overlap"), motion) == default and mode in (None, default_mode)
+        default, default_mode, same_merge = (*DEFAULT_WINDOW, STREAM_MIN_MOTION), "chained", True
+    node = (cfg.get("window"), cfg.get("overlap"), motion) == default and mode in (None, default_mode) and same_merge
     return f"K={cfg.get('window')}/O={cfg.get('overlap')}, min_motion {motion:g}" + (" (node default)" if node else "")
 
 
