@@ -364,7 +364,32 @@ def test_report_window_size_section(tmp_path):
     default = next(v for k, v in lines.items() if "the default (HTTM, K=24)" in k)
     assert default.endswith("| 2.00x | met |") and "(synth, CPU test)" in default
     assert "| ws.json | window_size | abc1234def |" in text and "ignored" not in text   # not an issue-4 e2e file
-    assert "not measured yet (needs the trained model)" in text
+    assert "not measured yet (`python bench/window_accuracy.py`)" in text
+
+
+def _wa_row(seed, trajectory, layout, ate, accepted, rate):
+    k, o, mode, merge = layout
+    return {"seed": seed, "trajectory": trajectory, "window": k, "overlap": o, "mode": mode, "merge": merge,
+            "windows": 30, "accepted": accepted, "ate_pct": ate, "new_kf_per_model_s": rate}
+
+
+def test_report_window_accuracy_table_and_targets(tmp_path):
+    """bench/window_accuracy.py files: one row per layout over the same streams, coverage and ATE
+    against the first layout (the baseline), and the 1.5x-at-equal-ATE verdict per layout."""
+    base, fast, lossy = (24, 8, "chained", "none"), (24, 4, "anchored", "none"), (24, 4, "anchored", "httm")
+    rows = [_wa_row(0, "walk", base, 4.0, 30, 10.0), _wa_row(0, "orbit", base, 5.0, 30, 10.0),
+            _wa_row(0, "walk", fast, 3.0, 30, 16.0), _wa_row(0, "orbit", fast, 4.0, 30, 16.0),
+            _wa_row(0, "walk", lossy, 2.0, 30, 20.0), _wa_row(0, "orbit", lossy, 9.0, 10, 20.0)]
+    f = _json(tmp_path, "wa.json", {"kind": "window_accuracy", "environment": CPU_ENV, "rows": rows})
+    lines = _lines(report.build_report([f]))
+    assert lines["24/8 chained, dense"] == "| 24/8 chained, dense | 2 of 2 | 4.50 % | 5.00 % | 2 of 2 | 10.0 | 1.00x |"
+    assert lines["24/4 anchored, dense"] == "| 24/4 anchored, dense | 2 of 2 | 3.50 % | 4.00 % | 2 of 2 | 16.0 | 1.60x |"
+    assert lines["24/4 anchored, httm"] == "| 24/4 anchored, httm | 1 of 2 | 2.00 % | 2.00 % | 1 of 1 | 20.0 | 2.00x |"
+    verdicts = {k: v for k, v in lines.items() if "at equal or better ATE" in k}
+    fast_row = next(v for k, v in verdicts.items() if "24/4 anchored, dense (synth, CPU)" in k)
+    lossy_row = next(v for k, v in verdicts.items() if "24/4 anchored, httm (synth, CPU)" in k)
+    assert fast_row.endswith("| 1.60x; ATE 3.50 vs 4.50 % on the 2 streams the baseline covers | met |")
+    assert "not all covered" in lossy_row and lossy_row.endswith("| MISSED |")      # faster, but loses a stream
     one_b = _json(tmp_path, "ws1b.json", {"kind": "e2e", "config": "1b", "overlap": 8, "env": CPU_ENV, "rows": [
         {**_ws_row(m, 100, 1.0), "image_hw": [392, 518], "tokens": 104100} for m in ("dense", "httm")]})
     assert "| 100 | 104100 | not measured yet | not measured yet | not measured yet |" in report.build_report([one_b])

@@ -68,4 +68,4 @@ class TestOneClearLine(unittest.TestCase):
         self.assertNotIn("Traceback", text)
         reason = [line for line in errors if "cannot start" in line]
         self.assertEqual(len(reason), 1, text)
-        self.assertIn("merge_mode must be one of none, uniform, httm; got 'sideways'", reason[0])
+        self.assertIn("merge_mode must be one of auto, none, uniform, httm; got 'sideways'", reason[0])
