@@ -54,7 +54,8 @@ def test_injected_predictor_has_no_warm_up():
 
 def test_default_windows_come_from_the_model_card():
     """window_size / window_overlap 0 and keyframe_policy / window_mode auto (the defaults): the shipped
-    network runs the windows its card was measured with, and the ready line says where they come from;
+    network runs the windows its card was measured with, and the ready line says so (also from the
+    resolved values the node passes);
     without a card (test weights) VGGT-1B's 24/8, motion keyframes, chained."""
     from httm_ros.weights import synth_weights
 
@@ -65,8 +66,9 @@ def test_default_windows_come_from_the_model_card():
     cfg = runner.reconstructor.config
     assert (cfg.window.size, cfg.window.overlap, cfg.window.mode, cfg.keyframes.enabled) == (16, 6, "anchored", False)
     assert runner.warmup["frames"] == 16
-    assert "windows 16/6 anchored with keyframe_policy every" in runner.description
-    assert "from the model card of httm-vggt-synth.safetensors" in runner.description
+    assert "windows 16/6 anchored with keyframe_policy every as its model card was measured" in runner.description
+    node = build_model_runner(params.resolved(values))     # the node's values: resolved in declare_all
+    assert node.description.split(", warm-up")[0] == runner.description.split(", warm-up")[0]   # timing aside
     plain = build_model_runner({**params.defaults(), "allow_test_weights": True, "model_config": "tiny",
                                 "device": "cpu", "image_size": 56, "warmup_forwards": 0})
     cfg = plain.reconstructor.config

@@ -44,7 +44,7 @@ def image_width(values: Mapping[str, Any]) -> Tuple[int, str]:
 def merge_config(values: Mapping[str, Any]):
     """Parameter values -> HTTMConfig, UniformMergeConfig or None (ValueError with a reason);
     merge_mode "auto" is resolved here (:func:`card_settings`)."""
-    mode = values["merge_mode"] if values["merge_mode"] != "auto" else card_settings(values)[0]["merge_mode"]
+    mode = values["merge_mode"] if values["merge_mode"] != "auto" else card_settings(values)["merge_mode"]
     if mode == "none":
         return None
     try:
@@ -70,7 +70,7 @@ def filter_config(values: Mapping[str, Any]) -> FilterConfig:
 def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfig:
     """Parameter values -> StreamConfig (ValueError naming the field when inconsistent); window
     settings left at 0 / "auto" are resolved here (:func:`card_settings`)."""
-    values = {**values, **card_settings(values)[0]}
+    values = {**values, **card_settings(values)}
     keyframes = KeyframeConfig(enabled=values["keyframe_policy"] == "motion",
                                min_motion=values["keyframe_min_motion"], max_gap=values["keyframe_max_gap"])
     voxel = values["voxel_size"]
@@ -90,17 +90,15 @@ CARD_SETTINGS = {"window_size": (0, 24), "window_overlap": (0, 8), "keyframe_pol
                  "window_mode": ("auto", "chained"), "merge_mode": ("auto", "httm")}
 
 
-def card_settings(values: Mapping[str, Any]) -> Tuple[Dict[str, Any], str]:
-    """({name: value} of the ``CARD_SETTINGS`` left at 0 / "auto", where they come from): the
-    checkpoint model card's stream_profile ``measured_with`` ("the model card of <file>") while
-    ``card_stream_profile`` is on, else the fallbacks ("default"); ({}, "") when every one is
-    given. ValueError for a malformed card."""
+def card_settings(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """{name: value} of the ``CARD_SETTINGS`` left at 0 / "auto": the checkpoint model card's
+    stream_profile ``measured_with`` while ``card_stream_profile`` is on, else the fallbacks; {}
+    when every one is given. ValueError for a malformed card."""
     auto = [name for name, (sentinel, _) in CARD_SETTINGS.items() if values.get(name, sentinel) == sentinel]
     if not auto:
-        return {}, ""
+        return {}
     measured = (stream_profile(values) or {}).get("measured_with") or {}
-    source = f"the model card of {Path(values['checkpoint']).name}" if measured else "default"
-    return {name: measured.get(name, CARD_SETTINGS[name][1]) for name in auto}, source
+    return {name: measured.get(name, CARD_SETTINGS[name][1]) for name in auto}
 
 
 def profile_mismatch(values: Mapping[str, Any], profile: Optional[dict]) -> list:

@@ -180,8 +180,7 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
     ``runner.keyframes`` is the selection to run."""
     device = resolve_device(values["device"], warn, values.get("require_gpu", False))
     width, source = image_width(values)                   # image_size 0: the model card's width, else 518
-    from_card, card_source = card_settings(values)       # 0 / auto: the model card's windows and merging
-    values = {**values, **from_card, "image_size": width}
+    values = {**values, **card_settings(values), "image_size": width}   # 0 / auto: the card's windows, merging
     test_weights, patch_start, warmup = False, 5, None
     if predictor is None:
         predictor, test_weights, patch_start = _model_predictor(values, device, warn)
@@ -189,12 +188,12 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
         if source not in ("image_size", "default"):
             description += f", input {width} px wide (image_size 0: the width of {source})"
         if profile := stream_profile(values):
-            description += ", streaming checks from its model card (card_stream_profile)"
-            if card_source not in ("", "default"):
-                description += (f", windows {values['window_size']}/{values['window_overlap']} "
-                                f"{values['window_mode']} with keyframe_policy {values['keyframe_policy']} "
-                                f"({', '.join(from_card)} left at 0/auto: from {card_source})")
-            if mismatch := profile_mismatch(values, profile):
+            mismatch = profile_mismatch(values, profile)
+            description += (", streaming checks from its model card (card_stream_profile), windows "
+                            f"{values['window_size']}/{values['window_overlap']} {values['window_mode']} with "
+                            f"keyframe_policy {values['keyframe_policy']}"
+                            + ("" if mismatch else " as its model card was measured"))
+            if mismatch:
                 warn(f"{_model_name(values)}'s streaming checks were measured with other settings: "
                      f"{', '.join(mismatch)}; expect dropped keyframes and lost tracking (docs/STREAMING.md)")
         if values.get("weights_dtype", "float32") != "float32":

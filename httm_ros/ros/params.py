@@ -393,7 +393,7 @@ def resolved(values: Mapping[str, Any]) -> Dict[str, Any]:
     or the fallback ones (``core_config.card_settings``); ValueError for a malformed card."""
     from .core_config import card_settings
 
-    return {**values, **card_settings(values)[0]}
+    return {**values, **card_settings(values)}
 
 
 def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> List[str]:
