@@ -538,6 +538,11 @@ def _mean(xs: Sequence[float]) -> Optional[float]:
     return sum(xs) / len(xs) if xs else None
 
 
+def _rate(rows: Dict[Tuple, Dict]) -> Optional[float]:
+    """A layout's mean new keyframes per second of model time over its streams."""
+    return _mean([r.get("new_kf_per_model_s") for r in rows.values()])
+
+
 def window_accuracy_table(results: Sequence[Dict]) -> List[str]:
     """Issue 16's accuracy side: every layout over the same held-out streams with the trained model."""
     layouts = _accuracy_layouts(results)
@@ -553,12 +558,12 @@ def window_accuracy_table(results: Sequence[Dict]) -> List[str]:
              "baseline layout.", "",
              *md_head("layout (K/O, mode, merging)", "streams covered", "ATE mean (covered)", "ATE max (covered)",
                       "ATE <= baseline's (streams both cover)", "new kf/s", "vs baseline")]
-    base_rate = _mean([r.get("new_kf_per_model_s") for r in base.values()])
+    base_rate = _rate(base)
     for key, rows in layouts.items():
         cov = {s: r for s, r in rows.items() if covers(r)}
         both = [s for s in cov if s in base and covers(base[s])]
         better = sum(cov[s]["ate_pct"] <= base[s]["ate_pct"] for s in both)
-        rate = _mean([r.get("new_kf_per_model_s") for r in rows.values()])
+        rate = _rate(rows)
         lines.append(md_row(_layout_name(key), f"{len(cov)} of {len(rows)}",
                             num(_mean([r["ate_pct"] for r in cov.values()]), "{:.2f} %"),
                             num(max((r["ate_pct"] for r in cov.values()), default=None), "{:.2f} %"),
@@ -576,13 +581,13 @@ def window_accuracy_targets(results: Sequence[Dict]) -> List[Tuple[str, str, str
     if not keys:
         return []
     base = layouts[keys[0]]
-    base_rate = _mean([r.get("new_kf_per_model_s") for r in base.values()])
+    base_rate = _rate(base)
     shared = [s for s, r in base.items() if covers(r)]
     base_ate = _mean([base[s]["ate_pct"] for s in shared])
     out = []
     for key in keys[1:]:
         rows = layouts[key]
-        rate = _mean([r.get("new_kf_per_model_s") for r in rows.values()]) / base_rate
+        rate = _rate(rows) / base_rate
         holds = all(s in rows and covers(rows[s]) for s in shared)
         ate_here = _mean([rows[s]["ate_pct"] for s in shared if s in rows])
         ok = rate >= KF_RATE_TARGET and holds and ate_here is not None and ate_here <= base_ate

@@ -40,9 +40,9 @@ class Settings:
 def choose_settings(cuda: bool, checkpoint: Optional[str], synth: Optional[Path] = None) -> Settings:
     """Defaults by machine (see httm_ros.tools.demo). ``checkpoint`` (WEIGHTS=): VGGT-1B, the real size
     on CUDA, 224 px on a CPU. Else ``synth`` (the shipped httm-vggt-synth, ``synth_weights()``): at
-    its model card's size on either; every frame a keyframe (the network was trained on clips of
-    consecutive frames: with motion keyframes the later windows fail the overlap checks) and anchored
-    windows, the setting its card's stream_profile was measured with. Neither:
+    its model card's size on either, with the windows its card's stream_profile was measured with
+    (``measured_with``: every frame a keyframe, since the network was trained on clips of consecutive
+    frames and with motion keyframes the later windows fail the overlap checks; anchored). Neither:
     deterministic test weights (VGGT-1B architecture on CUDA, the tiny network on a CPU)."""
     device = "cuda" if cuda else "cpu"
     if checkpoint:
@@ -50,11 +50,13 @@ def choose_settings(cuda: bool, checkpoint: Optional[str], synth: Optional[Path]
             return Settings(120, 518, 392, "1b", 518, 16, 6, "motion", "cuda", checkpoint, 1.0, "VGGT-1B")
         return Settings(40, 224, 168, "1b", 224, 6, 2, "motion", "cpu", checkpoint, 1.0, "VGGT-1B")
     if synth is not None:
-        from httm_ros.vggt.checkpoint import checkpoint_image_hw
+        from httm_ros.vggt.checkpoint import checkpoint_image_hw, checkpoint_stream_profile
 
         height, width = checkpoint_image_hw(synth) or (126, 168)
-        return Settings(SYNTH_FRAMES, width, height, "synth", width, 16, 6, "every", device, str(synth), 1.0,
-                        SYNTH_LABEL, "anchored")
+        card = (checkpoint_stream_profile(synth) or {}).get("measured_with") or {}     # the card's windows
+        return Settings(SYNTH_FRAMES, width, height, "synth", width, card.get("window_size", 16),
+                        card.get("window_overlap", 6), card.get("keyframe_policy", "every"), device, str(synth),
+                        1.0, SYNTH_LABEL, card.get("window_mode", "anchored"))
     if cuda:
         return Settings(120, 518, 392, "1b", 518, 16, 6, "motion", "cuda", None, 1.0, "VGGT-1B on TEST WEIGHTS")
     return Settings(60, 224, 168, "tiny", 224, 6, 2, "motion", "cpu", None, 1.0, "the tiny test network")
