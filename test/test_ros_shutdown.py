@@ -124,7 +124,10 @@ class Driver:
         # the window moment: frames 0..K-1 make a window that waits before its forward, the rest queue
         # behind it (2 frames with K = 3; with flush 1 frame and K = 4: a shorter last window)
         self.window_size, self.queued = (4, 1) if stop.flush else (3, 2)
-        extra = ["-p", "warmup_forwards:=0"] if stop.moment != "build" else []
+        # build: many warm-up forwards keep the start-up going well past the "NO CHECKPOINT" line, so
+        # the signal lands during it (one forward of the tiny model could finish first: a race);
+        # the stop interrupts the warm-up at once (StopRequest in the main thread)
+        extra = ["-p", "warmup_forwards:=0" if stop.moment != "build" else "warmup_forwards:=50"]
         if stop.name == "SIGINT-idle":            # also: a -p that a later --params-file replaces
             extra += ["-p", "pixel_stride:=7", "--params-file", str(PARAMS_FILE)]
         if stop.moment == "window":
