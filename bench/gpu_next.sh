@@ -25,6 +25,8 @@
 #                                   # (issue 14: its peak memory within 1.1x, its time beside it)
 #   PART=10 bash bench/gpu_next.sh  # issue 16: new keyframes per second in the node's GPU setting (compiled,
 #                                   # bf16 DPT heads): dense 24/8 against HTTM at K/O 24/8, 24/4, 32/6, 48/6, 64/6
+#   PART=11 bash bench/gpu_next.sh  # issue 14's 1000-frame levers alone on top of the node's e2e setting: the
+#                                   # DPT heads compiled, then also max-autotune (GEMM epilogues); the FastVGGT code first
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -41,7 +43,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1..10}"
+PART="${PART:?set PART=1..11}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -56,6 +58,7 @@ if [ "$SMOKE" = 1 ]; then
     WON=(--frames 7 --new 5 --windows 2)
     E1=(4 6 8); E2=(4 6); E3=(4 6); E5=(4 6 8); KS=(4 6 8); OVL=2
     KO=("6 4 3" "6 5 3" "8 6 2")          # PART=10: "K new windows"
+    E6=(4 8)
     BF16=float32              # bf16 weights need CUDA autocast (the patch embedding's input is fp32)
 else
     BUDGET_S="${BUDGET_S:-520}"
@@ -64,6 +67,7 @@ else
     WON=(--frames 32 --new 24 --windows 30)
     E1=(100 300 1000); E2=(100 300); E3=(24 100); E5=(24 100 1000); KS=(16 24 32 48 64 96 128); OVL=8
     KO=("24 16 30" "24 20 30" "32 26 25" "48 42 15" "64 58 12")
+    E6=(24 1000)
     BF16=bfloat16
 fi
 T0=$(date +%s); T_END=$(( T0 + BUDGET_S ))
@@ -184,7 +188,14 @@ case "$PART" in
             --modes "${modes[@]}" --compile-tokenwise --dpt-dtype "$BF16"
         n=$(( n - 1 ))
     done ;;
-*)  echo "PART must be 1..10" >&2; exit 2 ;;
+11) # issue 14's 1000-frame gap: each lever on top of the node's e2e setting (PART=8's e2e_node), in one
+    # call with the FastVGGT code (first, so that a long autotune cannot cut it)
+    NODE=(--modes httm --attention-sdpa cudnn --compile-tokenwise --dpt-dtype "$BF16" --weights-dtype "$BF16")
+    windows peer_1000 30 --frames "${E5[2]}" --new 0 --windows 1 --modes "${PEER_ARGS[@]}"
+    e2e e2e_base --frames "${E6[@]}" "${NODE[@]}"
+    e2e e2e_heads --frames "${E6[@]}" "${NODE[@]}" --compile-heads
+    e2e e2e_autotune --frames "${E6[@]}" "${NODE[@]}" --compile-heads --compile-mode max-autotune-no-cudagraphs ;;
+*)  echo "PART must be 1..11" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"

@@ -170,7 +170,7 @@ def test_a_failing_compile_falls_back_to_eager(caplog):
         _run(model, images)
     _assert_close(got, ref)
     assert "no C compiler" in (layers.compile_failure() or "")
-    assert sum("torch.compile of the token-wise passes failed" in r.message for r in caplog.records) == 1
+    assert sum("torch.compile failed" in r.message for r in caplog.records) == 1
 
 
 def test_bfloat16_weights_compiled_as_eager():

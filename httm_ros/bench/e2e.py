@@ -31,7 +31,7 @@ from httm_ros.httm.kernels.fast import LAST_INFO
 from httm_ros.provenance import environment, write_json
 from httm_ros.vggt.layers import _SDPA_STATE
 
-from .harness import add_model_arguments, pick_device, start_time, timed_model
+from .harness import add_model_arguments, compile_options, pick_device, start_time, timed_model
 from .timeline import Timeline
 from .workload import HEIGHT, WIDTH, MODES, anchored_window, merge_config, tokens_per_frame, video_frames
 
@@ -212,7 +212,7 @@ def run(args, argv: List[str]) -> int:
     device = pick_device(args.device)
     result: Dict = {"kind": "e2e", "env": environment(device, argv), "config": args.config,
                     "weights_dtype": args.weights_dtype, "attention_sdpa": args.attention_sdpa,
-                    "compile_tokenwise": args.compile_tokenwise, "dpt_dtype": args.dpt_dtype,
+                    **compile_options(args), "dpt_dtype": args.dpt_dtype,
                     "overlap": args.overlap, "rows": [], "complete": False}
     if args.overlap is not None and min(args.frames) <= args.overlap:
         raise SystemExit(f"--overlap {args.overlap} needs every --frames above it")

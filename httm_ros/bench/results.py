@@ -132,7 +132,9 @@ def window_mode(row: Dict) -> str:
         return "FastVGGT code (its merging, bf16 weights)"
     weights = row.get("weights_dtype") or "float32"
     variant = (("" if weights == "float32" else f", {weights} weights") + (", compiled" if row.get("compile_tokenwise") else "")
-               + ("" if row.get("dpt_dtype", "float32") == "float32" else f", DPT {row['dpt_dtype']}"))
+               + ("" if row.get("dpt_dtype", "float32") == "float32" else f", DPT {row['dpt_dtype']}")
+               + (", DPT compiled" if row.get("compile_heads") else "")
+               + (f", {row['compile_mode']}" if row.get("compile_mode") else ""))
     if row.get("mode") == "httm":
         extra = {k: v for k, v in (row.get("sets") or {}).items() if k != "attention_sdpa"}
         name = f"ours HTTM, attention_sdpa={window_sdpa(row)}" + ("" if row.get("sets") else " (default)") + variant

@@ -170,7 +170,8 @@ def fallback_targets(results: Sequence[Dict]) -> List[Tuple[str, str, str]]:
     def setting(r: Dict) -> Tuple:
         sets = {k: v for k, v in (r.get("sets") or {}).items() if k != "impl"}
         return (r.get("frames"), r["env"].get("commit"), r["env"].get("device"), r.get("weights_dtype"),
-                bool(r.get("compile_tokenwise")), r.get("dpt_dtype", "float32"), tuple(sorted(sets.items())))
+                bool(r.get("compile_tokenwise")), bool(r.get("compile_heads")), r.get("compile_mode"),
+                r.get("dpt_dtype", "float32"), tuple(sorted(sets.items())))
 
     rows = [r for r in window_rows(results) if r.get("mode") == "httm" and not r.get("error") and r.get("peak_gib")]
     out = []

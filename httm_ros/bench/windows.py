@@ -35,6 +35,7 @@ import torch
 from httm_ros.httm import patch, warm_up
 
 from ..provenance import environment, write_json
+from .harness import add_compile_arguments, compile_flags, compile_options
 from .workload import DPT_DTYPES, MODES, build_model, merge_config, video_frames
 
 HEADS = ("camera", "depth")
@@ -138,8 +139,13 @@ def parse_sets(items: List[str]) -> Dict:
     return out
 
 
-def label(mode: str, sets: Dict, compiled: bool = False) -> str:
-    return mode + "".join(f" [{k}={v}]" for k, v in sorted(sets.items())) + (" compiled" if compiled else "")
+def label(mode: str, sets: Dict, compiled: Optional[Dict] = None) -> str:
+    """'httm [k=v] compiled heads-compiled max-autotune-no-cudagraphs' (``compiled``: ``compile_options``)."""
+    compiled = compiled or {}
+    words = (["compiled"] if compiled.get("compile_tokenwise") else []) \
+        + (["heads-compiled"] if compiled.get("compile_heads") else []) \
+        + ([compiled["compile_mode"]] if compiled.get("compile_mode") else [])
+    return " ".join([mode + "".join(f" [{k}={v}]" for k, v in sorted(sets.items()))] + words)
 
 
 # ------------------------------------------------------------------ one mode (child process)
@@ -160,12 +166,12 @@ def run_mode(args) -> Dict:
     device = pick_device(args.device)
     row: Dict = {"mode": args.mode, "sets": parse_sets(args.httm_set), "frames": args.frames,
                  "new": args.new, "windows": args.windows, "config": args.config,
-                 "weights_dtype": args.weights_dtype, "compile_tokenwise": args.compile_tokenwise,
+                 "weights_dtype": args.weights_dtype, **compile_options(args),
                  "dpt_dtype": args.dpt_dtype, "image_hw": list(args.image_size)}
-    row["label"] = label(args.mode, row["sets"], args.compile_tokenwise)
+    row["label"] = label(args.mode, row["sets"], compile_options(args))
     start = time.time()
-    model = build_model(device, args.config, getattr(torch, args.weights_dtype), compile_tokenwise=args.compile_tokenwise,
-                        dpt_dtype=args.dpt_dtype)
+    model = build_model(device, args.config, getattr(torch, args.weights_dtype), dpt_dtype=args.dpt_dtype,
+                        **compile_options(args))
     sync(device)
     row["model_build_s"] = round(time.time() - start, 2)
     config = merge_config(args.mode)
@@ -251,11 +257,11 @@ def plan(args) -> List[Dict]:
     for mode in args.modes:
         extra = ["--mode", mode, "--config", args.config, "--weights-dtype", args.weights_dtype,
                  "--dpt-dtype", args.dpt_dtype]
-        extra += ["--compile-tokenwise"] if args.compile_tokenwise else []
+        extra += compile_flags(args)
         sets = args.httm_set if mode == "httm" else []
         for item in sets:
             extra += ["--httm-set", item]
-        items.append({"label": label(mode, parse_sets(sets), args.compile_tokenwise), "module": "httm_ros.bench.windows", "extra": extra})
+        items.append({"label": label(mode, parse_sets(sets), compile_options(args)), "module": "httm_ros.bench.windows", "extra": extra})
     return items
 
 
@@ -335,8 +341,7 @@ def model_arguments(p: argparse.ArgumentParser) -> None:
     """Our model's options, the same in the parent and in each mode's child."""
     p.add_argument("--config", choices=("1b", "tiny"), default="1b")
     p.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--compile-tokenwise", action="store_true",
-                   help="ours: the blocks' token-wise passes through torch.compile (compiled in the warm-up)")
+    add_compile_arguments(p)
     p.add_argument("--dpt-dtype", choices=DPT_DTYPES, default="float32",
                    help="ours: the DPT heads on CUDA in float32 (VGGT) or bfloat16 (autocast, channels-last)")
 

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.vggt import VGGT, VGGTConfig, layers
+from httm_ros.vggt.heads import compile_dense_heads
 
 MODES = ("dense", "uniform", "httm")
 DPT_DTYPES = ("float32", "bfloat16")     # --dpt-dtype: the DPT heads on CUDA (VGGTConfig.dpt_cuda_dtype)
@@ -36,19 +37,26 @@ def merge_config(mode: str, impl: str = "auto",
 
 
 def build_model(device: torch.device, config: str = "1b", weights_dtype: torch.dtype = torch.float32,
-                seed: int = 0, compile_tokenwise: bool = False, dpt_dtype: str = "float32") -> VGGT:
+                seed: int = 0, compile_tokenwise: bool = False, dpt_dtype: str = "float32",
+                compile_heads: bool = False, compile_mode: Optional[str] = None) -> VGGT:
     """VGGT (a ``VGGTConfig.preset`` name: 1b, tiny, synth) in eval mode, random weights
     initialised directly on ``device`` (no CPU copy, no golden weights); autocast bf16 on CUDA as
     in normal use. ``compile_tokenwise``: the blocks' token-wise passes through torch.compile
     (``httm_ros.vggt.layers.compile_tokenwise``; compiled at the first forward of each shape).
-    ``dpt_dtype`` other than float32: the DPT heads on CUDA in that dtype (``VGGTConfig.dpt_cuda_dtype``)."""
+    ``dpt_dtype`` other than float32: the DPT heads on CUDA in that dtype (``VGGTConfig.dpt_cuda_dtype``).
+    ``compile_heads``: the DPT heads' chunks through torch.compile (``heads.compile_dense_heads``);
+    ``compile_mode``: the torch.compile mode of both (``layers.COMPILE_MODES``)."""
     torch.manual_seed(seed)
     cfg = VGGTConfig.preset(config, dpt_cuda_dtype=None if dpt_dtype == "float32" else dpt_dtype)
     with torch.device(device):
         model = VGGT(cfg)
     model = model.to(dtype=weights_dtype).eval()
+    if compile_tokenwise or compile_heads:
+        layers.set_compile_backend("inductor", compile_mode)
     if compile_tokenwise:
         layers.compile_tokenwise(model)
+    if compile_heads:
+        compile_dense_heads(model)
     return model
 
 

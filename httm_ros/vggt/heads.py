@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import Block, Mlp
+from .layers import Block, Mlp, compiled_function, compiled_now
 
 # ------------------------------------------------------------------------ camera head
 
@@ -215,26 +215,50 @@ class DPTHead(nn.Module):
         x = sc.refinenet1(x, l1)
         return sc.output_conv1(x)
 
+    #: Run each chunk's work through ``torch.compile`` at inference (``compile_dense_heads``).
+    compiled: bool = False
+
     def _run(self, layer_tokens: dict, patch_start: int, image_hw: Tuple[int, int],
              start: int, stop: int, low_precision: bool = False) -> Tuple[Tensor, Tensor]:
         """Frames start..stop; ``low_precision`` (under the caller's autocast): channels-last
         feature maps, the output back in fp32 before the activations."""
-        height, width = image_hw
-        grid = (height // self.patch_size, width // self.patch_size)
-        aspect = width / height
-        feats = []
-        for idx, layer in enumerate(self.layers):
+        tokens = []
+        for layer in self.layers:
             t = layer_tokens[layer][:, start:stop, patch_start:]                # [B, s, h*w, C]
-            b, s = t.shape[:2]
-            feats.append(self._features(t.reshape(b * s, -1, t.shape[-1]), idx, grid, aspect, low_precision))
-        x = self._fuse(feats)
-        x = resize_bilinear(x, (grid[0] * self.patch_size, grid[1] * self.patch_size))
-        x = self.scratch.output_conv2(self._pos(x, aspect))                    # [b*s, out, H, W]
-        x = (x.float() if low_precision else x).permute(0, 2, 3, 1)           # autocast's bf16: back to fp32
-        values, conf = x[..., :-1], x[..., -1]
-        if self.activation == "exp":
-            values = torch.exp(values)
-        else:
-            values = torch.sign(values) * (torch.exp(values.abs()) - 1.0)
-        conf = 1 + conf.exp()
+            tokens.append(t.reshape(-1, *t.shape[2:]))                         # [B*s, h*w, C]
+        b, s = t.shape[:2]
+        run = compiled_function("dpt_chunk", _dpt_chunk) if compiled_now(self.compiled) else _dpt_chunk
+        values, conf = run(self, tokens, image_hw, low_precision)
         return values.reshape(b, s, *values.shape[1:]), conf.reshape(b, s, *conf.shape[1:])
+
+
+def _dpt_chunk(head: DPTHead, tokens: List[Tensor], image_hw: Tuple[int, int],
+               low_precision: bool) -> Tuple[Tensor, Tensor]:
+    """One chunk of frames through a DPT head, a function of (head, tensors) so that one
+    ``torch.compile`` serves both heads and every chunk of one shape:
+    tokens 4 x [N, h*w, C] -> (values [N, H, W, out-1], conf [N, H, W])."""
+    height, width = image_hw
+    grid = (height // head.patch_size, width // head.patch_size)
+    aspect = width / height
+    feats = [head._features(t, idx, grid, aspect, low_precision) for idx, t in enumerate(tokens)]
+    x = head._fuse(feats)
+    x = resize_bilinear(x, (grid[0] * head.patch_size, grid[1] * head.patch_size))
+    x = head.scratch.output_conv2(head._pos(x, aspect))                        # [N, out, H, W]
+    x = (x.float() if low_precision else x).permute(0, 2, 3, 1)               # autocast's bf16: back to fp32
+    values, conf = x[..., :-1], x[..., -1]
+    if head.activation == "exp":
+        values = torch.exp(values)
+    else:
+        values = torch.sign(values) * (torch.exp(values.abs()) - 1.0)
+    return values, 1 + conf.exp()
+
+
+def compile_dense_heads(model: nn.Module, enabled: bool = True) -> int:
+    """Run the DPT heads of ``model`` through ``torch.compile`` at inference, a chunk of frames
+    at a time (the elementwise work between the convolutions fused: ReLUs, residual adds,
+    positional embeddings, resizes, activations; the convolutions stay cuDNN). Each new chunk
+    shape compiles on first use. Returns the number of heads switched."""
+    heads = [m for m in model.modules() if isinstance(m, DPTHead)]
+    for head in heads:
+        head.compiled = enabled
+    return len(heads)

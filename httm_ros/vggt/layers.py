@@ -302,9 +302,8 @@ class Block(nn.Module):
     def _pass(self, name: str) -> Callable:
         """One token-wise pass of this block: the compiled function when ``compiled`` and no
         autograd graph is recorded, else the eager one (same arithmetic)."""
-        if self.compiled and not torch.is_grad_enabled() and not _FORCE_EAGER.get() \
-                and _COMPILE_SETTINGS["failed"] is None:
-            return _compiled_pass(name)
+        if compiled_now(self.compiled):
+            return compiled_function(name, _TOKENWISE[name])
         return _TOKENWISE[name]
 
     def forward(self, x: Tensor, pos: Optional[Tensor] = None,
@@ -378,25 +377,41 @@ def _mlp_residual_pass(block: Block, x: Tensor) -> Tensor:
 
 _TOKENWISE = {"qkv": _qkv_pass, "attention_residual": _attention_residual_pass, "mlp_residual": _mlp_residual_pass}
 _COMPILED: dict = {}
-_COMPILE_SETTINGS: dict = {"backend": "inductor", "failed": None}
+_COMPILE_SETTINGS: dict = {"backend": "inductor", "mode": None, "failed": None}
 _FORCE_EAGER = contextvars.ContextVar("httm_tokenwise_eager", default=False)
 
 #: Distinct input shapes one process may compile per pass (frame and global blocks, DINO, the
 #: camera trunk, the chunks of long inputs, a few window sizes); beyond it dynamo runs eager.
 COMPILE_SHAPE_LIMIT = 64
 
+#: ``torch.compile`` modes of the compiled passes: None (inductor's default: fused elementwise
+#: work around cuBLAS GEMMs) or "max-autotune-no-cudagraphs" (GEMMs and convolutions autotuned
+#: against Triton templates, which can carry the elementwise epilogue: bias + GELU, LayerScale +
+#: residual; each new shape pays the tuning in its first forward).
+COMPILE_MODES = (None, "max-autotune-no-cudagraphs")
 
-def _compiled_pass(name: str) -> Callable:
-    fn = _COMPILED.get(name)
-    if fn is None:
+
+def compiled_now(enabled: bool) -> bool:
+    """Whether a module switched to compiled passes (``enabled``) runs them now: inference (no
+    autograd graph), not inside ``eager_tokenwise``, and no compile failure in this process."""
+    return enabled and not torch.is_grad_enabled() and not _FORCE_EAGER.get() \
+        and _COMPILE_SETTINGS["failed"] is None
+
+
+def compiled_function(name: str, fn: Callable) -> Callable:
+    """``torch.compile`` of ``fn`` (static shapes, this process's backend and mode), cached
+    under ``name``; a compile failure falls back to ``fn`` for good (``compile_failure``)."""
+    compiled_fn = _COMPILED.get(name)
+    if compiled_fn is None:
         import torch._dynamo
 
         config = torch._dynamo.config
         limit_name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, limit_name, max(getattr(config, limit_name), COMPILE_SHAPE_LIMIT))
-        compiled = torch.compile(_TOKENWISE[name], dynamic=False, backend=_COMPILE_SETTINGS["backend"])
-        fn = _COMPILED[name] = functools.partial(_guarded, compiled, _TOKENWISE[name])
-    return fn
+        options = {"mode": _COMPILE_SETTINGS["mode"]} if _COMPILE_SETTINGS["mode"] else {}
+        compiled = torch.compile(fn, dynamic=False, backend=_COMPILE_SETTINGS["backend"], **options)
+        compiled_fn = _COMPILED[name] = functools.partial(_guarded, compiled, fn)
+    return compiled_fn
 
 
 def _guarded(compiled: Callable, eager: Callable, *args):
@@ -408,7 +423,7 @@ def _guarded(compiled: Callable, eager: Callable, *args):
         raise
     except Exception as exc:                                             # noqa: BLE001 (any backend error)
         _COMPILE_SETTINGS["failed"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-        LOG.warning("torch.compile of the token-wise passes failed (%s); running them eager from now on",
+        LOG.warning("torch.compile failed (%s); the compiled passes run eager from now on",
                     _COMPILE_SETTINGS["failed"])
         return eager(*args)
 
@@ -430,10 +445,13 @@ def compile_tokenwise(model: nn.Module, enabled: bool = True) -> int:
     return len(blocks)
 
 
-def set_compile_backend(backend: str = "inductor") -> None:
-    """torch.compile backend of the token-wise passes (inductor; tests use "aot_eager")."""
-    if backend != _COMPILE_SETTINGS["backend"]:
-        _COMPILE_SETTINGS["backend"] = backend
+def set_compile_backend(backend: str = "inductor", mode: Optional[str] = None) -> None:
+    """torch.compile backend (inductor; tests use "aot_eager") and mode (``COMPILE_MODES``) of
+    the compiled passes; a change drops the compiled functions of this process."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
+    if (backend, mode) != (_COMPILE_SETTINGS["backend"], _COMPILE_SETTINGS["mode"]):
+        _COMPILE_SETTINGS.update(backend=backend, mode=mode)
         _COMPILED.clear()
     _COMPILE_SETTINGS["failed"] = None
 
