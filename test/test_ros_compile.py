@@ -35,7 +35,7 @@ def test_on_compiles_the_window_shape_in_the_warm_up(fast_backend):
     eager = build_model_runner(_values(warmup_forwards=0, compile_tokenwise="off"))
     runner = build_model_runner(_values(warmup_forwards=1, compile_tokenwise="on"))
     assert runner.predictor.compile_frames == 3
-    assert "token-wise passes compiled for 3-frame windows" in runner.description
+    assert "token-wise passes and DPT heads compiled for 3-frame windows" in runner.description
     assert counters["stats"]["unique_graphs"] > 0                          # the warm-up compiled
     graphs = counters["stats"]["unique_graphs"]
     images = golden_images()                                                # [3, 3, 126, 168]

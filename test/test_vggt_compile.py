@@ -180,3 +180,39 @@ def test_bfloat16_weights_compiled_as_eager():
     layers.set_compile_backend("aot_eager")
     layers.compile_tokenwise(model)
     _assert_close(_run(model, images), ref, atol=0.0)
+
+
+def test_compiled_dense_heads_match_eager_with_one_compile_per_chunk_shape():
+    """The DPT heads' chunks through torch.compile: the same outputs as eager; chunks of one shape
+    share one graph (5 frames in chunks of 2: shapes 2 and 1), both heads included; training and
+    ``eager_tokenwise`` stay eager; switching off restores eager."""
+    from httm_ros.vggt.heads import DPTHead, compile_dense_heads
+
+    model, images = _tiny(), _images(frames=5)
+    model.config = model.config.replace(dpt_chunk_size=2)
+    ref = _run(model, images)
+    layers.set_compile_backend("aot_eager")
+    assert compile_dense_heads(model) == len([m for m in model.modules() if isinstance(m, DPTHead)]) == 2
+    with layers.eager_tokenwise():
+        _run(model, images)
+    assert counters["stats"]["unique_graphs"] == 0
+    _assert_close(_run(model, images), ref)
+    graphs = counters["stats"]["unique_graphs"]
+    assert 2 <= graphs <= 4, graphs                   # chunk shapes 2 and 1 (each head's own weights)
+    _run(model, images)
+    assert counters["stats"]["unique_graphs"] == graphs
+    model.train()
+    model(images)["depth"].mean().backward()
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert compile_dense_heads(model.eval(), enabled=False) == 2
+    _assert_close(_run(model, images), ref, atol=0.0)
+
+
+def test_predictor_compiles_the_heads_with_the_passes():
+    """ModelPredictor(compile_frames=K) switches the DPT heads too (the node's ``compile_tokenwise``)."""
+    from httm_ros.pipeline import ModelPredictor
+
+    layers.set_compile_backend("aot_eager")
+    on, off = ModelPredictor(_tiny(), compile_frames=3), ModelPredictor(_tiny(), compile_frames=None)
+    assert on.model.depth_head.compiled and on.model.point_head.compiled
+    assert not off.model.depth_head.compiled

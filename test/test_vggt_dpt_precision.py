@@ -90,19 +90,27 @@ def test_node_parameter_sets_the_heads_dtype():
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_golden_cuda_bf16_heads(monkeypatch):
-    """VGGT-1B, aggregator in fp32 or bf16 autocast, DPT heads in bf16 channels-last: within the
-    eager bf16 bound of test_vggt_golden against the public code's outputs."""
+    """VGGT-1B, aggregator in fp32 or bf16 autocast, DPT heads in bf16 channels-last, eager and
+    then compiled (``compile_dense_heads``, inductor; the node's GPU setting): within the eager bf16
+    bound of test_vggt_golden against the public code's outputs."""
+    from httm_ros.vggt import layers
+    from httm_ros.vggt.heads import compile_dense_heads
+
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     reference = dict(np.load(DATA / "golden_vggt1b.npz"))
     model = golden_vggt1b(DATA / "state_dict_manifest.json").cuda()
     images = golden_images().cuda()
-    for autocast in (None, "bfloat16"):
+    layers.set_compile_backend("inductor")
+    for autocast, compiled in ((None, False), ("bfloat16", False), (None, True), ("bfloat16", True)):
         model.config = model.config.replace(cuda_autocast_dtype=autocast, dpt_cuda_dtype="bfloat16")
+        compile_dense_heads(model, enabled=compiled)
         with torch.inference_mode():
             got = model(images)
+        assert layers.compile_failure() is None
         for key in ("depth", "depth_conf", "world_points"):
             g, r = got[key][0].float().cpu().numpy(), reference[key]
             rel = np.linalg.norm(g - r) / np.linalg.norm(r)
-            print(f"golden, aggregator {autocast or 'float32'}, DPT bfloat16: {key} relative error {rel:.3e}")
-            assert rel < 2e-2, (autocast, key, rel)
+            print(f"golden, aggregator {autocast or 'float32'}, DPT bfloat16{' compiled' if compiled else ''}: "
+                  f"{key} relative error {rel:.3e}")
+            assert rel < 2e-2, (autocast, compiled, key, rel)

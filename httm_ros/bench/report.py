@@ -25,7 +25,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import roofline
 from .plot import plot
-from .results import NOT_YET, load, load_side, ratio
+from .results import NOT_YET, load, load_side, ratio, window_mode
 from .markdown_tables import (MERGING_SETTINGS, breakdown_table, fidelity_table, latency_table, layer_table,
                               memory_table, merging_attention_error, merging_layer_table, merging_metric,
                               merging_offline_table,
@@ -502,8 +502,9 @@ def streaming_targets(res: Dict) -> List[Tuple[str, str, str]]:
     return out
 
 
-def window_size_section(results: List[Dict], accuracy: Sequence[Dict] = ()) -> List[str]:
-    open_targets = []
+def window_size_section(results: List[Dict], accuracy: Sequence[Dict] = (), windows: Sequence[Dict] = ()) -> List[str]:
+    rate_lines, rate_targets = keyframe_rate_layouts(windows)
+    open_targets = list(rate_targets)
     if not any(res.get("config") == "1b" for res in results):
         open_targets.append((f"VGGT-1B at 518x392 on the H200: >= {KF_RATE_TARGET}x the new keyframes/s of dense "
                              f"{DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]}", NOT_YET,
@@ -516,7 +517,48 @@ def window_size_section(results: List[Dict], accuracy: Sequence[Dict] = ()) -> L
     lines = result_section("Window sizes where HTTM pays (issue 16)", results,
                            "no window-size file (`httm-bench e2e --overlap 8 --frames 16 24 32 48 64 96 128`)",
                            window_size_table, window_size_targets, "Targets (issue 16):", open_targets)
-    return lines + window_accuracy_table(accuracy) if accuracy else lines
+    return lines + rate_lines + (window_accuracy_table(accuracy) if accuracy else [])
+
+
+def keyframe_rate_layouts(windows: Sequence[Dict]) -> Tuple[List[str], List[Tuple[str, str, str]]]:
+    """Issue 16's throughput on the GPU: ``httm-bench windows`` rows of one commit, device and model
+    setting (weights, compiled parts, heads dtype, merging options) with at least three (K, new)
+    layouts (``PART=10``), new keyframes/s = new / p50, each against dense K=24 with 16 new
+    (today's 24/8) of the same group -> (table lines, target rows)."""
+    groups: Dict[Tuple, List[Tuple[Dict, Dict]]] = {}
+    for res in windows:
+        env = env_of(res)
+        for r in res.get("rows", []):
+            if r.get("mode") in ("dense", "httm") and r.get("p50_s") and r.get("new"):
+                setting = (r.get("weights_dtype"), bool(r.get("compile_tokenwise")), bool(r.get("compile_heads")),
+                           r.get("dpt_dtype"), tuple(sorted((r.get("sets") or {}).items())))
+                groups.setdefault((env.get("commit"), _gpu_name(res), setting), []).append((res, r))
+    lines: List[str] = []
+    targets: List[Tuple[str, str, str]] = []
+    for (commit, device, _), rows in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        base = next((r for _, r in rows if r["mode"] == "dense" and (r["frames"], r["new"]) == (24, 16)), None)
+        if base is None or len({(r["frames"], r["new"]) for _, r in rows}) < 3:
+            continue
+        rate = lambda r: r["new"] / r["p50_s"]                                # noqa: E731
+        lines += [f"### New keyframes per second on the GPU ({device}, {str(commit)[:7]}, {window_mode(base)})", "",
+                  "`httm-bench windows` (`bash bench/gpu_next.sh`; `PART=10` has the layouts with fewer known "
+                  "frames): consecutive K-frame windows of new "
+                  "content, K - new frames known (the anchored layout's anchor and context), VGGT-1B random "
+                  "weights at 518x392, one model setting (named above); new keyframes/s = new / p50. Time only: "
+                  "the accuracy of each layout is the trained model's table below (merging's accuracy on "
+                  "VGGT-1B cannot be measured without its checkpoint).", "",
+                  *md_head("mode", "K", "new", "known", "p50 s", "p99 s", "new kf/s", "vs dense 24/8", "file")]
+        for res, r in sorted(rows, key=lambda x: (x[1]["frames"], x[1]["new"], x[1]["mode"])):
+            lines.append(md_row(r["mode"], r["frames"], r["new"], r["frames"] - r["new"], num(r["p50_s"]),
+                                num(r.get("p99_s")), num(rate(r), "{:.1f}"), num(rate(r) / rate(base), "{:.2f}x"),
+                                res["file"]))
+        best = max((r for _, r in rows), key=rate)
+        targets.append((f">= {KF_RATE_TARGET}x the new keyframes/s of dense 24/8, time only "
+                        f"({device}, VGGT-1B random weights): the best layout",
+                        f"{best['mode']} {best['frames']}/{best['frames'] - best['new']}: "
+                        f"{rate(best) / rate(base):.2f}x", verdict(rate(best) / rate(base) >= KF_RATE_TARGET)))
+        lines.append("")
+    return lines, targets
 
 
 def _accuracy_layouts(results: Sequence[Dict]) -> Dict[Tuple, Dict[Tuple, Dict]]:
@@ -904,7 +946,7 @@ def extra_sections(extra: Dict[str, List[Dict]], windows: Sequence[Dict] = (), e
     return [*compile_section(extra["compile"], windows, e2e),
             *training_section(extra["model_card"], extra["train_log"], extra["streaming"], extra["merging_trained"]),
             *streaming_section(extra["streaming"]),
-            *window_size_section(extra["window_size"], extra["window_accuracy"]),
+            *window_size_section(extra["window_size"], extra["window_accuracy"], windows),
             *dtype_section(extra["dtype"]), *loops_section(extra["loops"]),
             *distributed_section(extra["distributed_fidelity"], extra["distributed"])]
 
@@ -915,7 +957,8 @@ def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequ
     weights; then the targets against the FastVGGT code's one-shot rows among ``windows`` (ours: these
     files and ``e2e``)."""
     rows = [(res, r) for res in results for r in res.get("rows", []) if r.get("seconds") is not None]
-    out = ["## Issue 14's levers, each measured alone: compiled token-wise passes, bf16 DPT heads, bf16 weights", "",
+    out = ["## Issue 14's levers, each measured alone: compiled token-wise passes, bf16 DPT heads, bf16 weights, "
+           "compiled DPT heads", "",
            "`httm-bench e2e --compile-tokenwise` runs every block's norms, qkv, q/k norm + RoPE, LayerScale, "
            "residuals and MLP through `torch.compile` (inductor; `httm_ros.vggt.layers.compile_tokenwise`), "
            "the attention cores eager; the same input repeated, one untimed forward at the row's size "
@@ -924,7 +967,10 @@ def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequ
            "node's regime with the lever is in the windows table above (rows marked `compiled`). "
            "`--dpt-dtype bfloat16` (the heads lever: the DPT heads under bf16 autocast, channels-last; "
            "`VGGTConfig.dpt_cuda_dtype`) is paired the same way with float32 heads, and `--weights-dtype "
-           "bfloat16` (the weights cast to bf16) with float32 weights.", ""]
+           "bfloat16` (the weights cast to bf16) with float32 weights, and `--compile-heads` (the DPT heads' "
+           "chunks through `torch.compile`; `httm_ros.vggt.heads.compile_dense_heads`) with eager heads. A row "
+           "that did not finish (the `--compile-mode max-autotune-no-cudagraphs` lever ran out of the call's time "
+           "in its warm-up) has no line.", ""]
     peer = ["Against the FastVGGT code on the same frames (its code in its own process in the same device call, "
             "its warm forward; ours: the fastest row of the mode at that size of the same commit and device):", "",
             *target_rows(peer_oneshot_targets([*results, *e2e], windows))]
@@ -937,18 +983,22 @@ def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequ
                                               _dpt(x[0]), _weights(x[0]))):
         b, env = r.get("breakdown_s") or {}, env_of(res)
         warm = num(r["seconds"]) + (" (cold: no row warm-up)" if r.get("row_warmup") is False else "")
-        out.append(md_row(r["mode"], r["frames"], compile_sdpa(res, r), "yes" if _compiled(res) else "no", _dpt(res),
+        compiled = ("passes + DPT heads" if _heads(res) else "passes") if _compiled(res) else "no"
+        out.append(md_row(r["mode"], r["frames"], compile_sdpa(res, r), compiled, _dpt(res),
                           _weights(res), num(r.get("first_run_s")), warm, num(b.get("dino")),
                           num(b.get("global_attention")), num(b.get("aggregator_other")), num(b.get("heads_and_host")),
                           num(r.get("peak_gib"), "{:.2f}"), env.get("device", "?"), str(env.get("commit", "?"))[:7],
                           res["file"]))
-    compiled = lever_table(rows, _compiled, lambda res: (_dpt(res), _weights(res)), ("eager", "compiled"),
+    compiled = lever_table(rows, _compiled, lambda res: (_dpt(res), _weights(res), _heads(res)), ("eager", "compiled"),
                            "aggregator_other")
-    dpt = lever_table(rows, lambda res: _dpt(res) != "float32", lambda res: (_compiled(res), _weights(res)),
+    dpt = lever_table(rows, lambda res: _dpt(res) != "float32", lambda res: (_compiled(res), _weights(res), _heads(res)),
                       ("DPT float32", "DPT bf16"), "heads_and_host")
-    weights = lever_table(rows, lambda res: _weights(res) != "float32", lambda res: (_compiled(res), _dpt(res)),
-                          ("weights float32", "weights bf16"), "aggregator_other")
-    levers = [part for table in (dpt, weights) if table != [NOT_YET] for part in (*table, "")]
+    weights = lever_table(rows, lambda res: _weights(res) != "float32",
+                          lambda res: (_compiled(res), _dpt(res), _heads(res)), ("weights float32", "weights bf16"),
+                          "aggregator_other")
+    heads = lever_table(rows, _heads, lambda res: (_compiled(res), _dpt(res), _weights(res)),
+                        ("DPT eager", "DPT compiled"), "heads_and_host")
+    levers = [part for table in (dpt, weights, heads) if table != [NOT_YET] for part in (*table, "")]
     return out + ["", *compiled, ""] + levers + peer + roofline_section(results)
 
 
@@ -993,6 +1043,10 @@ def roofline_section(results: Sequence[Dict]) -> List[str]:
 
 def _compiled(res: Dict) -> bool:
     return bool(res.get("compile_tokenwise"))
+
+
+def _heads(res: Dict) -> bool:
+    return bool(res.get("compile_heads"))
 
 
 def _dpt(res: Dict) -> str:
@@ -1053,7 +1107,8 @@ def build_report(files: Sequence[Path], png: Optional[Path] = None, notes: Optio
         "",
         "Generated by `" + command + "` from the JSON files only; a cell without a measurement says *"
         + NOT_YET + "*. The GPU numbers come from NVIDIA H100 80GB machines (device and provenance "
-        "columns); none from an H200. The sections of issues 15-19 name their device with each file "
+        "columns) and NVIDIA H200 machines (the device issue 14 names). The sections of issues 15-19 name their device "
+        "with each file "
         "(most ran on this project's 2-core CPU machine).",
         "",
         *windows_section(side["windows"]),

@@ -21,7 +21,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -90,15 +90,35 @@ def stream_config(mode: str, window: int, overlap: int, device: str = "cpu",
                                       keyframes=keyframes, image_width=None, device=device), profile)
 
 
-def run_stream(seq, predictor, config: StreamConfig):
-    """Push every frame; returns (reconstructor, results, wall seconds)."""
+def run_stream(seq, predictor, config: StreamConfig, on_push: Optional[Callable[[list, float], bool]] = None,
+               flush: bool = True):
+    """Push every frame, then flush (unless ``flush`` is False); returns (reconstructor, results,
+    wall seconds). ``on_push(windows, seconds)``, called after each push (and the flush) with the
+    WindowResults it returned and its seconds: its own time is left out of the wall seconds; when it
+    returns True no more frames are pushed (the flush still runs)."""
     rec = StreamingReconstructor(predictor, config)
+    results: list = []
+    outside = 0.0
     t0 = time.perf_counter()
-    results = []
     for img, t in zip(seq.images, seq.timestamps):
-        results += rec.push(img, float(t))
-    results += rec.flush()
-    return rec, results, time.perf_counter() - t0
+        start = time.perf_counter()
+        got = rec.push(img, float(t))
+        results += got
+        if on_push is not None:
+            called = time.perf_counter()
+            stop = on_push(got, called - start)
+            outside += time.perf_counter() - called
+            if stop:
+                break
+    if flush:
+        start = time.perf_counter()
+        got = rec.flush()
+        results += got
+        if on_push is not None:
+            called = time.perf_counter()
+            on_push(got, called - start)
+            outside += time.perf_counter() - called
+    return rec, results, time.perf_counter() - t0 - outside
 
 
 def trajectory_metrics(seq, traj) -> Dict[str, float]:

@@ -19,6 +19,7 @@ from typing import Optional, Protocol, Sequence, runtime_checkable
 import torch
 
 from ..timing import StageTimer
+from ..vggt.heads import compile_dense_heads
 from ..vggt.layers import compile_tokenwise, eager_tokenwise
 from ..vggt.pose_encoding import pose_encoding_to_extrinsics_intrinsics
 
@@ -59,8 +60,9 @@ class ModelPredictor:
     dtype; otherwise parameters and images are cast to it (the model's own CUDA autocast of the
     aggregator still applies). merge: an ``HTTMConfig`` / ``UniformMergeConfig`` installed with
     ``httm_ros.httm.patch`` (None = dense attention, also restored on a previously patched model).
-    compile_frames: windows of this many frames run the blocks' token-wise passes through
-    torch.compile (``httm_ros.vggt.layers.compile_tokenwise``; the first such window, or the node's
+    compile_frames: windows of this many frames run the blocks' token-wise passes and the DPT
+    heads through torch.compile (``httm_ros.vggt.layers.compile_tokenwise``,
+    ``httm_ros.vggt.heads.compile_dense_heads``; the first such window, or the node's
     warm-up, pays the compile); windows of other sizes (a stream's last, shorter one) run eager, so
     a shape never seen cannot stall the stream with a compile. None: eager always.
     ``stats`` of each prediction: ``model_s`` (synchronised wall time of the forward pass),
@@ -80,6 +82,7 @@ class ModelPredictor:
             raise ValueError(f"compile_frames must be a frame count >= 1 or None, got {compile_frames}")
         self.compile_frames = compile_frames
         compile_tokenwise(self.model, enabled=compile_frames is not None)
+        compile_dense_heads(self.model, enabled=compile_frames is not None)
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, frame_ids: Sequence[int]) -> WindowPrediction:

@@ -201,12 +201,12 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
         if device.type == "cuda" and predictor.model.config.dpt_cuda_dtype:
             description += f", DPT heads {predictor.model.config.dpt_cuda_dtype}"
         if predictor.compile_frames is not None:
-            description += f", token-wise passes compiled for {predictor.compile_frames}-frame windows"
+            description += f", token-wise passes and DPT heads compiled for {predictor.compile_frames}-frame windows"
         warmup = warm_up_model(predictor.model, values, warn)
         description += warmup_text(warmup)
         failure = compile_failure() if predictor.compile_frames is not None else None
         if failure:
-            description += f" (compile failed, token-wise passes eager: {failure})"
+            description += f" (compile failed, running eager: {failure})"
     else:
         description = f"injected {type(predictor).__name__} on {device}"
     if values.get("debug_window_delay", 0.0) > 0:

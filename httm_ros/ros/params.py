@@ -94,11 +94,13 @@ PARAMS: Tuple[Param, ...] = (
           "difference of bfloat16 weights vs float32: docs/ROS.md 'Weights dtype'.",
           choices=("float32", "bfloat16", "float16")),
     Param("compile_tokenwise", "auto", "Run the blocks' token-wise passes (norms, projections, "
-          "RoPE, LayerScale, residuals, MLP) through torch.compile for windows of window_size "
+          "RoPE, LayerScale, residuals, MLP) and the DPT heads (the work between their "
+          "convolutions) through torch.compile for windows of window_size "
           "frames; the warm-up forward (4:3 frames) pays the compile (seconds on a GPU, cached on "
           "disk); a camera of another aspect ratio pays it once in its first window; other window "
           "sizes run eager. Measured on an H100, VGGT-1B 24-frame windows: HTTM p50 0.411 -> "
-          "0.271 s (docs/ROS.md 'Compiled token-wise passes'). 'auto': on with CUDA, off on CPU.",
+          "0.271 s with the passes; on an H200 the heads too, one 24-frame forward 0.245 -> "
+          "0.224 s (docs/ROS.md 'Compiled token-wise passes'). 'auto': on with CUDA, off on CPU.",
           choices=("auto", "on", "off")),
     Param("image_size", 0, "Model input width in pixels (multiple of 14); frames are resized "
           "keeping their aspect ratio (height rounded to a multiple of 14, no crop). 0: the width "
