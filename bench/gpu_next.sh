@@ -27,6 +27,9 @@
 #                                   # bf16 DPT heads): dense 24/8 against HTTM at K/O 24/8, 24/4, 32/6, 48/6, 64/6
 #   PART=11 bash bench/gpu_next.sh  # issue 14's 1000-frame levers alone on top of the node's e2e setting: the
 #                                   # DPT heads compiled, then also max-autotune (GEMM epilogues); the FastVGGT code first
+#   PART=12 bash bench/gpu_next.sh  # issue 14's streaming core at the node's defaults (httm-bench stream): 600
+#                                   # frames, VGGT-1B test weights, oracle geometry; new keyframes/s, window
+#                                   # latency p50/p99/max, first window, warm-up, GPU memory, per-stage time
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -43,7 +46,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1..11}"
+PART="${PART:?set PART=1..12}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -59,6 +62,7 @@ if [ "$SMOKE" = 1 ]; then
     E1=(4 6 8); E2=(4 6); E3=(4 6); E5=(4 6 8); KS=(4 6 8); OVL=2
     KO=("6 4 3" "6 5 3" "8 6 2")          # PART=10: "K new windows"
     E6=(4 8)
+    STREAM=(--config tiny --device cpu --frames 60 --set image_size=56 --set window_size=4 --set window_overlap=2)
     BF16=float32              # bf16 weights need CUDA autocast (the patch embedding's input is fp32)
 else
     BUDGET_S="${BUDGET_S:-520}"
@@ -68,6 +72,7 @@ else
     E1=(100 300 1000); E2=(100 300); E3=(24 100); E5=(24 100 1000); KS=(16 24 32 48 64 96 128); OVL=8
     KO=("24 16 30" "24 20 30" "32 26 25" "48 42 15" "64 58 12")
     E6=(24 1000)
+    STREAM=(--device cuda --set require_gpu=true --frames 600)     # every other value: the node's default
     BF16=bfloat16
 fi
 T0=$(date +%s); T_END=$(( T0 + BUDGET_S ))
@@ -195,7 +200,16 @@ case "$PART" in
     e2e e2e_base --frames "${E6[@]}" "${NODE[@]}"
     e2e e2e_heads --frames "${E6[@]}" "${NODE[@]}" --compile-heads
     e2e e2e_autotune --frames "${E6[@]}" "${NODE[@]}" --compile-heads --compile-mode max-autotune-no-cudagraphs ;;
-*)  echo "PART must be 1..11" >&2; exit 2 ;;
+12) # the node's streaming core without DDS (model runner, warm-up and StreamConfig from the node's
+    # default values), cut at the part's deadline; the JSON is rewritten after every window
+    t=$(left)
+    echo "[gpu_next] stream_node: $t s left"
+    timeout "$t" $PY -m httm_ros.bench stream "${STREAM[@]}" --out "$OUT/stream_node.json" \
+        > "$LOGS/stream_node.log" 2>&1
+    echo "[gpu_next] stream_node: rc=$?"; grep 'window [0-9]*:' "$LOGS/stream_node.log" | tail -3
+    [ -f "$OUT/stream_node.json" ] && $PY -c 'import json, sys; from httm_ros.bench.node_stream import stream_table
+print("\n".join(stream_table(json.load(open(sys.argv[1])))))' "$OUT/stream_node.json" ;;
+*)  echo "PART must be 1..12" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"

@@ -13,8 +13,8 @@ import logging
 import sys
 from typing import List, Optional
 
-from . import (compile_check, e2e, fidelity, latency, layer, loops, multi_gpu, node, postprocess, report, streaming,
-               weights_dtype, windows)
+from . import (compile_check, e2e, fidelity, latency, layer, loops, multi_gpu, node, node_stream, postprocess, report,
+               streaming, weights_dtype, windows)
 
 # name -> (module, help)
 SUBCOMMANDS = {
@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "fidelity": (fidelity, "attention error of HTTM and uniform merging vs dense, per layer (CPU)"),
     "postprocess": (postprocess, "the streaming core's post-processing per window (bench/postprocess.py)"),
     "node": (node, "reconstruct_node's overhead per window (bench/node.py)"),
+    "stream": (node_stream, "the streaming core at the node's defaults over a long sequence: new keyframes/s, "
+                            "window latency, warm-up, GPU memory, per-stage time (oracle or model geometry)"),
     "streaming": (streaming, "streaming core: anchored vs chained windows, tracking states, relocalisation (CPU)"),
     "loops": (loops, "loop closure: pose graph (GTSAM iSAM2) ATE with/without, update time, memory (CPU, oracle)"),
     "distributed": (multi_gpu, "one forward over N GPUs/processes (httm_ros.distributed): seconds, memory, all-gathers"),
