@@ -555,7 +555,7 @@ def test_report_compile_lever_section(tmp_path):
                                            row("httm", 100, 1.281, 0.449)])
     assert report.extra_kind(json.loads(compiled.read_text())) == "compile"
     text = report.build_report([eager, compiled])
-    assert "| httm | 24 | flash | yes | float32 | float32 | 1.279 | 0.279 | - | 0.100 | 0.100 | - | 7.10 |" in text
+    assert "| httm | 24 | flash | passes | float32 | float32 | 1.279 | 0.279 | - | 0.100 | 0.100 | - | 7.10 |" in text
     assert "| httm | 24 | flash | 0.412 | 0.279 | 1.48x | 0.227 -> 0.100 |" in text
     assert "| dense | 24 | sdpa | 0.478 | 0.343 | 1.39x | 0.227 -> 0.096 |" in text
     assert "| httm | 100 | flash | 1.281" not in text.split("| eager s |")[1]      # no eager row: no speed-up
@@ -581,7 +581,7 @@ def test_report_pairs_the_dpt_heads_lever_at_equal_compile_setting(tmp_path):
     text = report.build_report(files)
     assert "| httm | 100 | cudnn | 1.200 | 1.100 | 1.09x | 0.195 -> 0.090 |" in text     # DPT lever, compiled
     assert "| httm | 100 | cudnn | 1.800 | 1.200 | 1.50x | 0.450 -> 0.450 |" in text     # compile lever, fp32 heads
-    assert "| httm | 100 | cudnn | yes | bfloat16 |" in text
+    assert "| httm | 100 | cudnn | passes | bfloat16 |" in text
 
 
 def test_report_weights_lever_and_targets_against_the_fastvggt_code(tmp_path):
