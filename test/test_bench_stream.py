@@ -82,7 +82,7 @@ def test_table(result):
     data, stdout, _ = result
     lines = stream_table(data)
     assert lines[0].startswith("| geometry |") and lines[2].startswith("| oracle | CPU")
-    assert "tiny httm" in lines[2] and "4/2 chained" in lines[2]
+    assert "tiny (test weights) httm" in lines[2] and "4/2 chained" in lines[2]
     assert any(line.startswith("| predict |") for line in lines) and "\n".join(lines) in stdout
 
 

@@ -214,15 +214,16 @@ def summary(windows: List[Dict[str, Any]], stream_s: float, frames_pushed: int) 
             "latency": latency_summary([w["latency_s"] for w in windows]), "stages": stage_summary(windows)}
 
 
-def map_summary(rec, seq, geometry: str) -> Dict[str, Any]:
-    """Keyframes and points in the map at the end; ATE of segment 0 against the ground truth (oracle)."""
+def map_summary(rec, seq) -> Dict[str, Any]:
+    """Keyframes and points in the map at the end; ATE of segment 0 against the sequence's ground
+    truth (either geometry: the synthetic sequence knows its cameras)."""
     c, in_map = rec.counters, sum(len(s.trajectory) for s in rec.segments)
     out = {"keyframes_in_map": in_map, "segments": len(rec.segments),
            "map_points": sum(len(s.map) for s in rec.segments), "keyframes_selected": c.keyframes,
            "keyframes_dropped": c.keyframes_dropped,
            "keyframes_pending": c.keyframes - in_map - c.keyframes_dropped,     # queued, never run (no flush)
            "states": rec.tracker.states()}
-    if geometry == "oracle" and len(rec.segments[0].trajectory):
+    if len(rec.segments[0].trajectory):
         out["trajectory"] = trajectory_metrics(seq, rec.segments[0].trajectory)
     return out
 
@@ -265,7 +266,7 @@ def run(args, argv: List[str]) -> int:
         torch.cuda.reset_peak_memory_stats(runner.device)
     write_json(args.out, out)
     rec = stream(args, out, runner, seq)
-    out["summary"].update(map_summary(rec, seq, args.geometry))
+    out["summary"].update(map_summary(rec, seq))
     out["complete"] = True
     if rec.loops is not None:
         rec.loops.close()
@@ -334,7 +335,7 @@ def stream_table(result: Dict[str, Any]) -> List[str]:
            "first / p50 | warm-up s | GPU peak GiB | keyframes in map | ATE % |",
            "|---" * 19 + "|",
            f"| {result.get('geometry', '-')} | {(result.get('env') or {}).get('device', '-')} | "
-           f"{cfg.get('model_config', '-')} {cfg.get('merge_mode', '')} | {cfg.get('window_size', '-')}/"
+           f"{_model_name(cfg)} {cfg.get('merge_mode', '')} | {cfg.get('window_size', '-')}/"
            f"{cfg.get('window_overlap', '-')} {cfg.get('window_mode', '')} | {s.get('frames_pushed', '-')}"
            f"{' (truncated)' if result.get('truncated') else ''} | {s.get('accepted', '-')}/{s.get('windows', '-')} | "
            f"{s.get('new_keyframes', '-')} | {_f(s.get('new_keyframes_per_s'), '{:.1f}')} | "
@@ -353,3 +354,9 @@ def stream_table(result: Dict[str, Any]) -> List[str]:
     for stage, row in (s.get("stages") or {}).items():
         out.append(f"| {stage} | {_f(row['median_s'], '{:.4f}')} | {_f(row['total_s'])} | {row['windows']} |")
     return out
+
+
+def _model_name(settings: Dict[str, Any]) -> str:
+    """The checkpoint's file name, else the model_config preset (test weights)."""
+    checkpoint = settings.get("checkpoint") or ""
+    return Path(checkpoint).stem if checkpoint else f"{settings.get('model_config', '-')} (test weights)"
