@@ -23,7 +23,7 @@ import shlex
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import roofline
+from . import node_stream, roofline
 from .plot import plot
 from .results import NOT_YET, load, load_side, ratio, window_mode
 from .markdown_tables import (MERGING_SETTINGS, breakdown_table, fidelity_table, latency_table, layer_table,
@@ -83,13 +83,13 @@ DEFAULT_WINDOW = (24, 8)         # the node's window_size / window_overlap (conf
 STREAM_ACCEPTED_PCT, STREAM_ATE_PCT = 95.0, 5.0      # issue 15: streaming on held-out sequences
 DISTRIBUTED_GPU_ROWS = [(g, f) for f in (1000, 2000, 4000) for g in (1, 2, 4)]      # issue 19's GPU table
 KINDS = ("model_card", "train_log", "streaming", "window_size", "window_accuracy", "dtype", "loops",
-         "distributed_fidelity", "distributed", "compile", "merging_trained")
+         "distributed_fidelity", "distributed", "compile", "merging_trained", "stream")
 
 
 def extra_kind(data: Dict) -> Optional[str]:
     """The issue-15..19 result a JSON file holds, recognised by its fields (None: another kind)."""
     kind = data.get("kind")
-    if kind in ("distributed", "distributed_fidelity", "merging_trained", "window_accuracy"):
+    if kind in ("distributed", "distributed_fidelity", "merging_trained", "window_accuracy", "stream"):
         return kind
     if kind == "e2e" and any(r.get("layout") for r in data.get("rows", [])):
         return "window_size"                              # httm-bench e2e --overlap O (anchored windows)
@@ -943,12 +943,31 @@ def extra_sections(extra: Dict[str, List[Dict]], windows: Sequence[Dict] = (), e
     """Issue 14's levers (``windows``, ``e2e``: the windows and other e2e files, for the targets against
     the FastVGGT code's one-shot rows) and the issue-15..19 sections, every one present (a missing
     file says what is not measured)."""
-    return [*compile_section(extra["compile"], windows, e2e),
+    return [*compile_section(extra["compile"], windows, e2e), *stream_section(extra["stream"]),
             *training_section(extra["model_card"], extra["train_log"], extra["streaming"], extra["merging_trained"]),
             *streaming_section(extra["streaming"]),
             *window_size_section(extra["window_size"], extra["window_accuracy"], windows),
             *dtype_section(extra["dtype"]), *loops_section(extra["loops"]),
             *distributed_section(extra["distributed_fidelity"], extra["distributed"])]
+
+
+def stream_section(results: Sequence[Dict]) -> List[str]:
+    """Issue 14's ``httm-bench stream``: the node's streaming core without DDS, one table per file."""
+    out = ["## The streaming core at the node's settings (`httm-bench stream`, issue 14)", "",
+           "The node's model runner, start-up warm-up and StreamConfig built from its parameter values "
+           "(`httm_ros.bench.node_stream`), a synthetic sequence pushed frame by frame; latency = from the "
+           "push of a window's last frame to its result; p50/p99 over the windows after the first. Geometry "
+           "`oracle`: the model runs on every window for its time, the core gets the synthetic ground "
+           "truth's geometry (random weights would lose every window); `model`: the model's own outputs.", ""]
+    if not results:
+        return out + [NOT_YET + " (`PART=12 bash bench/gpu_next.sh` on the GPU)", ""]
+    if not any(str(env_of(res).get("device", "")).startswith("NVIDIA") for res in results):
+        out += ["On the GPU: " + NOT_YET + " (`PART=12 bash bench/gpu_next.sh`).", ""]
+    for res in results:
+        env = env_of(res)
+        out += [f"`{env.get('command')}` ({str(env.get('commit'))[:7]}, `{res['file']}`)", "",
+                *node_stream.stream_table(res), ""]
+    return out
 
 
 def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequence[Dict] = ()) -> List[str]:
