@@ -167,7 +167,9 @@ class LoopCloser:
         pose = old.cam_to_world.numpy() @ rel
         n, agree = depth_agreement(old.points, torch.from_numpy(pose), pred.intrinsics[1].cpu(),
                                    depth[1] * rep.scale, rec.config.tracking.anchor_scale_inlier)
-        if n < rec.config.tracking.min_visible_points or not agree >= rec.config.tracking.min_depth_agreement:
+        if n < max(4, math.ceil(self.config.verify_min_visible * old.points.shape[0])):
+            return None, "verification: too few of the old keyframe's points in the new view"
+        if not agree >= self.config.verify_min_agreement:
             return None, "verification: old keyframe's points disagree with the new keyframe's depth"
         return rel, ""
 

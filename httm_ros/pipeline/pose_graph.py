@@ -51,6 +51,11 @@ class LoopClosureConfig:
     new end falls more than ``consistency_window`` keyframes behind the newest keyframe is rejected,
     with the reason.
     ``consistent_loops=0``: every loop goes straight to the graph (no consistency test).
+    Verification (a window [old keyframe, newest]): at the loop pose at least ``verify_min_visible``
+    of the old keyframe's stored sample points (``StoreConfig.sample_points``, the confident half of
+    a pixel grid) must land in the new view with a depth, and at least ``verify_min_agreement`` of
+    those must agree with the new keyframe's predicted depth: a loop is permanent and global, so it
+    asks for more agreement than a window's map check (``TrackingConfig.min_depth_agreement``).
     ``synchronous``: every graph update finishes before the stream goes on (the solver still runs on
     its thread). Off in the node, where the update overlaps the next window; on in accuracy tests,
     whose result must not depend on which window an asynchronous correction reaches.
@@ -77,6 +82,8 @@ class LoopClosureConfig:
     consistent_loops: int = 1
     consistency_window: int = 30
     consistency_chi2: float = 14.07
+    verify_min_visible: float = 0.5
+    verify_min_agreement: float = 0.8
     synchronous: bool = False
 
     def __post_init__(self) -> None:
@@ -92,6 +99,9 @@ class LoopClosureConfig:
                      "consistency_chi2"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"LoopClosureConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("verify_min_visible", "verify_min_agreement"):
+            if not 0.0 < float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"LoopClosureConfig.{name} must be in (0, 1], got {getattr(self, name)!r}")
 
 
 @dataclass
