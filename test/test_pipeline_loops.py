@@ -223,6 +223,21 @@ def test_two_laps_loops_halve_ate_and_a_wrong_loop_leaves_the_map(two_laps, tmp_
     rec.loops.close()
 
 
+def test_verification_thresholds_are_validated_and_used(two_laps):
+    """A loop is verified on a share of the old keyframe's stored points (``verify_min_visible``)
+    and their depth agreement (``verify_min_agreement``); each failure has its own reason. Asking
+    for every stored point in view rejects loops the default accepts."""
+    for name, bad in (("verify_min_visible", 0.0), ("verify_min_agreement", 1.5)):
+        with pytest.raises(ValueError, match=name):
+            LoopClosureConfig(**{name: bad})
+    too_few = "verification: too few of the old keyframe's points in the new view"
+    default, strict = _run(two_laps, True), _run(two_laps, True, verify_min_visible=1.0)
+    for rec in (default, strict):
+        rec.loops.close()
+    assert strict.loops.graph.rejected.get(too_few, 0) > default.loops.graph.rejected.get(too_few, 0)
+    assert strict.loops.graph.loops_accepted < default.loops.graph.loops_accepted
+
+
 def test_no_increase_without_loops():
     from httm_ros.synthetic import demo_sequence
     seq = demo_sequence(num_frames=300, width=56, height=42, seed=1, speed=0.03, trajectory="walk")
