@@ -56,7 +56,8 @@ def main() -> int:
     torch.set_num_threads(1)
     logging.getLogger("httm_ros.pipeline.tracking").setLevel(logging.ERROR)
     weights = args.weights or str(synth_weights())
-    out = {"environment": environment(torch.device("cpu"), program="python bench/loops_trained.py"),
+    out = {"kind": "loops_trained",
+           "environment": environment(torch.device("cpu"), program="python bench/loops_trained.py"),
            "config": {**{k: v for k, v in vars(args).items() if k != "out"}, "weights": weights},
            "stream_profile": checkpoint_stream_profile(weights), "rows": []}
     for seed in args.seeds:

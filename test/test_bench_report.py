@@ -681,3 +681,23 @@ def test_report_merging_on_trained_attention_section(tmp_path):
     assert _lines(text)["accuracy cost of merging on trained attention (dense vs uniform vs HTTM)"].endswith(
         "| `merging.json` | measured (section \"The accuracy cost of merging on trained attention\"; no numeric target) |")
     assert "not measured yet: no `httm-eval merging` file" in report.build_report([])
+
+
+def test_report_loops_with_the_trained_network(tmp_path):
+    """bench/loops_trained.py files: one row per seed (ATE off / on), a verdict per seed against
+    issue 18's 50 %; files from before the "kind" field are recognised by their fields."""
+    rows = [{"seed": 1, "loop_closure": False, "ate_pct": 2.0, "windows": 92, "accepted": 90},
+            {"seed": 1, "loop_closure": True, "ate_pct": 0.8, "windows": 92, "accepted": 90, "loops_accepted": 5,
+             "loops_rejected": {"verification: too few": 2}},
+            {"seed": 2, "loop_closure": False, "ate_pct": 2.0, "windows": 92, "accepted": 92},
+            {"seed": 2, "loop_closure": True, "ate_pct": 1.5, "windows": 92, "accepted": 92, "loops_accepted": 1}]
+    env = {"commit": "abc", "device": "CPU", "command": "python bench/loops_trained.py --seeds 1 2"}
+    path = tmp_path / "loops_trained.json"
+    path.write_text(json.dumps({"kind": "loops_trained", "environment": env, "stream_profile": {},
+                                "config": {"frames": 920, "window": 16, "overlap": 6}, "rows": rows}))
+    old = {"environment": env, "stream_profile": {}, "config": {}, "rows": rows}
+    assert report.extra_kind(old) == "loops_trained"
+    text = report.build_report([path])
+    assert "| 1 | 2.000 | 0.800 | 0.40 | 90/92 / 90/92 | 5 |" in text
+    assert "held-out seed 1: ATE with loops <= 50% of ATE without (loops_trained.json) | 0.40 | met |" in text
+    assert "held-out seed 2: ATE with loops <= 50% of ATE without (loops_trained.json) | 0.75 | MISSED |" in text

@@ -207,8 +207,7 @@ def run(args, argv: List[str]) -> int:
     out = {"environment": environment(torch.device("cpu"), list(argv)),
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
            "knobs": KNOBS, "stream": [], "no_loop": [], "graph_wrong_loop": [], "scale": None,
-           "not_measured": ["trained model (not available in this session)",
-                            "the ROS node (wired; test/test_ros_loop_closure.py, not benchmarked)"]}
+           "not_measured": ["the ROS node (wired; test/test_ros_loop_closure.py, not benchmarked)"]}
     path = args.out / "loops_oracle.json"
     seq = demo_sequence(num_frames=args.frames, width=ORACLE_HW[1], height=ORACLE_HW[0], seed=args.seed, speed=0.03,
                         trajectory="walk")

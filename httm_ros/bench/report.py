@@ -82,20 +82,21 @@ KF_RATE_TARGET = 1.5             # issue 16: new keyframes/s >= 1.5x the dense 2
 DEFAULT_WINDOW = (24, 8)         # the node's window_size / window_overlap (config/reconstruct.yaml)
 STREAM_ACCEPTED_PCT, STREAM_ATE_PCT = 95.0, 5.0      # issue 15: streaming on held-out sequences
 DISTRIBUTED_GPU_ROWS = [(g, f) for f in (1000, 2000, 4000) for g in (1, 2, 4)]      # issue 19's GPU table
-KINDS = ("model_card", "train_log", "streaming", "window_size", "window_accuracy", "dtype", "loops",
+KINDS = ("model_card", "train_log", "streaming", "window_size", "window_accuracy", "dtype", "loops", "loops_trained",
          "distributed_fidelity", "distributed", "compile", "merging_trained", "stream")
 
 
 def extra_kind(data: Dict) -> Optional[str]:
     """The issue-15..19 result a JSON file holds, recognised by its fields (None: another kind)."""
     kind = data.get("kind")
-    if kind in ("distributed", "distributed_fidelity", "merging_trained", "window_accuracy", "stream"):
+    if kind in ("distributed", "distributed_fidelity", "merging_trained", "window_accuracy", "stream", "loops_trained"):
         return kind
     if kind == "e2e" and any(r.get("layout") for r in data.get("rows", [])):
         return "window_size"                              # httm-bench e2e --overlap O (anchored windows)
     if kind == "e2e" and "compile_tokenwise" in data:
         return "compile"                                  # eager vs --compile-tokenwise, one call
     checks = (("streaming", ("compare", "config")), ("loops", ("stream", "knobs")), ("dtype", ("dtypes", "float32")),
+              ("loops_trained", ("stream_profile", "rows")),                 # bench/loops_trained.py before its kind
               ("model_card", ("heldout", "training")), ("train_log", ("entries", "meta")))
     return next((name for name, keys in checks if not kind and all(k in data for k in keys)), None)
 
@@ -745,6 +746,36 @@ def loops_section(results: List[Dict]) -> List[str]:
                           "Targets (issue 18):")
 
 
+def loops_trained_section(results: Sequence[Dict]) -> List[str]:
+    """Issue 18 with the trained network (``bench/loops_trained.py``): per held-out seed, ATE with and
+    without the pose graph, and the target ATE with <= LOOP_ATE_RATIO x ATE without."""
+    out = ["### Loop closure with the trained network (issue 18)", ""]
+    if not results:
+        return out + [NOT_YET + " (`python bench/loops_trained.py --seeds 0 1 2 3`)", ""]
+    targets = []
+    for res in results:
+        cfg = res.get("config") or {}
+        out += [f"The shipped network on held-out two-lap walks ({cfg.get('frames')} frames), anchored "
+                f"{cfg.get('window')}/{cfg.get('overlap')} with the card's checks, synchronous graph updates. "
+                + source(res), "",
+                *md_head("seed", "ATE off %", "ATE on %", "on / off", "windows accepted off / on",
+                         "loops accepted", "loops rejected (reasons)")]
+        by_seed: Dict[int, Dict[bool, Dict]] = {}
+        for r in res.get("rows", []):
+            by_seed.setdefault(r["seed"], {})[bool(r.get("loop_closure"))] = r
+        for seed, pair in sorted(by_seed.items()):
+            off, on = pair.get(False, {}), pair.get(True, {})
+            q = ratio(on.get("ate_pct"), off.get("ate_pct"))
+            out.append(md_row(seed, num(off.get("ate_pct")), num(on.get("ate_pct")), num(q, "{:.2f}"),
+                              f"{off.get('accepted')}/{off.get('windows')} / {on.get('accepted')}/{on.get('windows')}",
+                              on.get("loops_accepted"), rejected(on.get("loops_rejected"))))
+            targets.append((f"trained network, held-out seed {seed}: ATE with loops <= {LOOP_ATE_RATIO:.0%} of "
+                            f"ATE without ({res['file']})", num(q, "{:.2f}"),
+                            NOT_YET if q is None else verdict(q <= LOOP_ATE_RATIO)))
+        out.append("")
+    return out + ["Targets (issue 18, trained network):", "", *target_rows(targets), ""]
+
+
 def loops_tables(res: Dict) -> List[str]:
     cfg = res.get("config") or {}
     knobs = "; ".join(f"`{k}` = {v or 'LoopClosureConfig()'}" for k, v in (res.get("knobs") or {}).items())
@@ -947,7 +978,7 @@ def extra_sections(extra: Dict[str, List[Dict]], windows: Sequence[Dict] = (), e
             *training_section(extra["model_card"], extra["train_log"], extra["streaming"], extra["merging_trained"]),
             *streaming_section(extra["streaming"]),
             *window_size_section(extra["window_size"], extra["window_accuracy"], windows),
-            *dtype_section(extra["dtype"]), *loops_section(extra["loops"]),
+            *dtype_section(extra["dtype"]), *loops_section(extra["loops"]), *loops_trained_section(extra["loops_trained"]),
             *distributed_section(extra["distributed_fidelity"], extra["distributed"])]
 
 
