@@ -131,7 +131,9 @@ def loop_closure_config(values: Mapping[str, Any]) -> LoopClosureConfig:
                              kernel=values["loop_kernel"], batch_resolve=values["loop_batch_resolve"],
                              consistent_loops=values["loop_consistent_loops"],
                              consistency_window=values["loop_consistency_window"],
-                             consistency_chi2=values["loop_consistency_chi2"])
+                             consistency_chi2=values["loop_consistency_chi2"],
+                             verify_min_visible=values["loop_verify_min_visible"],
+                             verify_min_agreement=values["loop_verify_min_agreement"])
 
 
 def metric_config(values: Mapping[str, Any]) -> MetricScaleConfig:

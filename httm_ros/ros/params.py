@@ -173,6 +173,12 @@ PARAMS: Tuple[Param, ...] = (
     Param("loop_consistency_chi2", 14.07, "Two loops agree when the cycle loop1, chain, loop2^-1, "
           "chain has a whitened squared error (7 dof, sigmas from the loops and the chain) below "
           "this (14.07: the 95 % quantile).", range=(0.1, 1000.0)),
+    Param("loop_verify_min_visible", 0.5, "Loop verification: share of the old keyframe's stored "
+          "sample points that must land in the new view at the loop pose (a keyframe stores about "
+          "half of a 64-point grid: its confident pixels).", range=(0.01, 1.0)),
+    Param("loop_verify_min_agreement", 0.8, "Loop verification: share of those points whose depth "
+          "agrees with the new keyframe's predicted depth (a loop is permanent and global: stricter "
+          "than a window's min_depth_agreement).", range=(0.01, 1.0)),
     Param("loop_export_dir", "", "With loop_closure: at shutdown write keyframes_before.tum, "
           "keyframes_after.tum (keyframe poses before / after optimisation, REP-103 world) and "
           "pose_graph.g2o into this folder; empty = no export."),
