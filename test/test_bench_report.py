@@ -701,3 +701,15 @@ def test_report_loops_with_the_trained_network(tmp_path):
     assert "| 1 | 2.000 | 0.800 | 0.40 | 90/92 / 90/92 | 5 |" in text
     assert "held-out seed 1: ATE with loops <= 50% of ATE without (loops_trained.json) | 0.40 | met |" in text
     assert "held-out seed 2: ATE with loops <= 50% of ATE without (loops_trained.json) | 0.75 | MISSED |" in text
+
+
+def test_report_loops_trained_without_a_loop_checks_no_increase(tmp_path):
+    """A sequence shorter than a lap revisits nothing: its target is "no increase", not 50 %."""
+    rows = [{"seed": 0, "loop_closure": False, "ate_pct": 2.0}, {"seed": 0, "loop_closure": True, "ate_pct": 2.0},
+            {"seed": 1, "loop_closure": False, "ate_pct": 2.0}, {"seed": 1, "loop_closure": True, "ate_pct": 2.1}]
+    path = tmp_path / "one_lap.json"
+    path.write_text(json.dumps({"kind": "loops_trained", "environment": {"commit": "abc"}, "stream_profile": {},
+                                "config": {"frames": 400, "window": 16, "overlap": 6}, "rows": rows}))
+    text = report.build_report([path])
+    assert "held-out seed 0, no loop in the sequence: no increase (within 0.1%; one_lap.json) | 1.000 | met |" in text
+    assert "held-out seed 1, no loop in the sequence: no increase (within 0.1%; one_lap.json) | 1.050 | MISSED |" in text
