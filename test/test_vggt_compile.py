@@ -106,10 +106,14 @@ def test_switch_off_restores_eager():
 
 @pytest.mark.slow
 def test_inductor_on_cpu():
-    """The default backend: inductor's generated C++ kernels, outputs as eager."""
+    """The default backend: inductor's generated C++ kernels, outputs as eager, the token-wise
+    passes and the DPT heads compiled (as the node compiles them)."""
+    from httm_ros.vggt.heads import compile_dense_heads
+
     model, images = _tiny(), _images()
     ref = _run(model, images)
     layers.compile_tokenwise(model)
+    compile_dense_heads(model)
     _assert_close(_run(model, images), ref, atol=1e-4)
 
 

@@ -106,7 +106,8 @@ class LoopCloser:
         [previous, first_new] (without it the graph cannot see the drift the relocalisation exposed)."""
         if previous not in rec.store or first_new not in rec.store:
             return []
-        rel, reason = self._verify(rec, rec.store[previous], rec.store[first_new])
+        rel, reason = self._verify(rec, rec.store[previous], rec.store[first_new],
+                                   rec.config.tracking.min_depth_agreement)     # a window's check: close in time
         if rel is None:
             self.graph.reject(f"bridge {reason}")
             return []
@@ -144,14 +145,17 @@ class LoopCloser:
             return None
         self._last_attempt = len(order)
         self.loop_attempts += 1
-        rel, reason = self._verify(rec, cands[0], query)
+        rel, reason = self._verify(rec, cands[0], query, self.config.verify_min_agreement)
         if rel is None:
             self.graph.reject(reason)
             return None
         return self.graph.add_between(cands[0].frame_id, newest, rel, window_sigmas(self.config, 0.0, "loop"), "loop")
 
-    def _verify(self, rec, old, query):
-        """(relative Sim(3) old -> query, "") or (None, reason) from a window [old, query]."""
+    def _verify(self, rec, old, query, min_agreement: float):
+        """(relative Sim(3) old -> query, "") or (None, reason) from a window [old, query]: at least
+        ``verify_min_visible`` of the old keyframe's stored points in the new view, ``min_agreement``
+        of them agreeing with its depth (a loop: ``verify_min_agreement``; a relocalisation bridge,
+        two keyframes close in time: the windows' ``min_depth_agreement``)."""
         dev = rec.device
         images = torch.stack([old.image, query.image]).to(dev).float().div_(255.0)          # [2,3,H,W]
         pred = rec.predictor.predict(images, [old.frame_id, query.frame_id])
@@ -169,7 +173,7 @@ class LoopCloser:
                                    depth[1] * rep.scale, rec.config.tracking.anchor_scale_inlier)
         if n < max(4, math.ceil(self.config.verify_min_visible * old.points.shape[0])):
             return None, "verification: too few of the old keyframe's points in the new view"
-        if not agree >= self.config.verify_min_agreement:
+        if not agree >= min_agreement:
             return None, "verification: old keyframe's points disagree with the new keyframe's depth"
         return rel, ""
 

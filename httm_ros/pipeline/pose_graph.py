@@ -55,7 +55,8 @@ class LoopClosureConfig:
     of the old keyframe's stored sample points (``StoreConfig.sample_points``, the confident half of
     a pixel grid) must land in the new view with a depth, and at least ``verify_min_agreement`` of
     those must agree with the new keyframe's predicted depth: a loop is permanent and global, so it
-    asks for more agreement than a window's map check (``TrackingConfig.min_depth_agreement``).
+    asks for more agreement than a window's map check (``TrackingConfig.min_depth_agreement``, which
+    a relocalisation bridge between two keyframes close in time keeps).
     ``synchronous``: every graph update finishes before the stream goes on (the solver still runs on
     its thread). Off in the node, where the update overlaps the next window; on in accuracy tests,
     whose result must not depend on which window an asynchronous correction reaches.
