@@ -8,19 +8,16 @@ the wrong loop, the 10k-keyframe scale run), which this does not replace.
 """
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from httm_ros.bench.streaming import make_predictor, run_stream, stream_config, summary  # noqa: E402
+from httm_ros.bench.streaming import make_predictor, run_stream, stream_config, summary, \
+    trained_network_run  # noqa: E402
 from httm_ros.pipeline.pose_graph import LoopClosureConfig  # noqa: E402
-from httm_ros.provenance import environment, write_json  # noqa: E402
+from httm_ros.provenance import write_json  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402
 from httm_ros.vggt.checkpoint import checkpoint_image_hw, checkpoint_stream_profile  # noqa: E402
-from httm_ros.weights import synth_weights  # noqa: E402
 
 KEEP = ("windows", "accepted", "keyframes", "ate_pct", "final_drift_pct", "scale_drift", "wall_s")
 
@@ -53,13 +50,7 @@ def main() -> int:
     p.add_argument("--overlap", type=int, default=6)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    torch.set_num_threads(1)
-    logging.getLogger("httm_ros.pipeline.tracking").setLevel(logging.ERROR)
-    weights = args.weights or str(synth_weights())
-    out = {"kind": "loops_trained",
-           "environment": environment(torch.device("cpu"), program="python bench/loops_trained.py"),
-           "config": {**{k: v for k, v in vars(args).items() if k != "out"}, "weights": weights},
-           "stream_profile": checkpoint_stream_profile(weights), "rows": []}
+    weights, out = trained_network_run("loops_trained", "python bench/loops_trained.py", args)
     for seed in args.seeds:
         for loops in (False, True):
             row = one_stream(weights, seed, args.frames, loops, args.window, args.overlap)

@@ -11,18 +11,15 @@ The GPU side of the same question (VGGT-1B at 518x392) is ``PART=10 bash bench/g
 """
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import List, Tuple
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from httm_ros.bench.streaming import make_predictor, run_stream, sequence, stream_config, summary  # noqa: E402
-from httm_ros.provenance import environment, write_json  # noqa: E402
+from httm_ros.bench.streaming import make_predictor, run_stream, sequence, stream_config, summary, \
+    trained_network_run  # noqa: E402
+from httm_ros.provenance import write_json  # noqa: E402
 from httm_ros.vggt.checkpoint import checkpoint_image_hw, checkpoint_stream_profile  # noqa: E402
-from httm_ros.weights import synth_weights  # noqa: E402
 
 KEEP = ("windows", "accepted", "keyframes", "ate_pct", "final_drift_pct", "scale_drift", "wall_s")
 #: (K, O, mode, merge): issue 16's baseline first, then the anchored layouts, dense and HTTM
@@ -52,14 +49,7 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    torch.set_num_threads(1)
-    logging.getLogger("httm_ros.pipeline.tracking").setLevel(logging.ERROR)
-    weights = args.weights or str(synth_weights())
-    out = {"kind": "window_accuracy",
-           "environment": environment(torch.device("cpu"), program="python bench/window_accuracy.py"),
-           "config": {**{k: v for k, v in vars(args).items() if k != "out"}, "weights": weights,
-                      "layouts": LAYOUTS},
-           "stream_profile": checkpoint_stream_profile(weights), "rows": []}
+    weights, out = trained_network_run("window_accuracy", "python bench/window_accuracy.py", args, layouts=LAYOUTS)
     for seed in args.seeds:
         for trajectory in args.trajectories:
             for layout in LAYOUTS:

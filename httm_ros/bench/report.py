@@ -39,7 +39,7 @@ def windows_section(results: List) -> List[str]:
     t = window_targets(results)
     measured = sorted({r.get("frames") for res in results for r in res.get("rows", [])})
     missing = [k for k in (24, 64, 128) if k not in measured]
-    devices = " and ".join(sorted({_gpu_name(res) for res in results}))
+    devices = " and ".join(sorted({device_short(res) for res in results}))
     return [
         f"## The node's regime: a stream of new windows (issue 14, measured on {devices})",
         "",
@@ -66,11 +66,6 @@ def windows_section(results: List) -> List[str]:
         *[f"| {a} | {b} | {c} |" for a, b, c in t],
         "",
     ]
-
-
-def _gpu_name(result: dict) -> str:
-    """'NVIDIA H200' of a result's env device 'NVIDIA H200 (140 GiB, 132 SMs)'."""
-    return str(result.get("env", {}).get("device", "an unnamed device")).split(" (")[0]
 
 
 # ----------------------------------------------------------------------- issues 15-19: one section per kind
@@ -534,7 +529,7 @@ def keyframe_rate_layouts(windows: Sequence[Dict]) -> Tuple[List[str], List[Tupl
             if r.get("mode") in ("dense", "httm") and r.get("p50_s") and r.get("new"):
                 setting = (r.get("weights_dtype"), bool(r.get("compile_tokenwise")), bool(r.get("compile_heads")),
                            r.get("dpt_dtype"), tuple(sorted((r.get("sets") or {}).items())))
-                groups.setdefault((env.get("commit"), _gpu_name(res), setting), []).append((res, r))
+                groups.setdefault((env.get("commit"), device_short(res), setting), []).append((res, r))
     lines: List[str] = []
     targets: List[Tuple[str, str, str]] = []
     for (commit, device, _), rows in sorted(groups.items(), key=lambda kv: str(kv[0])):

@@ -18,6 +18,7 @@ per run to bench/results/streaming/ through :mod:`httm_ros.provenance`:
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import time
 from pathlib import Path
@@ -98,27 +99,44 @@ def run_stream(seq, predictor, config: StreamConfig, on_push: Optional[Callable[
     returns True no more frames are pushed (the flush still runs)."""
     rec = StreamingReconstructor(predictor, config)
     results: list = []
-    outside = 0.0
+    outside = [0.0]
+
+    def step(call) -> bool:
+        """One push or the flush; True when ``on_push`` asks to stop pushing."""
+        start = time.perf_counter()
+        got = call()
+        results.extend(got)
+        if on_push is None:
+            return False
+        called = time.perf_counter()
+        stop = on_push(got, called - start)
+        outside[0] += time.perf_counter() - called
+        return stop
+
     t0 = time.perf_counter()
     for img, t in zip(seq.images, seq.timestamps):
-        start = time.perf_counter()
-        got = rec.push(img, float(t))
-        results += got
-        if on_push is not None:
-            called = time.perf_counter()
-            stop = on_push(got, called - start)
-            outside += time.perf_counter() - called
-            if stop:
-                break
+        if step(lambda: rec.push(img, float(t))):
+            break
     if flush:
-        start = time.perf_counter()
-        got = rec.flush()
-        results += got
-        if on_push is not None:
-            called = time.perf_counter()
-            on_push(got, called - start)
-            outside += time.perf_counter() - called
-    return rec, results, time.perf_counter() - t0 - outside
+        step(rec.flush)
+    return rec, results, time.perf_counter() - t0 - outside[0]
+
+
+def trained_network_run(kind: str, program: str, args, **config) -> Tuple[str, dict]:
+    """Set-up of a CPU run of the shipped network (or ``args.weights``) over held-out streams
+    (``bench/window_accuracy.py``, ``bench/loops_trained.py``): one torch thread, tracking
+    transitions not logged -> (weights, the result's header: ``kind``, provenance, ``config`` (the
+    arguments but ``out``, the weights and ``config``), the card's stream_profile, no rows yet)."""
+    from ..vggt.checkpoint import checkpoint_stream_profile
+    from ..weights import synth_weights
+
+    torch.set_num_threads(1)
+    logging.getLogger("httm_ros.pipeline.tracking").setLevel(logging.ERROR)
+    weights = args.weights or str(synth_weights())
+    out = {"kind": kind, "environment": environment(torch.device("cpu"), program=program),
+           "config": {**{k: v for k, v in vars(args).items() if k != "out"}, "weights": weights, **config},
+           "stream_profile": checkpoint_stream_profile(weights), "rows": []}
+    return weights, out
 
 
 def trajectory_metrics(seq, traj) -> Dict[str, float]:
