@@ -70,10 +70,14 @@ class BadTail:
 def test_window_keeps_its_good_part_and_says_what_it_dropped(seq, mode):
     rec, results, _ = run_stream(seq, BadTail(seq), stream_config(mode, 8, 3))
     r = results[3]
-    assert r.accepted and len(r.dropped) == 2 and "pose jump" in r.dropped[0][1]
+    assert r.accepted and len(r.dropped) == 1 and "pose jump" in r.dropped[0][1]
     assert r.num_keyframes == 6 and r.cam_to_world.shape[0] == 6             # the kept prefix only
     assert not {f for f, _ in r.dropped} & set(rec.trajectory.frame_ids)
-    assert rec.counters.windows_partial == 1 and rec.counters.keyframes_dropped == 2
+    # the last keyframe was dropped only for following the bad one: the next window places it
+    assert len(r.requeued) == 1 and r.requeued[0] > r.dropped[0][0] and r.requeued[0] in results[4].frame_ids
+    assert r.requeued[0] in rec.trajectory.frame_ids
+    assert rec.counters.windows_partial == 1 and rec.counters.keyframes_dropped == 1
+    assert rec.counters.keyframes_requeued == 1
     assert rec.tracker.states() == ["INITIALISING", "TRACKING"]
 
 

@@ -220,7 +220,7 @@ def map_summary(rec, seq) -> Dict[str, Any]:
     c, in_map = rec.counters, sum(len(s.trajectory) for s in rec.segments)
     out = {"keyframes_in_map": in_map, "segments": len(rec.segments),
            "map_points": sum(len(s.map) for s in rec.segments), "keyframes_selected": c.keyframes,
-           "keyframes_dropped": c.keyframes_dropped,
+           "keyframes_dropped": c.keyframes_dropped, "keyframes_requeued": c.keyframes_requeued,
            "keyframes_pending": c.keyframes - in_map - c.keyframes_dropped,     # queued, never run (no flush)
            "states": rec.tracker.states()}
     if len(rec.segments[0].trajectory):

@@ -176,6 +176,7 @@ def summary(seq, rec, results, wall_s: float) -> dict:
                      **m})
     return {"frames": len(seq), "windows": c.windows, "accepted": c.windows_accepted, "partial": c.windows_partial,
             "rejected": c.windows_rejected, "keyframes": c.keyframes, "keyframes_dropped": c.keyframes_dropped,
+            "keyframes_requeued": c.keyframes_requeued,
             "relocalisations": c.relocalisations, "states": rec.tracker.states(),
             "transitions": [t.as_dict() for t in rec.tracker.history], "segments": segs,
             "wall_s": wall_s, **(segs[0] if segs else {})}

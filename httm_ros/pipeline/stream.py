@@ -19,8 +19,10 @@ and the trajectory (overlap frames keep the pose they got first).
 
 Rejected windows (failed alignment, non-finite output) are reported and NOT applied: their new
 keyframes are dropped (counted in ``counters.keyframes_dropped``) and the next window starts again
-from the anchor keyframes of the last accepted window. A first window that fails leaves the world
-undefined and the next window tries to define it.
+from the anchor keyframes of the last accepted window. A window whose new keyframes fail their
+checks keeps the prefix before the first failure; that keyframe is dropped, and the ones after it
+(never judged on their own) go into the next window once more (``counters.keyframes_requeued``).
+A first window that fails leaves the world undefined and the next window tries to define it.
 
 Frame size: all frames must map to the same model input size. A frame whose size maps to a
 different one (a different aspect ratio, or any change when ``image_width`` is None) raises
@@ -76,6 +78,7 @@ class Keyframe:
     points: Optional[torch.Tensor] = None           # [P,3] world sample points (map keyframes)
     given_intrinsics: Optional[torch.Tensor] = None  # [3,3] float32 at the model input (push(intrinsics=))
     sensor_depth: Optional[torch.Tensor] = None     # [H,W] float32 metres at the model input, NaN = none
+    retried: bool = False                           # queued again once after a dropped keyframe
     _descriptor: Optional[Tuple[int, torch.Tensor]] = field(default=None, repr=False, compare=False)
 
     def descriptor(self, config) -> torch.Tensor:
@@ -106,7 +109,8 @@ class WindowResult:
     filter, unproject, map_update, post = everything after predict, total). stats: the predictor's.
     tracking_state: the state after this window (:class:`~.tracking.TrackingState` value); segment:
     the map segment it belongs to; dropped: [(frame_id, reason)] of new keyframes the checks removed
-    (the tensors above hold only the kept ones); relocalisation: the window was anchored on a
+    (the tensors above hold only the kept ones); requeued: new keyframes after the first dropped
+    one, not judged on their own, queued again for the next window (once per keyframe); relocalisation: the window was anchored on a
     retrieved keyframe while LOST. In anchored mode the first ``num_overlap`` keyframes are the
     anchor and the context keyframes of the map. focal_predicted / focal_given: mean fx (model
     pixels) of the new keyframes as predicted / as given to ``push`` (NaN: none given);
@@ -132,6 +136,7 @@ class WindowResult:
     tracking_state: str = TrackingState.INITIALISING.value
     segment: int = 0
     dropped: List[Tuple[int, str]] = field(default_factory=list)
+    requeued: List[int] = field(default_factory=list)
     relocalisation: bool = False
     focal_predicted: float = math.nan
     focal_given: float = math.nan
@@ -163,6 +168,7 @@ class StreamCounters:
     windows_accepted: int = 0
     windows_rejected: int = 0
     keyframes_dropped: int = 0
+    keyframes_requeued: int = 0
     windows_partial: int = 0
     relocalisations: int = 0
     segments: int = 1
@@ -204,6 +210,7 @@ class StreamingReconstructor:
         self.model_hw: Optional[Tuple[int, int]] = None
         self.last_result: Optional[WindowResult] = None
         self._pending: List[Keyframe] = []
+        self._requeued: List[Keyframe] = []          # keyframes a partial window gives a second chance
         self._anchor: List[Keyframe] = []            # chained: last O keyframes of the last accepted window
         self._num_overlap = 0                        # leading anchor keyframes in _pending
         self._reloc_attempts = 0
@@ -496,19 +503,32 @@ class StreamingReconstructor:
         result.dropped = dropped
         if not dropped:
             return
-        self.counters.keyframes_dropped += len(dropped)
         if kept == 0:
             result.alignment.accepted = False
             result.alignment.reason = f"all {K - n_ov} new keyframes dropped: {dropped[0][1]}"
-            self.counters.keyframes_dropped -= len(dropped)              # counted with the rejection
-            return
+            return                                                        # counted with the rejection
         self.counters.windows_partial += 1
         end = n_ov + kept
+        self._requeue(result, end)
+        self.counters.keyframes_dropped += len(result.dropped)
         for name in ("frame_ids", "stamps"):
             setattr(result, name, getattr(result, name)[:end])
         for name in ("cam_to_window", "intrinsics", "depth", "conf", "cam_to_world"):
             setattr(result, name, getattr(result, name)[:end])
         self._pending = self._pending[:end]
+
+    def _requeue(self, result: WindowResult, end: int) -> None:
+        """A partial window (keyframes [end] failed its checks): the keyframes after it were dropped
+        only for coming after it; those not yet retried are queued again for the next window (a
+        keyframe gets one second chance, so a bad stretch cannot make every window run again)."""
+        again = [kf for kf in self._pending[end + 1:] if not kf.retried]
+        for kf in again:
+            kf.retried = True
+        self._requeued = again
+        result.requeued = [kf.frame_id for kf in again]
+        ids = set(result.requeued)
+        result.dropped = [(fid, why) for fid, why in result.dropped if fid not in ids]
+        self.counters.keyframes_requeued += len(again)
 
     def _look_alike(self, n_ov: int, K: int) -> Optional[List[float]]:
         """Per new keyframe, its global-descriptor similarity to the frame it follows in the window:
@@ -620,11 +640,13 @@ class StreamingReconstructor:
 
     def _next_pending(self, result: WindowResult) -> None:
         """Chained: the next window starts from the anchor keyframes (last accepted window's last O).
-        Anchored: from the new keyframes only (known frames are chosen when the window runs)."""
+        Anchored: from the new keyframes only (known frames are chosen when the window runs). Both:
+        then the keyframes a partial window queued again."""
+        again, self._requeued = self._requeued, []
         if self.anchored:
-            self._pending, self._num_overlap = [], 0
+            self._pending, self._num_overlap = again, 0
             return
-        self._pending = list(self._anchor)
+        self._pending = list(self._anchor) + again
         self._num_overlap = len(self._anchor)
 
 

@@ -54,6 +54,7 @@ class Diagnostics:
             "windows_rejected_in_row": counters.windows_rejected_in_row, "device": str(node.runner.device),
             "tracking_state": node.rec.tracking_state.value, "map_segments": core.segments,
             "relocalisations": core.relocalisations, "windows_partial": core.windows_partial,
+            "keyframes_dropped": core.keyframes_dropped, "keyframes_requeued": core.keyframes_requeued,
         }
         if node.values.get("use_depth"):
             scale = node.rec.metric.scale
