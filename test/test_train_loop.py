@@ -158,6 +158,32 @@ def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch, one_t
                               loop.smoke_options(tmp_path, batch_frames=3), 0, torch.device("cpu"), [])
 
 
+def test_merge_trains_through_httm_in_its_share_of_the_steps(tmp_path, one_torch_thread):
+    """--merge httm: the drawn steps run with HTTM patched in (its torch path carries gradients),
+    the log says which, the saved network is the dense one and the card holds both held-out sets."""
+    from httm_ros.httm import merge_stats
+    from httm_ros.train import loop
+
+    seen = []
+    real = loop.forward_train
+
+    def spy(model, images, **kw):
+        seen.append(merge_stats(model) is not None)
+        return real(model, images, **kw)
+
+    loop.forward_train, saved = spy, loop.forward_train
+    try:
+        result = loop.train(loop.smoke_options(tmp_path, steps=6, merge="httm", merge_frac=0.5))
+    finally:
+        loop.forward_train = saved
+    log = json.loads((tmp_path / "train_log.json").read_text())["entries"]
+    assert [e["merged"] for e in log] == seen and any(seen) and not all(seen)       # drawn, both kinds
+    assert set(result["heldout"]["merged"]) >= {"abs_rel", "ate_percent"}
+    card = json.loads((tmp_path / "httm-vggt-synth.json").read_text())
+    assert card["training"]["options"]["merge"] == "httm" and "merged" in card["heldout"]
+    assert merge_stats(VGGT.from_checkpoint(tmp_path / "httm-vggt-synth.safetensors")) is None
+
+
 @pytest.mark.parametrize("argv, named", [
     (["--heldout", "0"], "--heldout must be >= 1, got 0"),
     (["--lr", "-1", "--curriculum-frac", "2"], "--lr must be > 0, got -1.0; --curriculum-frac must be <= 1"),
@@ -166,6 +192,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, monkeypatch, one_t
     (["--layerscale-init", "0"], "--layerscale-init must be > 0"),
     (["--init-weights", "w.safetensors", "--resume", "r.pt"], "--init-weights and --resume exclude each other"),
     (["--init-weights", "w.safetensors", "--camera-base-pose"], "--init-weights takes the network's config"),
+    (["--merge-frac", "1.5"], "--merge-frac must be in [0, 1], got 1.5"),
 ])
 def test_out_of_range_options_are_refused_before_anything_runs(tmp_path, capsys, argv, named):
     from httm_ros.train.train_cli import main

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..httm import HTTMConfig, patch
 from ..provenance import file_sha256, git_commit
 from ..vggt.config import SYNTH_IMAGE_HW, VGGTConfig
 from ..vggt.model import VGGT
@@ -66,6 +67,8 @@ class TrainOptions:
     print_every_s: float = 30.0
     heldout: int = 8
     heldout_frames: int = 16
+    merge: str = "none"               # "httm": merging (the paper's HTTMConfig, torch path) in a share of the steps
+    merge_frac: float = 0.5           # ... this share (the rest dense, so the network stays a dense one too)
     argv: list = field(default_factory=lambda: list(sys.argv))
 
     def __post_init__(self) -> None:
@@ -104,6 +107,10 @@ def option_errors(opts: "TrainOptions") -> List[str]:
     if opts.init_weights and (opts.layerscale_init is not None or opts.camera_base_pose):
         errors.append("--init-weights takes the network's config from the checkpoint: drop --layerscale-init "
                       "and --camera-base-pose")
+    if opts.merge not in ("none", "httm"):
+        errors.append(f"--merge must be none or httm, got {opts.merge!r}")
+    if not 0.0 <= opts.merge_frac <= 1.0:
+        errors.append(f"--merge-frac must be in [0, 1], got {opts.merge_frac}")
     if opts.camera_loss not in ("l1", "huber"):
         errors.append(f"--camera-loss must be l1 or huber, got {opts.camera_loss!r}")
     return errors
@@ -208,6 +215,19 @@ def _state(model, opt, step: int, pool: ClipPool, log, opts: TrainOptions, devic
             "optimizer": opt_state, "step": step, "clips_made": pool.clips_made, "seen_frames": seen,
             "elapsed_s": elapsed, "rng": _rng_state(device), "log": log,
             "config": model.config.to_dict(), "options": _plain_options(opts)}
+
+
+def training_merge_config(opts: TrainOptions) -> Optional[HTTMConfig]:
+    """The merging of ``--merge httm`` steps: the paper's ratios (the node's defaults) on the torch
+    path, whose ops have gradients (the Triton kernels are forward-only); None for ``--merge none``."""
+    return HTTMConfig(impl="torch") if opts.merge == "httm" else None
+
+
+def _merge_for_step(model: VGGT, merging: Optional[HTTMConfig], rng: np.random.Generator, opts: TrainOptions) -> bool:
+    """Merging on for this step (drawn with probability ``merge_frac``) or off; returns whether on."""
+    on = merging is not None and bool(rng.random() < opts.merge_frac)
+    patch(model, merging if on else None)
+    return on
 
 
 def _train_step(model: VGGT, opt: torch.optim.Optimizer, batch: Dict, opts: TrainOptions,
@@ -316,6 +336,7 @@ def train(opts: TrainOptions) -> Dict:
                                                       if device.type == "cuda" else 0)
     pool = ClipPool(opts.image_hw, device, opts.seed, opts.pool_size, opts.reuse, opts.clip_frames,
                     clips_made=state["clips_made"] if state else 0, workers=workers)
+    merging = training_merge_config(opts)
     step_times, last_print, stopped = [], time.monotonic(), "steps"
     since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds, "log_len": len(log)}   # since the last print
     reserve = 15.0 + 2.0 * opts.heldout                          # seconds kept for saving + held-out eval
@@ -334,6 +355,7 @@ def train(opts: TrainOptions) -> Dict:
         lr = lr_at(step, opts, trained_s)
         for group in opt.param_groups:
             group["lr"] = lr
+        merged = _merge_for_step(model, merging, rng, opts)
         try:
             pred, parts, gnorm = _train_step(model, opt, batch, opts, cfg)
             oom = False
@@ -351,7 +373,7 @@ def train(opts: TrainOptions) -> Dict:
             entry["rot_err_deg"] = float(rotation_error_deg(pred["pose_history"][-1].detach(), batch["pose_enc"]))
             entry["rot_identity_deg"] = float(identity_rotation_error_deg(batch["pose_enc"]))
             dt = time.monotonic() - t0
-            entry.update(step=step, lr=lr, frames=frames, grad_norm=float(gnorm), frames_per_s=n_frames / dt,
+            entry.update(step=step, lr=lr, frames=frames, merged=merged, grad_norm=float(gnorm), frames_per_s=n_frames / dt,
                          steps_per_s=(len(step_times[-9:]) + 1) / (sum(step_times[-9:]) + dt),   # last 10 steps
                          seen_frames=seen, elapsed_s=before + time.monotonic() - t_start)
             if not all(math.isfinite(entry[k]) for k in ("loss", "grad_norm")):
@@ -371,11 +393,17 @@ def train(opts: TrainOptions) -> Dict:
                    f"elapsed {time.monotonic() - t_start:.0f}s")
             since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds, "log_len": len(log)}
     pool.close()
+    patch(model, None)                       # the saved and evaluated network is the dense one
     elapsed = before + time.monotonic() - t_start
     _print(f"stopped at step {step} ({stopped}); saving")
     save_resume({**_state(model, opt, step, pool, log, opts, device, seen, elapsed), "init_weights": init}, out)
     heldout = evaluate_heldout(model, opts.image_hw, device, opts.heldout, opts.heldout_frames)
     _print("held-out: " + json.dumps(heldout["summary"]) + " met: " + json.dumps(heldout["met"]))
+    if merging is not None:                  # the same clips with the merging it was trained with
+        patch(model, merging)
+        heldout["merged"] = evaluate_heldout(model, opts.image_hw, device, opts.heldout, opts.heldout_frames)["summary"]
+        patch(model, None)
+        _print("held-out, merged: " + json.dumps(heldout["merged"]))
     training = {"command": " ".join(opts.argv), "commit": commit, "steps": step, "schedule_steps": opts.steps,
                 "complete": step >= opts.steps, "seen_frames": seen, "elapsed_s": round(elapsed, 1),
                 "seed": opts.seed, "device": str(device), "renderer_frames_per_s": round(render_fps, 1),

@@ -75,6 +75,11 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="share of the schedule of the window-length ramp (0: 2..24 from the start; "
                         "default %(default)s)")
     p.add_argument("--heldout", type=int, default=d.heldout, help="held-out clips evaluated at the end")
+    p.add_argument("--merge", choices=("none", "httm"), default=d.merge,
+                   help="httm: token merging (the paper's HTTM ratios, torch path) in --merge-frac of the steps, so "
+                        "that the network keeps its accuracy when the node merges (default %(default)s)")
+    p.add_argument("--merge-frac", type=float, default=d.merge_frac,
+                   help="share of the steps run merged with --merge httm (default %(default)s)")
     p.add_argument("--smoke", action="store_true", help="a few steps of the tiny network on CPU, in seconds")
     return p
 
@@ -134,7 +139,7 @@ def _options(args, argv: List[str]):
         return smoke_options(args.out, resume=args.resume, init_weights=args.init_weights, seed=args.seed,
                              time_budget_s=args.time_budget_s,
                              layerscale_init=args.layerscale_init, camera_base_pose=args.camera_base_pose,
-                             argv=["httm-train"] + argv)
+                             merge=args.merge, merge_frac=args.merge_frac, argv=["httm-train"] + argv)
     return TrainOptions(out=args.out, config=args.config, layerscale_init=args.layerscale_init,
                         camera_base_pose=args.camera_base_pose,
                         steps=args.steps, schedule_s=args.schedule_s,
@@ -148,7 +153,7 @@ def _options(args, argv: List[str]):
                         clip_frames=args.clip_frames, camera_weight=args.camera_weight, workers=args.workers,
                         camera_loss=args.camera_loss, camera_delta=args.camera_delta, depth_weight=args.depth_weight,
                         curriculum_frames=args.curriculum_frames, curriculum_frac=args.curriculum_frac,
-                        argv=["httm-train"] + argv)
+                        merge=args.merge, merge_frac=args.merge_frac, argv=["httm-train"] + argv)
 
 
 if __name__ == "__main__":
