@@ -30,6 +30,8 @@
 #   PART=12 bash bench/gpu_next.sh  # issue 14's streaming core at the node's defaults (httm-bench stream): 600
 #                                   # frames, VGGT-1B test weights, oracle geometry; new keyframes/s, window
 #                                   # latency p50/p99/max, first window, warm-up, GPU memory, per-stage time
+#   PART=13 bash bench/gpu_next.sh  # issue 16: merge-aware fine-tuning of the shipped httm-vggt-synth (httm-train
+#                                   # --init-weights --merge httm), its losses as shipped; weights, card, log in one tar
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -46,7 +48,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1..12}"
+PART="${PART:?set PART=1..13}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -209,7 +211,19 @@ case "$PART" in
     echo "[gpu_next] stream_node: rc=$?"; grep 'window [0-9]*:' "$LOGS/stream_node.log" | tail -3
     [ -f "$OUT/stream_node.json" ] && $PY -c 'import json, sys; from httm_ros.bench.node_stream import stream_table
 print("\n".join(stream_table(json.load(open(sys.argv[1])))))' "$OUT/stream_node.json" ;;
-*)  echo "PART must be 1..12" >&2; exit 2 ;;
+13) # the shipped network's own losses and batch (its card's command) at a fine-tuning learning rate, HTTM
+    # in MERGE_FRAC of the steps; the run saves and evaluates (dense and merged) before the part's deadline
+    t=$(left)
+    FT=(--batch-frames 1024 --reuse 32 --clip-frames 48 --pool-size 64); [ "$SMOKE" = 1 ] && FT=(--batch-frames 16 --clip-frames 8 --pool-size 2 --heldout 2)
+    echo "[gpu_next] finetune_merge: $t s left"
+    timeout "$t" $PY -m httm_ros.train --init-weights httm_ros/weights/httm-vggt-synth.safetensors \
+        --device "${MODEL[3]}" --merge httm --merge-frac "${MERGE_FRAC:-0.6}" --lr "${FT_LR:-1e-4}" --warmup 50 \
+        --steps 100000 --schedule-s $(( t - 40 )) --time-budget-s $(( t - 15 )) --camera-weight 5 --match-weight 1 \
+        --point-weight 1 --flow-weight 1 --curriculum-frac 0 "${FT[@]}" --out "$LOGS/ft" > "$LOGS/ft.log" 2>&1
+    echo "[gpu_next] finetune_merge: rc=$?"; grep -v '^step' "$LOGS/ft.log" | tail -6; grep '^step' "$LOGS/ft.log" | tail -3
+    mkdir -p "$LOGS/ft" && cp "$LOGS/ft.log" "$LOGS/ft/"
+    tar -C "$LOGS/ft" -cf "$OUT/finetune_merge.tar" --exclude 'resume*' . ;;
+*)  echo "PART must be 1..13" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"
