@@ -81,6 +81,32 @@ def test_window_keeps_its_good_part_and_says_what_it_dropped(seq, mode):
     assert rec.tracker.states() == ["INITIALISING", "TRACKING"]
 
 
+class BadContext:
+    """Oracle whose window 3 places ``n`` of its context keyframes (after the anchor) far away."""
+
+    def __init__(self, seq, n):
+        self.inner, self.n, self.calls = OraclePredictor(seq, noise=0.02, seed=0), n, 0
+
+    def predict(self, images, frame_ids) -> WindowPrediction:
+        pred = self.inner.predict(images, frame_ids)
+        if self.calls == 3:
+            pred.extrinsics[1:1 + self.n, :, 3] += 5.0
+        self.calls += 1
+        return pred
+
+
+@pytest.mark.parametrize("bad, accepted", [(1, True), (2, True), (3, False)])
+def test_a_window_needs_most_of_its_context_cameras_to_agree_with_the_map(seq, bad, accepted):
+    """Anchored, 8/5 (4 context keyframes): min_context_agreement 0.5 lets one or two context
+    cameras disagree (counted), three reject the window."""
+    rec, results, _ = run_stream(seq, BadContext(seq, bad), stream_config("anchored", 8, 5))
+    r = results[3]
+    assert r.num_overlap == 5 and r.alignment.context_disagreeing == bad
+    assert r.accepted == accepted
+    assert accepted or "context cameras disagree" in r.alignment.reason
+    assert not accepted or r.alignment.rotation_error_deg < 1 and r.alignment.center_error_rel < 0.1
+
+
 def test_other_room_for_3s_is_lost_then_relocalised_in_one_consistent_map(seq):
     mixed = other_room(sequence(300, seed=0), seed=0, come_back=True)
     room = mixed.info["room"]

@@ -51,7 +51,9 @@ class AlignmentReport:
     scale, rotation [3,3], translation [3]: window -> world (x_w = s R x + t). residual: robust RMS
     of the inlier residuals (world units); residual_rel: the same over the median overlap depth.
     inlier_fraction: share of correspondences with residual < inlier_threshold x median depth.
-    rotation_error_deg / center_error_rel: worst overlap camera after alignment vs. its world pose.
+    rotation_error_deg / center_error_rel: worst overlap camera after alignment vs. its world pose
+    (anchored windows: worst of the context cameras that agree; context_disagreeing: how many
+    context cameras were outside the limits).
     """
 
     accepted: bool
@@ -67,6 +69,7 @@ class AlignmentReport:
     iterations: int = 0
     rotation_error_deg: float = math.nan
     center_error_rel: float = math.nan
+    context_disagreeing: int = 0
 
     def matrix(self) -> np.ndarray:
         """4x4 similarity window -> world."""
@@ -226,13 +229,19 @@ def _degeneracy(points: torch.Tensor, w: torch.Tensor) -> str:
 def camera_errors(local: FrameGeometry, anchor: FrameGeometry, scale, rot, trans,
                    median_depth: float) -> Tuple[float, float]:
     """Worst rotation (deg) and centre (relative) error of the aligned overlap cameras."""
+    rot_err, center_err = per_camera_errors(local, anchor, scale, rot, trans, median_depth)
+    return float(rot_err.max()), float(center_err.max())
+
+
+def per_camera_errors(local: FrameGeometry, anchor: FrameGeometry, scale, rot, trans,
+                      median_depth: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per known camera [O]: rotation (deg) and centre (relative to the median depth) error of its
+    aligned pose against its world pose."""
     moved = transform_cam_to_world(local.cam_to_world.double(), scale.double(), rot.double(), trans.double())
     ref = anchor.cam_to_world.double()
     rel = ref[:, :3, :3].transpose(1, 2) @ moved[:, :3, :3]
     cos = ((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    rot_err = float(torch.rad2deg(torch.arccos(cos)).max())
-    center_err = float(torch.linalg.norm(moved[:, :3, 3] - ref[:, :3, 3], dim=1).max()) / median_depth
-    return rot_err, center_err
+    return torch.rad2deg(torch.arccos(cos)), torch.linalg.norm(moved[:, :3, 3] - ref[:, :3, 3], dim=1) / median_depth
 
 
 def _verdict(rep: AlignmentReport, cfg: AlignConfig) -> str:

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .alignment import AlignmentReport, FrameGeometry, camera_errors, camera_verdict, scale_verdict
+from .alignment import AlignmentReport, FrameGeometry, camera_verdict, per_camera_errors, scale_verdict
 from .stream_config import AlignConfig, TrackingConfig
 
 
@@ -54,9 +54,13 @@ def anchored_alignment(local: FrameGeometry, known: FrameGeometry, align: AlignC
     rot, trans = pose[:3, :3], pose[:3, 3]
     median = float(dk[ok].median())
     rep = AlignmentReport(True, "", float(scale), rot.numpy(), trans.numpy(), resid * median, resid, frac, n, O, 0)
-    rep.rotation_error_deg, rep.center_error_rel = camera_errors(
+    rot_err, centre_err = per_camera_errors(
         FrameGeometry(local.cam_to_world.cpu(), local.intrinsics, local.depth, local.conf),
         FrameGeometry(known.cam_to_world.cpu(), known.intrinsics, known.depth, known.conf), scale, rot, trans, median)
+    agree = (rot_err <= align.max_rotation_deg) & (centre_err <= align.max_center_error)     # [O], anchor first
+    rep.context_disagreeing = int((~agree[1:]).sum())
+    use = agree if _context_agrees(agree, tracking) else torch.ones_like(agree)  # too few: report the worst
+    rep.rotation_error_deg, rep.center_error_rel = float(rot_err[use].max()), float(centre_err[use].max())
     rep.reason = _anchored_verdict(rep, align, tracking)
     rep.accepted = rep.reason == ""
     return rep
@@ -72,6 +76,15 @@ def _baseline_log_scale(local_poses: torch.Tensor, world_poses: torch.Tensor, me
     if not bool(use.any()):
         return None
     return float(torch.log(bk[use] / bw[use]).median())
+
+
+def _context_agrees(agree: torch.Tensor, tracking: TrackingConfig) -> bool:
+    """Enough of the context cameras (agree [O] bool, anchor first) match their map poses: a context
+    keyframe chosen by covisibility may lie beyond the baseline the network places well, or a map
+    corrected by the pose graph may hold it elsewhere; one such keyframe must not reject a window
+    whose other known frames agree."""
+    context = agree[1:]
+    return context.numel() == 0 or float(context.double().mean()) >= tracking.min_context_agreement
 
 
 def _anchored_verdict(rep: AlignmentReport, align: AlignConfig, tracking: TrackingConfig) -> str:

@@ -166,7 +166,8 @@ class TrackingConfig:
     the anchor/context frames agrees with the map when |log(map depth / (scale x predicted depth))|
     is below this; min_depth_agreement: share of such pixels needed; the context cameras, once in
     the world, must match their map poses within ``AlignConfig.max_rotation_deg`` /
-    ``max_center_error``. min_covisibility: share of a keyframe's sample points that the reference
+    ``max_center_error``, at least min_context_agreement of them (the others are counted in
+    ``AlignmentReport.context_disagreeing``; 1.0: every one). min_covisibility: share of a keyframe's sample points that the reference
     camera (the newest keyframe) sees, for the keyframe to count as covisible. anchor_policy
     "first": the anchor is the map's first keyframe while it is covisible, else the most covisible
     one; context: half the newest keyframes, half the most covisible. "last_window": the known
@@ -185,7 +186,8 @@ class TrackingConfig:
     keyframe's global descriptor must be at least this similar (cosine) to the frame it follows in
     the window (the best known frame for the first new one); it depends on the keyframe spacing, so
     it is for profiles measured at one spacing (-1: off). The first failed
-    new keyframe and every later one of the window are dropped; the earlier ones are kept.
+    new keyframe is dropped, the earlier ones are kept and the later ones go into the next window
+    once more (they were not judged on their own).
 
     lost_after: consecutive failed windows before TRACKING -> LOST (1: at once). relocalise_timeout_s:
     time (stamps) spent LOST before a NEW_SEGMENT starts. relocalise_candidates: keyframes retrieved
@@ -204,6 +206,7 @@ class TrackingConfig:
     min_depth_agreement: float = 0.3
     min_visible_points: int = 32
     anchor_scale_inlier: float = 0.1
+    min_context_agreement: float = 0.5
     min_covisibility: float = 0.3
     anchor_policy: str = "first"
     lost_after: int = 1
@@ -222,6 +225,7 @@ class TrackingConfig:
         _float_in(o, "new_depth_tolerance", self.new_depth_tolerance, 0.0, 2.0, lo_open=True)
         _float_in(o, "min_new_similarity", self.min_new_similarity, -1.0, 1.0)
         _float_in(o, "min_covisibility", self.min_covisibility, 0.0, 1.0)
+        _float_in(o, "min_context_agreement", self.min_context_agreement, 0.0, 1.0)
         if self.anchor_policy not in ANCHOR_POLICIES:
             raise ValueError(f"TrackingConfig.anchor_policy must be one of {ANCHOR_POLICIES}, got {self.anchor_policy!r}")
         _int_in(o, "lost_after", self.lost_after, 1, 1000)
