@@ -27,6 +27,18 @@ LAYOUTS: List[Tuple[int, int, str, str]] = [(24, 8, "chained", "none")] + [
     (k, o, "anchored", merge) for k, o in ((16, 6), (24, 4), (24, 6), (32, 6), (48, 6)) for merge in ("none", "httm")]
 
 
+def parse_layout(text: str) -> Tuple[int, int, str, str]:
+    """"K/O/MODE/MERGE" (e.g. "16/6/anchored/httm") -> (K, O, mode, merge)."""
+    try:
+        k, o, mode, merge = text.split("/")
+        layout = (int(k), int(o), mode, merge)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/O/MODE/MERGE, got {text!r}") from None
+    if mode not in ("chained", "anchored") or merge not in ("none", "httm", "uniform") or not 0 < layout[1] < layout[0]:
+        raise argparse.ArgumentTypeError(f"{text!r}: MODE chained|anchored, MERGE none|httm|uniform, 0 < O < K")
+    return layout
+
+
 def one_stream(weights: str, seed: int, trajectory: str, frames: int, layout: Tuple[int, int, str, str]) -> dict:
     """One held-out stream of the layout (K, O, mode, merge) -> its row."""
     k, o, mode, merge = layout
@@ -47,12 +59,15 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--trajectories", nargs="+", default=["walk", "orbit"])
     p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--layouts", nargs="+", type=parse_layout, default=LAYOUTS, metavar="K/O/MODE/MERGE",
+                   help="window layouts, e.g. 24/8/chained/none 16/6/anchored/httm (default: all of LAYOUTS)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    weights, out = trained_network_run("window_accuracy", "python bench/window_accuracy.py", args, layouts=LAYOUTS)
+    weights, out = trained_network_run("window_accuracy", "python bench/window_accuracy.py", args,
+                                       layouts=args.layouts)
     for seed in args.seeds:
         for trajectory in args.trajectories:
-            for layout in LAYOUTS:
+            for layout in args.layouts:
                 row = one_stream(weights, seed, trajectory, args.frames, layout)
                 out["rows"].append(row)
                 print({k: row[k] for k in ("seed", "trajectory", "window", "overlap", "mode", "merge", "accepted",
