@@ -27,9 +27,11 @@ def _weighted_median(x: torch.Tensor, w: torch.Tensor) -> float:
 
 
 def anchored_alignment(local: FrameGeometry, known: FrameGeometry, align: AlignConfig,
-                       tracking: TrackingConfig) -> AlignmentReport:
+                       tracking: TrackingConfig, context_agreement: float = 1.0) -> AlignmentReport:
     """local: the window's known frames (anchor first) in the window frame; known: the same frames
-    in the world (map poses, world depth). Returns the checked report (scale, anchor R/t)."""
+    in the world (map poses, world depth). context_agreement: share of the context cameras that
+    must match their map poses (1.0: all; relocalisation windows pass
+    ``tracking.min_context_agreement``). Returns the checked report (scale, anchor R/t)."""
     O, H, W = local.depth.shape
     stride = max(1, math.ceil(math.sqrt(O * H * W / align.max_points)))
     dl, dk = local.depth[:, ::stride, ::stride].double(), known.depth[:, ::stride, ::stride].double()
@@ -59,7 +61,7 @@ def anchored_alignment(local: FrameGeometry, known: FrameGeometry, align: AlignC
         FrameGeometry(known.cam_to_world.cpu(), known.intrinsics, known.depth, known.conf), scale, rot, trans, median)
     agree = (rot_err <= align.max_rotation_deg) & (centre_err <= align.max_center_error)     # [O], anchor first
     rep.context_disagreeing = int((~agree[1:]).sum())
-    use = agree if _context_agrees(agree, tracking) else torch.ones_like(agree)  # too few: report the worst
+    use = agree if _context_agrees(agree, context_agreement) else torch.ones_like(agree)  # too few: the worst
     rep.rotation_error_deg, rep.center_error_rel = float(rot_err[use].max()), float(centre_err[use].max())
     rep.reason = _anchored_verdict(rep, align, tracking)
     rep.accepted = rep.reason == ""
@@ -78,13 +80,13 @@ def _baseline_log_scale(local_poses: torch.Tensor, world_poses: torch.Tensor, me
     return float(torch.log(bk[use] / bw[use]).median())
 
 
-def _context_agrees(agree: torch.Tensor, tracking: TrackingConfig) -> bool:
-    """Enough of the context cameras (agree [O] bool, anchor first) match their map poses: a context
-    keyframe chosen by covisibility may lie beyond the baseline the network places well, or a map
-    corrected by the pose graph may hold it elsewhere; one such keyframe must not reject a window
-    whose other known frames agree."""
+def _context_agrees(agree: torch.Tensor, share: float) -> bool:
+    """At least ``share`` of the context cameras (agree [O] bool, anchor first) match their map
+    poses. In a relocalisation window the context keyframes chosen by covisibility come from another
+    time: they may lie beyond the baseline the network places well, or be held elsewhere by a
+    pose-graph correction, and one of them must not reject a window whose other known frames agree."""
     context = agree[1:]
-    return context.numel() == 0 or float(context.double().mean()) >= tracking.min_context_agreement
+    return context.numel() == 0 or float(context.double().mean()) >= share
 
 
 def _anchored_verdict(rep: AlignmentReport, align: AlignConfig, tracking: TrackingConfig) -> str:

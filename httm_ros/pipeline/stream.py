@@ -110,8 +110,8 @@ class WindowResult:
     tracking_state: the state after this window (:class:`~.tracking.TrackingState` value); segment:
     the map segment it belongs to; dropped: [(frame_id, reason)] of new keyframes the checks removed
     (the tensors above hold only the kept ones); requeued: new keyframes after the first dropped
-    one, not judged on their own, queued again for the next window (once per keyframe); relocalisation: the window was anchored on a
-    retrieved keyframe while LOST. In anchored mode the first ``num_overlap`` keyframes are the
+    one, not judged on their own, queued again for the next window (once per keyframe);
+    relocalisation: the window was anchored on a retrieved keyframe while LOST. In anchored mode the first ``num_overlap`` keyframes are the
     anchor and the context keyframes of the map. focal_predicted / focal_given: mean fx (model
     pixels) of the new keyframes as predicted / as given to ``push`` (NaN: none given);
     given_intrinsics: new keyframes whose given K replaced the predicted one (``intrinsics`` then
@@ -398,7 +398,7 @@ class StreamingReconstructor:
         intr, given = self._given_intrinsics(kfs, n_ov, intr)
         depth = pred.depth.to(self.device, torch.float32)
         conf = pred.depth_conf.to(self.device, torch.float32)
-        report = self._align(cam_to_window, intr, depth, conf, n_ov)
+        report = self._align(cam_to_window, intr, depth, conf, n_ov, reloc)
         timings["align"] = timer.lap("align")
         result = WindowResult(index, ids, stamps, n_ov, (H, W), report, cam_to_window, intr, depth, conf,
                               stats=dict(pred.stats), segment=self.segments[-1].index, relocalisation=reloc,
@@ -442,7 +442,7 @@ class StreamingReconstructor:
                 intr[k] = chosen.to(intr.device, intr.dtype)
         return intr, given
 
-    def _align(self, cam_to_window, intr, depth, conf, n_ov: int) -> AlignmentReport:
+    def _align(self, cam_to_window, intr, depth, conf, n_ov: int, reloc: bool = False) -> AlignmentReport:
         """Checked window -> world similarity (identity for the window that defines the world)."""
         finite = all(bool(torch.isfinite(t).all()) for t in (cam_to_window, intr))
         if not finite or not bool(torch.isfinite(depth).any()):
@@ -467,7 +467,8 @@ class StreamingReconstructor:
                               torch.stack([k.conf for k in known]))
         local = FrameGeometry(cam_to_window[:n_ov], intr[:n_ov], depth[:n_ov], conf[:n_ov])
         if self.anchored:
-            return anchored_alignment(local, world, self.config.align, self.config.tracking)
+            share = self.config.tracking.min_context_agreement if reloc else 1.0
+            return anchored_alignment(local, world, self.config.align, self.config.tracking, share)
         return align_overlap(local, world, self.config.align)
 
     def _similarity_to_known(self, n_ov: int) -> float:
