@@ -20,7 +20,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from httm_ros.eval.metrics import ate  # noqa: E402
 from httm_ros.msg import WindowStats  # noqa: E402
 from httm_ros.ros import codec, params  # noqa: E402
-from httm_ros.ros.loop_outputs import core_values  # noqa: E402
+from httm_ros.ros.core_config import core_values  # noqa: E402
 from httm_ros.ros.reconstruct_node import ReconstructNode  # noqa: E402
 from httm_ros.ros.window_stats import _loop_fields  # noqa: E402
 from httm_ros.synthetic import demo_sequence  # noqa: E402

@@ -41,8 +41,7 @@ from ..pipeline import WindowPrediction
 from ..pipeline.stream import POST_STAGES, WindowResult, model_input_size
 from ..provenance import environment, write_json
 from ..ros import params
-from ..ros.core_config import image_width
-from ..ros.loop_outputs import core_values
+from ..ros.core_config import core_values, image_width
 from ..ros.model_runner import ModelRunner, SafePredictor, build_model_runner
 from ..synthetic import demo_sequence
 from ..synthetic.oracle import OraclePredictor

@@ -9,10 +9,11 @@ the window and merging settings left at 0 / "auto" take the values it was measur
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.httm.arguments import parse_layers
+from httm_ros.pipeline import gtsam_backend
 from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig, apply_profile
 from httm_ros.pipeline.metric_scale import MetricScaleConfig
 from httm_ros.pipeline.pose_graph import LoopClosureConfig
@@ -39,6 +40,15 @@ def image_width(values: Mapping[str, Any]) -> Tuple[int, str]:
         if hw is not None:
             return hw[1], f"the model card of {Path(checkpoint).name}"
     return DEFAULT_IMAGE_SIZE, "default"
+
+
+def core_values(values: Mapping[str, Any], warn: Callable[[str], None]) -> Mapping[str, Any]:
+    """The values the core is built from: ``loop_closure`` off, with one log line, without gtsam."""
+    if values["loop_closure"] and not gtsam_backend.available():
+        warn("loop_closure is true but gtsam is not installed (pip install gtsam==4.3.0): running "
+             "without loop closure")
+        return {**values, "loop_closure": False}
+    return values
 
 
 def merge_config(values: Mapping[str, Any]):

@@ -12,18 +12,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from httm_ros.pipeline import gtsam_backend
-
 from .messages import scaled_poses, to_world_poses
-
-
-def core_values(values: Mapping[str, Any], warn: Callable[[str], None]) -> Mapping[str, Any]:
-    """The values the core is built from: ``loop_closure`` off, with one log line, without gtsam."""
-    if values["loop_closure"] and not gtsam_backend.available():
-        warn("loop_closure is true but gtsam is not installed (pip install gtsam==4.3.0): running "
-             "without loop closure")
-        return {**values, "loop_closure": False}
-    return values
 
 
 class LoopOutputs:
@@ -64,4 +53,4 @@ class LoopOutputs:
         return paths
 
 
-__all__ = ["core_values", "LoopOutputs"]
+__all__ = ["LoopOutputs"]

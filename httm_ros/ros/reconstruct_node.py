@@ -82,7 +82,8 @@ from . import codec, params, services
 from .core_config import filter_config, input_limits
 from .diagnostics import Diagnostics
 from .frame_queue import Frame, FrameQueue
-from .loop_outputs import LoopOutputs, core_values
+from .core_config import core_values
+from .loop_outputs import LoopOutputs
 from .messages import host_copies, scaled_cloud, source_region_roi
 from .model_runner import build_model_runner
 from .node_counters import NodeCounters, NodeTimings, StampGaps
