@@ -126,7 +126,8 @@ def trained_network_run(kind: str, program: str, args, **config) -> Tuple[str, d
     """Set-up of a CPU run of the shipped network (or ``args.weights``) over held-out streams
     (``bench/window_accuracy.py``, ``bench/loops_trained.py``): one torch thread, tracking
     transitions not logged -> (weights, the result's header: ``kind``, provenance, ``config`` (the
-    arguments but ``out``, the weights and ``config``), the card's stream_profile, no rows yet)."""
+    arguments but ``out``, the weights and their sha256, and ``config``), the card's stream_profile, no rows yet)."""
+    from ..provenance import file_sha256
     from ..vggt.checkpoint import checkpoint_stream_profile
     from ..weights import synth_weights
 
@@ -134,7 +135,8 @@ def trained_network_run(kind: str, program: str, args, **config) -> Tuple[str, d
     logging.getLogger("httm_ros.pipeline.tracking").setLevel(logging.ERROR)
     weights = args.weights or str(synth_weights())
     out = {"kind": kind, "environment": environment(torch.device("cpu"), program=program),
-           "config": {**{k: v for k, v in vars(args).items() if k != "out"}, "weights": weights, **config},
+           "config": {**{k: v for k, v in vars(args).items() if k != "out"}, "weights": weights,
+                      "weights_sha256": file_sha256(weights), **config},
            "stream_profile": checkpoint_stream_profile(weights), "rows": []}
     return weights, out
 
