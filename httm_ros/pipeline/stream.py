@@ -111,8 +111,9 @@ class WindowResult:
     the map segment it belongs to; dropped: [(frame_id, reason)] of new keyframes the checks removed
     (the tensors above hold only the kept ones); requeued: new keyframes after the first dropped
     one, not judged on their own, queued again for the next window (once per keyframe);
-    relocalisation: the window was anchored on a retrieved keyframe while LOST. In anchored mode the first ``num_overlap`` keyframes are the
-    anchor and the context keyframes of the map. focal_predicted / focal_given: mean fx (model
+    relocalisation: the window was anchored on a retrieved keyframe while LOST. In anchored mode
+    the first ``num_overlap`` keyframes are the anchor and the context keyframes of the map.
+    focal_predicted / focal_given: mean fx (model
     pixels) of the new keyframes as predicted / as given to ``push`` (NaN: none given);
     given_intrinsics: new keyframes whose given K replaced the predicted one (``intrinsics`` then
     holds the given K). metric: the metric scale after this window (accepted windows).

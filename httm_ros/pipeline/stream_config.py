@@ -167,7 +167,8 @@ class TrackingConfig:
     is below this; min_depth_agreement: share of such pixels needed; the context cameras, once in
     the world, must match their map poses within ``AlignConfig.max_rotation_deg`` /
     ``max_center_error``: every one of them, and in relocalisation windows at least
-    min_context_agreement of them (the others are counted in ``AlignmentReport.context_disagreeing``). min_covisibility: share of a keyframe's sample points that the reference
+    min_context_agreement of them (the others are counted in ``AlignmentReport.context_disagreeing``).
+    min_covisibility: share of a keyframe's sample points that the reference
     camera (the newest keyframe) sees, for the keyframe to count as covisible. anchor_policy
     "first": the anchor is the map's first keyframe while it is covisible, else the most covisible
     one; context: half the newest keyframes, half the most covisible. "last_window": the known

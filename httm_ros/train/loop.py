@@ -373,7 +373,8 @@ def train(opts: TrainOptions) -> Dict:
             entry["rot_err_deg"] = float(rotation_error_deg(pred["pose_history"][-1].detach(), batch["pose_enc"]))
             entry["rot_identity_deg"] = float(identity_rotation_error_deg(batch["pose_enc"]))
             dt = time.monotonic() - t0
-            entry.update(step=step, lr=lr, frames=frames, merged=merged, grad_norm=float(gnorm), frames_per_s=n_frames / dt,
+            entry.update(step=step, lr=lr, frames=frames, merged=merged, grad_norm=float(gnorm),
+                         frames_per_s=n_frames / dt,
                          steps_per_s=(len(step_times[-9:]) + 1) / (sum(step_times[-9:]) + dt),   # last 10 steps
                          seen_frames=seen, elapsed_s=before + time.monotonic() - t_start)
             if not all(math.isfinite(entry[k]) for k in ("loss", "grad_norm")):
