@@ -450,7 +450,7 @@ def test_report_loops_section(tmp_path):
     assert lines["no increase without a loop @0.3 deg (default, within 0.1 %)"].endswith("| MISSED |")
     assert lines["graph-only wrong loop rejected (default)"].endswith("| accepted | MISSED |")
     assert lines["wrong loop injected into the stream: rejected, map unchanged @0.3 deg (default)"].endswith("| met |")
-    assert ("| loop | 0.3 | default | 2.000 | 0.500 | 0.25 | 3 / 1 (gate: 1) | 2.0 / 10.0 | 0 | - | "
+    assert ("| loop | 0.3 | default | 2.000 | 0.500 | 0.25 | 1.000 / 1.000 | 3 / 1 (gate: 1) | 2.0 / 10.0 | 0 | - | "
             "rejected, map unchanged |") in text
     assert "| default | 1000 | 200 | 4.0 / 10.0 | 200 | 500 (+10) | 3 / 3 | 0 (-) |" in text
     assert lines["trained model (not here)"].endswith("| not measured yet (listed as not measured in loops.json) |")
@@ -686,8 +686,9 @@ def test_report_merging_on_trained_attention_section(tmp_path):
 def test_report_loops_with_the_trained_network(tmp_path):
     """bench/loops_trained.py files: one row per seed (ATE off / on), a verdict per seed against
     issue 18's 50 %; files from before the "kind" field are recognised by their fields."""
-    rows = [{"seed": 1, "loop_closure": False, "ate_pct": 2.0, "windows": 92, "accepted": 90},
-            {"seed": 1, "loop_closure": True, "ate_pct": 0.8, "windows": 92, "accepted": 90, "loops_accepted": 5,
+    rows = [{"seed": 1, "loop_closure": False, "ate_pct": 2.0, "final_drift_pct": 6.0, "windows": 92, "accepted": 90},
+            {"seed": 1, "loop_closure": True, "ate_pct": 0.8, "final_drift_pct": 1.5, "windows": 92, "accepted": 90,
+             "loops_accepted": 5,
              "loops_rejected": {"verification: too few": 2}},
             {"seed": 2, "loop_closure": False, "ate_pct": 2.0, "windows": 92, "accepted": 92},
             {"seed": 2, "loop_closure": True, "ate_pct": 1.5, "windows": 92, "accepted": 92, "loops_accepted": 1}]
@@ -698,7 +699,7 @@ def test_report_loops_with_the_trained_network(tmp_path):
     old = {"environment": env, "stream_profile": {}, "config": {}, "rows": rows}
     assert report.extra_kind(old) == "loops_trained"
     text = report.build_report([path])
-    assert "| 1 | 2.000 | 0.800 | 0.40 | 90/92 / 90/92 | 5 |" in text
+    assert "| 1 | 2.000 | 0.800 | 0.40 | 6.000 / 1.500 | 90/92 / 90/92 | 5 |" in text          # loop-closing error
     assert "held-out seed 1: ATE with loops <= 50% of ATE without (loops_trained.json) | 0.40 | met |" in text
     assert "held-out seed 2: ATE with loops <= 50% of ATE without (loops_trained.json) | 0.75 | MISSED |" in text
 

@@ -742,6 +742,10 @@ def loops_section(results: List[Dict]) -> List[str]:
                           "Targets (issue 18):")
 
 
+CLOSING_ERROR = ("Loop-closing error = the final drift: the last keyframe's position error, % of the path, after "
+                 "the Sim(3) of the first 10 % of the keyframes (the camera comes back to where it began). ")
+
+
 def loops_trained_section(results: Sequence[Dict]) -> List[str]:
     """Issue 18 with the trained network (``bench/loops_trained.py``): per held-out seed, ATE with and
     without the pose graph, and the target ATE with <= LOOP_ATE_RATIO x ATE without."""
@@ -754,9 +758,9 @@ def loops_trained_section(results: Sequence[Dict]) -> List[str]:
         laps = (cfg.get("frames") or 0) / LAP_FRAMES
         out += [f"The shipped network on held-out walks of {cfg.get('frames')} frames ({laps:.1f} laps), anchored "
                 f"{cfg.get('window')}/{cfg.get('overlap')} with the card's checks, synchronous graph updates. "
-                + source(res), "",
-                *md_head("seed", "ATE off %", "ATE on %", "on / off", "windows accepted off / on",
-                         "loops accepted", "loops rejected (reasons)")]
+                + CLOSING_ERROR + source(res), "",
+                *md_head("seed", "ATE off %", "ATE on %", "on / off", "loop-closing error off / on %",
+                         "windows accepted off / on", "loops accepted", "loops rejected (reasons)")]
         by_seed: Dict[int, Dict[bool, Dict]] = {}
         for r in res.get("rows", []):
             by_seed.setdefault(r["seed"], {})[bool(r.get("loop_closure"))] = r
@@ -764,6 +768,7 @@ def loops_trained_section(results: Sequence[Dict]) -> List[str]:
             off, on = pair.get(False, {}), pair.get(True, {})
             q = ratio(on.get("ate_pct"), off.get("ate_pct"))
             out.append(md_row(seed, num(off.get("ate_pct")), num(on.get("ate_pct")), num(q, "{:.2f}"),
+                              f"{num(off.get('final_drift_pct'))} / {num(on.get('final_drift_pct'))}",
                               f"{off.get('accepted')}/{off.get('windows')} / {on.get('accepted')}/{on.get('windows')}",
                               on.get("loops_accepted"), rejected(on.get("loops_rejected"))))
             if (cfg.get("frames") or 0) < LAP_FRAMES:            # less than one lap: no place is revisited
@@ -784,9 +789,10 @@ def loops_tables(res: Dict) -> List[str]:
     lines = [f"Setup: anchored stream with the drifting oracle (`drift_deg` per keyframe pair) on a two-lap sequence "
              f"of {cfg.get('frames')} frames and on a shorter one without a loop, seed {cfg.get('seed')}; "
              f"knobs: {knobs}. "
-             "After each loop-closure stream a wrong loop is injected. " + source(res), "",
+             "After each loop-closure stream a wrong loop is injected. " + CLOSING_ERROR + source(res), "",
              *md_head("sequence", "drift deg", "knobs", "ATE off %", "ATE on %", "on / off",
-                      "loops accepted / rejected", "update ms mean / max", "batch solves", "map rebuild ms",
+                      "loop-closing error off / on %", "loops accepted / rejected", "update ms mean / max",
+                      "batch solves", "map rebuild ms",
                       "wrong loop")]
     for seq, rows in (("loop", res.get("stream", [])), ("no loop", res.get("no_loop", []))):
         off = {r.get("drift_deg"): r for r in rows if not r.get("loop_closure")}
@@ -794,6 +800,7 @@ def loops_tables(res: Dict) -> List[str]:
             base = off.get(r.get("drift_deg"), {})
             lines.append(f"| {seq} | {r.get('drift_deg')} | {r.get('knobs')} | {num(base.get('ate_pct'))} | "
                          f"{num(r.get('ate_pct'))} | {num(ratio(r.get('ate_pct'), base.get('ate_pct')), '{:.2f}')} | "
+                         f"{num(base.get('final_drift_pct'))} / {num(r.get('final_drift_pct'))} | "
                          f"{r.get('loops_accepted')} / {rejected(r.get('loops_rejected'))} | "
                          f"{num(ms(r.get('update_s_mean')), '{:.1f}')} / {num(ms(r.get('update_s_max')), '{:.1f}')} | "
                          f"{r.get('batch_solves')} | {num(ms(r.get('map_rebuild_s_mean')), '{:.0f}')} | "
