@@ -450,7 +450,7 @@ def test_report_loops_section(tmp_path):
     assert lines["no increase without a loop @0.3 deg (default, within 0.1 %)"].endswith("| MISSED |")
     assert lines["graph-only wrong loop rejected (default)"].endswith("| accepted | MISSED |")
     assert lines["wrong loop injected into the stream: rejected, map unchanged @0.3 deg (default)"].endswith("| met |")
-    assert ("| loop | 0.3 | default | 2.000 | 0.500 | 0.25 | 1.000 / 1.000 | 3 / 1 (gate: 1) | 2.0 / 10.0 | 0 | - | "
+    assert ("| loop | 0.3 | default | 2.000 | 0.500 | 0.25 | - / - | 3 / 1 (gate: 1) | 2.0 / 10.0 | 0 | - | "
             "rejected, map unchanged |") in text
     assert "| default | 1000 | 200 | 4.0 / 10.0 | 200 | 500 (+10) | 3 / 3 | 0 (-) |" in text
     assert lines["trained model (not here)"].endswith("| not measured yet (listed as not measured in loops.json) |")
