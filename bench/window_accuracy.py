@@ -18,7 +18,9 @@ from typing import List, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from httm_ros.bench.streaming import make_predictor, run_stream, sequence, stream_config, summary, \
     trained_network_run  # noqa: E402
+from httm_ros.pipeline.stream_config import WINDOW_MODES  # noqa: E402
 from httm_ros.provenance import write_json  # noqa: E402
+from httm_ros.ros.params import MERGE_MODES  # noqa: E402
 from httm_ros.vggt.checkpoint import checkpoint_image_hw, checkpoint_stream_profile  # noqa: E402
 
 KEEP = ("windows", "accepted", "keyframes", "ate_pct", "final_drift_pct", "scale_drift", "wall_s")
@@ -34,8 +36,9 @@ def parse_layout(text: str) -> Tuple[int, int, str, str]:
         layout = (int(k), int(o), mode, merge)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected K/O/MODE/MERGE, got {text!r}") from None
-    if mode not in ("chained", "anchored") or merge not in ("none", "httm", "uniform") or not 0 < layout[1] < layout[0]:
-        raise argparse.ArgumentTypeError(f"{text!r}: MODE chained|anchored, MERGE none|httm|uniform, 0 < O < K")
+    if mode not in WINDOW_MODES or merge not in MERGE_MODES or not 0 < layout[1] < layout[0]:
+        raise argparse.ArgumentTypeError(f"{text!r}: MODE {'|'.join(WINDOW_MODES)}, MERGE {'|'.join(MERGE_MODES)}, "
+                                         "0 < O < K")
     return layout
 
 

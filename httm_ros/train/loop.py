@@ -224,8 +224,11 @@ def training_merge_config(opts: TrainOptions) -> Optional[HTTMConfig]:
 
 
 def _merge_for_step(model: VGGT, merging: Optional[HTTMConfig], rng: np.random.Generator, opts: TrainOptions) -> bool:
-    """Merging on for this step (drawn with probability ``merge_frac``) or off; returns whether on."""
-    on = merging is not None and bool(rng.random() < opts.merge_frac)
+    """Merging on for this step (drawn with probability ``merge_frac``) or off; returns whether on.
+    Without ``--merge`` the model is never patched (and nothing is drawn)."""
+    if merging is None:
+        return False
+    on = bool(rng.random() < opts.merge_frac)
     patch(model, merging if on else None)
     return on
 
@@ -394,7 +397,8 @@ def train(opts: TrainOptions) -> Dict:
                    f"elapsed {time.monotonic() - t_start:.0f}s")
             since = {"steps": 0, "frames": 0, "render_s": pool.render_seconds, "log_len": len(log)}
     pool.close()
-    patch(model, None)                       # the saved and evaluated network is the dense one
+    if merging is not None:
+        patch(model, None)                   # the saved and evaluated network is the dense one
     elapsed = before + time.monotonic() - t_start
     _print(f"stopped at step {step} ({stopped}); saving")
     save_resume({**_state(model, opt, step, pool, log, opts, device, seen, elapsed), "init_weights": init}, out)
