@@ -73,3 +73,37 @@ def test_default_windows_come_from_the_model_card():
                                 "device": "cpu", "image_size": 56, "warmup_forwards": 0})
     cfg = plain.reconstructor.config
     assert (cfg.window.size, cfg.window.overlap, cfg.window.mode, cfg.keyframes.enabled) == (24, 8, "chained", True)
+
+
+def test_core_warm_up_runs_two_windows_apart_from_the_node_core(caplog):
+    """The streaming core's warm-up (CUDA only in the node: there its first alignment, filter and
+    map update cost up to 0.2 s each): two windows of a scratch core through every stage, silent,
+    and the node's own core untouched."""
+    import logging
+
+    from httm_ros.pipeline.warmup import warm_up_core
+
+    runner = build_model_runner(_values(warmup_forwards=1))
+    assert "core" not in runner.warmup and "core warm-up" not in runner.description     # CPU: skipped
+    with caplog.at_level(logging.INFO):
+        core = warm_up_core(runner.predictor, runner.reconstructor.config)
+    assert core["windows"] == 2 and core["accepted"] >= 1 and core["seconds"] > 0       # window 0 placed and mapped
+    assert not [r for r in caplog.records if "tracking" in r.getMessage()]              # not the node's transitions
+    rec = runner.reconstructor
+    assert rec.counters.windows == 0 and rec.counters.frames_received == 0 and len(rec.trajectory) == 0
+    assert rec.tracking_state.value == "INITIALISING"
+
+
+def test_core_warm_up_failure_still_starts():
+    from httm_ros.ros.model_runner import core_warmup_text, warm_up_stream
+
+    class Broken:
+        def predict(self, images, frame_ids):
+            raise RuntimeError("simulated")
+
+    seen = []
+    runner = build_model_runner(_values(warmup_forwards=0))
+    core = warm_up_stream(Broken(), runner.reconstructor.config, seen.append)
+    assert "simulated" in core["error"] and any("streaming core failed" in s for s in seen)
+    assert core_warmup_text(core) == ", core warm-up failed"
+    assert core_warmup_text({"windows": 2, "accepted": 2, "seconds": 0.5}) == ", core warm-up 2 windows in 0.50 s"

@@ -245,9 +245,12 @@ def build(values: Dict[str, Any]) -> Tuple[ModelRunner, float]:
 
 
 def warmup_seconds(runner: ModelRunner) -> Optional[float]:
-    """Seconds of the node's start-up warm-up forwards (None: off or failed)."""
+    """Seconds of the node's start-up warm-up: the model's forwards and, on CUDA, the streaming
+    core's two scratch windows (None: off or failed)."""
     w = runner.warmup
-    return float(sum(w["seconds"])) if w and not w.get("error") else None
+    if not w or w.get("error"):
+        return None
+    return float(sum(w["seconds"])) + float((w.get("core") or {}).get("seconds", 0.0))
 
 
 def run(args, argv: List[str]) -> int:

@@ -61,6 +61,7 @@ class Tracker:
         self.since_stamp: Optional[float] = None
         self.failures = 0
         self.history: List[Transition] = []
+        self.log: logging.Logger = LOG          # where transitions are logged (a scratch core: a silent one)
 
     def transition(self, new: TrackingState, reason: str, window: int, stamp: float) -> None:
         """Change the state (logged once); a no-op when already in ``new``."""
@@ -71,7 +72,7 @@ class Tracker:
         step = Transition(window, float(stamp), self.state, new, reason)
         self.history.append(step)
         level = logging.WARNING if new in (TrackingState.LOST, TrackingState.NEW_SEGMENT) else logging.INFO
-        LOG.log(level, "tracking %s -> %s at window %d (t=%.3f s): %s", self.state.value, new.value, window,
+        self.log.log(level, "tracking %s -> %s at window %d (t=%.3f s): %s", self.state.value, new.value, window,
                 stamp, reason)
         self.state, self.since_stamp = new, float(stamp)
 

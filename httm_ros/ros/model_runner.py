@@ -21,6 +21,7 @@ import torch
 
 from httm_ros.httm import warm_up
 from httm_ros.pipeline import KeyframeConfig, StreamingReconstructor, WindowPrediction
+from httm_ros.pipeline.warmup import warm_up_core
 from httm_ros.vggt.layers import compile_failure
 from httm_ros.vggt.preprocess import model_input_size
 
@@ -209,10 +210,13 @@ def build_model_runner(values: Mapping[str, Any], predictor=None, warn: Callable
             description += f" (compile failed, running eager: {failure})"
     else:
         description = f"injected {type(predictor).__name__} on {device}"
+    config = stream_config(values, str(device))
+    if warmup is not None and not warmup.get("error") and device.type == "cuda":
+        warmup["core"] = warm_up_stream(predictor, config, warn)
+        description += core_warmup_text(warmup["core"])
     if values.get("debug_window_delay", 0.0) > 0:
         predictor = DelayedPredictor(predictor, values["debug_window_delay"], warn)
     safe = SafePredictor(predictor, log=error)
-    config = stream_config(values, str(device))
     selection = None
     if not core_selects_keyframes:
         selection, config = config.keyframes, replace(config, keyframes=replace(config.keyframes, enabled=False))
@@ -263,6 +267,27 @@ def warm_up_model(model, values: Mapping[str, Any], warn: Callable[[str], None])
         _empty_cache()
         warn(f"start-up warm-up failed ({type(err).__name__}: {err}); the first window pays the one-time costs")
         return {"forwards": forwards, "error": f"{type(err).__name__}: {err}"}
+
+
+def warm_up_stream(predictor, config, warn: Callable[[str], None]) -> dict:
+    """After the model's warm-up on CUDA: two windows of a scratch streaming core built like the
+    node's (:func:`httm_ros.pipeline.warmup.warm_up_core`), so that the first windows of the stream
+    do not pay the first use of the stages after the model. -> its result, or {"error"} after a
+    failure (reported; the node starts anyway)."""
+    try:
+        return warm_up_core(predictor, config)
+    except Exception as err:  # noqa: BLE001 - as warm_up_model: the first windows then pay those costs
+        _empty_cache()
+        warn(f"start-up warm-up of the streaming core failed ({type(err).__name__}: {err}); "
+             "the first windows pay the one-time costs of alignment and mapping")
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def core_warmup_text(core: dict) -> str:
+    """The core's warm-up for the node's "ready" line."""
+    if core.get("error"):
+        return ", core warm-up failed"
+    return f", core warm-up {core['windows']} windows in {core['seconds']:.2f} s"
 
 
 def warmup_text(warmup: Optional[dict]) -> str:
