@@ -14,7 +14,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["httm_ros", "httm_ros.*"]),
     package_data={"httm_ros.weights": ["httm-vggt-synth.safetensors", "httm-vggt-synth.json",
-                                       "train_log.json", "train_curves.png", "README.md"]},
+                                       "train_log.json", "train_curves.png", "README.md",
+                                       "httm-vggt-synth-merge.safetensors", "httm-vggt-synth-merge.json",
+                                       "httm-vggt-synth-merge.train_log.json",
+                                       "httm-vggt-synth-merge.train_curves.png"]},
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",

@@ -3,7 +3,8 @@ only; NOT VGGT-1B), its model card ``httm-vggt-synth.json`` and training log/cur
 
 ``synth_weights()`` is the path of the safetensors file, or None until a training run has put it
 here (copy ``httm-vggt-synth.safetensors``, ``httm-vggt-synth.json``, ``train_log.json`` and
-``train_curves.png`` from the run's --out folder). Load with ``VGGT.from_checkpoint(path)`` (the
+``train_curves.png`` from the run's --out folder). ``synth_merge_weights()``: httm-vggt-synth-merge, the
+same network fine-tuned with HTTM merging (README.md, runs 7-8), whose card runs it merged. Load with ``VGGT.from_checkpoint(path)`` (the
 config travels in the file) and take the input size from
 ``httm_ros.vggt.checkpoint.checkpoint_image_hw(path)``.
 """
@@ -15,9 +16,16 @@ from typing import Optional
 
 FOLDER = Path(__file__).resolve().parent
 SYNTH_NAME = "httm-vggt-synth"
+SYNTH_MERGE_NAME = "httm-vggt-synth-merge"
 
 
 def synth_weights() -> Optional[Path]:
     """Path of httm-vggt-synth.safetensors in this folder, None if it is not there (yet)."""
     path = FOLDER / f"{SYNTH_NAME}.safetensors"
+    return path if path.is_file() else None
+
+
+def synth_merge_weights() -> Optional[Path]:
+    """Path of httm-vggt-synth-merge.safetensors in this folder, None if it is not there."""
+    path = FOLDER / f"{SYNTH_MERGE_NAME}.safetensors"
     return path if path.is_file() else None
