@@ -330,13 +330,13 @@ def test_report_trained_model_section(tmp_path):
     row = _lines(report.build_report([card, short]))[
         "streaming, 300 frames, orbit, K=8/O=3, min_motion 0.03, seed 0, library checks, chained: ATE <= 5 %"]
     assert row.endswith("| 4.000 % (segment 0 only: 40 keyframes) | MISSED |")     # a low ATE over a lost stream
-    node = {**_stream_row(300, "chained", 4.0), "trajectory": "walk"}
+    node = {**_stream_row(300, "anchored", 4.0), "trajectory": "walk"}          # the node's VGGT-1B windows
     default = _json(tmp_path, "node_default.json", {"environment": CPU_ENV, "compare": [node], "failure": [], "config": {
-        "predictor": "checkpoint", "window": 24, "overlap": 8, "min_motion": 0.03, "seed": 2},
+        "predictor": "checkpoint", "window": 24, "overlap": 4, "min_motion": 0.03, "seed": 2},
         "stream_profile": {"align": {"max_residual": 0.1}}})
     text = report.build_report([card, default])
     lines = _lines(text)
-    assert lines["streaming, 300 frames, walk, K=24/O=8, min_motion 0.03 (node default), seed 2, card checks, chained: "
+    assert lines["streaming, 300 frames, walk, K=24/O=4, min_motion 0.03 (node default), seed 2, card checks, anchored: "
                  "ATE <= 5 %"].endswith("| 4.000 % | met |")
     assert 'seed 2; checks from the card\'s stream_profile {"align": {"max_residual": 0.1}}' in text
     assert "not measured yet" in lines["accuracy cost of merging on trained attention (dense vs uniform vs HTTM)"]
@@ -361,7 +361,7 @@ def test_report_window_size_section(tmp_path):
     lines = _lines(text)
     assert lines["24 (16)"] == "| 24 (16) | 0.320 (0.288) | 50.00 | 0.160 (0.144) | 100.00 | 2.00x | 0.24 / 0.33 |"
     assert lines["64 (56)"].startswith("| 64 (56) | 1.400 (1.260) | 40.00 | 1.000 (0.900) | 56.00 | 1.40x |")
-    default = next(v for k, v in lines.items() if "the default (HTTM, K=24)" in k)
+    default = next(v for k, v in lines.items() if "dense 24/8: HTTM, K=24" in k)
     assert default.endswith("| 2.00x | met |") and "(synth, CPU test)" in default
     assert "| ws.json | window_size | abc1234def |" in text and "ignored" not in text   # not an issue-4 e2e file
     assert "not measured yet (`python bench/window_accuracy.py`)" in text
@@ -382,9 +382,12 @@ def test_report_window_accuracy_table_and_targets(tmp_path):
             _wa_row(0, "walk", lossy, 2.0, 30, 20.0), _wa_row(0, "orbit", lossy, 9.0, 10, 20.0)]
     f = _json(tmp_path, "wa.json", {"kind": "window_accuracy", "environment": CPU_ENV, "rows": rows})
     lines = _lines(report.build_report([f]))
-    assert lines["24/8 chained, dense"] == "| 24/8 chained, dense | 2 of 2 | 4.50 % | 5.00 % | 2 of 2 | 10.0 | 1.00x |"
-    assert lines["24/4 anchored, dense"] == "| 24/4 anchored, dense | 2 of 2 | 3.50 % | 4.00 % | 2 of 2 | 16.0 | 1.60x |"
-    assert lines["24/4 anchored, httm"] == "| 24/4 anchored, httm | 1 of 2 | 2.00 % | 2.00 % | 1 of 1 | 20.0 | 2.00x |"
+    assert lines["24/8 chained, dense"] == \
+        "| 24/8 chained, dense | 2 of 2 | 60/60 | 4.50 % | 5.00 % | 4.50 % | 2 of 2 | 10.0 | 1.00x |"
+    assert lines["24/4 anchored, dense"] == \
+        "| 24/4 anchored, dense | 2 of 2 | 60/60 | 3.50 % | 4.00 % | 3.50 % | 2 of 2 | 16.0 | 1.60x |"
+    assert lines["24/4 anchored, httm"] == \
+        "| 24/4 anchored, httm | 1 of 2 | 40/60 | 2.00 % | 2.00 % | 5.50 % | 1 of 1 | 20.0 | 2.00x |"
     verdicts = {k: v for k, v in lines.items() if "at equal or better ATE" in k}
     fast_row = next(v for k, v in verdicts.items() if "24/4 anchored, dense (synth, CPU)" in k)
     lossy_row = next(v for k, v in verdicts.items() if "24/4 anchored, httm (synth, CPU)" in k)
@@ -396,6 +399,37 @@ def test_report_window_accuracy_table_and_targets(tmp_path):
     no_base = _json(tmp_path, "ws2.json", {"kind": "e2e", "config": "synth", "overlap": 8, "env": CPU_ENV,
                                            "rows": [_ws_row("httm", 32, 0.4)]})
     assert "(no dense 24/8 row)" in report.build_report([no_base])
+
+
+def test_report_groups_networks_and_judges_the_node_default(tmp_path, monkeypatch):
+    """window_accuracy files of two networks (by weights_sha256): one table each, the ATE baseline the
+    first network's first layout; the node's default layout (24/4 anchored, HTTM) is judged with the
+    GPU's new keyframes/s (httm 24 with 20 new against dense 24 with 16 new, one group) and the mean
+    ATE and windows of the last shipped network in that layout over the same streams."""
+    monkeypatch.setattr(report, "shipped_networks", lambda: {"a" * 64: "net-a", "b" * 64: "net-b"})
+    base, default = (24, 8, "chained", "none"), (24, 4, "anchored", "httm")
+
+    def network(name, sha, rows):
+        return _json(tmp_path, name, {"kind": "window_accuracy", "environment": CPU_ENV, "rows": rows,
+                                      "config": {"weights": "x.safetensors", "weights_sha256": sha}})
+
+    a = network("a.json", "a" * 64, [_wa_row(0, "walk", base, 4.0, 29, 10.0), _wa_row(0, "orbit", base, 5.0, 30, 10.0),
+                                     _wa_row(0, "walk", default, 7.0, 20, 14.0), _wa_row(0, "orbit", default, 8.0, 30, 14.0)])
+    b = network("b.json", "b" * 64, [_wa_row(0, "walk", default, 3.0, 30, 14.0), _wa_row(0, "orbit", default, 4.0, 30, 14.0)])
+    c = network("c.json", "c" * 64, [_wa_row(0, "walk", default, 1.0, 30, 14.0), _wa_row(0, "orbit", default, 1.0, 30, 14.0)])
+    gpu = [_windows_file(tmp_path, "kf16.json", [_wrow("dense", 0.32), _wrow("httm", 0.25)]),
+           _windows_file(tmp_path, "kf20.json", [{**_wrow("httm", 0.24), "new": 20}], new=20)]
+    text = report.build_report([a, b, c, *gpu])
+    assert "**net-a** (`a.json`;" in text and "**net-b** (`b.json`;" in text and "**network cccccccccccc (not shipped)**" in text
+    row = next(v for k, v in _lines(text).items() if k.startswith("the node's default (24/4 anchored, httm)"))
+    assert row.endswith("| 1.67x on NVIDIA H100 80GB HBM3 (`kf20.json`, VGGT-1B random weights); ATE 3.50 vs 4.50 %, "
+                        "windows accepted 100 vs 98 % over 2 held-out streams (net-b in the default layout, net-a in the "
+                        "baseline's) | met |"), row                              # c is not shipped: not the one judged
+    worse = network("b.json", "b" * 64, [_wa_row(0, "walk", default, 3.0, 30, 14.0),
+                                         _wa_row(0, "orbit", default, 6.5, 30, 14.0)])
+    row = next(v for k, v in _lines(report.build_report([a, worse, *gpu])).items() if k.startswith("the node's default"))
+    assert "ATE 4.75 vs 4.50 %" in row and row.endswith("| MISSED |")
+    assert not any(k.startswith("the node's default") for k in _lines(report.build_report([a, b])))   # no GPU side
 
 
 def _dtype_file(tmp_path, dtypes, device="CPU test"):

@@ -52,7 +52,7 @@ def test_provenance_settings_and_geometry(result):
     s = data["settings"]                           # the node's values, resolved as declare_all does
     assert (s["model_config"], s["device"], s["image_size"]) == ("tiny", "cpu", 56)
     assert (s["window_size"], s["window_overlap"], s["window_mode"], s["keyframe_policy"], s["merge_mode"]) \
-        == (4, 2, "chained", "motion", "httm")
+        == (4, 2, "anchored", "motion", "httm")
     assert s["allow_test_weights"] is True and s["checkpoint"] == "" and s["flush_on_shutdown"] is False
     assert data["overrides"] == {"model_config": "tiny", "device": "cpu", "image_size": 56, "window_size": 4,
                                  "window_overlap": 2}
@@ -98,7 +98,7 @@ def test_table(result):
     data, stdout, _ = result
     lines = stream_table(data)
     assert lines[0].startswith("| geometry |") and lines[2].startswith("| oracle | CPU")
-    assert "tiny (test weights) httm" in lines[2] and "4/2 chained" in lines[2]
+    assert "tiny (test weights) httm" in lines[2] and "4/2 anchored" in lines[2]
     assert any(line.startswith("| predict |") for line in lines) and "\n".join(lines) in stdout
 
 

@@ -49,7 +49,7 @@ def test_params_files_and_overrides_in_order(tmp_path):
     given = ("window_size", "window_overlap", "device", "voxel_size")
     assert {k: v for k, v in values.items() if k not in given} \
         == {k: v for k, v in params.resolved(params.defaults()).items() if k not in given}
-    assert (values["keyframe_policy"], values["window_mode"]) == ("motion", "chained")   # auto, no model card
+    assert (values["keyframe_policy"], values["window_mode"]) == ("motion", "anchored")   # auto, no model card
     with pytest.raises(ParamsError, match="unknown parameter\\(s\\): windowsize"):
         node_values([], ["windowsize:=3"])
     with pytest.raises(ParamsError, match="window_size must be in"):

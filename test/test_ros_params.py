@@ -143,7 +143,7 @@ def test_the_checkpoint_cards_stream_profile_sets_the_checks_unless_switched_off
         assert profile_mismatch(measured, stream_profile(measured)) == []
         off = {**with_synth, "card_stream_profile": False}
         assert stream_profile(off) is None and profile_mismatch(off, stream_profile(off)) == []
-        assert (stream_config(off).window.size, stream_config(off).window.mode) == (24, "chained")
+        assert (stream_config(off).window.size, stream_config(off).window.mode) == (24, "anchored")
     weights = tmp_path / "m.safetensors"
     weights.write_bytes(b"")
     card = {"image_hw": [98, 126], "stream_profile": {"_why": "notes are skipped", "align": {"max_residual": 0.09},
@@ -215,7 +215,7 @@ def test_cross_rules_are_reported_in_words_with_the_values(rule):
               "camera_frame": {"world_frame": "cam", "camera_frame": "cam"},
               "odom_frame": {"world_frame": "odom", "tf_mode": "odom"},
               "tf_child_frame": {"world_frame": "cam_vggt", "tf_child_frame": "cam_vggt"},
-              "window_mode": {"loop_closure": True}}[rule.names[1]]
+              "window_mode": {"loop_closure": True, "window_mode": "chained"}}[rule.names[1]]
     values = params.resolved({**params.defaults(), **broken})            # rules see the resolved windows
     errors = params.validate(values)
     assert errors == [rule.check(values)]

@@ -56,7 +56,7 @@ def test_default_windows_come_from_the_model_card():
     """window_size / window_overlap 0 and keyframe_policy / window_mode auto (the defaults): the shipped
     network runs the windows its card was measured with, and the ready line says so (also from the
     resolved values the node passes);
-    without a card (test weights) VGGT-1B's 24/8, motion keyframes, chained."""
+    without a card (test weights) VGGT-1B's 24/4, motion keyframes, anchored (issue 16)."""
     from httm_ros.weights import synth_weights
 
     synth = synth_weights()
@@ -72,7 +72,7 @@ def test_default_windows_come_from_the_model_card():
     plain = build_model_runner({**params.defaults(), "allow_test_weights": True, "model_config": "tiny",
                                 "device": "cpu", "image_size": 56, "warmup_forwards": 0})
     cfg = plain.reconstructor.config
-    assert (cfg.window.size, cfg.window.overlap, cfg.window.mode, cfg.keyframes.enabled) == (24, 8, "chained", True)
+    assert (cfg.window.size, cfg.window.overlap, cfg.window.mode, cfg.keyframes.enabled) == (24, 4, "anchored", True)
 
 
 def test_core_warm_up_runs_two_windows_apart_from_the_node_core(caplog):

@@ -23,6 +23,7 @@ import shlex
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..ros.core_config import CARD_SETTINGS
 from . import node_stream, roofline
 from .plot import plot
 from .results import NOT_YET, load, load_side, ratio, window_mode
@@ -75,7 +76,9 @@ LOOP_ATE_RATIO = 0.5             # issue 18: ATE with loops <= 50% of ATE withou
 NO_LOOP_SLACK = 1e-3             # issue 18: "no increase" without a loop, up to 0.1 % (float noise)
 LAP_FRAMES = 460                 # bench/loops_trained.py: frames of one lap of its walk (0.03 m/frame)
 KF_RATE_TARGET = 1.5             # issue 16: new keyframes/s >= 1.5x the dense 24/8 configuration
-DEFAULT_WINDOW = (24, 8)         # the node's window_size / window_overlap (config/reconstruct.yaml)
+BASELINE_WINDOW = (24, 8)        # issue 16's baseline: the node's dense 24/8 chained windows before session 16
+#: the node's VGGT-1B windows without a model card: (K, O, mode, merging) (ros.core_config.CARD_SETTINGS)
+NODE_DEFAULT = tuple(CARD_SETTINGS[name][1] for name in ("window_size", "window_overlap", "window_mode", "merge_mode"))
 STREAM_ACCEPTED_PCT, STREAM_ATE_PCT = 95.0, 5.0      # issue 15: streaming on held-out sequences
 DISTRIBUTED_GPU_ROWS = [(g, f) for f in (1000, 2000, 4000) for g in (1, 2, 4)]      # issue 19's GPU table
 KINDS = ("model_card", "train_log", "streaming", "window_size", "window_accuracy", "dtype", "loops", "loops_trained",
@@ -261,7 +264,7 @@ def stream_setting(cfg: Dict, profile: Optional[Dict] = None, mode: Optional[str
     """'K=24/O=8, min_motion 0.03' of an ``httm-bench streaming`` file's config, '(node default)' when
     these are the node's windows and merging for it (and ``mode`` its window mode, if given): a checkpoint card's
     ``measured_with`` (``profile``, the file's stream_profile; the node's 0 / auto window parameters)
-    or else DEFAULT_WINDOW, chained."""
+    or else NODE_DEFAULT."""
     motion = cfg.get("min_motion", STREAM_MIN_MOTION)
     measured = (profile or {}).get("measured_with") or {}
     if measured:
@@ -270,7 +273,7 @@ def stream_setting(cfg: Dict, profile: Optional[Dict] = None, mode: Optional[str
         default_mode = measured.get("window_mode", "chained")
         same_merge = cfg.get("merge", "none") == measured.get("merge_mode", cfg.get("merge", "none"))
     else:
-        default, default_mode, same_merge = (*DEFAULT_WINDOW, STREAM_MIN_MOTION), "chained", True
+        default, default_mode, same_merge = (*NODE_DEFAULT[:2], STREAM_MIN_MOTION), NODE_DEFAULT[2], True
     node = (cfg.get("window"), cfg.get("overlap"), motion) == default and mode in (None, default_mode) and same_merge
     return f"K={cfg.get('window')}/O={cfg.get('overlap')}, min_motion {motion:g}" + (" (node default)" if node else "")
 
@@ -504,10 +507,10 @@ def window_size_section(results: List[Dict], accuracy: Sequence[Dict] = (), wind
     open_targets = list(rate_targets)
     if not any(res.get("config") == "1b" for res in results):
         open_targets.append((f"VGGT-1B at 518x392 on the H200: >= {KF_RATE_TARGET}x the new keyframes/s of dense "
-                             f"{DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]}", NOT_YET,
+                             f"{BASELINE_WINDOW[0]}/{BASELINE_WINDOW[1]}", NOT_YET,
                              f"{NOT_YET} (GPU run: `PART=3 bash bench/gpu_next.sh`)"))
     if accuracy:
-        open_targets += window_accuracy_targets(accuracy)
+        open_targets += window_accuracy_targets(accuracy) + node_default_target(accuracy, windows)
     else:
         open_targets.append(("at equal or better ATE on the held-out sequences", NOT_YET,
                              f"{NOT_YET} (`python bench/window_accuracy.py`)"))
@@ -517,11 +520,9 @@ def window_size_section(results: List[Dict], accuracy: Sequence[Dict] = (), wind
     return lines + rate_lines + (window_accuracy_table(accuracy) if accuracy else [])
 
 
-def keyframe_rate_layouts(windows: Sequence[Dict]) -> Tuple[List[str], List[Tuple[str, str, str]]]:
-    """Issue 16's throughput on the GPU: ``httm-bench windows`` rows of one commit, device and model
-    setting (weights, compiled parts, heads dtype, merging options) with at least three (K, new)
-    layouts (``PART=10``), new keyframes/s = new / p50, each against dense K=24 with 16 new
-    (today's 24/8) of the same group -> (table lines, target rows)."""
+def rate_groups(windows: Sequence[Dict]) -> Dict[Tuple, List[Tuple[Dict, Dict]]]:
+    """``httm-bench windows`` rows (dense / httm, timed, with new frames) grouped by commit, device
+    and model setting (weights, compiled parts, heads dtype, merging options) -> {key: [(file, row)]}."""
     groups: Dict[Tuple, List[Tuple[Dict, Dict]]] = {}
     for res in windows:
         env = env_of(res)
@@ -530,6 +531,15 @@ def keyframe_rate_layouts(windows: Sequence[Dict]) -> Tuple[List[str], List[Tupl
                 setting = (r.get("weights_dtype"), bool(r.get("compile_tokenwise")), bool(r.get("compile_heads")),
                            r.get("dpt_dtype"), tuple(sorted((r.get("sets") or {}).items())))
                 groups.setdefault((env.get("commit"), device_short(res), setting), []).append((res, r))
+    return groups
+
+
+def keyframe_rate_layouts(windows: Sequence[Dict]) -> Tuple[List[str], List[Tuple[str, str, str]]]:
+    """Issue 16's throughput on the GPU: ``httm-bench windows`` rows of one commit, device and model
+    setting (weights, compiled parts, heads dtype, merging options) with at least three (K, new)
+    layouts (``PART=10``), new keyframes/s = new / p50, each against dense K=24 with 16 new
+    (today's 24/8) of the same group -> (table lines, target rows)."""
+    groups = rate_groups(windows)
     lines: List[str] = []
     targets: List[Tuple[str, str, str]] = []
     for (commit, device, _), rows in sorted(groups.items(), key=lambda kv: str(kv[0])):
@@ -567,6 +577,37 @@ def _accuracy_layouts(results: Sequence[Dict]) -> Dict[Tuple, Dict[Tuple, Dict]]
     return out
 
 
+def shipped_networks() -> Dict[str, str]:
+    """{sha256: model card name} of the networks shipped in httm_ros/weights/."""
+    import hashlib
+
+    from ..vggt.checkpoint import read_model_card
+    from ..weights import FOLDER
+
+    out = {}
+    for path in sorted(FOLDER.glob("*.safetensors")):
+        card = read_model_card(path) or {}
+        out[hashlib.sha256(path.read_bytes()).hexdigest()] = str(card.get("name") or path.stem)
+    return out
+
+
+def accuracy_networks(results: Sequence[Dict]) -> List[Tuple[str, List[Dict]]]:
+    """``bench/window_accuracy.py`` files grouped by network, in the order given -> [(name, files)];
+    the name is the shipped card's for a known sha256, "network <its first 12 digits> (not shipped)"
+    for another, and the weights file's stem for files from before the sha256 was recorded."""
+    names = shipped_networks()
+    groups: Dict[str, List[Dict]] = {}
+    for res in results:
+        cfg = res.get("config") or {}
+        sha = cfg.get("weights_sha256")
+        if sha:
+            name = names.get(sha, f"network {str(sha)[:12]} (not shipped)")
+        else:
+            name = Path(str(cfg.get("weights") or "?")).stem
+        groups.setdefault(name, []).append(res)
+    return list(groups.items())
+
+
 def _layout_name(key: Tuple) -> str:
     k, o, mode, merge = key
     return f"{k}/{o} {mode}, {'dense' if merge == 'none' else merge}"
@@ -583,39 +624,51 @@ def _rate(rows: Dict[Tuple, Dict]) -> Optional[float]:
 
 
 def window_accuracy_table(results: Sequence[Dict]) -> List[str]:
-    """Issue 16's accuracy side: every layout over the same held-out streams with the trained model."""
-    layouts = _accuracy_layouts(results)
-    base_key = next(iter(layouts), None)                    # the script's first layout: dense 24/8 chained
-    base = layouts.get(base_key, {})
-    files = ", ".join(f"`{res['file']}`" for res in results)
+    """Issue 16's accuracy side: every layout over the same held-out streams with each trained
+    network; the baseline is the first network's first layout (dense 24/8 chained)."""
+    networks = accuracy_networks(results)
+    first = _accuracy_layouts(networks[0][1])
+    base_key = next(iter(first), None)
+    base = first.get(base_key, {})
     lines = ["### Window sizes with the trained model: accuracy and model time (issue 16)", "",
-             f"`python bench/window_accuracy.py --seeds S` ({files}): the shipped httm-vggt-synth on held-out "
+             "`python bench/window_accuracy.py --seeds S [--weights W]`: a trained network on held-out "
              "300-frame streams (scenes = seeds, walk and orbit), every frame a keyframe, the card's checks; "
              "each layout runs the same streams. covered = >= 95% of windows accepted (only then is the ATE the "
              "stream's); new kf/s = new keyframes per second of the predictor's time in the stream, on "
-             f"{device_short(results[0])} (one thread; two processes side by side). First row: issue 16's "
-             "baseline layout.", "",
-             *md_head("layout (K/O, mode, merging)", "streams covered", "ATE mean (covered)", "ATE max (covered)",
-                      "ATE <= baseline's (streams both cover)", "new kf/s", "vs baseline")]
-    base_rate = _rate(base)
-    for key, rows in layouts.items():
-        cov = {s: r for s, r in rows.items() if covers(r)}
-        both = [s for s in cov if s in base and covers(base[s])]
-        better = sum(cov[s]["ate_pct"] <= base[s]["ate_pct"] for s in both)
-        rate = _rate(rows)
-        lines.append(md_row(_layout_name(key), f"{len(cov)} of {len(rows)}",
-                            num(_mean([r["ate_pct"] for r in cov.values()]), "{:.2f} %"),
-                            num(max((r["ate_pct"] for r in cov.values()), default=None), "{:.2f} %"),
-                            f"{better} of {len(both)}", num(rate, "{:.1f}"),
-                            f"{rate / base_rate:.2f}x" if rate and base_rate else NOT_YET))
-    return lines + [""]
+             f"{device_short(results[0])} (one thread per process), against the same table's first layout (the "
+             "files of one table ran side by side; other tables may have run more processes at once). ATE "
+             f"baseline (every table): {networks[0][0]}, {_layout_name(base_key) if base_key else '-'}, issue 16's.",
+             ""]
+    for name, files in networks:
+        commits = sorted({str(env_of(res).get("commit"))[:7] for res in files})
+        names = ", ".join(f"`{res['file']}`" for res in files)
+        lines += [f"**{name}** ({names}; {', '.join(commits)})", "",
+                  *md_head("layout (K/O, mode, merging)", "streams covered", "windows accepted", "ATE mean (covered)",
+                           "ATE max (covered)", "ATE mean (all)", "ATE <= baseline's (streams both cover)", "new kf/s",
+                           "vs first layout")]
+        layouts = _accuracy_layouts(files)
+        first_rate = _rate(next(iter(layouts.values()), {}))
+        for key, rows in layouts.items():
+            cov = {s: r for s, r in rows.items() if covers(r)}
+            both = [s for s in cov if s in base and covers(base[s])]
+            better = sum(cov[s]["ate_pct"] <= base[s]["ate_pct"] for s in both)
+            rate = _rate(rows)
+            lines.append(md_row(_layout_name(key), f"{len(cov)} of {len(rows)}",
+                                f"{sum(r['accepted'] for r in rows.values())}/{sum(r['windows'] for r in rows.values())}",
+                                num(_mean([r["ate_pct"] for r in cov.values()]), "{:.2f} %"),
+                                num(max((r["ate_pct"] for r in cov.values()), default=None), "{:.2f} %"),
+                                num(_mean([r["ate_pct"] for r in rows.values()]), "{:.2f} %"),
+                                f"{better} of {len(both)}", num(rate, "{:.1f}"),
+                                f"{rate / first_rate:.2f}x" if rate and first_rate else NOT_YET))
+        lines.append("")
+    return lines
 
 
 def window_accuracy_targets(results: Sequence[Dict]) -> List[Tuple[str, str, str]]:
-    """>= KF_RATE_TARGET x the baseline's new kf/s at equal or better ATE, per anchored layout: its
-    mean rate over the baseline's, and whether it covers every stream the baseline covers with a mean
-    ATE over those streams at most the baseline's (CPU, trained model)."""
-    layouts = _accuracy_layouts(results)
+    """>= KF_RATE_TARGET x the baseline's new kf/s at equal or better ATE, per anchored layout of the
+    first network: its mean rate over the baseline's, and whether it covers every stream the
+    baseline covers with a mean ATE over those streams at most the baseline's (CPU, trained model)."""
+    layouts = _accuracy_layouts(accuracy_networks(results)[0][1])
     keys = list(layouts)
     if not keys:
         return []
@@ -636,6 +689,46 @@ def window_accuracy_targets(results: Sequence[Dict]) -> List[Tuple[str, str, str
                     f"{len(shared)} streams the baseline covers" + ("" if holds else ", not all covered"),
                     verdict(ok)))
     return out
+
+
+def node_default_target(accuracy: Sequence[Dict], windows: Sequence[Dict]) -> List[Tuple[str, str, str]]:
+    """Issue 16's target for the node's default layout (NODE_DEFAULT): its new keyframes/s on the GPU
+    (``httm-bench windows`` with K - new known frames, same group as dense 24/8 with 16 new) and its
+    mean ATE over all held-out streams with the network that runs it (the last shipped network
+    measured in that layout: httm-vggt-synth-merge) against the baseline (the first network, dense
+    24/8 chained), with the windows each accepted. [] without both sides."""
+    k, o, _, merge = NODE_DEFAULT
+    gpu = None                                   # (file, default-layout row, dense 24/8 row) of one group
+    for rows in rate_groups(windows).values():
+        def pick(mode: str, new: int):
+            return next(((res, r) for res, r in rows if (r["mode"], r["frames"], r["new"]) == (mode, k, new)), None)
+        here, dense = pick(merge, k - o), pick("dense", BASELINE_WINDOW[0] - BASELINE_WINDOW[1])
+        if here and dense and gpu is None:
+            gpu = (*here, dense[1])
+    networks = accuracy_networks(accuracy) if accuracy else []
+    if not networks or gpu is None:
+        return []
+    base_layouts = _accuracy_layouts(networks[0][1])
+    base_key = next(iter(base_layouts))
+    base = base_layouts[base_key]
+    shipped = set(shipped_networks().values())
+    runs = [(name, _accuracy_layouts(files).get(NODE_DEFAULT)) for name, files in networks if name in shipped]
+    runs = [(name, rows) for name, rows in runs if rows]
+    if not runs:
+        return []
+    name, rows = runs[-1]
+    streams = [s for s in base if s in rows]
+    ate, base_ate = _mean([rows[s]["ate_pct"] for s in streams]), _mean([base[s]["ate_pct"] for s in streams])
+    acc = sum(rows[s]["accepted"] for s in streams) / max(1, sum(rows[s]["windows"] for s in streams))
+    base_acc = sum(base[s]["accepted"] for s in streams) / max(1, sum(base[s]["windows"] for s in streams))
+    res, r, dense = gpu
+    speed = (r["new"] / r["p50_s"]) / (dense["new"] / dense["p50_s"])
+    ok = speed >= KF_RATE_TARGET and ate <= base_ate and acc >= base_acc
+    return [(f"the node's default ({_layout_name(NODE_DEFAULT)}) >= {KF_RATE_TARGET}x the new keyframes/s of "
+             f"{_layout_name(base_key)} at equal or better ATE",
+             f"{speed:.2f}x on {device_short(res)} (`{res['file']}`, VGGT-1B random weights); ATE {ate:.2f} vs "
+             f"{base_ate:.2f} %, windows accepted {100 * acc:.0f} vs {100 * base_acc:.0f} % over {len(streams)} held-out "
+             f"streams ({name} in the default layout, {networks[0][0]} in the baseline's)", verdict(ok))]
 
 
 def window_size_rows(res: Dict) -> Dict[Tuple[str, int], Dict]:
@@ -664,18 +757,18 @@ def window_size_table(res: Dict) -> List[str]:
 
 
 def window_size_targets(res: Dict) -> List[Tuple[str, str, str]]:
-    """The default window (HTTM, 24/8) and the best row against dense 24/8, in new keyframes/s."""
+    """HTTM at the baseline's 24/8 and the best row against dense 24/8, in new keyframes/s."""
     rows = window_size_rows(res)
-    base = rows.get(("dense", DEFAULT_WINDOW[0]))
+    base = rows.get(("dense", BASELINE_WINDOW[0]))
     where = f"{res.get('config')}, {device_short(res)}"
-    name = f">= {KF_RATE_TARGET}x the new keyframes/s of dense {DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]}"
-    if base is None or res.get("overlap") != DEFAULT_WINDOW[1]:
-        return [(f"{name} ({where})", NOT_YET, f"{NOT_YET} (no dense {DEFAULT_WINDOW[0]}/{DEFAULT_WINDOW[1]} row)")]
+    name = f">= {KF_RATE_TARGET}x the new keyframes/s of dense {BASELINE_WINDOW[0]}/{BASELINE_WINDOW[1]}"
+    if base is None or res.get("overlap") != BASELINE_WINDOW[1]:
+        return [(f"{name} ({where})", NOT_YET, f"{NOT_YET} (no dense {BASELINE_WINDOW[0]}/{BASELINE_WINDOW[1]} row)")]
     rate = lambda r: r["new_keyframes_per_s"] / base["new_keyframes_per_s"]      # noqa: E731
     out = []
-    default = rows.get(("httm", DEFAULT_WINDOW[0]))
+    default = rows.get(("httm", BASELINE_WINDOW[0]))
     if default:
-        out.append((f"{name}: the default (HTTM, K={DEFAULT_WINDOW[0]}) ({where})", f"{rate(default):.2f}x",
+        out.append((f"{name}: HTTM, K={BASELINE_WINDOW[0]} ({where})", f"{rate(default):.2f}x",
                     verdict(rate(default) >= KF_RATE_TARGET)))
     (mode, k), best = max(rows.items(), key=lambda kv: kv[1]["new_keyframes_per_s"])
     out.append((f"{name}: the best measured row ({mode}, K={k}) ({where})", f"{rate(best):.2f}x",

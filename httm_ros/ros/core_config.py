@@ -96,8 +96,9 @@ def stream_config(values: Mapping[str, Any], device: str = "cpu") -> StreamConfi
 
 
 #: settings whose 0 / "auto" means: the model card's measured_with, else this fallback (VGGT-1B's)
-CARD_SETTINGS = {"window_size": (0, 24), "window_overlap": (0, 8), "keyframe_policy": ("auto", "motion"),
-                 "window_mode": ("auto", "chained"), "merge_mode": ("auto", "httm")}
+#: (VGGT-1B: 24-frame windows with 4 known keyframes, anchored, HTTM; issue 16, docs/STREAMING.md "Defaults")
+CARD_SETTINGS = {"window_size": (0, 24), "window_overlap": (0, 4), "keyframe_policy": ("auto", "motion"),
+                 "window_mode": ("auto", "anchored"), "merge_mode": ("auto", "httm")}
 
 
 def card_settings(values: Mapping[str, Any]) -> Dict[str, Any]:

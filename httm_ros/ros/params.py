@@ -126,7 +126,7 @@ PARAMS: Tuple[Param, ...] = (
           "true), else 24.", range=(0, 1024)),
     Param("window_overlap", 0, "Keyframes shared with the previous window, used to align it (O < K); "
           "at least 2, the fewest the alignment accepts (AlignConfig.min_overlap_frames). 0: the "
-          "model card's value (6 for httm-vggt-synth), else 8.", range=(0, 1023)),
+          "model card's value (6 for httm-vggt-synth, 4 for httm-vggt-synth-merge), else 4.", range=(0, 1023)),
     Param("keyframe_policy", "auto", "'motion': a frame becomes a keyframe when the image moved "
           "by keyframe_min_motion or after keyframe_max_gap frames; 'every': every frame is one. "
           "'auto': the model card's policy ('every' for httm-vggt-synth), else 'motion'.",
@@ -137,15 +137,15 @@ PARAMS: Tuple[Param, ...] = (
     Param("window_mode", "auto", "'chained': each window is aligned on the overlap of the previous "
           "one; 'anchored': on an anchor keyframe of the map and context keyframes chosen by "
           "covisibility (keyframe store, tracking state, relocalisation; docs/STREAMING.md). "
-          "loop_closure needs anchored. 'auto': the model card's mode ('anchored' for "
-          "httm-vggt-synth), else 'chained'.", choices=("auto", "chained", "anchored")),
+          "loop_closure needs anchored. 'auto': the model card's mode (anchored for both shipped "
+          "networks), else 'anchored'.", choices=("auto", "chained", "anchored")),
     Param("card_stream_profile", True, "Apply the checkpoint model card's stream_profile: the "
           "alignment and tracking checks calibrated to that network's accuracy (httm-vggt-synth: "
           "wider depth tolerances, anchored windows on the last window's keyframes, appearance checks; "
           "docs/STREAMING.md), and the settings it was measured with wherever window_size, "
           "window_overlap, keyframe_policy, window_mode or merge_mode are left at 0 / 'auto'. false: "
-          "the library defaults, set on VGGT-level accuracy, and windows of 24/8, motion keyframes, "
-          "chained, httm merging."),
+          "the library defaults, set on VGGT-level accuracy, and windows of 24/4, motion keyframes, "
+          "anchored, httm merging."),
     # --- loop closure (docs/STREAMING.md "Loop closure", docs/ROS.md "Loop closure") --------------
     Param("loop_closure", False, "Pose graph over keyframes (GTSAM iSAM2 on its own thread) with "
           "loops from retrieval verified by a window; after a correction ~/path and ~/map are "
@@ -185,7 +185,8 @@ PARAMS: Tuple[Param, ...] = (
     # --- merging ---------------------------------------------------------------------------
     Param("merge_mode", "auto", "Token merging in global attention: none, uniform (FastVGGT-style "
           "baseline) or httm (head-wise temporal merging). 'auto': the model card's (none for "
-          "httm-vggt-synth, whose windows lose accuracy with merging: docs/STREAMING.md), else httm.",
+          "httm-vggt-synth, whose windows lose accuracy with merging, httm for httm-vggt-synth-merge: "
+          "docs/STREAMING.md), else httm.",
           choices=("auto",) + MERGE_MODES),
     Param("merge_layers", "all", "Global blocks to merge in: 'all' or a list such as '0,4-23'."),
     Param("merge_anchor_first_frame", True, "First-frame tokens are destinations, never merged "
@@ -359,8 +360,8 @@ class Rule:
 
 
 RULES: Tuple[Rule, ...] = (
-    Rule("loop_closure needs window_mode anchored (window_mode auto is chained unless the model card "
-         "says anchored): loops are verified and corrected through the keyframe store",
+    Rule("loop_closure needs window_mode anchored (window_mode auto is anchored unless the model card "
+         "says chained): loops are verified and corrected through the keyframe store",
          ("loop_closure", "window_mode"), lambda v: not v["loop_closure"] or v["window_mode"] == "anchored"),
     Rule("window_overlap must be smaller than window_size: each window shares window_overlap "
          "keyframes with the previous one and adds window_size - window_overlap new ones",
