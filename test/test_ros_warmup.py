@@ -81,7 +81,7 @@ def test_core_warm_up_runs_two_windows_apart_from_the_node_core(caplog):
     and the node's own core untouched."""
     import logging
 
-    from httm_ros.pipeline.warmup import warm_up_core
+    from httm_ros.pipeline.stream_warmup import warm_up_core
 
     runner = build_model_runner(_values(warmup_forwards=1))
     assert "core" not in runner.warmup and "core warm-up" not in runner.description     # CPU: skipped

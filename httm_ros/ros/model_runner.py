@@ -21,7 +21,7 @@ import torch
 
 from httm_ros.httm import warm_up
 from httm_ros.pipeline import KeyframeConfig, StreamingReconstructor, WindowPrediction
-from httm_ros.pipeline.warmup import warm_up_core
+from httm_ros.pipeline.stream_warmup import warm_up_core
 from httm_ros.vggt.layers import compile_failure
 from httm_ros.vggt.preprocess import model_input_size
 
@@ -271,9 +271,9 @@ def warm_up_model(model, values: Mapping[str, Any], warn: Callable[[str], None])
 
 def warm_up_stream(predictor, config, warn: Callable[[str], None]) -> dict:
     """After the model's warm-up on CUDA: two windows of a scratch streaming core built like the
-    node's (:func:`httm_ros.pipeline.warmup.warm_up_core`), so that the first windows of the stream
-    do not pay the first use of the stages after the model. -> its result, or {"error"} after a
-    failure (reported; the node starts anyway)."""
+    node's (:func:`httm_ros.pipeline.stream_warmup.warm_up_core`), so that the first windows of the
+    stream do not pay the first use of the stages after the model. -> its result, or {"error"}
+    after a failure (reported; the node starts anyway)."""
     try:
         return warm_up_core(predictor, config)
     except Exception as err:  # noqa: BLE001 - as warm_up_model: the first windows then pay those costs

@@ -24,7 +24,7 @@ from httm_ros.pipeline.stream import StreamingReconstructor
 from httm_ros.pipeline.stream_config import StreamConfig
 
 #: the scratch core's tracking transitions (e.g. LOST on synthetic frames) are not the node's
-_SILENT = logging.getLogger("httm_ros.pipeline.warmup.scratch")
+_SILENT = logging.getLogger("httm_ros.pipeline.stream_warmup.scratch")
 _SILENT.disabled = True
 
 
