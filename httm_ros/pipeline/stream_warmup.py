@@ -45,4 +45,3 @@ def warm_up_core(predictor, config: StreamConfig, frame_hw: Tuple[int, int] = (4
     results = [r for frame in frames for r in core.push(np.ascontiguousarray(frame))] + core.flush()
     seconds = time.perf_counter() - start
     return {"windows": len(results), "accepted": sum(r.accepted for r in results), "seconds": round(seconds, 4)}
-

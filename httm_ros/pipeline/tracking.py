@@ -72,8 +72,8 @@ class Tracker:
         step = Transition(window, float(stamp), self.state, new, reason)
         self.history.append(step)
         level = logging.WARNING if new in (TrackingState.LOST, TrackingState.NEW_SEGMENT) else logging.INFO
-        self.log.log(level, "tracking %s -> %s at window %d (t=%.3f s): %s", self.state.value, new.value, window,
-                stamp, reason)
+        self.log.log(level, "tracking %s -> %s at window %d (t=%.3f s): %s", self.state.value, new.value,
+                     window, stamp, reason)
         self.state, self.since_stamp = new, float(stamp)
 
     def states(self) -> List[str]:
