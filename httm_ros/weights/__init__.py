@@ -5,9 +5,8 @@ only; NOT VGGT-1B), its model card ``httm-vggt-synth.json`` and training log/cur
 here (copy ``httm-vggt-synth.safetensors``, ``httm-vggt-synth.json``, ``train_log.json`` and
 ``train_curves.png`` from the run's --out folder). ``synth_merge_weights()``: httm-vggt-synth-merge,
 the same network fine-tuned with HTTM merging (README.md, runs 7-8), whose card runs it merged.
-Load with ``VGGT.from_checkpoint(path)`` (the
-config travels in the file) and take the input size from
-``httm_ros.vggt.checkpoint.checkpoint_image_hw(path)``.
+Load with ``VGGT.from_checkpoint(path)`` (the config travels in the file) and take the input size
+from ``httm_ros.vggt.checkpoint.checkpoint_image_hw(path)``.
 """
 
 from __future__ import annotations
