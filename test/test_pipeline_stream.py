@@ -41,6 +41,38 @@ def test_windows_flush_and_counters(seq):
     assert rec.counters.frames_received == 0 and len(rec.map) == 0 and len(rec.trajectory) == 0
 
 
+@pytest.mark.parametrize("mode", ["chained", "anchored"])
+def test_a_window_that_raises_drops_its_new_keyframes_and_the_next_one_runs(seq, monkeypatch, mode):
+    """An error inside a window (here: the alignment raises once) goes to the caller, but the window's
+    new keyframes are dropped and counted, so the next window runs on new keyframes instead of
+    raising again on every later frame (the node's log showed one error per frame, session 16)."""
+    from httm_ros.pipeline import stream
+
+    cfg = StreamConfig(keyframes=KeyframeConfig(enabled=False), window=WindowConfig(4, 2, mode),
+                       align=AlignConfig(min_points=100), image_width=None)
+    rec = StreamingReconstructor(OraclePredictor(seq, seed=1), cfg)
+    for i in range(4):
+        rec.push(seq.images[i], seq.timestamps[i])                         # window 0: the world
+    calls = []
+    original = stream.StreamingReconstructor._align
+
+    def fail_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated alignment bug")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(stream.StreamingReconstructor, "_align", fail_once)
+    rec.push(seq.images[4], seq.timestamps[4])
+    with pytest.raises(RuntimeError, match="simulated"):
+        rec.push(seq.images[5], seq.timestamps[5])                         # window 1 raises
+    assert (rec.counters.windows_errored, rec.counters.keyframes_dropped) == (1, 2)
+    assert rec.push(seq.images[6], seq.timestamps[6]) == []                # one new keyframe: not a window yet
+    done = rec.push(seq.images[7], seq.timestamps[7])
+    assert len(done) == 1 and done[0].accepted and done[0].frame_ids[-2:] == [6, 7]
+    assert rec.trajectory.frame_ids == [0, 1, 2, 3, 6, 7]
+
+
 def test_frames_are_resized_to_model_width_and_size_changes_are_explicit(seq):
     rec = StreamingReconstructor(OraclePredictor(seq, seed=1), every_frame(image_width=56))
     rec.push(seq.images[0])

@@ -125,6 +125,28 @@ def test_a_relocalisation_window_needs_half_of_its_context_cameras(bad, accepted
     assert not accepted or rep.center_error_rel < 1e-6
 
 
+def test_a_window_whose_only_known_frame_disagrees_is_rejected_not_an_error():
+    """A segment's second window can know only its anchor (a new segment holds one keyframe). When
+    the network places the anchor itself away from identity (random weights do), no known camera
+    agrees: the window is rejected with the camera error, where it raised on an empty max() and
+    stopped every later window of the node (clean-clone CI, fuzz test, session 16)."""
+    from httm_ros.pipeline.alignment import AlignConfig, FrameGeometry
+    from httm_ros.pipeline.anchoring import anchored_alignment
+    from httm_ros.pipeline.stream_config import TrackingConfig
+
+    H, W = 24, 32
+    pose = torch.eye(4, dtype=torch.float64)[None]
+    K = torch.tensor([[40.0, 0, 16], [0, 40.0, 12], [0, 0, 1]])[None]
+    depth, conf = torch.full((1, H, W), 2.0), torch.full((1, H, W), 3.0)
+    turned = pose.clone()
+    turned[0, :3, :3] = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)   # 90 deg
+    for share in (1.0, 0.5):
+        rep = anchored_alignment(FrameGeometry(turned, K, depth, conf), FrameGeometry(pose, K, depth, conf),
+                                 AlignConfig(), TrackingConfig(), share)
+        assert not rep.accepted and "rotation error 90.0 deg" in rep.reason, rep.reason
+        assert rep.context_disagreeing == 0
+
+
 def test_other_room_for_3s_is_lost_then_relocalised_in_one_consistent_map(seq):
     mixed = other_room(sequence(300, seed=0), seed=0, come_back=True)
     room = mixed.info["room"]

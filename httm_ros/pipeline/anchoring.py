@@ -61,7 +61,8 @@ def anchored_alignment(local: FrameGeometry, known: FrameGeometry, align: AlignC
         FrameGeometry(known.cam_to_world.cpu(), known.intrinsics, known.depth, known.conf), scale, rot, trans, median)
     agree = (rot_err <= align.max_rotation_deg) & (centre_err <= align.max_center_error)     # [O], anchor first
     rep.context_disagreeing = int((~agree[1:]).sum())
-    use = agree if _context_agrees(agree, context_agreement) else torch.ones_like(agree)  # too few: the worst
+    enough = _context_agrees(agree, context_agreement) and bool(agree.any())
+    use = agree if enough else torch.ones_like(agree)          # too few (or none, the anchor too): the worst
     rep.rotation_error_deg, rep.center_error_rel = float(rot_err[use].max()), float(centre_err[use].max())
     rep.reason = _anchored_verdict(rep, align, tracking)
     rep.accepted = rep.reason == ""

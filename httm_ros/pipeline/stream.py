@@ -171,6 +171,7 @@ class StreamCounters:
     keyframes_dropped: int = 0
     keyframes_requeued: int = 0
     windows_partial: int = 0
+    windows_errored: int = 0       # windows that raised inside the core: new keyframes dropped, error re-raised
     relocalisations: int = 0
     segments: int = 1
 
@@ -281,14 +282,29 @@ class StreamingReconstructor:
         self._pending.append(kf)
         self.counters.keyframes += 1
         if len(self._pending) - self._num_overlap >= self._new_per_window():
-            return [self._run_window()]
+            return self._window()
         return []
 
     def flush(self) -> List[WindowResult]:
         """Run the queued keyframes as a last (shorter) window if any of them is new."""
         if len(self._pending) > self._num_overlap:
-            return [self._run_window()]
+            return self._window()
         return []
+
+    def _window(self) -> List[WindowResult]:
+        """Run the pending window. One that raises (a bug, an input nothing checked) drops its new
+        keyframes (``counters.windows_errored``, ``keyframes_dropped``) before the error goes on to
+        the caller, so that the next window starts from new keyframes instead of failing the same
+        way on every later frame."""
+        try:
+            return [self._run_window()]
+        except Exception:
+            dropped = len(self._pending) - self._num_overlap
+            self._requeued = []
+            self._next_pending()
+            self.counters.windows_errored += 1
+            self.counters.keyframes_dropped += dropped
+            raise
 
     def _new_per_window(self) -> int:
         """New keyframes that complete a window: K without a world, else K - (known frames)."""
@@ -420,7 +436,7 @@ class StreamingReconstructor:
         self._update_tracking(result)
         if self.loops is not None and result.accepted:
             self.loops.on_window(self, result)           # constraints; the solver runs on its own thread
-        self._next_pending(result)
+        self._next_pending()
         timings["post"] = sum(timings.get(stage, 0.0) for stage in POST_STAGES)
         timings["total"] = timings["post"] + timings["predict"] + timings["preprocess"]
         result.timings = timings
@@ -640,7 +656,7 @@ class StreamingReconstructor:
         self.metric.reset()                                  # a new world frame, a new scale
         self._anchor = []
 
-    def _next_pending(self, result: WindowResult) -> None:
+    def _next_pending(self) -> None:
         """Chained: the next window starts from the anchor keyframes (last accepted window's last O).
         Anchored: from the new keyframes only (known frames are chosen when the window runs). Both:
         then the keyframes a partial window queued again."""

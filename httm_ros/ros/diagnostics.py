@@ -55,6 +55,7 @@ class Diagnostics:
             "tracking_state": node.rec.tracking_state.value, "map_segments": core.segments,
             "relocalisations": core.relocalisations, "windows_partial": core.windows_partial,
             "keyframes_dropped": core.keyframes_dropped, "keyframes_requeued": core.keyframes_requeued,
+            "windows_errored": core.windows_errored,
         }
         if node.values.get("use_depth"):
             scale = node.rec.metric.scale

@@ -303,10 +303,16 @@ class ReconstructBody:
                 if frame is not None:
                     self._frames_taken += 1
                     self._process(frame)
-                self._serve_requests()
             except Exception as err:  # noqa: BLE001 - the node must survive anything per frame
-                self.counters.worker_errors += 1
-                self.get_logger().error(f"inference thread: {type(err).__name__}: {err}")
+                self._worker_error(err)
+            try:                      # flush/reset requests are served even after a failed frame
+                self._serve_requests()
+            except Exception as err:  # noqa: BLE001
+                self._worker_error(err)
+
+    def _worker_error(self, err: Exception) -> None:
+        self.counters.worker_errors += 1
+        self.get_logger().error(f"inference thread: {type(err).__name__}: {err}")
 
     def _apply_filter_update(self) -> None:
         if self._filter_update is not None:
