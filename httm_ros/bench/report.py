@@ -17,6 +17,7 @@ Pieces: ``results`` (reading the files), ``markdown_tables``, ``targets`` (and a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shlex
@@ -577,18 +578,15 @@ def _accuracy_layouts(results: Sequence[Dict]) -> Dict[Tuple, Dict[Tuple, Dict]]
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def shipped_networks() -> Dict[str, str]:
-    """{sha256: model card name} of the networks shipped in httm_ros/weights/."""
-    import hashlib
-
+    """{sha256: model card name} of the networks shipped in httm_ros/weights/ (hashed once)."""
+    from ..provenance import file_sha256
     from ..vggt.checkpoint import read_model_card
     from ..weights import FOLDER
 
-    out = {}
-    for path in sorted(FOLDER.glob("*.safetensors")):
-        card = read_model_card(path) or {}
-        out[hashlib.sha256(path.read_bytes()).hexdigest()] = str(card.get("name") or path.stem)
-    return out
+    return {file_sha256(path): str((read_model_card(path) or {}).get("name") or path.stem)
+            for path in sorted(FOLDER.glob("*.safetensors"))}
 
 
 def accuracy_networks(results: Sequence[Dict]) -> List[Tuple[str, List[Dict]]]:
@@ -691,6 +689,11 @@ def window_accuracy_targets(results: Sequence[Dict]) -> List[Tuple[str, str, str
     return out
 
 
+def _pick(rows: Sequence[Tuple[Dict, Dict]], mode: str, frames: int, new: int) -> Optional[Tuple[Dict, Dict]]:
+    """The first (file, row) of ``rate_groups`` rows with this mode, window size and new frames."""
+    return next(((res, r) for res, r in rows if (r["mode"], r["frames"], r["new"]) == (mode, frames, new)), None)
+
+
 def node_default_target(accuracy: Sequence[Dict], windows: Sequence[Dict]) -> List[Tuple[str, str, str]]:
     """Issue 16's target for the node's default layout (NODE_DEFAULT): its new keyframes/s on the GPU
     (``httm-bench windows`` with K - new known frames, same group as dense 24/8 with 16 new) and its
@@ -700,11 +703,11 @@ def node_default_target(accuracy: Sequence[Dict], windows: Sequence[Dict]) -> Li
     k, o, _, merge = NODE_DEFAULT
     gpu = None                                   # (file, default-layout row, dense 24/8 row) of one group
     for rows in rate_groups(windows).values():
-        def pick(mode: str, new: int):
-            return next(((res, r) for res, r in rows if (r["mode"], r["frames"], r["new"]) == (mode, k, new)), None)
-        here, dense = pick(merge, k - o), pick("dense", BASELINE_WINDOW[0] - BASELINE_WINDOW[1])
-        if here and dense and gpu is None:
+        here = _pick(rows, merge, k, k - o)
+        dense = _pick(rows, "dense", BASELINE_WINDOW[0], BASELINE_WINDOW[0] - BASELINE_WINDOW[1])
+        if here and dense:
             gpu = (*here, dense[1])
+            break
     networks = accuracy_networks(accuracy) if accuracy else []
     if not networks or gpu is None:
         return []

@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from httm_ros.httm import HTTMConfig, UniformMergeConfig
 from httm_ros.httm.arguments import parse_layers
-from httm_ros.pipeline import gtsam_backend
-from httm_ros.pipeline import FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig, apply_profile
+from httm_ros.pipeline import (FilterConfig, KeyframeConfig, MapConfig, StreamConfig, WindowConfig, apply_profile,
+                               gtsam_backend)
 from httm_ros.pipeline.metric_scale import MetricScaleConfig
 from httm_ros.pipeline.pose_graph import LoopClosureConfig
 from httm_ros.pipeline.stream import model_input_size

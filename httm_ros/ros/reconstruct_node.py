@@ -79,10 +79,9 @@ from httm_ros.pipeline.stream import model_input_size
 from httm_ros.vggt.preprocess import resize_rgb
 
 from . import codec, params, services
-from .core_config import filter_config, input_limits
+from .core_config import core_values, filter_config, input_limits
 from .diagnostics import Diagnostics
 from .frame_queue import Frame, FrameQueue
-from .core_config import core_values
 from .loop_outputs import LoopOutputs
 from .messages import host_copies, scaled_cloud, source_region_roi
 from .model_runner import build_model_runner
