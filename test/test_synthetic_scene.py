@@ -40,6 +40,15 @@ def test_deterministic_and_seed_dependent():
     assert not np.array_equal(a.images, c.images)
 
 
+def test_batched_rendering_gives_the_per_view_frames(seq):
+    """The accelerator path (render_batch, batch views per pass, a short last batch) gives the
+    frames of the one-view-at-a-time path."""
+    b = demo_sequence(num_frames=12, width=W, height=H, seed=3, speed=0.05, batch=5)
+    assert np.array_equal(b.images, seq.images)
+    np.testing.assert_allclose(b.depth, seq.depth, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(b.cam_to_world, seq.cam_to_world)
+
+
 def test_images_are_colourful_and_textured(seq):
     img = seq.images.reshape(-1, 3)
     assert len(np.unique(img // 16, axis=0)) > 80            # many distinct colours
