@@ -34,6 +34,8 @@
 #                                   # --init-weights --merge httm), its losses as shipped; weights, card, log in one tar
 #   PART=14 bash bench/gpu_next.sh  # issue 14: ours dense at 24/100 frames in the node's GPU setting (compiled
 #                                   # passes and DPT heads, bf16 DPT heads), against the official code's H200 times
+#   PART=15 bash bench/gpu_next.sh  # issue 14's node regime over ~100 windows: K=24 with 20 new (the node's
+#                                   # default layout), K=64 (40 windows), K=128; dense, httm, the FastVGGT code
 #   PART=1 bash bench/gpu_next.sh --smoke   # the same flow on the CPU: tiny model, tiny sizes
 #
 # HTTM_GIT_COMMIT must be set (the device copy's .git is stale; provenance records the variable).
@@ -50,7 +52,7 @@ if [ -z "${HTTM_GIT_COMMIT:-}" ]; then
 fi
 export HTTM_GIT_COMMIT PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PART="${PART:?set PART=1..14}"
+PART="${PART:?set PART=1..15}"
 OUT="${OUT:-outputs/gpu_next}"
 LOGS="${LOGS:-/tmp/gpu_next_logs}"
 mkdir -p "$OUT" "$LOGS"
@@ -67,7 +69,7 @@ if [ "$SMOKE" = 1 ]; then
     KO=("6 4 3" "6 5 3" "8 6 2")          # PART=10: "K new windows"
     E6=(4 8)
     STREAM=(--config tiny --device cpu --frames 60 --set image_size=56 --set window_size=4 --set window_overlap=2)
-    LONG=150
+    LONG=150; W24N=(--frames 6 --new 5 --windows 5); W64L=(--frames 8 --new 6 --windows 3)
     BF16=float32              # bf16 weights need CUDA autocast (the patch embedding's input is fp32)
 else
     BUDGET_S="${BUDGET_S:-520}"
@@ -78,7 +80,7 @@ else
     KO=("24 16 30" "24 20 30" "32 26 25" "48 42 15" "64 58 12")
     E6=(24 1000)
     STREAM=(--device cuda --set require_gpu=true --frames 600)     # every other value: the node's default
-    LONG=10000
+    LONG=10000; W24N=(--frames 24 --new 20 --windows 100); W64L=(--frames 64 --new 48 --windows 40)
     BF16=bfloat16
 fi
 T0=$(date +%s); T_END=$(( T0 + BUDGET_S ))
@@ -236,7 +238,14 @@ print("\n".join(stream_table(json.load(open(sys.argv[1])))))' "$OUT/$name.json"
 14) # "ours dense never slower than the official code" at 24 and 100 frames on the device the issue names
     # (the official code's times are issue 14's own H200 table): dense in the node's GPU setting
     e2e e2e_dense_node --frames "${E3[@]}" --modes dense --compile-tokenwise --dpt-dtype "$BF16" --compile-heads ;;
-*)  echo "PART must be 1..14" >&2; exit 2 ;;
+15) # issue 14's node regime over ~100 windows at the node's default layout (24 frames, 20 new), then 64 and
+    # 128 frames; dense, HTTM and the FastVGGT code in each, the node's GPU setting (compiled passes and
+    # DPT heads, bf16 DPT heads)
+    NODEW=(--compile-tokenwise --compile-heads --dpt-dtype "$BF16")
+    windows k24_100 45 "${W24N[@]}" --modes dense httm "${NODEW[@]}" "${PEER_ARGS[@]}"
+    windows k64_40 60 "${W64L[@]}" --modes dense httm "${NODEW[@]}" "${PEER_ARGS[@]}"
+    windows k128_12 100 "${W128[@]}" --modes dense httm "${NODEW[@]}" "${PEER_ARGS[@]}" ;;
+*)  echo "PART must be 1..15" >&2; exit 2 ;;
 esac
 
 echo "[gpu_next] part $PART done in $(( $(date +%s) - T0 )) s; files: $(ls "$OUT" | tr '\n' ' ')"
