@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from httm_ros.pipeline.keyframe_store import (KeyframeStore, StoredKeyframe, global_descriptor, make_stored,
-                                              visible_fraction)
+                                              visible_fraction, visible_fractions)
 from httm_ros.pipeline.stream_config import StoreConfig
 
 
@@ -68,3 +68,21 @@ def test_retrieval_and_covisibility():
     away = torch.eye(4, dtype=torch.float64)
     away[:3, :3] = torch.diag(torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64))   # looking backwards
     assert visible_fraction(kf.points, away, K, (42, 56)) == 0.0
+
+
+def test_covisibility_of_many_keyframes_in_one_pass_equals_each_alone():
+    """visible_fractions (the anchored window's covisibility over the whole store, one projection)
+    gives every keyframe's visible_fraction, for keyframes with different point counts, none, and
+    points partly behind the camera."""
+    torch.manual_seed(1)
+    K = torch.tensor([[40.0, 0, 28], [0, 40.0, 21], [0, 0, 1]])
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[:3, 3] = torch.tensor([0.2, -0.1, 0.0], dtype=torch.float64)
+    kfs = [StoredKeyframe(i, 0.0, 0, *_PARTS[:6], torch.randn(n, 3) * 2 + torch.tensor([0.0, 0.0, 1.0]))
+           for i, n in enumerate([64, 0, 7, 64, 1, 33])]
+    got = visible_fractions(kfs, pose, K, (42, 56))
+    assert list(got) == [k.frame_id for k in kfs]
+    want = [visible_fraction(k.points, pose, K, (42, 56)) for k in kfs]
+    assert got[1] == 0.0 and 0.0 < min(want[i] for i in (0, 2, 3, 5)) and max(want) < 1.0
+    assert list(got.values()) == pytest.approx(want, abs=1e-12)
+    assert visible_fractions([], pose, K, (42, 56)) == {}

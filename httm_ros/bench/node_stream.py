@@ -49,7 +49,7 @@ from ..synthetic.trajectory import KINDS
 from .streaming import run_stream, trajectory_metrics
 
 LOG = logging.getLogger("httm_ros.bench.node_stream")
-STAGES = ("preprocess", "predict") + POST_STAGES + ("post", "total")   # WindowResult.timings keys
+STAGES = ("preprocess", "context", "predict") + POST_STAGES + ("post", "total")   # WindowResult.timings keys
 GIB = 2 ** 30
 
 

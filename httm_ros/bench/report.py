@@ -1123,9 +1123,10 @@ def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequ
            "`--dpt-dtype bfloat16` (the heads lever: the DPT heads under bf16 autocast, channels-last; "
            "`VGGTConfig.dpt_cuda_dtype`) is paired the same way with float32 heads, and `--weights-dtype "
            "bfloat16` (the weights cast to bf16) with float32 weights, and `--compile-heads` (the DPT heads' "
-           "chunks through `torch.compile`; `httm_ros.vggt.heads.compile_dense_heads`) with eager heads. A row "
-           "that did not finish (the `--compile-mode max-autotune-no-cudagraphs` lever ran out of the call's time "
-           "in its warm-up) has no line.", ""]
+           "chunks through `torch.compile`; `httm_ros.vggt.heads.compile_dense_heads`) with eager heads. The "
+           "`--compile-mode max-autotune-no-cudagraphs` lever (inductor's GEMM autotuning and epilogue "
+           "fusion; its mode in the `compiled` column) ran alone at 24 frames; a row that did not finish (its "
+           "compile at 100 and 1000 frames ran out of the call's time) has no line.", ""]
     peer = ["Against the FastVGGT code on the same frames (its code in its own process in the same device call, "
             "its warm forward; ours: the fastest row of the mode at that size of the same commit and device):", "",
             *target_rows(peer_oneshot_targets([*results, *e2e], windows))]
@@ -1138,7 +1139,7 @@ def compile_section(results: List[Dict], windows: Sequence[Dict] = (), e2e: Sequ
                                               _dpt(x[0]), _weights(x[0]))):
         b, env = r.get("breakdown_s") or {}, env_of(res)
         warm = num(r["seconds"]) + (" (cold: no row warm-up)" if r.get("row_warmup") is False else "")
-        compiled = ("passes + DPT heads" if _heads(res) else "passes") if _compiled(res) else "no"
+        compiled = _compiled_label(res)
         out.append(md_row(r["mode"], r["frames"], compile_sdpa(res, r), compiled, _dpt(res),
                           _weights(res), num(r.get("first_run_s")), warm, num(b.get("dino")),
                           num(b.get("global_attention")), num(b.get("aggregator_other")), num(b.get("heads_and_host")),
@@ -1202,6 +1203,14 @@ def _compiled(res: Dict) -> bool:
 
 def _heads(res: Dict) -> bool:
     return bool(res.get("compile_heads"))
+
+
+def _compiled_label(res: Dict) -> str:
+    """What of an e2e file ran through torch.compile, and in which mode when not the default."""
+    if not _compiled(res):
+        return "no"
+    mode = f" ({res['compile_mode']})" if res.get("compile_mode") else ""
+    return ("passes + DPT heads" if _heads(res) else "passes") + mode
 
 
 def _dpt(res: Dict) -> str:

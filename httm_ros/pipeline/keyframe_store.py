@@ -68,18 +68,36 @@ def sample_points(depth: torch.Tensor, conf: torch.Tensor, cam_to_world: torch.T
     return (cam @ pose[:3, :3].T + pose[:3, 3]).float()[:count]
 
 
-def visible_fraction(points: torch.Tensor, cam_to_world: torch.Tensor, intrinsics: torch.Tensor, hw) -> float:
-    """Share of world points [P,3] in front of a camera and inside its image (0 when none)."""
-    if points.shape[0] == 0:
-        return 0.0
+def in_view(points: torch.Tensor, cam_to_world: torch.Tensor, intrinsics: torch.Tensor, hw) -> torch.Tensor:
+    """bool [P]: which world points [P,3] are in front of a camera and inside its image."""
     pose = cam_to_world.cpu().double()
     cam = (points.double() - pose[:3, 3]) @ pose[:3, :3]                        # world -> camera
     K = intrinsics.cpu().double()
     z = cam[:, 2]
     u = K[0, 0] * cam[:, 0] / z.clamp_min(1e-12) + K[0, 2]
     v = K[1, 1] * cam[:, 1] / z.clamp_min(1e-12) + K[1, 2]
-    inside = (z > 0) & (u >= 0) & (u < hw[1]) & (v >= 0) & (v < hw[0])
-    return float(inside.double().mean())
+    return (z > 0) & (u >= 0) & (u < hw[1]) & (v >= 0) & (v < hw[0])
+
+
+def visible_fraction(points: torch.Tensor, cam_to_world: torch.Tensor, intrinsics: torch.Tensor, hw) -> float:
+    """Share of world points [P,3] in front of a camera and inside its image (0 when none)."""
+    if points.shape[0] == 0:
+        return 0.0
+    return float(in_view(points, cam_to_world, intrinsics, hw).double().mean())
+
+
+def visible_fractions(keyframes: Sequence[StoredKeyframe], cam_to_world: torch.Tensor, intrinsics: torch.Tensor,
+                      hw) -> Dict[int, float]:
+    """{frame_id: visible_fraction of its sample points} for many keyframes in one projection (the
+    covisibility of a whole store: one pass over every point, not one small pass per keyframe)."""
+    if not keyframes:
+        return {}
+    counts = torch.tensor([k.points.shape[0] for k in keyframes])
+    inside = in_view(torch.cat([k.points for k in keyframes]), cam_to_world, intrinsics, hw)    # [sum P]
+    owner = torch.repeat_interleave(torch.arange(len(keyframes)), counts)
+    hits = torch.bincount(owner, weights=inside.double(), minlength=len(keyframes))
+    share = torch.where(counts > 0, hits / counts.clamp_min(1), torch.zeros_like(hits))
+    return {k.frame_id: f for k, f in zip(keyframes, share.tolist())}
 
 
 class KeyframeStore:

@@ -45,7 +45,7 @@ from ..vggt.preprocess import model_input_size as vggt_input_size
 from ..vggt.preprocess import model_input_rgb
 from .alignment import AlignmentReport, FrameGeometry, align_overlap
 from .anchoring import anchored_alignment, check_new_frames
-from .keyframe_store import KeyframeStore, StoredKeyframe, global_descriptor, make_stored, visible_fraction
+from .keyframe_store import KeyframeStore, StoredKeyframe, global_descriptor, make_stored, visible_fractions
 from .keyframe_trajectory import Trajectory
 from .input_mapping import input_mapping
 from .keyframes import KeyframeSelector
@@ -57,6 +57,8 @@ from .stream_config import StreamConfig
 from .tracking import Tracker, TrackingState
 
 POST_STAGES = ("align", "check", "filter", "unproject", "map_update")   # everything after predict
+# WindowResult.timings (seconds): preprocess (the new keyframes'), context (anchored: choosing the
+# anchor and context keyframes), predict, POST_STAGES, post (their sum), total
 
 
 class FrameSizeError(ValueError):
@@ -366,8 +368,7 @@ class StreamingReconstructor:
             if last:                                 # the last window's last O keyframes, as stored
                 return [Keyframe.from_stored(k, self.device) for k in last], False
         ref = self.store[self.trajectory.frame_ids[-1]]
-        covis = {k.frame_id: visible_fraction(k.points, ref.cam_to_world, ref.intrinsics, self.model_hw)
-                 for k in self.store.keyframes(seg)}
+        covis = visible_fractions(self.store.keyframes(seg), ref.cam_to_world, ref.intrinsics, self.model_hw)
         first = self.store.first(seg)
         if first is not None and covis[first.frame_id] >= self.config.tracking.min_covisibility:
             anchor = first
@@ -382,8 +383,7 @@ class StreamingReconstructor:
         pool = [k for k in self.store.keyframes(seg) if k.frame_id != anchor.frame_id]
         recent = sorted(pool, key=lambda k: abs(k.frame_id - ref.frame_id))[:(want + 1) // 2]
         if covis is None:
-            covis = {k.frame_id: visible_fraction(k.points, ref.cam_to_world, ref.intrinsics, self.model_hw)
-                     for k in pool}
+            covis = visible_fractions(pool, ref.cam_to_world, ref.intrinsics, self.model_hw)
         chosen = {k.frame_id for k in recent}
         rest = sorted((k for k in pool if k.frame_id not in chosen), key=lambda k: -covis.get(k.frame_id, 0.0))
         context = sorted(recent + rest[:want - len(recent)], key=lambda k: k.frame_id)
@@ -394,6 +394,7 @@ class StreamingReconstructor:
         reloc = False
         if self.loops is not None:
             self.loops.apply(self)                       # a newer pose-graph estimate, if any
+        timer = StageTimer(self.device, "wall_sync" if self.config.sync_timing else "wall")
         if self.anchored:
             known, reloc = self._known_frames()
             self._pending = known + self._pending[self._num_overlap:]
@@ -401,8 +402,7 @@ class StreamingReconstructor:
         kfs, n_ov = self._pending, self._num_overlap
         index = self.counters.windows
         self.counters.windows += 1
-        timer = StageTimer(self.device, "wall_sync" if self.config.sync_timing else "wall")
-        timings = {"preprocess": sum(k.preprocess_s for k in kfs[n_ov:])}
+        timings = {"preprocess": sum(k.preprocess_s for k in kfs[n_ov:]), "context": timer.lap("context")}
         images = torch.stack([k.image.to(self.device) for k in kfs]).float().div_(255.0)   # [K,3,H,W] in [0,1]
         ids, stamps = [k.frame_id for k in kfs], [k.stamp for k in kfs]
         pred = self.predictor.predict(images, ids)
@@ -438,7 +438,7 @@ class StreamingReconstructor:
             self.loops.on_window(self, result)           # constraints; the solver runs on its own thread
         self._next_pending()
         timings["post"] = sum(timings.get(stage, 0.0) for stage in POST_STAGES)
-        timings["total"] = timings["post"] + timings["predict"] + timings["preprocess"]
+        timings["total"] = timings["post"] + timings["predict"] + timings["preprocess"] + timings["context"]
         result.timings = timings
         result.tracking_state = self.tracker.state.value
         self.last_result = result

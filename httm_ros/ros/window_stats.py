@@ -104,7 +104,7 @@ def _merge_fields(msg: WindowStats, stats: dict, outliers: int) -> None:
 
 def _latency_fields(msg: WindowStats, core: dict, stats: dict, node: NodeTimings) -> None:
     ms = {k: 1e3 * float(v) for k, v in core.items()}
-    msg.latency_preprocess_ms = node.decode_ms + node.queue_ms + ms.get("preprocess", 0.0)
+    msg.latency_preprocess_ms = node.decode_ms + node.queue_ms + ms.get("preprocess", 0.0) + ms.get("context", 0.0)
     msg.latency_model_ms = 1e3 * float(stats.get("model_s", core.get("predict", 0.0)))
     msg.latency_alignment_ms = ms.get("align", 0.0)
     msg.latency_postprocess_ms = max(0.0, ms.get("post", 0.0) - msg.latency_alignment_ms)
