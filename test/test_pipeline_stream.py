@@ -73,6 +73,28 @@ def test_a_window_that_raises_drops_its_new_keyframes_and_the_next_one_runs(seq,
     assert rec.trajectory.frame_ids == [0, 1, 2, 3, 6, 7]
 
 
+def test_anchored_windows_store_their_new_keyframes_as_the_window_saw_them(seq):
+    """Every new keyframe of an accepted anchored window is stored with the window's depth,
+    confidence, pose and intrinsics, each in its own host tensor (not a view that keeps the whole
+    window alive); the timings name the context and store stages and add up to total."""
+    cfg = StreamConfig(keyframes=KeyframeConfig(enabled=False), window=WindowConfig(4, 2, "anchored"),
+                       align=AlignConfig(min_points=100), image_width=None)
+    rec = StreamingReconstructor(OraclePredictor(seq, seed=1), cfg)
+    results = [r for i in range(12) for r in rec.push(seq.images[i], seq.timestamps[i])]
+    assert len(results) >= 3 and all(r.accepted for r in results)
+    for r in results:
+        for k in range(r.num_overlap, r.num_keyframes):
+            kf = rec.store[r.frame_ids[k]]
+            assert torch.equal(kf.depth, r.depth[k].float().cpu()) and torch.equal(kf.conf, r.conf[k].cpu().half())
+            assert torch.equal(kf.cam_to_world, r.cam_to_world[k].cpu().double())
+            assert torch.equal(kf.intrinsics, r.intrinsics[k].cpu().float())
+            assert kf.depth.untyped_storage().nbytes() == kf.depth.numel() * 4          # its own copy
+        t = r.timings
+        assert {"context", "store"} <= set(t) and min(t.values()) >= 0.0
+        assert t["total"] == pytest.approx(t["preprocess"] + t["context"] + t["predict"] + t["post"])
+    assert len(rec.store) == len(rec.trajectory)
+
+
 def test_frames_are_resized_to_model_width_and_size_changes_are_explicit(seq):
     rec = StreamingReconstructor(OraclePredictor(seq, seed=1), every_frame(image_width=56))
     rec.push(seq.images[0])

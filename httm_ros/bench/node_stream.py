@@ -366,7 +366,23 @@ def stream_table(result: Dict[str, Any]) -> List[str]:
            "|---|---|---|---|"]
     for stage, row in (s.get("stages") or {}).items():
         out.append(f"| {stage} | {_f(row['median_s'], '{:.4f}')} | {_f(row['total_s'])} | {row['windows']} |")
+    gap = outside_stages(result.get("windows") or [])
+    if gap:
+        out += ["", "Outside every stage (a window's latency less its stages but `preprocess`, which its "
+                "frames paid in earlier pushes: the last frame's keyframe selection and preprocessing, "
+                f"{'work before 605259e timed nowhere, ' if 'context' not in (s.get('stages') or {}) else ''}"
+                f"the core's bookkeeping): first window {gap[0]:.3f} s, median {gap[1]:.3f} s, max {gap[2]:.3f} s."]
     return out
+
+
+def outside_stages(windows: List[Dict[str, Any]]) -> Optional[Tuple[float, float, float]]:
+    """(first, median, max) over the windows of the latency less the core's stages after preprocessing
+    (``total - preprocess``: the new keyframes' preprocessing ran in the earlier pushes); None if none."""
+    gap = [w["latency_s"] - w["timings"]["total"] + w["timings"].get("preprocess", 0.0)
+           for w in windows if "total" in (w.get("timings") or {})]
+    if not gap:
+        return None
+    return gap[0], float(np.median(gap)), max(gap)
 
 
 def _model_name(settings: Dict[str, Any]) -> str:

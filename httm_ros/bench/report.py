@@ -1094,7 +1094,13 @@ def stream_section(results: Sequence[Dict]) -> List[str]:
            "(`httm_ros.bench.node_stream`), a synthetic sequence pushed frame by frame; latency = from the "
            "push of a window's last frame to its result; p50/p99 over the windows after the first. Geometry "
            "`oracle`: the model runs on every window for its time, the core gets the synthetic ground "
-           "truth's geometry (random weights would lose every window); `model`: the model's own outputs.", ""]
+           "truth's geometry (random weights would lose every window); `model`: the model's own outputs. "
+           "Stage `context` (anchored windows: choosing the anchor and context keyframes, before the model) "
+           "is timed from 605259e on; before it that work was outside every stage and grew with the keyframe "
+           "store (one projection per stored keyframe): see the time outside every stage under "
+           "`h100_s17_stream_long.json`. `cpu_context_before.json` / `cpu_context_after.json`: the same command "
+           "before and after the "
+           "store's covisibility became one projection (`keyframe_store.visible_fractions`).", ""]
     if not results:
         return out + [NOT_YET + " (`PART=12 bash bench/gpu_next.sh` on the GPU)", ""]
     if not any(str(env_of(res).get("device", "")).startswith("NVIDIA") for res in results):

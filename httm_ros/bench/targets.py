@@ -109,7 +109,8 @@ def window_targets(results: List[Dict]) -> List[Tuple[str, str, str]]:
                                                     f"{window_mode(httm)} vs {window_mode(dense)})"),
                         _verdict(None if sp is None else sp >= need,
                                  "" if sp is None else f"{100 * (sp / need - 1):+.0f}% of target")))
-        for frames in sorted({r.get("frames") for r in window_rows(runs) if r.get("mode") == "fastvggt"}):
+        streamed = {r.get("frames") for r in window_rows(runs) if r.get("mode") == "fastvggt" and r.get("new") != 0}
+        for frames in sorted(streamed):          # (new 0: one forward of the same frames, judged below)
             peer, httm = same_run_pair(runs, frames, "fastvggt")
             sp = None if httm is None else peer["p50_s"] / httm["p50_s"]
             out.append((f"HTTM p50 below the FastVGGT code's p50 @{frames} frames{on}",

@@ -56,9 +56,10 @@ from .predictor import Predictor
 from .stream_config import StreamConfig
 from .tracking import Tracker, TrackingState
 
-POST_STAGES = ("align", "check", "filter", "unproject", "map_update")   # everything after predict
+POST_STAGES = ("align", "check", "filter", "unproject", "map_update", "store")   # everything after predict
 # WindowResult.timings (seconds): preprocess (the new keyframes'), context (anchored: choosing the
-# anchor and context keyframes), predict, POST_STAGES, post (their sum), total
+# anchor and context keyframes), predict, POST_STAGES (store: the trajectory, metric scale and
+# keyframe store updates of an accepted window), post (their sum), total
 
 
 class FrameSizeError(ValueError):
@@ -590,12 +591,20 @@ class StreamingReconstructor:
             kf.cam_to_world, kf.intrinsics = result.cam_to_world[k].clone(), result.intrinsics[k].clone()
             kf.depth, kf.conf = result.depth[k].clone(), result.conf[k].clone()
         if self.anchored:
-            seg = self.segments[-1].index
-            for k in range(n_ov, result.num_keyframes):
-                kf = self._pending[k]
-                self.store.add(make_stored(kf.frame_id, kf.stamp, seg, kf.image, kf.depth, kf.conf,
-                                           kf.cam_to_world, kf.intrinsics, self.config.store))
+            self._store_new(result, new)
         self._anchor = self._pending[first:]
+        timings["store"] = timer.lap("store")
+
+    def _store_new(self, result: WindowResult, new: slice) -> None:
+        """The window's new keyframes into the keyframe store: images, depth, confidence, poses and
+        intrinsics reach the host in one transfer each, not one small copy per keyframe."""
+        seg, kfs = self.segments[-1].index, self._pending[new]
+        images = torch.stack([kf.image for kf in kfs]).cpu()                   # uint8 [n,3,h,w]
+        depth, conf = result.depth[new].detach().cpu(), result.conf[new].detach().cpu()       # [n,h,w]
+        poses, intr = result.cam_to_world[new].detach().cpu(), result.intrinsics[new].detach().cpu()
+        for i, kf in enumerate(kfs):
+            self.store.add(make_stored(kf.frame_id, kf.stamp, seg, images[i], depth[i], conf[i], poses[i], intr[i],
+                                       self.config.store))
 
     def _metric_update(self, result: WindowResult, new: slice) -> MetricReport:
         """The window's metric scale from the sensor depth of its new keyframes (world-unit depth
