@@ -5,7 +5,8 @@ node's parameter values (``params.defaults()`` with test weights, as the node ru
 checkpoint; ``--config``, ``--device`` and ``--set name=value`` override values and are validated
 as the node validates them), including the node's start-up warm-up (timed apart). The frames of a
 synthetic sequence (``demo_sequence``, by default at the model input size of a 4:3 frame) are
-pushed in order into the streaming core (``streaming.run_stream``); every window's wall latency
+pushed in order into the node's own streaming core (the runner's, as the node builds it; with
+``--geometry oracle`` its predictor is wrapped, below; ``streaming.push_stream``); every window's wall latency
 (from the push of its last frame to its result) and the core's per-stage seconds are recorded.
 
 Geometry: with random / test weights the model's poses are meaningless and the windows would be
@@ -46,7 +47,7 @@ from ..ros.model_runner import ModelRunner, SafePredictor, build_model_runner
 from ..synthetic import demo_sequence
 from ..synthetic.oracle import OraclePredictor
 from ..synthetic.trajectory import KINDS
-from .streaming import run_stream, trajectory_metrics
+from .streaming import push_stream, trajectory_metrics
 
 LOG = logging.getLogger("httm_ros.bench.node_stream")
 STAGES = ("preprocess", "context", "predict") + POST_STAGES + ("post", "total")   # WindowResult.timings keys
@@ -323,9 +324,9 @@ def stream(args, out: Dict[str, Any], runner: ModelRunner, seq):
             out["truncated"] = True
         return out["truncated"]
 
-    rec, _, wall = run_stream(seq, predictor, runner.reconstructor.config, on_push, flush=out["flush"])
-    if runner.reconstructor.loops is not None:
-        runner.reconstructor.loops.close()                    # the runner's own core: unused
+    rec = runner.reconstructor                                  # the node's own core, as built
+    rec.predictor = predictor
+    _, wall = push_stream(seq, rec, on_push, flush=out["flush"])
     out["summary"] = {**summary(out["windows"], wall, pushed[0]), "gpu_memory": gpu_memory(runner.device)}
     return rec
 

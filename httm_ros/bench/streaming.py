@@ -93,11 +93,19 @@ def stream_config(mode: str, window: int, overlap: int, device: str = "cpu",
 
 def run_stream(seq, predictor, config: StreamConfig, on_push: Optional[Callable[[list, float], bool]] = None,
                flush: bool = True):
-    """Push every frame, then flush (unless ``flush`` is False); returns (reconstructor, results,
-    wall seconds). ``on_push(windows, seconds)``, called after each push (and the flush) with the
-    WindowResults it returned and its seconds: its own time is left out of the wall seconds; when it
-    returns True no more frames are pushed (the flush still runs)."""
+    """A new reconstructor of ``predictor`` and ``config`` through :func:`push_stream` -> (reconstructor,
+    results, wall seconds)."""
     rec = StreamingReconstructor(predictor, config)
+    results, wall = push_stream(seq, rec, on_push, flush)
+    return rec, results, wall
+
+
+def push_stream(seq, rec: StreamingReconstructor, on_push: Optional[Callable[[list, float], bool]] = None,
+                flush: bool = True):
+    """Push every frame of ``seq`` into ``rec``, then flush (unless ``flush`` is False); returns
+    (results, wall seconds). ``on_push(windows, seconds)``, called after each push (and the flush)
+    with the WindowResults it returned and its seconds: its own time is left out of the wall
+    seconds; when it returns True no more frames are pushed (the flush still runs)."""
     results: list = []
     outside = [0.0]
 
@@ -119,7 +127,7 @@ def run_stream(seq, predictor, config: StreamConfig, on_push: Optional[Callable[
             break
     if flush:
         step(rec.flush)
-    return rec, results, time.perf_counter() - t0 - outside[0]
+    return results, time.perf_counter() - t0 - outside[0]
 
 
 def trained_network_run(kind: str, program: str, args, **config) -> Tuple[str, dict]:
