@@ -254,25 +254,15 @@ def warmup_seconds(runner: ModelRunner) -> Optional[float]:
     return float(sum(w["seconds"])) + float((w.get("core") or {}).get("seconds", 0.0))
 
 
-def render_device(values: Dict[str, Any]) -> str:
-    """Where the synthetic frames are rendered: the GPU when the node runs on one (a long sequence
-    renders in seconds there, minutes on the CPU), else the CPU. The frames are the same either way
-    up to float32 rounding of the ray directions."""
-    device = str(values["device"])
-    if device == "cpu" or not torch.cuda.is_available():
-        return "cpu"
-    return device if device.startswith("cuda") else "cuda"
-
-
 def run(args, argv: List[str]) -> int:
     values, overrides = node_values(args)
     hw, model_hw = frame_hw(args, values)
-    start, device = time.perf_counter(), render_device(values)
+    runner, build_s = build(values)
+    start, device = time.perf_counter(), str(runner.device)      # rendered where the node runs: seconds on a GPU
     seq = demo_sequence(args.frames, hw[1], hw[0], seed=args.seed, trajectory=args.trajectory,
                         device=device)                                        # images [N,H,W,3] on the host
     sequence = {"frames": args.frames, "image_hw": list(hw), "model_input_hw": list(model_hw), "seed": args.seed,
                 "trajectory": args.trajectory, "render_device": device, "render_s": time.perf_counter() - start}
-    runner, build_s = build(values)
     out = header(args, argv, values, overrides, runner, sequence)
     out["build_s"] = build_s
     if runner.device.type == "cuda":

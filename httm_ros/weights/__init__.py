@@ -21,11 +21,14 @@ SYNTH_MERGE_NAME = "httm-vggt-synth-merge"
 
 def synth_weights() -> Optional[Path]:
     """Path of httm-vggt-synth.safetensors in this folder, None if it is not there (yet)."""
-    path = FOLDER / f"{SYNTH_NAME}.safetensors"
-    return path if path.is_file() else None
+    return _shipped(SYNTH_NAME)
 
 
 def synth_merge_weights() -> Optional[Path]:
     """Path of httm-vggt-synth-merge.safetensors in this folder, None if it is not there."""
-    path = FOLDER / f"{SYNTH_MERGE_NAME}.safetensors"
+    return _shipped(SYNTH_MERGE_NAME)
+
+
+def _shipped(name: str) -> Optional[Path]:
+    path = FOLDER / f"{name}.safetensors"
     return path if path.is_file() else None
